@@ -1,0 +1,213 @@
+//! Commands that talk to a running node through its control API.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+use guts_node::Multiaddr;
+use guts_node::api::types::{
+    ConnectRequest, ConnectResponse, Direction, ErrorBody, PeerReport, StatusReport,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Where the node's control API is.
+#[derive(Args, Debug)]
+pub struct ApiArgs {
+    /// The node's control API address.
+    #[arg(long, env = "GUTS_API", value_name = "ADDR", default_value = guts_node::config::DEFAULT_API)]
+    api: SocketAddr,
+}
+
+/// A client of one node's control API.
+struct Client {
+    addr: SocketAddr,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn new(args: &ApiArgs, timeout: Duration) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(3)))
+            .timeout_global(Some(timeout))
+            .build()
+            .into();
+        Client {
+            addr: args.api,
+            agent,
+        }
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let response = self
+            .agent
+            .get(format!("http://{}{path}", self.addr))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        self.decode(response)
+    }
+
+    fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        let response = self
+            .agent
+            .post(format!("http://{}{path}", self.addr))
+            .send_json(body)
+            .map_err(|e| self.unreachable(e))?;
+        self.decode(response)
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        mut response: ureq::http::Response<ureq::Body>,
+    ) -> anyhow::Result<T> {
+        let status = response.status();
+        if status.is_success() {
+            return response.body_mut().read_json().with_context(|| {
+                format!(
+                    "the node at {} sent an answer this client cannot read",
+                    self.addr
+                )
+            });
+        }
+        let message = response
+            .body_mut()
+            .read_json::<ErrorBody>()
+            .map(|b| b.error)
+            .unwrap_or_else(|_| format!("HTTP {status}"));
+        Err(anyhow!(message))
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
+        match e {
+            ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+                let why = match e {
+                    ureq::Error::Io(io) => io.to_string(),
+                    other => other.to_string(),
+                };
+                anyhow!(
+                    "no node at {} ({why}); start one with `guts node`, or point --api / GUTS_API at a running node",
+                    self.addr
+                )
+            }
+            ureq::Error::Timeout(_) => anyhow!("the node at {} did not answer in time", self.addr),
+            other => anyhow!("cannot talk to the node at {}: {other}", self.addr),
+        }
+    }
+}
+
+pub fn status(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
+    let status: StatusReport = Client::new(args, Duration::from_secs(10)).get("/api/v1/status")?;
+    if json {
+        return print_json(&status);
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, label: &str, value: &str| {
+        let _ = writeln!(out, "{label:<14}{value}");
+    };
+    line(&mut out, "peer id:", &status.peer_id);
+    line(&mut out, "network:", &status.network);
+    line(&mut out, "version:", &status.version);
+    line(
+        &mut out,
+        "uptime:",
+        &humantime::format_duration(Duration::from_secs(status.uptime_secs)).to_string(),
+    );
+    list(&mut out, "listening:", &status.listen_addresses);
+    list(&mut out, "external:", &status.external_addresses);
+    line(
+        &mut out,
+        "peers:",
+        &format!(
+            "{} connected, {} in routing table",
+            status.connected_peers, status.routing_table_size
+        ),
+    );
+    line(&mut out, "dht mode:", &status.dht_mode);
+    line(&mut out, "mdns:", if status.mdns { "on" } else { "off" });
+    line(
+        &mut out,
+        "relay server:",
+        if status.relay_server { "on" } else { "off" },
+    );
+    let bootstrap: Vec<String> = status
+        .bootstrap
+        .iter()
+        .map(|b| format!("{} ({})", b.address, b.state))
+        .collect();
+    list(&mut out, "bootstrap:", &bootstrap);
+    print!("{out}");
+    Ok(())
+}
+
+fn list(out: &mut String, label: &str, items: &[String]) {
+    if items.is_empty() {
+        let _ = writeln!(out, "{label:<14}(none)");
+    }
+    for (i, item) in items.iter().enumerate() {
+        let _ = writeln!(out, "{:<14}{item}", if i == 0 { label } else { "" });
+    }
+}
+
+pub fn peers(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
+    let peers: Vec<PeerReport> = Client::new(args, Duration::from_secs(10)).get("/api/v1/peers")?;
+    if json {
+        return print_json(&peers);
+    }
+    if peers.is_empty() {
+        println!("no connected peers");
+        return Ok(());
+    }
+    println!(
+        "{:<54} {:<4} {:>9} {:>8}  {:<24} ADDRESS",
+        "PEER", "DIR", "RTT", "UP", "AGENT"
+    );
+    for p in &peers {
+        let dir = match p.direction {
+            Direction::Inbound => "in",
+            Direction::Outbound => "out",
+        };
+        let rtt = p
+            .last_ping_rtt_ms
+            .map(|ms| format!("{ms:.1}ms"))
+            .unwrap_or_else(|| "-".into());
+        let up = humantime::format_duration(Duration::from_secs(p.connected_secs)).to_string();
+        let mark = if p.protected { "*" } else { "" };
+        println!(
+            "{:<54} {:<4} {:>9} {:>8}  {:<24} {}",
+            format!("{}{mark}", p.peer_id),
+            dir,
+            rtt,
+            up,
+            p.agent_version.as_deref().unwrap_or("-"),
+            p.addresses.first().map(String::as_str).unwrap_or("-"),
+        );
+    }
+    if peers.iter().any(|p| p.protected) {
+        println!("(* protected: kept connected)");
+    }
+    Ok(())
+}
+
+pub fn connect(args: &ApiArgs, address: &Multiaddr) -> anyhow::Result<()> {
+    // The node bounds the dial by its connection timeout; leave room for that.
+    let client = Client::new(args, Duration::from_secs(60));
+    let reply: ConnectResponse = client.post(
+        "/api/v1/connect",
+        &ConnectRequest {
+            address: address.to_string(),
+        },
+    )?;
+    if reply.peer_id.is_empty() {
+        bail!("the node did not say which peer it connected to");
+    }
+    println!("connected to {}", reply.peer_id);
+    Ok(())
+}
+
+fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

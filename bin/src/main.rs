@@ -1,0 +1,87 @@
+//! `guts`: run a Guts node, or talk to a running one through its control API.
+
+mod client;
+mod logging;
+mod node_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Guts: git repositories hosted peer to peer, with no central server.
+#[derive(Parser)]
+#[command(name = "guts", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node until SIGINT or SIGTERM.
+    Node(Box<node_cmd::NodeArgs>),
+    /// Show a running node's status.
+    Status {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a running node's connected peers.
+    Peers {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a running node to connect to a peer (and keep that connection).
+    Connect {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        /// The peer's multiaddr, with or without /p2p/<peer-id>.
+        #[arg(value_name = "MULTIADDR", value_parser = guts_node::config::parse_multiaddr)]
+        address: guts_node::Multiaddr,
+    },
+    /// Print the peer id of the node whose data dir this is (creating its identity if
+    /// there is none yet). Works offline.
+    Id {
+        /// The node's data dir.
+        #[arg(long, env = "GUTS_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// Exit status for bad input (flags, config values): the same as clap's usage errors.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Node(args) => return node_cmd::run(*args),
+        Command::Status { api, json } => client::status(&api, json),
+        Command::Peers { api, json } => client::peers(&api, json),
+        Command::Connect { api, address } => client::connect(&api, &address),
+        Command::Id { data_dir } => print_id(data_dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_id(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = data_dir.unwrap_or_else(guts_node::config::default_data_dir);
+    let identity = guts_storage::DataDir::open_unlocked(&dir)?.identity()?;
+    let peer_id = guts_node::peer_id_of(&identity)?;
+    if identity.was_created() {
+        eprintln!("created a new identity in {}", dir.display());
+    }
+    println!("{peer_id}");
+    Ok(())
+}

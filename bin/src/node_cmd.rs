@@ -1,0 +1,222 @@
+//! `guts node`: settings from flags, then `GUTS_*` environment variables, then a TOML
+//! file, then built-in defaults; then run until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use guts_node::config::parse_multiaddr;
+use guts_node::{Config, DhtMode, LogFormat, Multiaddr, Node, NodeError};
+use guts_protocol::NetworkName;
+
+use crate::{EXIT_USAGE, logging};
+
+/// How long a clean shutdown may take before the process exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Flags of `guts node`. Each also reads the `GUTS_*` variable shown in `--help`; a flag
+/// that is not given leaves the config file's value (or the default) in place.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// TOML config file (any key left out keeps its default).
+    #[arg(long, env = "GUTS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the effective config as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Data dir: identity and repositories [default: ~/.local/share/guts].
+    #[arg(long, env = "GUTS_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Network name; nodes of different networks never talk [default: guts].
+    #[arg(long, env = "GUTS_NETWORK", value_name = "NAME")]
+    network: Option<NetworkName>,
+    /// Listen multiaddr, repeatable [default: /ip4/0.0.0.0/tcp/9000, /ip4/0.0.0.0/udp/9000/quic-v1, and IPv6 alike].
+    #[arg(long = "listen", env = "GUTS_LISTEN", value_name = "MULTIADDR", value_delimiter = ',', value_parser = parse_multiaddr)]
+    listen: Vec<Multiaddr>,
+    /// Bootstrap peer multiaddr, repeatable, with or without /p2p/<peer-id>.
+    #[arg(long = "bootstrap", env = "GUTS_BOOTSTRAP", value_name = "MULTIADDR", value_delimiter = ',', value_parser = parse_multiaddr)]
+    bootstrap: Vec<Multiaddr>,
+    /// Address other nodes can reach this one at, repeatable.
+    #[arg(long = "external-address", env = "GUTS_EXTERNAL_ADDRESS", value_name = "MULTIADDR", value_delimiter = ',', value_parser = parse_multiaddr)]
+    external_addresses: Vec<Multiaddr>,
+    /// mDNS discovery on the LAN: on or off [default: on].
+    #[arg(long, env = "GUTS_MDNS", value_name = "on|off", value_parser = parse_on_off)]
+    mdns: Option<bool>,
+    /// Keep only mDNS-found peers with this tag [default: guts].
+    #[arg(long, env = "GUTS_MDNS_SERVICE_TAG", value_name = "TAG")]
+    mdns_service_tag: Option<String>,
+    /// Kademlia mode: client, server or auto [default: server].
+    #[arg(long, env = "GUTS_DHT_MODE", value_name = "MODE")]
+    dht_mode: Option<DhtMode>,
+    /// Act as a circuit relay for other nodes.
+    #[arg(long, env = "GUTS_RELAY_SERVER", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    relay_server: Option<bool>,
+    /// Interval between pings, e.g. 30s [default: 30s].
+    #[arg(long, env = "GUTS_PING_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    ping_interval: Option<Duration>,
+    /// Time allowed to set up a connection [default: 10s].
+    #[arg(long, env = "GUTS_CONNECTION_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    connection_timeout: Option<Duration>,
+    /// Close connections no protocol uses after this long [default: 60s].
+    #[arg(long, env = "GUTS_IDLE_CONNECTION_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    idle_connection_timeout: Option<Duration>,
+    /// Interval of the one-line status log [default: 30s].
+    #[arg(long, env = "GUTS_STATUS_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    status_interval: Option<Duration>,
+    /// Control API address, or "off" [default: 127.0.0.1:9080].
+    #[arg(long, env = "GUTS_API", value_name = "ADDR|off", value_parser = parse_api)]
+    api: Option<ApiSetting>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "GUTS_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ApiSetting(Option<SocketAddr>);
+
+impl NodeArgs {
+    /// The effective config: these flags over the file over the defaults.
+    fn config(&self) -> Result<Config, guts_node::ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.data_dir {
+            c.data_dir = v.clone();
+        }
+        if let Some(v) = &self.network {
+            c.network = v.clone();
+        }
+        for (flag, field) in [
+            (&self.listen, &mut c.listen),
+            (&self.bootstrap, &mut c.bootstrap),
+            (&self.external_addresses, &mut c.external_addresses),
+        ] {
+            if !flag.is_empty() {
+                *field = flag.clone();
+            }
+        }
+        if let Some(v) = self.mdns {
+            c.mdns = v;
+        }
+        if let Some(v) = &self.mdns_service_tag {
+            c.mdns_service_tag = v.clone();
+        }
+        if let Some(v) = self.dht_mode {
+            c.dht_mode = v;
+        }
+        if let Some(v) = self.relay_server {
+            c.relay_server = v;
+        }
+        for (flag, field) in [
+            (self.ping_interval, &mut c.ping_interval),
+            (self.connection_timeout, &mut c.connection_timeout),
+            (self.idle_connection_timeout, &mut c.idle_connection_timeout),
+            (self.status_interval, &mut c.status_interval),
+        ] {
+            if let Some(v) = flag {
+                *field = v;
+            }
+        }
+        if let Some(ApiSetting(v)) = self.api {
+            c.api = v;
+        }
+        if let Some(v) = self.log_format {
+            c.log_format = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+pub fn run(args: NodeArgs) -> ExitCode {
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    logging::init(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_until_signal(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(NodeError::Config(e)) => {
+            tracing::error!("{e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_until_signal(config: Config) -> Result<(), NodeError> {
+    let node = Node::start(config).await?;
+    let signal = wait_for_signal().await;
+    tracing::info!("{signal}: shutting down");
+    tokio::select! {
+        _ = node.shutdown() => {}
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!("shutdown took longer than {}s; exiting anyway", SHUTDOWN_GRACE.as_secs());
+        }
+        second = wait_for_signal() => tracing::warn!("{second} again: exiting now"),
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("expected on or off, got {s:?}")),
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    parse_on_off(s).map_err(|_| format!("expected true or false, got {s:?}"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 500ms, 30s, 5m"))
+}
+
+fn parse_api(s: &str) -> Result<ApiSetting, String> {
+    guts_node::config::parse_api_addr(s).map(ApiSetting)
+}

@@ -1,0 +1,101 @@
+//! JSON bodies of the control API, shared by the node and its clients.
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /api/v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// This node's peer id.
+    pub peer_id: String,
+    /// Network name.
+    pub network: String,
+    /// Guts version.
+    pub version: String,
+    /// Addresses the node listens on, as bound (port 0 resolved).
+    pub listen_addresses: Vec<String>,
+    /// Addresses other nodes are told to reach this node at.
+    pub external_addresses: Vec<String>,
+    /// Number of connected peers.
+    pub connected_peers: usize,
+    /// Number of peers in the Kademlia routing table.
+    pub routing_table_size: usize,
+    /// Seconds since the node started.
+    pub uptime_secs: u64,
+    /// Kademlia mode in effect (`client` or `server`).
+    pub dht_mode: String,
+    /// Whether mDNS discovery is on.
+    pub mdns: bool,
+    /// Whether the node is a circuit relay for others.
+    pub relay_server: bool,
+    /// Each configured bootstrap address and how it is doing.
+    pub bootstrap: Vec<BootstrapReport>,
+}
+
+/// One configured bootstrap address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootstrapReport {
+    /// The address as configured.
+    pub address: String,
+    /// The peer behind it, once known.
+    pub peer_id: Option<String>,
+    /// `connected`, `dialing`, `retrying in <time>` or `other network: <protocol version>`.
+    pub state: String,
+}
+
+/// Which side opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// The peer dialled us.
+    Inbound,
+    /// We dialled the peer.
+    Outbound,
+}
+
+/// One connected peer in `GET /api/v1/peers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// The peer's id.
+    pub peer_id: String,
+    /// Remote address of each open connection.
+    pub addresses: Vec<String>,
+    /// Direction of the oldest open connection.
+    pub direction: Direction,
+    /// Number of open connections.
+    pub connections: usize,
+    /// The peer's agent version, once identified.
+    pub agent_version: Option<String>,
+    /// The peer's protocol family version, once identified.
+    pub protocol_version: Option<String>,
+    /// Protocols the peer supports, once identified.
+    pub protocols: Vec<String>,
+    /// When the peer connected (seconds since the Unix epoch).
+    pub connected_since_unix: u64,
+    /// How long it has been connected, in seconds.
+    pub connected_secs: u64,
+    /// Round-trip time of the last ping, in milliseconds.
+    pub last_ping_rtt_ms: Option<f64>,
+    /// Whether the connection manager keeps this peer whatever happens.
+    pub protected: bool,
+}
+
+/// `POST /api/v1/connect` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectRequest {
+    /// Multiaddr to dial, with or without `/p2p/<peer-id>`.
+    pub address: String,
+}
+
+/// `POST /api/v1/connect` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectResponse {
+    /// The peer now connected.
+    pub peer_id: String,
+}
+
+/// Body of every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, naming the bad value.
+    pub error: String,
+}

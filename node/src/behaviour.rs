@@ -1,0 +1,134 @@
+//! The composed libp2p behaviour of a Guts node.
+
+use std::time::Duration;
+
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{StreamProtocol, gossipsub, identify, identity::Keypair, kad, mdns, ping, relay};
+
+use crate::config::{Config, DhtMode};
+use crate::connection_manager;
+use crate::error::NodeError;
+
+/// Every protocol the node speaks. Fields are polled in declaration order and the first
+/// to deny a connection wins, so the connection manager comes first.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub connection_manager: connection_manager::Behaviour,
+    pub relay_client: relay::client::Behaviour,
+    pub relay_server: Toggle<relay::Behaviour>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub gossipsub: gossipsub::Behaviour,
+}
+
+/// The identify agent version: `guts/<version> (mdns-tag: <tag>)`. The mDNS tag rides here
+/// because libp2p's mDNS has a fixed service name: peers found by mDNS whose tag differs
+/// are dropped once identify tells us their tag.
+pub(crate) fn agent_version(mdns_tag: &str) -> String {
+    format!("guts/{} (mdns-tag: {mdns_tag})", env!("CARGO_PKG_VERSION"))
+}
+
+/// The mDNS tag in a peer's agent version, if it is a Guts node that announces one.
+pub(crate) fn mdns_tag_of(agent_version: &str) -> Option<&str> {
+    agent_version
+        .strip_prefix("guts/")?
+        .split_once("(mdns-tag: ")?
+        .1
+        .strip_suffix(')')
+}
+
+impl Behaviour {
+    pub(crate) fn new(
+        key: &Keypair,
+        relay_client: relay::client::Behaviour,
+        config: &Config,
+    ) -> Result<Self, NodeError> {
+        let peer_id = key.public().to_peer_id();
+        let network = &config.network;
+
+        let identify = identify::Behaviour::new(
+            identify::Config::new(network.identify_protocol_version(), key.public())
+                .with_agent_version(agent_version(&config.mdns_service_tag))
+                .with_push_listen_addr_updates(true),
+        );
+
+        let kad_protocol = StreamProtocol::try_from_owned(network.kad_protocol())
+            .map_err(|e| NodeError::Setup(format!("Kademlia protocol name: {e}")))?;
+        let mut kad_config = kad::Config::new(kad_protocol);
+        kad_config.set_query_timeout(Duration::from_secs(30));
+        let store = kad::store::MemoryStore::with_config(
+            peer_id,
+            kad::store::MemoryStoreConfig {
+                // Every repository a node holds is one provider key; the default 1024 is
+                // too few for a node that replicates everything.
+                max_provided_keys: 1 << 16,
+                max_records: 1 << 14,
+                ..Default::default()
+            },
+        );
+        let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+        kad.set_mode(match config.dht_mode {
+            DhtMode::Client => Some(kad::Mode::Client),
+            DhtMode::Server => Some(kad::Mode::Server),
+            // Let kad switch on its own once an external address is confirmed.
+            DhtMode::Auto => None,
+        });
+
+        let mdns = if config.mdns {
+            let behaviour = mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
+                .map_err(|e| NodeError::Setup(format!("mDNS: {e}")))?;
+            Some(behaviour)
+        } else {
+            None
+        };
+
+        let gossipsub_config = gossipsub::ConfigBuilder::default()
+            .protocol_id_prefix(network.gossipsub_protocol_prefix())
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .build()
+            .map_err(|e| NodeError::Setup(format!("gossipsub: {e}")))?;
+        let mut gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossipsub_config,
+        )
+        .map_err(|e| NodeError::Setup(format!("gossipsub: {e}")))?;
+        gossipsub
+            .subscribe(&gossipsub::IdentTopic::new(network.announce_topic()))
+            .map_err(|e| NodeError::Setup(format!("gossipsub subscribe: {e}")))?;
+
+        let relay_server = config
+            .relay_server
+            .then(|| relay::Behaviour::new(peer_id, relay::Config::default()));
+
+        Ok(Behaviour {
+            connection_manager: connection_manager::Behaviour::default(),
+            relay_client,
+            relay_server: relay_server.into(),
+            identify,
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval)),
+            kad,
+            mdns: mdns.into(),
+            gossipsub,
+        })
+    }
+
+    /// Number of peers in the Kademlia routing table.
+    pub(crate) fn routing_table_size(&mut self) -> usize {
+        self.kad.kbuckets().map(|b| b.num_entries()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mdns_tag_round_trips_through_the_agent_version() {
+        assert_eq!(mdns_tag_of(&agent_version("lab-2")), Some("lab-2"));
+        assert_eq!(mdns_tag_of("rust-libp2p/0.1"), None);
+        assert_eq!(mdns_tag_of("guts/0.1.0"), None);
+    }
+}

@@ -1,0 +1,517 @@
+//! Node configuration: built-in defaults, a TOML file, and validation.
+//!
+//! The command line and environment are the binary's business; it layers them over a
+//! [`Config`] loaded here, then calls [`Config::validate`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use guts_protocol::NetworkName;
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use serde::{Deserialize, Serialize};
+
+/// Default TCP and UDP (QUIC) port.
+pub const DEFAULT_PORT: u16 = 9000;
+/// Default control API address: loopback only.
+pub const DEFAULT_API: &str = "127.0.0.1:9080";
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the identity (and later the repositories) live.
+    pub data_dir: PathBuf,
+    /// Network name; carried in every protocol name so networks never mix.
+    pub network: NetworkName,
+    /// Addresses to listen on (TCP and QUIC).
+    #[serde(with = "multiaddrs")]
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start, with or without a trailing `/p2p/<peer-id>`.
+    #[serde(with = "multiaddrs")]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Addresses other nodes can reach this node at (e.g. behind NAT or in docker).
+    #[serde(with = "multiaddrs")]
+    pub external_addresses: Vec<Multiaddr>,
+    /// Discover peers on the LAN with mDNS.
+    pub mdns: bool,
+    /// Only peers announcing the same tag are kept when found through mDNS.
+    pub mdns_service_tag: String,
+    /// Kademlia mode.
+    pub dht_mode: DhtMode,
+    /// Act as a circuit relay for other nodes.
+    pub relay_server: bool,
+    /// Interval between pings on each connection.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// Time allowed to establish a connection (transport, security and muxer handshakes).
+    #[serde(with = "humantime_serde")]
+    pub connection_timeout: Duration,
+    /// A connection no protocol uses is closed after this long.
+    #[serde(with = "humantime_serde")]
+    pub idle_connection_timeout: Duration,
+    /// Interval of the one-line status log.
+    #[serde(with = "humantime_serde")]
+    pub status_interval: Duration,
+    /// Local control API address, or `None` for no API (`"off"` in the file).
+    #[serde(with = "api_addr")]
+    pub api: Option<SocketAddr>,
+    /// Log output format (used by the binary).
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: default_data_dir(),
+            network: NetworkName::default_network(),
+            listen: default_listen_addrs(host_has_ipv6()),
+            bootstrap: Vec::new(),
+            external_addresses: Vec::new(),
+            mdns: true,
+            mdns_service_tag: "guts".to_owned(),
+            dht_mode: DhtMode::Server,
+            relay_server: false,
+            ping_interval: Duration::from_secs(30),
+            connection_timeout: Duration::from_secs(10),
+            idle_connection_timeout: Duration::from_secs(60),
+            status_interval: Duration::from_secs(30),
+            api: Some(DEFAULT_API.parse().expect("valid default API address")),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// The default data dir: the platform data dir (`~/.local/share/guts` on Linux), or
+/// `./guts-data` where there is no home directory (e.g. a bare container).
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .map(|d| d.join("guts"))
+        .unwrap_or_else(|| PathBuf::from("guts-data"))
+}
+
+/// The default listen addresses: TCP and QUIC on port 9000, IPv4 and (if present) IPv6.
+pub fn default_listen_addrs(ipv6: bool) -> Vec<Multiaddr> {
+    let mut addrs = vec![
+        format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"),
+        format!("/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1"),
+    ];
+    if ipv6 {
+        addrs.push(format!("/ip6/::/tcp/{DEFAULT_PORT}"));
+        addrs.push(format!("/ip6/::/udp/{DEFAULT_PORT}/quic-v1"));
+    }
+    addrs
+        .iter()
+        .map(|a| a.parse().expect("valid default multiaddr"))
+        .collect()
+}
+
+/// Whether this host can bind IPv6 sockets (containers often cannot).
+fn host_has_ipv6() -> bool {
+    std::net::UdpSocket::bind("[::1]:0").is_ok()
+}
+
+/// Kademlia DHT mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DhtMode {
+    /// Query the DHT but do not answer queries.
+    Client,
+    /// Query and answer (the default: nodes serve repositories).
+    Server,
+    /// Server once an external address is confirmed, client until then.
+    Auto,
+}
+
+impl FromStr for DhtMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "client" => Ok(DhtMode::Client),
+            "server" => Ok(DhtMode::Server),
+            "auto" => Ok(DhtMode::Auto),
+            _ => Err(format!(
+                "invalid DHT mode {s:?}: expected client, server or auto"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for DhtMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DhtMode::Client => "client",
+            DhtMode::Server => "server",
+            DhtMode::Auto => "auto",
+        })
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("invalid log format {s:?}: expected text or json")),
+        }
+    }
+}
+
+/// A configuration that cannot be used. Every variant names the offending value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for a [`Config`].
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is out of range or of the wrong form.
+    #[error("invalid {field} value {value:?}: {reason}")]
+    Invalid {
+        /// The setting, as named in the config file.
+        field: &'static str,
+        /// The offending value.
+        value: String,
+        /// What is wrong and what is expected.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads a TOML config file; keys it omits keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; keys it omits keep their defaults.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// The config as TOML, as `--print-config` shows it.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// Checks values that parse but cannot work, naming the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for addr in &self.listen {
+            check_listen_addr(addr)?;
+        }
+        for addr in &self.bootstrap {
+            check_dialable_addr("bootstrap", addr)?;
+        }
+        for addr in &self.external_addresses {
+            check_dialable_addr("external_addresses", addr)?;
+            if addr.iter().any(|p| matches!(p, Protocol::P2p(_))) {
+                return Err(invalid(
+                    "external_addresses",
+                    addr,
+                    "must not end in /p2p/<peer-id>: the node adds its own",
+                ));
+            }
+        }
+        check_tag(&self.mdns_service_tag)?;
+        for (field, value) in [
+            ("ping_interval", self.ping_interval),
+            ("connection_timeout", self.connection_timeout),
+            ("idle_connection_timeout", self.idle_connection_timeout),
+            ("status_interval", self.status_interval),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid {
+                    field,
+                    value: humantime::format_duration(value).to_string(),
+                    reason: "must be greater than zero".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid(field: &'static str, addr: &Multiaddr, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        value: addr.to_string(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// A listen address: `/ip4|ip6/<ip>/tcp/<port>` or `/ip4|ip6/<ip>/udp/<port>/quic-v1`, or a
+/// relay circuit (`…/p2p/<relay>/p2p-circuit`) to be reachable through a relay.
+fn check_listen_addr(addr: &Multiaddr) -> Result<(), ConfigError> {
+    const EXPECTED: &str = "expected /ip4/<ip>/tcp/<port>, /ip4/<ip>/udp/<port>/quic-v1 (or /ip6/…), or <relay-address>/p2p-circuit";
+    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        return check_dialable_addr("listen", addr);
+    }
+    let parts: Vec<_> = addr.iter().collect();
+    match parts.as_slice() {
+        [Protocol::Ip4(_) | Protocol::Ip6(_), Protocol::Tcp(_)]
+        | [
+            Protocol::Ip4(_) | Protocol::Ip6(_),
+            Protocol::Udp(_),
+            Protocol::QuicV1,
+        ] => Ok(()),
+        _ => Err(invalid("listen", addr, EXPECTED)),
+    }
+}
+
+/// An address we dial: host (`ip4`, `ip6`, `dns`, `dns4`, `dns6`) then `tcp/<port>` or
+/// `udp/<port>/quic-v1`, optionally `/p2p/<peer-id>`, optionally followed by a relay
+/// circuit to a further peer.
+fn check_dialable_addr(field: &'static str, addr: &Multiaddr) -> Result<(), ConfigError> {
+    const EXPECTED: &str = "expected /ip4|ip6|dns4|dns6/<host>/tcp/<port> or …/udp/<port>/quic-v1, optionally followed by /p2p/<peer-id>";
+    let mut parts = addr.iter().peekable();
+    match parts.next() {
+        Some(Protocol::Ip4(_) | Protocol::Ip6(_) | Protocol::Dns(_) | Protocol::Dns4(_))
+        | Some(Protocol::Dns6(_)) => {}
+        _ => return Err(invalid(field, addr, EXPECTED)),
+    }
+    match parts.next() {
+        Some(Protocol::Tcp(_)) => {}
+        Some(Protocol::Udp(_)) => {
+            if !matches!(parts.next(), Some(Protocol::QuicV1)) {
+                return Err(invalid(
+                    field,
+                    addr,
+                    "UDP is only supported as QUIC: add /quic-v1 after the port",
+                ));
+            }
+        }
+        _ => return Err(invalid(field, addr, EXPECTED)),
+    }
+    if let Some(Protocol::P2p(_)) = parts.peek() {
+        parts.next();
+    }
+    match parts.next() {
+        None => Ok(()),
+        // <relay>/p2p-circuit[/p2p/<target>]
+        Some(Protocol::P2pCircuit) => match (parts.next(), parts.next()) {
+            (None, _) | (Some(Protocol::P2p(_)), None) => Ok(()),
+            _ => Err(invalid(field, addr, EXPECTED)),
+        },
+        Some(_) => Err(invalid(field, addr, EXPECTED)),
+    }
+}
+
+fn check_tag(tag: &str) -> Result<(), ConfigError> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 63
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            field: "mdns_service_tag",
+            value: tag.to_owned(),
+            reason: "use 1 to 63 lowercase letters, digits, '-', '_' or '.'".into(),
+        })
+    }
+}
+
+/// Parses a multiaddr, with an error that names the value.
+pub fn parse_multiaddr(s: &str) -> Result<Multiaddr, String> {
+    s.trim()
+        .parse::<Multiaddr>()
+        .map_err(|e| format!("invalid multiaddr {s:?}: {e}"))
+}
+
+/// Parses a control API address: `IP:PORT`, or `off` for no API.
+pub fn parse_api_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    s.parse::<SocketAddr>().map(Some).map_err(|_| {
+        format!("invalid API address {s:?}: expected IP:PORT (e.g. {DEFAULT_API}) or off")
+    })
+}
+
+/// Serde for the API address: a socket address, or `"off"`.
+mod api_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(a) => s.collect_str(a),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        super::parse_api_addr(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for lists of multiaddrs as strings, with errors that name the bad value.
+mod multiaddrs {
+    use libp2p::Multiaddr;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addrs: &[Multiaddr], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(addrs.iter().map(|a| a.to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Multiaddr>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| super::parse_multiaddr(s).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> Multiaddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_round_trip_through_toml() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert_eq!(Config::from_toml(&config.to_toml()).unwrap(), config);
+        assert_eq!(config.api.unwrap().to_string(), DEFAULT_API);
+        assert!(config.api.unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn a_file_overrides_only_what_it_names() {
+        let config = Config::from_toml(
+            "network = \"lab\"\nbootstrap = [\"/dns4/boot/tcp/9000\"]\nping_interval = \"5s\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.network.as_str(), "lab");
+        assert_eq!(config.ping_interval, Duration::from_secs(5));
+        assert_eq!(
+            config.connection_timeout,
+            Config::default().connection_timeout
+        );
+    }
+
+    #[test]
+    fn file_errors_name_the_bad_value() {
+        let err = Config::from_toml("bootstrap = [\"/ip4/1.2.3/tcp/1\"]").unwrap_err();
+        assert!(err.contains("/ip4/1.2.3/tcp/1"), "{err}");
+        let err = Config::from_toml("network = \"Bad Name\"").unwrap_err();
+        assert!(err.contains("Bad Name"), "{err}");
+        let err = Config::from_toml("dht_mode = \"sometimes\"").unwrap_err();
+        assert!(err.contains("sometimes"), "{err}");
+        let err = Config::from_toml("listn = []").unwrap_err();
+        assert!(err.contains("listn"), "{err}");
+        let err = Config::from_toml("ping_interval = \"soon\"").unwrap_err();
+        assert!(err.contains("ping_interval"), "{err}");
+    }
+
+    #[test]
+    fn bootstrap_forms() {
+        let peer = libp2p::PeerId::random();
+        for ok in [
+            "/ip4/10.0.0.1/tcp/9000".to_owned(),
+            "/dns4/boot/tcp/9000".to_owned(),
+            "/dns6/boot.example/udp/9000/quic-v1".to_owned(),
+            format!("/ip6/::1/tcp/9000/p2p/{peer}"),
+            format!("/ip4/10.0.0.1/udp/9000/quic-v1/p2p/{peer}"),
+            format!("/ip4/10.0.0.1/tcp/9000/p2p/{peer}/p2p-circuit/p2p/{peer}"),
+        ] {
+            check_dialable_addr("bootstrap", &addr(&ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "/ip4/10.0.0.1",
+            "/ip4/10.0.0.1/udp/9000",
+            "/tcp/9000",
+            "/ip4/10.0.0.1/tcp/9000/ws",
+        ] {
+            let err = check_dialable_addr("bootstrap", &addr(bad)).unwrap_err();
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn listen_forms() {
+        for ok in ["/ip4/0.0.0.0/tcp/0", "/ip6/::/udp/9000/quic-v1"] {
+            check_listen_addr(&addr(ok)).unwrap();
+        }
+        for bad in [
+            "/dns4/x/tcp/1",
+            "/ip4/0.0.0.0/udp/1",
+            "/ip4/0.0.0.0/tcp/1/p2p/12D3KooWA",
+        ] {
+            if let Ok(a) = bad.parse::<Multiaddr>() {
+                assert!(check_listen_addr(&a).is_err(), "{bad}");
+            }
+        }
+    }
+
+    #[test]
+    fn api_off_survives_a_round_trip() {
+        let config = Config {
+            api: None,
+            ..Config::default()
+        };
+        assert!(config.to_toml().contains("api = \"off\""));
+        assert_eq!(Config::from_toml(&config.to_toml()).unwrap().api, None);
+        let err = Config::from_toml("api = \"localhost\"").unwrap_err();
+        assert!(err.contains("localhost"), "{err}");
+    }
+
+    #[test]
+    fn zero_durations_are_refused() {
+        let config = Config {
+            ping_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("ping_interval"), "{err}");
+    }
+
+    #[test]
+    fn parse_errors_name_the_value() {
+        let err = parse_multiaddr("not-an-addr").unwrap_err();
+        assert!(err.contains("not-an-addr"));
+        assert_eq!(
+            "sometimes".parse::<DhtMode>().unwrap_err(),
+            "invalid DHT mode \"sometimes\": expected client, server or auto"
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! What the node knows about the peers it is connected to.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use libp2p::core::ConnectedPoint;
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId, identify};
+
+use crate::api::types::{Direction, PeerReport};
+
+/// One connected peer.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    connections: HashMap<ConnectionId, ConnectedPoint>,
+    /// Direction of the oldest open connection.
+    direction: Direction,
+    connected_since: SystemTime,
+    identify: Option<identify::Info>,
+    last_rtt: Option<Duration>,
+}
+
+/// Connected peers, keyed by peer id.
+#[derive(Debug, Default)]
+pub(crate) struct PeerTable {
+    peers: HashMap<PeerId, Peer>,
+}
+
+impl PeerTable {
+    pub fn connection_established(
+        &mut self,
+        peer: PeerId,
+        id: ConnectionId,
+        endpoint: ConnectedPoint,
+    ) {
+        let entry = self.peers.entry(peer).or_insert_with(|| Peer {
+            connections: HashMap::new(),
+            direction: direction_of(&endpoint),
+            connected_since: SystemTime::now(),
+            identify: None,
+            last_rtt: None,
+        });
+        entry.connections.insert(id, endpoint);
+    }
+
+    /// Returns true when this was the peer's last connection.
+    pub fn connection_closed(&mut self, peer: &PeerId, id: ConnectionId) -> bool {
+        let Some(entry) = self.peers.get_mut(peer) else {
+            return false;
+        };
+        entry.connections.remove(&id);
+        if entry.connections.is_empty() {
+            self.peers.remove(peer);
+            return true;
+        }
+        if let Some(oldest) = entry.connections.values().next() {
+            entry.direction = direction_of(oldest);
+        }
+        false
+    }
+
+    pub fn identified(&mut self, peer: &PeerId, info: identify::Info) {
+        if let Some(entry) = self.peers.get_mut(peer) {
+            entry.identify = Some(info);
+        }
+    }
+
+    pub fn pinged(&mut self, peer: &PeerId, rtt: Duration) {
+        if let Some(entry) = self.peers.get_mut(peer) {
+            entry.last_rtt = Some(rtt);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether every connection to `peer` goes over loopback (so its loopback listen
+    /// addresses are reachable from here).
+    pub fn is_loopback(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| {
+            p.connections
+                .values()
+                .all(|e| is_loopback_addr(e.get_remote_address()))
+        })
+    }
+
+    pub fn reports(&self, protected: impl Fn(&PeerId) -> bool) -> Vec<PeerReport> {
+        let now = SystemTime::now();
+        let mut reports: Vec<_> = self
+            .peers
+            .iter()
+            .map(|(id, p)| {
+                let info = p.identify.as_ref();
+                PeerReport {
+                    peer_id: id.to_string(),
+                    addresses: p
+                        .connections
+                        .values()
+                        .map(|e| e.get_remote_address().to_string())
+                        .collect(),
+                    direction: p.direction,
+                    connections: p.connections.len(),
+                    agent_version: info.map(|i| i.agent_version.clone()),
+                    protocol_version: info.map(|i| i.protocol_version.clone()),
+                    protocols: info
+                        .map(|i| i.protocols.iter().map(|p| p.to_string()).collect())
+                        .unwrap_or_default(),
+                    connected_since_unix: p
+                        .connected_since
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0),
+                    connected_secs: now
+                        .duration_since(p.connected_since)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0),
+                    last_ping_rtt_ms: p.last_rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    protected: protected(id),
+                }
+            })
+            .collect();
+        reports.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        reports
+    }
+}
+
+fn direction_of(endpoint: &ConnectedPoint) -> Direction {
+    if endpoint.is_dialer() {
+        Direction::Outbound
+    } else {
+        Direction::Inbound
+    }
+}
+
+/// Whether an address is on loopback (127.0.0.0/8 or ::1).
+pub(crate) fn is_loopback_addr(addr: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_loopback(),
+        Some(Protocol::Ip6(ip)) => ip.is_loopback(),
+        Some(Protocol::Dns(h) | Protocol::Dns4(h) | Protocol::Dns6(h)) => h == "localhost",
+        _ => false,
+    }
+}

@@ -1,0 +1,11 @@
+//! The Guts wire protocol: what nodes say to each other and under which names.
+//!
+//! This crate does no I/O and knows nothing about libp2p swarms or libgit2; it only
+//! defines identifiers, protocol names and messages, and bounds what may be decoded.
+
+pub mod network;
+
+pub use network::{NetworkName, NetworkNameError};
+
+/// Version of the Guts protocol family spoken by this build; carried in every protocol name.
+pub const PROTOCOL_VERSION: &str = "1.0.0";

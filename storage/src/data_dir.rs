@@ -1,0 +1,118 @@
+use std::fs::{self, File, TryLockError};
+use std::path::{Path, PathBuf};
+
+use crate::StorageError;
+use crate::identity::{IDENTITY_FILE, Identity};
+
+/// Name of the lock file held by the node that owns a data dir.
+const LOCK_FILE: &str = "lock";
+
+/// A node's data dir: its identity and (later) its repositories.
+///
+/// [`DataDir::open`] takes an exclusive lock for the life of the value, so two nodes never
+/// share a data dir (they would share an identity and corrupt each other's repositories).
+#[derive(Debug)]
+pub struct DataDir {
+    root: PathBuf,
+    // Held for its lock; released when dropped.
+    _lock: Option<File>,
+}
+
+impl DataDir {
+    /// Opens (creating if needed) the data dir at `root` and locks it for this process.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        let root = root.into();
+        create_private_dir(&root)?;
+        let lock_path = root.join(LOCK_FILE);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StorageError::NotWritable {
+                path: root.clone(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(StorageError::Locked {
+                    path: root,
+                    lock: lock_path,
+                });
+            }
+            Err(TryLockError::Error(source)) => {
+                return Err(StorageError::NotWritable { path: root, source });
+            }
+        }
+        Ok(DataDir {
+            root,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens the data dir without locking it, for read-mostly tools (e.g. `guts id`) that
+    /// may run beside a node.
+    pub fn open_unlocked(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        let root = root.into();
+        create_private_dir(&root)?;
+        Ok(DataDir { root, _lock: None })
+    }
+
+    /// The data dir's path.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// The node identity, created on first use.
+    pub fn identity(&self) -> Result<Identity, StorageError> {
+        Identity::load_or_create(&self.root.join(IDENTITY_FILE))
+    }
+}
+
+/// Creates `dir` (and parents) with mode 0700 when it does not exist yet.
+fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|source| StorageError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    if !dir.is_dir() {
+        return Err(StorageError::CreateDir {
+            path: dir.to_owned(),
+            source: std::io::Error::other("exists and is not a directory"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_open_of_a_locked_dir_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = DataDir::open(tmp.path()).unwrap();
+        let err = DataDir::open(tmp.path()).unwrap_err();
+        assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains(&tmp.path().display().to_string()));
+        drop(first);
+        DataDir::open(tmp.path()).expect("lock is released on drop");
+    }
+
+    #[test]
+    fn a_file_in_the_way_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        let err = DataDir::open(file.join("data")).unwrap_err();
+        assert!(matches!(err, StorageError::CreateDir { .. }), "{err}");
+        assert!(err.to_string().contains("file/data"), "{err}");
+    }
+}
