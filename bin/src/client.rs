@@ -161,7 +161,7 @@ pub fn peers(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<54} {:<4} {:>9} {:>8}  {:<24} ADDRESS",
+        "{:<54} {:<4} {:>9} {:>8}  {:<28} ADDRESS",
         "PEER", "DIR", "RTT", "UP", "AGENT"
     );
     for p in &peers {
@@ -176,7 +176,7 @@ pub fn peers(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
         let up = humantime::format_duration(Duration::from_secs(p.connected_secs)).to_string();
         let mark = if p.protected { "*" } else { "" };
         println!(
-            "{:<54} {:<4} {:>9} {:>8}  {:<24} {}",
+            "{:<54} {:<4} {:>9} {:>8}  {:<28} {}",
             format!("{}{mark}", p.peer_id),
             dir,
             rtt,

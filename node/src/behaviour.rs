@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, gossipsub, identify, identity::Keypair, kad, mdns, ping, relay};
+use libp2p::{
+    PeerId, StreamProtocol, gossipsub, identify, identity::Keypair, kad, mdns, ping, relay,
+};
 
 use crate::config::{Config, DhtMode};
 use crate::connection_manager;
@@ -118,6 +120,14 @@ impl Behaviour {
     /// Number of peers in the Kademlia routing table.
     pub(crate) fn routing_table_size(&mut self) -> usize {
         self.kad.kbuckets().map(|b| b.num_entries()).sum()
+    }
+
+    /// The peers in the Kademlia routing table.
+    pub(crate) fn routing_table(&mut self) -> Vec<PeerId> {
+        self.kad
+            .kbuckets()
+            .flat_map(|b| b.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
+            .collect()
     }
 }
 

@@ -145,6 +145,13 @@ impl Bootstrap {
                 is_bootstrap = true;
             }
         }
+        if is_bootstrap {
+            // Look ourselves up now rather than after kad's automatic-bootstrap delay,
+            // so a joining node fills its routing table at once.
+            if let Err(e) = swarm.behaviour_mut().kad.bootstrap() {
+                tracing::debug!("DHT bootstrap not started: {e}");
+            }
+        }
         is_bootstrap
     }
 

@@ -29,6 +29,7 @@ const REJECT_MEMORY: Duration = Duration::from_secs(10 * 60);
 pub(crate) enum Command {
     Status(oneshot::Sender<StatusReport>),
     Peers(oneshot::Sender<Vec<PeerReport>>),
+    RoutingTable(oneshot::Sender<Vec<PeerId>>),
     Connect {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<PeerId, NodeError>>,
@@ -169,6 +170,9 @@ impl EventLoop {
             Command::Peers(reply) => {
                 let manager = &self.swarm.behaviour().connection_manager;
                 let _ = reply.send(self.peers.reports(|p| manager.is_protected(p)));
+            }
+            Command::RoutingTable(reply) => {
+                let _ = reply.send(self.swarm.behaviour_mut().routing_table());
             }
             Command::Connect { addr, reply } => self.connect(addr, reply),
             Command::Shutdown => {}

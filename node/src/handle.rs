@@ -134,6 +134,11 @@ impl NodeHandle {
         self.ask(Command::Peers).await
     }
 
+    /// The peers in the Kademlia routing table.
+    pub async fn routing_table(&self) -> Result<Vec<PeerId>, NodeError> {
+        self.ask(Command::RoutingTable).await
+    }
+
     /// Dials `addr` (with or without `/p2p/<peer-id>`) and waits until the peer is
     /// connected and identified as a node of our network. The peer is then protected:
     /// kept connected however idle.

@@ -54,6 +54,7 @@ impl Server {
             .route("/metrics", get(metrics))
             .route("/api/v1/status", get(status))
             .route("/api/v1/peers", get(peers))
+            .route("/api/v1/routing-table", get(routing_table))
             .route("/api/v1/connect", post(connect))
             .with_state(ApiState { node, registry });
         let (stop, stopped) = oneshot::channel::<()>();
@@ -131,6 +132,11 @@ async fn status(State(s): State<ApiState>) -> Result<Json<types::StatusReport>, 
 
 async fn peers(State(s): State<ApiState>) -> Result<Json<Vec<types::PeerReport>>, ApiError> {
     Ok(Json(s.node.peers().await?))
+}
+
+async fn routing_table(State(s): State<ApiState>) -> Result<Json<Vec<String>>, ApiError> {
+    let peers = s.node.routing_table().await?;
+    Ok(Json(peers.iter().map(|p| p.to_string()).collect()))
 }
 
 async fn connect(

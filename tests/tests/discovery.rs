@@ -1,0 +1,134 @@
+//! Discovery through the DHT, and isolation between networks, with in-process nodes.
+
+use std::time::Duration;
+
+use guts_tests::cluster::{TestNode, star};
+use guts_tests::eventually_async;
+
+/// 30 nodes, each told only node 0's address, fill their routing tables from the DHT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_nodes_bootstrapped_from_one_find_each_other() {
+    let nodes = star(30, |_| {}).await;
+    eventually_async(
+        Duration::from_secs(90),
+        "every node to hold at least 10 peers in its routing table",
+        || async {
+            let mut sizes = Vec::new();
+            for n in &nodes {
+                sizes.push(
+                    n.handle
+                        .routing_table()
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .len(),
+                );
+            }
+            if sizes.iter().all(|s| *s >= 10) {
+                Ok(())
+            } else {
+                Err(format!("routing table sizes {sizes:?}"))
+            }
+        },
+    )
+    .await;
+    // The tables hold real members of the cluster, not just counts.
+    let members: Vec<_> = nodes.iter().map(|n| n.handle.peer_id()).collect();
+    for n in &nodes {
+        for peer in n.handle.routing_table().await.unwrap() {
+            assert!(
+                members.contains(&peer),
+                "unknown peer {peer} in a routing table"
+            );
+            assert_ne!(peer, n.handle.peer_id(), "a node lists itself");
+        }
+    }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// A node of another network that dials in is identified and dropped: it never enters a
+/// routing table or the peer list, while a node of the same network does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_of_different_networks_never_connect_at_the_protocol_level() {
+    let alpha = TestNode::start(|c| c.network = "alpha".parse().unwrap()).await;
+    let boot = alpha.addr.clone();
+    let beta = TestNode::start(|c| {
+        c.network = "beta".parse().unwrap();
+        c.bootstrap = vec![boot.clone()];
+    })
+    .await;
+    let alpha2 = TestNode::start(|c| {
+        c.network = "alpha".parse().unwrap();
+        c.bootstrap = vec![boot.clone()];
+    })
+    .await;
+
+    // The beta node reaches alpha, learns it is on another network, and gives up on it.
+    let state = eventually_async(
+        Duration::from_secs(20),
+        "beta to give up on alpha",
+        || async {
+            let status = beta.handle.status().await.map_err(|e| e.to_string())?;
+            let state = status.bootstrap[0].state.clone();
+            if state.starts_with("other network") {
+                Ok(state)
+            } else {
+                Err(state)
+            }
+        },
+    )
+    .await;
+    assert!(state.contains("/guts/alpha/"), "{state}");
+
+    // Same-network control: alpha2 is accepted and lands in alpha's routing table.
+    let alpha2_id = alpha2.handle.peer_id();
+    eventually_async(
+        Duration::from_secs(20),
+        "alpha2 in alpha's routing table",
+        || async {
+            let table = alpha
+                .handle
+                .routing_table()
+                .await
+                .map_err(|e| e.to_string())?;
+            table
+                .contains(&alpha2_id)
+                .then_some(())
+                .ok_or(format!("{table:?}"))
+        },
+    )
+    .await;
+
+    // And beta is in neither direction, and not connected.
+    eventually_async(
+        Duration::from_secs(10),
+        "beta and alpha disconnected",
+        || async {
+            let alpha_peers = alpha.handle.peers().await.map_err(|e| e.to_string())?;
+            let beta_peers = beta.handle.peers().await.map_err(|e| e.to_string())?;
+            let beta_id = beta.handle.peer_id().to_string();
+            if alpha_peers.iter().any(|p| p.peer_id == beta_id) || !beta_peers.is_empty() {
+                Err(format!(
+                    "alpha peers {alpha_peers:?}, beta peers {beta_peers:?}"
+                ))
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    assert!(
+        !alpha
+            .handle
+            .routing_table()
+            .await
+            .unwrap()
+            .contains(&beta.handle.peer_id())
+    );
+    assert!(beta.handle.routing_table().await.unwrap().is_empty());
+
+    for n in [alpha, beta, alpha2] {
+        n.shutdown().await;
+    }
+}

@@ -1,0 +1,80 @@
+//! mDNS discovery between hosts of a LAN made of network namespaces (needs root).
+
+use std::time::Duration;
+
+use guts_tests::eventually;
+use guts_tests::netns::Lan;
+use guts_tests::process::NodeSpec;
+
+/// Two nodes on a LAN with no bootstrap list find each other by mDNS; a third with another
+/// mDNS service tag is found too, but dropped once identify tells its tag.
+#[test]
+fn mdns_finds_lan_peers_and_respects_the_service_tag() {
+    let lan = Lan::new(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let a = NodeSpec::on_lan(&lan, 0, &tmp.path().join("a")).spawn();
+    let b = NodeSpec::on_lan(&lan, 1, &tmp.path().join("b")).spawn();
+    let other = NodeSpec::on_lan(&lan, 2, &tmp.path().join("c"))
+        .args(["--mdns-service-tag", "elsewhere"])
+        .spawn();
+    let (a_id, b_id, other_id) = (
+        a.status().peer_id,
+        b.status().peer_id,
+        other.status().peer_id,
+    );
+
+    let seen = eventually(
+        Duration::from_secs(30),
+        "a and b to find each other by mDNS",
+        || {
+            let a_peers = a.peers();
+            let b_peers = b.peers();
+            let a_sees_b = a_peers.iter().find(|p| p.peer_id == b_id);
+            let b_sees_a = b_peers.iter().any(|p| p.peer_id == a_id);
+            match a_sees_b {
+                Some(p) if b_sees_a => Ok(p.clone()),
+                _ => Err(format!("a peers {a_peers:?}, b peers {b_peers:?}")),
+            }
+        },
+    );
+    // Over the LAN, from b's own address: not loopback, not a bootstrap list.
+    let b_ip = lan.host_ip(1);
+    assert!(
+        seen.addresses
+            .iter()
+            .any(|addr| addr.contains(&format!("/ip4/{b_ip}/"))),
+        "{seen:?}"
+    );
+    assert!(a.status().bootstrap.is_empty());
+
+    // The node with another tag is dialled, identified and dropped.
+    eventually(
+        Duration::from_secs(30),
+        "a to drop the node with another tag",
+        || {
+            let log = a.log_text();
+            let dropped = log
+                .lines()
+                .any(|l| l.contains("another mDNS service tag") && l.contains(&other_id));
+            let connected = a.peers().iter().any(|p| p.peer_id == other_id);
+            if dropped && !connected {
+                Ok(())
+            } else {
+                Err(format!(
+                    "dropped logged: {dropped}, still connected: {connected}"
+                ))
+            }
+        },
+    );
+    eventually(
+        Duration::from_secs(10),
+        "b to drop the node with another tag",
+        || {
+            if b.peers().iter().any(|p| p.peer_id == other_id) {
+                Err("still connected".to_owned())
+            } else {
+                Ok(())
+            }
+        },
+    );
+}

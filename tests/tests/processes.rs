@@ -1,0 +1,141 @@
+//! `guts node` processes on loopback, driven through the `guts` CLI.
+
+use std::time::Duration;
+
+use guts_tests::eventually;
+use guts_tests::process::{GutsNode, NodeSpec, guts, http_get};
+
+fn peer_ids(node: &GutsNode) -> Vec<String> {
+    node.peers().into_iter().map(|p| p.peer_id).collect()
+}
+
+fn wait_connected(node: &GutsNode, others: &[&str]) {
+    eventually(Duration::from_secs(30), "peers to connect", || {
+        let ids = peer_ids(node);
+        if others.iter().all(|o| ids.iter().any(|i| i == o)) {
+            Ok(())
+        } else {
+            Err(format!("peers {ids:?}, want {others:?}"))
+        }
+    });
+}
+
+/// Three nodes, two bootstrapped from the first (one over TCP with its peer id, one over
+/// QUIC without): each ends up seeing the other two, and a restarted node keeps its id.
+#[test]
+fn three_nodes_find_each_other_and_a_restart_keeps_the_peer_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = (1..=3).map(|i| tmp.path().join(format!("n{i}"))).collect();
+    let n1 = NodeSpec::loopback(&dirs[0]).spawn();
+    let tcp_boot = n1.tcp_addr();
+    let quic_boot = n1.addr_with_prefix("/ip4/127.0.0.1/udp/");
+    let quic_without_id = quic_boot.split("/p2p/").next().unwrap().to_owned();
+    let n2_spec = NodeSpec::loopback(&dirs[1]).args(["--bootstrap", &tcp_boot]);
+    let mut n2 = n2_spec.spawn();
+    let n3 = NodeSpec::loopback(&dirs[2])
+        .args(["--bootstrap", &quic_without_id])
+        .spawn();
+
+    let ids: Vec<String> = [&n1, &n2, &n3].iter().map(|n| n.status().peer_id).collect();
+    wait_connected(&n1, &[&ids[1], &ids[2]]);
+    wait_connected(&n2, &[&ids[0], &ids[2]]);
+    wait_connected(&n3, &[&ids[0], &ids[1]]);
+
+    let status = n3.status();
+    assert!(status.connected_peers >= 2, "{status:?}");
+    assert!(status.routing_table_size >= 2, "{status:?}");
+    assert_eq!(status.bootstrap.len(), 1);
+    assert_eq!(status.bootstrap[0].state, "connected");
+    assert_eq!(
+        status.bootstrap[0].peer_id.as_deref(),
+        Some(ids[0].as_str())
+    );
+    // n3 reached n1 over QUIC; the peer report says so.
+    let n1_seen_by_n3 = n3
+        .peers()
+        .into_iter()
+        .find(|p| p.peer_id == ids[0])
+        .unwrap();
+    assert!(
+        n1_seen_by_n3
+            .addresses
+            .iter()
+            .any(|a| a.contains("/quic-v1")),
+        "{n1_seen_by_n3:?}"
+    );
+    assert!(n1_seen_by_n3.protected, "bootstrap peers are protected");
+    assert!(
+        n1_seen_by_n3
+            .agent_version
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("guts/")
+    );
+    assert_eq!(
+        n1_seen_by_n3.protocol_version.as_deref(),
+        Some("/guts/guts/1.0.0")
+    );
+
+    // A clean SIGINT stop, then the same data dir gives the same peer id.
+    let (exit, took) = n2.stop_with("INT", Duration::from_secs(5));
+    assert!(exit.success(), "exit {exit}:\n{}", n2.log_text());
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    let offline = guts(&["id", "--data-dir", dirs[1].to_str().unwrap()]);
+    assert!(offline.status.success());
+    assert_eq!(String::from_utf8_lossy(&offline.stdout).trim(), ids[1]);
+    let n2 = n2_spec.spawn();
+    assert_eq!(n2.status().peer_id, ids[1]);
+    wait_connected(&n2, &[&ids[0]]);
+    wait_connected(&n1, &[&ids[1]]);
+}
+
+/// `guts connect` dials a peer and keeps it; the text and JSON outputs agree; health and
+/// metrics answer.
+#[test]
+fn connect_status_health_and_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = NodeSpec::loopback(&tmp.path().join("a")).spawn();
+    let b = NodeSpec::loopback(&tmp.path().join("b")).spawn();
+    let a_id = a.status().peer_id;
+
+    let out = b.client(["connect", &a.tcp_addr()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("connected to {a_id}")
+    );
+    let seen = b
+        .peers()
+        .into_iter()
+        .find(|p| p.peer_id == a_id)
+        .expect("a in b's peers");
+    assert!(seen.protected, "peers added by guts connect are protected");
+
+    // Text output carries the same facts.
+    let text = String::from_utf8_lossy(&b.client(["peers"]).stdout).into_owned();
+    assert!(text.contains(&format!("{a_id}*")), "{text}");
+    let text = String::from_utf8_lossy(&b.client(["status"]).stdout).into_owned();
+    assert!(text.contains("1 connected"), "{text}");
+
+    // Connecting to a closed port fails with the address in the message.
+    let out = b.client(["connect", "/ip4/127.0.0.1/tcp/1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/ip4/127.0.0.1/tcp/1"), "{err}");
+
+    let (code, body) = http_get(b.api(), "/health").unwrap();
+    assert_eq!((code, body.trim()), (200, "ok"));
+    let (code, body) = http_get(b.api(), "/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("guts_connected_peers 1"), "{body}");
+    assert!(
+        body.contains("libp2p_identify_"),
+        "libp2p's own metrics are exported"
+    );
+    let (code, _) = http_get(b.api(), "/nope").unwrap();
+    assert_eq!(code, 404);
+}
