@@ -6,6 +6,7 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
     PeerId, StreamProtocol, gossipsub, identify, identity::Keypair, kad, mdns, ping, relay,
+    request_response,
 };
 
 use crate::config::{Config, DhtMode};
@@ -24,6 +25,7 @@ pub(crate) struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub gossipsub: gossipsub::Behaviour,
+    pub sync: request_response::Behaviour<crate::sync::Codec>,
 }
 
 /// The identify agent version: `guts/<version> (mdns-tag: <tag>)`. The mDNS tag rides here
@@ -47,6 +49,7 @@ impl Behaviour {
         key: &Keypair,
         relay_client: relay::client::Behaviour,
         config: &Config,
+        manager_metrics: crate::metrics::ManagerMetrics,
     ) -> Result<Self, NodeError> {
         let peer_id = key.public().to_peer_id();
         let network = &config.network;
@@ -106,7 +109,7 @@ impl Behaviour {
             .then(|| relay::Behaviour::new(peer_id, relay::Config::default()));
 
         Ok(Behaviour {
-            connection_manager: connection_manager::Behaviour::default(),
+            connection_manager: connection_manager::Behaviour::new(config, manager_metrics),
             relay_client,
             relay_server: relay_server.into(),
             identify,
@@ -114,6 +117,10 @@ impl Behaviour {
             kad,
             mdns: mdns.into(),
             gossipsub,
+            sync: crate::sync::behaviour(
+                network,
+                config.connection_timeout + Duration::from_secs(20),
+            ),
         })
     }
 

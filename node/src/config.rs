@@ -61,6 +61,45 @@ pub struct Config {
     pub api: Option<SocketAddr>,
     /// Log output format (used by the binary).
     pub log_format: LogFormat,
+
+    /// Hard cap on established connections (all peers, both directions).
+    pub max_connections: u32,
+    /// Hard cap on inbound connections still in their handshake.
+    pub max_pending_inbound: u32,
+    /// Hard cap on connections to one peer.
+    pub max_connections_per_peer: u32,
+    /// Inbound connections accepted from one IP address (loopback and
+    /// `per_ip_allow` are exempt).
+    pub max_peers_per_ip: u32,
+    /// Addresses (`10.0.0.5`) or networks (`10.0.0.0/8`) exempt from `max_peers_per_ip`.
+    #[serde(with = "ip_nets")]
+    pub per_ip_allow: Vec<ipnet::IpNet>,
+    /// Below this many connected peers the node dials peers it learned of.
+    pub low_watermark: u32,
+    /// Above this many connected peers the node trims down to `low_watermark`.
+    pub high_watermark: u32,
+    /// Interval of the connection manager's heartbeat (trimming, dialling, decay).
+    #[serde(with = "humantime_serde")]
+    pub trim_interval: Duration,
+    /// New connections are not trimmed until they are this old.
+    #[serde(with = "humantime_serde")]
+    pub trim_grace_period: Duration,
+    /// Outbound dials the node starts per second (dials over it wait in a queue).
+    pub dials_per_second: u32,
+    /// Outbound dials in progress at once.
+    pub max_concurrent_dials: u32,
+    /// Kademlia queries this node runs at once (more wait in a queue).
+    pub max_concurrent_dht_queries: u32,
+    /// Requests a peer may make per second on each protocol (bursts of twice that).
+    pub requests_per_second_per_peer: u32,
+    /// A peer whose score falls to this is disconnected and banned.
+    pub ban_threshold: f64,
+    /// How long a banned peer is refused.
+    #[serde(with = "humantime_serde")]
+    pub ban_duration: Duration,
+    /// Penalties halve over this time.
+    #[serde(with = "humantime_serde")]
+    pub score_half_life: Duration,
 }
 
 impl Default for Config {
@@ -81,6 +120,22 @@ impl Default for Config {
             status_interval: Duration::from_secs(30),
             api: Some(DEFAULT_API.parse().expect("valid default API address")),
             log_format: LogFormat::Text,
+            max_connections: 160,
+            max_pending_inbound: 64,
+            max_connections_per_peer: 2,
+            max_peers_per_ip: 3,
+            per_ip_allow: Vec::new(),
+            low_watermark: 32,
+            high_watermark: 128,
+            trim_interval: Duration::from_secs(10),
+            trim_grace_period: Duration::from_secs(20),
+            dials_per_second: 5,
+            max_concurrent_dials: 10,
+            max_concurrent_dht_queries: 16,
+            requests_per_second_per_peer: 20,
+            ban_threshold: -100.0,
+            ban_duration: Duration::from_secs(3600),
+            score_half_life: Duration::from_secs(600),
         }
     }
 }
@@ -192,6 +247,9 @@ pub enum ConfigError {
         /// The parser's message, with line and column.
         message: String,
     },
+    /// Values that are each fine but contradict each other.
+    #[error("inconsistent settings: {0}")]
+    Inconsistent(String),
     /// A value is out of range or of the wrong form.
     #[error("invalid {field} value {value:?}: {reason}")]
     Invalid {
@@ -246,11 +304,15 @@ impl Config {
             }
         }
         check_tag(&self.mdns_service_tag)?;
+        self.validate_limits()?;
         for (field, value) in [
             ("ping_interval", self.ping_interval),
             ("connection_timeout", self.connection_timeout),
             ("idle_connection_timeout", self.idle_connection_timeout),
             ("status_interval", self.status_interval),
+            ("trim_interval", self.trim_interval),
+            ("ban_duration", self.ban_duration),
+            ("score_half_life", self.score_half_life),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Invalid {
@@ -259,6 +321,59 @@ impl Config {
                     reason: "must be greater than zero".into(),
                 });
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The connection limits must be positive and ordered
+    /// `low_watermark <= high_watermark <= max_connections`.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        for (field, value) in [
+            ("max_connections", self.max_connections),
+            ("max_pending_inbound", self.max_pending_inbound),
+            ("max_connections_per_peer", self.max_connections_per_peer),
+            ("max_peers_per_ip", self.max_peers_per_ip),
+            ("high_watermark", self.high_watermark),
+            ("dials_per_second", self.dials_per_second),
+            ("max_concurrent_dials", self.max_concurrent_dials),
+            (
+                "max_concurrent_dht_queries",
+                self.max_concurrent_dht_queries,
+            ),
+            (
+                "requests_per_second_per_peer",
+                self.requests_per_second_per_peer,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    field,
+                    value: "0".into(),
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if self.low_watermark > self.high_watermark {
+            return Err(ConfigError::Inconsistent(format!(
+                "low_watermark ({}) is above high_watermark ({}): the node would trim below the count it then dials back up to",
+                self.low_watermark, self.high_watermark
+            )));
+        }
+        if self.high_watermark > self.max_connections {
+            return Err(ConfigError::Inconsistent(format!(
+                "high_watermark ({}) is above max_connections ({}): the node could never reach it",
+                self.high_watermark, self.max_connections
+            )));
+        }
+        if !(self.ban_threshold < 0.0 && self.ban_threshold.is_finite()) {
+            return Err(ConfigError::Invalid {
+                field: "ban_threshold",
+                value: self.ban_threshold.to_string(),
+                reason: "must be a negative number (scores start at 0 and fall with penalties)"
+                    .into(),
+            });
         }
         Ok(())
     }
@@ -381,6 +496,32 @@ mod api_addr {
     }
 }
 
+/// Parses an IP address or network: `10.0.0.5` or `10.0.0.0/8`.
+pub fn parse_ip_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            format!("invalid IP address or network {s:?}: expected e.g. 10.0.0.5 or 10.0.0.0/8")
+        })
+}
+
+/// Serde for lists of IP networks, accepting plain addresses too.
+mod ip_nets {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(nets: &[ipnet::IpNet], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(nets.iter().map(|n| n.to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| super::parse_ip_net(s).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
 /// Serde for lists of multiaddrs as strings, with errors that name the bad value.
 mod multiaddrs {
     use libp2p::Multiaddr;
@@ -493,6 +634,58 @@ mod tests {
         assert_eq!(Config::from_toml(&config.to_toml()).unwrap().api, None);
         let err = Config::from_toml("api = \"localhost\"").unwrap_err();
         assert!(err.contains("localhost"), "{err}");
+    }
+
+    #[test]
+    fn contradictory_limits_are_refused_naming_both_values() {
+        let config = Config {
+            low_watermark: 50,
+            high_watermark: 20,
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("low_watermark (50)") && err.contains("high_watermark (20)"),
+            "{err}"
+        );
+        // The CHORUS defaults: MaxConnections 50 with HighWatermark 128.
+        let config = Config {
+            max_connections: 50,
+            high_watermark: 128,
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("high_watermark (128)") && err.contains("max_connections (50)"),
+            "{err}"
+        );
+        let config = Config {
+            max_peers_per_ip: 0,
+            ..Config::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max_peers_per_ip")
+        );
+        let config = Config {
+            ban_threshold: 5.0,
+            ..Config::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("ban_threshold")
+        );
+        let err = Config::from_toml("per_ip_allow = [\"10.0.0.0/33\"]").unwrap_err();
+        assert!(
+            err.contains("per_ip_allow") || err.contains("10.0.0.0/33"),
+            "{err}"
+        );
     }
 
     #[test]

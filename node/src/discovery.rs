@@ -72,8 +72,8 @@ impl Bootstrap {
         self.entries.iter().any(|e| e.peer.as_ref() == Some(peer))
     }
 
-    /// Dials every entry whose time has come.
-    pub fn dial_due(&mut self, swarm: &mut Swarm<Behaviour>, metrics: &Metrics) {
+    /// Queues a dial for every entry whose time has come.
+    pub fn dial_due(&mut self, swarm: &mut Swarm<Behaviour>) {
         let now = Instant::now();
         for entry in &mut self.entries {
             if !matches!(entry.state, State::Due(at) if at <= now) {
@@ -94,20 +94,9 @@ impl Bootstrap {
                     .address(entry.addr.clone())
                     .build(),
             };
-            let id = opts.connection_id();
-            match swarm.dial(opts) {
-                Ok(()) => {
-                    tracing::debug!(addr = %entry.addr, "dialling bootstrap peer");
-                    entry.state = State::Dialing(id);
-                }
-                Err(e) => {
-                    metrics
-                        .bootstrap_dials
-                        .get_or_create(&Outcome { outcome: "failed" })
-                        .inc();
-                    entry.retry_later(&e.to_string());
-                }
-            }
+            tracing::debug!(addr = %entry.addr, "dialling bootstrap peer");
+            let id = swarm.behaviour_mut().connection_manager.dial(opts);
+            entry.state = State::Dialing(id);
         }
     }
 
@@ -145,13 +134,6 @@ impl Bootstrap {
                 is_bootstrap = true;
             }
         }
-        if is_bootstrap {
-            // Look ourselves up now rather than after kad's automatic-bootstrap delay,
-            // so a joining node fills its routing table at once.
-            if let Err(e) = swarm.behaviour_mut().kad.bootstrap() {
-                tracing::debug!("DHT bootstrap not started: {e}");
-            }
-        }
         is_bootstrap
     }
 
@@ -164,6 +146,19 @@ impl Bootstrap {
                     .get_or_create(&Outcome { outcome: "failed" })
                     .inc();
                 entry.retry_later(error);
+            }
+        }
+    }
+
+    /// A dial was skipped because the peer is already connected or being dialled.
+    pub fn on_dial_skipped(&mut self, id: ConnectionId, connected: bool) {
+        for entry in &mut self.entries {
+            if entry.state == State::Dialing(id) {
+                entry.state = if connected {
+                    State::Connected
+                } else {
+                    State::Due(Instant::now() + entry.backoff)
+                };
             }
         }
     }

@@ -1,21 +1,24 @@
 //! The event loop: the one task that owns the swarm. Everything else talks to it through
 //! [`Command`]s sent by a [`crate::NodeHandle`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use guts_protocol::wire::{SyncRequest, SyncResponse, WireError};
 use libp2p::core::ConnectedPoint;
 use libp2p::core::transport::ListenerId;
 use libp2p::metrics::Recorder;
+use libp2p::request_response::{self, InboundFailure};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns, ping};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::types::{PeerReport, StatusReport};
+use crate::api::types::{ConnectionsReport, LimitsReport, PeerReport, StatusReport};
 use crate::behaviour::{Behaviour, BehaviourEvent, mdns_tag_of};
 use crate::config::Config;
+use crate::connection_manager::{self, Penalty};
 use crate::discovery::{self, Bootstrap};
 use crate::error::NodeError;
 use crate::metrics::{Metrics, Reason};
@@ -58,7 +61,18 @@ pub(crate) struct EventLoop {
     dialling: HashMap<ConnectionId, PendingConnect>,
     /// Connect requests whose connection is up, waiting for identify.
     identifying: HashMap<PeerId, Vec<PendingConnect>>,
+    /// Peers found by mDNS and their addresses, for when the node wants more peers.
+    mdns_peers: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Our DHT queries waiting for a slot under `max_concurrent_dht_queries`.
+    dht_queue: VecDeque<DhtQuery>,
+    repositories: guts_storage::Repositories,
     started: Instant,
+}
+
+/// A DHT query the node starts (kad's own periodic ones are not counted here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DhtQuery {
+    Bootstrap,
 }
 
 impl EventLoop {
@@ -67,6 +81,7 @@ impl EventLoop {
         config: Config,
         commands: mpsc::Receiver<Command>,
         metrics: Metrics,
+        repositories: guts_storage::Repositories,
     ) -> Self {
         let bootstrap = Bootstrap::new(&config.bootstrap);
         EventLoop {
@@ -80,6 +95,9 @@ impl EventLoop {
             mdns_dialled: HashMap::new(),
             dialling: HashMap::new(),
             identifying: HashMap::new(),
+            mdns_peers: HashMap::new(),
+            dht_queue: VecDeque::new(),
+            repositories,
             started: Instant::now(),
         }
     }
@@ -140,7 +158,7 @@ impl EventLoop {
         let mut status_tick = tokio::time::interval(self.config.status_interval);
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         status_tick.tick().await;
-        self.bootstrap.dial_due(&mut self.swarm, &self.metrics);
+        self.bootstrap.dial_due(&mut self.swarm);
         loop {
             let next_dial = self
                 .bootstrap
@@ -155,7 +173,7 @@ impl EventLoop {
                 },
                 _ = status_tick.tick() => self.log_status(),
                 _ = tokio::time::sleep_until(next_dial) => {
-                    self.bootstrap.dial_due(&mut self.swarm, &self.metrics);
+                    self.bootstrap.dial_due(&mut self.swarm);
                 }
             }
         }
@@ -168,8 +186,10 @@ impl EventLoop {
                 let _ = reply.send(self.status());
             }
             Command::Peers(reply) => {
-                let manager = &self.swarm.behaviour().connection_manager;
-                let _ = reply.send(self.peers.reports(|p| manager.is_protected(p)));
+                let _ = reply.send(
+                    self.peers
+                        .reports(&self.swarm.behaviour().connection_manager),
+                );
             }
             Command::RoutingTable(reply) => {
                 let _ = reply.send(self.swarm.behaviour_mut().routing_table());
@@ -199,6 +219,51 @@ impl EventLoop {
             mdns: self.swarm.behaviour().mdns.is_enabled(),
             relay_server: self.swarm.behaviour().relay_server.is_enabled(),
             bootstrap: self.bootstrap.reports(),
+            limits: self.limits_report(),
+            connections: self.connections_report(),
+        }
+    }
+
+    fn limits_report(&self) -> LimitsReport {
+        let l = self.swarm.behaviour().connection_manager.limits();
+        LimitsReport {
+            max_connections: l.max_connections,
+            max_pending_inbound: l.max_pending_inbound,
+            max_connections_per_peer: l.max_connections_per_peer,
+            max_peers_per_ip: l.max_peers_per_ip,
+            low_watermark: l.low_watermark,
+            high_watermark: l.high_watermark,
+            dials_per_second: self.config.dials_per_second,
+            max_concurrent_dials: self.config.max_concurrent_dials,
+            max_concurrent_dht_queries: self.config.max_concurrent_dht_queries,
+            requests_per_second_per_peer: self.config.requests_per_second_per_peer,
+        }
+    }
+
+    fn connections_report(&self) -> ConnectionsReport {
+        let counts = self.swarm.behaviour().connection_manager.counts();
+        let m = &self.metrics.manager;
+        let denied = connection_manager::DENIAL_REASONS
+            .iter()
+            .map(|reason| {
+                let n = m.denied.get_or_create(&Reason { reason }).get();
+                (reason.to_string(), n)
+            })
+            .collect();
+        ConnectionsReport {
+            inbound: counts.inbound,
+            outbound: counts.outbound,
+            pending_inbound: counts.pending_inbound,
+            dials_in_flight: counts.dials_in_flight,
+            dials_in_flight_peak: counts.dials_in_flight_peak,
+            dials_queued: counts.dials_queued,
+            dials_started: m.dials_started.get(),
+            dials_failed: m.dials_failed.get(),
+            trimmed: m.trimmed.get(),
+            banned_peers: counts.banned_peers,
+            denied,
+            dht_queries: self.swarm.behaviour().kad.iter_queries().count(),
+            dht_queries_queued: self.dht_queue.len(),
         }
     }
 
@@ -236,25 +301,8 @@ impl EventLoop {
                 .build(),
             None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
         };
-        let id = opts.connection_id();
-        match self.swarm.dial(opts) {
-            Ok(()) => {
-                self.dialling.insert(id, PendingConnect { addr, reply });
-            }
-            Err(DialError::DialPeerConditionFalse(_)) => {
-                // Already connected: the user still wants it kept.
-                if let Some(peer) = target {
-                    self.swarm.behaviour_mut().connection_manager.protect(peer);
-                    let _ = reply.send(Ok(peer));
-                }
-            }
-            Err(e) => {
-                let _ = reply.send(Err(NodeError::Dial {
-                    addr,
-                    reason: e.to_string(),
-                }));
-            }
-        }
+        let id = self.swarm.behaviour_mut().connection_manager.dial(opts);
+        self.dialling.insert(id, PendingConnect { addr, reply });
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -303,21 +351,9 @@ impl EventLoop {
                 }
                 self.metrics.connected_peers.set(self.peers.len() as i64);
             }
-            SwarmEvent::OutgoingConnectionError {
-                connection_id,
-                peer_id,
-                error,
-            } => {
-                let reason = dial_error_text(&error);
-                tracing::debug!(?peer_id, "dial failed: {reason}");
-                self.bootstrap
-                    .on_dial_failed(connection_id, &reason, &self.metrics);
-                if let Some(pending) = self.dialling.remove(&connection_id) {
-                    let _ = pending.reply.send(Err(NodeError::Dial {
-                        addr: pending.addr,
-                        reason,
-                    }));
-                }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                // Failures of dials we asked for come from the connection manager.
+                tracing::debug!(?peer_id, "dial failed: {}", dial_error_text(&error));
             }
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
@@ -347,6 +383,9 @@ impl EventLoop {
             .on_established(peer, id, &mut self.swarm, &self.metrics)
         {
             self.swarm.behaviour_mut().connection_manager.protect(peer);
+            // Look ourselves up now rather than after kad's automatic-bootstrap delay, so
+            // a joining node fills its routing table at once.
+            self.dht(DhtQuery::Bootstrap);
         }
         if let Some(pending) = self.dialling.remove(&id) {
             self.swarm.behaviour_mut().connection_manager.protect(peer);
@@ -380,16 +419,28 @@ impl EventLoop {
             }
             BehaviourEvent::Gossipsub(event) => {
                 self.metrics.libp2p.record(&event);
-                if let gossipsub::Event::Subscribed { peer_id, topic } = event {
-                    tracing::debug!(%peer_id, %topic, "peer subscribed");
+                match event {
+                    gossipsub::Event::Subscribed { peer_id, topic } => {
+                        tracing::debug!(%peer_id, %topic, "peer subscribed");
+                    }
+                    gossipsub::Event::Message {
+                        propagation_source, ..
+                    } => {
+                        self.swarm
+                            .behaviour_mut()
+                            .connection_manager
+                            .record_useful(propagation_source);
+                    }
+                    _ => {}
                 }
             }
+            BehaviourEvent::Sync(event) => self.on_sync_event(event),
             BehaviourEvent::RelayServer(event) => {
                 self.metrics.libp2p.record(&event);
                 tracing::debug!(?event, "relay server");
             }
             BehaviourEvent::RelayClient(event) => tracing::debug!(?event, "relay client"),
-            BehaviourEvent::ConnectionManager(()) => {}
+            BehaviourEvent::ConnectionManager(event) => self.on_manager_event(event),
         }
     }
 
@@ -463,6 +514,11 @@ impl EventLoop {
     }
 
     fn on_kad_event(&mut self, event: kad::Event) {
+        if let kad::Event::OutboundQueryProgressed { step, .. } = &event
+            && step.last
+        {
+            self.run_queued_dht();
+        }
         match event {
             kad::Event::RoutingUpdated {
                 peer, is_new_peer, ..
@@ -492,8 +548,19 @@ impl EventLoop {
     }
 
     fn on_mdns_event(&mut self, event: mdns::Event) {
-        let mdns::Event::Discovered(found) = event else {
-            return;
+        let found = match event {
+            mdns::Event::Discovered(found) => found,
+            mdns::Event::Expired(gone) => {
+                for (peer, addr) in gone {
+                    if let Some(addrs) = self.mdns_peers.get_mut(&peer) {
+                        addrs.retain(|a| *a != addr);
+                        if addrs.is_empty() {
+                            self.mdns_peers.remove(&peer);
+                        }
+                    }
+                }
+                return;
+            }
         };
         let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
         for (peer, addr) in found {
@@ -503,21 +570,181 @@ impl EventLoop {
             }
         }
         for (peer, addrs) in by_peer {
-            if peer == *self.swarm.local_peer_id()
-                || self.swarm.is_connected(&peer)
-                || self.is_rejected(&peer)
+            if peer == *self.swarm.local_peer_id() || self.is_rejected(&peer) {
+                continue;
+            }
+            let known = self.mdns_peers.entry(peer).or_default();
+            for addr in addrs {
+                if !known.contains(&addr) {
+                    known.push(addr);
+                }
+            }
+            let manager = &self.swarm.behaviour().connection_manager;
+            // Above the low watermark the peer stays a candidate for later.
+            if self.swarm.is_connected(&peer)
+                || manager.connected_peers() >= manager.limits().low_watermark
             {
                 continue;
             }
-            tracing::debug!(%peer, ?addrs, "found by mDNS; dialling");
+            tracing::debug!(%peer, addrs = ?self.mdns_peers[&peer], "found by mDNS; dialling");
             self.mdns_dialled.insert(peer, Instant::now());
             let opts = DialOpts::peer_id(peer)
-                .addresses(addrs)
+                .addresses(self.mdns_peers[&peer].clone())
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::debug!(%peer, "cannot dial mDNS peer: {e}");
+            self.swarm.behaviour_mut().connection_manager.dial(opts);
+        }
+    }
+
+    fn on_manager_event(&mut self, event: connection_manager::Event) {
+        match event {
+            connection_manager::Event::NeedPeers(n) => {
+                let mut candidates: Vec<(PeerId, Vec<Multiaddr>)> = self
+                    .mdns_peers
+                    .iter()
+                    .filter(|(p, _)| !self.rejected.contains_key(p))
+                    .map(|(p, a)| (*p, a.clone()))
+                    .collect();
+                for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+                    for entry in bucket.iter() {
+                        let peer = *entry.node.key.preimage();
+                        candidates.push((peer, entry.node.value.iter().cloned().collect()));
+                    }
+                }
+                candidates.retain(|(p, _)| !self.rejected.contains_key(p));
+                tracing::debug!(
+                    wanted = n,
+                    candidates = candidates.len(),
+                    "below the low watermark"
+                );
+                self.swarm
+                    .behaviour_mut()
+                    .connection_manager
+                    .dial_candidates(candidates, n);
             }
+            connection_manager::Event::DialFailed {
+                id,
+                peer,
+                error,
+                already_connected,
+            } => {
+                let connected = peer.is_some_and(|p| self.swarm.is_connected(&p));
+                if already_connected {
+                    self.bootstrap.on_dial_skipped(id, connected);
+                } else {
+                    self.bootstrap.on_dial_failed(id, &error, &self.metrics);
+                }
+                if let Some(pending) = self.dialling.remove(&id) {
+                    let result = match peer {
+                        Some(peer) if already_connected && connected => {
+                            self.swarm.behaviour_mut().connection_manager.protect(peer);
+                            Ok(peer)
+                        }
+                        _ => Err(NodeError::Dial {
+                            addr: pending.addr,
+                            reason: error,
+                        }),
+                    };
+                    let _ = pending.reply.send(result);
+                }
+            }
+            connection_manager::Event::Banned { peer, penalty, ban } => {
+                tracing::warn!(
+                    %peer,
+                    "banned for {}s after repeated misbehaviour (last: {})",
+                    ban.as_secs(),
+                    penalty.label()
+                );
+                self.swarm.behaviour_mut().kad.remove_peer(&peer);
+            }
+        }
+    }
+
+    fn on_sync_event(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let manager = &mut self.swarm.behaviour_mut().connection_manager;
+                let response = if !manager.allow_request(peer, crate::sync::RATE_LIMIT_KEY) {
+                    SyncResponse::RateLimited
+                } else {
+                    self.serve(request)
+                };
+                // An error here means the peer went away; nothing to do.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response);
+            }
+            request_response::Event::InboundFailure {
+                peer,
+                error: InboundFailure::Io(e),
+                ..
+            } => {
+                let penalty = match crate::sync::wire_error(&e) {
+                    Some(WireError::Oversized { .. }) => Some(Penalty::Oversized),
+                    Some(_) => Some(Penalty::Undecodable),
+                    None => None,
+                };
+                tracing::debug!(%peer, "bad sync request: {e}");
+                if let Some(penalty) = penalty {
+                    self.swarm
+                        .behaviour_mut()
+                        .connection_manager
+                        .penalize(peer, penalty);
+                }
+            }
+            other => tracing::debug!(?other, "sync"),
+        }
+    }
+
+    fn serve(&self, request: SyncRequest) -> SyncResponse {
+        match request {
+            SyncRequest::GetRefs { repository } => match self.repositories.signed_refs(&repository)
+            {
+                Ok(Some(refs)) => SyncResponse::Refs(Box::new(refs)),
+                Ok(None) => SyncResponse::NotFound,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    SyncResponse::NotFound
+                }
+            },
+        }
+    }
+
+    /// Starts a DHT query now, or queues it while `max_concurrent_dht_queries` are under
+    /// way (kad's own periodic queries count toward the limit too).
+    fn dht(&mut self, query: DhtQuery) {
+        let in_flight = self.swarm.behaviour().kad.iter_queries().count();
+        if in_flight >= self.config.max_concurrent_dht_queries as usize {
+            if !self.dht_queue.contains(&query) {
+                self.dht_queue.push_back(query);
+            }
+            return;
+        }
+        match query {
+            DhtQuery::Bootstrap => {
+                if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
+                    tracing::debug!("DHT bootstrap not started: {e}");
+                }
+            }
+        }
+    }
+
+    fn run_queued_dht(&mut self) {
+        let limit = self.config.max_concurrent_dht_queries as usize;
+        while self.swarm.behaviour().kad.iter_queries().count() < limit {
+            let Some(query) = self.dht_queue.pop_front() else {
+                break;
+            };
+            self.dht(query);
         }
     }
 }
@@ -541,7 +768,7 @@ fn transport_error_text(e: &libp2p::TransportError<std::io::Error>) -> String {
 }
 
 /// A dial error in one line (libp2p's own Display nests the per-address errors).
-fn dial_error_text(e: &DialError) -> String {
+pub(crate) fn dial_error_text(e: &DialError) -> String {
     match e {
         DialError::Transport(errors) => errors
             .iter()

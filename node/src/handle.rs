@@ -48,8 +48,8 @@ impl Node {
         }
 
         let mut registry = Registry::default();
-        let swarm = swarm::build(keypair, &config, &mut registry)?;
         let metrics = Metrics::new(&mut registry);
+        let swarm = swarm::build(keypair, &config, &mut registry, metrics.manager.clone())?;
         let (tx, rx) = mpsc::channel(64);
         let handle = NodeHandle {
             peer_id,
@@ -57,7 +57,8 @@ impl Node {
             connect_timeout: config.connection_timeout + Duration::from_secs(10),
         };
 
-        let mut event_loop = EventLoop::new(swarm, config.clone(), rx, metrics);
+        let mut event_loop =
+            EventLoop::new(swarm, config.clone(), rx, metrics, data_dir.repositories());
         event_loop.start_listening().await?;
         let api = match config.api {
             Some(addr) => Some(api::Server::start(addr, handle.clone(), Arc::new(registry)).await?),

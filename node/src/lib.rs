@@ -16,8 +16,10 @@ mod identity;
 mod metrics;
 mod peers;
 mod swarm;
+pub mod sync;
 
 pub use config::{Config, ConfigError, DhtMode, LogFormat};
+pub use connection_manager::Penalty;
 pub use error::NodeError;
 pub use event_loop::short_peer_id;
 pub use handle::{Node, NodeHandle};

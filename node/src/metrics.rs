@@ -18,6 +18,27 @@ pub(crate) struct Outcome {
     pub outcome: &'static str,
 }
 
+/// A `direction` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Direction {
+    pub direction: &'static str,
+}
+
+/// The connection manager's metrics.
+#[derive(Clone, Default)]
+pub(crate) struct ManagerMetrics {
+    pub connections: Family<Direction, Gauge>,
+    pub denied: Family<Reason, Counter>,
+    pub trimmed: Counter,
+    pub dials_queued: Gauge,
+    pub dials_in_flight: Gauge,
+    pub dials_started: Counter,
+    pub dials_failed: Counter,
+    pub penalties: Family<Reason, Counter>,
+    pub bans: Counter,
+    pub banned: Gauge,
+}
+
 /// All metrics the node updates.
 pub(crate) struct Metrics {
     pub libp2p: libp2p::metrics::Metrics,
@@ -25,6 +46,7 @@ pub(crate) struct Metrics {
     pub routing_table_size: Gauge,
     pub bootstrap_dials: Family<Outcome, Counter>,
     pub peers_rejected: Family<Reason, Counter>,
+    pub manager: ManagerMetrics,
 }
 
 impl Metrics {
@@ -37,7 +59,51 @@ impl Metrics {
             routing_table_size: Gauge::default(),
             bootstrap_dials: Family::default(),
             peers_rejected: Family::default(),
+            manager: ManagerMetrics::default(),
         };
+        let cm = &m.manager;
+        guts.register(
+            "connections",
+            "Established connections, by direction",
+            cm.connections.clone(),
+        );
+        guts.register(
+            "connections_denied",
+            "Connections refused, by reason (per_ip, max_connections, max_pending_inbound, max_per_peer, banned, dial_concurrency)",
+            cm.denied.clone(),
+        );
+        guts.register(
+            "connections_trimmed",
+            "Peers disconnected above the high watermark",
+            cm.trimmed.clone(),
+        );
+        guts.register(
+            "dials_queued",
+            "Dials waiting for the rate limit or a free slot",
+            cm.dials_queued.clone(),
+        );
+        guts.register(
+            "dials_in_flight",
+            "Outbound dials under way",
+            cm.dials_in_flight.clone(),
+        );
+        guts.register(
+            "dials_started",
+            "Dials released from the queue",
+            cm.dials_started.clone(),
+        );
+        guts.register(
+            "dials_failed",
+            "Dials that failed to connect",
+            cm.dials_failed.clone(),
+        );
+        guts.register(
+            "penalties",
+            "Penalties given to peers, by reason",
+            cm.penalties.clone(),
+        );
+        guts.register("bans", "Peers banned", cm.bans.clone());
+        guts.register("banned_peers", "Peers banned now", cm.banned.clone());
         guts.register(
             "connected_peers",
             "Peers with at least one open connection",

@@ -85,7 +85,7 @@ impl PeerTable {
         })
     }
 
-    pub fn reports(&self, protected: impl Fn(&PeerId) -> bool) -> Vec<PeerReport> {
+    pub fn reports(&self, manager: &crate::connection_manager::Behaviour) -> Vec<PeerReport> {
         let now = SystemTime::now();
         let mut reports: Vec<_> = self
             .peers
@@ -116,7 +116,8 @@ impl PeerTable {
                         .map(|d| d.as_secs())
                         .unwrap_or(0),
                     last_ping_rtt_ms: p.last_rtt.map(|d| d.as_secs_f64() * 1000.0),
-                    protected: protected(id),
+                    protected: manager.is_protected(id),
+                    score: manager.score(id),
                 }
             })
             .collect();

@@ -14,6 +14,7 @@ pub(crate) fn build(
     keypair: Keypair,
     config: &Config,
     registry: &mut Registry,
+    manager_metrics: crate::metrics::ManagerMetrics,
 ) -> Result<Swarm<Behaviour>, NodeError> {
     let timeout = config.connection_timeout;
     let setup = |what: &str, e: &dyn std::fmt::Display| NodeError::Setup(format!("{what}: {e}"));
@@ -42,7 +43,7 @@ pub(crate) fn build(
         .map_err(|e| setup("relay client", &e))?
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, relay_client, config)
+            Behaviour::new(key, relay_client, config, manager_metrics)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|e| setup("behaviour", &e))?

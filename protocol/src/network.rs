@@ -78,6 +78,11 @@ impl NetworkName {
         format!("/guts/{}/{PROTOCOL_VERSION}", self.0)
     }
 
+    /// Sync protocol (request-response): `/guts/<network>/sync/1.0.0`.
+    pub fn sync_protocol(&self) -> String {
+        format!("/guts/{}/sync/{PROTOCOL_VERSION}", self.0)
+    }
+
     /// The gossipsub topic on which repository and commit announcements travel.
     pub fn announce_topic(&self) -> String {
         format!("guts/{}/announce/1", self.0)

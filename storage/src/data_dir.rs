@@ -64,6 +64,11 @@ impl DataDir {
         &self.root
     }
 
+    /// The repositories this node holds.
+    pub fn repositories(&self) -> crate::Repositories {
+        crate::Repositories::new(&self.root)
+    }
+
     /// The node identity, created on first use.
     pub fn identity(&self) -> Result<Identity, StorageError> {
         Identity::load_or_create(&self.root.join(IDENTITY_FILE))

@@ -57,6 +57,22 @@ pub enum StorageError {
         /// What the OS said.
         source: io::Error,
     },
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// A stored file does not hold what it should.
+    #[error("{path} is corrupt: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The system random number generator failed.
     #[error("cannot generate a key: system randomness unavailable: {0}")]
     Randomness(String),

@@ -6,7 +6,9 @@
 mod data_dir;
 mod error;
 mod identity;
+mod repos;
 
 pub use data_dir::DataDir;
 pub use error::StorageError;
 pub use identity::{IDENTITY_FILE, Identity};
+pub use repos::Repositories;

@@ -29,6 +29,66 @@ pub struct StatusReport {
     pub relay_server: bool,
     /// Each configured bootstrap address and how it is doing.
     pub bootstrap: Vec<BootstrapReport>,
+    /// The connection manager's limits.
+    pub limits: LimitsReport,
+    /// Connection and dial counts.
+    pub connections: ConnectionsReport,
+}
+
+/// The connection manager's limits, as configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LimitsReport {
+    /// Established connections, all peers.
+    pub max_connections: usize,
+    /// Inbound connections in their handshake.
+    pub max_pending_inbound: usize,
+    /// Connections to one peer.
+    pub max_connections_per_peer: usize,
+    /// Inbound connections from one IP.
+    pub max_peers_per_ip: u32,
+    /// Below it the node dials more peers.
+    pub low_watermark: usize,
+    /// Above it the node trims to the low watermark.
+    pub high_watermark: usize,
+    /// Dials started per second.
+    pub dials_per_second: u32,
+    /// Dials in flight at once.
+    pub max_concurrent_dials: u32,
+    /// DHT queries in flight at once.
+    pub max_concurrent_dht_queries: u32,
+    /// Requests per peer per second on each protocol.
+    pub requests_per_second_per_peer: u32,
+}
+
+/// Current connection counts and totals since start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionsReport {
+    /// Established inbound connections.
+    pub inbound: usize,
+    /// Established outbound connections.
+    pub outbound: usize,
+    /// Inbound connections in their handshake.
+    pub pending_inbound: usize,
+    /// Outbound dials under way.
+    pub dials_in_flight: usize,
+    /// The most dials ever under way at once.
+    pub dials_in_flight_peak: usize,
+    /// Dials waiting for the rate limit or a free slot.
+    pub dials_queued: usize,
+    /// Dials released from the queue since start.
+    pub dials_started: u64,
+    /// Dials that failed since start.
+    pub dials_failed: u64,
+    /// Peers disconnected above the high watermark since start.
+    pub trimmed: u64,
+    /// Peers banned now.
+    pub banned_peers: usize,
+    /// Connections refused since start, by reason.
+    pub denied: std::collections::BTreeMap<String, u64>,
+    /// DHT queries in flight.
+    pub dht_queries: usize,
+    /// DHT queries waiting for a slot.
+    pub dht_queries_queued: usize,
 }
 
 /// One configured bootstrap address.
@@ -77,6 +137,8 @@ pub struct PeerReport {
     pub last_ping_rtt_ms: Option<f64>,
     /// Whether the connection manager keeps this peer whatever happens.
     pub protected: bool,
+    /// Its score: 0 when well behaved, lower after penalties.
+    pub score: f64,
 }
 
 /// `POST /api/v1/connect` body.

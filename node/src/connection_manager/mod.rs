@@ -1,47 +1,201 @@
-//! The connection manager: which connections the node keeps.
+//! The connection manager: which connections the node accepts, dials and keeps.
 //!
-//! It is the first behaviour in the composed [`crate::behaviour::Behaviour`], so its
-//! decisions come before any other protocol sees a connection.
+//! libp2p's `connection_limits` only caps counts; per-IP limits, watermarks with trimming,
+//! dial rate limiting, scores and bans are ours. This behaviour comes first in
+//! [`crate::behaviour::Behaviour`], so it decides before any protocol sees a connection:
 //!
-//! Protected peers (bootstrap peers, peers added with `guts connect`) are kept connected
-//! however idle their connections are; other connections close after the idle timeout
-//! unless a protocol (e.g. a gossipsub mesh) still wants them.
+//! - **Caps**: established connections, pending inbound, per peer; inbound connections
+//!   per remote IP, counted from the pending stage (loopback and an allow-list exempt).
+//! - **Watermarks**: on each heartbeat, above the high watermark the least valuable
+//!   unprotected peers are disconnected down to the low watermark; below the low
+//!   watermark it asks the event loop for peers to dial ([`Event::NeedPeers`]). The best
+//!   `low_watermark` peers and all protected peers are kept alive however idle; other
+//!   connections close after the idle timeout unless a protocol still uses them.
+//! - **Dials** the node decides on wait in a queue released by a token bucket and a cap
+//!   on dials in flight; peers that fail to connect back off exponentially. Dials other
+//!   behaviours make (Kademlia queries) count toward the cap and are refused beyond it.
+//! - **Scores**: components report [`Penalty`]s; at the threshold the peer is disconnected
+//!   and banned for a while. Scores decay; a per-peer, per-protocol token bucket turns
+//!   request floods into penalties.
 
+mod dial_queue;
 mod handler;
+mod inbound_ips;
+mod scores;
+mod trim;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::task::{Context, Poll};
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, Multiaddr};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{
-    ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, NotifyHandler, THandler,
-    THandlerInEvent, THandlerOutEvent, ToSwarm,
+    CloseConnection, ConnectionClosed, ConnectionDenied, ConnectionId, DialError, DialFailure,
+    FromSwarm, ListenFailure, NetworkBehaviour, NotifyHandler, THandler, THandlerInEvent,
+    THandlerOutEvent, ToSwarm,
 };
 
+use crate::config::Config;
+use crate::metrics::{ManagerMetrics, Reason};
+use dial_queue::{Blocked, DialQueue};
 use handler::Handler;
+use inbound_ips::{InboundIps, ip_of};
+pub use scores::Penalty;
+use scores::Scores;
+use trim::Candidate;
 
-/// Keeps protected peers' connections alive.
-#[derive(Default)]
+/// Every reason a connection may be refused, as metric labels.
+pub const DENIAL_REASONS: [&str; 6] = [
+    "per_ip",
+    "max_connections",
+    "max_pending_inbound",
+    "max_per_peer",
+    "banned",
+    "dial_concurrency",
+];
+
+/// The limits the manager enforces (from [`Config`]).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_pending_inbound: usize,
+    pub max_connections_per_peer: usize,
+    pub max_peers_per_ip: u32,
+    pub low_watermark: usize,
+    pub high_watermark: usize,
+    pub trim_interval: Duration,
+    pub trim_grace_period: Duration,
+}
+
+impl From<&Config> for Limits {
+    fn from(c: &Config) -> Self {
+        Limits {
+            max_connections: c.max_connections as usize,
+            max_pending_inbound: c.max_pending_inbound as usize,
+            max_connections_per_peer: c.max_connections_per_peer as usize,
+            max_peers_per_ip: c.max_peers_per_ip,
+            low_watermark: c.low_watermark as usize,
+            high_watermark: c.high_watermark as usize,
+            trim_interval: c.trim_interval,
+            trim_grace_period: c.trim_grace_period,
+        }
+    }
+}
+
+/// What the manager tells the event loop.
+#[derive(Debug)]
+pub enum Event {
+    /// Fewer peers than the low watermark: dial up to this many more.
+    NeedPeers(usize),
+    /// A dial from [`Behaviour::dial`] failed, possibly before it started.
+    DialFailed {
+        id: ConnectionId,
+        peer: Option<PeerId>,
+        error: String,
+        /// The dial was skipped because the peer is already connected.
+        already_connected: bool,
+    },
+    /// A peer was banned after this penalty.
+    Banned {
+        peer: PeerId,
+        penalty: Penalty,
+        ban: Duration,
+    },
+}
+
+/// Why a connection was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct Denied {
+    /// Metric label of the reason.
+    pub reason: &'static str,
+    /// The limit and the value that hit it.
+    pub detail: String,
+}
+
+struct Connection {
+    inbound: bool,
+    keep_alive: bool,
+}
+
+struct Connected {
+    connections: HashMap<ConnectionId, Connection>,
+    since: Instant,
+}
+
+/// Counts for `guts status`.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub inbound: usize,
+    pub outbound: usize,
+    pub pending_inbound: usize,
+    pub dials_in_flight: usize,
+    pub dials_in_flight_peak: usize,
+    pub dials_queued: usize,
+    pub banned_peers: usize,
+}
+
+/// The connection manager behaviour.
 pub struct Behaviour {
+    limits: Limits,
+    metrics: ManagerMetrics,
+    connected: HashMap<PeerId, Connected>,
+    pending_inbound: HashSet<ConnectionId>,
+    inbound_ips: InboundIps,
+    dials: DialQueue,
+    scores: Scores,
     protected: HashSet<PeerId>,
-    connections: HashMap<PeerId, HashSet<ConnectionId>>,
-    pending: VecDeque<ToSwarm<(), bool>>,
+    last_useful: HashMap<PeerId, Instant>,
+    heartbeat: tokio::time::Interval,
+    dial_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    events: VecDeque<ToSwarm<Event, bool>>,
+    waker: Option<Waker>,
 }
 
 impl Behaviour {
-    /// Marks `peer` as protected: its connections are kept alive.
+    /// Must be called within a tokio runtime (the heartbeat is a tokio timer).
+    pub fn new(config: &Config, metrics: ManagerMetrics) -> Self {
+        let limits = Limits::from(config);
+        let mut heartbeat = tokio::time::interval(limits.trim_interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Behaviour {
+            metrics,
+            connected: HashMap::new(),
+            pending_inbound: HashSet::new(),
+            inbound_ips: InboundIps::new(config.per_ip_allow.clone()),
+            dials: DialQueue::new(config.dials_per_second, config.max_concurrent_dials),
+            scores: Scores::new(
+                config.ban_threshold,
+                config.ban_duration,
+                config.score_half_life,
+                config.requests_per_second_per_peer,
+            ),
+            protected: HashSet::new(),
+            last_useful: HashMap::new(),
+            heartbeat,
+            dial_timer: None,
+            events: VecDeque::new(),
+            waker: None,
+            limits,
+        }
+    }
+
+    /// Marks `peer` as protected: never trimmed, always kept alive.
     pub fn protect(&mut self, peer: PeerId) {
         if self.protected.insert(peer) {
-            self.notify(peer, true);
+            self.set_keep_alive(&peer, true);
         }
     }
 
     /// Removes the protection of `peer`.
     pub fn unprotect(&mut self, peer: &PeerId) {
         if self.protected.remove(peer) {
-            self.notify(*peer, false);
+            self.set_keep_alive(peer, false);
         }
     }
 
@@ -50,25 +204,309 @@ impl Behaviour {
         self.protected.contains(peer)
     }
 
-    fn notify(&mut self, peer: PeerId, keep_alive: bool) {
-        for id in self.connections.get(&peer).into_iter().flatten() {
-            self.pending.push_back(ToSwarm::NotifyHandler {
-                peer_id: peer,
-                handler: NotifyHandler::One(*id),
-                event: keep_alive,
-            });
+    /// Number of connected peers (what the watermarks count).
+    pub fn connected_peers(&self) -> usize {
+        self.connected.len()
+    }
+
+    /// Queues a dial; it starts when the rate limit and the cap on dials in flight allow.
+    /// Its failure, if any, comes back as [`Event::DialFailed`] with the returned id.
+    pub fn dial(&mut self, opts: DialOpts) -> ConnectionId {
+        let id = self.dials.push(opts);
+        self.metrics.dials_queued.set(self.dials.queued() as i64);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+        id
+    }
+
+    /// Queues dials to up to `n` of `candidates`, skipping peers connected, queued,
+    /// banned or backing off.
+    pub fn dial_candidates(&mut self, candidates: Vec<(PeerId, Vec<Multiaddr>)>, n: usize) {
+        let mut queued = 0;
+        for (peer, addrs) in candidates {
+            if queued >= n {
+                break;
+            }
+            if addrs.is_empty()
+                || self.connected.contains_key(&peer)
+                || self.dials.is_queued(&peer)
+                || self.dials.in_backoff(&peer)
+                || self.scores.is_banned(&peer)
+            {
+                continue;
+            }
+            self.dial(
+                DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+            );
+            queued += 1;
         }
     }
 
-    fn new_handler(&mut self, peer: PeerId, id: ConnectionId) -> Handler {
-        self.connections.entry(peer).or_default().insert(id);
-        Handler::new(self.protected.contains(&peer))
+    /// Lowers `peer`'s score; bans and disconnects it at the threshold.
+    pub fn penalize(&mut self, peer: PeerId, penalty: Penalty) {
+        self.metrics
+            .penalties
+            .get_or_create(&Reason {
+                reason: penalty.label(),
+            })
+            .inc();
+        if let Some(until) = self.scores.penalize(peer, penalty) {
+            self.metrics.bans.inc();
+            self.metrics.banned.set(self.scores.banned_count() as i64);
+            for id in self.dials.remove_peer(&peer) {
+                self.events
+                    .push_back(ToSwarm::GenerateEvent(Event::DialFailed {
+                        id,
+                        peer: Some(peer),
+                        error: "the peer is banned".into(),
+                        already_connected: false,
+                    }));
+            }
+            self.events.push_back(ToSwarm::CloseConnection {
+                peer_id: peer,
+                connection: CloseConnection::All,
+            });
+            self.events.push_back(ToSwarm::GenerateEvent(Event::Banned {
+                peer,
+                penalty,
+                ban: until.saturating_duration_since(Instant::now()),
+            }));
+            if let Some(w) = self.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Whether `peer` may make another request on `protocol` now. A request over the
+    /// per-peer rate costs the peer a [`Penalty::RateLimited`].
+    pub fn allow_request(&mut self, peer: PeerId, protocol: &'static str) -> bool {
+        let ok = self.scores.allow_request(peer, protocol);
+        if !ok {
+            self.penalize(peer, Penalty::RateLimited);
+        }
+        ok
+    }
+
+    /// `peer` just did something useful for us (served a request, relayed news).
+    pub fn record_useful(&mut self, peer: PeerId) {
+        self.last_useful.insert(peer, Instant::now());
+    }
+
+    /// `peer`'s score: 0 when well behaved, negative after penalties.
+    pub fn score(&self, peer: &PeerId) -> f64 {
+        self.scores.score(peer)
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Current counts.
+    pub fn counts(&self) -> Counts {
+        let (mut inbound, mut outbound) = (0, 0);
+        for c in self.connected.values().flat_map(|p| p.connections.values()) {
+            if c.inbound {
+                inbound += 1;
+            } else {
+                outbound += 1;
+            }
+        }
+        Counts {
+            inbound,
+            outbound,
+            pending_inbound: self.pending_inbound.len(),
+            dials_in_flight: self.dials.in_flight(),
+            dials_in_flight_peak: self.dials.peak_in_flight,
+            dials_queued: self.dials.queued(),
+            banned_peers: self.scores.banned_count(),
+        }
+    }
+
+    fn total_connections(&self) -> usize {
+        self.connected.values().map(|p| p.connections.len()).sum()
+    }
+
+    fn deny(&self, reason: &'static str, detail: String) -> ConnectionDenied {
+        self.metrics.denied.get_or_create(&Reason { reason }).inc();
+        tracing::debug!("connection denied: {reason}: {detail}");
+        ConnectionDenied::new(Denied { reason, detail })
+    }
+
+    /// Checks that apply to every established connection, both directions.
+    fn check_established(&self, peer: &PeerId) -> Result<(), ConnectionDenied> {
+        if self.scores.is_banned(peer) {
+            return Err(self.deny("banned", format!("peer {peer} is banned")));
+        }
+        let total = self.total_connections();
+        if total >= self.limits.max_connections {
+            return Err(self.deny(
+                "max_connections",
+                format!(
+                    "{total} connections open, max_connections is {}",
+                    self.limits.max_connections
+                ),
+            ));
+        }
+        let to_peer = self.connected.get(peer).map_or(0, |p| p.connections.len());
+        if to_peer >= self.limits.max_connections_per_peer {
+            return Err(self.deny(
+                "max_per_peer",
+                format!(
+                    "{to_peer} connections to {peer}, max_connections_per_peer is {}",
+                    self.limits.max_connections_per_peer
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn handler_for(&self, peer: &PeerId) -> Handler {
+        // A new connection is kept alive if its peer is protected or the node is still
+        // below the low watermark; the heartbeat revisits this.
+        let wanted =
+            self.protected.contains(peer) || self.connected.len() < self.limits.low_watermark;
+        Handler::new(wanted)
+    }
+
+    fn set_keep_alive(&mut self, peer: &PeerId, keep_alive: bool) {
+        let Some(p) = self.connected.get_mut(peer) else {
+            return;
+        };
+        for (id, c) in &mut p.connections {
+            if c.keep_alive != keep_alive {
+                c.keep_alive = keep_alive;
+                self.events.push_back(ToSwarm::NotifyHandler {
+                    peer_id: *peer,
+                    handler: NotifyHandler::One(*id),
+                    event: keep_alive,
+                });
+            }
+        }
+    }
+
+    /// Trimming above the high watermark, keep-alive for the best peers, asking for
+    /// peers below the low watermark, decay.
+    fn heartbeat(&mut self) {
+        let now = Instant::now();
+        for peer in self.scores.heartbeat() {
+            tracing::info!(%peer, "ban ended");
+        }
+        self.dials.prune();
+        self.last_useful.retain(|peer, at| {
+            self.connected.contains_key(peer) || now.duration_since(*at) < Duration::from_secs(3600)
+        });
+
+        let mut candidates: Vec<Candidate> = self
+            .connected
+            .iter()
+            .map(|(peer, c)| Candidate {
+                peer: *peer,
+                protected: self.protected.contains(peer),
+                score: self.scores.score(peer),
+                last_useful: self.last_useful.get(peer).copied(),
+                connected_since: c.since,
+            })
+            .collect();
+        if candidates.len() > self.limits.high_watermark {
+            let grace_until = now
+                .checked_sub(self.limits.trim_grace_period)
+                .unwrap_or(now);
+            let trimmed = trim::to_trim(candidates.clone(), self.limits.low_watermark, grace_until);
+            tracing::info!(
+                peers = candidates.len(),
+                high_watermark = self.limits.high_watermark,
+                low_watermark = self.limits.low_watermark,
+                "above the high watermark: trimming {} peers",
+                trimmed.len()
+            );
+            for peer in &trimmed {
+                self.metrics.trimmed.inc();
+                self.events.push_back(ToSwarm::CloseConnection {
+                    peer_id: *peer,
+                    connection: CloseConnection::All,
+                });
+            }
+            candidates.retain(|c| !trimmed.contains(&c.peer));
+        }
+
+        trim::rank(&mut candidates);
+        for (i, c) in candidates.iter().enumerate() {
+            let wanted = c.protected || i < self.limits.low_watermark;
+            self.set_keep_alive(&c.peer, wanted);
+        }
+
+        let coming = self.connected.len() + self.dials.in_flight() + self.dials.queued();
+        if coming < self.limits.low_watermark {
+            self.events
+                .push_back(ToSwarm::GenerateEvent(Event::NeedPeers(
+                    self.limits.low_watermark - coming,
+                )));
+        }
+        self.metrics.banned.set(self.scores.banned_count() as i64);
+    }
+
+    fn update_gauges(&self) {
+        let counts = self.counts();
+        self.metrics
+            .connections
+            .get_or_create(&crate::metrics::Direction {
+                direction: "inbound",
+            })
+            .set(counts.inbound as i64);
+        self.metrics
+            .connections
+            .get_or_create(&crate::metrics::Direction {
+                direction: "outbound",
+            })
+            .set(counts.outbound as i64);
+        self.metrics.dials_queued.set(counts.dials_queued as i64);
+        self.metrics
+            .dials_in_flight
+            .set(counts.dials_in_flight as i64);
     }
 }
 
 impl NetworkBehaviour for Behaviour {
     type ConnectionHandler = Handler;
-    type ToSwarm = ();
+    type ToSwarm = Event;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        id: ConnectionId,
+        _local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        if self.pending_inbound.len() >= self.limits.max_pending_inbound {
+            return Err(self.deny(
+                "max_pending_inbound",
+                format!(
+                    "{} inbound handshakes under way, max_pending_inbound is {}",
+                    self.pending_inbound.len(),
+                    self.limits.max_pending_inbound
+                ),
+            ));
+        }
+        if let Some(ip) = ip_of(remote) {
+            let count = self.inbound_ips.count(&ip);
+            if !self.inbound_ips.is_exempt(&ip) && count >= self.limits.max_peers_per_ip {
+                return Err(self.deny(
+                    "per_ip",
+                    format!(
+                        "{count} inbound connections from {ip} already, max_peers_per_ip is {}",
+                        self.limits.max_peers_per_ip
+                    ),
+                ));
+            }
+            self.inbound_ips.add(id, ip);
+        }
+        self.pending_inbound.insert(id);
+        Ok(())
+    }
 
     fn handle_established_inbound_connection(
         &mut self,
@@ -77,28 +515,128 @@ impl NetworkBehaviour for Behaviour {
         _local: &Multiaddr,
         _remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.new_handler(peer, id))
+        self.pending_inbound.remove(&id);
+        self.check_established(&peer)?;
+        Ok(self.handler_for(&peer))
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        id: ConnectionId,
+        peer: Option<PeerId>,
+        _addresses: &[Multiaddr],
+        _role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        if let Some(peer) = peer
+            && self.scores.is_banned(&peer)
+        {
+            return Err(self.deny("banned", format!("peer {peer} is banned")));
+        }
+        if !self.dials.is_ours_in_flight(id) {
+            // Another behaviour's dial (a DHT query): bounded by the same cap, not queued.
+            if self.dials.in_flight() >= self.dials.max_in_flight() {
+                return Err(self.deny(
+                    "dial_concurrency",
+                    format!(
+                        "{} dials in flight, max_concurrent_dials is {}",
+                        self.dials.in_flight(),
+                        self.dials.max_in_flight()
+                    ),
+                ));
+            }
+            self.dials.started(id);
+        }
+        Ok(vec![])
     }
 
     fn handle_established_outbound_connection(
         &mut self,
-        id: ConnectionId,
+        _id: ConnectionId,
         peer: PeerId,
         _addr: &Multiaddr,
         _role: Endpoint,
         _port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.new_handler(peer, id))
+        self.check_established(&peer)?;
+        Ok(self.handler_for(&peer))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
-        if let FromSwarm::ConnectionClosed(closed) = event
-            && let Some(ids) = self.connections.get_mut(&closed.peer_id)
-        {
-            ids.remove(&closed.connection_id);
-            if ids.is_empty() {
-                self.connections.remove(&closed.peer_id);
+        match event {
+            FromSwarm::ConnectionEstablished(e) => {
+                let inbound = e.endpoint.is_listener();
+                if !inbound {
+                    self.dials.ended(e.connection_id, Some(e.peer_id), true);
+                }
+                let wanted = self.protected.contains(&e.peer_id)
+                    || self.connected.len() < self.limits.low_watermark;
+                self.connected
+                    .entry(e.peer_id)
+                    .or_insert_with(|| Connected {
+                        connections: HashMap::new(),
+                        since: Instant::now(),
+                    })
+                    .connections
+                    .insert(
+                        e.connection_id,
+                        Connection {
+                            inbound,
+                            keep_alive: wanted,
+                        },
+                    );
+                self.update_gauges();
             }
+            FromSwarm::ConnectionClosed(ConnectionClosed {
+                peer_id,
+                connection_id,
+                ..
+            }) => {
+                self.inbound_ips.remove(connection_id);
+                if let Some(p) = self.connected.get_mut(&peer_id) {
+                    p.connections.remove(&connection_id);
+                    if p.connections.is_empty() {
+                        self.connected.remove(&peer_id);
+                    }
+                }
+                self.update_gauges();
+            }
+            FromSwarm::DialFailure(DialFailure {
+                peer_id,
+                error,
+                connection_id,
+            }) => {
+                // Skipped or refused dials say nothing about the peer's reachability.
+                let reachability = !matches!(
+                    error,
+                    DialError::DialPeerConditionFalse(_)
+                        | DialError::Denied { .. }
+                        | DialError::Aborted
+                );
+                let ours = self
+                    .dials
+                    .ended(connection_id, peer_id.filter(|_| reachability), false);
+                if reachability {
+                    self.metrics.dials_failed.inc();
+                }
+                if ours {
+                    self.events
+                        .push_back(ToSwarm::GenerateEvent(Event::DialFailed {
+                            id: connection_id,
+                            peer: peer_id,
+                            error: crate::event_loop::dial_error_text(error),
+                            already_connected: matches!(
+                                error,
+                                DialError::DialPeerConditionFalse(_)
+                            ),
+                        }));
+                }
+                self.update_gauges();
+            }
+            FromSwarm::ListenFailure(ListenFailure { connection_id, .. }) => {
+                self.pending_inbound.remove(&connection_id);
+                self.inbound_ips.remove(connection_id);
+            }
+            _ => {}
         }
     }
 
@@ -111,10 +649,30 @@ impl NetworkBehaviour for Behaviour {
         libp2p::core::util::unreachable(event)
     }
 
-    fn poll(&mut self, _cx: &mut Context<'_>) -> Poll<ToSwarm<(), THandlerInEvent<Self>>> {
-        match self.pending.pop_front() {
-            Some(ev) => Poll::Ready(ev),
-            None => Poll::Pending,
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
+        if self.heartbeat.poll_tick(cx).is_ready() {
+            self.heartbeat();
         }
+        if let Some(event) = self.events.pop_front() {
+            return Poll::Ready(event);
+        }
+        match self.dials.release() {
+            Ok(opts) => {
+                self.metrics.dials_started.inc();
+                self.update_gauges();
+                return Poll::Ready(ToSwarm::Dial { opts });
+            }
+            Err(Blocked::RateLimited(at) | Blocked::Idle(Some(at))) => {
+                let mut timer = Box::pin(tokio::time::sleep_until(at.into()));
+                if timer.as_mut().poll(cx).is_ready() {
+                    cx.waker().wake_by_ref();
+                } else {
+                    self.dial_timer = Some(timer);
+                }
+            }
+            Err(Blocked::Idle(None)) => self.dial_timer = None,
+        }
+        self.waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 }

@@ -1,0 +1,207 @@
+//! Peer scores: penalties fall on misbehaving peers and fade with time; a peer whose score
+//! reaches the ban threshold is banned for a while.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use governor::clock::DefaultClock;
+use governor::state::keyed::HashMapStateStore;
+use governor::{Quota, RateLimiter};
+use libp2p::PeerId;
+
+/// Something a peer did wrong. Components report these through
+/// [`super::Behaviour::penalize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Penalty {
+    /// It sent more requests than its per-protocol rate allows.
+    RateLimited,
+    /// It sent a message that does not decode.
+    Undecodable,
+    /// It sent a message over the size limit.
+    Oversized,
+    /// It broke a protocol's rules (wrong message, wrong order).
+    ProtocolViolation,
+    /// It relayed an announcement that does not verify.
+    InvalidAnnouncement,
+    /// It served data that fails verification (a bad pack, a bad signature, a rollback).
+    BadData,
+}
+
+impl Penalty {
+    /// How much the score falls.
+    pub fn weight(self) -> f64 {
+        match self {
+            Penalty::RateLimited => 5.0,
+            Penalty::Undecodable => 20.0,
+            Penalty::Oversized => 40.0,
+            Penalty::ProtocolViolation => 50.0,
+            Penalty::InvalidAnnouncement => 25.0,
+            Penalty::BadData => 100.0,
+        }
+    }
+
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Penalty::RateLimited => "rate_limited",
+            Penalty::Undecodable => "undecodable",
+            Penalty::Oversized => "oversized",
+            Penalty::ProtocolViolation => "protocol_violation",
+            Penalty::InvalidAnnouncement => "invalid_announcement",
+            Penalty::BadData => "bad_data",
+        }
+    }
+}
+
+struct Score {
+    value: f64,
+    updated: Instant,
+}
+
+type RequestLimiter =
+    RateLimiter<(PeerId, &'static str), HashMapStateStore<(PeerId, &'static str)>, DefaultClock>;
+
+pub(super) struct Scores {
+    scores: HashMap<PeerId, Score>,
+    bans: HashMap<PeerId, Instant>,
+    requests: RequestLimiter,
+    threshold: f64,
+    ban_duration: Duration,
+    half_life: Duration,
+}
+
+impl Scores {
+    pub fn new(
+        threshold: f64,
+        ban_duration: Duration,
+        half_life: Duration,
+        requests_per_second: u32,
+    ) -> Self {
+        let rate = NonZeroU32::new(requests_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = rate.saturating_mul(NonZeroU32::new(2).expect("2 > 0"));
+        Scores {
+            scores: HashMap::new(),
+            bans: HashMap::new(),
+            requests: RateLimiter::hashmap(Quota::per_second(rate).allow_burst(burst)),
+            threshold,
+            ban_duration,
+            half_life,
+        }
+    }
+
+    /// The peer's current score (0 for a peer never penalized).
+    pub fn score(&self, peer: &PeerId) -> f64 {
+        self.scores
+            .get(peer)
+            .map(|s| decayed(s.value, s.updated.elapsed(), self.half_life))
+            .unwrap_or(0.0)
+    }
+
+    /// Lowers the score; returns when the ban ends if this penalty bans the peer.
+    pub fn penalize(&mut self, peer: PeerId, penalty: Penalty) -> Option<Instant> {
+        if self.is_banned(&peer) {
+            return None;
+        }
+        let now = Instant::now();
+        let value = self.score(&peer) - penalty.weight();
+        if value <= self.threshold {
+            // A ban wipes the slate: the peer starts from zero when it ends.
+            self.scores.remove(&peer);
+            let until = now + self.ban_duration;
+            self.bans.insert(peer, until);
+            return Some(until);
+        }
+        self.scores.insert(
+            peer,
+            Score {
+                value,
+                updated: now,
+            },
+        );
+        None
+    }
+
+    pub fn is_banned(&self, peer: &PeerId) -> bool {
+        self.bans
+            .get(peer)
+            .is_some_and(|until| *until > Instant::now())
+    }
+
+    pub fn banned_count(&self) -> usize {
+        let now = Instant::now();
+        self.bans.values().filter(|until| **until > now).count()
+    }
+
+    /// Whether `peer` may make one more request on `protocol` now.
+    pub fn allow_request(&self, peer: PeerId, protocol: &'static str) -> bool {
+        self.requests.check_key(&(peer, protocol)).is_ok()
+    }
+
+    /// Applies decay, ends expired bans and forgets what no longer matters. Returns the
+    /// peers whose ban ended.
+    pub fn heartbeat(&mut self) -> Vec<PeerId> {
+        let now = Instant::now();
+        let half_life = self.half_life;
+        self.scores.retain(|_, s| {
+            s.value = decayed(s.value, now.duration_since(s.updated), half_life);
+            s.updated = now;
+            s.value.abs() >= 0.5
+        });
+        let mut ended = Vec::new();
+        self.bans.retain(|peer, until| {
+            let active = *until > now;
+            if !active {
+                ended.push(*peer);
+            }
+            active
+        });
+        self.requests.retain_recent();
+        ended
+    }
+}
+
+fn decayed(value: f64, age: Duration, half_life: Duration) -> f64 {
+    value * 0.5f64.powf(age.as_secs_f64() / half_life.as_secs_f64().max(f64::EPSILON))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn penalties_add_up_to_a_ban_that_resets_the_score() {
+        // Two protocol violations (-50 each, a hair of decay between them) cross -99.
+        let mut s = Scores::new(-99.0, Duration::from_secs(60), Duration::from_secs(600), 10);
+        let peer = PeerId::random();
+        assert_eq!(s.penalize(peer, Penalty::ProtocolViolation), None);
+        assert!(s.score(&peer) < -49.0);
+        assert!(s.penalize(peer, Penalty::ProtocolViolation).is_some());
+        assert!(s.is_banned(&peer));
+        assert_eq!(s.score(&peer), 0.0);
+        assert_eq!(s.penalize(peer, Penalty::BadData), None, "no double ban");
+        assert_eq!(s.banned_count(), 1);
+    }
+
+    #[test]
+    fn scores_decay_by_half_life() {
+        assert!(
+            (decayed(-100.0, Duration::from_secs(600), Duration::from_secs(600)) + 50.0).abs()
+                < 1e-9
+        );
+        assert!((decayed(-100.0, Duration::ZERO, Duration::from_secs(600)) + 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn request_rate_is_per_peer_and_protocol() {
+        let s = Scores::new(-100.0, Duration::from_secs(60), Duration::from_secs(600), 2);
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let allowed = (0..10).filter(|_| s.allow_request(a, "kad")).count();
+        assert_eq!(allowed, 4, "burst of twice the rate");
+        assert!(
+            s.allow_request(a, "sync"),
+            "another protocol has its own budget"
+        );
+        assert!(s.allow_request(b, "kad"), "another peer has its own budget");
+    }
+}
