@@ -138,6 +138,57 @@ pub fn status(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
         .map(|b| format!("{} ({})", b.address, b.state))
         .collect();
     list(&mut out, "bootstrap:", &bootstrap);
+    let (l, c) = (&status.limits, &status.connections);
+    line(
+        &mut out,
+        "connections:",
+        &format!(
+            "{} in, {} out, {} handshaking (max {}, {} per peer, {} per IP)",
+            c.inbound,
+            c.outbound,
+            c.pending_inbound,
+            l.max_connections,
+            l.max_connections_per_peer,
+            l.max_peers_per_ip
+        ),
+    );
+    line(
+        &mut out,
+        "watermarks:",
+        &format!(
+            "low {}, high {} ({} peers trimmed so far)",
+            l.low_watermark, l.high_watermark, c.trimmed
+        ),
+    );
+    line(
+        &mut out,
+        "dials:",
+        &format!(
+            "{} in flight, {} queued, {} started, {} failed (max {}/s, {} at once)",
+            c.dials_in_flight,
+            c.dials_queued,
+            c.dials_started,
+            c.dials_failed,
+            l.dials_per_second,
+            l.max_concurrent_dials
+        ),
+    );
+    let denied: Vec<String> = c
+        .denied
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    line(
+        &mut out,
+        "refused:",
+        &if denied.is_empty() {
+            "none".to_owned()
+        } else {
+            denied.join(", ")
+        },
+    );
+    line(&mut out, "banned peers:", &c.banned_peers.to_string());
     print!("{out}");
     Ok(())
 }
@@ -161,8 +212,8 @@ pub fn peers(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<54} {:<4} {:>9} {:>8}  {:<28} ADDRESS",
-        "PEER", "DIR", "RTT", "UP", "AGENT"
+        "{:<54} {:<4} {:>9} {:>8} {:>7}  {:<28} ADDRESS",
+        "PEER", "DIR", "RTT", "UP", "SCORE", "AGENT"
     );
     for p in &peers {
         let dir = match p.direction {
@@ -176,11 +227,12 @@ pub fn peers(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
         let up = humantime::format_duration(Duration::from_secs(p.connected_secs)).to_string();
         let mark = if p.protected { "*" } else { "" };
         println!(
-            "{:<54} {:<4} {:>9} {:>8}  {:<28} {}",
+            "{:<54} {:<4} {:>9} {:>8} {:>7.1}  {:<28} {}",
             format!("{}{mark}", p.peer_id),
             dir,
             rtt,
             up,
+            p.score,
             p.agent_version.as_deref().unwrap_or("-"),
             p.addresses.first().map(String::as_str).unwrap_or("-"),
         );

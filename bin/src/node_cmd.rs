@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use guts_node::config::parse_multiaddr;
+use guts_node::config::{parse_ip_net, parse_multiaddr};
 use guts_node::{Config, DhtMode, LogFormat, Multiaddr, Node, NodeError};
 use guts_protocol::NetworkName;
 
@@ -71,6 +71,111 @@ pub struct NodeArgs {
     /// Log format: text or json [default: text].
     #[arg(long, env = "GUTS_LOG_FORMAT", value_name = "FORMAT")]
     log_format: Option<LogFormat>,
+
+    /// Hard cap on established connections [default: 160].
+    #[arg(
+        long,
+        env = "GUTS_MAX_CONNECTIONS",
+        value_name = "N",
+        help_heading = "Connection limits"
+    )]
+    max_connections: Option<u32>,
+    /// Hard cap on inbound connections in their handshake [default: 64].
+    #[arg(
+        long,
+        env = "GUTS_MAX_PENDING_INBOUND",
+        value_name = "N",
+        help_heading = "Connection limits"
+    )]
+    max_pending_inbound: Option<u32>,
+    /// Hard cap on connections to one peer [default: 2].
+    #[arg(
+        long,
+        env = "GUTS_MAX_CONNECTIONS_PER_PEER",
+        value_name = "N",
+        help_heading = "Connection limits"
+    )]
+    max_connections_per_peer: Option<u32>,
+    /// Inbound connections accepted from one IP [default: 3].
+    #[arg(
+        long,
+        env = "GUTS_MAX_PEERS_PER_IP",
+        value_name = "N",
+        help_heading = "Connection limits"
+    )]
+    max_peers_per_ip: Option<u32>,
+    /// IP or network exempt from --max-peers-per-ip, repeatable (loopback always is).
+    #[arg(long = "per-ip-allow", env = "GUTS_PER_IP_ALLOW", value_name = "IP|CIDR", value_delimiter = ',', value_parser = parse_ip_net, help_heading = "Connection limits")]
+    per_ip_allow: Vec<ipnet::IpNet>,
+    /// Dial more peers below this many [default: 32].
+    #[arg(
+        long,
+        env = "GUTS_LOW_WATERMARK",
+        value_name = "N",
+        help_heading = "Connection limits"
+    )]
+    low_watermark: Option<u32>,
+    /// Trim to the low watermark above this many peers [default: 128].
+    #[arg(
+        long,
+        env = "GUTS_HIGH_WATERMARK",
+        value_name = "N",
+        help_heading = "Connection limits"
+    )]
+    high_watermark: Option<u32>,
+    /// Connection manager heartbeat [default: 10s].
+    #[arg(long, env = "GUTS_TRIM_INTERVAL", value_name = "DURATION", value_parser = parse_duration, help_heading = "Connection limits")]
+    trim_interval: Option<Duration>,
+    /// New connections are not trimmed before this age [default: 20s].
+    #[arg(long, env = "GUTS_TRIM_GRACE_PERIOD", value_name = "DURATION", value_parser = parse_duration, help_heading = "Connection limits")]
+    trim_grace_period: Option<Duration>,
+    /// Dials started per second [default: 5].
+    #[arg(
+        long,
+        env = "GUTS_DIALS_PER_SECOND",
+        value_name = "N",
+        help_heading = "Connection limits"
+    )]
+    dials_per_second: Option<u32>,
+    /// Dials in flight at once [default: 10].
+    #[arg(
+        long,
+        env = "GUTS_MAX_CONCURRENT_DIALS",
+        value_name = "N",
+        help_heading = "Connection limits"
+    )]
+    max_concurrent_dials: Option<u32>,
+    /// DHT queries in flight at once [default: 16].
+    #[arg(
+        long,
+        env = "GUTS_MAX_CONCURRENT_DHT_QUERIES",
+        value_name = "N",
+        help_heading = "Connection limits"
+    )]
+    max_concurrent_dht_queries: Option<u32>,
+    /// Requests per peer per second on each protocol [default: 20].
+    #[arg(
+        long,
+        env = "GUTS_REQUESTS_PER_SECOND_PER_PEER",
+        value_name = "N",
+        help_heading = "Connection limits"
+    )]
+    requests_per_second_per_peer: Option<u32>,
+    /// Score at which a peer is banned [default: -100].
+    #[arg(
+        long,
+        env = "GUTS_BAN_THRESHOLD",
+        value_name = "SCORE",
+        allow_negative_numbers = true,
+        help_heading = "Connection limits"
+    )]
+    ban_threshold: Option<f64>,
+    /// How long a banned peer is refused [default: 1h].
+    #[arg(long, env = "GUTS_BAN_DURATION", value_name = "DURATION", value_parser = parse_duration, help_heading = "Connection limits")]
+    ban_duration: Option<Duration>,
+    /// Penalties halve over this time [default: 10m].
+    #[arg(long, env = "GUTS_SCORE_HALF_LIFE", value_name = "DURATION", value_parser = parse_duration, help_heading = "Connection limits")]
+    score_half_life: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -83,48 +188,25 @@ impl NodeArgs {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        if let Some(v) = &self.data_dir {
-            c.data_dir = v.clone();
+        // Each flag given replaces the config field of the same name.
+        macro_rules! overlay {
+            (options: $($field:ident),*; lists: $($list:ident),*) => {
+                $(if let Some(v) = &self.$field { c.$field = v.clone(); })*
+                $(if !self.$list.is_empty() { c.$list = self.$list.clone(); })*
+            };
         }
-        if let Some(v) = &self.network {
-            c.network = v.clone();
-        }
-        for (flag, field) in [
-            (&self.listen, &mut c.listen),
-            (&self.bootstrap, &mut c.bootstrap),
-            (&self.external_addresses, &mut c.external_addresses),
-        ] {
-            if !flag.is_empty() {
-                *field = flag.clone();
-            }
-        }
-        if let Some(v) = self.mdns {
-            c.mdns = v;
-        }
-        if let Some(v) = &self.mdns_service_tag {
-            c.mdns_service_tag = v.clone();
-        }
-        if let Some(v) = self.dht_mode {
-            c.dht_mode = v;
-        }
-        if let Some(v) = self.relay_server {
-            c.relay_server = v;
-        }
-        for (flag, field) in [
-            (self.ping_interval, &mut c.ping_interval),
-            (self.connection_timeout, &mut c.connection_timeout),
-            (self.idle_connection_timeout, &mut c.idle_connection_timeout),
-            (self.status_interval, &mut c.status_interval),
-        ] {
-            if let Some(v) = flag {
-                *field = v;
-            }
-        }
+        overlay!(
+            options: data_dir, network, mdns, mdns_service_tag, dht_mode, relay_server,
+                ping_interval, connection_timeout, idle_connection_timeout, status_interval,
+                log_format, max_connections, max_pending_inbound, max_connections_per_peer,
+                max_peers_per_ip, low_watermark, high_watermark, trim_interval,
+                trim_grace_period, dials_per_second, max_concurrent_dials,
+                max_concurrent_dht_queries, requests_per_second_per_peer, ban_threshold,
+                ban_duration, score_half_life;
+            lists: listen, bootstrap, external_addresses, per_ip_allow
+        );
         if let Some(ApiSetting(v)) = self.api {
             c.api = v;
-        }
-        if let Some(v) = self.log_format {
-            c.log_format = v;
         }
         c.validate()?;
         Ok(c)

@@ -54,7 +54,8 @@ impl Node {
         let handle = NodeHandle {
             peer_id,
             commands: tx,
-            connect_timeout: config.connection_timeout + Duration::from_secs(10),
+            // Dials may wait in the connection manager's queue before they start.
+            connect_timeout: config.connection_timeout + Duration::from_secs(30),
         };
 
         let mut event_loop =

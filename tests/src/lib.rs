@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod netns;
+pub mod peer;
 pub mod process;
 pub mod wait;
 

@@ -91,6 +91,38 @@ fn bad_input_exits_2_naming_the_value() {
             vec!["node", "--config", missing.to_str().unwrap()],
             "missing.toml",
         ),
+        (
+            vec![
+                "node",
+                "--data-dir",
+                d,
+                "--low-watermark",
+                "50",
+                "--high-watermark",
+                "20",
+            ],
+            "low_watermark (50) is above high_watermark (20)",
+        ),
+        (
+            vec!["node", "--data-dir", d, "--max-connections", "50"],
+            "high_watermark (128) is above max_connections (50)",
+        ),
+        (
+            vec!["node", "--data-dir", d, "--max-peers-per-ip", "0"],
+            "max_peers_per_ip",
+        ),
+        (
+            vec!["node", "--data-dir", d, "--max-connections", "lots"],
+            "lots",
+        ),
+        (
+            vec!["node", "--data-dir", d, "--per-ip-allow", "10.0.0/8"],
+            "10.0.0/8",
+        ),
+        (
+            vec!["node", "--data-dir", d, "--ban-threshold", "5"],
+            "ban_threshold",
+        ),
         (vec!["connect", "not/a/multiaddr"], "not/a/multiaddr"),
         (vec!["status", "--api", "nowhere"], "nowhere"),
     ];

@@ -99,6 +99,11 @@ impl DialQueue {
         self.ours.contains(&id)
     }
 
+    /// Consecutive failed dials to `peer` (0 if none, or it connected since).
+    pub fn failures(&self, peer: &PeerId) -> u32 {
+        self.backoff.get(peer).map_or(0, |b| b.failures)
+    }
+
     pub fn in_backoff(&self, peer: &PeerId) -> bool {
         self.backoff
             .get(peer)
@@ -143,23 +148,35 @@ impl DialQueue {
     /// A dial ended. Returns whether it was one this queue released.
     pub fn ended(&mut self, id: ConnectionId, peer: Option<PeerId>, ok: bool) -> bool {
         self.in_flight.remove(&id);
-        if let Some(peer) = peer {
-            if ok {
+        match peer {
+            Some(peer) if ok => {
                 self.backoff.remove(&peer);
-            } else {
-                let now = Instant::now();
-                let b = self.backoff.entry(peer).or_insert(Backoff {
-                    failures: 0,
-                    until: now,
-                });
-                b.failures = b.failures.saturating_add(1);
-                let delay = FIRST_BACKOFF
-                    .saturating_mul(1 << (b.failures - 1).min(16))
-                    .min(MAX_BACKOFF);
-                b.until = now + delay;
             }
+            Some(peer) => self.back_off(peer),
+            None => {}
         }
         self.ours.remove(&id)
+    }
+
+    /// Delays dials to `peer`, twice as long as last time.
+    pub fn back_off(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        let b = self.backoff.entry(peer).or_insert(Backoff {
+            failures: 0,
+            until: now,
+        });
+        b.failures = b.failures.saturating_add(1);
+        let delay = FIRST_BACKOFF
+            .saturating_mul(1 << (b.failures - 1).min(16))
+            .min(MAX_BACKOFF);
+        b.until = now + delay;
+    }
+
+    #[cfg(test)]
+    pub fn expire_backoff_for_test(&mut self, peer: &PeerId) {
+        if let Some(b) = self.backoff.get_mut(peer) {
+            b.until = Instant::now();
+        }
     }
 
     /// Forgets backoffs that expired long ago.

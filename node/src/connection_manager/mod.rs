@@ -8,9 +8,11 @@
 //!   per remote IP, counted from the pending stage (loopback and an allow-list exempt).
 //! - **Watermarks**: on each heartbeat, above the high watermark the least valuable
 //!   unprotected peers are disconnected down to the low watermark; below the low
-//!   watermark it asks the event loop for peers to dial ([`Event::NeedPeers`]). The best
-//!   `low_watermark` peers and all protected peers are kept alive however idle; other
-//!   connections close after the idle timeout unless a protocol still uses them.
+//!   watermark it asks the event loop for peers to dial ([`Event::NeedPeers`]). Between
+//!   the watermarks connections are kept however idle (as go-libp2p's connection manager
+//!   does); only connections beyond the high watermark, awaiting the next trim, close
+//!   after the idle timeout. A peer we dialled that closes on us soon after is backed
+//!   off, so a node below its low watermark does not keep redialling a busy peer.
 //! - **Dials** the node decides on wait in a queue released by a token bucket and a cap
 //!   on dials in flight; peers that fail to connect back off exponentially. Dials other
 //!   behaviours make (Kademlia queries) count toward the cap and are refused beyond it.
@@ -121,7 +123,12 @@ pub struct Denied {
 struct Connection {
     inbound: bool,
     keep_alive: bool,
+    since: Instant,
 }
+
+/// A connection we dialled that the peer closes sooner than this tells us it does not
+/// want us; we back off from it.
+const UNWANTED_WITHIN: Duration = Duration::from_secs(120);
 
 struct Connected {
     connections: HashMap<ConnectionId, Connection>,
@@ -221,28 +228,24 @@ impl Behaviour {
     }
 
     /// Queues dials to up to `n` of `candidates`, skipping peers connected, queued,
-    /// banned or backing off.
-    pub fn dial_candidates(&mut self, candidates: Vec<(PeerId, Vec<Multiaddr>)>, n: usize) {
-        let mut queued = 0;
-        for (peer, addrs) in candidates {
-            if queued >= n {
-                break;
-            }
-            if addrs.is_empty()
-                || self.connected.contains_key(&peer)
-                || self.dials.is_queued(&peer)
-                || self.dials.in_backoff(&peer)
-                || self.scores.is_banned(&peer)
-            {
-                continue;
-            }
+    /// banned or backing off, and preferring those that failed least (so peers that went
+    /// away are not tried ahead of live ones).
+    pub fn dial_candidates(&mut self, mut candidates: Vec<(PeerId, Vec<Multiaddr>)>, n: usize) {
+        candidates.retain(|(peer, addrs)| {
+            !addrs.is_empty()
+                && !self.connected.contains_key(peer)
+                && !self.dials.is_queued(peer)
+                && !self.dials.in_backoff(peer)
+                && !self.scores.is_banned(peer)
+        });
+        candidates.sort_by_key(|(peer, _)| self.dials.failures(peer));
+        for (peer, addrs) in candidates.into_iter().take(n) {
             self.dial(
                 DialOpts::peer_id(peer)
                     .addresses(addrs)
                     .condition(PeerCondition::DisconnectedAndNotDialing)
                     .build(),
             );
-            queued += 1;
         }
     }
 
@@ -365,12 +368,14 @@ impl Behaviour {
         Ok(())
     }
 
+    /// Whether a new connection to `peer` is kept alive: its peer is protected or the
+    /// node is not above the high watermark. The heartbeat revisits this.
+    fn wanted_on_arrival(&self, peer: &PeerId) -> bool {
+        self.protected.contains(peer) || self.connected.len() < self.limits.high_watermark
+    }
+
     fn handler_for(&self, peer: &PeerId) -> Handler {
-        // A new connection is kept alive if its peer is protected or the node is still
-        // below the low watermark; the heartbeat revisits this.
-        let wanted =
-            self.protected.contains(peer) || self.connected.len() < self.limits.low_watermark;
-        Handler::new(wanted)
+        Handler::new(self.wanted_on_arrival(peer))
     }
 
     fn set_keep_alive(&mut self, peer: &PeerId, keep_alive: bool) {
@@ -436,7 +441,7 @@ impl Behaviour {
 
         trim::rank(&mut candidates);
         for (i, c) in candidates.iter().enumerate() {
-            let wanted = c.protected || i < self.limits.low_watermark;
+            let wanted = c.protected || i < self.limits.high_watermark;
             self.set_keep_alive(&c.peer, wanted);
         }
 
@@ -568,8 +573,7 @@ impl NetworkBehaviour for Behaviour {
                 if !inbound {
                     self.dials.ended(e.connection_id, Some(e.peer_id), true);
                 }
-                let wanted = self.protected.contains(&e.peer_id)
-                    || self.connected.len() < self.limits.low_watermark;
+                let wanted = self.wanted_on_arrival(&e.peer_id);
                 self.connected
                     .entry(e.peer_id)
                     .or_insert_with(|| Connected {
@@ -582,6 +586,7 @@ impl NetworkBehaviour for Behaviour {
                         Connection {
                             inbound,
                             keep_alive: wanted,
+                            since: Instant::now(),
                         },
                     );
                 self.update_gauges();
@@ -589,11 +594,19 @@ impl NetworkBehaviour for Behaviour {
             FromSwarm::ConnectionClosed(ConnectionClosed {
                 peer_id,
                 connection_id,
+                cause,
                 ..
             }) => {
                 self.inbound_ips.remove(connection_id);
                 if let Some(p) = self.connected.get_mut(&peer_id) {
-                    p.connections.remove(&connection_id);
+                    // `cause` is set when the peer (or the network), not we, ended it.
+                    if let Some(c) = p.connections.remove(&connection_id)
+                        && !c.inbound
+                        && cause.is_some()
+                        && c.since.elapsed() < UNWANTED_WITHIN
+                    {
+                        self.dials.back_off(peer_id);
+                    }
                     if p.connections.is_empty() {
                         self.connected.remove(&peer_id);
                     }
@@ -674,5 +687,88 @@ impl NetworkBehaviour for Behaviour {
         }
         self.waker = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manager(low: u32) -> Behaviour {
+        let config = Config {
+            low_watermark: low,
+            trim_interval: Duration::from_millis(10),
+            ..Config::default()
+        };
+        Behaviour::new(&config, ManagerMetrics::default())
+    }
+
+    fn addr() -> Vec<Multiaddr> {
+        vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()]
+    }
+
+    #[tokio::test]
+    async fn below_the_low_watermark_the_heartbeat_asks_for_peers() {
+        let mut m = manager(3);
+        m.heartbeat();
+        let asked = m
+            .events
+            .iter()
+            .any(|e| matches!(e, ToSwarm::GenerateEvent(Event::NeedPeers(3))));
+        assert!(asked, "no NeedPeers(3) after a heartbeat with no peers");
+        // Dials queued count as peers coming: no second request for them.
+        m.events.clear();
+        m.dial_candidates((0..3).map(|_| (PeerId::random(), addr())).collect(), 3);
+        m.heartbeat();
+        assert!(
+            !m.events
+                .iter()
+                .any(|e| matches!(e, ToSwarm::GenerateEvent(Event::NeedPeers(_))))
+        );
+    }
+
+    #[tokio::test]
+    async fn fill_dials_skip_unusable_candidates_and_prefer_reliable_ones() {
+        let mut m = manager(10);
+        let (flaky, fresh, no_addr, banned, queued) = (
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+        );
+        m.dials.back_off(flaky);
+        // Backoff expired, but the failure is remembered.
+        m.dials.expire_backoff_for_test(&flaky);
+        for _ in 0..3 {
+            m.penalize(banned, Penalty::BadData);
+        }
+        m.dial(DialOpts::peer_id(queued).addresses(addr()).build());
+        let before = m.dials.queued();
+        m.dial_candidates(
+            vec![
+                (flaky, addr()),
+                (no_addr, vec![]),
+                (banned, addr()),
+                (queued, addr()),
+                (fresh, addr()),
+            ],
+            1,
+        );
+        assert_eq!(m.dials.queued(), before + 1, "one dial, as asked");
+        assert!(
+            m.dials.is_queued(&fresh),
+            "the never-failed peer goes first"
+        );
+        assert!(!m.dials.is_queued(&flaky));
+        m.dial_candidates(
+            vec![(flaky, addr()), (no_addr, vec![]), (banned, addr())],
+            5,
+        );
+        assert!(
+            m.dials.is_queued(&flaky),
+            "a failed peer out of backoff is still a candidate"
+        );
+        assert!(!m.dials.is_queued(&no_addr) && !m.dials.is_queued(&banned));
     }
 }

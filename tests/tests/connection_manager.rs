@@ -1,0 +1,410 @@
+//! The connection manager with real nodes and real sockets.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use guts_node::api::types::PeerReport;
+use guts_protocol::wire::{SyncRequest, SyncResponse};
+use guts_protocol::{NetworkName, RepositoryId};
+use guts_tests::cluster::{TestNode, star};
+use guts_tests::netns::Lan;
+use guts_tests::peer::{RawPeer, sync_response};
+use guts_tests::process::NodeSpec;
+use guts_tests::{eventually, eventually_async};
+use libp2p::swarm::SwarmEvent;
+
+fn from_ip<'a>(peers: &'a [PeerReport], ip: &str) -> Vec<&'a PeerReport> {
+    let prefix = format!("/ip4/{ip}/");
+    peers
+        .iter()
+        .filter(|p| p.addresses.iter().any(|a| a.starts_with(&prefix)))
+        .collect()
+}
+
+/// Ten nodes on one host dial a node with max_peers_per_ip = 3: three get in, the rest
+/// are refused at the pending stage; two nodes on another host still get in. The peer
+/// list shows the source addresses the refusals were based on.
+#[test]
+fn per_ip_limit_with_distinct_source_addresses() {
+    let lan = Lan::new(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let target = NodeSpec::on_lan(&lan, 0, &tmp.path().join("target"))
+        .args(["--mdns", "off", "--max-peers-per-ip", "3"])
+        .spawn();
+    let target_addr = target.addr_with_prefix(&format!("/ip4/{}/tcp/", lan.host_ip(0)));
+    let spawn_on = |host: usize, i: usize| {
+        NodeSpec::on_lan(&lan, host, &tmp.path().join(format!("h{host}-{i}")))
+            .args(["--mdns", "off", "--bootstrap", &target_addr])
+            .spawn()
+    };
+    let _crowd: Vec<_> = (0..10).map(|i| spawn_on(1, i)).collect();
+    let _others: Vec<_> = (0..2).map(|i| spawn_on(2, i)).collect();
+    let (crowd_ip, other_ip) = (lan.host_ip(1), lan.host_ip(2));
+
+    eventually(
+        Duration::from_secs(30),
+        "3 peers from the crowded host, 2 from the other",
+        || {
+            let peers = target.peers();
+            let crowd = from_ip(&peers, &crowd_ip).len();
+            assert!(
+                crowd <= 3,
+                "{crowd} inbound peers from {crowd_ip}: {peers:?}"
+            );
+            let others = from_ip(&peers, &other_ip).len();
+            let denied = target.status().connections.denied["per_ip"];
+            if crowd == 3 && others == 2 && denied >= 7 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{crowd} from {crowd_ip}, {others} from {other_ip}, {denied} denied per-IP"
+                ))
+            }
+        },
+    );
+    let status = target.status();
+    assert_eq!(status.limits.max_peers_per_ip, 3);
+    assert_eq!(status.connections.inbound, 5, "{:?}", status.connections);
+}
+
+/// 40 peers connect to a node with high = 20, low = 10: the heartbeat trims it back
+/// between the watermarks, and the peers it protected stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watermarks_trim_and_keep_protected_peers() {
+    let target = TestNode::start(|c| {
+        c.high_watermark = 20;
+        c.low_watermark = 10;
+        c.max_connections = 100;
+        c.trim_interval = Duration::from_millis(500);
+        // Long enough for every connect below to finish its handshake before a trim.
+        c.trim_grace_period = Duration::from_secs(2);
+    })
+    .await;
+    let mut dialers = Vec::new();
+    for _ in 0..40 {
+        dialers.push(TestNode::start(|c| c.low_watermark = 0).await);
+    }
+    let results = join_all(
+        dialers
+            .iter()
+            .map(|d| d.handle.connect(target.addr.clone())),
+    )
+    .await;
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    // The target protects three of them (they are already connected: it just marks them).
+    let protected: Vec<_> = dialers[..3].iter().map(|d| d.handle.peer_id()).collect();
+    for d in &dialers[..3] {
+        target
+            .handle
+            .connect(d.addr.clone())
+            .await
+            .expect("protect");
+    }
+
+    eventually_async(
+        Duration::from_secs(30),
+        "a trim to between the watermarks",
+        || async {
+            let status = target.handle.status().await.map_err(|e| e.to_string())?;
+            let peers = target.handle.peers().await.map_err(|e| e.to_string())?;
+            let ids: Vec<_> = peers.iter().map(|p| p.peer_id.clone()).collect();
+            let protected_kept = protected.iter().all(|p| ids.contains(&p.to_string()));
+            let n = peers.len();
+            if status.connections.trimmed >= 20 && (10..=20).contains(&n) && protected_kept {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{n} peers, {} trimmed, protected kept: {protected_kept}",
+                    status.connections.trimmed
+                ))
+            }
+        },
+    )
+    .await;
+    let peers = target.handle.peers().await.unwrap();
+    for p in &protected {
+        let report = peers.iter().find(|r| r.peer_id == p.to_string()).unwrap();
+        assert!(report.protected);
+    }
+}
+
+/// A TCP listener that accepts and then says nothing: dials to it hang until the
+/// connection timeout, like an unresponsive peer.
+fn black_hole() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let clone = listener.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = clone.accept() {
+            held.push(stream);
+        }
+    });
+    (listener, format!("/ip4/127.0.0.1/tcp/{port}"))
+}
+
+/// A node asked to connect to 100 peers at once (40 real, 60 unresponsive) never has more
+/// than max_concurrent_dials dials in flight, starts them no faster than the rate, and
+/// answers every request: none is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dials_wait_their_turn_under_rate_and_concurrency_limits() {
+    const RATE: u64 = 20;
+    const MAX_IN_FLIGHT: usize = 10;
+    let target = TestNode::start(|c| {
+        c.dials_per_second = RATE as u32;
+        c.max_concurrent_dials = MAX_IN_FLIGHT as u32;
+        c.connection_timeout = Duration::from_secs(1);
+        c.low_watermark = 0;
+        c.max_connections = 200;
+        c.high_watermark = 200;
+    })
+    .await;
+    let mut real = Vec::new();
+    for _ in 0..40 {
+        real.push(TestNode::start(|_| {}).await);
+    }
+    let holes: Vec<_> = (0..60).map(|_| black_hole()).collect();
+    let mut addrs: Vec<_> = real.iter().map(|n| n.addr.clone()).collect();
+    addrs.extend(holes.iter().map(|(_, a)| a.parse().unwrap()));
+
+    let started = Instant::now();
+    let handle = target.handle.clone();
+    let all =
+        tokio::spawn(async move { join_all(addrs.into_iter().map(|a| handle.connect(a))).await });
+    let mut samples = 0;
+    while !all.is_finished() {
+        let c = target.handle.status().await.unwrap().connections;
+        let elapsed = started.elapsed().as_secs_f64();
+        assert!(
+            c.dials_in_flight <= MAX_IN_FLIGHT,
+            "{} dials in flight",
+            c.dials_in_flight
+        );
+        // A burst of one second's worth, then the rate.
+        let allowed = RATE as f64 * (1.0 + elapsed);
+        assert!(
+            (c.dials_started as f64) <= allowed,
+            "{} dials started after {elapsed:.2}s",
+            c.dials_started
+        );
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let results = all.await.unwrap();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 40, "every real peer connected");
+    assert_eq!(
+        results.len() - ok,
+        60,
+        "every unresponsive peer answered with an error"
+    );
+    let c = target.handle.status().await.unwrap().connections;
+    assert_eq!(
+        c.dials_in_flight_peak, MAX_IN_FLIGHT,
+        "the cap was reached, never passed"
+    );
+    assert!(c.dials_started >= 100);
+    assert!(
+        samples > 20,
+        "the limits were watched while dials ran ({samples} samples)"
+    );
+    // 100 dials at 20/s after a burst of 20 take at least 4 s.
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A peer that floods sync requests is answered RateLimited, then banned: disconnected,
+/// refused while the ban lasts, and accepted again after it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_peer_is_banned_then_let_back() {
+    let target = TestNode::start(|c| {
+        c.requests_per_second_per_peer = 5;
+        c.ban_duration = Duration::from_secs(3);
+    })
+    .await;
+    let target_id = target.handle.peer_id();
+    let mut flooder = RawPeer::new(&NetworkName::default_network()).await;
+    flooder.dial(&target.addr);
+    flooder
+        .run_until(Duration::from_secs(10), "connection", |e| {
+            matches!(e, SwarmEvent::ConnectionEstablished { .. }).then_some(())
+        })
+        .await;
+
+    let repository = RepositoryId::from_bytes([7; 20]);
+    let get_refs = SyncRequest::GetRefs { repository };
+
+    // Within the rate: served.
+    for _ in 0..5 {
+        flooder.request(&target_id, get_refs.clone());
+        let answer = flooder
+            .run_until(Duration::from_secs(5), "an answer", |e| {
+                sync_response(e).cloned()
+            })
+            .await;
+        assert_eq!(answer, SyncResponse::NotFound);
+    }
+    // A burst over the rate (bursts of twice the rate, 10, are allowed): the excess is
+    // refused, which costs a little score but is no ban.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for _ in 0..15 {
+        flooder.request(&target_id, get_refs.clone());
+    }
+    let mut answers = Vec::new();
+    while answers.len() < 15 {
+        answers.push(
+            flooder
+                .run_until(Duration::from_secs(5), "15 answers", |e| {
+                    sync_response(e).cloned()
+                })
+                .await,
+        );
+    }
+    let limited = answers
+        .iter()
+        .filter(|a| **a == SyncResponse::RateLimited)
+        .count();
+    assert!(
+        limited >= 3,
+        "requests over the rate are refused: {answers:?}"
+    );
+    let status = target.handle.status().await.unwrap();
+    assert_eq!(status.connections.banned_peers, 0);
+    let flooder_id = flooder.peer_id().to_string();
+    let score = target
+        .handle
+        .peers()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.peer_id == flooder_id)
+        .unwrap()
+        .score;
+    assert!(score < 0.0, "refused requests lowered the score ({score})");
+
+    // A flood: banned and disconnected (answers still queued may be lost with the
+    // connection, so only the disconnection is awaited).
+    for _ in 0..100 {
+        flooder.request(&target_id, get_refs.clone());
+    }
+    flooder
+        .run_until(
+            Duration::from_secs(10),
+            "the flooder to be disconnected",
+            |e| matches!(e, SwarmEvent::ConnectionClosed { .. }).then_some(()),
+        )
+        .await;
+    let status = target.handle.status().await.unwrap();
+    assert_eq!(status.connections.banned_peers, 1);
+
+    // While banned: every connection is refused (the dialer may see its side of the
+    // handshake finish before the node closes it).
+    let denied_before = status.connections.denied["banned"];
+    flooder.dial(&target.addr);
+    flooder
+        .run_until(
+            Duration::from_secs(5),
+            "the refused connection to end",
+            |e| match e {
+                SwarmEvent::OutgoingConnectionError { .. }
+                | SwarmEvent::ConnectionClosed { .. } => Some(()),
+                _ => None,
+            },
+        )
+        .await;
+    let status = target.handle.status().await.unwrap();
+    assert!(
+        status.connections.denied["banned"] > denied_before,
+        "{:?}",
+        status.connections
+    );
+    assert!(
+        target
+            .handle
+            .peers()
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| p.peer_id != flooder_id)
+    );
+
+    // After the ban: accepted again, and served.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the flooder was never let back in"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        flooder.dial(&target.addr);
+        let established = flooder
+            .run_until(Duration::from_secs(5), "a dial outcome", |e| match e {
+                SwarmEvent::ConnectionEstablished { .. } => Some(true),
+                SwarmEvent::OutgoingConnectionError { .. }
+                | SwarmEvent::ConnectionClosed { .. } => Some(false),
+                _ => None,
+            })
+            .await;
+        if !established {
+            continue;
+        }
+        flooder.request(&target_id, get_refs.clone());
+        let answer = flooder
+            .run_until(
+                Duration::from_secs(5),
+                "an answer or a refusal",
+                |e| match e {
+                    SwarmEvent::ConnectionClosed { .. } => Some(None),
+                    e => sync_response(e).map(|r| Some(r.clone())),
+                },
+            )
+            .await;
+        if let Some(answer) = answer {
+            assert_eq!(answer, SyncResponse::NotFound);
+            break;
+        }
+    }
+    assert_eq!(
+        target
+            .handle
+            .status()
+            .await
+            .unwrap()
+            .connections
+            .banned_peers,
+        0
+    );
+}
+
+/// A node with a low watermark of 8 in a 16-node network ends up holding at least 8
+/// peers, told only one address. (Which side dials is up to the DHT and the connection
+/// managers; the manager's own fill is unit-tested in `connection_manager`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaches_its_low_watermark_from_one_bootstrap_address() {
+    let network = star(16, |c| c.low_watermark = 0).await;
+    let boot = network[0].addr.clone();
+    let joiner = TestNode::start(|c| {
+        c.bootstrap = vec![boot.clone()];
+        c.low_watermark = 8;
+        c.trim_interval = Duration::from_millis(300);
+    })
+    .await;
+    eventually_async(Duration::from_secs(30), "8 connected peers", || async {
+        let n = joiner
+            .handle
+            .status()
+            .await
+            .map_err(|e| e.to_string())?
+            .connected_peers;
+        if n >= 8 {
+            Ok(())
+        } else {
+            Err(format!("{n} peers"))
+        }
+    })
+    .await;
+}
