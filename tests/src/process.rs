@@ -53,7 +53,12 @@ pub struct NodeSpec {
     pub netns: Option<String>,
     /// Where the process's stderr goes.
     pub log: PathBuf,
+    /// `RUST_LOG` for the process.
+    pub log_filter: String,
 }
+
+/// What test nodes log: enough to see what happened when a test fails.
+const TEST_LOG_FILTER: &str = "info,libp2p_kad=error,guts_node=debug";
 
 impl NodeSpec {
     /// A node in `data_dir` listening on loopback TCP and QUIC (free ports), API on a free
@@ -73,6 +78,7 @@ impl NodeSpec {
             .to_vec(),
             netns: None,
             log: data_dir.with_extension("log"),
+            log_filter: TEST_LOG_FILTER.to_owned(),
         }
     }
 
@@ -91,7 +97,14 @@ impl NodeSpec {
             .to_vec(),
             netns: Some(lan.host(host).to_owned()),
             log: data_dir.with_extension("log"),
+            log_filter: TEST_LOG_FILTER.to_owned(),
         }
+    }
+
+    /// Sets `RUST_LOG` (e.g. "warn" for benchmarks, where logging costs CPU).
+    pub fn log_filter(mut self, filter: &str) -> Self {
+        self.log_filter = filter.to_owned();
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -120,7 +133,7 @@ impl NodeSpec {
             .args(["--api", "127.0.0.1:0", "--status-interval", "2s"])
             .args(&self.args)
             .env_remove("GUTS_API")
-            .env("RUST_LOG", "info,libp2p_kad=error,guts_node=debug")
+            .env("RUST_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -158,12 +171,22 @@ impl GutsNode {
                 );
             }
             let log = self.log_text();
+            // Text or JSON lines: the address runs until a character no address has.
             log.lines()
                 .find_map(|l| l.split("control API on http://").nth(1))
-                .and_then(|rest| rest.split_whitespace().next())
+                .map(|rest| {
+                    rest.chars()
+                        .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
+                        .collect::<String>()
+                })
                 .and_then(|a| a.parse().ok())
                 .ok_or_else(|| "no 'control API on' line yet".to_owned())
         })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// The control API address.

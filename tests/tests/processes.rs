@@ -89,6 +89,32 @@ fn three_nodes_find_each_other_and_a_restart_keeps_the_peer_id() {
     wait_connected(&n1, &[&ids[1]]);
 }
 
+/// With `--log-format json` every log line is a JSON object, the status line included.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = NodeSpec::loopback(&tmp.path().join("n"))
+        .args(["--log-format", "json"])
+        .spawn();
+    let status_line = eventually(Duration::from_secs(20), "a JSON status line", || {
+        let log = node.log_text();
+        for line in log.lines() {
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| format!("not JSON: {line:?}: {e}"))?;
+            if v["message"] == "status" {
+                return Ok(v);
+            }
+        }
+        Err("no status line yet".into())
+    });
+    assert_eq!(status_line["connected_peers"], 0, "{status_line}");
+    assert!(
+        status_line["peer"].as_str().unwrap().contains('…'),
+        "{status_line}"
+    );
+    assert_eq!(status_line["level"], "INFO");
+}
+
 /// `guts connect` dials a peer and keeps it; the text and JSON outputs agree; health and
 /// metrics answer.
 #[test]
