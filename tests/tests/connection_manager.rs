@@ -408,3 +408,30 @@ async fn a_node_reaches_its_low_watermark_from_one_bootstrap_address() {
     })
     .await;
 }
+
+/// The hard cap: with max_connections = 5, the sixth peer is refused, and the refusal is
+/// counted under its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_is_a_hard_cap() {
+    let target = TestNode::start(|c| {
+        c.max_connections = 5;
+        c.high_watermark = 5;
+        c.low_watermark = 2;
+        c.trim_grace_period = Duration::from_secs(3600);
+    })
+    .await;
+    let mut peers = Vec::new();
+    for _ in 0..8 {
+        peers.push(TestNode::start(|c| c.low_watermark = 0).await);
+    }
+    let results = join_all(peers.iter().map(|p| p.handle.connect(target.addr.clone()))).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 5, "{results:?}");
+    let status = target.handle.status().await.unwrap();
+    assert_eq!(status.connected_peers, 5);
+    assert!(
+        status.connections.denied["max_connections"] >= 3,
+        "{:?}",
+        status.connections
+    );
+}
