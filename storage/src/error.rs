@@ -1,6 +1,9 @@
 use std::io;
 use std::path::PathBuf;
 
+use guts_protocol::refs::RefsError;
+use guts_protocol::{ObjectId, RepositoryId};
+
 /// Errors from the data dir and the files in it. Every variant names the path involved.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -73,6 +76,83 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// A file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// libgit2 failed.
+    #[error("{context}: {source}")]
+    Git {
+        /// What was being done.
+        context: String,
+        /// libgit2's error.
+        source: git2::Error,
+    },
+    /// An import source is not a git repository.
+    #[error("{path} is not a git repository")]
+    NotAGitRepository {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// An import source has no branches or tags.
+    #[error("{path} has no branches or tags to import")]
+    NothingToImport {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A repository name taken from a path is not valid.
+    #[error("cannot name a repository after {path}: {reason}; pass a name")]
+    BadName {
+        /// The path.
+        path: PathBuf,
+        /// Why its name does not do.
+        reason: String,
+    },
+    /// This node does not hold the repository.
+    #[error("no repository {0} on this node")]
+    UnknownRepository(RepositoryId),
+    /// A snapshot does not verify.
+    #[error(transparent)]
+    InvalidSnapshot(#[from] RefsError),
+    /// A snapshot is not newer than the one held: a rollback or a replay.
+    #[error("snapshot {offered} of {repository} is not newer than the one held ({held})")]
+    Stale {
+        /// The repository.
+        repository: RepositoryId,
+        /// Sequence held.
+        held: u64,
+        /// Sequence offered.
+        offered: u64,
+    },
+    /// A received pack is not a valid pack.
+    #[error("bad pack: {0}")]
+    BadPack(String),
+    /// An object a snapshot needs is not there.
+    #[error("object {object} of {repository} is missing")]
+    MissingObject {
+        /// The repository.
+        repository: RepositoryId,
+        /// The object.
+        object: ObjectId,
+    },
+    /// History is not complete.
+    #[error("history of {repository} is incomplete: {reason}")]
+    Incomplete {
+        /// The repository.
+        repository: RepositoryId,
+        /// What libgit2 found missing.
+        reason: String,
+    },
+    /// The pack stream failed.
+    #[error("transfer failed: {0}")]
+    Transfer(String),
+    /// The consumer of a pack stopped reading.
+    #[error("the pack was abandoned")]
+    Aborted,
     /// The system random number generator failed.
     #[error("cannot generate a key: system randomness unavailable: {0}")]
     Randomness(String),

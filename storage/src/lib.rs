@@ -11,4 +11,4 @@ mod repos;
 pub use data_dir::DataDir;
 pub use error::StorageError;
 pub use identity::{IDENTITY_FILE, Identity};
-pub use repos::Repositories;
+pub use repos::{Imported, PackStats, Repositories};

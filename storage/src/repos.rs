@@ -1,21 +1,80 @@
-//! The repositories a node holds: one directory per repository id under `repos/`.
+//! The repositories a node holds: one bare git repository per repository id under
+//! `repos/`, with the owner's latest verified snapshot beside its objects.
+//!
+//! Everything that reaches a repository goes through [`Repositories::accept`]: the pack
+//! (if any) is indexed by libgit2 into a quarantine directory, which verifies every object
+//! as it is written; the snapshot's signature, sequence and the connectivity of every ref
+//! target are then checked against the repository plus the quarantine; only then do the
+//! pack files move into `objects/pack`, the snapshot file get replaced and the git refs
+//! move. A crash at any point leaves the previous verified state: unreferenced objects
+//! at worst, which [`Repositories::recover`] and git tolerate.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use ed25519_dalek::SigningKey;
+use git2::{ObjectType, Oid, Repository};
+use guts_protocol::refs::Refs;
 use guts_protocol::wire::{self, MAX_RESPONSE_SIZE};
-use guts_protocol::{RepositoryId, SignedRefs};
+use guts_protocol::{ObjectId, RefName, RepoName, RepositoryId, SignedRefs};
 
 use crate::StorageError;
 
-/// File holding a repository's latest verified snapshot.
-const SIGNED_REFS_FILE: &str = "signed-refs";
+/// File (inside the bare repository) holding the latest verified snapshot.
+const SIGNED_REFS_FILE: &str = "guts-signed-refs";
+/// Prefix of quarantine directories inside a repository.
+const QUARANTINE_PREFIX: &str = "guts-quarantine-";
+/// Where an import fetches the source's refs before they are signed.
+const IMPORT_NAMESPACE: &str = "refs/guts-import/";
+/// File (in the data dir) listing followed repositories, one id per line.
+const FOLLOWING_FILE: &str = "following";
+/// Git file mode of a submodule entry: its object lives in another repository.
+const GITLINK_MODE: i32 = 0o160000;
+
+/// What [`Repositories::import`] did.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The snapshot now held (new, or the previous one if nothing changed).
+    pub snapshot: SignedRefs,
+    /// Whether a new snapshot was signed.
+    pub changed: bool,
+}
+
+/// Counts from building or receiving a pack.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PackStats {
+    /// Objects in the pack.
+    pub objects: usize,
+    /// Bytes of pack data.
+    pub bytes: u64,
+}
 
 /// The repositories under a data dir.
 #[derive(Debug, Clone)]
 pub struct Repositories {
     root: PathBuf,
+    following: PathBuf,
+    // One writer per repository at a time; readers (pack building) need no lock because
+    // objects are only ever added and refs move atomically.
+    locks: Arc<Mutex<HashMap<RepositoryId, Arc<Mutex<()>>>>>,
+}
+
+fn git(context: impl Into<String>) -> impl FnOnce(git2::Error) -> StorageError {
+    let context = context.into();
+    move |source| StorageError::Git { context, source }
+}
+
+fn oid(id: &ObjectId) -> Oid {
+    Oid::from_bytes(&id.0).expect("20 bytes make an oid")
+}
+
+fn object_id(oid: Oid) -> ObjectId {
+    let mut bytes = [0u8; 20];
+    bytes.copy_from_slice(oid.as_bytes());
+    ObjectId(bytes)
 }
 
 impl Repositories {
@@ -23,16 +82,53 @@ impl Repositories {
     pub fn new(data_dir: &Path) -> Self {
         Repositories {
             root: data_dir.join("repos"),
+            following: data_dir.join(FOLLOWING_FILE),
+            locks: Arc::default(),
         }
     }
 
-    fn dir(&self, id: &RepositoryId) -> PathBuf {
+    /// The bare repository of `id` (whether or not it exists).
+    pub fn path(&self, id: &RepositoryId) -> PathBuf {
         self.root.join(id.to_string())
+    }
+
+    fn lock(&self, id: &RepositoryId) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(*id).or_default().clone()
+    }
+
+    /// Every repository this node holds a verified snapshot of.
+    pub fn list(&self) -> Result<Vec<RepositoryId>, StorageError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(StorageError::Read {
+                    path: self.root.clone(),
+                    source,
+                });
+            }
+        };
+        let mut ids = Vec::new();
+        for entry in entries.flatten() {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<RepositoryId>().ok())
+            else {
+                continue;
+            };
+            if entry.path().join(SIGNED_REFS_FILE).exists() {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
     }
 
     /// The latest verified snapshot of `id`, if this node holds the repository.
     pub fn signed_refs(&self, id: &RepositoryId) -> Result<Option<SignedRefs>, StorageError> {
-        let path = self.dir(id).join(SIGNED_REFS_FILE);
+        let path = self.path(id).join(SIGNED_REFS_FILE);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -44,5 +140,1031 @@ impl Repositories {
                 path,
                 reason: e.to_string(),
             })
+    }
+
+    /// Makes the local git repository at `source` a repository owned by `key`: its
+    /// branches and tags are copied in, signed as a new snapshot (sequence one higher
+    /// than the last, if it was imported before) and applied. Nothing changes if its
+    /// refs are those of the current snapshot.
+    pub fn import(
+        &self,
+        source: &Path,
+        name: Option<RepoName>,
+        key: &SigningKey,
+    ) -> Result<Imported, StorageError> {
+        let not_git = |_| StorageError::NotAGitRepository {
+            path: source.to_owned(),
+        };
+        let src = Repository::open(source).map_err(not_git)?;
+        let name = match name {
+            Some(n) => n,
+            None => default_name(source, &src)?,
+        };
+        let id = RepositoryId::derive(key.verifying_key().as_bytes(), &name);
+        let lock = self.lock(&id);
+        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+
+        let repo = self.open_or_init(&id)?;
+        let url = source
+            .canonicalize()
+            .map_err(|source_err| StorageError::Read {
+                path: source.to_owned(),
+                source: source_err,
+            })?;
+        let mut remote = repo
+            .remote_anonymous(&url.to_string_lossy())
+            .map_err(git("reading the source repository"))?;
+        let refspecs = [
+            format!("+refs/heads/*:{IMPORT_NAMESPACE}heads/*"),
+            format!("+refs/tags/*:{IMPORT_NAMESPACE}tags/*"),
+        ];
+        remote
+            .fetch(&refspecs, None, None)
+            .map_err(git(format!("copying objects from {}", source.display())))?;
+        drop(remote);
+
+        let mut refs = Refs::new();
+        let mut skipped = Vec::new();
+        for reference in repo
+            .references_glob(&format!("{IMPORT_NAMESPACE}*"))
+            .map_err(git("listing imported refs"))?
+        {
+            let reference = reference.map_err(git("listing imported refs"))?;
+            let (Ok(full), Some(target)) = (reference.name(), reference.target()) else {
+                continue;
+            };
+            let plain = format!("refs/{}", &full[IMPORT_NAMESPACE.len()..]);
+            match plain.parse::<RefName>() {
+                Ok(name) => {
+                    refs.insert(name, object_id(target));
+                }
+                Err(_) => skipped.push(plain),
+            }
+        }
+        clear_namespace(&repo, IMPORT_NAMESPACE)?;
+        if !skipped.is_empty() {
+            tracing::warn!(
+                ?skipped,
+                "refs with names git accepts but Guts does not were left out"
+            );
+        }
+        if refs.is_empty() {
+            return Err(StorageError::NothingToImport {
+                path: source.to_owned(),
+            });
+        }
+        let head = src
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_owned))
+            .and_then(|t| t.parse::<RefName>().ok())
+            .filter(|h| refs.contains_key(h))
+            .or_else(|| {
+                ["refs/heads/main", "refs/heads/master"]
+                    .iter()
+                    .filter_map(|n| n.parse::<RefName>().ok())
+                    .find(|n| refs.contains_key(n))
+            });
+
+        let previous = self.signed_refs(&id)?;
+        if let Some(prev) = &previous
+            && prev.refs == refs
+            && prev.signed.header.head == head
+        {
+            return Ok(Imported {
+                snapshot: prev.clone(),
+                changed: false,
+            });
+        }
+        let sequence = previous.as_ref().map_or(1, |p| p.sequence() + 1);
+        let snapshot = SignedRefs::sign(key, name, sequence, head, refs)?;
+        self.accept_locked(&snapshot, None, &mut |_| {})?;
+        Ok(Imported {
+            snapshot,
+            changed: true,
+        })
+    }
+
+    /// Targets of `snapshot` this node does not have yet: what to ask a holder for.
+    pub fn wants(&self, snapshot: &SignedRefs) -> Result<Vec<ObjectId>, StorageError> {
+        let id = snapshot.repository();
+        let repo = match Repository::open_bare(self.path(&id)) {
+            Ok(r) => r,
+            Err(_) => return Ok(dedup(snapshot.refs.values().copied())),
+        };
+        let odb = repo.odb().map_err(git("opening the object database"))?;
+        Ok(dedup(
+            snapshot
+                .refs
+                .values()
+                .copied()
+                .filter(|t| !odb.exists(oid(t))),
+        ))
+    }
+
+    /// Targets of the held snapshot of `id`: what to tell a holder we have.
+    pub fn haves(&self, id: &RepositoryId) -> Result<Vec<ObjectId>, StorageError> {
+        Ok(self
+            .signed_refs(id)?
+            .map(|s| dedup(s.refs.values().copied()))
+            .unwrap_or_default())
+    }
+
+    /// Builds a pack with every object reachable from `wants` and not from `haves`,
+    /// handing it to `sink` chunk by chunk as libgit2 writes it (deltas reused). `sink`
+    /// returns false to abort. Blocking.
+    pub fn build_pack(
+        &self,
+        id: &RepositoryId,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        sink: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<PackStats, StorageError> {
+        let repo = Repository::open_bare(self.path(id))
+            .map_err(|_| StorageError::UnknownRepository(*id))?;
+        let odb = repo.odb().map_err(git("opening the object database"))?;
+        let mut builder = repo.packbuilder().map_err(git("starting a pack"))?;
+        builder.set_threads(0);
+        let mut walk = repo.revwalk().map_err(git("starting a walk"))?;
+        for want in wants {
+            let mut object =
+                repo.find_object(oid(want), None)
+                    .map_err(|_| StorageError::MissingObject {
+                        repository: *id,
+                        object: *want,
+                    })?;
+            // Annotated tags go in as themselves, then whatever they point at.
+            while object.kind() == Some(ObjectType::Tag) {
+                builder
+                    .insert_object(object.id(), None)
+                    .map_err(git("adding a tag to the pack"))?;
+                let tag = object.into_tag().map_err(|_| StorageError::MissingObject {
+                    repository: *id,
+                    object: *want,
+                })?;
+                object = tag.target().map_err(git("following a tag"))?;
+            }
+            match object.kind() {
+                Some(ObjectType::Commit) => walk.push(object.id()),
+                _ => builder.insert_recursive(object.id(), None),
+            }
+            .map_err(git("adding objects to the pack"))?;
+        }
+        for have in haves {
+            let have = oid(have);
+            if !odb.exists(have) {
+                continue;
+            }
+            if let Ok(commit) = repo
+                .find_object(have, None)
+                .and_then(|o| o.peel_to_commit())
+            {
+                walk.hide(commit.id())
+                    .map_err(git("marking what the peer has"))?;
+            }
+        }
+        builder
+            .insert_walk(&mut walk)
+            .map_err(git("adding history to the pack"))?;
+        let objects = builder.object_count();
+        let mut bytes = 0u64;
+        let mut aborted = false;
+        let result = builder.foreach(|chunk| {
+            bytes += chunk.len() as u64;
+            let keep_going = sink(chunk);
+            aborted = !keep_going;
+            keep_going
+        });
+        if aborted {
+            return Err(StorageError::Aborted);
+        }
+        result.map_err(git("writing the pack"))?;
+        Ok(PackStats { objects, bytes })
+    }
+
+    /// Verifies `snapshot` and, with the objects of `pack` (streamed in chunks, indexed
+    /// and verified by libgit2 as they arrive), applies it: see the module docs.
+    /// `progress` sees objects received and bytes so far. Blocking.
+    pub fn accept(
+        &self,
+        snapshot: &SignedRefs,
+        pack: Option<&mut dyn Iterator<Item = io::Result<Vec<u8>>>>,
+        progress: &mut dyn FnMut(PackStats),
+    ) -> Result<PackStats, StorageError> {
+        let lock = self.lock(&snapshot.repository());
+        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.accept_locked(snapshot, pack, progress)
+    }
+
+    fn accept_locked(
+        &self,
+        snapshot: &SignedRefs,
+        pack: Option<&mut dyn Iterator<Item = io::Result<Vec<u8>>>>,
+        progress: &mut dyn FnMut(PackStats),
+    ) -> Result<PackStats, StorageError> {
+        let id = snapshot.repository();
+        snapshot.verify()?;
+        let previous = self.signed_refs(&id)?;
+        if let Some(prev) = &previous
+            && snapshot.sequence() <= prev.sequence()
+            && snapshot != prev
+        {
+            return Err(StorageError::Stale {
+                repository: id,
+                held: prev.sequence(),
+                offered: snapshot.sequence(),
+            });
+        }
+        let created = !self.path(&id).exists();
+        let result = self.accept_inner(snapshot, previous.as_ref(), pack, progress);
+        if result.is_err() && created {
+            // Nothing a failed first fetch sent is kept.
+            let _ = fs::remove_dir_all(self.path(&id));
+        }
+        result
+    }
+
+    fn accept_inner(
+        &self,
+        snapshot: &SignedRefs,
+        previous: Option<&SignedRefs>,
+        pack: Option<&mut dyn Iterator<Item = io::Result<Vec<u8>>>>,
+        progress: &mut dyn FnMut(PackStats),
+    ) -> Result<PackStats, StorageError> {
+        let id = snapshot.repository();
+        let repo = self.open_or_init(&id)?;
+        let mut stats = PackStats::default();
+        let quarantine = match pack {
+            Some(chunks) => {
+                let q = Quarantine::new(&self.path(&id))?;
+                stats = index_pack(&repo, &q.pack_dir(), chunks, progress)?;
+                Some(q)
+            }
+            None => None,
+        };
+        if let Some(q) = &quarantine {
+            let odb = repo.odb().map_err(git("opening the object database"))?;
+            odb.add_disk_alternate(&q.dir.to_string_lossy())
+                .map_err(git("reading the received pack"))?;
+        }
+        let known: Vec<Oid> = previous
+            .map(|p| p.refs.values().map(oid).collect())
+            .unwrap_or_default();
+        check_connected(&repo, snapshot, &known)?;
+
+        if let Some(q) = quarantine {
+            q.promote(&self.path(&id).join("objects").join("pack"))?;
+        }
+        write_atomically(
+            &self.path(&id).join(SIGNED_REFS_FILE),
+            &wire::encode(snapshot),
+        )
+        .map_err(|source| StorageError::Write {
+            path: self.path(&id).join(SIGNED_REFS_FILE),
+            source,
+        })?;
+        apply_refs(&repo, snapshot)?;
+        Ok(stats)
+    }
+
+    fn open_or_init(&self, id: &RepositoryId) -> Result<Repository, StorageError> {
+        let path = self.path(id);
+        match Repository::open_bare(&path) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                fs::create_dir_all(&self.root).map_err(|source| StorageError::Write {
+                    path: self.root.clone(),
+                    source,
+                })?;
+                Repository::init_bare(&path)
+                    .map_err(git(format!("creating repository {}", path.display())))
+            }
+        }
+    }
+
+    /// Brings every repository back to its last verified state after a crash: removes
+    /// quarantines and half-moved packs, and points the git refs at the snapshot.
+    pub fn recover(&self) -> Result<(), StorageError> {
+        for id in self.list()? {
+            let path = self.path(&id);
+            if let Ok(entries) = fs::read_dir(&path) {
+                for entry in entries.flatten() {
+                    if entry
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(QUARANTINE_PREFIX)
+                    {
+                        let _ = fs::remove_dir_all(entry.path());
+                    }
+                }
+            }
+            let pack_dir = path.join("objects").join("pack");
+            if let Ok(entries) = fs::read_dir(&pack_dir) {
+                for entry in entries.flatten() {
+                    let p = entry.path();
+                    if p.extension().is_some_and(|e| e == "pack")
+                        && !p.with_extension("idx").exists()
+                    {
+                        let _ = fs::remove_file(&p);
+                    }
+                }
+            }
+            if let Some(snapshot) = self.signed_refs(&id)? {
+                let repo = Repository::open_bare(&path)
+                    .map_err(git(format!("opening {}", path.display())))?;
+                clear_namespace(&repo, IMPORT_NAMESPACE)?;
+                apply_refs(&repo, &snapshot)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `id` to the repositories this node follows (fetches and keeps up to date).
+    pub fn follow(&self, id: &RepositoryId) -> Result<bool, StorageError> {
+        let mut ids = self.followed()?;
+        if ids.contains(id) {
+            return Ok(false);
+        }
+        ids.push(*id);
+        let text: String = ids.iter().map(|i| format!("{i}\n")).collect();
+        write_atomically(&self.following, text.as_bytes()).map_err(|source| {
+            StorageError::Write {
+                path: self.following.clone(),
+                source,
+            }
+        })?;
+        Ok(true)
+    }
+
+    /// The repositories this node follows.
+    pub fn followed(&self) -> Result<Vec<RepositoryId>, StorageError> {
+        let text = match fs::read_to_string(&self.following) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(StorageError::Read {
+                    path: self.following.clone(),
+                    source,
+                });
+            }
+        };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                l.parse()
+                    .map_err(
+                        |e: guts_protocol::ids::RepositoryIdError| StorageError::Corrupt {
+                            path: self.following.clone(),
+                            reason: e.to_string(),
+                        },
+                    )
+            })
+            .collect()
+    }
+}
+
+fn dedup(ids: impl Iterator<Item = ObjectId>) -> Vec<ObjectId> {
+    let mut seen = HashSet::new();
+    ids.filter(|i| seen.insert(*i)).collect()
+}
+
+/// The name of an imported repository when none is given: its directory's name,
+/// without `.git`.
+fn default_name(source: &Path, repo: &Repository) -> Result<RepoName, StorageError> {
+    let dir = if repo.is_bare() {
+        repo.path().to_owned()
+    } else {
+        repo.workdir().unwrap_or(source).to_owned()
+    };
+    let dir = dir.canonicalize().unwrap_or(dir);
+    let base = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().trim_end_matches(".git").to_owned())
+        .unwrap_or_default();
+    base.parse()
+        .map_err(|e: guts_protocol::ids::NameError| StorageError::BadName {
+            path: source.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+fn clear_namespace(repo: &Repository, prefix: &str) -> Result<(), StorageError> {
+    let names: Vec<String> = repo
+        .references_glob(&format!("{prefix}*"))
+        .map_err(git("listing refs"))?
+        .filter_map(|r| r.ok().and_then(|r| r.name().ok().map(str::to_owned)))
+        .collect();
+    for name in names {
+        if let Ok(mut r) = repo.find_reference(&name) {
+            r.delete().map_err(git(format!("deleting {name}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the pack from `chunks` into `dir` through libgit2's indexer, which checks
+/// every object's hash and resolves deltas (against the repository too, for thin packs).
+fn index_pack(
+    repo: &Repository,
+    dir: &Path,
+    chunks: &mut dyn Iterator<Item = io::Result<Vec<u8>>>,
+    progress: &mut dyn FnMut(PackStats),
+) -> Result<PackStats, StorageError> {
+    let odb = repo.odb().map_err(git("opening the object database"))?;
+    let mut indexer = git2::Indexer::new(Some(&odb), dir, 0o444, true)
+        .map_err(git("starting to index the pack"))?;
+    let mut stats = PackStats::default();
+    let received = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let counter = received.clone();
+    indexer.progress(move |p| {
+        counter.set(p.received_objects());
+        true
+    });
+    for chunk in chunks {
+        let chunk = chunk.map_err(|e| StorageError::Transfer(e.to_string()))?;
+        stats.bytes += chunk.len() as u64;
+        indexer
+            .write_all(&chunk)
+            .map_err(|e| StorageError::BadPack(e.to_string()))?;
+        stats.objects = received.get();
+        progress(stats);
+    }
+    indexer
+        .commit()
+        .map_err(|e| StorageError::BadPack(e.message().to_owned()))?;
+    stats.objects = received.get();
+    progress(stats);
+    Ok(stats)
+}
+
+/// Checks that every ref target of `snapshot` is present and fully connected: for
+/// commits, all history not reachable from `known` (tips already verified) with every
+/// tree and blob; for tags, what they point at. Gitlinks (submodules) are not followed.
+fn check_connected(
+    repo: &Repository,
+    snapshot: &SignedRefs,
+    known: &[Oid],
+) -> Result<(), StorageError> {
+    let id = snapshot.repository();
+    let missing = |object: Oid| StorageError::MissingObject {
+        repository: id,
+        object: object_id(object),
+    };
+    let odb = repo.odb().map_err(git("opening the object database"))?;
+    let mut walk = repo.revwalk().map_err(git("starting a walk"))?;
+    let mut pushed = false;
+    for target in snapshot.refs.values() {
+        let mut object = repo
+            .find_object(oid(target), None)
+            .map_err(|_| missing(oid(target)))?;
+        while object.kind() == Some(ObjectType::Tag) {
+            let tag = object.into_tag().map_err(|o| missing(o.id()))?;
+            let target_id = tag.target_id();
+            object = tag.target().map_err(|_| missing(target_id))?;
+        }
+        match object.kind() {
+            Some(ObjectType::Commit) => {
+                walk.push(object.id()).map_err(|_| missing(object.id()))?;
+                pushed = true;
+            }
+            Some(ObjectType::Tree) => {
+                check_tree(repo, &odb, object.id(), &mut HashSet::new(), &missing)?
+            }
+            _ => {}
+        }
+    }
+    for k in known {
+        if let Ok(commit) = repo.find_object(*k, None).and_then(|o| o.peel_to_commit()) {
+            let _ = walk.hide(commit.id());
+        }
+    }
+    if !pushed {
+        return Ok(());
+    }
+    let mut checked = HashSet::new();
+    for commit_id in walk {
+        // A walk error means a parent is missing.
+        let commit_id = commit_id.map_err(|e| StorageError::Incomplete {
+            repository: id,
+            reason: e.message().to_owned(),
+        })?;
+        let commit = repo
+            .find_commit(commit_id)
+            .map_err(|_| missing(commit_id))?;
+        for parent in commit.parent_ids() {
+            if !odb.exists(parent) {
+                return Err(missing(parent));
+            }
+        }
+        check_tree(repo, &odb, commit.tree_id(), &mut checked, &missing)?;
+    }
+    Ok(())
+}
+
+fn check_tree(
+    repo: &Repository,
+    odb: &git2::Odb<'_>,
+    tree_id: Oid,
+    checked: &mut HashSet<Oid>,
+    missing: &dyn Fn(Oid) -> StorageError,
+) -> Result<(), StorageError> {
+    if !checked.insert(tree_id) {
+        return Ok(());
+    }
+    let tree = repo.find_tree(tree_id).map_err(|_| missing(tree_id))?;
+    for entry in tree.iter() {
+        if entry.filemode() == GITLINK_MODE {
+            continue;
+        }
+        match entry.kind() {
+            Some(ObjectType::Tree) => check_tree(repo, odb, entry.id(), checked, missing)?,
+            _ => {
+                if !odb.exists(entry.id()) {
+                    return Err(missing(entry.id()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Points the git refs (branches, tags, HEAD) at `snapshot`'s, in one transaction.
+fn apply_refs(repo: &Repository, snapshot: &SignedRefs) -> Result<(), StorageError> {
+    let wanted: BTreeMap<&str, Oid> = snapshot
+        .refs
+        .iter()
+        .map(|(n, t)| (n.as_str(), oid(t)))
+        .collect();
+    let mut current: BTreeMap<String, Oid> = BTreeMap::new();
+    for glob in ["refs/heads/*", "refs/tags/*"] {
+        for r in repo
+            .references_glob(glob)
+            .map_err(git("listing refs"))?
+            .flatten()
+        {
+            if let (Ok(name), Some(target)) = (r.name(), r.target()) {
+                current.insert(name.to_owned(), target);
+            }
+        }
+    }
+    let mut tx = repo
+        .transaction()
+        .map_err(git("starting a ref transaction"))?;
+    let message = format!("guts: snapshot {}", snapshot.sequence());
+    for (name, target) in &wanted {
+        if current.get(*name) != Some(target) {
+            tx.lock_ref(name).map_err(git(format!("locking {name}")))?;
+            tx.set_target(name, *target, None, &message)
+                .map_err(git(format!("moving {name}")))?;
+        }
+    }
+    for name in current.keys().filter(|n| !wanted.contains_key(n.as_str())) {
+        tx.lock_ref(name).map_err(git(format!("locking {name}")))?;
+        tx.remove(name).map_err(git(format!("deleting {name}")))?;
+    }
+    tx.commit().map_err(git("moving refs"))?;
+    if let Some(head) = &snapshot.signed.header.head {
+        repo.set_head(head.as_str()).map_err(git("setting HEAD"))?;
+    }
+    Ok(())
+}
+
+/// Where an incoming pack is indexed until it is verified.
+struct Quarantine {
+    dir: PathBuf,
+}
+
+impl Quarantine {
+    fn new(repo_dir: &Path) -> Result<Self, StorageError> {
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(|e| StorageError::Randomness(e.to_string()))?;
+        let dir = repo_dir.join(format!("{QUARANTINE_PREFIX}{}", hex::encode(random)));
+        fs::create_dir_all(dir.join("pack")).map_err(|source| StorageError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Quarantine { dir })
+    }
+
+    fn pack_dir(&self) -> PathBuf {
+        self.dir.join("pack")
+    }
+
+    /// Moves the verified pack into the repository: the `.pack` first, then its index,
+    /// so no index ever points at a missing pack.
+    fn promote(self, pack_dir: &Path) -> Result<(), StorageError> {
+        let files: Vec<PathBuf> = fs::read_dir(self.pack_dir())
+            .map_err(|source| StorageError::Read {
+                path: self.pack_dir(),
+                source,
+            })?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        let mut ordered: Vec<&PathBuf> = files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+            .collect();
+        ordered.extend(
+            files
+                .iter()
+                .filter(|p| p.extension().is_some_and(|e| e != "pack")),
+        );
+        for file in ordered {
+            let to = pack_dir.join(file.file_name().unwrap_or_default());
+            fs::rename(file, &to).map_err(|source| StorageError::Write { path: to, source })?;
+        }
+        sync_dir(pack_dir);
+        Ok(())
+    }
+}
+
+impl Drop for Quarantine {
+    fn drop(&mut self) {
+        // Verified or not, the quarantine goes; unverified objects go with it.
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Replaces `path` with `contents` all at once: a temporary file, fsynced, renamed over.
+fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use git2::Signature;
+
+    /// A working repository with history: main with a merge from a feature branch, an
+    /// annotated and a lightweight tag.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        repo: Repository,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = Repository::init(dir.path().join("demo")).unwrap();
+            let fx = Fixture { _dir: dir, repo };
+            let c1 = fx.commit("refs/heads/main", &[("README", "hello\n")], &[]);
+            let c2 = fx.commit(
+                "refs/heads/main",
+                &[("README", "hello\nworld\n"), ("src/a.rs", "fn a() {}\n")],
+                &[c1],
+            );
+            let f1 = fx.commit(
+                "refs/heads/feature",
+                &[("README", "hello\n"), ("src/b.rs", "fn b() {}\n")],
+                &[c1],
+            );
+            let m = fx.commit(
+                "refs/heads/main",
+                &[
+                    ("README", "hello\nworld\n"),
+                    ("src/a.rs", "fn a() {}\n"),
+                    ("src/b.rs", "fn b() {}\n"),
+                ],
+                &[c2, f1],
+            );
+            {
+                let sig = Signature::now("T", "t@example.com").unwrap();
+                let obj = fx.repo.find_object(m, None).unwrap();
+                fx.repo.tag("v1", &obj, &sig, "release 1", false).unwrap();
+                fx.repo
+                    .reference("refs/tags/v0", c1, false, "light")
+                    .unwrap();
+                fx.repo.set_head("refs/heads/main").unwrap();
+            }
+            fx
+        }
+
+        fn path(&self) -> &Path {
+            self.repo.workdir().unwrap()
+        }
+
+        fn commit(&self, branch: &str, files: &[(&str, &str)], parents: &[Oid]) -> Oid {
+            let mut index = git2::Index::new().unwrap();
+            for (name, content) in files {
+                let blob = self.repo.blob(content.as_bytes()).unwrap();
+                let mut entry = git2::IndexEntry {
+                    ctime: git2::IndexTime::new(0, 0),
+                    mtime: git2::IndexTime::new(0, 0),
+                    dev: 0,
+                    ino: 0,
+                    mode: 0o100644,
+                    uid: 0,
+                    gid: 0,
+                    file_size: content.len() as u32,
+                    id: blob,
+                    flags: 0,
+                    flags_extended: 0,
+                    path: name.as_bytes().to_vec(),
+                };
+                entry.flags = name.len() as u16 & 0xfff;
+                index.add(&entry).unwrap();
+            }
+            let tree = self
+                .repo
+                .find_tree(index.write_tree_to(&self.repo).unwrap())
+                .unwrap();
+            let parents: Vec<_> = parents
+                .iter()
+                .map(|p| self.repo.find_commit(*p).unwrap())
+                .collect();
+            let parent_refs: Vec<_> = parents.iter().collect();
+            let sig = Signature::now("T", "t@example.com").unwrap();
+            let c = self
+                .repo
+                .commit(None, &sig, &sig, "change", &tree, &parent_refs)
+                .unwrap();
+            self.repo.reference(branch, c, true, "commit").unwrap();
+            c
+        }
+    }
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn store() -> (tempfile::TempDir, Repositories) {
+        let dir = tempfile::tempdir().unwrap();
+        let repos = Repositories::new(dir.path());
+        (dir, repos)
+    }
+
+    /// Builds the pack `from` would send for `snapshot` to `to`.
+    fn pack_for(from: &Repositories, to: &Repositories, snapshot: &SignedRefs) -> Vec<Vec<u8>> {
+        let mut chunks = Vec::new();
+        from.build_pack(
+            &snapshot.repository(),
+            &to.wants(snapshot).unwrap(),
+            &to.haves(&snapshot.repository()).unwrap(),
+            &mut |c| {
+                chunks.push(c.to_vec());
+                true
+            },
+        )
+        .unwrap();
+        chunks
+    }
+
+    fn accept(
+        to: &Repositories,
+        snapshot: &SignedRefs,
+        chunks: Vec<Vec<u8>>,
+    ) -> Result<PackStats, StorageError> {
+        let mut it = chunks.into_iter().map(Ok);
+        to.accept(snapshot, Some(&mut it), &mut |_| {})
+    }
+
+    fn git_refs(repos: &Repositories, id: &RepositoryId) -> BTreeMap<String, Oid> {
+        let repo = Repository::open_bare(repos.path(id)).unwrap();
+        let mut out = BTreeMap::new();
+        for r in repo.references().unwrap().flatten() {
+            if let (Ok(n), Some(t)) = (r.name(), r.target()) {
+                out.insert(n.to_owned(), t);
+            }
+        }
+        out
+    }
+
+    fn pack_files(repos: &Repositories, id: &RepositoryId) -> usize {
+        fs::read_dir(repos.path(id).join("objects/pack"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    fn fsck(path: &Path) {
+        let out = std::process::Command::new("git")
+            .args(["fsck", "--full", "--strict"])
+            .current_dir(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git fsck: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn import_signs_branches_tags_and_head() {
+        let fx = Fixture::new();
+        let (_d, repos) = store();
+        let imported = repos.import(fx.path(), None, &key(1)).unwrap();
+        assert!(imported.changed);
+        let s = imported.snapshot;
+        s.verify().unwrap();
+        assert_eq!(s.sequence(), 1);
+        assert_eq!(s.signed.header.name.as_str(), "demo");
+        let names: Vec<&str> = s.refs.keys().map(|r| r.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "refs/heads/feature",
+                "refs/heads/main",
+                "refs/tags/v0",
+                "refs/tags/v1"
+            ]
+        );
+        assert_eq!(
+            s.signed.header.head.as_ref().unwrap().as_str(),
+            "refs/heads/main"
+        );
+        assert_eq!(repos.list().unwrap(), vec![s.repository()]);
+        assert_eq!(repos.signed_refs(&s.repository()).unwrap().unwrap(), s);
+        fsck(&repos.path(&s.repository()));
+        // Nothing changed: no new snapshot.
+        assert!(!repos.import(fx.path(), None, &key(1)).unwrap().changed);
+        // A new commit: sequence 2.
+        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
+        fx.commit("refs/heads/main", &[("README", "more\n")], &[main]);
+        let again = repos.import(fx.path(), None, &key(1)).unwrap();
+        assert!(again.changed);
+        assert_eq!(again.snapshot.sequence(), 2);
+    }
+
+    #[test]
+    fn import_errors_name_the_path() {
+        let (_d, repos) = store();
+        let dir = tempfile::tempdir().unwrap();
+        let err = repos.import(dir.path(), None, &key(1)).unwrap_err();
+        assert!(
+            matches!(err, StorageError::NotAGitRepository { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&dir.path().display().to_string()));
+        let empty = Repository::init(dir.path().join("empty")).unwrap();
+        let err = repos
+            .import(empty.workdir().unwrap(), None, &key(1))
+            .unwrap_err();
+        assert!(matches!(err, StorageError::NothingToImport { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_replica_gets_identical_refs_then_only_new_objects() {
+        let fx = Fixture::new();
+        let (_a, owner) = store();
+        let (_b, replica) = store();
+        let s1 = owner.import(fx.path(), None, &key(1)).unwrap().snapshot;
+        let id = s1.repository();
+        let stats = accept(&replica, &s1, pack_for(&owner, &replica, &s1)).unwrap();
+        assert!(stats.objects >= 10, "{stats:?}");
+        assert_eq!(git_refs(&owner, &id), git_refs(&replica, &id));
+        assert_eq!(replica.signed_refs(&id).unwrap().unwrap(), s1);
+        fsck(&replica.path(&id));
+
+        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
+        fx.commit(
+            "refs/heads/main",
+            &[
+                ("README", "hello\nworld\nagain\n"),
+                ("src/a.rs", "fn a() {}\n"),
+                ("src/b.rs", "fn b() {}\n"),
+            ],
+            &[main],
+        );
+        let s2 = owner.import(fx.path(), None, &key(1)).unwrap().snapshot;
+        let chunks = pack_for(&owner, &replica, &s2);
+        let stats = accept(&replica, &s2, chunks).unwrap();
+        // A commit, its root tree and one blob.
+        assert_eq!(stats.objects, 3, "{stats:?}");
+        assert_eq!(git_refs(&owner, &id), git_refs(&replica, &id));
+        fsck(&replica.path(&id));
+    }
+
+    #[test]
+    fn bad_input_changes_nothing() {
+        let fx = Fixture::new();
+        let (_a, owner) = store();
+        let (_b, replica) = store();
+        let s1 = owner.import(fx.path(), None, &key(1)).unwrap().snapshot;
+        let id = s1.repository();
+        let full = pack_for(&owner, &replica, &s1);
+
+        // A corrupted pack into a new repository: no trace of it.
+        let mut bad: Vec<u8> = full.concat();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
+        let err = accept(&replica, &s1, vec![bad]).unwrap_err();
+        assert!(matches!(err, StorageError::BadPack(_)), "{err}");
+        assert!(!replica.path(&id).exists());
+
+        // A pack without the objects the snapshot needs (built as if we had them).
+        let mut partial = Vec::new();
+        let haves = owner.haves(&id).unwrap();
+        owner
+            .build_pack(&id, &[], &haves, &mut |c| {
+                partial.push(c.to_vec());
+                true
+            })
+            .unwrap();
+        let err = accept(&replica, &s1, partial).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::MissingObject { .. } | StorageError::Incomplete { .. }
+            ),
+            "{err}"
+        );
+        assert!(!replica.path(&id).exists());
+
+        // The real thing, then a rollback and a forgery.
+        accept(&replica, &s1, full.clone()).unwrap();
+        let refs_before = git_refs(&replica, &id);
+        let packs_before = pack_files(&replica, &id);
+        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
+        fx.commit("refs/heads/main", &[("x", "y\n")], &[main]);
+        let s2 = owner.import(fx.path(), None, &key(1)).unwrap().snapshot;
+        let s2_pack = pack_for(&owner, &replica, &s2);
+        accept(&replica, &s2, s2_pack.clone()).unwrap();
+        let refs_s2 = git_refs(&replica, &id);
+        assert_ne!(refs_before, refs_s2);
+        let err = accept(&replica, &s1, vec![]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::Stale {
+                    held: 2,
+                    offered: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let mut forged =
+            SignedRefs::sign(&key(2), "demo".parse().unwrap(), 9, None, s2.refs.clone()).unwrap();
+        forged.signed.header.repository = id;
+        let err = accept(&replica, &forged, s2_pack).unwrap_err();
+        assert!(matches!(err, StorageError::InvalidSnapshot(_)), "{err}");
+        assert_eq!(git_refs(&replica, &id), refs_s2);
+        assert_eq!(replica.signed_refs(&id).unwrap().unwrap(), s2);
+        assert_eq!(
+            pack_files(&replica, &id),
+            packs_before + 2,
+            "only the verified pack was added"
+        );
+        assert!(fs::read_dir(replica.path(&id)).unwrap().flatten().all(|e| {
+            !e.file_name()
+                .to_string_lossy()
+                .starts_with(QUARANTINE_PREFIX)
+        }));
+    }
+
+    #[test]
+    fn recover_restores_the_verified_state() {
+        let fx = Fixture::new();
+        let (_a, repos) = store();
+        let s = repos.import(fx.path(), None, &key(1)).unwrap().snapshot;
+        let id = s.repository();
+        let path = repos.path(&id);
+        // What a crash can leave: a quarantine, a pack without its index, a moved ref.
+        fs::create_dir_all(path.join(format!("{QUARANTINE_PREFIX}x/pack"))).unwrap();
+        fs::write(path.join("objects/pack/pack-dead.pack"), b"junk").unwrap();
+        let repo = Repository::open_bare(&path).unwrap();
+        let c1 = s.refs[&"refs/tags/v0".parse::<RefName>().unwrap()];
+        repo.reference("refs/heads/main", oid(&c1), true, "crash")
+            .unwrap();
+        repo.reference("refs/heads/stray", oid(&c1), true, "crash")
+            .unwrap();
+        repos.recover().unwrap();
+        let refs = git_refs(&repos, &id);
+        let expected: BTreeMap<String, Oid> = s
+            .refs
+            .iter()
+            .map(|(n, t)| (n.to_string(), oid(t)))
+            .collect();
+        assert_eq!(refs, expected);
+        assert!(!path.join(format!("{QUARANTINE_PREFIX}x")).exists());
+        assert!(!path.join("objects/pack/pack-dead.pack").exists());
+        fsck(&path);
+    }
+
+    #[test]
+    fn follows_persist() {
+        let (_d, repos) = store();
+        let id = RepositoryId::from_bytes([4; 20]);
+        assert!(repos.follow(&id).unwrap());
+        assert!(!repos.follow(&id).unwrap());
+        assert_eq!(repos.followed().unwrap(), vec![id]);
     }
 }
