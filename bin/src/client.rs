@@ -22,13 +22,13 @@ pub struct ApiArgs {
 }
 
 /// A client of one node's control API.
-struct Client {
+pub(crate) struct Client {
     addr: SocketAddr,
     agent: ureq::Agent,
 }
 
 impl Client {
-    fn new(args: &ApiArgs, timeout: Duration) -> Self {
+    pub(crate) fn new(args: &ApiArgs, timeout: Duration) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(3)))
@@ -41,7 +41,7 @@ impl Client {
         }
     }
 
-    fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub(crate) fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let response = self
             .agent
             .get(format!("http://{}{path}", self.addr))
@@ -50,13 +50,39 @@ impl Client {
         self.decode(response)
     }
 
-    fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+    pub(crate) fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
         let response = self
             .agent
             .post(format!("http://{}{path}", self.addr))
             .send_json(body)
             .map_err(|e| self.unreachable(e))?;
         self.decode(response)
+    }
+
+    /// POSTs `body` and returns the answer's lines as they arrive (JSON lines).
+    pub(crate) fn post_lines<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<impl Iterator<Item = std::io::Result<String>> + use<B>> {
+        use std::io::BufRead;
+        let response = self
+            .agent
+            .post(format!("http://{}{path}", self.addr))
+            .send_json(body)
+            .map_err(|e| self.unreachable(e))?;
+        if !response.status().is_success() {
+            return Err(self
+                .decode::<serde_json::Value>(response)
+                .err()
+                .unwrap_or_else(|| anyhow!("unexpected answer")));
+        }
+        let reader = std::io::BufReader::new(response.into_body().into_reader());
+        Ok(reader.lines())
     }
 
     fn decode<T: DeserializeOwned>(

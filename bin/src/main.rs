@@ -3,6 +3,7 @@
 mod client;
 mod logging;
 mod node_cmd;
+mod repo_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,19 @@ enum Command {
         #[arg(value_name = "MULTIADDR", value_parser = guts_node::config::parse_multiaddr)]
         address: guts_node::Multiaddr,
     },
+    /// Repositories: import, list, show, follow, sync.
+    #[command(subcommand)]
+    Repo(repo_cmd::RepoCommand),
+    /// Clone a repository into a working directory (the node fetches it first if needed).
+    Clone {
+        /// The repository id (or guts://<id>).
+        #[arg(value_parser = repo_cmd::parse_id)]
+        id: guts_protocol::RepositoryId,
+        /// Where to put the working copy.
+        dir: PathBuf,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
     /// Print the peer id of the node whose data dir this is (creating its identity if
     /// there is none yet). Works offline.
     Id {
@@ -65,6 +79,8 @@ fn main() -> ExitCode {
         Command::Peers { api, json } => client::peers(&api, json),
         Command::Connect { api, address } => client::connect(&api, &address),
         Command::Id { data_dir } => print_id(data_dir),
+        Command::Repo(command) => repo_cmd::run(command),
+        Command::Clone { id, dir, api } => repo_cmd::clone(&api, &id, &dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -173,6 +173,36 @@ pub struct NodeArgs {
     /// How long a banned peer is refused [default: 1h].
     #[arg(long, env = "GUTS_BAN_DURATION", value_name = "DURATION", value_parser = parse_duration, help_heading = "Connection limits")]
     ban_duration: Option<Duration>,
+    /// Which repositories to keep copies of: followed or all [default: followed].
+    #[arg(
+        long,
+        env = "GUTS_REPLICATE",
+        value_name = "MODE",
+        help_heading = "Replication"
+    )]
+    replicate: Option<guts_node::Replicate>,
+    /// How often followed repositories are checked against their holders [default: 60s].
+    #[arg(long, env = "GUTS_ANTI_ENTROPY_INTERVAL", value_name = "DURATION", value_parser = parse_duration, help_heading = "Replication")]
+    anti_entropy_interval: Option<Duration>,
+    /// Abandon a transfer that sends nothing for this long [default: 30s].
+    #[arg(long, env = "GUTS_TRANSFER_STALL_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, help_heading = "Replication")]
+    transfer_stall_timeout: Option<Duration>,
+    /// Largest pack accepted in one fetch, e.g. 512MiB [default: 4GiB].
+    #[arg(
+        long,
+        env = "GUTS_MAX_PACK_SIZE",
+        value_name = "SIZE",
+        help_heading = "Replication"
+    )]
+    max_pack_size: Option<bytesize::ByteSize>,
+    /// Packs sent at once [default: 8].
+    #[arg(
+        long,
+        env = "GUTS_MAX_CONCURRENT_TRANSFERS",
+        value_name = "N",
+        help_heading = "Replication"
+    )]
+    max_concurrent_transfers: Option<u32>,
     /// Penalties halve over this time [default: 10m].
     #[arg(long, env = "GUTS_SCORE_HALF_LIFE", value_name = "DURATION", value_parser = parse_duration, help_heading = "Connection limits")]
     score_half_life: Option<Duration>,
@@ -202,7 +232,8 @@ impl NodeArgs {
                 max_peers_per_ip, low_watermark, high_watermark, trim_interval,
                 trim_grace_period, dials_per_second, max_concurrent_dials,
                 max_concurrent_dht_queries, requests_per_second_per_peer, ban_threshold,
-                ban_duration, score_half_life;
+                ban_duration, score_half_life, replicate, anti_entropy_interval,
+                transfer_stall_timeout, max_pack_size, max_concurrent_transfers;
             lists: listen, bootstrap, external_addresses, per_ip_allow
         );
         if let Some(ApiSetting(v)) = self.api {

@@ -26,6 +26,7 @@ pub(crate) struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub gossipsub: gossipsub::Behaviour,
     pub sync: request_response::Behaviour<crate::sync::Codec>,
+    pub stream: libp2p_stream::Behaviour,
 }
 
 /// The identify agent version: `guts/<version> (mdns-tag: <tag>)`. The mDNS tag rides here
@@ -93,6 +94,15 @@ impl Behaviour {
         let gossipsub_config = gossipsub::ConfigBuilder::default()
             .protocol_id_prefix(network.gossipsub_protocol_prefix())
             .validation_mode(gossipsub::ValidationMode::Strict)
+            // Announcements are checked (signature, newer sequence) before they are
+            // relayed; the event loop reports each one Accept, Reject or Ignore.
+            .validate_messages()
+            // Content-addressed ids: the same announcement from two relays is one message.
+            .message_id_fn(|m| {
+                use sha2::Digest;
+                gossipsub::MessageId::from(sha2::Sha256::digest(&m.data).to_vec())
+            })
+            .max_transmit_size(guts_protocol::wire::MAX_ANNOUNCEMENT_SIZE * 4)
             .build()
             .map_err(|e| NodeError::Setup(format!("gossipsub: {e}")))?;
         let mut gossipsub = gossipsub::Behaviour::new(
@@ -121,6 +131,7 @@ impl Behaviour {
                 network,
                 config.connection_timeout + Duration::from_secs(20),
             ),
+            stream: libp2p_stream::Behaviour::new(),
         })
     }
 

@@ -100,6 +100,44 @@ pub struct Config {
     /// Penalties halve over this time.
     #[serde(with = "humantime_serde")]
     pub score_half_life: Duration,
+
+    /// Which repositories this node keeps copies of.
+    pub replicate: Replicate,
+    /// How often followed repositories are checked against their holders, so a node
+    /// that missed announcements (offline, partitioned) catches up.
+    #[serde(with = "humantime_serde")]
+    pub anti_entropy_interval: Duration,
+    /// A pack transfer that sends nothing for this long is abandoned for another holder.
+    #[serde(with = "humantime_serde")]
+    pub transfer_stall_timeout: Duration,
+    /// Largest pack this node accepts in one fetch.
+    pub max_pack_size: bytesize::ByteSize,
+    /// Packs this node sends at once (more requests are answered "busy").
+    pub max_concurrent_transfers: u32,
+}
+
+/// Which repositories a node replicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Replicate {
+    /// Those it owns or follows (`guts repo follow`).
+    Followed,
+    /// Every repository it hears announced.
+    All,
+}
+
+impl FromStr for Replicate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "followed" => Ok(Replicate::Followed),
+            "all" => Ok(Replicate::All),
+            _ => Err(format!(
+                "invalid replicate mode {s:?}: expected followed or all"
+            )),
+        }
+    }
 }
 
 impl Default for Config {
@@ -136,6 +174,11 @@ impl Default for Config {
             ban_threshold: -100.0,
             ban_duration: Duration::from_secs(3600),
             score_half_life: Duration::from_secs(600),
+            replicate: Replicate::Followed,
+            anti_entropy_interval: Duration::from_secs(60),
+            transfer_stall_timeout: Duration::from_secs(30),
+            max_pack_size: bytesize::ByteSize::gib(4),
+            max_concurrent_transfers: 8,
         }
     }
 }
@@ -313,6 +356,8 @@ impl Config {
             ("trim_interval", self.trim_interval),
             ("ban_duration", self.ban_duration),
             ("score_half_life", self.score_half_life),
+            ("anti_entropy_interval", self.anti_entropy_interval),
+            ("transfer_stall_timeout", self.transfer_stall_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Invalid {
@@ -346,6 +391,7 @@ impl Config {
                 "requests_per_second_per_peer",
                 self.requests_per_second_per_peer,
             ),
+            ("max_concurrent_transfers", self.max_concurrent_transfers),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid {
@@ -366,6 +412,13 @@ impl Config {
                 "high_watermark ({}) is above max_connections ({}): the node could never reach it",
                 self.high_watermark, self.max_connections
             )));
+        }
+        if self.max_pack_size.as_u64() < 1024 {
+            return Err(ConfigError::Invalid {
+                field: "max_pack_size",
+                value: self.max_pack_size.to_string(),
+                reason: "must be at least 1 KiB".into(),
+            });
         }
         if !(self.ban_threshold < 0.0 && self.ban_threshold.is_finite()) {
             return Err(ConfigError::Invalid {

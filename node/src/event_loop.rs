@@ -5,7 +5,10 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use guts_protocol::wire::{SyncRequest, SyncResponse, WireError};
+use guts_protocol::RepositoryId;
+use guts_protocol::wire::{
+    self, Announcement, MAX_ANNOUNCEMENT_SIZE, SyncRequest, SyncResponse, WireError,
+};
 use libp2p::core::ConnectedPoint;
 use libp2p::core::transport::ListenerId;
 use libp2p::metrics::Recorder;
@@ -18,11 +21,12 @@ use tokio::sync::{mpsc, oneshot};
 use crate::api::types::{ConnectionsReport, LimitsReport, PeerReport, StatusReport};
 use crate::behaviour::{Behaviour, BehaviourEvent, mdns_tag_of};
 use crate::config::Config;
-use crate::connection_manager::{self, Penalty};
+use crate::connection_manager::{self, Penalty, Protection};
 use crate::discovery::{self, Bootstrap};
 use crate::error::NodeError;
 use crate::metrics::{Metrics, Reason};
 use crate::peers::PeerTable;
+use crate::sync::engine::{Engine, GetRefsError};
 
 /// How long a peer found to be on another network (or with another mDNS tag) is not
 /// dialled again through discovery.
@@ -36,6 +40,43 @@ pub(crate) enum Command {
     Connect {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<PeerId, NodeError>>,
+    },
+    AllowRequest {
+        peer: PeerId,
+        key: &'static str,
+        reply: oneshot::Sender<bool>,
+    },
+    GetRefs {
+        peer: PeerId,
+        repository: RepositoryId,
+        reply: oneshot::Sender<Result<SyncResponse, GetRefsError>>,
+    },
+    FindProviders {
+        repository: RepositoryId,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    Provide {
+        repository: RepositoryId,
+    },
+    Announce {
+        announcement: Box<Announcement>,
+    },
+    Penalize {
+        peer: PeerId,
+        penalty: Penalty,
+    },
+    SetSyncing {
+        peer: PeerId,
+        syncing: bool,
+    },
+    RecordUseful {
+        peer: PeerId,
+    },
+    /// The verdict on a gossiped announcement, reached off the event loop.
+    Validated {
+        message_id: gossipsub::MessageId,
+        propagation_source: PeerId,
+        acceptance: gossipsub::MessageAcceptance,
     },
     Shutdown,
 }
@@ -65,14 +106,24 @@ pub(crate) struct EventLoop {
     mdns_peers: HashMap<PeerId, Vec<Multiaddr>>,
     /// Our DHT queries waiting for a slot under `max_concurrent_dht_queries`.
     dht_queue: VecDeque<DhtQuery>,
-    repositories: guts_storage::Repositories,
+    /// Provider lookups under way, with the providers found so far.
+    provider_queries: HashMap<kad::QueryId, oneshot::Sender<Vec<PeerId>>>,
+    /// GetRefs requests under way.
+    refs_requests: HashMap<
+        request_response::OutboundRequestId,
+        oneshot::Sender<Result<SyncResponse, GetRefsError>>,
+    >,
+    engine: Engine,
+    /// A clone of our own command sender, for work finished off the loop.
+    loopback: mpsc::Sender<Command>,
     started: Instant,
 }
 
 /// A DHT query the node starts (kad's own periodic ones are not counted here).
-#[derive(Debug, Clone, PartialEq, Eq)]
 enum DhtQuery {
     Bootstrap,
+    GetProviders(RepositoryId, oneshot::Sender<Vec<PeerId>>),
+    StartProviding(RepositoryId),
 }
 
 impl EventLoop {
@@ -81,7 +132,8 @@ impl EventLoop {
         config: Config,
         commands: mpsc::Receiver<Command>,
         metrics: Metrics,
-        repositories: guts_storage::Repositories,
+        engine: Engine,
+        loopback: mpsc::Sender<Command>,
     ) -> Self {
         let bootstrap = Bootstrap::new(&config.bootstrap);
         EventLoop {
@@ -97,7 +149,10 @@ impl EventLoop {
             identifying: HashMap::new(),
             mdns_peers: HashMap::new(),
             dht_queue: VecDeque::new(),
-            repositories,
+            provider_queries: HashMap::new(),
+            refs_requests: HashMap::new(),
+            engine,
+            loopback,
             started: Instant::now(),
         }
     }
@@ -195,6 +250,69 @@ impl EventLoop {
                 let _ = reply.send(self.swarm.behaviour_mut().routing_table());
             }
             Command::Connect { addr, reply } => self.connect(addr, reply),
+            Command::AllowRequest { peer, key, reply } => {
+                let allowed = self
+                    .swarm
+                    .behaviour_mut()
+                    .connection_manager
+                    .allow_request(peer, key);
+                let _ = reply.send(allowed);
+            }
+            Command::GetRefs {
+                peer,
+                repository,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&peer, SyncRequest::GetRefs { repository });
+                self.refs_requests.insert(id, reply);
+            }
+            Command::FindProviders { repository, reply } => {
+                self.dht(DhtQuery::GetProviders(repository, reply));
+            }
+            Command::Provide { repository } => self.dht(DhtQuery::StartProviding(repository)),
+            Command::Announce { announcement } => self.announce(&announcement),
+            Command::Penalize { peer, penalty } => {
+                self.swarm
+                    .behaviour_mut()
+                    .connection_manager
+                    .penalize(peer, penalty);
+            }
+            Command::SetSyncing { peer, syncing } => {
+                let manager = &mut self.swarm.behaviour_mut().connection_manager;
+                if syncing {
+                    manager.protect(peer, Protection::Syncing);
+                } else {
+                    manager.unprotect(&peer, Protection::Syncing);
+                }
+            }
+            Command::RecordUseful { peer } => {
+                self.swarm
+                    .behaviour_mut()
+                    .connection_manager
+                    .record_useful(peer);
+            }
+            Command::Validated {
+                message_id,
+                propagation_source,
+                acceptance,
+            } => {
+                let accepted = matches!(acceptance, gossipsub::MessageAcceptance::Accept);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                if accepted {
+                    self.swarm
+                        .behaviour_mut()
+                        .connection_manager
+                        .record_useful(propagation_source);
+                }
+            }
             Command::Shutdown => {}
         }
     }
@@ -382,13 +500,19 @@ impl EventLoop {
             .bootstrap
             .on_established(peer, id, &mut self.swarm, &self.metrics)
         {
-            self.swarm.behaviour_mut().connection_manager.protect(peer);
+            self.swarm
+                .behaviour_mut()
+                .connection_manager
+                .protect(peer, Protection::Bootstrap);
             // Look ourselves up now rather than after kad's automatic-bootstrap delay, so
             // a joining node fills its routing table at once.
             self.dht(DhtQuery::Bootstrap);
         }
         if let Some(pending) = self.dialling.remove(&id) {
-            self.swarm.behaviour_mut().connection_manager.protect(peer);
+            self.swarm
+                .behaviour_mut()
+                .connection_manager
+                .protect(peer, Protection::Explicit);
             self.identifying.entry(peer).or_default().push(pending);
         }
     }
@@ -424,13 +548,10 @@ impl EventLoop {
                         tracing::debug!(%peer_id, %topic, "peer subscribed");
                     }
                     gossipsub::Event::Message {
-                        propagation_source, ..
-                    } => {
-                        self.swarm
-                            .behaviour_mut()
-                            .connection_manager
-                            .record_useful(propagation_source);
-                    }
+                        propagation_source,
+                        message_id,
+                        message,
+                    } => self.on_announcement(propagation_source, message_id, message),
                     _ => {}
                 }
             }
@@ -441,6 +562,8 @@ impl EventLoop {
             }
             BehaviourEvent::RelayClient(event) => tracing::debug!(?event, "relay client"),
             BehaviourEvent::ConnectionManager(event) => self.on_manager_event(event),
+            // libp2p-stream reports nothing; its streams are handled by the sync engine.
+            BehaviourEvent::Stream(()) => {}
         }
     }
 
@@ -497,7 +620,7 @@ impl EventLoop {
         self.rejected.insert(peer, Instant::now() + REJECT_MEMORY);
         let behaviour = self.swarm.behaviour_mut();
         behaviour.kad.remove_peer(&peer);
-        behaviour.connection_manager.unprotect(&peer);
+        behaviour.connection_manager.unprotect_all(&peer);
         for pending in self.identifying.remove(&peer).into_iter().flatten() {
             let _ = pending.reply.send(Err(NodeError::Dial {
                 addr: pending.addr,
@@ -514,6 +637,31 @@ impl EventLoop {
     }
 
     fn on_kad_event(&mut self, event: kad::Event) {
+        if let kad::Event::OutboundQueryProgressed {
+            id,
+            result: kad::QueryResult::GetProviders(result),
+            step,
+            ..
+        } = &event
+        {
+            let found: Vec<PeerId> = match result {
+                Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
+                    providers.iter().copied().collect()
+                }
+                _ => Vec::new(),
+            };
+            // The first providers found are enough to start; the rest would only delay.
+            if (!found.is_empty() || step.last)
+                && let Some(reply) = self.provider_queries.remove(id)
+            {
+                let _ = reply.send(found);
+                if !step.last
+                    && let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(id)
+                {
+                    query.finish();
+                }
+            }
+        }
         if let kad::Event::OutboundQueryProgressed { step, .. } = &event
             && step.last
         {
@@ -637,7 +785,10 @@ impl EventLoop {
                 if let Some(pending) = self.dialling.remove(&id) {
                     let result = match peer {
                         Some(peer) if already_connected && connected => {
-                            self.swarm.behaviour_mut().connection_manager.protect(peer);
+                            self.swarm
+                                .behaviour_mut()
+                                .connection_manager
+                                .protect(peer, Protection::Explicit);
                             Ok(peer)
                         }
                         _ => Err(NodeError::Dial {
@@ -683,6 +834,39 @@ impl EventLoop {
                     .sync
                     .send_response(channel, response);
             }
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.refs_requests.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.refs_requests.remove(&request_id) {
+                    let failure = match &error {
+                        request_response::OutboundFailure::Io(e) => {
+                            match crate::sync::wire_error(e) {
+                                Some(WireError::Oversized { .. }) => {
+                                    GetRefsError::Penalty(Penalty::Oversized, e.to_string())
+                                }
+                                Some(_) => {
+                                    GetRefsError::Penalty(Penalty::Undecodable, e.to_string())
+                                }
+                                None => GetRefsError::Failed(e.to_string()),
+                            }
+                        }
+                        other => GetRefsError::Failed(other.to_string()),
+                    };
+                    let _ = reply.send(Err(failure));
+                }
+            }
             request_response::Event::InboundFailure {
                 peer,
                 error: InboundFailure::Io(e),
@@ -707,15 +891,16 @@ impl EventLoop {
 
     fn serve(&self, request: SyncRequest) -> SyncResponse {
         match request {
-            SyncRequest::GetRefs { repository } => match self.repositories.signed_refs(&repository)
-            {
-                Ok(Some(refs)) => SyncResponse::Refs(Box::new(refs)),
-                Ok(None) => SyncResponse::NotFound,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    SyncResponse::NotFound
+            SyncRequest::GetRefs { repository } => {
+                match self.engine.repos().signed_refs(&repository) {
+                    Ok(Some(refs)) => SyncResponse::Refs(Box::new(refs)),
+                    Ok(None) => SyncResponse::NotFound,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        SyncResponse::NotFound
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -724,18 +909,110 @@ impl EventLoop {
     fn dht(&mut self, query: DhtQuery) {
         let in_flight = self.swarm.behaviour().kad.iter_queries().count();
         if in_flight >= self.config.max_concurrent_dht_queries as usize {
-            if !self.dht_queue.contains(&query) {
+            let duplicate = matches!(query, DhtQuery::Bootstrap)
+                && self
+                    .dht_queue
+                    .iter()
+                    .any(|q| matches!(q, DhtQuery::Bootstrap));
+            if !duplicate {
                 self.dht_queue.push_back(query);
             }
             return;
         }
+        let kad = &mut self.swarm.behaviour_mut().kad;
         match query {
             DhtQuery::Bootstrap => {
-                if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
+                if let Err(e) = kad.bootstrap() {
                     tracing::debug!("DHT bootstrap not started: {e}");
                 }
             }
+            DhtQuery::GetProviders(repository, reply) => {
+                let id = kad.get_providers(kad::RecordKey::new(&repository.provider_key()));
+                self.provider_queries.insert(id, reply);
+            }
+            DhtQuery::StartProviding(repository) => {
+                if let Err(e) = kad.start_providing(kad::RecordKey::new(&repository.provider_key()))
+                {
+                    tracing::warn!(%repository, "cannot provide: {e}");
+                }
+            }
         }
+    }
+
+    /// Publishes an announcement. Without peers in the mesh it goes nowhere, which is
+    /// fine: anti-entropy brings followers up to date.
+    fn announce(&mut self, announcement: &Announcement) {
+        let topic = gossipsub::IdentTopic::new(self.config.network.announce_topic());
+        let data = wire::encode(announcement);
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
+            Ok(_) => tracing::info!(
+                repository = %announcement.header().repository(),
+                sequence = announcement.header().sequence(),
+                "announced"
+            ),
+            Err(e) => tracing::debug!("announcement not published: {e}"),
+        }
+    }
+
+    /// A gossiped announcement: verified here (signature and owner, cheap), then checked
+    /// against what this node holds off the loop; relayed only if valid and newer.
+    fn on_announcement(
+        &mut self,
+        propagation_source: PeerId,
+        message_id: gossipsub::MessageId,
+        message: gossipsub::Message,
+    ) {
+        let announcement: Announcement = match wire::decode(&message.data, MAX_ANNOUNCEMENT_SIZE) {
+            Ok(a) => a,
+            Err(e) => {
+                return self.reject_announcement(propagation_source, &message_id, &e.to_string());
+            }
+        };
+        let header = announcement.header().clone();
+        if let Err(e) = header.verify() {
+            return self.reject_announcement(propagation_source, &message_id, &e.to_string());
+        }
+        let (engine, loopback) = (self.engine.clone(), self.loopback.clone());
+        let publisher = message.source;
+        tokio::spawn(async move {
+            let id = header.repository();
+            let repos = engine.repos().clone();
+            let held = tokio::task::spawn_blocking(move || repos.signed_refs(&id))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .flatten()
+                .map_or(0, |s| s.sequence());
+            let acceptance = if header.sequence() > held {
+                if engine.wants(&id).await {
+                    engine.trigger(id, publisher);
+                }
+                gossipsub::MessageAcceptance::Accept
+            } else {
+                // Old news (or a replay): not relayed, no penalty.
+                gossipsub::MessageAcceptance::Ignore
+            };
+            let _ = loopback
+                .send(Command::Validated {
+                    message_id,
+                    propagation_source,
+                    acceptance,
+                })
+                .await;
+        });
+    }
+
+    fn reject_announcement(&mut self, from: PeerId, message_id: &gossipsub::MessageId, why: &str) {
+        tracing::info!(%from, "rejected announcement: {why}");
+        let behaviour = self.swarm.behaviour_mut();
+        let _ = behaviour.gossipsub.report_message_validation_result(
+            message_id,
+            &from,
+            gossipsub::MessageAcceptance::Reject,
+        );
+        behaviour
+            .connection_manager
+            .penalize(from, Penalty::InvalidAnnouncement);
     }
 
     fn run_queued_dht(&mut self) {

@@ -18,7 +18,7 @@ mod peers;
 mod swarm;
 pub mod sync;
 
-pub use config::{Config, ConfigError, DhtMode, LogFormat};
+pub use config::{Config, ConfigError, DhtMode, LogFormat, Replicate};
 pub use connection_manager::Penalty;
 pub use error::NodeError;
 pub use event_loop::short_peer_id;

@@ -83,6 +83,11 @@ impl NetworkName {
         format!("/guts/{}/sync/{PROTOCOL_VERSION}", self.0)
     }
 
+    /// Pack protocol (libp2p stream): `/guts/<network>/pack/1.0.0`.
+    pub fn pack_protocol(&self) -> String {
+        format!("/guts/{}/pack/{PROTOCOL_VERSION}", self.0)
+    }
+
     /// The gossipsub topic on which repository and commit announcements travel.
     pub fn announce_topic(&self) -> String {
         format!("guts/{}/announce/1", self.0)

@@ -3,8 +3,8 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::RepositoryId;
-use crate::refs::SignedRefs;
+use crate::ids::{ObjectId, RepositoryId};
+use crate::refs::{MAX_REFS, SignedHeader, SignedRefs};
 
 /// Version byte that starts every encoded message.
 pub const WIRE_VERSION: u8 = 1;
@@ -13,6 +13,71 @@ pub const WIRE_VERSION: u8 = 1;
 pub const MAX_REQUEST_SIZE: usize = 16 * 1024;
 /// Largest sync response (a snapshot of up to [`crate::refs::MAX_REFS`] refs).
 pub const MAX_RESPONSE_SIZE: usize = 32 * 1024 * 1024;
+
+/// Largest pack request (wants and haves of up to [`MAX_REFS`] objects each).
+pub const MAX_PACK_REQUEST_SIZE: usize = 2 * MAX_REFS * 24 + 1024;
+/// Largest header before a pack.
+pub const MAX_PACK_HEADER_SIZE: usize = 4 * 1024;
+/// Largest announcement; far below gossipsub's 64 KiB transmit limit.
+pub const MAX_ANNOUNCEMENT_SIZE: usize = 4 * 1024;
+
+/// A request on the pack protocol (a libp2p stream): the objects reachable from
+/// `wants` and not from `haves`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackRequest {
+    /// Which repository.
+    pub repository: RepositoryId,
+    /// Ref targets the requester lacks.
+    pub wants: Vec<ObjectId>,
+    /// Ref targets the requester has (their history is not sent).
+    pub haves: Vec<ObjectId>,
+}
+
+/// The answer on the pack protocol; `Pack` is followed by the packfile's bytes until
+/// the stream ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PackResponse {
+    /// A pack follows.
+    Pack {
+        /// Objects in it.
+        objects: u32,
+    },
+    /// This node does not hold the repository.
+    NotFound,
+    /// Too many requests from you: slow down.
+    RateLimited,
+    /// Too many transfers under way: try another holder or later.
+    Busy,
+    /// The request cannot be served (e.g. a want this node does not have).
+    Refused(String),
+}
+
+/// Gossip on the announce topic: the owner's signed header, which verifies on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Announcement {
+    /// A repository was created (sequence 1).
+    NewRepository(SignedHeader),
+    /// Its refs moved.
+    NewCommit(SignedHeader),
+}
+
+impl Announcement {
+    /// The signed header either way.
+    pub fn header(&self) -> &SignedHeader {
+        match self {
+            Announcement::NewRepository(h) | Announcement::NewCommit(h) => h,
+        }
+    }
+
+    /// The announcement of `snapshot`.
+    pub fn of(snapshot: &SignedRefs) -> Self {
+        if snapshot.sequence() == 1 {
+            Announcement::NewRepository(snapshot.signed.clone())
+        } else {
+            Announcement::NewCommit(snapshot.signed.clone())
+        }
+    }
+}
 
 /// A request on the sync protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +154,30 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, WireEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn announcements_are_small_whatever_the_number_of_refs() {
+        use crate::ids::RefName;
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let refs: crate::refs::Refs = (0..5000)
+            .map(|i| {
+                (
+                    format!("refs/heads/branch-{i}").parse::<RefName>().unwrap(),
+                    ObjectId([1; 20]),
+                )
+            })
+            .collect();
+        let s = SignedRefs::sign(&key, "big".parse().unwrap(), 7, None, refs).unwrap();
+        let bytes = encode(&Announcement::of(&s));
+        assert!(bytes.len() < 400, "{} bytes", bytes.len());
+        let back: Announcement = decode(&bytes, MAX_ANNOUNCEMENT_SIZE).unwrap();
+        back.header().verify().unwrap();
+        assert!(matches!(back, Announcement::NewCommit(_)));
+        assert!(
+            encode(&s).len() > MAX_ANNOUNCEMENT_SIZE,
+            "the snapshot itself is large"
+        );
+    }
 
     #[test]
     fn round_trip_and_bounds() {

@@ -271,13 +271,15 @@ impl Repositories {
     }
 
     /// Builds a pack with every object reachable from `wants` and not from `haves`,
-    /// handing it to `sink` chunk by chunk as libgit2 writes it (deltas reused). `sink`
-    /// returns false to abort. Blocking.
+    /// telling `on_count` how many objects it holds, then handing it to `sink` chunk by
+    /// chunk as libgit2 writes it (deltas reused). `sink` returns false to abort.
+    /// Blocking.
     pub fn build_pack(
         &self,
         id: &RepositoryId,
         wants: &[ObjectId],
         haves: &[ObjectId],
+        on_count: &mut dyn FnMut(usize),
         sink: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<PackStats, StorageError> {
         let repo = Repository::open_bare(self.path(id))
@@ -327,6 +329,7 @@ impl Repositories {
             .insert_walk(&mut walk)
             .map_err(git("adding history to the pack"))?;
         let objects = builder.object_count();
+        on_count(objects);
         let mut bytes = 0u64;
         let mut aborted = false;
         let result = builder.foreach(|chunk| {
@@ -917,6 +920,7 @@ mod tests {
             &snapshot.repository(),
             &to.wants(snapshot).unwrap(),
             &to.haves(&snapshot.repository()).unwrap(),
+            &mut |_| {},
             &mut |c| {
                 chunks.push(c.to_vec());
                 true
@@ -1072,7 +1076,7 @@ mod tests {
         let mut partial = Vec::new();
         let haves = owner.haves(&id).unwrap();
         owner
-            .build_pack(&id, &[], &haves, &mut |c| {
+            .build_pack(&id, &[], &haves, &mut |_| {}, &mut |c| {
                 partial.push(c.to_vec());
                 true
             })

@@ -5,7 +5,7 @@ pub mod types;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,6 +13,8 @@ use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use guts_protocol::{RepoName, RepositoryId};
 
 use crate::config::parse_multiaddr;
 use crate::error::NodeError;
@@ -56,6 +58,11 @@ impl Server {
             .route("/api/v1/peers", get(peers))
             .route("/api/v1/routing-table", get(routing_table))
             .route("/api/v1/connect", post(connect))
+            .route("/api/v1/repos", get(repos))
+            .route("/api/v1/repos/import", post(import))
+            .route("/api/v1/repos/{id}", get(repo))
+            .route("/api/v1/repos/{id}/follow", post(follow))
+            .route("/api/v1/repos/{id}/sync", post(sync))
             .with_state(ApiState { node, registry });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -95,13 +102,25 @@ impl IntoResponse for ApiError {
 
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
-        let code = match e {
+        use guts_storage::StorageError as S;
+        let code = match &e {
             NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Dial { .. } => StatusCode::BAD_GATEWAY,
+            NodeError::Storage(
+                S::NotAGitRepository { .. } | S::NothingToImport { .. } | S::BadName { .. },
+            ) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(code, e.to_string())
     }
+}
+
+fn bad_request(message: impl ToString) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.to_string())
+}
+
+fn parse_id(id: &str) -> Result<RepositoryId, ApiError> {
+    id.parse().map_err(bad_request)
 }
 
 /// 200 while the event loop answers.
@@ -149,4 +168,102 @@ async fn connect(
     Ok(Json(ConnectResponse {
         peer_id: peer.to_string(),
     }))
+}
+
+async fn repos(State(s): State<ApiState>) -> Result<Json<Vec<types::RepoSummary>>, ApiError> {
+    Ok(Json(s.node.repositories().await?))
+}
+
+async fn import(
+    State(s): State<ApiState>,
+    body: Result<Json<types::ImportRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<types::ImportResponse>, ApiError> {
+    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
+    let name = match req.name.as_deref() {
+        Some(n) => Some(n.parse::<RepoName>().map_err(bad_request)?),
+        None => None,
+    };
+    let path = std::path::PathBuf::from(&req.path);
+    if !path.is_absolute() {
+        return Err(bad_request(format!(
+            "path {:?} is relative; the node needs an absolute path",
+            req.path
+        )));
+    }
+    let (repository, changed) = s.node.import(path, name).await?;
+    Ok(Json(types::ImportResponse {
+        repository,
+        changed,
+    }))
+}
+
+async fn repo(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<types::RepoDetail>, ApiError> {
+    let id = parse_id(&id)?;
+    match s.node.repository(id).await? {
+        Some(detail) => Ok(Json(detail)),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("repository {id} is not on this node; `guts repo follow {id}` fetches it"),
+        )),
+    }
+}
+
+async fn follow(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let added = s.node.follow(id).await?;
+    Ok(Json(
+        serde_json::json!({ "repository": id.to_string(), "newly_followed": added }),
+    ))
+}
+
+/// Runs a sync and streams its progress as JSON lines; the last line is `done` or
+/// `failed`.
+async fn sync(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    body: Option<Json<types::SyncRequestBody>>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let prefer = match body.and_then(|Json(b)| b.prefer) {
+        Some(p) => Some(
+            p.parse::<libp2p::PeerId>()
+                .map_err(|e| bad_request(format!("invalid peer id {p:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let node = s.node.clone();
+    tokio::spawn(async move {
+        let result = node.sync(id, prefer, Some(tx.clone())).await;
+        match result {
+            // `Done` was sent by the engine along with the outcome.
+            Ok(outcome) => {
+                if matches!(outcome, types::SyncOutcome::UpToDate { .. }) {
+                    let _ = tx.send(types::SyncProgress::Done(outcome));
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(types::SyncProgress::Failed {
+                    error: e.to_string(),
+                });
+            }
+        }
+    });
+    let lines = futures::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, std::convert::Infallible>(line), rx))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response())
 }

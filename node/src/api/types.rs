@@ -161,3 +161,121 @@ pub struct ErrorBody {
     /// What went wrong, naming the bad value.
     pub error: String,
 }
+
+/// How a sync ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SyncOutcome {
+    /// No holder had anything newer.
+    UpToDate {
+        /// The sequence held.
+        sequence: u64,
+    },
+    /// A newer snapshot was fetched, verified and applied.
+    Updated {
+        /// Its sequence.
+        sequence: u64,
+        /// The peer that served it.
+        from: String,
+        /// Objects received.
+        objects: u64,
+        /// Pack bytes received.
+        bytes: u64,
+        /// Time the fetch took.
+        millis: u64,
+    },
+}
+
+/// Progress of a sync, streamed as JSON lines by `POST /api/v1/repos/<id>/sync`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum SyncProgress {
+    /// Holders asked for their refs.
+    Holders {
+        /// How many.
+        asked: usize,
+    },
+    /// The newest snapshot on offer.
+    Refs {
+        /// Its sequence.
+        sequence: u64,
+    },
+    /// Objects and bytes received so far.
+    Receiving {
+        /// Objects indexed.
+        objects: u64,
+        /// Objects the holder announced.
+        total: u64,
+        /// Bytes received.
+        bytes: u64,
+    },
+    /// Finished.
+    Done(SyncOutcome),
+    /// Failed.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// A repository this node holds or follows, in `GET /api/v1/repos`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepoSummary {
+    /// Its id.
+    pub id: String,
+    /// `guts://<id>`.
+    pub url: String,
+    /// Its name, once a snapshot is held.
+    pub name: Option<String>,
+    /// The owner's public key (hex), once a snapshot is held.
+    pub owner: Option<String>,
+    /// Whether this node's key owns it.
+    pub owned: bool,
+    /// Whether this node follows it.
+    pub followed: bool,
+    /// Sequence of the snapshot held (0: none yet).
+    pub sequence: u64,
+    /// Number of branches and tags.
+    pub ref_count: usize,
+    /// The branch a clone checks out.
+    pub head: Option<String>,
+    /// The bare repository on this node's disk.
+    pub path: String,
+}
+
+/// One repository in detail, `GET /api/v1/repos/<id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepoDetail {
+    /// The summary.
+    #[serde(flatten)]
+    pub summary: RepoSummary,
+    /// Branch and tag targets.
+    pub refs: std::collections::BTreeMap<String, String>,
+    /// Peers known to hold it.
+    pub holders: Vec<String>,
+}
+
+/// `POST /api/v1/repos/import`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportRequest {
+    /// A local git repository, as the node sees the path.
+    pub path: String,
+    /// Its name in Guts (default: the directory name).
+    pub name: Option<String>,
+}
+
+/// Answer to an import.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportResponse {
+    /// The repository now.
+    pub repository: RepoSummary,
+    /// Whether a new snapshot was signed (false: nothing changed since the last import).
+    pub changed: bool,
+}
+
+/// `POST /api/v1/repos/<id>/sync` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyncRequestBody {
+    /// A peer to try first.
+    pub prefer: Option<String>,
+}

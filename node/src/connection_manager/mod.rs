@@ -51,6 +51,17 @@ pub use scores::Penalty;
 use scores::Scores;
 use trim::Candidate;
 
+/// Why a peer is protected (kept connected, never trimmed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protection {
+    /// It is on the bootstrap list.
+    Bootstrap,
+    /// A user asked for it (`guts connect`).
+    Explicit,
+    /// A transfer from it is under way.
+    Syncing,
+}
+
 /// Every reason a connection may be refused, as metric labels.
 pub const DENIAL_REASONS: [&str; 6] = [
     "per_ip",
@@ -156,7 +167,7 @@ pub struct Behaviour {
     inbound_ips: InboundIps,
     dials: DialQueue,
     scores: Scores,
-    protected: HashSet<PeerId>,
+    protected: HashMap<PeerId, HashSet<Protection>>,
     last_useful: HashMap<PeerId, Instant>,
     heartbeat: tokio::time::Interval,
     dial_timer: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -182,7 +193,7 @@ impl Behaviour {
                 config.score_half_life,
                 config.requests_per_second_per_peer,
             ),
-            protected: HashSet::new(),
+            protected: HashMap::new(),
             last_useful: HashMap::new(),
             heartbeat,
             dial_timer: None,
@@ -192,23 +203,38 @@ impl Behaviour {
         }
     }
 
-    /// Marks `peer` as protected: never trimmed, always kept alive.
-    pub fn protect(&mut self, peer: PeerId) {
-        if self.protected.insert(peer) {
+    /// Protects `peer` for `why`: never trimmed, always kept alive, until every reason
+    /// is withdrawn.
+    pub fn protect(&mut self, peer: PeerId, why: Protection) {
+        let reasons = self.protected.entry(peer).or_default();
+        let was = !reasons.is_empty();
+        reasons.insert(why);
+        if !was {
             self.set_keep_alive(&peer, true);
         }
     }
 
-    /// Removes the protection of `peer`.
-    pub fn unprotect(&mut self, peer: &PeerId) {
-        if self.protected.remove(peer) {
+    /// Withdraws one reason to protect `peer`.
+    pub fn unprotect(&mut self, peer: &PeerId, why: Protection) {
+        if let Some(reasons) = self.protected.get_mut(peer) {
+            reasons.remove(&why);
+            if reasons.is_empty() {
+                self.protected.remove(peer);
+                self.set_keep_alive(peer, false);
+            }
+        }
+    }
+
+    /// Withdraws every reason to protect `peer`.
+    pub fn unprotect_all(&mut self, peer: &PeerId) {
+        if self.protected.remove(peer).is_some() {
             self.set_keep_alive(peer, false);
         }
     }
 
     /// Whether `peer` is protected.
     pub fn is_protected(&self, peer: &PeerId) -> bool {
-        self.protected.contains(peer)
+        self.protected.contains_key(peer)
     }
 
     /// Number of connected peers (what the watermarks count).
@@ -371,7 +397,7 @@ impl Behaviour {
     /// Whether a new connection to `peer` is kept alive: its peer is protected or the
     /// node is not above the high watermark. The heartbeat revisits this.
     fn wanted_on_arrival(&self, peer: &PeerId) -> bool {
-        self.protected.contains(peer) || self.connected.len() < self.limits.high_watermark
+        self.is_protected(peer) || self.connected.len() < self.limits.high_watermark
     }
 
     fn handler_for(&self, peer: &PeerId) -> Handler {
@@ -411,7 +437,7 @@ impl Behaviour {
             .iter()
             .map(|(peer, c)| Candidate {
                 peer: *peer,
-                protected: self.protected.contains(peer),
+                protected: self.is_protected(peer),
                 score: self.scores.score(peer),
                 last_useful: self.last_useful.get(peer).copied(),
                 connected_since: c.since,

@@ -24,8 +24,11 @@ pub enum Penalty {
     ProtocolViolation,
     /// It relayed an announcement that does not verify.
     InvalidAnnouncement,
-    /// It served data that fails verification (a bad pack, a bad signature, a rollback).
+    /// It served data that fails verification (a bad pack, a bad signature).
     BadData,
+    /// It served a snapshot older than one we hold: a rollback attempt, or a peer far
+    /// behind. Light, so an honest laggard recovers as scores decay.
+    Stale,
 }
 
 impl Penalty {
@@ -38,6 +41,7 @@ impl Penalty {
             Penalty::ProtocolViolation => 50.0,
             Penalty::InvalidAnnouncement => 25.0,
             Penalty::BadData => 100.0,
+            Penalty::Stale => 5.0,
         }
     }
 
@@ -50,6 +54,7 @@ impl Penalty {
             Penalty::ProtocolViolation => "protocol_violation",
             Penalty::InvalidAnnouncement => "invalid_announcement",
             Penalty::BadData => "bad_data",
+            Penalty::Stale => "stale",
         }
     }
 }

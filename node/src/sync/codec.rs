@@ -1,51 +1,18 @@
-//! Framing for the sync protocol: a 4-byte big-endian length, then a wire message. The
-//! length is checked against the limit before a byte of the body is read.
+//! The request-response codec of the sync protocol: one frame each way (see
+//! [`super::frame`]).
 
 use std::io;
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use guts_protocol::wire::{
-    self, MAX_REQUEST_SIZE, MAX_RESPONSE_SIZE, SyncRequest, SyncResponse, WireError,
-};
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use guts_protocol::wire::{MAX_REQUEST_SIZE, MAX_RESPONSE_SIZE, SyncRequest, SyncResponse};
 use libp2p::StreamProtocol;
 use libp2p::request_response;
+
+use super::frame::{read_message, write_message};
 
 /// The request-response codec of `/guts/<network>/sync/1.0.0`.
 #[derive(Debug, Clone, Default)]
 pub struct Codec;
-
-/// The wire error inside an I/O error from this codec, if that is what it is.
-pub fn wire_error(e: &io::Error) -> Option<&WireError> {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<WireError>())
-}
-
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            WireError::Oversized { len, max },
-        ));
-    }
-    let mut body = vec![0u8; len];
-    io.read_exact(&mut body).await?;
-    Ok(body)
-}
-
-async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, body: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(body.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
-    io.write_all(&len.to_be_bytes()).await?;
-    io.write_all(body).await?;
-    io.close().await
-}
-
-fn decode<M: serde::de::DeserializeOwned>(bytes: &[u8], max: usize) -> io::Result<M> {
-    wire::decode(bytes, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
 
 impl request_response::Codec for Codec {
     type Protocol = StreamProtocol;
@@ -56,14 +23,14 @@ impl request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        decode(&read_frame(io, MAX_REQUEST_SIZE).await?, MAX_REQUEST_SIZE)
+        read_message(io, MAX_REQUEST_SIZE).await
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncResponse>
     where
         T: AsyncRead + Unpin + Send,
     {
-        decode(&read_frame(io, MAX_RESPONSE_SIZE).await?, MAX_RESPONSE_SIZE)
+        read_message(io, MAX_RESPONSE_SIZE).await
     }
 
     async fn write_request<T>(
@@ -75,7 +42,8 @@ impl request_response::Codec for Codec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &wire::encode(&req)).await
+        write_message(io, &req).await?;
+        io.close().await
     }
 
     async fn write_response<T>(
@@ -87,15 +55,18 @@ impl request_response::Codec for Codec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &wire::encode(&res)).await
+        write_message(io, &res).await?;
+        io.close().await
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::frame::wire_error;
     use super::*;
     use futures::io::Cursor;
     use guts_protocol::RepositoryId;
+    use guts_protocol::wire::WireError;
     use request_response::Codec as _;
 
     fn proto() -> StreamProtocol {

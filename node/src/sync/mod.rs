@@ -1,6 +1,9 @@
 //! The sync protocol: `GetRefs` over request-response.
 
 mod codec;
+pub(crate) mod engine;
+mod frame;
+pub(crate) mod pack;
 
 use std::time::Duration;
 
@@ -8,7 +11,8 @@ use guts_protocol::NetworkName;
 use libp2p::StreamProtocol;
 use libp2p::request_response::{self, ProtocolSupport};
 
-pub use codec::{Codec, wire_error};
+pub use codec::Codec;
+pub use frame::wire_error;
 
 /// Label under which sync requests are rate-limited per peer.
 pub const RATE_LIMIT_KEY: &str = "sync";
