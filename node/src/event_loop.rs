@@ -339,6 +339,16 @@ impl EventLoop {
             bootstrap: self.bootstrap.reports(),
             limits: self.limits_report(),
             connections: self.connections_report(),
+            transfers: {
+                let t = &self.metrics.transfers;
+                crate::api::types::TransfersReport {
+                    fetched_packs: t.fetched_packs.get(),
+                    fetched_objects: t.fetched_objects.get(),
+                    fetched_bytes: t.fetched_bytes.get(),
+                    served_packs: t.served_packs.get(),
+                    served_bytes: t.served_bytes.get(),
+                }
+            },
         }
     }
 
@@ -494,7 +504,13 @@ impl EventLoop {
         endpoint: ConnectedPoint,
     ) {
         tracing::debug!(%peer, addr = %endpoint.get_remote_address(), "connection established");
+        let was_alone = self.peers.len() == 0;
         self.peers.connection_established(peer, id, endpoint);
+        if was_alone {
+            // Back in touch (start, restart, a healed partition): catch up now rather than
+            // at the next anti-entropy round.
+            self.engine.catch_up();
+        }
         self.metrics.connected_peers.set(self.peers.len() as i64);
         if self
             .bootstrap
@@ -644,13 +660,16 @@ impl EventLoop {
             ..
         } = &event
         {
+            let local = *self.swarm.local_peer_id();
+            // Our own record comes first when we provide the repository ourselves (an
+            // older copy): it is no holder to fetch from.
             let found: Vec<PeerId> = match result {
                 Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
-                    providers.iter().copied().collect()
+                    providers.iter().copied().filter(|p| *p != local).collect()
                 }
                 _ => Vec::new(),
             };
-            // The first providers found are enough to start; the rest would only delay.
+            // The first other providers found are enough to start; the rest would only delay.
             if (!found.is_empty() || step.last)
                 && let Some(reply) = self.provider_queries.remove(id)
             {
@@ -927,6 +946,11 @@ impl EventLoop {
                 }
             }
             DhtQuery::GetProviders(repository, reply) => {
+                // With an empty routing table the query would only wait for its timeout.
+                if kad.kbuckets().all(|b| b.num_entries() == 0) {
+                    let _ = reply.send(Vec::new());
+                    return;
+                }
                 let id = kad.get_providers(kad::RecordKey::new(&repository.provider_key()));
                 self.provider_queries.insert(id, reply);
             }

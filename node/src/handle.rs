@@ -28,6 +28,8 @@ pub struct Node {
     handle: NodeHandle,
     event_loop: JoinHandle<()>,
     api: Option<api::Server>,
+    /// Tells the sync engine's background tasks to stop.
+    stop_engine: tokio::sync::watch::Sender<bool>,
 }
 
 /// A cheap, cloneable way to drive a running node.
@@ -73,6 +75,7 @@ impl Node {
         let net = Network { commands: tx };
         let engine = Engine::new(
             &config,
+            metrics.transfers.clone(),
             data_dir.repositories(),
             net.clone(),
             control,
@@ -111,17 +114,20 @@ impl Node {
             let _data_dir = data_dir;
             event_loop.run().await;
         });
+        let (stop_engine, stopped) = tokio::sync::watch::channel(false);
         engine
             .start(
                 incoming,
                 config.max_concurrent_transfers,
                 config.anti_entropy_interval,
+                stopped,
             )
             .await?;
         Ok(Node {
             handle,
             event_loop,
             api,
+            stop_engine,
         })
     }
 
@@ -146,6 +152,7 @@ impl Node {
         if let Some(api) = self.api {
             api.shutdown().await;
         }
+        let _ = self.stop_engine.send(true);
         let _ = self.handle.net.commands.send(Command::Shutdown).await;
         let _ = self.event_loop.await;
     }

@@ -39,6 +39,16 @@ pub(crate) struct ManagerMetrics {
     pub banned: Gauge,
 }
 
+/// Pack transfers, both ways.
+#[derive(Clone, Default)]
+pub(crate) struct TransferMetrics {
+    pub fetched_packs: Counter,
+    pub fetched_objects: Counter,
+    pub fetched_bytes: Counter,
+    pub served_packs: Counter,
+    pub served_bytes: Counter,
+}
+
 /// All metrics the node updates.
 pub(crate) struct Metrics {
     pub libp2p: libp2p::metrics::Metrics,
@@ -47,6 +57,7 @@ pub(crate) struct Metrics {
     pub bootstrap_dials: Family<Outcome, Counter>,
     pub peers_rejected: Family<Reason, Counter>,
     pub manager: ManagerMetrics,
+    pub transfers: TransferMetrics,
 }
 
 impl Metrics {
@@ -60,7 +71,34 @@ impl Metrics {
             bootstrap_dials: Family::default(),
             peers_rejected: Family::default(),
             manager: ManagerMetrics::default(),
+            transfers: TransferMetrics::default(),
         };
+        let t = &m.transfers;
+        guts.register(
+            "fetched_packs",
+            "Packs fetched, verified and applied",
+            t.fetched_packs.clone(),
+        );
+        guts.register(
+            "fetched_objects",
+            "Objects in fetched packs",
+            t.fetched_objects.clone(),
+        );
+        guts.register(
+            "fetched_bytes",
+            "Bytes of fetched packs",
+            t.fetched_bytes.clone(),
+        );
+        guts.register(
+            "served_packs",
+            "Packs sent to peers",
+            t.served_packs.clone(),
+        );
+        guts.register(
+            "served_bytes",
+            "Bytes of packs sent to peers",
+            t.served_bytes.clone(),
+        );
         let cm = &m.manager;
         guts.register(
             "connections",

@@ -11,7 +11,21 @@ pub struct TestNode {
     pub handle: NodeHandle,
     /// A TCP loopback address other nodes can dial, with `/p2p/<id>`.
     pub addr: Multiaddr,
-    _dir: TempDir,
+    dir: TempDir,
+    config: Config,
+}
+
+/// A stopped test node: its data dir and config, ready to start again.
+pub struct StoppedNode {
+    dir: TempDir,
+    config: Config,
+}
+
+impl StoppedNode {
+    /// Starts the node again on the same data dir (same identity, same repositories).
+    pub async fn start(self) -> TestNode {
+        TestNode::from_config(self.dir, self.config).await
+    }
 }
 
 /// A config for a test node: loopback TCP on a free port, no mDNS, no API, short timers.
@@ -32,7 +46,11 @@ impl TestNode {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(&dir);
         tweak(&mut config);
-        let node = Node::start(config).await.expect("node starts");
+        TestNode::from_config(dir, config).await
+    }
+
+    async fn from_config(dir: TempDir, config: Config) -> TestNode {
+        let node = Node::start(config.clone()).await.expect("node starts");
         let handle = node.handle();
         let status = handle.status().await.expect("status");
         let tcp = status
@@ -47,12 +65,27 @@ impl TestNode {
             node,
             handle,
             addr,
-            _dir: dir,
+            dir,
+            config,
         }
     }
 
     pub async fn shutdown(self) {
         self.node.shutdown().await;
+    }
+
+    /// Stops the node, keeping its data dir for [`StoppedNode::start`].
+    pub async fn stop(self) -> StoppedNode {
+        self.node.shutdown().await;
+        StoppedNode {
+            dir: self.dir,
+            config: self.config,
+        }
+    }
+
+    /// The node's data dir.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 }
 

@@ -33,6 +33,23 @@ pub struct StatusReport {
     pub limits: LimitsReport,
     /// Connection and dial counts.
     pub connections: ConnectionsReport,
+    /// Pack transfers since start.
+    pub transfers: TransfersReport,
+}
+
+/// Pack transfers since the node started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransfersReport {
+    /// Packs fetched, verified and applied.
+    pub fetched_packs: u64,
+    /// Objects in them.
+    pub fetched_objects: u64,
+    /// Their bytes on the wire.
+    pub fetched_bytes: u64,
+    /// Packs sent to peers.
+    pub served_packs: u64,
+    /// Their bytes.
+    pub served_bytes: u64,
 }
 
 /// The connection manager's limits, as configured.

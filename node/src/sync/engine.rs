@@ -28,6 +28,7 @@ use crate::config::{Config, Replicate};
 use crate::connection_manager::Penalty;
 use crate::error::NodeError;
 use crate::handle::Network;
+use crate::metrics::TransferMetrics;
 
 /// Holders asked for refs at once.
 const REFS_FANOUT: usize = 6;
@@ -59,6 +60,7 @@ pub(crate) struct Engine {
 }
 
 struct Inner {
+    metrics: TransferMetrics,
     repos: Repositories,
     net: Network,
     control: Mutex<libp2p_stream::Control>,
@@ -101,6 +103,7 @@ pub enum SyncError {
 impl Engine {
     pub(crate) fn new(
         config: &Config,
+        metrics: TransferMetrics,
         repos: Repositories,
         net: Network,
         control: libp2p_stream::Control,
@@ -109,6 +112,7 @@ impl Engine {
     ) -> Self {
         Engine {
             inner: Arc::new(Inner {
+                metrics,
                 repos,
                 net,
                 control: Mutex::new(control),
@@ -135,15 +139,17 @@ impl Engine {
         incoming: libp2p_stream::IncomingStreams,
         max_transfers: u32,
         interval: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), NodeError> {
         let repos = self.inner.repos.clone();
         tokio::task::spawn_blocking(move || repos.recover())
             .await
             .map_err(|e| NodeError::Setup(e.to_string()))??;
-        tokio::spawn(pack::serve(
+        let server = tokio::spawn(pack::serve(
             incoming,
             self.inner.repos.clone(),
             self.inner.net.clone(),
+            self.inner.metrics.clone(),
             Arc::new(Semaphore::new(max_transfers as usize)),
         ));
         let engine = self.clone();
@@ -152,11 +158,15 @@ impl Engine {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut round = 0u64;
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => break,
+                }
                 // Provider records are renewed every tenth round (and at start).
                 engine.anti_entropy(round.is_multiple_of(10)).await;
                 round += 1;
             }
+            server.abort();
         });
         Ok(())
     }
@@ -175,6 +185,12 @@ impl Engine {
         })
         .await
         .unwrap_or_default()
+    }
+
+    /// Checks every kept repository against its holders now.
+    pub(crate) fn catch_up(&self) {
+        let engine = self.clone();
+        tokio::spawn(async move { engine.anti_entropy(false).await });
     }
 
     async fn anti_entropy(&self, provide: bool) {
@@ -494,6 +510,10 @@ impl Engine {
             }
         };
         let elapsed = started.elapsed();
+        let m = &self.inner.metrics;
+        m.fetched_packs.inc();
+        m.fetched_objects.inc_by(objects);
+        m.fetched_bytes.inc_by(bytes);
         self.record(
             &id,
             peer,

@@ -20,6 +20,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::frame::{read_message, wire_error, write_message};
 use crate::connection_manager::Penalty;
 use crate::handle::Network;
+use crate::metrics::TransferMetrics;
 
 /// Bytes handed between the pack builder or indexer and the stream at a time.
 pub(crate) const CHUNK: usize = 64 * 1024;
@@ -41,12 +42,14 @@ pub(crate) async fn serve(
     mut incoming: libp2p_stream::IncomingStreams,
     repos: guts_storage::Repositories,
     net: Network,
+    metrics: TransferMetrics,
     transfers: Arc<Semaphore>,
 ) {
     while let Some((peer, stream)) = incoming.next().await {
         let (repos, net, transfers) = (repos.clone(), net.clone(), transfers.clone());
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_one(peer, stream, repos, net, transfers).await {
+            if let Err(e) = serve_one(peer, stream, repos, net, metrics, transfers).await {
                 tracing::debug!(%peer, "pack transfer ended: {e}");
             }
         });
@@ -58,6 +61,7 @@ async fn serve_one(
     mut stream: Stream,
     repos: guts_storage::Repositories,
     net: Network,
+    metrics: TransferMetrics,
     transfers: Arc<Semaphore>,
 ) -> io::Result<()> {
     let request: PackRequest = match tokio::time::timeout(
@@ -143,6 +147,8 @@ async fn serve_one(
     }
     stream.close().await?;
     drop(permit);
+    metrics.served_packs.inc();
+    metrics.served_bytes.inc_by(sent);
     tracing::debug!(%peer, repository = %id, objects, bytes = sent, "pack sent");
     Ok(())
 }

@@ -1,0 +1,340 @@
+//! Real git repositories for tests and benchmarks, built with libgit2.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use git2::{IndexEntry, IndexTime, Oid, Repository, Signature};
+use tempfile::TempDir;
+
+/// A working repository in a temporary directory.
+pub struct WorkRepo {
+    _dir: TempDir,
+    path: PathBuf,
+    pub repo: Repository,
+}
+
+impl WorkRepo {
+    /// An empty repository named `name`.
+    pub fn new(name: &str) -> WorkRepo {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(name);
+        let repo = Repository::init(&path).expect("git init");
+        WorkRepo {
+            _dir: dir,
+            path,
+            repo,
+        }
+    }
+
+    /// A repository with history: `main` with three commits and a merge of `feature`
+    /// (two commits), an annotated tag `v1` and a lightweight tag `v0`, HEAD on `main`.
+    pub fn with_history(name: &str) -> WorkRepo {
+        let w = WorkRepo::new(name);
+        let c1 = w.commit(
+            "refs/heads/main",
+            &[("README.md", b"# demo\n".as_slice())],
+            "first",
+        );
+        w.commit(
+            "refs/heads/main",
+            &[("src/lib.rs", b"pub fn a() {}\n".as_slice())],
+            "add lib",
+        );
+        w.branch("feature", c1);
+        w.commit(
+            "refs/heads/feature",
+            &[("src/feature.rs", b"pub fn f() {}\n".as_slice())],
+            "feature 1",
+        );
+        w.commit(
+            "refs/heads/feature",
+            &[("src/feature.rs", b"pub fn f() { g() }\n".as_slice())],
+            "feature 2",
+        );
+        w.merge("refs/heads/main", "refs/heads/feature", "merge feature");
+        w.commit(
+            "refs/heads/main",
+            &[("CHANGES", b"v1\n".as_slice())],
+            "changes",
+        );
+        w.tag_annotated("v1", "refs/heads/main");
+        w.repo
+            .reference("refs/tags/v0", c1, true, "tag")
+            .expect("tag");
+        w.repo.set_head("refs/heads/main").expect("HEAD");
+        w
+    }
+
+    /// The working tree.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn tip(&self, branch: &str) -> Option<Oid> {
+        self.repo.refname_to_id(branch).ok()
+    }
+
+    /// A commit on `branch` that adds or replaces `files` on top of its tip.
+    pub fn commit(&self, branch: &str, files: &[(&str, &[u8])], message: &str) -> Oid {
+        let parent = self.tip(branch);
+        self.commit_with_parents(branch, files, message, parent.into_iter().collect())
+    }
+
+    fn commit_with_parents(
+        &self,
+        branch: &str,
+        files: &[(&str, &[u8])],
+        message: &str,
+        parents: Vec<Oid>,
+    ) -> Oid {
+        let mut index = git2::Index::new().expect("index");
+        if let Some(first) = parents.first() {
+            let tree = self
+                .repo
+                .find_commit(*first)
+                .expect("parent")
+                .tree()
+                .expect("tree");
+            index.read_tree(&tree).expect("read tree");
+        }
+        for (path, data) in files {
+            let blob = self.repo.blob(data).expect("write blob");
+            let entry = IndexEntry {
+                ctime: IndexTime::new(0, 0),
+                mtime: IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: 0o100644,
+                uid: 0,
+                gid: 0,
+                file_size: data.len() as u32,
+                id: blob,
+                // The low 12 bits hold the path length.
+                flags: path.len().min(0xfff) as u16,
+                flags_extended: 0,
+                path: path.as_bytes().to_vec(),
+            };
+            index.add(&entry).expect("add file");
+        }
+        let tree_id = index.write_tree_to(&self.repo).expect("write tree");
+        let tree = self.repo.find_tree(tree_id).expect("tree");
+        let parents: Vec<_> = parents
+            .iter()
+            .map(|p| self.repo.find_commit(*p).expect("parent"))
+            .collect();
+        let parent_refs: Vec<_> = parents.iter().collect();
+        let sig = Signature::new(
+            "Test",
+            "test@example.com",
+            &git2::Time::new(1_700_000_000, 0),
+        )
+        .expect("signature");
+        let id = self
+            .repo
+            .commit(None, &sig, &sig, message, &tree, &parent_refs)
+            .expect("commit");
+        self.repo
+            .reference(branch, id, true, message)
+            .expect("move branch");
+        id
+    }
+
+    /// Creates branch `name` at `at`.
+    pub fn branch(&self, name: &str, at: Oid) {
+        self.repo
+            .reference(&format!("refs/heads/{name}"), at, true, "branch")
+            .expect("branch");
+    }
+
+    /// A merge commit on `into` of `from`, keeping `into`'s tree plus `from`'s files.
+    pub fn merge(&self, into: &str, from: &str, message: &str) -> Oid {
+        let (a, b) = (self.tip(into).expect("into"), self.tip(from).expect("from"));
+        let theirs = self
+            .repo
+            .find_commit(b)
+            .expect("from")
+            .tree()
+            .expect("tree");
+        let mut files = Vec::new();
+        theirs
+            .walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+                if let Some(git2::ObjectType::Blob) = entry.kind() {
+                    let blob = self.repo.find_blob(entry.id()).expect("blob");
+                    files.push((
+                        format!("{dir}{}", entry.name().unwrap_or("")),
+                        blob.content().to_vec(),
+                    ));
+                }
+                git2::TreeWalkResult::Ok
+            })
+            .expect("walk");
+        let files: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(p, d)| (p.as_str(), d.as_slice()))
+            .collect();
+        self.commit_with_parents(into, &files, message, vec![a, b])
+    }
+
+    /// An annotated tag `name` at the tip of `branch`.
+    pub fn tag_annotated(&self, name: &str, branch: &str) {
+        let target = self
+            .repo
+            .find_object(self.tip(branch).expect("branch"), None)
+            .expect("object");
+        let sig = Signature::new(
+            "Test",
+            "test@example.com",
+            &git2::Time::new(1_700_000_000, 0),
+        )
+        .expect("signature");
+        self.repo.tag(name, &target, &sig, name, true).expect("tag");
+    }
+}
+
+/// Branches and tags of the repository at `path`: name to target.
+pub fn refs(path: &Path) -> BTreeMap<String, String> {
+    let repo = Repository::open(path).expect("open repository");
+    let mut out = BTreeMap::new();
+    for r in repo.references().expect("refs").flatten() {
+        if let (Ok(name), Some(target)) = (r.name(), r.target())
+            && (name.starts_with("refs/heads/") || name.starts_with("refs/tags/"))
+        {
+            out.insert(name.to_owned(), target.to_string());
+        }
+    }
+    out
+}
+
+/// Runs `git fsck --full --strict` in `path` and panics with its output if it fails.
+pub fn fsck(path: &Path) {
+    let out = Command::new("git")
+        .args(["fsck", "--full", "--strict", "--no-dangling"])
+        .current_dir(path)
+        .output()
+        .expect("run git fsck");
+    assert!(
+        out.status.success(),
+        "git fsck in {} failed:\n{}{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so generated repositories are the same
+/// every run without a random-number dependency.
+pub struct Noise(u64);
+
+impl Noise {
+    pub fn new(seed: u64) -> Self {
+        Noise(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(n + 8);
+        while out.len() < n {
+            out.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        out.truncate(n);
+        out
+    }
+}
+
+/// The shape of a synthetic repository.
+#[derive(Debug, Clone, Copy)]
+pub struct Synthetic {
+    /// Commits on `main`.
+    pub commits: usize,
+    /// Text files; each commit edits a few (edits that delta well).
+    pub text_files: usize,
+    /// Every this many commits, a binary file (incompressible) is added or replaced.
+    pub binary_every: usize,
+    /// Size of each binary file.
+    pub binary_size: usize,
+    /// Pseudo-random seed.
+    pub seed: u64,
+}
+
+impl Synthetic {
+    /// Builds the repository: realistic history (source files growing and changing a
+    /// few lines at a time, occasional binary assets), a release tag every 100 commits
+    /// and a side branch.
+    pub fn build(&self, name: &str) -> WorkRepo {
+        let w = WorkRepo::new(name);
+        let mut noise = Noise::new(self.seed);
+        let mut texts: Vec<Vec<String>> = (0..self.text_files)
+            .map(|f| {
+                (0..40)
+                    .map(|l| format!("// file {f} line {l}: {}", noise.next_u64() % 100_000))
+                    .collect()
+            })
+            .collect();
+        for c in 0..self.commits {
+            let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+            for _ in 0..3 {
+                let f = (noise.next_u64() as usize) % self.text_files;
+                let lines = &mut texts[f];
+                let at = (noise.next_u64() as usize) % lines.len();
+                if noise.next_u64().is_multiple_of(3) {
+                    lines.insert(
+                        at,
+                        format!("fn f{c}_{at}() {{ /* {} */ }}", noise.next_u64() % 1000),
+                    );
+                } else {
+                    lines[at] = format!("// edited in commit {c}: {}", noise.next_u64() % 100_000);
+                }
+                files.push((
+                    format!("src/mod{}/file{f}.rs", f % 7),
+                    (lines.join("\n") + "\n").into_bytes(),
+                ));
+            }
+            if self.binary_every > 0 && c % self.binary_every == 0 {
+                let n = (noise.next_u64() as usize) % 8;
+                files.push((format!("assets/blob{n}.bin"), noise.bytes(self.binary_size)));
+            }
+            let refs: Vec<(&str, &[u8])> = files
+                .iter()
+                .map(|(p, d)| (p.as_str(), d.as_slice()))
+                .collect();
+            w.commit("refs/heads/main", &refs, &format!("commit {c}"));
+            if c > 0 && c % 100 == 0 {
+                w.tag_annotated(&format!("v0.{}", c / 100), "refs/heads/main");
+            }
+            if c == self.commits / 2 {
+                let at = w.tip("refs/heads/main").expect("main");
+                w.branch("maintenance", at);
+            }
+        }
+        w.commit(
+            "refs/heads/maintenance",
+            &[("MAINTENANCE", b"fixes\n".as_slice())],
+            "maintenance fix",
+        );
+        w.repo.set_head("refs/heads/main").expect("HEAD");
+        w
+    }
+}
+
+/// Size on disk of the directory tree at `path`.
+pub fn disk_size(path: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            let p = e.path();
+            total += if p.is_dir() {
+                disk_size(&p)
+            } else {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            };
+        }
+    }
+    total
+}
