@@ -72,6 +72,11 @@ enum Command {
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    // SAFETY: nothing else runs yet; this is the first thing the process does.
+    if let Err(e) = unsafe { guts_storage::limit_git_memory() } {
+        eprintln!("error: cannot configure libgit2: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Node(args) => return node_cmd::run(*args),

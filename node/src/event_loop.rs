@@ -390,6 +390,16 @@ impl EventLoop {
             trimmed: m.trimmed.get(),
             banned_peers: counts.banned_peers,
             denied,
+            penalties: Penalty::ALL
+                .iter()
+                .map(|p| {
+                    let n = m
+                        .penalties
+                        .get_or_create(&Reason { reason: p.label() })
+                        .get();
+                    (p.label().to_owned(), n)
+                })
+                .collect(),
             dht_queries: self.swarm.behaviour().kad.iter_queries().count(),
             dht_queries_queued: self.dht_queue.len(),
         }

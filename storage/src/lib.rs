@@ -12,3 +12,25 @@ pub use data_dir::DataDir;
 pub use error::StorageError;
 pub use identity::{IDENTITY_FILE, Identity};
 pub use repos::{Imported, PackStats, Repositories};
+
+/// Pack data libgit2 maps at once: windows of this size...
+const MWINDOW_SIZE: usize = 8 << 20;
+/// ...up to this much in total. libgit2's 64-bit defaults (1 GiB windows, 8 GiB in all)
+/// make serving a repository map all of it, so a node's memory would grow with the
+/// largest repository it serves.
+const MWINDOW_MAPPED_LIMIT: usize = 32 << 20;
+
+/// Bounds the memory libgit2 maps for pack data (see [`MWINDOW_MAPPED_LIMIT`]).
+///
+/// # Safety
+///
+/// Sets libgit2 globals without synchronization: call it before any other thread starts
+/// (first thing in `main`).
+pub unsafe fn limit_git_memory() -> Result<(), git2::Error> {
+    // SAFETY: the caller guarantees no other thread is running.
+    unsafe {
+        git2::opts::set_mwindow_size(MWINDOW_SIZE)?;
+        git2::opts::set_mwindow_mapped_limit(MWINDOW_MAPPED_LIMIT)?;
+    }
+    Ok(())
+}

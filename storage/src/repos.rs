@@ -5,9 +5,9 @@
 //! (if any) is indexed by libgit2 into a quarantine directory, which verifies every object
 //! as it is written; the snapshot's signature, sequence and the connectivity of every ref
 //! target are then checked against the repository plus the quarantine; only then do the
-//! pack files move into `objects/pack`, the snapshot file get replaced and the git refs
-//! move. A crash at any point leaves the previous verified state: unreferenced objects
-//! at worst, which [`Repositories::recover`] and git tolerate.
+//! pack files move into `objects/pack`, the git refs move and the snapshot file is
+//! replaced. A crash at any point leaves the previous verified state once
+//! [`Repositories::recover`] has run: unreferenced objects at worst, which git tolerates.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -27,8 +27,15 @@ use crate::StorageError;
 const SIGNED_REFS_FILE: &str = "guts-signed-refs";
 /// Prefix of quarantine directories inside a repository.
 const QUARANTINE_PREFIX: &str = "guts-quarantine-";
-/// Where an import fetches the source's refs before they are signed.
+/// Refs an earlier version of import used as a staging area; cleared by recovery.
 const IMPORT_NAMESPACE: &str = "refs/guts-import/";
+/// Config layer (under `repos/`) bounding libgit2's pack builder memory.
+const PACK_LIMITS_FILE: &str = ".pack-limits.gitconfig";
+/// libgit2 reads these from a repository's config; its defaults let the delta search
+/// window grow without bound and cache up to 256 MiB of deltas. (libgit2 1.9 also takes
+/// its big-file threshold from `pack.deltaCacheSize`: larger objects are stored whole,
+/// not delta-compressed.)
+const PACK_LIMITS: &str = "[pack]\n\twindowMemory = 16m\n\tdeltaCacheSize = 16m\n";
 /// File (in the data dir) listing followed repositories, one id per line.
 const FOLLOWING_FILE: &str = "following";
 /// Git file mode of a submodule entry: its object lives in another repository.
@@ -143,9 +150,10 @@ impl Repositories {
     }
 
     /// Makes the local git repository at `source` a repository owned by `key`: its
-    /// branches and tags are copied in, signed as a new snapshot (sequence one higher
-    /// than the last, if it was imported before) and applied. Nothing changes if its
-    /// refs are those of the current snapshot.
+    /// branches and tags are signed as a new snapshot (sequence one higher than the last,
+    /// if it was imported before) and the objects they need come in as a pack built from
+    /// `source`, through the same verified path as a fetch from a peer. Nothing changes
+    /// if its refs are those of the current snapshot.
     pub fn import(
         &self,
         source: &Path,
@@ -164,44 +172,25 @@ impl Repositories {
         let lock = self.lock(&id);
         let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
 
-        let repo = self.open_or_init(&id)?;
-        let url = source
-            .canonicalize()
-            .map_err(|source_err| StorageError::Read {
-                path: source.to_owned(),
-                source: source_err,
-            })?;
-        let mut remote = repo
-            .remote_anonymous(&url.to_string_lossy())
-            .map_err(git("reading the source repository"))?;
-        let refspecs = [
-            format!("+refs/heads/*:{IMPORT_NAMESPACE}heads/*"),
-            format!("+refs/tags/*:{IMPORT_NAMESPACE}tags/*"),
-        ];
-        remote
-            .fetch(&refspecs, None, None)
-            .map_err(git(format!("copying objects from {}", source.display())))?;
-        drop(remote);
-
         let mut refs = Refs::new();
         let mut skipped = Vec::new();
-        for reference in repo
-            .references_glob(&format!("{IMPORT_NAMESPACE}*"))
-            .map_err(git("listing imported refs"))?
-        {
-            let reference = reference.map_err(git("listing imported refs"))?;
-            let (Ok(full), Some(target)) = (reference.name(), reference.target()) else {
-                continue;
-            };
-            let plain = format!("refs/{}", &full[IMPORT_NAMESPACE.len()..]);
-            match plain.parse::<RefName>() {
-                Ok(name) => {
-                    refs.insert(name, object_id(target));
+        for glob in ["refs/heads/*", "refs/tags/*"] {
+            for reference in src.references_glob(glob).map_err(git("listing refs"))? {
+                let reference = reference.map_err(git("listing refs"))?;
+                let Ok(full) = reference.name().map(str::to_owned) else {
+                    continue;
+                };
+                let Some(target) = reference.resolve().ok().and_then(|r| r.target()) else {
+                    continue;
+                };
+                match full.parse::<RefName>() {
+                    Ok(name) => {
+                        refs.insert(name, object_id(target));
+                    }
+                    Err(_) => skipped.push(full),
                 }
-                Err(_) => skipped.push(plain),
             }
         }
-        clear_namespace(&repo, IMPORT_NAMESPACE)?;
         if !skipped.is_empty() {
             tracing::warn!(
                 ?skipped,
@@ -238,11 +227,60 @@ impl Repositories {
         }
         let sequence = previous.as_ref().map_or(1, |p| p.sequence() + 1);
         let snapshot = SignedRefs::sign(key, name, sequence, head, refs)?;
-        self.accept_locked(&snapshot, None, &mut |_| {})?;
+        let wants = self.wants(&snapshot)?;
+        if wants.is_empty() {
+            self.accept_locked(&snapshot, None, &mut |_| {})?;
+        } else {
+            let haves = self.haves(&id)?;
+            self.limit_pack_memory(&src)?;
+            // libgit2 writes the pack on one thread while the indexer reads it on this
+            // one, through a bounded channel: the pack is never held whole.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
+            let accepted = std::thread::scope(|scope| {
+                let writer = scope.spawn(move || {
+                    let sink_tx = tx.clone();
+                    let result = write_pack(&src, &id, &wants, &haves, &mut |_| {}, &mut |chunk| {
+                        sink_tx.send(Ok(chunk.to_vec())).is_ok()
+                    });
+                    if let Err(e) = &result {
+                        let _ = tx.send(Err(io::Error::other(e.to_string())));
+                    }
+                    result
+                });
+                let mut chunks = rx.into_iter();
+                let accepted = self.accept_locked(&snapshot, Some(&mut chunks), &mut |_| {});
+                // Closing the channel unblocks the writer if the indexer stopped early.
+                drop(chunks);
+                let written = writer.join().unwrap_or(Err(StorageError::Aborted));
+                accepted.and(written.map(|_| ()))
+            });
+            accepted?;
+        }
         Ok(Imported {
             snapshot,
             changed: true,
         })
+    }
+
+    /// Bounds what libgit2's pack builder holds in memory when working on `repo`, without
+    /// touching its config files: an in-memory, application-level config layer.
+    fn limit_pack_memory(&self, repo: &Repository) -> Result<(), StorageError> {
+        let file = self.root.join(PACK_LIMITS_FILE);
+        if !file.exists() {
+            fs::create_dir_all(&self.root).map_err(|source| StorageError::Write {
+                path: self.root.clone(),
+                source,
+            })?;
+            write_atomically(&file, PACK_LIMITS.as_bytes()).map_err(|source| {
+                StorageError::Write {
+                    path: file.clone(),
+                    source,
+                }
+            })?;
+        }
+        repo.config()
+            .and_then(|mut c| c.add_file(&file, git2::ConfigLevel::App, true))
+            .map_err(git("limiting pack memory"))
     }
 
     /// Targets of `snapshot` this node does not have yet: what to ask a holder for.
@@ -284,65 +322,8 @@ impl Repositories {
     ) -> Result<PackStats, StorageError> {
         let repo = Repository::open_bare(self.path(id))
             .map_err(|_| StorageError::UnknownRepository(*id))?;
-        let odb = repo.odb().map_err(git("opening the object database"))?;
-        let mut builder = repo.packbuilder().map_err(git("starting a pack"))?;
-        builder.set_threads(0);
-        let mut walk = repo.revwalk().map_err(git("starting a walk"))?;
-        for want in wants {
-            let mut object =
-                repo.find_object(oid(want), None)
-                    .map_err(|_| StorageError::MissingObject {
-                        repository: *id,
-                        object: *want,
-                    })?;
-            // Annotated tags go in as themselves, then whatever they point at.
-            while object.kind() == Some(ObjectType::Tag) {
-                builder
-                    .insert_object(object.id(), None)
-                    .map_err(git("adding a tag to the pack"))?;
-                let tag = object.into_tag().map_err(|_| StorageError::MissingObject {
-                    repository: *id,
-                    object: *want,
-                })?;
-                object = tag.target().map_err(git("following a tag"))?;
-            }
-            match object.kind() {
-                Some(ObjectType::Commit) => walk.push(object.id()),
-                _ => builder.insert_recursive(object.id(), None),
-            }
-            .map_err(git("adding objects to the pack"))?;
-        }
-        for have in haves {
-            let have = oid(have);
-            if !odb.exists(have) {
-                continue;
-            }
-            if let Ok(commit) = repo
-                .find_object(have, None)
-                .and_then(|o| o.peel_to_commit())
-            {
-                walk.hide(commit.id())
-                    .map_err(git("marking what the peer has"))?;
-            }
-        }
-        builder
-            .insert_walk(&mut walk)
-            .map_err(git("adding history to the pack"))?;
-        let objects = builder.object_count();
-        on_count(objects);
-        let mut bytes = 0u64;
-        let mut aborted = false;
-        let result = builder.foreach(|chunk| {
-            bytes += chunk.len() as u64;
-            let keep_going = sink(chunk);
-            aborted = !keep_going;
-            keep_going
-        });
-        if aborted {
-            return Err(StorageError::Aborted);
-        }
-        result.map_err(git("writing the pack"))?;
-        Ok(PackStats { objects, bytes })
+        self.limit_pack_memory(&repo)?;
+        write_pack(&repo, id, wants, haves, on_count, sink)
     }
 
     /// Verifies `snapshot` and, with the objects of `pack` (streamed in chunks, indexed
@@ -418,6 +399,10 @@ impl Repositories {
         if let Some(q) = quarantine {
             q.promote(&self.path(&id).join("objects").join("pack"))?;
         }
+        // Git refs first, then the snapshot file that readers take the sequence from: once
+        // a sequence shows, its refs are in place. A crash between the two leaves refs
+        // ahead of the file, which `recover` puts back.
+        apply_refs(&repo, snapshot)?;
         write_atomically(
             &self.path(&id).join(SIGNED_REFS_FILE),
             &wire::encode(snapshot),
@@ -426,7 +411,6 @@ impl Repositories {
             path: self.path(&id).join(SIGNED_REFS_FILE),
             source,
         })?;
-        apply_refs(&repo, snapshot)?;
         Ok(stats)
     }
 
@@ -524,6 +508,77 @@ impl Repositories {
             })
             .collect()
     }
+}
+
+/// The pack of everything reachable from `wants` and not from `haves` in `repo`,
+/// handed to `sink` as libgit2 writes it.
+fn write_pack(
+    repo: &Repository,
+    id: &RepositoryId,
+    wants: &[ObjectId],
+    haves: &[ObjectId],
+    on_count: &mut dyn FnMut(usize),
+    sink: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<PackStats, StorageError> {
+    let odb = repo.odb().map_err(git("opening the object database"))?;
+    let mut builder = repo.packbuilder().map_err(git("starting a pack"))?;
+    builder.set_threads(0);
+    let mut walk = repo.revwalk().map_err(git("starting a walk"))?;
+    for want in wants {
+        let mut object =
+            repo.find_object(oid(want), None)
+                .map_err(|_| StorageError::MissingObject {
+                    repository: *id,
+                    object: *want,
+                })?;
+        // Annotated tags go in as themselves, then whatever they point at.
+        while object.kind() == Some(ObjectType::Tag) {
+            builder
+                .insert_object(object.id(), None)
+                .map_err(git("adding a tag to the pack"))?;
+            let tag = object.into_tag().map_err(|_| StorageError::MissingObject {
+                repository: *id,
+                object: *want,
+            })?;
+            object = tag.target().map_err(git("following a tag"))?;
+        }
+        match object.kind() {
+            Some(ObjectType::Commit) => walk.push(object.id()),
+            _ => builder.insert_recursive(object.id(), None),
+        }
+        .map_err(git("adding objects to the pack"))?;
+    }
+    for have in haves {
+        let have = oid(have);
+        if !odb.exists(have) {
+            continue;
+        }
+        if let Ok(commit) = repo
+            .find_object(have, None)
+            .and_then(|o| o.peel_to_commit())
+        {
+            walk.hide(commit.id())
+                .map_err(git("marking what the peer has"))?;
+        }
+    }
+    builder
+        .insert_walk(&mut walk)
+        .map_err(git("adding history to the pack"))?;
+    let objects = builder.object_count();
+    on_count(objects);
+    let mut bytes = 0u64;
+    let mut aborted = false;
+    let result = builder.foreach(|chunk| {
+        bytes += chunk.len() as u64;
+        let keep_going = sink(chunk);
+        aborted = !keep_going;
+        keep_going
+    });
+    if aborted {
+        return Err(StorageError::Aborted);
+    }
+    result.map_err(git("writing the pack"))?;
+    Ok(PackStats { objects, bytes })
 }
 
 fn dedup(ids: impl Iterator<Item = ObjectId>) -> Vec<ObjectId> {

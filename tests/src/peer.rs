@@ -109,3 +109,137 @@ pub fn sync_response(event: &RawEvent) -> Option<&SyncResponse> {
         _ => None,
     }
 }
+
+/// What a hostile peer answers.
+#[derive(Clone)]
+pub struct Script {
+    /// Bytes written (after the length prefix is added, unless `raw`) in answer to
+    /// GetRefs.
+    pub refs: Answer,
+    /// Header and body of the answer to a pack request.
+    pub pack: Option<(guts_protocol::wire::PackResponse, Vec<u8>)>,
+}
+
+/// An answer on the sync protocol.
+#[derive(Clone)]
+pub enum Answer {
+    /// A well-formed message.
+    Message(SyncResponse),
+    /// Exactly these bytes, framing included (to lie about lengths).
+    Raw(Vec<u8>),
+}
+
+/// Identify (to pass for a node of the network) and raw streams for the sync and pack
+/// protocols, so every byte of the answers is the test's choice.
+#[derive(NetworkBehaviour)]
+struct HostileBehaviour {
+    identify: identify::Behaviour,
+    stream: libp2p_stream::Behaviour,
+}
+
+/// A peer that answers Guts requests from a [`Script`], running in the background.
+pub struct HostilePeer {
+    peer_id: PeerId,
+    task: tokio::task::JoinHandle<()>,
+    dial: tokio::sync::mpsc::UnboundedSender<Multiaddr>,
+}
+
+fn frame(body: Vec<u8>) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend(body);
+    out
+}
+
+async fn read_request(stream: &mut libp2p::Stream) -> std::io::Result<()> {
+    use futures::AsyncReadExt;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).await
+}
+
+impl HostilePeer {
+    /// Starts a hostile peer of `network` answering from `script`.
+    pub fn spawn(network: &NetworkName, script: Script) -> HostilePeer {
+        use futures::AsyncWriteExt;
+        let mut swarm = SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("tcp transport")
+            .with_behaviour(|key| HostileBehaviour {
+                identify: identify::Behaviour::new(
+                    identify::Config::new(network.identify_protocol_version(), key.public())
+                        .with_agent_version("guts/0.1.0 (mdns-tag: guts)".into()),
+                ),
+                stream: libp2p_stream::Behaviour::new(),
+            })
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let peer_id = *swarm.local_peer_id();
+        let mut control = swarm.behaviour().stream.new_control();
+        let mut refs = control
+            .accept(guts_node::sync::protocol(network))
+            .expect("sync protocol");
+        let mut packs = control
+            .accept(guts_node::sync::pack_protocol(network))
+            .expect("pack protocol");
+        let (dial, mut dials) = tokio::sync::mpsc::unbounded_channel::<Multiaddr>();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = swarm.select_next_some() => {}
+                    Some(addr) = dials.recv() => {
+                        let _ = swarm.dial(addr);
+                    }
+                    Some((_, mut stream)) = refs.next() => {
+                        let answer = match &script.refs {
+                            Answer::Message(m) => frame(guts_protocol::wire::encode(m)),
+                            Answer::Raw(bytes) => bytes.clone(),
+                        };
+                        tokio::spawn(async move {
+                            if read_request(&mut stream).await.is_ok() {
+                                let _ = stream.write_all(&answer).await;
+                                let _ = stream.close().await;
+                            }
+                        });
+                    }
+                    Some((_, mut stream)) = packs.next() => {
+                        let Some((header, body)) = script.pack.clone() else { continue };
+                        tokio::spawn(async move {
+                            if read_request(&mut stream).await.is_ok() {
+                                let _ = stream.write_all(&frame(guts_protocol::wire::encode(&header))).await;
+                                let _ = stream.write_all(&body).await;
+                                let _ = stream.close().await;
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        HostilePeer {
+            peer_id,
+            task,
+            dial,
+        }
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Dials `addr`, so the node under test is connected to this peer.
+    pub fn connect(&self, addr: &Multiaddr) {
+        let _ = self.dial.send(addr.clone());
+    }
+}
+
+impl Drop for HostilePeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

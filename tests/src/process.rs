@@ -220,9 +220,10 @@ impl GutsNode {
             .expect("run guts client")
     }
 
-    /// Runs a client command with `--json` and decodes its output.
+    /// Runs a client command (words separated by spaces) with `--json` and decodes its
+    /// output.
     pub fn client_json<T: DeserializeOwned>(&self, command: &str) -> Result<T, String> {
-        let out = self.client([command, "--json"]);
+        let out = self.client(command.split_whitespace().chain(["--json"]));
         if !out.status.success() {
             return Err(format!(
                 "guts {command} failed: {}",

@@ -102,6 +102,8 @@ pub struct ConnectionsReport {
     pub banned_peers: usize,
     /// Connections refused since start, by reason.
     pub denied: std::collections::BTreeMap<String, u64>,
+    /// Penalties given since start, by reason.
+    pub penalties: std::collections::BTreeMap<String, u64>,
     /// DHT queries in flight.
     pub dht_queries: usize,
     /// DHT queries waiting for a slot.

@@ -32,6 +32,17 @@ pub enum Penalty {
 }
 
 impl Penalty {
+    /// Every penalty, for reports.
+    pub const ALL: [Penalty; 7] = [
+        Penalty::RateLimited,
+        Penalty::Undecodable,
+        Penalty::Oversized,
+        Penalty::ProtocolViolation,
+        Penalty::InvalidAnnouncement,
+        Penalty::BadData,
+        Penalty::Stale,
+    ];
+
     /// How much the score falls.
     pub fn weight(self) -> f64 {
         match self {

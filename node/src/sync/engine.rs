@@ -171,13 +171,24 @@ impl Engine {
         Ok(())
     }
 
-    /// The repositories to keep up to date: those held and those followed.
+    /// The repositories to keep up to date: those this node owns or follows, and with
+    /// `replicate = all` every one it holds. (A repository fetched once with an explicit
+    /// sync is not followed by that alone.)
     async fn kept(&self) -> Vec<RepositoryId> {
         let repos = self.inner.repos.clone();
+        let owner = self.owner_key();
+        let all = self.inner.settings.replicate == Replicate::All;
         tokio::task::spawn_blocking(move || {
-            let mut ids = repos.list().unwrap_or_default();
-            for id in repos.followed().unwrap_or_default() {
-                if !ids.contains(&id) {
+            let mut ids = repos.followed().unwrap_or_default();
+            for id in repos.list().unwrap_or_default() {
+                let owned = || {
+                    repos
+                        .signed_refs(&id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|s| s.signed.signer == owner)
+                };
+                if !ids.contains(&id) && (all || owned()) {
                     ids.push(id);
                 }
             }
@@ -323,63 +334,76 @@ impl Engine {
         let held = self.signed_refs(&id).await?;
         let held_seq = held.as_ref().map_or(0, |s| s.sequence());
 
-        let mut candidates: Vec<PeerId> = prefer.into_iter().collect();
+        // Known holders first; the DHT only if they have nothing newer, or if fetching
+        // from them fails.
+        let mut asked: Vec<PeerId> = prefer.into_iter().collect();
         for p in self.holders(&id) {
-            if !candidates.contains(&p) {
-                candidates.push(p);
+            if !asked.contains(&p) {
+                asked.push(p);
             }
         }
-        let mut offers = self.ask_refs(&id, &candidates, held_seq).await;
-        if offers.is_empty() {
-            // Nobody we knew had anything newer: ask the DHT who else holds it.
-            let found = tokio::time::timeout(PROVIDERS_TIMEOUT, self.inner.net.find_providers(id))
-                .await
-                .unwrap_or_default();
-            let fresh: Vec<PeerId> = found
-                .into_iter()
-                .filter(|p| *p != self.inner.local && !candidates.contains(p))
+        let mut offers = self.ask_refs(&id, &asked, held_seq).await;
+        let mut searched = false;
+        let mut reasons = Vec::new();
+        let mut tried: HashSet<PeerId> = HashSet::new();
+        loop {
+            if offers.is_empty() || !reasons.is_empty() {
+                if searched {
+                    break;
+                }
+                searched = true;
+                let found =
+                    tokio::time::timeout(PROVIDERS_TIMEOUT, self.inner.net.find_providers(id))
+                        .await
+                        .unwrap_or_default();
+                let fresh: Vec<PeerId> = found
+                    .into_iter()
+                    .filter(|p| *p != self.inner.local && !asked.contains(p))
+                    .collect();
+                for p in &fresh {
+                    self.note_holder(id, *p);
+                }
+                asked.extend(&fresh);
+                offers.extend(self.ask_refs(&id, &fresh, held_seq).await);
+            }
+            report(SyncProgress::Holders { asked: asked.len() });
+            // The newest verified snapshot on offer, from holders not yet tried.
+            offers.retain(|(p, _)| !tried.contains(p));
+            let Some(best) = offers.iter().map(|(_, s)| s.sequence()).max() else {
+                break;
+            };
+            let snapshot = offers
+                .iter()
+                .find(|(_, s)| s.sequence() == best)
+                .map(|(_, s)| s.clone())
+                .expect("the best offer exists");
+            let mut sources: Vec<PeerId> = offers
+                .iter()
+                .filter(|(_, s)| *s == snapshot)
+                .map(|(p, _)| *p)
                 .collect();
-            for p in &fresh {
-                self.note_holder(id, *p);
+            self.rank(&id, &mut sources, prefer);
+            report(SyncProgress::Refs { sequence: best });
+            for peer in sources {
+                tried.insert(peer);
+                match self.fetch(&snapshot, peer, &report).await {
+                    Ok(outcome) => {
+                        self.inner.net.provide(id);
+                        report(SyncProgress::Done(outcome.clone()));
+                        return Ok(outcome);
+                    }
+                    Err(e) => {
+                        tracing::info!(repository = %id, %peer, "fetch failed: {e}");
+                        reasons.push(format!("{peer}: {e}"));
+                    }
+                }
             }
-            candidates.extend(&fresh);
-            offers = self.ask_refs(&id, &fresh, held_seq).await;
         }
-        report(SyncProgress::Holders {
-            asked: candidates.len(),
-        });
-        if candidates.is_empty() {
+        if asked.is_empty() {
             return Err(SyncError::NoHolders(id));
         }
-        let Some(best) = offers.iter().map(|(_, s)| s.sequence()).max() else {
+        if reasons.is_empty() {
             return Ok(SyncOutcome::UpToDate { sequence: held_seq });
-        };
-        let snapshot = offers
-            .iter()
-            .find(|(_, s)| s.sequence() == best)
-            .map(|(_, s)| s.clone())
-            .expect("the best offer exists");
-        let mut sources: Vec<PeerId> = offers
-            .iter()
-            .filter(|(_, s)| *s == snapshot)
-            .map(|(p, _)| *p)
-            .collect();
-        self.rank(&id, &mut sources, prefer);
-        report(SyncProgress::Refs { sequence: best });
-
-        let mut reasons = Vec::new();
-        for peer in sources {
-            match self.fetch(&snapshot, peer, &report).await {
-                Ok(outcome) => {
-                    self.inner.net.provide(id);
-                    report(SyncProgress::Done(outcome.clone()));
-                    return Ok(outcome);
-                }
-                Err(e) => {
-                    tracing::info!(repository = %id, %peer, "fetch failed: {e}");
-                    reasons.push(format!("{peer}: {e}"));
-                }
-            }
         }
         Err(SyncError::AllFailed {
             repository: id,

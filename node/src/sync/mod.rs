@@ -13,6 +13,7 @@ use libp2p::request_response::{self, ProtocolSupport};
 
 pub use codec::Codec;
 pub use frame::wire_error;
+pub use pack::protocol as pack_protocol;
 
 /// Label under which sync requests are rate-limited per peer.
 pub const RATE_LIMIT_KEY: &str = "sync";

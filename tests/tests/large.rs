@@ -1,0 +1,80 @@
+//! A large repository replicates with bounded memory: the pack streams through, it is
+//! never held whole.
+
+use std::time::Duration;
+
+use guts_node::api::types::RepoSummary;
+use guts_tests::eventually;
+use guts_tests::git::{Synthetic, disk_size, fsck, refs};
+use guts_tests::process::NodeSpec;
+
+/// Peak resident memory of a process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM");
+    kib * 1024
+}
+
+#[test]
+fn a_repository_of_120_mb_replicates_with_bounded_memory() {
+    // 120 binary files of 1 MiB (incompressible), replacing each other along 120 commits,
+    // plus source files edited along the way.
+    let work = Synthetic {
+        commits: 120,
+        text_files: 20,
+        binary_every: 1,
+        binary_size: 1 << 20,
+        seed: 42,
+    }
+    .build("large");
+    let size = disk_size(&work.path().join(".git"));
+    assert!(size >= 100 << 20, "the repository is only {size} bytes");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let a = NodeSpec::loopback(&tmp.path().join("a")).spawn();
+    let b = NodeSpec::loopback(&tmp.path().join("b"))
+        .args(["--bootstrap", &a.tcp_addr()])
+        .spawn();
+    let out = a.client(["repo", "import", work.path().to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let imported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = imported["repository"]["id"].as_str().unwrap().to_owned();
+
+    let out = b.client(["repo", "follow", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = eventually(Duration::from_secs(120), "B to hold the repository", || {
+        let repos: Vec<RepoSummary> = b.client_json("repo list")?;
+        repos
+            .into_iter()
+            .find(|r| r.id == id && r.sequence == 1)
+            .ok_or_else(|| "not yet".to_owned())
+    });
+    let copy = std::path::PathBuf::from(&summary.path);
+    assert_eq!(refs(&copy), refs(work.path()));
+    fsck(&copy);
+
+    let (a_peak, b_peak) = (peak_rss(a.pid()), peak_rss(b.pid()));
+    eprintln!("repository {size} bytes; peak RSS: owner {a_peak}, replica {b_peak}");
+    // Holding the pack (or the repository) whole would take at least its size; the
+    // node streams it, and libgit2 maps at most 32 MiB of pack data at a time.
+    assert!(
+        b_peak < size * 3 / 4,
+        "replica peak RSS {b_peak} for a {size}-byte repository"
+    );
+    assert!(
+        a_peak < size * 3 / 4,
+        "owner peak RSS {a_peak} for a {size}-byte repository"
+    );
+}
