@@ -147,8 +147,8 @@ pub fn status(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
         &mut out,
         "peers:",
         &format!(
-            "{} connected, {} in routing table",
-            status.connected_peers, status.routing_table_size
+            "{} connected, {} in routing table, {} in the announcement mesh",
+            status.connected_peers, status.routing_table_size, status.gossip_mesh_peers
         ),
     );
     line(&mut out, "dht mode:", &status.dht_mode);

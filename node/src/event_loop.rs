@@ -332,6 +332,10 @@ impl EventLoop {
                 .collect(),
             connected_peers: self.peers.len(),
             routing_table_size,
+            gossip_mesh_peers: {
+                let topic = gossipsub::IdentTopic::new(self.config.network.announce_topic()).hash();
+                self.swarm.behaviour().gossipsub.mesh_peers(&topic).count()
+            },
             uptime_secs: self.started.elapsed().as_secs(),
             dht_mode: self.swarm.behaviour().kad.mode().to_string(),
             mdns: self.swarm.behaviour().mdns.is_enabled(),

@@ -12,6 +12,9 @@ pub struct WorkRepo {
     _dir: TempDir,
     path: PathBuf,
     pub repo: Repository,
+    /// Commit time of the next commit: a minute later each time, as in real history
+    /// (git's fetch negotiation walks commits by date).
+    clock: std::cell::Cell<i64>,
 }
 
 impl WorkRepo {
@@ -24,6 +27,7 @@ impl WorkRepo {
             _dir: dir,
             path,
             repo,
+            clock: std::cell::Cell::new(1_700_000_000),
         }
     }
 
@@ -124,12 +128,10 @@ impl WorkRepo {
             .map(|p| self.repo.find_commit(*p).expect("parent"))
             .collect();
         let parent_refs: Vec<_> = parents.iter().collect();
-        let sig = Signature::new(
-            "Test",
-            "test@example.com",
-            &git2::Time::new(1_700_000_000, 0),
-        )
-        .expect("signature");
+        let when = self.clock.get();
+        self.clock.set(when + 60);
+        let sig = Signature::new("Test", "test@example.com", &git2::Time::new(when, 0))
+            .expect("signature");
         let id = self
             .repo
             .commit(None, &sig, &sig, message, &tree, &parent_refs)

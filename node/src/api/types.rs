@@ -19,6 +19,8 @@ pub struct StatusReport {
     pub connected_peers: usize,
     /// Number of peers in the Kademlia routing table.
     pub routing_table_size: usize,
+    /// Peers in this node's gossip mesh for announcements (0: announcements go nowhere).
+    pub gossip_mesh_peers: usize,
     /// Seconds since the node started.
     pub uptime_secs: u64,
     /// Kademlia mode in effect (`client` or `server`).

@@ -34,8 +34,13 @@ use crate::metrics::TransferMetrics;
 const REFS_FANOUT: usize = 6;
 /// Time allowed to find providers in the DHT.
 const PROVIDERS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Above this many packs a repository is repacked into one (in the background).
+const REPACK_ABOVE: usize = 4;
 /// Background syncs running at once.
 const BACKGROUND_SYNCS: usize = 4;
+/// A failed background sync is retried this many times, after this delay, doubling.
+const RETRIES: u32 = 3;
+const RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// What we know of a peer as a holder of a repository.
 #[derive(Debug, Clone, Default)]
@@ -225,8 +230,14 @@ impl Engine {
     }
 
     /// Whether a verified announcement of `id` is for a repository this node replicates.
+    /// With `replicate = all` the node adopts it: it follows it from now on, so a fetch
+    /// that fails now is retried by anti-entropy.
     pub(crate) async fn wants(&self, id: &RepositoryId) -> bool {
         if self.inner.settings.replicate == Replicate::All {
+            let (repos, id) = (self.inner.repos.clone(), *id);
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || repos.follow(&id)).await {
+                tracing::warn!(repository = %id, "cannot follow: {e}");
+            }
             return true;
         }
         self.kept().await.contains(id)
@@ -271,8 +282,9 @@ impl Engine {
             let Ok(_slot) = engine.inner.background.clone().acquire_owned().await else {
                 return;
             };
+            let mut retries = 0u32;
             loop {
-                match engine.sync_locked(id, None, None).await {
+                let failed = match engine.sync_locked(id, None, None).await {
                     Ok(SyncOutcome::Updated {
                         sequence,
                         objects,
@@ -281,19 +293,31 @@ impl Engine {
                         ..
                     }) => {
                         tracing::info!(repository = %id, sequence, objects, bytes, %from, "repository updated");
+                        false
                     }
-                    Ok(SyncOutcome::UpToDate { .. }) => {}
+                    Ok(SyncOutcome::UpToDate { .. }) => false,
                     Err(SyncError::NoHolders(_)) => {
-                        tracing::debug!(repository = %id, "no holders yet")
+                        tracing::debug!(repository = %id, "no holders yet");
+                        false
                     }
-                    Err(e) => tracing::warn!(repository = %id, "sync failed: {e}"),
-                }
+                    Err(e) => {
+                        tracing::warn!(repository = %id, "sync failed: {e}");
+                        true
+                    }
+                };
                 let again = engine
                     .inner
                     .again
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&id);
+                // Holders that were busy (or went away) may serve in a moment, and those
+                // that just fetched become holders too: retry soon, backing off.
+                if failed && retries < RETRIES {
+                    tokio::time::sleep(RETRY_DELAY * 2u32.pow(retries)).await;
+                    retries += 1;
+                    continue;
+                }
                 if !again {
                     break;
                 }
@@ -534,6 +558,7 @@ impl Engine {
             }
         };
         let elapsed = started.elapsed();
+        self.maybe_repack(id);
         let m = &self.inner.metrics;
         m.fetched_packs.inc();
         m.fetched_objects.inc_by(objects);
@@ -662,12 +687,26 @@ impl Engine {
             .map_err(|e| StorageError::Transfer(e.to_string()))??;
         if imported.changed {
             let id = imported.snapshot.repository();
+            self.maybe_repack(id);
             self.inner.net.provide(id);
             self.inner
                 .net
                 .announce(Announcement::of(&imported.snapshot));
         }
         Ok(imported)
+    }
+
+    /// Repacks `id` in the background once its packs pile up, so full fetches from this
+    /// node can send one stored pack as it is.
+    fn maybe_repack(&self, id: RepositoryId) {
+        let repos = self.inner.repos.clone();
+        tokio::task::spawn_blocking(move || {
+            if repos.pack_count(&id).is_ok_and(|n| n > REPACK_ABOVE)
+                && let Err(e) = repos.repack(&id)
+            {
+                tracing::warn!(repository = %id, "repack failed: {e}");
+            }
+        });
     }
 
     /// The public key that owns this node's repositories.

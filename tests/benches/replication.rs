@@ -1,0 +1,545 @@
+//! Replication benchmark: prints a table; asserts nothing about speed.
+//!
+//! On loopback, in one run, against a reference measured the same way:
+//! - full replication between two `guts node` processes (release build) vs
+//!   `git clone --mirror` from `git daemon`, same repository: wall time, ratio, and peak
+//!   RSS of the receiving side (the node's includes its baseline, shown too);
+//! - one new commit: bytes the fetching side receives, guts vs `git fetch` (git's counted
+//!   by a byte-counting proxy in front of `git daemon`, guts' by libp2p's bandwidth
+//!   counter), and the pack bytes alone for guts;
+//! - propagation: from `import` (new repository, then a new commit) on one node until
+//!   all nodes of a 20-node in-process cluster (replicate = all) hold it.
+//!
+//! Run: `scripts/bench replication`. The repository is synthetic (thousands of commits,
+//! source edits that delta well, binary assets) unless `GUTS_BENCH_REPO` names a local
+//! git repository. `GUTS_BENCH_RUNS` (default 3) repeats the timed parts;
+//! `GUTS_BENCH_COMMITS` (default 3000) sizes the synthetic history.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use guts_node::api::types::{RepoSummary, StatusReport};
+use guts_protocol::RepositoryId;
+use guts_tests::cluster::TestNode;
+use guts_tests::git::{Synthetic, WorkRepo, disk_size};
+use guts_tests::process::{GutsNode, NodeSpec};
+use guts_tests::{eventually, eventually_async};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().expect("run command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn git(dir: &Path, args: &[&str]) -> std::process::Output {
+    run(Command::new("git").current_dir(dir).args(args))
+}
+
+/// `git daemon` serving `base` on a free loopback port.
+struct GitDaemon {
+    child: Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &Path) -> GitDaemon {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // `git daemon` would run `git-daemon` as a child that outlives a kill of the
+        // wrapper; start the daemon itself.
+        let exec_path =
+            String::from_utf8(run(Command::new("git").arg("--exec-path")).stdout).unwrap();
+        let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        eventually(Duration::from_secs(10), "git daemon listening", || {
+            TcpStream::connect(("127.0.0.1", port))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        GitDaemon { child, port }
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy in front of `target` counting the bytes it sends back to clients.
+struct CountingProxy {
+    port: u16,
+    to_client: Arc<AtomicU64>,
+}
+
+impl CountingProxy {
+    fn start(target: u16) -> CountingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let to_client = Arc::new(AtomicU64::new(0));
+        let counter = to_client.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut s_write);
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut s_read, mut c_write) = (server, client);
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64 * 1024];
+                    loop {
+                        match s_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                counter.fetch_add(n as u64, Ordering::Relaxed);
+                                if c_write.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = c_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        CountingProxy { port, to_client }
+    }
+}
+
+/// Runs `cmd` under GNU time; returns (wall time, peak RSS in bytes).
+fn timed(cmd: &mut Command) -> (Duration, u64) {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let dir = cmd.get_current_dir().map(Path::to_path_buf);
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(report.path())
+        .arg(program)
+        .args(args);
+    if let Some(d) = dir {
+        timed.current_dir(d);
+    }
+    let started = Instant::now();
+    run(&mut timed);
+    let took = started.elapsed();
+    let kib: u64 = std::fs::read_to_string(report.path())
+        .unwrap()
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (took, kib * 1024)
+}
+
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+fn inbound_wire_bytes(node: &GutsNode) -> u64 {
+    let (_, metrics) = guts_tests::process::http_get(node.api(), "/metrics").unwrap();
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("libp2p_bandwidth_bytes_total") && l.contains("direction=\"Inbound\"")
+        })
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let runs = env_or("GUTS_BENCH_RUNS", 3);
+    let tmp = tempfile::tempdir().unwrap();
+
+    // The repository: a local one, or a synthetic one.
+    let synthetic;
+    let (source, label): (PathBuf, String) = match std::env::var_os("GUTS_BENCH_REPO") {
+        Some(p) => (PathBuf::from(&p), format!("{}", PathBuf::from(p).display())),
+        None => {
+            let commits = env_or("GUTS_BENCH_COMMITS", 3000);
+            eprintln!("generating a synthetic repository of {commits} commits...");
+            synthetic = Synthetic {
+                commits,
+                text_files: 300,
+                binary_every: 60,
+                binary_size: 256 * 1024,
+                seed: 7,
+            }
+            .build("synthetic");
+            let l = format!("synthetic: {commits} commits, 300 source files, binary assets");
+            (synthetic.path().to_owned(), l)
+        }
+    };
+    // A private working copy, so the benchmark can add a commit to it.
+    let work = tmp.path().join("work");
+    run(Command::new("git")
+        .args(["clone", "--quiet", "--no-local"])
+        .arg(&source)
+        .arg(&work));
+    for branch in String::from_utf8_lossy(
+        &git(
+            &source,
+            &["for-each-ref", "--format=%(refname:short)", "refs/heads"],
+        )
+        .stdout,
+    )
+    .lines()
+    {
+        let _ = Command::new("git")
+            .current_dir(&work)
+            .args([
+                "branch",
+                "--quiet",
+                "--track",
+                branch,
+                &format!("origin/{branch}"),
+            ])
+            .output();
+    }
+    git(&work, &["remote", "remove", "origin"]);
+    let served = tmp.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    run(Command::new("git")
+        .args(["clone", "--quiet", "--mirror"])
+        .arg(&work)
+        .arg(served.join("repo.git")));
+    let repo_size = disk_size(&served.join("repo.git"));
+
+    // Reference: git clone --mirror from git daemon.
+    let daemon = GitDaemon::start(&served);
+    let mut git_times = Vec::new();
+    let mut git_peak = 0;
+    for r in 0..runs {
+        let dest = tmp.path().join(format!("git-clone-{r}"));
+        let (t, rss) = timed(
+            Command::new("git")
+                .args([
+                    "clone",
+                    "--quiet",
+                    "--mirror",
+                    &format!("git://127.0.0.1:{}/repo.git", daemon.port),
+                ])
+                .arg(&dest),
+        );
+        git_times.push(t);
+        git_peak = git_peak.max(rss);
+    }
+
+    // guts: an owner node and a fresh replica per run.
+    let owner = NodeSpec::loopback(&tmp.path().join("owner"))
+        .log_filter("warn,guts_node::api=info")
+        .spawn();
+    let out = owner.client(["repo", "import", work.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let imported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = imported["repository"]["id"].as_str().unwrap().to_owned();
+    let owner_id = owner.status().peer_id;
+    let mut guts_times = Vec::new();
+    let (mut guts_peak, mut guts_base) = (0, 0);
+    let mut replica = None;
+    for r in 0..runs {
+        let node = NodeSpec::loopback(&tmp.path().join(format!("replica-{r}")))
+            .log_filter("warn,guts_node::api=info")
+            .args(["--bootstrap", &owner.tcp_addr()])
+            .spawn();
+        eventually(Duration::from_secs(20), "the replica connected", || {
+            let s: StatusReport = node.client_json("status")?;
+            if s.connected_peers > 0 {
+                Ok(())
+            } else {
+                Err("not yet".into())
+            }
+        });
+        let base = peak_rss(node.pid());
+        let started = Instant::now();
+        let out = node.client(["repo", "sync", &id, "--from", &owner_id]);
+        let took = started.elapsed();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        guts_times.push(took);
+        guts_peak = guts_peak.max(peak_rss(node.pid()));
+        guts_base = guts_base.max(base);
+        replica = Some(node);
+    }
+    let replica = replica.unwrap();
+    let followed = replica.client(["repo", "follow", &id]);
+    assert!(followed.status.success());
+
+    // One new commit: a line added to a source file.
+    let file = std::fs::read_dir(work.join("src"))
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .and_then(|d| {
+            std::fs::read_dir(d)
+                .ok()?
+                .flatten()
+                .next()
+                .map(|e| e.path())
+        })
+        .unwrap_or_else(|| work.join("NEWS"));
+    let mut text = std::fs::read_to_string(&file).unwrap_or_default();
+    text.push_str("// one more line\n");
+    std::fs::write(&file, text).unwrap();
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=Bench",
+            "-c",
+            "user.email=b@example.com",
+            "commit",
+            "--quiet",
+            "-am",
+            "one more line",
+        ],
+    );
+
+    // git: push it to the served repository, fetch it through the counting proxy.
+    let git_mirror = tmp.path().join("git-clone-0");
+    git(
+        &work,
+        &[
+            "push",
+            "--quiet",
+            served.join("repo.git").to_str().unwrap(),
+            "HEAD:refs/heads/main",
+        ],
+    );
+    let proxy = CountingProxy::start(daemon.port);
+    git(
+        &git_mirror,
+        &[
+            "remote",
+            "set-url",
+            "origin",
+            &format!("git://127.0.0.1:{}/repo.git", proxy.port),
+        ],
+    );
+    git(&git_mirror, &["fetch", "--quiet", "origin"]);
+    let git_fetch_bytes = proxy.to_client.load(Ordering::Relaxed);
+
+    // guts: re-import, the follower fetches it.
+    let before = inbound_wire_bytes(&replica);
+    let before_pack = replica.status().transfers.fetched_bytes;
+    let out = owner.client(["repo", "import", work.to_str().unwrap()]);
+    assert!(out.status.success());
+    eventually(
+        Duration::from_secs(30),
+        "the replica to fetch the commit",
+        || {
+            let repos: Vec<RepoSummary> = replica.client_json("repo list")?;
+            if repos.iter().any(|r| r.id == id && r.sequence == 2) {
+                Ok(())
+            } else {
+                Err("not yet".into())
+            }
+        },
+    );
+    let guts_fetch_bytes = inbound_wire_bytes(&replica) - before;
+    let guts_pack_bytes = replica.status().transfers.fetched_bytes - before_pack;
+
+    // Propagation through a 20-node cluster.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (new_repo, new_commit) = rt.block_on(propagation(20));
+
+    let (g, s) = (median(git_times), median(guts_times));
+    println!();
+    println!(
+        "replication benchmark on loopback: {label}, {} on disk, {runs} runs",
+        mib(repo_size)
+    );
+    println!(
+        "{:<52} {:>14} {:>14} {:>8}",
+        "measure", "guts", "git", "ratio"
+    );
+    println!(
+        "{:<52} {:>14} {:>14} {:>7.2}x",
+        "full replication, median wall time",
+        ms(s),
+        ms(g),
+        s.as_secs_f64() / g.as_secs_f64()
+    );
+    println!(
+        "{:<52} {:>14} {:>14} {:>7.2}x",
+        "  peak RSS of the receiving side",
+        mib(guts_peak),
+        mib(git_peak),
+        guts_peak as f64 / git_peak as f64
+    );
+    println!(
+        "{:<52} {:>14}",
+        "  (the node's own peak before the fetch)",
+        mib(guts_base)
+    );
+    println!(
+        "{:<52} {:>12} B {:>12} B {:>7.2}x",
+        "one new commit: bytes received",
+        guts_fetch_bytes,
+        git_fetch_bytes,
+        guts_fetch_bytes as f64 / git_fetch_bytes as f64
+    );
+    println!("{:<52} {:>12} B", "  of which pack (guts)", guts_pack_bytes);
+    println!(
+        "{:<52} {:>14}",
+        "import to all of 20 nodes (new repository)",
+        ms(new_repo)
+    );
+    println!(
+        "{:<52} {:>14}",
+        "new commit to all of 20 nodes",
+        ms(new_commit)
+    );
+}
+
+/// Times an import, then a new commit, reaching every node of an `n`-node cluster.
+async fn propagation(n: usize) -> (Duration, Duration) {
+    let first = TestNode::start(|_| {}).await;
+    let boot = first.addr.clone();
+    let mut nodes = vec![first];
+    for _ in 1..n {
+        nodes.push(
+            TestNode::start(|c| {
+                c.bootstrap = vec![boot.clone()];
+                c.replicate = guts_node::Replicate::All;
+            })
+            .await,
+        );
+    }
+    // Announcements travel the gossip mesh: wait until every node is in it.
+    eventually_async(
+        Duration::from_secs(60),
+        "the gossip mesh formed",
+        || async {
+            for node in &nodes {
+                let s = node.handle.status().await.map_err(|e| e.to_string())?;
+                if s.gossip_mesh_peers < 2 {
+                    return Err(format!("a node has {} mesh peers", s.gossip_mesh_peers));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    let work = WorkRepo::with_history("spread");
+    let all_hold = |id: RepositoryId, sequence: u64| {
+        let nodes = &nodes;
+        async move {
+            eventually_async(
+                Duration::from_secs(120),
+                "every node to hold it",
+                || async {
+                    let mut missing = 0;
+                    for node in &nodes[1..] {
+                        let held = node
+                            .handle
+                            .repository(id)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        if held.is_none_or(|d| d.summary.sequence < sequence) {
+                            missing += 1;
+                        }
+                    }
+                    if missing == 0 {
+                        Ok(())
+                    } else {
+                        Err(format!("{missing} nodes missing"))
+                    }
+                },
+            )
+            .await
+        }
+    };
+    let started = Instant::now();
+    let (summary, _) = nodes[0]
+        .handle
+        .import(work.path().to_owned(), None)
+        .await
+        .unwrap();
+    let id: RepositoryId = summary.id.parse().unwrap();
+    all_hold(id, 1).await;
+    let new_repo = started.elapsed();
+    work.commit(
+        "refs/heads/main",
+        &[("spread", b"1\n".as_slice())],
+        "spread",
+    );
+    let started = Instant::now();
+    nodes[0]
+        .handle
+        .import(work.path().to_owned(), None)
+        .await
+        .unwrap();
+    all_hold(id, 2).await;
+    let new_commit = started.elapsed();
+    for node in nodes {
+        node.shutdown().await;
+    }
+    (new_repo, new_commit)
+}
