@@ -279,6 +279,27 @@ impl NodeHandle {
         Ok((summary, imported.changed))
     }
 
+    /// Creates an empty repository owned by this node.
+    pub async fn init_repo(&self, name: RepoName) -> Result<RepoSummary, NodeError> {
+        let snapshot = self.engine.init(name).await?;
+        self.summary(snapshot.repository()).await
+    }
+
+    /// A staging area for a push to `id` (this node must own it).
+    pub async fn push_area(&self, id: RepositoryId) -> Result<PathBuf, NodeError> {
+        Ok(self.engine.push_area(id).await?)
+    }
+
+    /// Applies a push whose objects are in `area`.
+    pub async fn push(
+        &self,
+        id: RepositoryId,
+        area: PathBuf,
+        updates: Vec<guts_storage::RefUpdate>,
+    ) -> Result<guts_storage::Pushed, NodeError> {
+        Ok(self.engine.push(id, area, updates).await?)
+    }
+
     /// Follows `id`: this node fetches it and keeps it up to date from now on.
     pub async fn follow(&self, id: RepositoryId) -> Result<bool, NodeError> {
         let repos = self.engine.repos().clone();

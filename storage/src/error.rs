@@ -115,6 +115,22 @@ pub enum StorageError {
     /// This node does not hold the repository.
     #[error("no repository {0} on this node")]
     UnknownRepository(RepositoryId),
+    /// The repository is owned by another key.
+    #[error(
+        "repository {repository} is owned by key {owner}, not by this node; only its owner can push to it"
+    )]
+    NotOwner {
+        /// The repository.
+        repository: RepositoryId,
+        /// The owner's public key, hex.
+        owner: String,
+    },
+    /// `init` of a repository that exists.
+    #[error("repository {0} already exists")]
+    AlreadyExists(RepositoryId),
+    /// A push names a staging area this node did not create.
+    #[error("{0} is not a push area of this repository")]
+    BadStaging(PathBuf),
     /// A snapshot does not verify.
     #[error(transparent)]
     InvalidSnapshot(#[from] RefsError),

@@ -27,6 +27,8 @@ use crate::StorageError;
 const SIGNED_REFS_FILE: &str = "guts-signed-refs";
 /// Prefix of quarantine directories inside a repository (packs being received).
 const QUARANTINE_PREFIX: &str = "guts-quarantine-";
+/// Prefix of push areas (bare repositories borrowing the objects) inside a repository.
+const PUSH_PREFIX: &str = "guts-push-";
 /// Prefix of directories where a repack writes its new pack.
 const REPACK_PREFIX: &str = "guts-repack-";
 /// Refs an earlier version of import used as a staging area; cleared by recovery.
@@ -48,6 +50,28 @@ const GITLINK_MODE: i32 = 0o160000;
 pub struct Imported {
     /// The snapshot now held (new, or the previous one if nothing changed).
     pub snapshot: SignedRefs,
+    /// Whether a new snapshot was signed.
+    pub changed: bool,
+}
+
+/// One ref a push wants to move.
+#[derive(Debug, Clone)]
+pub struct RefUpdate {
+    /// The ref, e.g. `refs/heads/main`.
+    pub name: String,
+    /// Its new target, or `None` to delete it.
+    pub new: Option<ObjectId>,
+    /// Whether it may move to a target that does not descend from the old one.
+    pub force: bool,
+}
+
+/// What a push did.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// The snapshot now held.
+    pub snapshot: SignedRefs,
+    /// Each update, and why it was refused if it was.
+    pub results: Vec<(String, Result<(), String>)>,
     /// Whether a new snapshot was signed.
     pub changed: bool,
 }
@@ -227,39 +251,177 @@ impl Repositories {
                 changed: false,
             });
         }
-        let sequence = previous.as_ref().map_or(1, |p| p.sequence() + 1);
+        let snapshot = self.publish(src, key, name, refs, head, previous.as_ref())?;
+        Ok(Imported {
+            snapshot,
+            changed: true,
+        })
+    }
+
+    /// Signs the next snapshot of `name` with `refs` and `head`, and applies it with the
+    /// objects it needs taken from `src` (as a pack, through the verified path). The
+    /// caller holds the repository's lock.
+    fn publish(
+        &self,
+        src: Repository,
+        key: &SigningKey,
+        name: RepoName,
+        refs: Refs,
+        head: Option<RefName>,
+        previous: Option<&SignedRefs>,
+    ) -> Result<SignedRefs, StorageError> {
+        let sequence = previous.map_or(1, |p| p.sequence() + 1);
         let snapshot = SignedRefs::sign(key, name, sequence, head, refs)?;
+        let id = snapshot.repository();
         let wants = self.wants(&snapshot)?;
         if wants.is_empty() {
             self.accept_locked(&snapshot, None, &mut |_| {})?;
-        } else {
-            let haves = self.haves(&id)?;
-            self.limit_pack_memory(&src)?;
-            // libgit2 writes the pack on one thread while the indexer reads it on this
-            // one, through a bounded channel: the pack is never held whole.
-            let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
-            let accepted = std::thread::scope(|scope| {
-                let writer = scope.spawn(move || {
-                    let sink_tx = tx.clone();
-                    let result = write_pack(&src, &id, &wants, &haves, &mut |_| {}, &mut |chunk| {
-                        sink_tx.send(Ok(chunk.to_vec())).is_ok()
-                    });
-                    if let Err(e) = &result {
-                        let _ = tx.send(Err(io::Error::other(e.to_string())));
-                    }
-                    result
-                });
-                let mut chunks = rx.into_iter();
-                let accepted = self.accept_locked(&snapshot, Some(&mut chunks), &mut |_| {});
-                // Closing the channel unblocks the writer if the indexer stopped early.
-                drop(chunks);
-                let written = writer.join().unwrap_or(Err(StorageError::Aborted));
-                accepted.and(written.map(|_| ()))
-            });
-            accepted?;
+            return Ok(snapshot);
         }
-        Ok(Imported {
+        let haves = self.haves(&id)?;
+        self.limit_pack_memory(&src)?;
+        // libgit2 writes the pack on one thread while the indexer reads it on this one,
+        // through a bounded channel: the pack is never held whole.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
+        let accepted = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || {
+                let sink_tx = tx.clone();
+                let result = write_pack(&src, &id, &wants, &haves, &mut |_| {}, &mut |chunk| {
+                    sink_tx.send(Ok(chunk.to_vec())).is_ok()
+                });
+                if let Err(e) = &result {
+                    let _ = tx.send(Err(io::Error::other(e.to_string())));
+                }
+                result
+            });
+            let mut chunks = rx.into_iter();
+            let accepted = self.accept_locked(&snapshot, Some(&mut chunks), &mut |_| {});
+            // Closing the channel unblocks the writer if the indexer stopped early.
+            drop(chunks);
+            let written = writer.join().unwrap_or(Err(StorageError::Aborted));
+            accepted.and(written.map(|_| ()))
+        });
+        accepted?;
+        Ok(snapshot)
+    }
+
+    /// Creates an empty repository `name` owned by `key` (a snapshot with no refs).
+    pub fn init(&self, name: RepoName, key: &SigningKey) -> Result<SignedRefs, StorageError> {
+        let id = RepositoryId::derive(key.verifying_key().as_bytes(), &name);
+        let lock = self.lock(&id);
+        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.signed_refs(&id)?.is_some() {
+            return Err(StorageError::AlreadyExists(id));
+        }
+        let snapshot = SignedRefs::sign(key, name, 1, None, Refs::new())?;
+        self.accept_locked(&snapshot, None, &mut |_| {})?;
+        Ok(snapshot)
+    }
+
+    /// Creates a bare repository where a push can put its objects before they are
+    /// checked: it borrows the repository's objects (git alternates), so a push sends
+    /// only what is new. Refused unless `key` owns the repository.
+    pub fn create_staging(
+        &self,
+        id: &RepositoryId,
+        key: &SigningKey,
+    ) -> Result<PathBuf, StorageError> {
+        let snapshot = self
+            .signed_refs(id)?
+            .ok_or(StorageError::UnknownRepository(*id))?;
+        check_owner(&snapshot, key)?;
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(|e| StorageError::Randomness(e.to_string()))?;
+        let path = self
+            .path(id)
+            .join(format!("{PUSH_PREFIX}{}", hex::encode(random)));
+        let staging = Repository::init_bare(&path).map_err(git("creating a push area"))?;
+        let alternates = path.join("objects").join("info").join("alternates");
+        let objects = self.path(id).join("objects");
+        fs::write(&alternates, format!("{}\n", objects.display())).map_err(|source| {
+            StorageError::Write {
+                path: alternates,
+                source,
+            }
+        })?;
+        // The pusher's git sees the current refs through the alternate and sends only
+        // what is missing; the staging repository needs no refs of its own.
+        drop(staging);
+        Ok(path)
+    }
+
+    /// Applies a push: the objects are in `staging` (from [`Self::create_staging`]), the
+    /// updates say which refs move. Each update is judged on its own (fast-forward
+    /// unless forced, deletes allowed); the accepted ones become one new snapshot. The
+    /// staging repository is removed whatever happens.
+    pub fn push(
+        &self,
+        id: &RepositoryId,
+        staging: &Path,
+        updates: &[RefUpdate],
+        key: &SigningKey,
+    ) -> Result<Pushed, StorageError> {
+        let staging_ok = staging.starts_with(self.path(id))
+            && staging
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(PUSH_PREFIX));
+        if !staging_ok {
+            return Err(StorageError::BadStaging(staging.to_owned()));
+        }
+        let result = self.push_inner(id, staging, updates, key);
+        let _ = fs::remove_dir_all(staging);
+        result
+    }
+
+    fn push_inner(
+        &self,
+        id: &RepositoryId,
+        staging: &Path,
+        updates: &[RefUpdate],
+        key: &SigningKey,
+    ) -> Result<Pushed, StorageError> {
+        let lock = self.lock(id);
+        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = self
+            .signed_refs(id)?
+            .ok_or(StorageError::UnknownRepository(*id))?;
+        check_owner(&previous, key)?;
+        let src = Repository::open_bare(staging).map_err(git("opening the push area"))?;
+        let mut refs = previous.refs.clone();
+        let mut results = Vec::new();
+        for update in updates {
+            let outcome = apply_update(&src, &mut refs, update);
+            results.push((update.name.clone(), outcome));
+        }
+        let mut head = previous
+            .signed
+            .header
+            .head
+            .clone()
+            .filter(|h| refs.contains_key(h));
+        if head.is_none() {
+            head = ["refs/heads/main", "refs/heads/master"]
+                .iter()
+                .filter_map(|n| n.parse::<RefName>().ok())
+                .find(|n| refs.contains_key(n))
+                .or_else(|| {
+                    refs.keys()
+                        .find(|n| n.as_str().starts_with("refs/heads/"))
+                        .cloned()
+                });
+        }
+        if refs == previous.refs && head == previous.signed.header.head {
+            return Ok(Pushed {
+                snapshot: previous,
+                results,
+                changed: false,
+            });
+        }
+        let name = previous.signed.header.name.clone();
+        let snapshot = self.publish(src, key, name, refs, head, Some(&previous))?;
+        Ok(Pushed {
             snapshot,
+            results,
             changed: true,
         })
     }
@@ -544,7 +706,10 @@ impl Repositories {
             if let Ok(entries) = fs::read_dir(&path) {
                 for entry in entries.flatten() {
                     let name = entry.file_name().to_string_lossy().into_owned();
-                    if name.starts_with(QUARANTINE_PREFIX) || name.starts_with(REPACK_PREFIX) {
+                    if name.starts_with(QUARANTINE_PREFIX)
+                        || name.starts_with(REPACK_PREFIX)
+                        || name.starts_with(PUSH_PREFIX)
+                    {
                         let _ = fs::remove_dir_all(entry.path());
                     }
                 }
@@ -723,6 +888,55 @@ fn stream_pack_file(
         }
     }
     Ok(PackStats { objects, bytes })
+}
+
+fn check_owner(snapshot: &SignedRefs, key: &SigningKey) -> Result<(), StorageError> {
+    if snapshot.signed.signer == key.verifying_key() {
+        return Ok(());
+    }
+    Err(StorageError::NotOwner {
+        repository: snapshot.repository(),
+        owner: hex::encode(snapshot.signed.signer.as_bytes()),
+    })
+}
+
+/// Judges one pushed ref update against `refs` (updating them if accepted).
+fn apply_update(src: &Repository, refs: &mut Refs, update: &RefUpdate) -> Result<(), String> {
+    let name: RefName = update
+        .name
+        .parse()
+        .map_err(|e: guts_protocol::ids::NameError| e.to_string())?;
+    let Some(new) = update.new else {
+        return match refs.remove(&name) {
+            Some(_) => Ok(()),
+            None => Err("no such ref".into()),
+        };
+    };
+    if src.find_object(oid(&new), None).is_err() {
+        return Err(format!("object {new} was not received"));
+    }
+    if let Some(old) = refs.get(&name).copied()
+        && old != new
+        && !update.force
+    {
+        if name.as_str().starts_with("refs/tags/") {
+            return Err("tag already exists (push with --force to move it)".into());
+        }
+        let peel = |o: &ObjectId| {
+            src.find_object(oid(o), None)
+                .and_then(|o| o.peel_to_commit())
+                .map(|c| c.id())
+        };
+        let fast_forward = match (peel(&old), peel(&new)) {
+            (Ok(old), Ok(new)) => src.graph_descendant_of(new, old).unwrap_or(false),
+            _ => false,
+        };
+        if !fast_forward {
+            return Err("non-fast-forward (push with --force to overwrite)".into());
+        }
+    }
+    refs.insert(name, new);
+    Ok(())
 }
 
 fn dedup(ids: impl Iterator<Item = ObjectId>) -> Vec<ObjectId> {

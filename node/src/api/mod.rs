@@ -60,6 +60,9 @@ impl Server {
             .route("/api/v1/connect", post(connect))
             .route("/api/v1/repos", get(repos))
             .route("/api/v1/repos/import", post(import))
+            .route("/api/v1/repos/init", post(init))
+            .route("/api/v1/repos/{id}/push-area", post(push_area))
+            .route("/api/v1/repos/{id}/push", post(push))
             .route("/api/v1/repos/{id}", get(repo))
             .route("/api/v1/repos/{id}/follow", post(follow))
             .route("/api/v1/repos/{id}/sync", post(sync))
@@ -107,8 +110,14 @@ impl From<NodeError> for ApiError {
             NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Dial { .. } => StatusCode::BAD_GATEWAY,
             NodeError::Storage(
-                S::NotAGitRepository { .. } | S::NothingToImport { .. } | S::BadName { .. },
+                S::NotAGitRepository { .. }
+                | S::NothingToImport { .. }
+                | S::BadName { .. }
+                | S::BadStaging(_),
             ) => StatusCode::BAD_REQUEST,
+            NodeError::Storage(S::NotOwner { .. }) => StatusCode::FORBIDDEN,
+            NodeError::Storage(S::UnknownRepository(_)) => StatusCode::NOT_FOUND,
+            NodeError::Storage(S::AlreadyExists(_)) => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(code, e.to_string())
@@ -266,4 +275,64 @@ async fn sync(
         axum::body::Body::from_stream(lines),
     )
         .into_response())
+}
+
+async fn init(
+    State(s): State<ApiState>,
+    body: Result<Json<types::InitRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<types::RepoSummary>, ApiError> {
+    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
+    let name: RepoName = req.name.parse().map_err(bad_request)?;
+    Ok(Json(s.node.init_repo(name).await?))
+}
+
+async fn push_area(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<types::PushAreaResponse>, ApiError> {
+    let id = parse_id(&id)?;
+    let path = s.node.push_area(id).await?;
+    Ok(Json(types::PushAreaResponse {
+        path: path.display().to_string(),
+    }))
+}
+
+async fn push(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    body: Result<Json<types::PushRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<types::PushResponse>, ApiError> {
+    let id = parse_id(&id)?;
+    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
+    let mut updates = Vec::new();
+    for u in req.updates {
+        let new = match u.new {
+            Some(hex) => Some(
+                hex.parse::<guts_protocol::ObjectId>()
+                    .map_err(bad_request)?,
+            ),
+            None => None,
+        };
+        updates.push(guts_storage::RefUpdate {
+            name: u.ref_name,
+            new,
+            force: u.force,
+        });
+    }
+    let pushed = s
+        .node
+        .push(id, std::path::PathBuf::from(req.area), updates)
+        .await?;
+    Ok(Json(types::PushResponse {
+        sequence: pushed.snapshot.sequence(),
+        changed: pushed.changed,
+        results: pushed
+            .results
+            .into_iter()
+            .map(|(ref_name, r)| types::PushResult {
+                ref_name,
+                error: r.err(),
+            })
+            .collect(),
+    }))
 }

@@ -294,6 +294,62 @@ pub struct ImportResponse {
     pub changed: bool,
 }
 
+/// `POST /api/v1/repos/init`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitRequest {
+    /// The new repository's name.
+    pub name: String,
+}
+
+/// `POST /api/v1/repos/<id>/push-area` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushAreaResponse {
+    /// A bare repository to push objects into (it borrows the repository's objects).
+    pub path: String,
+}
+
+/// One ref a push moves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushUpdate {
+    /// The ref, e.g. `refs/heads/main`.
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    /// Its new target (40 hex digits), or `None` to delete it.
+    pub new: Option<String>,
+    /// Whether it may move to a target that does not descend from the old one.
+    pub force: bool,
+}
+
+/// `POST /api/v1/repos/<id>/push`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushRequest {
+    /// The push area the objects were pushed into.
+    pub area: String,
+    /// The refs to move.
+    pub updates: Vec<PushUpdate>,
+}
+
+/// What happened to one pushed ref.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushResult {
+    /// The ref.
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    /// Why it was refused, if it was.
+    pub error: Option<String>,
+}
+
+/// `POST /api/v1/repos/<id>/push` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushResponse {
+    /// The sequence now held.
+    pub sequence: u64,
+    /// Whether a new snapshot was signed and announced.
+    pub changed: bool,
+    /// Each ref.
+    pub results: Vec<PushResult>,
+}
+
 /// `POST /api/v1/repos/<id>/sync` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SyncRequestBody {

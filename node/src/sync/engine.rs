@@ -709,6 +709,47 @@ impl Engine {
         });
     }
 
+    /// Creates an empty repository owned by this node, then provides and announces it.
+    pub(crate) async fn init(&self, name: RepoName) -> Result<SignedRefs, StorageError> {
+        let (repos, key) = (self.inner.repos.clone(), self.inner.key.clone());
+        let snapshot = tokio::task::spawn_blocking(move || repos.init(name, &key))
+            .await
+            .map_err(|e| StorageError::Transfer(e.to_string()))??;
+        self.inner.net.provide(snapshot.repository());
+        self.inner.net.announce(Announcement::of(&snapshot));
+        Ok(snapshot)
+    }
+
+    /// A staging area for a push to `id` (refused unless this node owns it).
+    pub(crate) async fn push_area(
+        &self,
+        id: RepositoryId,
+    ) -> Result<std::path::PathBuf, StorageError> {
+        let (repos, key) = (self.inner.repos.clone(), self.inner.key.clone());
+        tokio::task::spawn_blocking(move || repos.create_staging(&id, &key))
+            .await
+            .map_err(|e| StorageError::Transfer(e.to_string()))?
+    }
+
+    /// Applies a push from `area`; a new snapshot is provided and announced.
+    pub(crate) async fn push(
+        &self,
+        id: RepositoryId,
+        area: std::path::PathBuf,
+        updates: Vec<guts_storage::RefUpdate>,
+    ) -> Result<guts_storage::Pushed, StorageError> {
+        let (repos, key) = (self.inner.repos.clone(), self.inner.key.clone());
+        let pushed = tokio::task::spawn_blocking(move || repos.push(&id, &area, &updates, &key))
+            .await
+            .map_err(|e| StorageError::Transfer(e.to_string()))??;
+        if pushed.changed {
+            self.maybe_repack(id);
+            self.inner.net.provide(id);
+            self.inner.net.announce(Announcement::of(&pushed.snapshot));
+        }
+        Ok(pushed)
+    }
+
     /// The public key that owns this node's repositories.
     pub(crate) fn owner_key(&self) -> ed25519_dalek::VerifyingKey {
         self.inner.key.verifying_key()
