@@ -1,6 +1,7 @@
 //! Commands that talk to a running node through its control API.
 
 use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -8,10 +9,15 @@ use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use guts_node::Multiaddr;
 use guts_node::api::types::{
-    ConnectRequest, ConnectResponse, Direction, ErrorBody, PeerReport, StatusReport,
+    ConnectRequest, ConnectResponse, Direction, ErrorBody, PeerReport, StatusReport, SyncOutcome,
+    SyncProgress, SyncRequestBody,
 };
+use guts_protocol::RepositoryId;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+/// Timeout for long operations (imports, fetches).
+pub const SLOW: Duration = Duration::from_secs(3600);
 
 /// Where the node's control API is.
 #[derive(Args, Debug)]
@@ -21,14 +27,28 @@ pub struct ApiArgs {
     api: SocketAddr,
 }
 
+impl ApiArgs {
+    /// The API address from `GUTS_API`, or the default (for programs git runs, which
+    /// take no flags).
+    pub fn from_env() -> anyhow::Result<Self> {
+        let api = match std::env::var("GUTS_API") {
+            Ok(v) => v
+                .parse()
+                .map_err(|_| anyhow!("GUTS_API={v:?} is not an address like 127.0.0.1:9080"))?,
+            Err(_) => guts_node::config::DEFAULT_API.parse()?,
+        };
+        Ok(ApiArgs { api })
+    }
+}
+
 /// A client of one node's control API.
-pub(crate) struct Client {
+pub struct Client {
     addr: SocketAddr,
     agent: ureq::Agent,
 }
 
 impl Client {
-    pub(crate) fn new(args: &ApiArgs, timeout: Duration) -> Self {
+    pub fn new(args: &ApiArgs, timeout: Duration) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(3)))
@@ -41,7 +61,7 @@ impl Client {
         }
     }
 
-    pub(crate) fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let response = self
             .agent
             .get(format!("http://{}{path}", self.addr))
@@ -50,7 +70,7 @@ impl Client {
         self.decode(response)
     }
 
-    pub(crate) fn post<B: Serialize, T: DeserializeOwned>(
+    pub fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
@@ -64,7 +84,7 @@ impl Client {
     }
 
     /// POSTs `body` and returns the answer's lines as they arrive (JSON lines).
-    pub(crate) fn post_lines<B: Serialize>(
+    pub fn post_lines<B: Serialize>(
         &self,
         path: &str,
         body: &B,
@@ -288,4 +308,77 @@ pub fn connect(args: &ApiArgs, address: &Multiaddr) -> anyhow::Result<()> {
 fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// Runs a sync on the node, printing progress and the outcome on stderr the way git
+/// does (stdout may be git's protocol channel); returns the outcome.
+pub fn sync(api: &ApiArgs, id: &RepositoryId, from: Option<String>) -> anyhow::Result<SyncOutcome> {
+    let client = Client::new(api, SLOW);
+    let lines = client.post_lines(
+        &format!("/api/v1/repos/{id}/sync"),
+        &SyncRequestBody { prefer: from },
+    )?;
+    let tty = std::io::stderr().is_terminal();
+    let mut err = std::io::stderr();
+    for line in lines {
+        let line = line.context("the node stopped answering")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: SyncProgress = serde_json::from_str(&line)
+            .with_context(|| format!("unexpected line from the node: {line}"))?;
+        match event {
+            SyncProgress::Holders { asked } => {
+                let _ = writeln!(err, "Asking {asked} holder(s) for refs");
+            }
+            SyncProgress::Refs { sequence } => {
+                let _ = writeln!(err, "Fetching snapshot {sequence}");
+            }
+            SyncProgress::Receiving {
+                objects,
+                total,
+                bytes,
+            } => {
+                let pct = (objects * 100).checked_div(total).unwrap_or(100);
+                let text = format!(
+                    "Receiving objects: {pct:3}% ({objects}/{total}), {}",
+                    bytesize::ByteSize::b(bytes).display().iec()
+                );
+                if tty {
+                    let _ = write!(err, "\r{text}");
+                } else if objects == total {
+                    let _ = writeln!(err, "{text}");
+                }
+            }
+            SyncProgress::Done(outcome) => {
+                if tty {
+                    let _ = writeln!(err);
+                }
+                match &outcome {
+                    SyncOutcome::UpToDate { sequence } => {
+                        eprintln!("guts://{id} is up to date (sequence {sequence})")
+                    }
+                    SyncOutcome::Updated {
+                        sequence,
+                        from,
+                        objects,
+                        bytes,
+                        millis,
+                    } => eprintln!(
+                        "guts://{id} updated to sequence {sequence} from {from}: {objects} objects, {} in {:.1}s",
+                        bytesize::ByteSize::b(*bytes).display().iec(),
+                        *millis as f64 / 1000.0
+                    ),
+                }
+                return Ok(outcome);
+            }
+            SyncProgress::Failed { error } => {
+                if tty {
+                    let _ = writeln!(err);
+                }
+                bail!("{error}");
+            }
+        }
+    }
+    Err(anyhow!("the node ended the sync without an outcome"))
 }

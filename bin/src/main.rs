@@ -1,9 +1,10 @@
 //! `guts`: run a Guts node, or talk to a running one through its control API.
 
-mod client;
 mod logging;
 mod node_cmd;
 mod repo_cmd;
+
+use guts_cli::client;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,18 +1,14 @@
 //! `guts repo …` and `guts clone`: repositories, through the node's control API.
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use clap::Subcommand;
-use guts_node::api::types::{
-    ImportRequest, ImportResponse, RepoDetail, RepoSummary, SyncOutcome, SyncProgress,
-    SyncRequestBody,
-};
+use guts_node::api::types::{ImportRequest, ImportResponse, RepoDetail, RepoSummary};
 use guts_protocol::RepositoryId;
 
-use crate::client::{ApiArgs, Client};
+use guts_cli::client::{ApiArgs, Client, SLOW, sync};
 
 /// Repository commands.
 #[derive(Subcommand)]
@@ -25,6 +21,17 @@ pub enum RepoCommand {
         /// Its name in Guts [default: the directory name].
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create an empty repository owned by this node and print its guts:// URL (push to
+    /// it with plain git).
+    Init {
+        /// Its name.
+        name: String,
         #[command(flatten)]
         api: ApiArgs,
         /// Print JSON.
@@ -77,9 +84,6 @@ pub fn parse_id(s: &str) -> Result<RepositoryId, String> {
         .map_err(|e: guts_protocol::ids::RepositoryIdError| e.to_string())
 }
 
-/// Long operations (imports, fetches) get a generous timeout.
-const SLOW: Duration = Duration::from_secs(3600);
-
 pub fn run(command: RepoCommand) -> anyhow::Result<()> {
     match command {
         RepoCommand::Import {
@@ -88,6 +92,22 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
             api,
             json,
         } => import(&api, &path, name, json),
+        RepoCommand::Init { name, api, json } => {
+            let r: RepoSummary = Client::new(&api, Duration::from_secs(30)).post(
+                "/api/v1/repos/init",
+                &guts_node::api::types::InitRequest { name },
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("created {} as {}", r.name.as_deref().unwrap_or("?"), r.url);
+                println!(
+                    "push to it: git remote add origin {} && git push origin main",
+                    r.url
+                );
+            }
+            Ok(())
+        }
         RepoCommand::List { api, json } => list(&api, json),
         RepoCommand::Show { id, api, json } => show(&api, &id, json),
         RepoCommand::Follow { id, api } => {
@@ -204,78 +224,6 @@ fn show(api: &ApiArgs, id: &RepositoryId, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a sync on the node, printing progress the way git does; returns the outcome.
-pub fn sync(api: &ApiArgs, id: &RepositoryId, from: Option<String>) -> anyhow::Result<SyncOutcome> {
-    let client = Client::new(api, SLOW);
-    let lines = client.post_lines(
-        &format!("/api/v1/repos/{id}/sync"),
-        &SyncRequestBody { prefer: from },
-    )?;
-    let tty = std::io::stderr().is_terminal();
-    let mut err = std::io::stderr();
-    for line in lines {
-        let line = line.context("the node stopped answering")?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event: SyncProgress = serde_json::from_str(&line)
-            .with_context(|| format!("unexpected line from the node: {line}"))?;
-        match event {
-            SyncProgress::Holders { asked } => {
-                let _ = writeln!(err, "Asking {asked} holder(s) for refs");
-            }
-            SyncProgress::Refs { sequence } => {
-                let _ = writeln!(err, "Fetching snapshot {sequence}");
-            }
-            SyncProgress::Receiving {
-                objects,
-                total,
-                bytes,
-            } => {
-                let pct = (objects * 100).checked_div(total).unwrap_or(100);
-                let text = format!(
-                    "Receiving objects: {pct:3}% ({objects}/{total}), {}",
-                    bytesize::ByteSize::b(bytes).display().iec()
-                );
-                if tty {
-                    let _ = write!(err, "\r{text}");
-                } else if objects == total {
-                    let _ = writeln!(err, "{text}");
-                }
-            }
-            SyncProgress::Done(outcome) => {
-                if tty {
-                    let _ = writeln!(err);
-                }
-                match &outcome {
-                    SyncOutcome::UpToDate { sequence } => {
-                        println!("guts://{id} is up to date (sequence {sequence})")
-                    }
-                    SyncOutcome::Updated {
-                        sequence,
-                        from,
-                        objects,
-                        bytes,
-                        millis,
-                    } => println!(
-                        "guts://{id} updated to sequence {sequence} from {from}: {objects} objects, {} in {:.1}s",
-                        bytesize::ByteSize::b(*bytes).display().iec(),
-                        *millis as f64 / 1000.0
-                    ),
-                }
-                return Ok(outcome);
-            }
-            SyncProgress::Failed { error } => {
-                if tty {
-                    let _ = writeln!(err);
-                }
-                bail!("{error}");
-            }
-        }
-    }
-    Err(anyhow!("the node ended the sync without an outcome"))
-}
-
 /// `guts clone ID DIR`: the node fetches the repository if needed, then a working copy
 /// is cloned from the node's store.
 pub fn clone(api: &ApiArgs, id: &RepositoryId, dir: &Path) -> anyhow::Result<()> {
@@ -291,11 +239,11 @@ pub fn clone(api: &ApiArgs, id: &RepositoryId, dir: &Path) -> anyhow::Result<()>
     let detail: Result<RepoDetail, _> = client.get(&format!("/api/v1/repos/{id}"));
     let held = matches!(&detail, Ok(d) if d.summary.sequence > 0);
     if !held {
+        sync(api, id, None)?;
         client.post::<_, serde_json::Value>(
             &format!("/api/v1/repos/{id}/follow"),
             &serde_json::json!({}),
         )?;
-        sync(api, id, None)?;
     }
     let detail: RepoDetail = client.get(&format!("/api/v1/repos/{id}"))?;
     let source = &detail.summary.path;

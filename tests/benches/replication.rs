@@ -329,6 +329,46 @@ fn main() {
     let followed = replica.client(["repo", "follow", &id]);
     assert!(followed.status.success());
 
+    // git clone guts://… on a fresh node (it fetches from the owner, then git clones from
+    // its store through git-remote-guts) vs git clone from git daemon.
+    let bin_dir = guts_tests::process::guts_bin().parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let (mut clone_guts, mut clone_git) = (Vec::new(), Vec::new());
+    for r in 0..runs {
+        let node = NodeSpec::loopback(&tmp.path().join(format!("cloner-{r}")))
+            .log_filter("warn,guts_node::api=info")
+            .args(["--bootstrap", &owner.tcp_addr()])
+            .spawn();
+        eventually(Duration::from_secs(20), "the cloner connected", || {
+            let s: StatusReport = node.client_json("status")?;
+            if s.connected_peers > 0 {
+                Ok(())
+            } else {
+                Err("not yet".into())
+            }
+        });
+        let started = Instant::now();
+        run(Command::new("git")
+            .args(["clone", "--quiet", &format!("guts://{id}")])
+            .arg(tmp.path().join(format!("guts-work-{r}")))
+            .env("PATH", &path)
+            .env("GUTS_API", node.api().to_string()));
+        clone_guts.push(started.elapsed());
+        let started = Instant::now();
+        run(Command::new("git")
+            .args([
+                "clone",
+                "--quiet",
+                &format!("git://127.0.0.1:{}/repo.git", daemon.port),
+            ])
+            .arg(tmp.path().join(format!("git-work-{r}"))));
+        clone_git.push(started.elapsed());
+    }
+
     // One new commit: a line added to a source file.
     let file = std::fs::read_dir(work.join("src"))
         .ok()
@@ -437,6 +477,14 @@ fn main() {
         "{:<52} {:>14}",
         "  (the node's own peak before the fetch)",
         mib(guts_base)
+    );
+    let (cg, cd) = (median(clone_guts), median(clone_git));
+    println!(
+        "{:<52} {:>14} {:>14} {:>7.2}x",
+        "git clone guts://… (fresh node) vs git clone git://",
+        ms(cg),
+        ms(cd),
+        cg.as_secs_f64() / cd.as_secs_f64()
     );
     println!(
         "{:<52} {:>12} B {:>12} B {:>7.2}x",

@@ -1,0 +1,252 @@
+//! `git-remote-guts`: lets git use `guts://<repository-id>` URLs.
+//!
+//! git runs it as `git-remote-guts <remote> <url>` and talks the remote-helper protocol
+//! on stdin/stdout (gitremote-helpers(7)). It works through the local node (`GUTS_API`,
+//! or the default API address):
+//!
+//! - fetch, clone, pull: `connect git-upload-pack`. The node first brings the repository
+//!   to its latest verified snapshot (fetching it from the network if it does not hold
+//!   it yet, with progress on stderr); then this process becomes `git upload-pack` on
+//!   the node's store, so git's own negotiation and progress do the rest.
+//! - push: the `push` capability (so each ref's outcome is reported as the node decides
+//!   it). The objects go with `git push` into a push area the node created (it borrows
+//!   the repository's objects, so only new ones travel); then the node checks each update
+//!   (owner only, fast-forward unless forced, deletes allowed), signs the next snapshot
+//!   and announces it.
+
+use std::io::{self, BufRead, Write};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use guts_cli::client::{ApiArgs, Client, SLOW, sync};
+use guts_node::api::types::{
+    PushAreaResponse, PushRequest, PushResponse, PushUpdate, RepoDetail, StatusReport,
+};
+use guts_protocol::RepositoryId;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(url) = args.get(2).or(args.get(1)) else {
+        eprintln!(
+            "usage: git-remote-guts <remote> guts://<repository-id> (git runs this for guts:// URLs)"
+        );
+        return ExitCode::from(2);
+    };
+    match run(url) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fatal: guts: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_url(url: &str) -> anyhow::Result<RepositoryId> {
+    let id = url
+        .strip_prefix("guts://")
+        .or_else(|| url.strip_prefix("guts::"))
+        .unwrap_or(url)
+        .trim_end_matches('/');
+    id.parse()
+        .map_err(|e: guts_protocol::ids::RepositoryIdError| {
+            anyhow!("{e} (in URL {url:?}; expected guts://<32-character id>)")
+        })
+}
+
+fn run(url: &str) -> anyhow::Result<()> {
+    let id = parse_url(url)?;
+    let api = ApiArgs::from_env()?;
+    let stdin = io::stdin();
+    let mut lines = stdin.lock().lines();
+    let mut out = io::stdout().lock();
+    while let Some(line) = lines.next() {
+        let line = line.context("reading git's commands")?;
+        let command = line.trim();
+        match command {
+            "" => return Ok(()),
+            "capabilities" => {
+                writeln!(out, "connect")?;
+                writeln!(out, "push")?;
+                writeln!(out)?;
+            }
+            "connect git-upload-pack" => {
+                let path = prepare_fetch(&api, &id)?;
+                writeln!(out)?;
+                out.flush()?;
+                return become_upload_pack(&path);
+            }
+            c if c.starts_with("connect ") => {
+                // Pushes take the `push` capability, so the node decides each ref.
+                writeln!(out, "fallback")?;
+            }
+            "list" | "list for-push" => {
+                let detail = repository(&api, &id)?;
+                if command == "list for-push" && !detail.summary.owned {
+                    bail!(
+                        "guts://{id} is owned by key {}, not by this node ({}): only its owner can push to it",
+                        detail.summary.owner.as_deref().unwrap_or("?"),
+                        node_peer_id(&api).unwrap_or_default()
+                    );
+                }
+                for (name, target) in &detail.refs {
+                    writeln!(out, "{target} {name}")?;
+                }
+                if let Some(head) = &detail.summary.head {
+                    writeln!(out, "@{head} HEAD")?;
+                }
+                writeln!(out)?;
+            }
+            c if c.starts_with("push ") => {
+                let mut specs = vec![c["push ".len()..].to_owned()];
+                for more in lines.by_ref() {
+                    let more = more.context("reading git's commands")?;
+                    match more.trim().strip_prefix("push ") {
+                        Some(spec) => specs.push(spec.to_owned()),
+                        None => break,
+                    }
+                }
+                for line in push(&api, &id, &specs)? {
+                    writeln!(out, "{line}")?;
+                }
+                writeln!(out)?;
+            }
+            other => bail!("unsupported command from git: {other:?}"),
+        }
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// The node's status, or an error saying there is no node and how to start one.
+fn node_peer_id(api: &ApiArgs) -> anyhow::Result<String> {
+    let status: StatusReport = Client::new(api, Duration::from_secs(10)).get("/api/v1/status")?;
+    Ok(status.peer_id)
+}
+
+fn repository(api: &ApiArgs, id: &RepositoryId) -> anyhow::Result<RepoDetail> {
+    Client::new(api, Duration::from_secs(30)).get(&format!("/api/v1/repos/{id}"))
+}
+
+/// Brings the node's copy up to date (fetching it first if needed); returns its path.
+fn prepare_fetch(api: &ApiArgs, id: &RepositoryId) -> anyhow::Result<String> {
+    node_peer_id(api)?;
+    let client = Client::new(api, Duration::from_secs(30));
+    let held = repository(api, id).ok().filter(|d| d.summary.sequence > 0);
+    if held.as_ref().is_some_and(|d| d.summary.owned) {
+        return Ok(held.map(|d| d.summary.path).unwrap_or_default());
+    }
+    match sync(api, id, None) {
+        Ok(_) => {}
+        Err(e) if held.is_some() => eprintln!(
+            "guts: warning: could not reach holders ({e:#}); using the copy this node has"
+        ),
+        Err(e) => return Err(e.context(format!("cannot fetch guts://{id}"))),
+    }
+    // Whoever clones or fetches a repository wants it kept up to date.
+    client.post::<_, serde_json::Value>(
+        &format!("/api/v1/repos/{id}/follow"),
+        &serde_json::json!({}),
+    )?;
+    Ok(repository(api, id)?.summary.path)
+}
+
+/// Replaces this process with `git upload-pack` on the node's store.
+fn become_upload_pack(path: &str) -> anyhow::Result<()> {
+    let mut cmd = Command::new("git");
+    cmd.args(["upload-pack", "--strict", path]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let e = cmd.exec();
+        Err(anyhow!("cannot run git upload-pack: {e}"))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = cmd.status().context("running git upload-pack")?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(anyhow!("git upload-pack failed: {status}"))
+        }
+    }
+}
+
+/// Runs a push: objects into a push area, then the node decides each ref. Returns the
+/// helper-protocol status lines (`ok <ref>` / `error <ref> <why>`).
+fn push(api: &ApiArgs, id: &RepositoryId, specs: &[String]) -> anyhow::Result<Vec<String>> {
+    let client = Client::new(api, SLOW);
+    let area: PushAreaResponse = client.post(
+        &format!("/api/v1/repos/{id}/push-area"),
+        &serde_json::json!({}),
+    )?;
+    let mut updates = Vec::new();
+    let mut to_send = Vec::new();
+    for spec in specs {
+        let (force, spec) = match spec.strip_prefix('+') {
+            Some(s) => (true, s),
+            None => (false, spec.as_str()),
+        };
+        let (src, dst) = spec
+            .split_once(':')
+            .ok_or_else(|| anyhow!("unexpected refspec from git: {spec:?}"))?;
+        let new = if src.is_empty() {
+            None
+        } else {
+            let out = Command::new("git")
+                .args(["rev-parse", "--verify", "--quiet", &format!("{src}^{{}}")])
+                .output()
+                .context("running git rev-parse")?;
+            // `^{}` peels; the ref itself (e.g. an annotated tag) is what moves.
+            let raw = Command::new("git")
+                .args(["rev-parse", "--verify", "--quiet", src])
+                .output()
+                .context("running git rev-parse")?;
+            if !out.status.success() || !raw.status.success() {
+                bail!("{src} is not a ref or object in this repository");
+            }
+            let sha = String::from_utf8_lossy(&raw.stdout).trim().to_owned();
+            to_send.push(format!("{sha}:{dst}"));
+            Some(sha)
+        };
+        updates.push(PushUpdate {
+            ref_name: dst.to_owned(),
+            new,
+            force,
+        });
+    }
+    if !to_send.is_empty() {
+        // The objects travel with git itself; the area has no refs of its own, so every
+        // ref is new there. Its output goes to stderr: stdout is git's protocol channel.
+        let status = Command::new("git")
+            .args(["push", "--quiet", "--force", "--no-verify", &area.path])
+            .args(&to_send)
+            .stdout(Stdio::from(io::stderr()))
+            .status()
+            .context("running git push into the node's push area")?;
+        if !status.success() {
+            bail!("sending objects to the node failed ({status})");
+        }
+    }
+    let response: PushResponse = client.post(
+        &format!("/api/v1/repos/{id}/push"),
+        &PushRequest {
+            area: area.path,
+            updates,
+        },
+    )?;
+    if response.changed {
+        eprintln!(
+            "guts: signed snapshot {} of guts://{id} and announced it",
+            response.sequence
+        );
+    }
+    Ok(response
+        .results
+        .into_iter()
+        .map(|r| match r.error {
+            None => format!("ok {}", r.ref_name),
+            Some(why) => format!("error {} {why}", r.ref_name),
+        })
+        .collect())
+}

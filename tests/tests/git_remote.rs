@@ -1,0 +1,269 @@
+//! Plain git against Guts: `git push`, `git clone guts://…`, `git pull`, through the
+//! `git-remote-guts` helper and real nodes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use guts_node::api::types::{RepoDetail, RepoSummary};
+use guts_tests::eventually;
+use guts_tests::process::{GutsNode, NodeSpec, guts_bin};
+
+/// Runs git in `dir` talking to the node at `node` (its API), with the helper on PATH.
+fn git(dir: &Path, node: &GutsNode, args: &[&str]) -> Output {
+    let bin_dir = guts_bin().parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("PATH", path)
+        .env("GUTS_API", node.api().to_string())
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .expect("run git")
+}
+
+fn ok(out: Output, what: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{what} failed:\n{stderr}");
+    stderr
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn commit(dir: &Path, node: &GutsNode, file: &str, content: &str, message: &str) {
+    std::fs::write(dir.join(file), content).unwrap();
+    ok(git(dir, node, &["add", file]), "git add");
+    ok(
+        git(dir, node, &["commit", "-q", "-m", message]),
+        "git commit",
+    );
+}
+
+fn detail(node: &GutsNode, id: &str) -> RepoDetail {
+    node.client_json(&format!("repo show {id}")).unwrap()
+}
+
+/// The remote's branches and tags as `git ls-remote` shows them through the helper.
+fn ls_remote(dir: &Path, node: &GutsNode, url: &str) -> Vec<String> {
+    let out = git(dir, node, &["ls-remote", url]);
+    // As `git for-each-ref` prints them: no HEAD, no peeled tags, a space.
+    let mut lines: Vec<String> = text(&out)
+        .lines()
+        .filter(|l| !l.ends_with("HEAD") && !l.ends_with("^{}"))
+        .map(|l| l.replace('\t', " "))
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn owner_pushes_others_clone_and_pull_and_only_the_owner_moves_refs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = NodeSpec::loopback(&tmp.path().join("a")).spawn();
+    let b = NodeSpec::loopback(&tmp.path().join("b"))
+        .args(["--bootstrap", &a.tcp_addr()])
+        .spawn();
+    let created: RepoSummary = a.client_json("repo init demo").unwrap();
+    assert!(created.url.starts_with("guts://"));
+    let (url, id) = (created.url.clone(), created.id.clone());
+
+    // The owner's working repository: branches, tags, a merge.
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    ok(git(&work, &a, &["init", "-q", "-b", "main"]), "git init");
+    commit(&work, &a, "README", "hello\n", "first");
+    ok(
+        git(&work, &a, &["tag", "-a", "v1", "-m", "release 1"]),
+        "git tag",
+    );
+    ok(
+        git(&work, &a, &["checkout", "-q", "-b", "feature"]),
+        "git checkout",
+    );
+    commit(&work, &a, "feature.txt", "f\n", "feature");
+    ok(git(&work, &a, &["checkout", "-q", "main"]), "git checkout");
+    commit(&work, &a, "main.txt", "m\n", "main work");
+    ok(
+        git(&work, &a, &["merge", "-q", "--no-edit", "feature"]),
+        "git merge",
+    );
+    ok(git(&work, &a, &["tag", "v0", "HEAD~1"]), "git tag");
+    ok(
+        git(&work, &a, &["remote", "add", "origin", &url]),
+        "git remote add",
+    );
+    let pushed = ok(
+        git(&work, &a, &["push", "origin", "main", "feature", "--tags"]),
+        "git push",
+    );
+    assert!(
+        pushed.contains("[new branch]") && pushed.contains("[new tag]"),
+        "{pushed}"
+    );
+    let local_refs = text(&git(
+        &work,
+        &a,
+        &[
+            "for-each-ref",
+            "--format=%(objectname) %(refname)",
+            "refs/heads",
+            "refs/tags",
+        ],
+    ));
+    let mut expected: Vec<String> = local_refs.lines().map(str::to_owned).collect();
+    expected.sort();
+    assert_eq!(
+        ls_remote(&work, &a, &url),
+        expected,
+        "A's store holds what was pushed"
+    );
+
+    // B clones by URL: the same refs and content.
+    let clone = tmp.path().join("clone");
+    ok(
+        git(tmp.path(), &b, &["clone", &url, clone.to_str().unwrap()]),
+        "git clone",
+    );
+    assert_eq!(ls_remote(&clone, &b, &url), expected);
+    assert_eq!(
+        std::fs::read_to_string(clone.join("feature.txt")).unwrap(),
+        "f\n"
+    );
+    let head = |dir: &Path, node: &GutsNode| text(&git(dir, node, &["rev-parse", "HEAD"]));
+    assert_eq!(head(&clone, &b), head(&work, &a));
+
+    // A new push on A shows up with git pull on B.
+    commit(&work, &a, "README", "hello\nagain\n", "second");
+    ok(git(&work, &a, &["push", "origin", "main"]), "git push");
+    ok(git(&clone, &b, &["pull", "-q"]), "git pull");
+    assert_eq!(head(&clone, &b), head(&work, &a));
+
+    // B does not own it: its push is refused, nothing moves anywhere.
+    let seq_a = detail(&a, &id).summary.sequence;
+    let before = ls_remote(&work, &a, &url);
+    commit(&clone, &b, "evil.txt", "x\n", "not the owner's");
+    let refused = git(&clone, &b, &["push", "origin", "main"]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("owned by key") && message.contains(created.owner.as_deref().unwrap()),
+        "{message}"
+    );
+    assert_eq!(ls_remote(&work, &a, &url), before);
+    assert_eq!(detail(&a, &id).summary.sequence, seq_a);
+    assert_eq!(detail(&b, &id).refs, detail(&a, &id).refs);
+
+    // The owner rewrites main (refused without --force, taken with it) and deletes a
+    // branch; both reach B.
+    ok(
+        git(&work, &a, &["reset", "-q", "--hard", "HEAD~1"]),
+        "git reset",
+    );
+    commit(&work, &a, "README", "rewritten\n", "rewritten");
+    let non_ff = git(&work, &a, &["push", "origin", "main"]);
+    assert!(
+        !non_ff.status.success(),
+        "a non-fast-forward push needs --force"
+    );
+    ok(
+        git(&work, &a, &["push", "--force", "origin", "main"]),
+        "git push --force",
+    );
+    ok(
+        git(&work, &a, &["push", "origin", "--delete", "feature"]),
+        "git push --delete",
+    );
+    ok(
+        git(&clone, &b, &["fetch", "-q", "--prune", "origin"]),
+        "git fetch --prune",
+    );
+    let remote_branches = text(&git(&clone, &b, &["branch", "-r"]));
+    assert!(
+        !remote_branches.contains("origin/feature"),
+        "{remote_branches}"
+    );
+    assert_eq!(
+        text(&git(&clone, &b, &["rev-parse", "origin/main"])),
+        head(&work, &a)
+    );
+    // And B's node holds exactly the owner's refs.
+    let want = detail(&a, &id).refs;
+    eventually(Duration::from_secs(20), "B's store to match A's", || {
+        let have = detail(&b, &id).refs;
+        if have == want {
+            Ok(())
+        } else {
+            Err(format!("{have:?}"))
+        }
+    });
+}
+
+#[test]
+fn git_errors_say_what_is_wrong_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = NodeSpec::loopback(&tmp.path().join("n")).spawn();
+    let fatal = |out: Output| {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        err.lines()
+            .find(|l| l.starts_with("fatal: guts:"))
+            .map(str::to_owned)
+            .unwrap_or(err)
+    };
+    let dest = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
+
+    let unknown = "00000000000000000000000000000000";
+    let line = fatal(git(
+        tmp.path(),
+        &node,
+        &["clone", &format!("guts://{unknown}"), &dest("u")],
+    ));
+    assert!(
+        line.contains(unknown) && line.contains("no holder"),
+        "{line}"
+    );
+    let repos: Vec<RepoSummary> = node.client_json("repo list").unwrap();
+    assert!(
+        repos.is_empty(),
+        "a failed clone does not leave the node following it: {repos:?}"
+    );
+
+    let line = fatal(git(
+        tmp.path(),
+        &node,
+        &["clone", "guts://not-an-id", &dest("m")],
+    ));
+    assert!(line.contains("not-an-id") && line.contains("32"), "{line}");
+
+    let mut stopped = NodeSpec::loopback(&tmp.path().join("gone")).spawn();
+    let addr = stopped.api();
+    stopped.stop();
+    let out = Command::new("git")
+        .args(["clone", &format!("guts://{unknown}"), &dest("g")])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                guts_bin().parent().unwrap().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("GUTS_API", addr.to_string())
+        .output()
+        .unwrap();
+    let line = fatal(out);
+    assert!(
+        line.contains(&format!("no node at {addr}")) && line.contains("guts node"),
+        "{line}"
+    );
+}
