@@ -29,6 +29,10 @@ pub struct NodeArgs {
     /// Data dir: identity and repositories [default: ~/.local/share/guts].
     #[arg(long, env = "GUTS_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Share --data-dir with other nodes (e.g. the replicas of a scaled compose service):
+    /// use its first `node-N` subdirectory no running node holds.
+    #[arg(long, env = "GUTS_DATA_SLOTS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    data_slots: Option<bool>,
     /// Network name; nodes of different networks never talk [default: guts].
     #[arg(long, env = "GUTS_NETWORK", value_name = "NAME")]
     network: Option<NetworkName>,
@@ -226,7 +230,7 @@ impl NodeArgs {
             };
         }
         overlay!(
-            options: data_dir, network, mdns, mdns_service_tag, dht_mode, relay_server,
+            options: data_dir, data_slots, network, mdns, mdns_service_tag, dht_mode, relay_server,
                 ping_interval, connection_timeout, idle_connection_timeout, status_interval,
                 log_format, max_connections, max_pending_inbound, max_connections_per_peer,
                 max_peers_per_ip, low_watermark, high_watermark, trim_interval,

@@ -44,6 +44,9 @@ pub struct Config {
     pub dht_mode: DhtMode,
     /// Act as a circuit relay for other nodes.
     pub relay_server: bool,
+    /// Treat `data_dir` as shared by several nodes (the replicas of a scaled compose
+    /// service): each takes the first `node-N` subdirectory no running node holds.
+    pub data_slots: bool,
     /// Interval between pings on each connection.
     #[serde(with = "humantime_serde")]
     pub ping_interval: Duration,
@@ -152,6 +155,7 @@ impl Default for Config {
             mdns_service_tag: "guts".to_owned(),
             dht_mode: DhtMode::Server,
             relay_server: false,
+            data_slots: false,
             ping_interval: Duration::from_secs(30),
             connection_timeout: Duration::from_secs(10),
             idle_connection_timeout: Duration::from_secs(60),

@@ -150,14 +150,19 @@ impl Bootstrap {
         }
     }
 
-    /// A dial was skipped because the peer is already connected or being dialled.
-    pub fn on_dial_skipped(&mut self, id: ConnectionId, connected: bool) {
+    /// A dial was skipped or refused because the peer is already connected (`connected`
+    /// names it) or being dialled.
+    pub fn on_dial_skipped(&mut self, id: ConnectionId, connected: Option<PeerId>) {
         for entry in &mut self.entries {
             if entry.state == State::Dialing(id) {
-                entry.state = if connected {
-                    State::Connected
-                } else {
-                    State::Due(Instant::now() + entry.backoff)
+                entry.state = match connected {
+                    Some(peer) => {
+                        tracing::info!(addr = %entry.addr, %peer, "bootstrap peer already connected");
+                        entry.peer = Some(peer);
+                        entry.backoff = FIRST_BACKOFF;
+                        State::Connected
+                    }
+                    None => State::Due(Instant::now() + entry.backoff),
                 };
             }
         }

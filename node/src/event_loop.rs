@@ -46,9 +46,9 @@ pub(crate) enum Command {
         key: &'static str,
         reply: oneshot::Sender<bool>,
     },
-    GetRefs {
+    SyncRequest {
         peer: PeerId,
-        repository: RepositoryId,
+        request: SyncRequest,
         reply: oneshot::Sender<Result<SyncResponse, GetRefsError>>,
     },
     FindProviders {
@@ -258,16 +258,12 @@ impl EventLoop {
                     .allow_request(peer, key);
                 let _ = reply.send(allowed);
             }
-            Command::GetRefs {
+            Command::SyncRequest {
                 peer,
-                repository,
+                request,
                 reply,
             } => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_request(&peer, SyncRequest::GetRefs { repository });
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                 self.refs_requests.insert(id, reply);
             }
             Command::FindProviders { repository, reply } => {
@@ -523,7 +519,7 @@ impl EventLoop {
         if was_alone {
             // Back in touch (start, restart, a healed partition): catch up now rather than
             // at the next anti-entropy round.
-            self.engine.catch_up();
+            self.engine.catch_up(peer);
         }
         self.metrics.connected_peers.set(self.peers.len() as i64);
         if self
@@ -810,8 +806,11 @@ impl EventLoop {
                 already_connected,
             } => {
                 let connected = peer.is_some_and(|p| self.swarm.is_connected(&p));
-                if already_connected {
-                    self.bootstrap.on_dial_skipped(id, connected);
+                // A dial refused because the peer is already connected (e.g. found by
+                // mDNS first, then over the per-peer limit) still reached it.
+                if already_connected || connected {
+                    self.bootstrap
+                        .on_dial_skipped(id, peer.filter(|_| connected));
                 } else {
                     self.bootstrap.on_dial_failed(id, &error, &self.metrics);
                 }
@@ -933,6 +932,14 @@ impl EventLoop {
                         SyncResponse::NotFound
                     }
                 }
+            }
+            SyncRequest::ListRepositories => {
+                let mut ids = self.engine.repos().list().unwrap_or_else(|e| {
+                    tracing::error!("{e}");
+                    Vec::new()
+                });
+                ids.truncate(guts_protocol::wire::MAX_LISTED_REPOSITORIES);
+                SyncResponse::Repositories(ids)
             }
         }
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use guts_protocol::wire::{Announcement, SyncResponse};
+use guts_protocol::wire::{Announcement, SyncRequest, SyncResponse};
 use guts_protocol::{RepoName, RepositoryId, SignedRefs};
 use libp2p::{Multiaddr, PeerId};
 use prometheus_client::registry::Registry;
@@ -53,7 +53,16 @@ impl Node {
     /// API, and starts the node. Returns once the listen addresses are known.
     pub async fn start(config: Config) -> Result<Node, NodeError> {
         config.validate()?;
-        let data_dir = guts_storage::DataDir::open(&config.data_dir)?;
+        let data_dir = if config.data_slots {
+            let dir = guts_storage::DataDir::claim_slot(&config.data_dir)?;
+            tracing::info!(
+                "data dir {} (a slot of the shared data dir)",
+                dir.path().display()
+            );
+            dir
+        } else {
+            guts_storage::DataDir::open(&config.data_dir)?
+        };
         let identity = data_dir.identity()?;
         let keypair = crate::identity::keypair(&identity)?;
         let peer_id = keypair.public().to_peer_id();
@@ -86,7 +95,7 @@ impl Node {
             peer_id,
             net,
             engine: engine.clone(),
-            data_dir: config.data_dir.clone(),
+            data_dir: data_dir.path().to_owned(),
             // Dials may wait in the connection manager's queue before they start.
             connect_timeout: config.connection_timeout + Duration::from_secs(30),
         };
@@ -194,13 +203,44 @@ impl Network {
         peer: PeerId,
         repository: RepositoryId,
     ) -> Result<SyncResponse, GetRefsError> {
-        self.ask(|reply| Command::GetRefs {
+        self.ask(|reply| Command::SyncRequest {
             peer,
-            repository,
+            request: SyncRequest::GetRefs { repository },
             reply,
         })
         .await
         .map_err(|e| GetRefsError::Failed(e.to_string()))?
+    }
+
+    /// The peers connected now.
+    pub(crate) async fn connected_peers(&self) -> Vec<PeerId> {
+        self.ask(Command::Peers)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.peer_id.parse().ok())
+            .collect()
+    }
+
+    /// The repositories `peer` holds.
+    pub(crate) async fn list_repositories(
+        &self,
+        peer: PeerId,
+    ) -> Result<Vec<RepositoryId>, GetRefsError> {
+        let response = self
+            .ask(|reply| Command::SyncRequest {
+                peer,
+                request: SyncRequest::ListRepositories,
+                reply,
+            })
+            .await
+            .map_err(|e| GetRefsError::Failed(e.to_string()))??;
+        match response {
+            SyncResponse::Repositories(ids) => Ok(ids),
+            other => Err(GetRefsError::Failed(format!(
+                "answered a repository list request with {other:?}"
+            ))),
+        }
     }
 
     pub(crate) async fn find_providers(&self, repository: RepositoryId) -> Vec<PeerId> {

@@ -87,7 +87,13 @@ pub enum SyncRequest {
         /// Which repository.
         repository: RepositoryId,
     },
+    /// The repositories the peer holds, so a node that replicates everything can find
+    /// those announced before it joined.
+    ListRepositories,
 }
+
+/// Most repository ids in one [`SyncResponse::Repositories`] (about 1.4 MB).
+pub const MAX_LISTED_REPOSITORIES: usize = 65_536;
 
 /// An answer on the sync protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +102,9 @@ pub enum SyncResponse {
     Refs(Box<SignedRefs>),
     /// This node does not hold the repository.
     NotFound,
+    /// The repositories this node holds a verified snapshot of (at most
+    /// [`MAX_LISTED_REPOSITORIES`]).
+    Repositories(Vec<RepositoryId>),
     /// Too many requests from you: slow down.
     RateLimited,
 }

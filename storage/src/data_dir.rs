@@ -7,6 +7,9 @@ use crate::identity::{IDENTITY_FILE, Identity};
 /// Name of the lock file held by the node that owns a data dir.
 const LOCK_FILE: &str = "lock";
 
+/// Slots [`DataDir::claim_slot`] tries: far more nodes than one volume should serve.
+const MAX_SLOTS: u32 = 256;
+
 /// A node's data dir: its identity and (later) its repositories.
 ///
 /// [`DataDir::open`] takes an exclusive lock for the life of the value, so two nodes never
@@ -48,6 +51,25 @@ impl DataDir {
         Ok(DataDir {
             root,
             _lock: Some(lock),
+        })
+    }
+
+    /// Opens the first `node-N` directory under `pool` that no running node holds.
+    ///
+    /// Lets the replicas of a scaled service share one volume: each keeps its own
+    /// identity and repositories, and a restarted replica takes back the slot it left.
+    pub fn claim_slot(pool: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        let pool = pool.into();
+        create_private_dir(&pool)?;
+        for n in 1..=MAX_SLOTS {
+            match DataDir::open(pool.join(format!("node-{n}"))) {
+                Err(StorageError::Locked { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(StorageError::NoFreeSlot {
+            pool,
+            slots: MAX_SLOTS,
         })
     }
 
@@ -109,6 +131,25 @@ mod tests {
         assert!(err.to_string().contains(&tmp.path().display().to_string()));
         drop(first);
         DataDir::open(tmp.path()).expect("lock is released on drop");
+    }
+
+    #[test]
+    fn slots_go_to_distinct_nodes_and_a_freed_slot_is_taken_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = DataDir::claim_slot(tmp.path()).unwrap();
+        let b = DataDir::claim_slot(tmp.path()).unwrap();
+        let c = DataDir::claim_slot(tmp.path()).unwrap();
+        assert_eq!(a.path(), tmp.path().join("node-1"));
+        assert_eq!(b.path(), tmp.path().join("node-2"));
+        assert_eq!(c.path(), tmp.path().join("node-3"));
+        let b_id = b.identity().unwrap().signing_key().verifying_key();
+        drop(b);
+        let again = DataDir::claim_slot(tmp.path()).unwrap();
+        assert_eq!(again.path(), tmp.path().join("node-2"));
+        assert_eq!(
+            again.identity().unwrap().signing_key().verifying_key(),
+            b_id
+        );
     }
 
     #[test]

@@ -33,6 +33,14 @@ pub enum StorageError {
         /// The lock file.
         lock: PathBuf,
     },
+    /// Every slot of a shared data dir is held by a running node.
+    #[error("all {slots} node-N slots in shared data dir {pool} are in use by running guts nodes")]
+    NoFreeSlot {
+        /// The shared data dir.
+        pool: PathBuf,
+        /// How many slots were tried.
+        slots: u32,
+    },
     /// The identity file exists but cannot be read.
     #[error("cannot read identity file {path}: {source}")]
     IdentityRead {

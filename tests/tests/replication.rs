@@ -213,3 +213,47 @@ async fn replicate_all_takes_every_announced_repository() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_replicate_all_node_joining_later_adopts_what_its_peers_hold() {
+    let a = TestNode::start(|_| {}).await;
+    let work = WorkRepo::with_history("older");
+    let (summary, _) = a.handle.import(work.path().to_owned(), None).await.unwrap();
+    let id: RepositoryId = summary.id.parse().unwrap();
+    // Joins after the announcement: only A's repository list can tell it.
+    let boot = a.addr.clone();
+    let late = TestNode::start(|c| {
+        c.bootstrap = vec![boot];
+        c.replicate = guts_node::Replicate::All;
+    })
+    .await;
+    let detail = holds(&late.handle, id, summary.sequence).await;
+    assert_eq!(detail.refs, refs(work.path()));
+    let boot = a.addr.clone();
+    let followed_only = TestNode::start(|c| c.bootstrap = vec![boot]).await;
+    eventually_async(
+        Duration::from_secs(20),
+        "the third node to connect",
+        || async {
+            let n = followed_only
+                .handle
+                .status()
+                .await
+                .map_err(|e| e.to_string())?
+                .connected_peers;
+            if n >= 1 {
+                Ok(())
+            } else {
+                Err(format!("{n} peers"))
+            }
+        },
+    )
+    .await;
+    assert!(
+        followed_only.handle.repository(id).await.unwrap().is_none(),
+        "a followed-only node adopts nothing"
+    );
+    for n in [a, late, followed_only] {
+        n.shutdown().await;
+    }
+}

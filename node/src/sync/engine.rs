@@ -41,6 +41,9 @@ const BACKGROUND_SYNCS: usize = 4;
 /// A failed background sync is retried this many times, after this delay, doubling.
 const RETRIES: u32 = 3;
 const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Unknown repositories adopted from one peer's list at a time: bounds what a peer
+/// listing made-up ids can cost; the rest come with the next list.
+const ADOPT_PER_LIST: usize = 256;
 
 /// What we know of a peer as a holder of a repository.
 #[derive(Debug, Clone, Default)]
@@ -167,8 +170,17 @@ impl Engine {
                     _ = tick.tick() => {}
                     _ = shutdown.changed() => break,
                 }
-                // Provider records are renewed every tenth round (and at start).
-                engine.anti_entropy(round.is_multiple_of(10)).await;
+                // Provider records are renewed every tenth round (and at start); then
+                // too, one peer in turn is asked what it holds.
+                let tenth = round.is_multiple_of(10);
+                if tenth && round > 0 {
+                    let peers = engine.inner.net.connected_peers().await;
+                    if !peers.is_empty() {
+                        let turn = (round / 10) as usize % peers.len();
+                        engine.adopt_listed(peers[turn]).await;
+                    }
+                }
+                engine.anti_entropy(tenth).await;
                 round += 1;
             }
             server.abort();
@@ -204,9 +216,47 @@ impl Engine {
     }
 
     /// Checks every kept repository against its holders now.
-    pub(crate) fn catch_up(&self) {
+    pub(crate) fn catch_up(&self, peer: PeerId) {
         let engine = self.clone();
-        tokio::spawn(async move { engine.anti_entropy(false).await });
+        tokio::spawn(async move {
+            engine.adopt_listed(peer).await;
+            engine.anti_entropy(false).await
+        });
+    }
+
+    /// With `replicate = all`, fetches the repositories `peer` holds that this node does
+    /// not: those announced before it joined (or while it was cut off), which no
+    /// announcement repeats. Only ids the peer backs with a valid snapshot are fetched.
+    async fn adopt_listed(&self, peer: PeerId) {
+        if self.inner.settings.replicate != Replicate::All {
+            return;
+        }
+        let listed = match self.inner.net.list_repositories(peer).await {
+            Ok(ids) => ids,
+            Err(GetRefsError::Penalty(penalty, reason)) => {
+                tracing::info!(%peer, "bad repository list: {reason}");
+                self.inner.net.penalize(peer, penalty);
+                return;
+            }
+            Err(GetRefsError::Failed(reason)) => {
+                tracing::debug!(%peer, "no repository list: {reason}");
+                return;
+            }
+        };
+        let kept: HashSet<RepositoryId> = self.kept().await.into_iter().collect();
+        let unknown: Vec<RepositoryId> = listed
+            .into_iter()
+            .filter(|id| !kept.contains(id))
+            .take(ADOPT_PER_LIST)
+            .collect();
+        if !unknown.is_empty() {
+            tracing::info!(%peer, "{} repositories to adopt from its list", unknown.len());
+        }
+        for id in unknown {
+            if !self.ask_refs(&id, &[peer], 0).await.is_empty() && self.wants(&id).await {
+                self.trigger(id, Some(peer));
+            }
+        }
     }
 
     async fn anti_entropy(&self, provide: bool) {
@@ -473,6 +523,9 @@ impl Engine {
                         }
                     }
                     Ok(SyncResponse::NotFound) | Ok(SyncResponse::RateLimited) => {}
+                    Ok(SyncResponse::Repositories(_)) => {
+                        self.inner.net.penalize(peer, Penalty::BadData);
+                    }
                     Err(GetRefsError::Penalty(penalty, reason)) => {
                         tracing::info!(%peer, repository = %id, "bad refs answer: {reason}");
                         self.inner.net.penalize(peer, penalty);
@@ -761,7 +814,7 @@ impl Engine {
     }
 }
 
-/// Why a GetRefs request gave no answer.
+/// Why a sync request (GetRefs, ListRepositories) gave no answer.
 #[derive(Debug)]
 pub(crate) enum GetRefsError {
     /// The peer misbehaved (oversized or undecodable answer).
