@@ -28,6 +28,11 @@ pub struct ApiArgs {
 }
 
 impl ApiArgs {
+    /// The API address.
+    pub fn addr(&self) -> SocketAddr {
+        self.api
+    }
+
     /// The API address from `GUTS_API`, or the default (for programs git runs, which
     /// take no flags).
     pub fn from_env() -> anyhow::Result<Self> {
@@ -105,6 +110,25 @@ impl Client {
         Ok(reader.lines())
     }
 
+    /// GETs a plain-text path; the body on success.
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let mut response = self
+            .agent
+            .get(format!("http://{}{path}", self.addr))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        if !status.is_success() {
+            bail!(
+                "the node at {} answered {path} with HTTP {status}: {}",
+                self.addr,
+                body.trim()
+            );
+        }
+        Ok(body)
+    }
+
     fn decode<T: DeserializeOwned>(
         &self,
         mut response: ureq::http::Response<ureq::Body>,
@@ -142,6 +166,13 @@ impl Client {
             other => anyhow!("cannot talk to the node at {}: {other}", self.addr),
         }
     }
+}
+
+/// Succeeds only while the node's event loop answers: for container healthchecks.
+pub fn health(args: &ApiArgs) -> anyhow::Result<()> {
+    let body = Client::new(args, Duration::from_secs(5)).get_text("/health")?;
+    print!("{body}");
+    Ok(())
 }
 
 pub fn status(args: &ApiArgs, json: bool) -> anyhow::Result<()> {

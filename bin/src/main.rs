@@ -31,6 +31,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Exit 0 if a running node answers its health check (for container healthchecks).
+    Health {
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
     /// List a running node's connected peers.
     Peers {
         #[command(flatten)]
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Node(args) => return node_cmd::run(*args),
         Command::Status { api, json } => client::status(&api, json),
+        Command::Health { api } => client::health(&api),
         Command::Peers { api, json } => client::peers(&api, json),
         Command::Connect { api, address } => client::connect(&api, &address),
         Command::Id { data_dir } => print_id(data_dir),

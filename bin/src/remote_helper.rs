@@ -133,8 +133,9 @@ fn prepare_fetch(api: &ApiArgs, id: &RepositoryId) -> anyhow::Result<String> {
     node_peer_id(api)?;
     let client = Client::new(api, Duration::from_secs(30));
     let held = repository(api, id).ok().filter(|d| d.summary.sequence > 0);
-    if held.as_ref().is_some_and(|d| d.summary.owned) {
-        return Ok(held.map(|d| d.summary.path).unwrap_or_default());
+    if let Some(d) = held.as_ref().filter(|d| d.summary.owned) {
+        visible(api, &d.summary.path)?;
+        return Ok(d.summary.path.clone());
     }
     match sync(api, id, None) {
         Ok(_) => {}
@@ -148,7 +149,23 @@ fn prepare_fetch(api: &ApiArgs, id: &RepositoryId) -> anyhow::Result<String> {
         &format!("/api/v1/repos/{id}/follow"),
         &serde_json::json!({}),
     )?;
-    Ok(repository(api, id)?.summary.path)
+    let path = repository(api, id)?.summary.path;
+    visible(api, &path)?;
+    Ok(path)
+}
+
+/// The helper reads and writes the node's store directly, so the node must share this
+/// machine's filesystem (not, say, run in a container).
+fn visible(api: &ApiArgs, path: &str) -> anyhow::Result<()> {
+    if std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    Err(anyhow!(
+        "the node at {} keeps this repository at {path}, which this machine cannot see; \
+         git-remote-guts needs a node on the same filesystem (a node in a container: run \
+         `guts repo sync` / `guts repo import` inside it instead)",
+        api.addr()
+    ))
 }
 
 /// Replaces this process with `git upload-pack` on the node's store.
@@ -180,6 +197,7 @@ fn push(api: &ApiArgs, id: &RepositoryId, specs: &[String]) -> anyhow::Result<Ve
         &format!("/api/v1/repos/{id}/push-area"),
         &serde_json::json!({}),
     )?;
+    visible(api, &area.path)?;
     let mut updates = Vec::new();
     let mut to_send = Vec::new();
     for spec in specs {
