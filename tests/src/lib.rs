@@ -1,7 +1,8 @@
-//! Test harness: real Guts nodes in this process, as `guts` processes, and in network
-//! namespaces; and waiting for conditions with a deadline instead of sleeping.
+//! Test harness: real Guts nodes in this process, as `guts` processes, in network
+//! namespaces and in a docker-compose cluster; and waiting for conditions with a deadline instead of sleeping.
 
 pub mod cluster;
+pub mod compose;
 pub mod git;
 pub mod netns;
 pub mod peer;
