@@ -173,7 +173,7 @@ impl Engine {
                 // Provider records are renewed every tenth round (and at start); then
                 // too, one peer in turn is asked what it holds.
                 let tenth = round.is_multiple_of(10);
-                if tenth && round > 0 {
+                if tenth && round > 0 && engine.inner.settings.replicate == Replicate::All {
                     let peers = engine.inner.net.connected_peers().await;
                     if !peers.is_empty() {
                         let turn = (round / 10) as usize % peers.len();
