@@ -181,3 +181,136 @@ pub enum StorageError {
     #[error("cannot generate a key: system randomness unavailable: {0}")]
     Randomness(String),
 }
+
+impl StorageError {
+    /// Whether the error comes from bad data a peer sent (so that peer deserves a penalty),
+    /// rather than from this node (disk, config) or its owner.
+    pub fn is_peer_fault(&self) -> bool {
+        // No wildcard: a new variant must be classified here.
+        match self {
+            StorageError::BadPack(_)
+            | StorageError::MissingObject { .. }
+            | StorageError::Incomplete { .. }
+            | StorageError::InvalidSnapshot(_) => true,
+            StorageError::CreateDir { .. }
+            | StorageError::NotWritable { .. }
+            | StorageError::Locked { .. }
+            | StorageError::NoFreeSlot { .. }
+            | StorageError::IdentityRead { .. }
+            | StorageError::IdentityCorrupt { .. }
+            | StorageError::IdentityWrite { .. }
+            | StorageError::Read { .. }
+            | StorageError::Corrupt { .. }
+            | StorageError::Write { .. }
+            | StorageError::Git { .. }
+            | StorageError::NotAGitRepository { .. }
+            | StorageError::NothingToImport { .. }
+            | StorageError::BadName { .. }
+            | StorageError::UnknownRepository(_)
+            | StorageError::NotOwner { .. }
+            | StorageError::AlreadyExists(_)
+            | StorageError::BadStaging(_)
+            | StorageError::Stale { .. }
+            | StorageError::Transfer(_)
+            | StorageError::Aborted
+            | StorageError::Randomness(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bad_peer_data_is_the_peer_fault() {
+        let repository = RepositoryId::from_bytes([1; 20]);
+        let path = PathBuf::from("/data");
+        let os = || io::Error::other("disk");
+        let peer = [
+            StorageError::BadPack("truncated".into()),
+            StorageError::MissingObject {
+                repository,
+                object: ObjectId([2; 20]),
+            },
+            StorageError::Incomplete {
+                repository,
+                reason: "no parent".into(),
+            },
+            StorageError::InvalidSnapshot(RefsError::BadSignature(repository)),
+        ];
+        for e in &peer {
+            assert!(e.is_peer_fault(), "{e}");
+        }
+        let local = [
+            StorageError::CreateDir {
+                path: path.clone(),
+                source: os(),
+            },
+            StorageError::NotWritable {
+                path: path.clone(),
+                source: os(),
+            },
+            StorageError::Locked {
+                path: path.clone(),
+                lock: path.clone(),
+            },
+            StorageError::NoFreeSlot {
+                pool: path.clone(),
+                slots: 1,
+            },
+            StorageError::IdentityRead {
+                path: path.clone(),
+                source: os(),
+            },
+            StorageError::IdentityCorrupt {
+                path: path.clone(),
+                reason: "x".into(),
+            },
+            StorageError::IdentityWrite {
+                path: path.clone(),
+                source: os(),
+            },
+            StorageError::Read {
+                path: path.clone(),
+                source: os(),
+            },
+            StorageError::Corrupt {
+                path: path.clone(),
+                reason: "x".into(),
+            },
+            StorageError::Write {
+                path: path.clone(),
+                source: os(),
+            },
+            StorageError::Git {
+                context: "x".into(),
+                source: git2::Error::from_str("x"),
+            },
+            StorageError::NotAGitRepository { path: path.clone() },
+            StorageError::NothingToImport { path: path.clone() },
+            StorageError::BadName {
+                path: path.clone(),
+                reason: "x".into(),
+            },
+            StorageError::UnknownRepository(repository),
+            StorageError::NotOwner {
+                repository,
+                owner: "ab".into(),
+            },
+            StorageError::AlreadyExists(repository),
+            StorageError::BadStaging(path.clone()),
+            StorageError::Stale {
+                repository,
+                held: 2,
+                offered: 1,
+            },
+            StorageError::Transfer("reset".into()),
+            StorageError::Aborted,
+            StorageError::Randomness("x".into()),
+        ];
+        for e in &local {
+            assert!(!e.is_peer_fault(), "{e}");
+        }
+    }
+}

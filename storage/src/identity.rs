@@ -158,7 +158,7 @@ fn write_new_private_file(path: &Path, contents: &[u8]) -> io::Result<()> {
         fs::hard_link(&tmp, path)?;
         if let Some(dir) = path.parent() {
             // Make the new directory entry durable too.
-            fs::File::open(dir)?.sync_all()?;
+            crate::fs::sync_dir(dir)?;
         }
         Ok(())
     })();

@@ -5,6 +5,7 @@
 
 mod data_dir;
 mod error;
+mod fs;
 mod identity;
 mod repos;
 

@@ -1,0 +1,399 @@
+//! Authoring by the node's owner: importing a local git repository, creating an empty
+//! one, and pushes through a staging area; each signs a new snapshot.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use git2::Repository;
+use guts_protocol::refs::Refs;
+use guts_protocol::{ObjectId, RefName, RepoName, RepositoryId, SignedRefs};
+
+use super::serve::write_pack;
+use super::{Imported, PUSH_PREFIX, Pushed, RefUpdate, Repositories, git, object_id, oid};
+use crate::StorageError;
+
+impl Repositories {
+    /// Makes the local git repository at `source` a repository owned by `key`: its
+    /// branches and tags are signed as a new snapshot (sequence one higher than the last,
+    /// if it was imported before) and the objects they need come in as a pack built from
+    /// `source`, through the same verified path as a fetch from a peer. Nothing changes
+    /// if its refs are those of the current snapshot.
+    pub fn import(
+        &self,
+        source: &Path,
+        name: Option<RepoName>,
+        key: &SigningKey,
+    ) -> Result<Imported, StorageError> {
+        let not_git = |_| StorageError::NotAGitRepository {
+            path: source.to_owned(),
+        };
+        let src = Repository::open(source).map_err(not_git)?;
+        let name = match name {
+            Some(n) => n,
+            None => default_name(source, &src)?,
+        };
+        let id = RepositoryId::derive(key.verifying_key().as_bytes(), &name);
+        let lock = self.lock(&id);
+        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+
+        let mut refs = Refs::new();
+        let mut skipped = Vec::new();
+        for glob in ["refs/heads/*", "refs/tags/*"] {
+            for reference in src.references_glob(glob).map_err(git("listing refs"))? {
+                let reference = reference.map_err(git("listing refs"))?;
+                let Ok(full) = reference.name().map(str::to_owned) else {
+                    continue;
+                };
+                let Some(target) = reference.resolve().ok().and_then(|r| r.target()) else {
+                    continue;
+                };
+                match full.parse::<RefName>() {
+                    Ok(name) => {
+                        refs.insert(name, object_id(target));
+                    }
+                    Err(_) => skipped.push(full),
+                }
+            }
+        }
+        if !skipped.is_empty() {
+            tracing::warn!(
+                ?skipped,
+                "refs with names git accepts but Guts does not were left out"
+            );
+        }
+        if refs.is_empty() {
+            return Err(StorageError::NothingToImport {
+                path: source.to_owned(),
+            });
+        }
+        let head = src
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_owned))
+            .and_then(|t| t.parse::<RefName>().ok())
+            .filter(|h| refs.contains_key(h))
+            .or_else(|| {
+                ["refs/heads/main", "refs/heads/master"]
+                    .iter()
+                    .filter_map(|n| n.parse::<RefName>().ok())
+                    .find(|n| refs.contains_key(n))
+            });
+
+        let previous = self.signed_refs(&id)?;
+        if let Some(prev) = &previous
+            && prev.refs == refs
+            && prev.signed.header.head == head
+        {
+            return Ok(Imported {
+                snapshot: prev.clone(),
+                changed: false,
+            });
+        }
+        let snapshot = self.publish(src, key, name, refs, head, previous.as_ref())?;
+        Ok(Imported {
+            snapshot,
+            changed: true,
+        })
+    }
+
+    /// Signs the next snapshot of `name` with `refs` and `head`, and applies it with the
+    /// objects it needs taken from `src` (as a pack, through the verified path). The
+    /// caller holds the repository's lock.
+    fn publish(
+        &self,
+        src: Repository,
+        key: &SigningKey,
+        name: RepoName,
+        refs: Refs,
+        head: Option<RefName>,
+        previous: Option<&SignedRefs>,
+    ) -> Result<SignedRefs, StorageError> {
+        let sequence = previous.map_or(1, |p| p.sequence() + 1);
+        let snapshot = SignedRefs::sign(key, name, sequence, head, refs)?;
+        let id = snapshot.repository();
+        let wants = self.wants(&snapshot)?;
+        if wants.is_empty() {
+            self.accept_locked(&snapshot, None, &mut |_| {})?;
+            return Ok(snapshot);
+        }
+        let haves = self.haves(&id)?;
+        self.limit_pack_memory(&src)?;
+        // libgit2 writes the pack on one thread while the indexer reads it on this one,
+        // through a bounded channel: the pack is never held whole.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
+        let accepted = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || {
+                let sink_tx = tx.clone();
+                let result = write_pack(&src, &id, &wants, &haves, &mut |_| {}, &mut |chunk| {
+                    sink_tx.send(Ok(chunk.to_vec())).is_ok()
+                });
+                if let Err(e) = &result {
+                    let _ = tx.send(Err(io::Error::other(e.to_string())));
+                }
+                result
+            });
+            let mut chunks = rx.into_iter();
+            let accepted = self.accept_locked(&snapshot, Some(&mut chunks), &mut |_| {});
+            // Closing the channel unblocks the writer if the indexer stopped early.
+            drop(chunks);
+            let written = writer.join().unwrap_or(Err(StorageError::Aborted));
+            accepted.and(written.map(|_| ()))
+        });
+        accepted?;
+        Ok(snapshot)
+    }
+
+    /// Creates an empty repository `name` owned by `key` (a snapshot with no refs).
+    pub fn init(&self, name: RepoName, key: &SigningKey) -> Result<SignedRefs, StorageError> {
+        let id = RepositoryId::derive(key.verifying_key().as_bytes(), &name);
+        let lock = self.lock(&id);
+        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.signed_refs(&id)?.is_some() {
+            return Err(StorageError::AlreadyExists(id));
+        }
+        let snapshot = SignedRefs::sign(key, name, 1, None, Refs::new())?;
+        self.accept_locked(&snapshot, None, &mut |_| {})?;
+        Ok(snapshot)
+    }
+
+    /// Creates a bare repository where a push can put its objects before they are
+    /// checked: it borrows the repository's objects (git alternates), so a push sends
+    /// only what is new. Refused unless `key` owns the repository.
+    pub fn create_staging(
+        &self,
+        id: &RepositoryId,
+        key: &SigningKey,
+    ) -> Result<PathBuf, StorageError> {
+        let snapshot = self
+            .signed_refs(id)?
+            .ok_or(StorageError::UnknownRepository(*id))?;
+        check_owner(&snapshot, key)?;
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(|e| StorageError::Randomness(e.to_string()))?;
+        let path = self
+            .path(id)
+            .join(format!("{PUSH_PREFIX}{}", hex::encode(random)));
+        let staging = Repository::init_bare(&path).map_err(git("creating a push area"))?;
+        let alternates = path.join("objects").join("info").join("alternates");
+        let objects = self.path(id).join("objects");
+        fs::write(&alternates, format!("{}\n", objects.display())).map_err(|source| {
+            StorageError::Write {
+                path: alternates,
+                source,
+            }
+        })?;
+        // The pusher's git sees the current refs through the alternate and sends only
+        // what is missing; the staging repository needs no refs of its own.
+        drop(staging);
+        Ok(path)
+    }
+
+    /// Applies a push: the objects are in `staging` (from [`Self::create_staging`]), the
+    /// updates say which refs move. Each update is judged on its own (fast-forward
+    /// unless forced, deletes allowed); the accepted ones become one new snapshot. The
+    /// staging repository is removed whatever happens.
+    pub fn push(
+        &self,
+        id: &RepositoryId,
+        staging: &Path,
+        updates: &[RefUpdate],
+        key: &SigningKey,
+    ) -> Result<Pushed, StorageError> {
+        let staging_ok = staging.starts_with(self.path(id))
+            && staging
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(PUSH_PREFIX));
+        if !staging_ok {
+            return Err(StorageError::BadStaging(staging.to_owned()));
+        }
+        let result = self.push_inner(id, staging, updates, key);
+        let _ = fs::remove_dir_all(staging);
+        result
+    }
+
+    fn push_inner(
+        &self,
+        id: &RepositoryId,
+        staging: &Path,
+        updates: &[RefUpdate],
+        key: &SigningKey,
+    ) -> Result<Pushed, StorageError> {
+        let lock = self.lock(id);
+        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = self
+            .signed_refs(id)?
+            .ok_or(StorageError::UnknownRepository(*id))?;
+        check_owner(&previous, key)?;
+        let src = Repository::open_bare(staging).map_err(git("opening the push area"))?;
+        let mut refs = previous.refs.clone();
+        let mut results = Vec::new();
+        for update in updates {
+            let outcome = apply_update(&src, &mut refs, update);
+            results.push((update.name.clone(), outcome));
+        }
+        let mut head = previous
+            .signed
+            .header
+            .head
+            .clone()
+            .filter(|h| refs.contains_key(h));
+        if head.is_none() {
+            head = ["refs/heads/main", "refs/heads/master"]
+                .iter()
+                .filter_map(|n| n.parse::<RefName>().ok())
+                .find(|n| refs.contains_key(n))
+                .or_else(|| {
+                    refs.keys()
+                        .find(|n| n.as_str().starts_with("refs/heads/"))
+                        .cloned()
+                });
+        }
+        if refs == previous.refs && head == previous.signed.header.head {
+            return Ok(Pushed {
+                snapshot: previous,
+                results,
+                changed: false,
+            });
+        }
+        let name = previous.signed.header.name.clone();
+        let snapshot = self.publish(src, key, name, refs, head, Some(&previous))?;
+        Ok(Pushed {
+            snapshot,
+            results,
+            changed: true,
+        })
+    }
+}
+
+fn check_owner(snapshot: &SignedRefs, key: &SigningKey) -> Result<(), StorageError> {
+    if snapshot.signed.signer == key.verifying_key() {
+        return Ok(());
+    }
+    Err(StorageError::NotOwner {
+        repository: snapshot.repository(),
+        owner: hex::encode(snapshot.signed.signer.as_bytes()),
+    })
+}
+
+/// Judges one pushed ref update against `refs` (updating them if accepted).
+fn apply_update(src: &Repository, refs: &mut Refs, update: &RefUpdate) -> Result<(), String> {
+    let name: RefName = update
+        .name
+        .parse()
+        .map_err(|e: guts_protocol::ids::NameError| e.to_string())?;
+    let Some(new) = update.new else {
+        return match refs.remove(&name) {
+            Some(_) => Ok(()),
+            None => Err("no such ref".into()),
+        };
+    };
+    if src.find_object(oid(&new), None).is_err() {
+        return Err(format!("object {new} was not received"));
+    }
+    if let Some(old) = refs.get(&name).copied()
+        && old != new
+        && !update.force
+    {
+        if name.as_str().starts_with("refs/tags/") {
+            return Err("tag already exists (push with --force to move it)".into());
+        }
+        let peel = |o: &ObjectId| {
+            src.find_object(oid(o), None)
+                .and_then(|o| o.peel_to_commit())
+                .map(|c| c.id())
+        };
+        let fast_forward = match (peel(&old), peel(&new)) {
+            (Ok(old), Ok(new)) => src.graph_descendant_of(new, old).unwrap_or(false),
+            _ => false,
+        };
+        if !fast_forward {
+            return Err("non-fast-forward (push with --force to overwrite)".into());
+        }
+    }
+    refs.insert(name, new);
+    Ok(())
+}
+
+/// The name of an imported repository when none is given: its directory's name,
+/// without `.git`.
+fn default_name(source: &Path, repo: &Repository) -> Result<RepoName, StorageError> {
+    let dir = if repo.is_bare() {
+        repo.path().to_owned()
+    } else {
+        repo.workdir().unwrap_or(source).to_owned()
+    };
+    let dir = dir.canonicalize().unwrap_or(dir);
+    let base = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().trim_end_matches(".git").to_owned())
+        .unwrap_or_default();
+    base.parse()
+        .map_err(|e: guts_protocol::ids::NameError| StorageError::BadName {
+            path: source.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use git2::Repository;
+
+    use crate::StorageError;
+    use crate::repos::test_support::{Fixture, fsck, key, store};
+
+    #[test]
+    fn import_signs_branches_tags_and_head() {
+        let fx = Fixture::new();
+        let (_d, repos) = store();
+        let imported = repos.import(fx.path(), None, &key(1)).unwrap();
+        assert!(imported.changed);
+        let s = imported.snapshot;
+        s.verify().unwrap();
+        assert_eq!(s.sequence(), 1);
+        assert_eq!(s.signed.header.name.as_str(), "demo");
+        let names: Vec<&str> = s.refs.keys().map(|r| r.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "refs/heads/feature",
+                "refs/heads/main",
+                "refs/tags/v0",
+                "refs/tags/v1"
+            ]
+        );
+        assert_eq!(
+            s.signed.header.head.as_ref().unwrap().as_str(),
+            "refs/heads/main"
+        );
+        assert_eq!(repos.list().unwrap(), vec![s.repository()]);
+        assert_eq!(repos.signed_refs(&s.repository()).unwrap().unwrap(), s);
+        fsck(&repos.path(&s.repository()));
+        // Nothing changed: no new snapshot.
+        assert!(!repos.import(fx.path(), None, &key(1)).unwrap().changed);
+        // A new commit: sequence 2.
+        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
+        fx.commit("refs/heads/main", &[("README", "more\n")], &[main]);
+        let again = repos.import(fx.path(), None, &key(1)).unwrap();
+        assert!(again.changed);
+        assert_eq!(again.snapshot.sequence(), 2);
+    }
+
+    #[test]
+    fn import_errors_name_the_path() {
+        let (_d, repos) = store();
+        let dir = tempfile::tempdir().unwrap();
+        let err = repos.import(dir.path(), None, &key(1)).unwrap_err();
+        assert!(
+            matches!(err, StorageError::NotAGitRepository { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&dir.path().display().to_string()));
+        let empty = Repository::init(dir.path().join("empty")).unwrap();
+        let err = repos
+            .import(empty.workdir().unwrap(), None, &key(1))
+            .unwrap_err();
+        assert!(matches!(err, StorageError::NothingToImport { .. }), "{err}");
+    }
+}

@@ -1,0 +1,518 @@
+//! Verified ingest: [`Repositories::accept`] and the quarantine, indexing and connectivity
+//! checks behind it, plus the wants and haves a fetch starts from.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Oid, Repository};
+use guts_protocol::wire;
+use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
+
+use super::{
+    PackStats, QUARANTINE_PREFIX, Repositories, SIGNED_REFS_FILE, dedup, git, object_id, oid,
+};
+use crate::StorageError;
+use crate::fs::{sync_dir, write_atomically};
+
+/// Git file mode of a submodule entry: its object lives in another repository.
+const GITLINK_MODE: i32 = 0o160000;
+
+impl Repositories {
+    /// Targets of `snapshot` this node does not have yet: what to ask a holder for.
+    pub fn wants(&self, snapshot: &SignedRefs) -> Result<Vec<ObjectId>, StorageError> {
+        let id = snapshot.repository();
+        let repo = match Repository::open_bare(self.path(&id)) {
+            Ok(r) => r,
+            Err(_) => return Ok(dedup(snapshot.refs.values().copied())),
+        };
+        let odb = repo.odb().map_err(git("opening the object database"))?;
+        Ok(dedup(
+            snapshot
+                .refs
+                .values()
+                .copied()
+                .filter(|t| !odb.exists(oid(t))),
+        ))
+    }
+
+    /// Targets of the held snapshot of `id`: what to tell a holder we have.
+    pub fn haves(&self, id: &RepositoryId) -> Result<Vec<ObjectId>, StorageError> {
+        Ok(self
+            .signed_refs(id)?
+            .map(|s| dedup(s.refs.values().copied()))
+            .unwrap_or_default())
+    }
+
+    /// Verifies `snapshot` and, with the objects of `pack` (streamed in chunks, indexed
+    /// and verified by libgit2 as they arrive), applies it: see the module docs.
+    /// `progress` sees objects received and bytes so far. Blocking.
+    pub fn accept(
+        &self,
+        snapshot: &SignedRefs,
+        pack: Option<&mut dyn Iterator<Item = io::Result<Vec<u8>>>>,
+        progress: &mut dyn FnMut(PackStats),
+    ) -> Result<PackStats, StorageError> {
+        let lock = self.lock(&snapshot.repository());
+        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.accept_locked(snapshot, pack, progress)
+    }
+
+    /// [`Self::accept`] for a caller that holds the repository's lock.
+    pub(super) fn accept_locked(
+        &self,
+        snapshot: &SignedRefs,
+        pack: Option<&mut dyn Iterator<Item = io::Result<Vec<u8>>>>,
+        progress: &mut dyn FnMut(PackStats),
+    ) -> Result<PackStats, StorageError> {
+        let id = snapshot.repository();
+        snapshot.verify()?;
+        let previous = self.signed_refs(&id)?;
+        if let Some(prev) = &previous
+            && snapshot.sequence() <= prev.sequence()
+            && snapshot != prev
+        {
+            return Err(StorageError::Stale {
+                repository: id,
+                held: prev.sequence(),
+                offered: snapshot.sequence(),
+            });
+        }
+        let created = !self.path(&id).exists();
+        let result = self.accept_inner(snapshot, previous.as_ref(), pack, progress);
+        if result.is_err() && created {
+            // Nothing a failed first fetch sent is kept.
+            let _ = fs::remove_dir_all(self.path(&id));
+        }
+        result
+    }
+
+    fn accept_inner(
+        &self,
+        snapshot: &SignedRefs,
+        previous: Option<&SignedRefs>,
+        pack: Option<&mut dyn Iterator<Item = io::Result<Vec<u8>>>>,
+        progress: &mut dyn FnMut(PackStats),
+    ) -> Result<PackStats, StorageError> {
+        let id = snapshot.repository();
+        let repo = self.open_or_init(&id)?;
+        let started = std::time::Instant::now();
+        let mut stats = PackStats::default();
+        let quarantine = match pack {
+            Some(chunks) => {
+                let q = Quarantine::new(&self.path(&id))?;
+                stats = index_pack(&repo, &q.pack_dir(), chunks, progress)?;
+                Some(q)
+            }
+            None => None,
+        };
+        if let Some(q) = &quarantine {
+            let odb = repo.odb().map_err(git("opening the object database"))?;
+            odb.add_disk_alternate(&q.dir.to_string_lossy())
+                .map_err(git("reading the received pack"))?;
+        }
+        let indexed = started.elapsed();
+        let known: Vec<Oid> = previous
+            .map(|p| p.refs.values().map(oid).collect())
+            .unwrap_or_default();
+        check_connected(&repo, snapshot, &known)?;
+        let verified = started.elapsed();
+
+        if let Some(q) = quarantine {
+            q.promote(&self.path(&id).join("objects").join("pack"))?;
+        }
+        // Git refs first, then the snapshot file that readers take the sequence from: once
+        // a sequence shows, its refs are in place. A crash between the two leaves refs
+        // ahead of the file, which `recover` puts back.
+        apply_refs(&repo, snapshot)?;
+        write_atomically(
+            &self.path(&id).join(SIGNED_REFS_FILE),
+            &wire::encode(snapshot),
+        )
+        .map_err(|source| StorageError::Write {
+            path: self.path(&id).join(SIGNED_REFS_FILE),
+            source,
+        })?;
+        tracing::debug!(
+            repository = %id,
+            objects = stats.objects,
+            bytes = stats.bytes,
+            ?indexed,
+            verify = ?(verified - indexed),
+            apply = ?(started.elapsed() - verified),
+            "snapshot {} applied",
+            snapshot.sequence()
+        );
+        Ok(stats)
+    }
+
+    fn open_or_init(&self, id: &RepositoryId) -> Result<Repository, StorageError> {
+        let path = self.path(id);
+        match Repository::open_bare(&path) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                fs::create_dir_all(&self.root).map_err(|source| StorageError::Write {
+                    path: self.root.clone(),
+                    source,
+                })?;
+                Repository::init_bare(&path)
+                    .map_err(git(format!("creating repository {}", path.display())))
+            }
+        }
+    }
+}
+
+/// Writes the pack from `chunks` into `dir` through libgit2's indexer, which checks
+/// every object's hash and resolves deltas (against the repository too, for thin packs).
+fn index_pack(
+    repo: &Repository,
+    dir: &Path,
+    chunks: &mut dyn Iterator<Item = io::Result<Vec<u8>>>,
+    progress: &mut dyn FnMut(PackStats),
+) -> Result<PackStats, StorageError> {
+    let odb = repo.odb().map_err(git("opening the object database"))?;
+    let mut indexer = git2::Indexer::new(Some(&odb), dir, 0o444, false)
+        .map_err(git("starting to index the pack"))?;
+    let mut stats = PackStats::default();
+    let received = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let counter = received.clone();
+    indexer.progress(move |p| {
+        counter.set(p.received_objects());
+        true
+    });
+    for chunk in chunks {
+        let chunk = chunk.map_err(|e| StorageError::Transfer(e.to_string()))?;
+        stats.bytes += chunk.len() as u64;
+        indexer
+            .write_all(&chunk)
+            .map_err(|e| StorageError::BadPack(e.to_string()))?;
+        stats.objects = received.get();
+        progress(stats);
+    }
+    indexer
+        .commit()
+        .map_err(|e| StorageError::BadPack(e.message().to_owned()))?;
+    stats.objects = received.get();
+    progress(stats);
+    Ok(stats)
+}
+
+/// Checks that every ref target of `snapshot` is present and fully connected: for
+/// commits, all history not reachable from `known` (tips already verified) with every
+/// tree and blob; for tags, what they point at. Gitlinks (submodules) are not followed.
+fn check_connected(
+    repo: &Repository,
+    snapshot: &SignedRefs,
+    known: &[Oid],
+) -> Result<(), StorageError> {
+    let id = snapshot.repository();
+    let missing = |object: Oid| StorageError::MissingObject {
+        repository: id,
+        object: object_id(object),
+    };
+    let odb = repo.odb().map_err(git("opening the object database"))?;
+    let mut walk = repo.revwalk().map_err(git("starting a walk"))?;
+    let mut pushed = false;
+    for target in snapshot.refs.values() {
+        let mut object = repo
+            .find_object(oid(target), None)
+            .map_err(|_| missing(oid(target)))?;
+        while object.kind() == Some(ObjectType::Tag) {
+            let tag = object.into_tag().map_err(|o| missing(o.id()))?;
+            let target_id = tag.target_id();
+            object = tag.target().map_err(|_| missing(target_id))?;
+        }
+        match object.kind() {
+            Some(ObjectType::Commit) => {
+                walk.push(object.id()).map_err(|_| missing(object.id()))?;
+                pushed = true;
+            }
+            Some(ObjectType::Tree) => {
+                check_tree(repo, &odb, object.id(), &mut HashSet::new(), &missing)?
+            }
+            _ => {}
+        }
+    }
+    for k in known {
+        if let Ok(commit) = repo.find_object(*k, None).and_then(|o| o.peel_to_commit()) {
+            let _ = walk.hide(commit.id());
+        }
+    }
+    if !pushed {
+        return Ok(());
+    }
+    let mut checked = HashSet::new();
+    for commit_id in walk {
+        // A walk error means a parent is missing.
+        let commit_id = commit_id.map_err(|e| StorageError::Incomplete {
+            repository: id,
+            reason: e.message().to_owned(),
+        })?;
+        let commit = repo
+            .find_commit(commit_id)
+            .map_err(|_| missing(commit_id))?;
+        for parent in commit.parent_ids() {
+            if !odb.exists(parent) {
+                return Err(missing(parent));
+            }
+        }
+        check_tree(repo, &odb, commit.tree_id(), &mut checked, &missing)?;
+    }
+    Ok(())
+}
+
+fn check_tree(
+    repo: &Repository,
+    odb: &git2::Odb<'_>,
+    tree_id: Oid,
+    checked: &mut HashSet<Oid>,
+    missing: &dyn Fn(Oid) -> StorageError,
+) -> Result<(), StorageError> {
+    if !checked.insert(tree_id) {
+        return Ok(());
+    }
+    let tree = repo.find_tree(tree_id).map_err(|_| missing(tree_id))?;
+    for entry in tree.iter() {
+        if entry.filemode() == GITLINK_MODE {
+            continue;
+        }
+        match entry.kind() {
+            Some(ObjectType::Tree) => check_tree(repo, odb, entry.id(), checked, missing)?,
+            _ => {
+                if !odb.exists(entry.id()) {
+                    return Err(missing(entry.id()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Points the git refs (branches, tags, HEAD) at `snapshot`'s, in one transaction.
+pub(super) fn apply_refs(repo: &Repository, snapshot: &SignedRefs) -> Result<(), StorageError> {
+    let wanted: BTreeMap<&str, Oid> = snapshot
+        .refs
+        .iter()
+        .map(|(n, t)| (n.as_str(), oid(t)))
+        .collect();
+    let mut current: BTreeMap<String, Oid> = BTreeMap::new();
+    for glob in ["refs/heads/*", "refs/tags/*"] {
+        for r in repo
+            .references_glob(glob)
+            .map_err(git("listing refs"))?
+            .flatten()
+        {
+            if let (Ok(name), Some(target)) = (r.name(), r.target()) {
+                current.insert(name.to_owned(), target);
+            }
+        }
+    }
+    let mut tx = repo
+        .transaction()
+        .map_err(git("starting a ref transaction"))?;
+    let message = format!("guts: snapshot {}", snapshot.sequence());
+    for (name, target) in &wanted {
+        if current.get(*name) != Some(target) {
+            tx.lock_ref(name).map_err(git(format!("locking {name}")))?;
+            tx.set_target(name, *target, None, &message)
+                .map_err(git(format!("moving {name}")))?;
+        }
+    }
+    for name in current.keys().filter(|n| !wanted.contains_key(n.as_str())) {
+        tx.lock_ref(name).map_err(git(format!("locking {name}")))?;
+        tx.remove(name).map_err(git(format!("deleting {name}")))?;
+    }
+    tx.commit().map_err(git("moving refs"))?;
+    if let Some(head) = &snapshot.signed.header.head {
+        repo.set_head(head.as_str()).map_err(git("setting HEAD"))?;
+    }
+    Ok(())
+}
+
+/// Where an incoming pack is indexed until it is verified.
+pub(super) struct Quarantine {
+    dir: PathBuf,
+}
+
+impl Quarantine {
+    fn new(repo_dir: &Path) -> Result<Self, StorageError> {
+        Self::with_prefix(repo_dir, QUARANTINE_PREFIX)
+    }
+
+    /// A quarantine named `prefix` plus random hex (a repack uses its own prefix).
+    pub(super) fn with_prefix(repo_dir: &Path, prefix: &str) -> Result<Self, StorageError> {
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(|e| StorageError::Randomness(e.to_string()))?;
+        let dir = repo_dir.join(format!("{prefix}{}", hex::encode(random)));
+        fs::create_dir_all(dir.join("pack")).map_err(|source| StorageError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Quarantine { dir })
+    }
+
+    pub(super) fn pack_dir(&self) -> PathBuf {
+        self.dir.join("pack")
+    }
+
+    /// Moves the verified pack into the repository: the `.pack` first, then its index,
+    /// so no index ever points at a missing pack.
+    pub(super) fn promote(self, pack_dir: &Path) -> Result<(), StorageError> {
+        let files: Vec<PathBuf> = fs::read_dir(self.pack_dir())
+            .map_err(|source| StorageError::Read {
+                path: self.pack_dir(),
+                source,
+            })?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        let mut ordered: Vec<&PathBuf> = files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+            .collect();
+        ordered.extend(
+            files
+                .iter()
+                .filter(|p| p.extension().is_some_and(|e| e != "pack")),
+        );
+        for file in ordered {
+            let to = pack_dir.join(file.file_name().unwrap_or_default());
+            fs::rename(file, &to).map_err(|source| StorageError::Write { path: to, source })?;
+        }
+        // Best effort: the packs are in place either way.
+        let _ = sync_dir(pack_dir);
+        Ok(())
+    }
+}
+
+impl Drop for Quarantine {
+    fn drop(&mut self) {
+        // Verified or not, the quarantine goes; unverified objects go with it.
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use guts_protocol::SignedRefs;
+
+    use crate::StorageError;
+    use crate::repos::QUARANTINE_PREFIX;
+    use crate::repos::test_support::{
+        Fixture, accept, fsck, git_refs, key, pack_files, pack_for, store,
+    };
+
+    #[test]
+    fn a_replica_gets_identical_refs_then_only_new_objects() {
+        let fx = Fixture::new();
+        let (_a, owner) = store();
+        let (_b, replica) = store();
+        let s1 = owner.import(fx.path(), None, &key(1)).unwrap().snapshot;
+        let id = s1.repository();
+        let stats = accept(&replica, &s1, pack_for(&owner, &replica, &s1)).unwrap();
+        assert!(stats.objects >= 10, "{stats:?}");
+        assert_eq!(git_refs(&owner, &id), git_refs(&replica, &id));
+        assert_eq!(replica.signed_refs(&id).unwrap().unwrap(), s1);
+        fsck(&replica.path(&id));
+
+        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
+        fx.commit(
+            "refs/heads/main",
+            &[
+                ("README", "hello\nworld\nagain\n"),
+                ("src/a.rs", "fn a() {}\n"),
+                ("src/b.rs", "fn b() {}\n"),
+            ],
+            &[main],
+        );
+        let s2 = owner.import(fx.path(), None, &key(1)).unwrap().snapshot;
+        let chunks = pack_for(&owner, &replica, &s2);
+        let stats = accept(&replica, &s2, chunks).unwrap();
+        // A commit, its root tree and one blob.
+        assert_eq!(stats.objects, 3, "{stats:?}");
+        assert_eq!(git_refs(&owner, &id), git_refs(&replica, &id));
+        fsck(&replica.path(&id));
+    }
+
+    #[test]
+    fn bad_input_changes_nothing() {
+        let fx = Fixture::new();
+        let (_a, owner) = store();
+        let (_b, replica) = store();
+        let s1 = owner.import(fx.path(), None, &key(1)).unwrap().snapshot;
+        let id = s1.repository();
+        let full = pack_for(&owner, &replica, &s1);
+
+        // A corrupted pack into a new repository: no trace of it.
+        let mut bad: Vec<u8> = full.concat();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
+        let err = accept(&replica, &s1, vec![bad]).unwrap_err();
+        assert!(matches!(err, StorageError::BadPack(_)), "{err}");
+        assert!(!replica.path(&id).exists());
+
+        // A pack without the objects the snapshot needs (built as if we had them).
+        let mut partial = Vec::new();
+        let haves = owner.haves(&id).unwrap();
+        owner
+            .build_pack(&id, &[], &haves, &mut |_| {}, &mut |c| {
+                partial.push(c.to_vec());
+                true
+            })
+            .unwrap();
+        let err = accept(&replica, &s1, partial).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::MissingObject { .. } | StorageError::Incomplete { .. }
+            ),
+            "{err}"
+        );
+        assert!(!replica.path(&id).exists());
+
+        // The real thing, then a rollback and a forgery.
+        accept(&replica, &s1, full.clone()).unwrap();
+        let refs_before = git_refs(&replica, &id);
+        let packs_before = pack_files(&replica, &id);
+        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
+        fx.commit("refs/heads/main", &[("x", "y\n")], &[main]);
+        let s2 = owner.import(fx.path(), None, &key(1)).unwrap().snapshot;
+        let s2_pack = pack_for(&owner, &replica, &s2);
+        accept(&replica, &s2, s2_pack.clone()).unwrap();
+        let refs_s2 = git_refs(&replica, &id);
+        assert_ne!(refs_before, refs_s2);
+        let err = accept(&replica, &s1, vec![]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::Stale {
+                    held: 2,
+                    offered: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let mut forged =
+            SignedRefs::sign(&key(2), "demo".parse().unwrap(), 9, None, s2.refs.clone()).unwrap();
+        forged.signed.header.repository = id;
+        let err = accept(&replica, &forged, s2_pack).unwrap_err();
+        assert!(matches!(err, StorageError::InvalidSnapshot(_)), "{err}");
+        assert_eq!(git_refs(&replica, &id), refs_s2);
+        assert_eq!(replica.signed_refs(&id).unwrap().unwrap(), s2);
+        assert_eq!(
+            pack_files(&replica, &id),
+            packs_before + 2,
+            "only the verified pack was added"
+        );
+        assert!(fs::read_dir(replica.path(&id)).unwrap().flatten().all(|e| {
+            !e.file_name()
+                .to_string_lossy()
+                .starts_with(QUARANTINE_PREFIX)
+        }));
+    }
+}

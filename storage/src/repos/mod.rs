@@ -1,0 +1,207 @@
+//! The repositories a node holds: one bare git repository per repository id under
+//! `repos/`, with the owner's latest verified snapshot beside its objects.
+//!
+//! Everything that reaches a repository goes through [`Repositories::accept`]: the pack
+//! (if any) is indexed by libgit2 into a quarantine directory, which verifies every object
+//! as it is written; the snapshot's signature, sequence and the connectivity of every ref
+//! target are then checked against the repository plus the quarantine; only then do the
+//! pack files move into `objects/pack`, the git refs move and the snapshot file is
+//! replaced. A crash at any point leaves the previous verified state once
+//! [`Repositories::recover`] has run: unreferenced objects at worst, which git tolerates.
+
+mod author;
+mod following;
+mod ingest;
+mod recover;
+mod serve;
+#[cfg(test)]
+mod test_support;
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use git2::{Oid, Repository};
+use guts_protocol::wire::{self, MAX_RESPONSE_SIZE};
+use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
+
+use crate::StorageError;
+use crate::fs::write_atomically;
+
+/// File (inside the bare repository) holding the latest verified snapshot.
+const SIGNED_REFS_FILE: &str = "guts-signed-refs";
+/// Prefix of quarantine directories inside a repository (packs being received).
+const QUARANTINE_PREFIX: &str = "guts-quarantine-";
+/// Prefix of push areas (bare repositories borrowing the objects) inside a repository.
+const PUSH_PREFIX: &str = "guts-push-";
+/// Prefix of directories where a repack writes its new pack.
+const REPACK_PREFIX: &str = "guts-repack-";
+/// Config layer (under `repos/`) bounding libgit2's pack builder memory.
+const PACK_LIMITS_FILE: &str = ".pack-limits.gitconfig";
+/// libgit2 reads these from a repository's config; its defaults let the delta search
+/// window grow without bound and cache up to 256 MiB of deltas. (libgit2 1.9 also takes
+/// its big-file threshold from `pack.deltaCacheSize`: larger objects are stored whole,
+/// not delta-compressed.)
+const PACK_LIMITS: &str = "[pack]\n\twindowMemory = 16m\n\tdeltaCacheSize = 16m\n";
+
+/// File (in the data dir) listing followed repositories, one id per line.
+const FOLLOWING_FILE: &str = "following";
+
+/// What [`Repositories::import`] did.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The snapshot now held (new, or the previous one if nothing changed).
+    pub snapshot: SignedRefs,
+    /// Whether a new snapshot was signed.
+    pub changed: bool,
+}
+
+/// One ref a push wants to move.
+#[derive(Debug, Clone)]
+pub struct RefUpdate {
+    /// The ref, e.g. `refs/heads/main`.
+    pub name: String,
+    /// Its new target, or `None` to delete it.
+    pub new: Option<ObjectId>,
+    /// Whether it may move to a target that does not descend from the old one.
+    pub force: bool,
+}
+
+/// What a push did.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// The snapshot now held.
+    pub snapshot: SignedRefs,
+    /// Each update, and why it was refused if it was.
+    pub results: Vec<(String, Result<(), String>)>,
+    /// Whether a new snapshot was signed.
+    pub changed: bool,
+}
+
+/// Counts from building or receiving a pack.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PackStats {
+    /// Objects in the pack.
+    pub objects: usize,
+    /// Bytes of pack data.
+    pub bytes: u64,
+}
+
+/// The repositories under a data dir.
+#[derive(Debug, Clone)]
+pub struct Repositories {
+    root: PathBuf,
+    following: PathBuf,
+    // One writer per repository at a time; readers (pack building) need no lock because
+    // objects are only ever added and refs move atomically.
+    locks: Arc<Mutex<HashMap<RepositoryId, Arc<Mutex<()>>>>>,
+}
+
+fn git(context: impl Into<String>) -> impl FnOnce(git2::Error) -> StorageError {
+    let context = context.into();
+    move |source| StorageError::Git { context, source }
+}
+
+fn oid(id: &ObjectId) -> Oid {
+    Oid::from_bytes(&id.0).expect("20 bytes make an oid")
+}
+
+fn object_id(oid: Oid) -> ObjectId {
+    let mut bytes = [0u8; 20];
+    bytes.copy_from_slice(oid.as_bytes());
+    ObjectId(bytes)
+}
+
+fn dedup(ids: impl Iterator<Item = ObjectId>) -> Vec<ObjectId> {
+    let mut seen = HashSet::new();
+    ids.filter(|i| seen.insert(*i)).collect()
+}
+
+impl Repositories {
+    /// The repositories under `data_dir/repos`.
+    pub fn new(data_dir: &Path) -> Self {
+        Repositories {
+            root: data_dir.join("repos"),
+            following: data_dir.join(FOLLOWING_FILE),
+            locks: Arc::default(),
+        }
+    }
+
+    /// The bare repository of `id` (whether or not it exists).
+    pub fn path(&self, id: &RepositoryId) -> PathBuf {
+        self.root.join(id.to_string())
+    }
+
+    fn lock(&self, id: &RepositoryId) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(*id).or_default().clone()
+    }
+
+    /// Every repository this node holds a verified snapshot of.
+    pub fn list(&self) -> Result<Vec<RepositoryId>, StorageError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(StorageError::Read {
+                    path: self.root.clone(),
+                    source,
+                });
+            }
+        };
+        let mut ids = Vec::new();
+        for entry in entries.flatten() {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<RepositoryId>().ok())
+            else {
+                continue;
+            };
+            if entry.path().join(SIGNED_REFS_FILE).exists() {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The latest verified snapshot of `id`, if this node holds the repository.
+    pub fn signed_refs(&self, id: &RepositoryId) -> Result<Option<SignedRefs>, StorageError> {
+        let path = self.path(id).join(SIGNED_REFS_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StorageError::Read { path, source }),
+        };
+        wire::decode(&bytes, MAX_RESPONSE_SIZE)
+            .map(Some)
+            .map_err(|e| StorageError::Corrupt {
+                path,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Bounds what libgit2's pack builder holds in memory when working on `repo`, without
+    /// touching its config files: an in-memory, application-level config layer.
+    fn limit_pack_memory(&self, repo: &Repository) -> Result<(), StorageError> {
+        let file = self.root.join(PACK_LIMITS_FILE);
+        if !file.exists() {
+            fs::create_dir_all(&self.root).map_err(|source| StorageError::Write {
+                path: self.root.clone(),
+                source,
+            })?;
+            write_atomically(&file, PACK_LIMITS.as_bytes()).map_err(|source| {
+                StorageError::Write {
+                    path: file.clone(),
+                    source,
+                }
+            })?;
+        }
+        repo.config()
+            .and_then(|mut c| c.add_file(&file, git2::ConfigLevel::App, true))
+            .map_err(git("limiting pack memory"))
+    }
+}

@@ -1,0 +1,280 @@
+//! Answering peers: packs built from their wants and haves (or the stored pack sent as
+//! it is), and the repack that keeps a repository in one pack.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Repository};
+use guts_protocol::{ObjectId, RepositoryId};
+
+use super::ingest::Quarantine;
+use super::{PackStats, REPACK_PREFIX, Repositories, dedup, git, oid};
+use crate::StorageError;
+
+impl Repositories {
+    /// Builds a pack with every object reachable from `wants` and not from `haves`,
+    /// telling `on_count` how many objects it holds, then handing it to `sink` chunk by
+    /// chunk as libgit2 writes it (deltas reused). `sink` returns false to abort.
+    /// Blocking.
+    pub fn build_pack(
+        &self,
+        id: &RepositoryId,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        on_count: &mut dyn FnMut(usize),
+        sink: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<PackStats, StorageError> {
+        let repo = Repository::open_bare(self.path(id))
+            .map_err(|_| StorageError::UnknownRepository(*id))?;
+        let odb = repo.odb().map_err(git("opening the object database"))?;
+        let requester_has_some = haves.iter().any(|h| odb.exists(oid(h)));
+        // A requester with nothing gets the repository's one pack as it is: libgit2
+        // cannot reuse deltas, so building a pack means a full delta search, while
+        // the stored pack is already verified, compressed and complete (extra objects
+        // are harmless: the requester verifies what it needs).
+        if !requester_has_some && let Some(pack) = self.single_pack(id)? {
+            match stream_pack_file(&pack, on_count, sink) {
+                // A repack replaced it meanwhile: build one instead.
+                Err(StorageError::Read { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound => {}
+                other => return other,
+            }
+        }
+        self.limit_pack_memory(&repo)?;
+        write_pack(&repo, id, wants, haves, on_count, sink)
+    }
+
+    /// The pack files of `id`.
+    fn packs(&self, id: &RepositoryId) -> Result<Vec<PathBuf>, StorageError> {
+        let dir = self.path(id).join("objects").join("pack");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(StorageError::Read { path: dir, source }),
+        };
+        let mut packs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "pack") && p.with_extension("idx").exists()
+            })
+            .collect();
+        packs.sort();
+        Ok(packs)
+    }
+
+    /// The repository's only pack, if all its objects are in one (no loose objects).
+    fn single_pack(&self, id: &RepositoryId) -> Result<Option<PathBuf>, StorageError> {
+        let objects = self.path(id).join("objects");
+        let loose = fs::read_dir(&objects)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().len() == 2 && e.path().is_dir())
+            })
+            .unwrap_or(false);
+        let mut packs = self.packs(id)?;
+        Ok(if packs.len() == 1 && !loose {
+            packs.pop()
+        } else {
+            None
+        })
+    }
+
+    /// Number of pack files `id` has (each fetch or import adds one).
+    pub fn pack_count(&self, id: &RepositoryId) -> Result<usize, StorageError> {
+        Ok(self.packs(id)?.len())
+    }
+
+    /// Rewrites every object reachable from the held snapshot into one pack and removes
+    /// the old packs, so that full fetches can send it as it is (and unreachable
+    /// objects, e.g. after a force push, go away). Readers of the old packs finish on
+    /// them: the files are removed only after the new pack is in place. Blocking.
+    pub fn repack(&self, id: &RepositoryId) -> Result<(), StorageError> {
+        let lock = self.lock(id);
+        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(snapshot) = self.signed_refs(id)? else {
+            return Err(StorageError::UnknownRepository(*id));
+        };
+        let old = self.packs(id)?;
+        if old.len() <= 1 {
+            return Ok(());
+        }
+        let repo = Repository::open_bare(self.path(id)).map_err(git("opening the repository"))?;
+        self.limit_pack_memory(&repo)?;
+        let quarantine = Quarantine::with_prefix(&self.path(id), REPACK_PREFIX)?;
+        let odb = repo.odb().map_err(git("opening the object database"))?;
+        let mut indexer = git2::Indexer::new(Some(&odb), &quarantine.pack_dir(), 0o444, false)
+            .map_err(git("starting to index the pack"))?;
+        let wants: Vec<ObjectId> = dedup(snapshot.refs.values().copied());
+        write_pack(&repo, id, &wants, &[], &mut |_| {}, &mut |chunk| {
+            indexer.write_all(chunk).is_ok()
+        })?;
+        indexer.commit().map_err(git("indexing the new pack"))?;
+        let pack_dir = self.path(id).join("objects").join("pack");
+        quarantine.promote(&pack_dir)?;
+        for pack in old {
+            // Index first, so no index ever points at a missing pack.
+            let _ = fs::remove_file(pack.with_extension("idx"));
+            let _ = fs::remove_file(pack.with_extension("rev"));
+            let _ = fs::remove_file(&pack);
+        }
+        tracing::debug!(repository = %id, "repacked into one pack");
+        Ok(())
+    }
+}
+
+/// The pack of everything reachable from `wants` and not from `haves` in `repo`,
+/// handed to `sink` as libgit2 writes it.
+pub(super) fn write_pack(
+    repo: &Repository,
+    id: &RepositoryId,
+    wants: &[ObjectId],
+    haves: &[ObjectId],
+    on_count: &mut dyn FnMut(usize),
+    sink: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<PackStats, StorageError> {
+    let odb = repo.odb().map_err(git("opening the object database"))?;
+    let mut builder = repo.packbuilder().map_err(git("starting a pack"))?;
+    builder.set_threads(0);
+    let mut walk = repo.revwalk().map_err(git("starting a walk"))?;
+    for want in wants {
+        let mut object =
+            repo.find_object(oid(want), None)
+                .map_err(|_| StorageError::MissingObject {
+                    repository: *id,
+                    object: *want,
+                })?;
+        // Annotated tags go in as themselves, then whatever they point at.
+        while object.kind() == Some(ObjectType::Tag) {
+            builder
+                .insert_object(object.id(), None)
+                .map_err(git("adding a tag to the pack"))?;
+            let tag = object.into_tag().map_err(|_| StorageError::MissingObject {
+                repository: *id,
+                object: *want,
+            })?;
+            object = tag.target().map_err(git("following a tag"))?;
+        }
+        match object.kind() {
+            Some(ObjectType::Commit) => walk.push(object.id()),
+            _ => builder.insert_recursive(object.id(), None),
+        }
+        .map_err(git("adding objects to the pack"))?;
+    }
+    for have in haves {
+        let have = oid(have);
+        if !odb.exists(have) {
+            continue;
+        }
+        if let Ok(commit) = repo
+            .find_object(have, None)
+            .and_then(|o| o.peel_to_commit())
+        {
+            walk.hide(commit.id())
+                .map_err(git("marking what the peer has"))?;
+        }
+    }
+    builder
+        .insert_walk(&mut walk)
+        .map_err(git("adding history to the pack"))?;
+    let objects = builder.object_count();
+    on_count(objects);
+    let mut bytes = 0u64;
+    let mut aborted = false;
+    let result = builder.foreach(|chunk| {
+        bytes += chunk.len() as u64;
+        let keep_going = sink(chunk);
+        aborted = !keep_going;
+        keep_going
+    });
+    if aborted {
+        return Err(StorageError::Aborted);
+    }
+    result.map_err(git("writing the pack"))?;
+    Ok(PackStats { objects, bytes })
+}
+
+/// Sends a stored pack file as it is, in 64 KiB pieces.
+fn stream_pack_file(
+    path: &Path,
+    on_count: &mut dyn FnMut(usize),
+    sink: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<PackStats, StorageError> {
+    use std::io::Read;
+    let read_err = |source| StorageError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = fs::File::open(path).map_err(read_err)?;
+    let mut header = [0u8; 12];
+    file.read_exact(&mut header).map_err(read_err)?;
+    if &header[..4] != b"PACK" {
+        return Err(StorageError::Corrupt {
+            path: path.to_owned(),
+            reason: "not a pack file".into(),
+        });
+    }
+    let objects = u32::from_be_bytes([header[8], header[9], header[10], header[11]]) as usize;
+    on_count(objects);
+    if !sink(&header) {
+        return Err(StorageError::Aborted);
+    }
+    let mut bytes = header.len() as u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        if !sink(&buf[..n]) {
+            return Err(StorageError::Aborted);
+        }
+    }
+    Ok(PackStats { objects, bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use crate::repos::test_support::{Fixture, accept, fsck, git_refs, key, pack_for, store};
+
+    #[test]
+    fn a_single_pack_is_sent_as_it_is_and_repack_merges_packs() {
+        let fx = Fixture::new();
+        let (_a, owner) = store();
+        let s1 = owner.import(fx.path(), None, &key(1)).unwrap().snapshot;
+        let id = s1.repository();
+        assert_eq!(owner.pack_count(&id).unwrap(), 1);
+        let stored = fs::read(owner.packs(&id).unwrap().pop().unwrap()).unwrap();
+        let (_b, replica) = store();
+        let full = pack_for(&owner, &replica, &s1);
+        assert_eq!(
+            full.concat(),
+            stored,
+            "a requester with nothing gets the stored pack"
+        );
+        accept(&replica, &s1, full).unwrap();
+
+        // Three more snapshots: three more packs; then one.
+        for i in 0..3 {
+            let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
+            fx.commit("refs/heads/main", &[("n", &format!("{i}\n"))], &[main]);
+            owner.import(fx.path(), None, &key(1)).unwrap();
+        }
+        assert_eq!(owner.pack_count(&id).unwrap(), 4);
+        let refs_before = git_refs(&owner, &id);
+        owner.repack(&id).unwrap();
+        assert_eq!(owner.pack_count(&id).unwrap(), 1);
+        assert_eq!(git_refs(&owner, &id), refs_before);
+        fsck(&owner.path(&id));
+        // An incremental fetch still builds a pack of just the new objects.
+        let s4 = owner.signed_refs(&id).unwrap().unwrap();
+        let stats = accept(&replica, &s4, pack_for(&owner, &replica, &s4)).unwrap();
+        assert_eq!(stats.objects, 9, "three commits, three trees, three blobs");
+        assert_eq!(git_refs(&owner, &id), git_refs(&replica, &id));
+        fsck(&replica.path(&id));
+    }
+}

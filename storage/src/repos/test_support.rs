@@ -1,0 +1,170 @@
+//! Fixtures and helpers shared by the repository tests.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use ed25519_dalek::SigningKey;
+use git2::{Oid, Repository, Signature};
+use guts_protocol::{RepositoryId, SignedRefs};
+
+use super::{PackStats, Repositories};
+use crate::StorageError;
+
+/// A working repository with history: main with a merge from a feature branch, an
+/// annotated and a lightweight tag.
+pub(super) struct Fixture {
+    _dir: tempfile::TempDir,
+    pub(super) repo: Repository,
+}
+
+impl Fixture {
+    pub(super) fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path().join("demo")).unwrap();
+        let fx = Fixture { _dir: dir, repo };
+        let c1 = fx.commit("refs/heads/main", &[("README", "hello\n")], &[]);
+        let c2 = fx.commit(
+            "refs/heads/main",
+            &[("README", "hello\nworld\n"), ("src/a.rs", "fn a() {}\n")],
+            &[c1],
+        );
+        let f1 = fx.commit(
+            "refs/heads/feature",
+            &[("README", "hello\n"), ("src/b.rs", "fn b() {}\n")],
+            &[c1],
+        );
+        let m = fx.commit(
+            "refs/heads/main",
+            &[
+                ("README", "hello\nworld\n"),
+                ("src/a.rs", "fn a() {}\n"),
+                ("src/b.rs", "fn b() {}\n"),
+            ],
+            &[c2, f1],
+        );
+        {
+            let sig = Signature::now("T", "t@example.com").unwrap();
+            let obj = fx.repo.find_object(m, None).unwrap();
+            fx.repo.tag("v1", &obj, &sig, "release 1", false).unwrap();
+            fx.repo
+                .reference("refs/tags/v0", c1, false, "light")
+                .unwrap();
+            fx.repo.set_head("refs/heads/main").unwrap();
+        }
+        fx
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        self.repo.workdir().unwrap()
+    }
+
+    pub(super) fn commit(&self, branch: &str, files: &[(&str, &str)], parents: &[Oid]) -> Oid {
+        let mut index = git2::Index::new().unwrap();
+        for (name, content) in files {
+            let blob = self.repo.blob(content.as_bytes()).unwrap();
+            let mut entry = git2::IndexEntry {
+                ctime: git2::IndexTime::new(0, 0),
+                mtime: git2::IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: 0o100644,
+                uid: 0,
+                gid: 0,
+                file_size: content.len() as u32,
+                id: blob,
+                flags: 0,
+                flags_extended: 0,
+                path: name.as_bytes().to_vec(),
+            };
+            entry.flags = name.len() as u16 & 0xfff;
+            index.add(&entry).unwrap();
+        }
+        let tree = self
+            .repo
+            .find_tree(index.write_tree_to(&self.repo).unwrap())
+            .unwrap();
+        let parents: Vec<_> = parents
+            .iter()
+            .map(|p| self.repo.find_commit(*p).unwrap())
+            .collect();
+        let parent_refs: Vec<_> = parents.iter().collect();
+        let sig = Signature::now("T", "t@example.com").unwrap();
+        let c = self
+            .repo
+            .commit(None, &sig, &sig, "change", &tree, &parent_refs)
+            .unwrap();
+        self.repo.reference(branch, c, true, "commit").unwrap();
+        c
+    }
+}
+
+pub(super) fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+pub(super) fn store() -> (tempfile::TempDir, Repositories) {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = Repositories::new(dir.path());
+    (dir, repos)
+}
+
+/// Builds the pack `from` would send for `snapshot` to `to`.
+pub(super) fn pack_for(
+    from: &Repositories,
+    to: &Repositories,
+    snapshot: &SignedRefs,
+) -> Vec<Vec<u8>> {
+    let mut chunks = Vec::new();
+    from.build_pack(
+        &snapshot.repository(),
+        &to.wants(snapshot).unwrap(),
+        &to.haves(&snapshot.repository()).unwrap(),
+        &mut |_| {},
+        &mut |c| {
+            chunks.push(c.to_vec());
+            true
+        },
+    )
+    .unwrap();
+    chunks
+}
+
+pub(super) fn accept(
+    to: &Repositories,
+    snapshot: &SignedRefs,
+    chunks: Vec<Vec<u8>>,
+) -> Result<PackStats, StorageError> {
+    let mut it = chunks.into_iter().map(Ok);
+    to.accept(snapshot, Some(&mut it), &mut |_| {})
+}
+
+pub(super) fn git_refs(repos: &Repositories, id: &RepositoryId) -> BTreeMap<String, Oid> {
+    let repo = Repository::open_bare(repos.path(id)).unwrap();
+    let mut out = BTreeMap::new();
+    for r in repo.references().unwrap().flatten() {
+        if let (Ok(n), Some(t)) = (r.name(), r.target()) {
+            out.insert(n.to_owned(), t);
+        }
+    }
+    out
+}
+
+pub(super) fn pack_files(repos: &Repositories, id: &RepositoryId) -> usize {
+    fs::read_dir(repos.path(id).join("objects/pack"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+pub(super) fn fsck(path: &Path) {
+    let out = std::process::Command::new("git")
+        .args(["fsck", "--full", "--strict"])
+        .current_dir(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git fsck: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
