@@ -1,4 +1,9 @@
-//! JSON bodies of the control API, shared by the node and its clients.
+//! The node's control API as its clients see it: the JSON bodies of every endpoint and the
+//! default address. Its own crate so the CLI and `git-remote-guts` need neither libp2p
+//! nor an HTTP server to speak to a node.
+
+/// Where a node's control API listens unless told otherwise.
+pub const DEFAULT_API_ADDR: &str = "127.0.0.1:9080";
 
 use serde::{Deserialize, Serialize};
 

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
-use guts_node::Multiaddr;
-use guts_node::api::types::{
+use guts_api::{
     ConnectRequest, ConnectResponse, Direction, ErrorBody, PeerReport, StatusReport, SyncOutcome,
     SyncProgress, SyncRequestBody,
 };
@@ -23,7 +22,7 @@ pub const SLOW: Duration = Duration::from_secs(3600);
 #[derive(Args, Debug)]
 pub struct ApiArgs {
     /// The node's control API address.
-    #[arg(long, env = "GUTS_API", value_name = "ADDR", default_value = guts_node::config::DEFAULT_API)]
+    #[arg(long, env = "GUTS_API", value_name = "ADDR", default_value = guts_api::DEFAULT_API_ADDR)]
     api: SocketAddr,
 }
 
@@ -40,7 +39,7 @@ impl ApiArgs {
             Ok(v) => v
                 .parse()
                 .map_err(|_| anyhow!("GUTS_API={v:?} is not an address like 127.0.0.1:9080"))?,
-            Err(_) => guts_node::config::DEFAULT_API.parse()?,
+            Err(_) => guts_api::DEFAULT_API_ADDR.parse()?,
         };
         Ok(ApiArgs { api })
     }
@@ -320,7 +319,8 @@ pub fn peers(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn connect(args: &ApiArgs, address: &Multiaddr) -> anyhow::Result<()> {
+/// `address` is a multiaddr the caller has already parsed (and so checked).
+pub fn connect(args: &ApiArgs, address: &str) -> anyhow::Result<()> {
     // The node bounds the dial by its connection timeout; leave room for that.
     let client = Client::new(args, Duration::from_secs(60));
     let reply: ConnectResponse = client.post(

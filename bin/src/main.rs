@@ -89,7 +89,7 @@ fn main() -> ExitCode {
         Command::Status { api, json } => client::status(&api, json),
         Command::Health { api } => client::health(&api),
         Command::Peers { api, json } => client::peers(&api, json),
-        Command::Connect { api, address } => client::connect(&api, &address),
+        Command::Connect { api, address } => client::connect(&api, &address.to_string()),
         Command::Id { data_dir } => print_id(data_dir),
         Command::Repo(command) => repo_cmd::run(command),
         Command::Clone { id, dir, api } => repo_cmd::clone(&api, &id, &dir),

@@ -19,10 +19,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use guts_api::{PushAreaResponse, PushRequest, PushResponse, PushUpdate, RepoDetail, StatusReport};
 use guts_cli::client::{ApiArgs, Client, SLOW, sync};
-use guts_node::api::types::{
-    PushAreaResponse, PushRequest, PushResponse, PushUpdate, RepoDetail, StatusReport,
-};
 use guts_protocol::RepositoryId;
 
 fn main() -> ExitCode {

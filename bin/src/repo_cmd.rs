@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use guts_node::api::types::{ImportRequest, ImportResponse, RepoDetail, RepoSummary};
+use guts_api::{ImportRequest, ImportResponse, RepoDetail, RepoSummary};
 use guts_protocol::RepositoryId;
 
 use guts_cli::client::{ApiArgs, Client, SLOW, sync};
@@ -93,10 +93,8 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
             json,
         } => import(&api, &path, name, json),
         RepoCommand::Init { name, api, json } => {
-            let r: RepoSummary = Client::new(&api, Duration::from_secs(30)).post(
-                "/api/v1/repos/init",
-                &guts_node::api::types::InitRequest { name },
-            )?;
+            let r: RepoSummary = Client::new(&api, Duration::from_secs(30))
+                .post("/api/v1/repos/init", &guts_api::InitRequest { name })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

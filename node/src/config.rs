@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 /// Default TCP and UDP (QUIC) port.
 pub const DEFAULT_PORT: u16 = 9000;
 /// Default control API address: loopback only.
-pub const DEFAULT_API: &str = "127.0.0.1:9080";
+pub const DEFAULT_API: &str = guts_api::DEFAULT_API_ADDR;
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 
 use libp2p::Multiaddr;
+use libp2p::swarm::DialError;
 
 use crate::config::ConfigError;
 
@@ -16,6 +17,10 @@ pub enum NodeError {
     /// Building the transport or a protocol failed.
     #[error("cannot set up the node: {0}")]
     Setup(String),
+    /// A task doing work off the event loop (disk reads, signing) panicked or was
+    /// cancelled.
+    #[error("a background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {reason}")]
     Listen {
@@ -43,4 +48,51 @@ pub enum NodeError {
     /// The node's event loop has stopped.
     #[error("the node has stopped")]
     Stopped,
+}
+
+/// A transport error in one line.
+pub(crate) fn transport_error_text(e: &libp2p::TransportError<std::io::Error>) -> String {
+    match e {
+        libp2p::TransportError::MultiaddrNotSupported(a) => {
+            format!("address {a} is not supported by any transport")
+        }
+        libp2p::TransportError::Other(io) => io.to_string(),
+    }
+}
+
+/// A dial error in one line (libp2p's own Display nests the per-address errors).
+pub(crate) fn dial_error_text(e: &DialError) -> String {
+    match e {
+        DialError::Transport(errors) => errors
+            .iter()
+            .map(|(addr, err)| format!("{addr}: {}", error_chain(err)))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => error_chain(other),
+    }
+}
+
+/// An error and its sources in one line. libp2p nests errors and spreads some over
+/// several lines ("Multiple dial errors occurred:\n - ..."); keep only what says something.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = next {
+        for line in err.to_string().lines() {
+            let line = line
+                .trim()
+                .trim_start_matches("- ")
+                .trim_end_matches(':')
+                .trim();
+            if line.is_empty()
+                || line == "Multiple dial errors occurred"
+                || parts.iter().any(|p| p.contains(line))
+            {
+                continue;
+            }
+            parts.push(line.to_owned());
+        }
+        next = err.source();
+    }
+    parts.join(": ")
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use guts_node::sync::Codec;
+use guts_node::wire::Codec;
 use guts_protocol::NetworkName;
 use guts_protocol::wire::{SyncRequest, SyncResponse};
 use libp2p::request_response::{self, OutboundRequestId};
@@ -42,7 +42,7 @@ impl RawPeer {
                     network.identify_protocol_version(),
                     key.public(),
                 )),
-                sync: guts_node::sync::behaviour(network, Duration::from_secs(10)),
+                sync: guts_node::wire::behaviour(network, Duration::from_secs(10)),
             })
             .expect("behaviour")
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
@@ -183,10 +183,10 @@ impl HostilePeer {
         let peer_id = *swarm.local_peer_id();
         let mut control = swarm.behaviour().stream.new_control();
         let mut refs = control
-            .accept(guts_node::sync::protocol(network))
+            .accept(guts_node::wire::protocol(network))
             .expect("sync protocol");
         let mut packs = control
-            .accept(guts_node::sync::pack_protocol(network))
+            .accept(guts_node::wire::pack_protocol(network))
             .expect("pack protocol");
         let (dial, mut dials) = tokio::sync::mpsc::unbounded_channel::<Multiaddr>();
         let task = tokio::spawn(async move {

@@ -1,6 +1,7 @@
 //! The local HTTP control API: health, Prometheus metrics, status, peers, connect.
 
-pub mod types;
+/// The JSON bodies, from their own crate (re-exported for the node's embedders).
+pub use guts_api as types;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -139,8 +140,7 @@ async fn health(State(s): State<ApiState>) -> Result<&'static str, ApiError> {
 }
 
 async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
-    // Asking for the status refreshes the gauges.
-    s.node.status().await?;
+    s.node.refresh_metrics().await?;
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &s.registry)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

@@ -1,8 +1,8 @@
 //! The connection manager: which connections the node accepts, dials and keeps.
 //!
 //! libp2p's `connection_limits` only caps counts; per-IP limits, watermarks with trimming,
-//! dial rate limiting, scores and bans are ours. This behaviour comes first in
-//! [`crate::behaviour::Behaviour`], so it decides before any protocol sees a connection:
+//! dial rate limiting, scores and bans are ours. This behaviour comes first in the node's
+//! (`network/behaviour.rs`), so it decides before any protocol sees a connection:
 //!
 //! - **Caps**: established connections, pending inbound, per peer; inbound connections
 //!   per remote IP, counted from the pending stage (loopback and an allow-list exempt).
@@ -235,6 +235,11 @@ impl Behaviour {
     /// Whether `peer` is protected.
     pub fn is_protected(&self, peer: &PeerId) -> bool {
         self.protected.contains_key(peer)
+    }
+
+    /// Whether `peer` has an established connection.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.connected.contains_key(peer)
     }
 
     /// Number of connected peers (what the watermarks count).
@@ -662,7 +667,7 @@ impl NetworkBehaviour for Behaviour {
                         .push_back(ToSwarm::GenerateEvent(Event::DialFailed {
                             id: connection_id,
                             peer: peer_id,
-                            error: crate::event_loop::dial_error_text(error),
+                            error: crate::error::dial_error_text(error),
                             already_connected: matches!(
                                 error,
                                 DialError::DialPeerConditionFalse(_)

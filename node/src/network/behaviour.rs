@@ -9,9 +9,11 @@ use libp2p::{
     request_response,
 };
 
+use super::discovery::{Kad, agent_version};
 use crate::config::{Config, DhtMode};
 use crate::connection_manager;
 use crate::error::NodeError;
+use crate::wire;
 
 /// Every protocol the node speaks. Fields are polled in declaration order and the first
 /// to deny a connection wins, so the connection manager comes first.
@@ -22,27 +24,11 @@ pub(crate) struct Behaviour {
     pub relay_server: Toggle<relay::Behaviour>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub kad: Kad,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub gossipsub: gossipsub::Behaviour,
-    pub sync: request_response::Behaviour<crate::sync::Codec>,
+    pub sync: request_response::Behaviour<wire::Codec>,
     pub stream: libp2p_stream::Behaviour,
-}
-
-/// The identify agent version: `guts/<version> (mdns-tag: <tag>)`. The mDNS tag rides here
-/// because libp2p's mDNS has a fixed service name: peers found by mDNS whose tag differs
-/// are dropped once identify tells us their tag.
-pub(crate) fn agent_version(mdns_tag: &str) -> String {
-    format!("guts/{} (mdns-tag: {mdns_tag})", env!("CARGO_PKG_VERSION"))
-}
-
-/// The mDNS tag in a peer's agent version, if it is a Guts node that announces one.
-pub(crate) fn mdns_tag_of(agent_version: &str) -> Option<&str> {
-    agent_version
-        .strip_prefix("guts/")?
-        .split_once("(mdns-tag: ")?
-        .1
-        .strip_suffix(')')
 }
 
 impl Behaviour {
@@ -127,10 +113,7 @@ impl Behaviour {
             kad,
             mdns: mdns.into(),
             gossipsub,
-            sync: crate::sync::behaviour(
-                network,
-                config.connection_timeout + Duration::from_secs(20),
-            ),
+            sync: wire::behaviour(network, config.connection_timeout + Duration::from_secs(20)),
             stream: libp2p_stream::Behaviour::new(),
         })
     }
@@ -146,17 +129,5 @@ impl Behaviour {
             .kbuckets()
             .flat_map(|b| b.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mdns_tag_round_trips_through_the_agent_version() {
-        assert_eq!(mdns_tag_of(&agent_version("lab-2")), Some("lab-2"));
-        assert_eq!(mdns_tag_of("rust-libp2p/0.1"), None);
-        assert_eq!(mdns_tag_of("guts/0.1.0"), None);
     }
 }

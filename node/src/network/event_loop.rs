@@ -1,85 +1,33 @@
-//! The event loop: the one task that owns the swarm. Everything else talks to it through
-//! [`Command`]s sent by a [`crate::NodeHandle`].
+//! The event loop: the one task that owns the swarm. It routes: commands from a
+//! [`Client`] to the behaviours, swarm events to [`Discovery`], [`Dht`] and the connection
+//! manager, and what peers ask or announce out as [`Event`]s for the sync side to judge.
+//! It reads no disk and decides no policy of its own.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use guts_protocol::RepositoryId;
-use guts_protocol::wire::{
-    self, Announcement, MAX_ANNOUNCEMENT_SIZE, SyncRequest, SyncResponse, WireError,
-};
+use guts_protocol::wire::{self, Announcement, SyncRequest, SyncResponse};
 use libp2p::core::ConnectedPoint;
 use libp2p::core::transport::ListenerId;
 use libp2p::metrics::Recorder;
-use libp2p::request_response::{self, InboundFailure};
+use libp2p::request_response::{self, InboundFailure, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns, ping};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, ping};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::types::{ConnectionsReport, LimitsReport, PeerReport, StatusReport};
-use crate::behaviour::{Behaviour, BehaviourEvent, mdns_tag_of};
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::client::{Command, Event, RequestError};
+use super::dht::{Dht, Query};
+use super::discovery::{self, Discovery, Verdict};
+use super::peers::PeerTable;
+use super::status;
 use crate::config::Config;
-use crate::connection_manager::{self, Penalty, Protection};
-use crate::discovery::{self, Bootstrap};
-use crate::error::NodeError;
+use crate::connection_manager::{self, Protection};
+use crate::error::{NodeError, dial_error_text, transport_error_text};
 use crate::metrics::{Metrics, Reason};
-use crate::peers::PeerTable;
-use crate::sync::engine::{Engine, GetRefsError};
-
-/// How long a peer found to be on another network (or with another mDNS tag) is not
-/// dialled again through discovery.
-const REJECT_MEMORY: Duration = Duration::from_secs(10 * 60);
-
-/// Requests to the event loop.
-pub(crate) enum Command {
-    Status(oneshot::Sender<StatusReport>),
-    Peers(oneshot::Sender<Vec<PeerReport>>),
-    RoutingTable(oneshot::Sender<Vec<PeerId>>),
-    Connect {
-        addr: Multiaddr,
-        reply: oneshot::Sender<Result<PeerId, NodeError>>,
-    },
-    AllowRequest {
-        peer: PeerId,
-        key: &'static str,
-        reply: oneshot::Sender<bool>,
-    },
-    SyncRequest {
-        peer: PeerId,
-        request: SyncRequest,
-        reply: oneshot::Sender<Result<SyncResponse, GetRefsError>>,
-    },
-    FindProviders {
-        repository: RepositoryId,
-        reply: oneshot::Sender<Vec<PeerId>>,
-    },
-    Provide {
-        repository: RepositoryId,
-    },
-    Announce {
-        announcement: Box<Announcement>,
-    },
-    Penalize {
-        peer: PeerId,
-        penalty: Penalty,
-    },
-    SetSyncing {
-        peer: PeerId,
-        syncing: bool,
-    },
-    RecordUseful {
-        peer: PeerId,
-    },
-    /// The verdict on a gossiped announcement, reached off the event loop.
-    Validated {
-        message_id: gossipsub::MessageId,
-        propagation_source: PeerId,
-        acceptance: gossipsub::MessageAcceptance,
-    },
-    Shutdown,
-}
+use crate::wire::{SYNC_RATE_LIMIT_KEY, penalty_for};
 
 /// A `guts connect` waiting for its outcome.
 struct PendingConnect {
@@ -87,79 +35,56 @@ struct PendingConnect {
     reply: oneshot::Sender<Result<PeerId, NodeError>>,
 }
 
+/// Owns the swarm and everything that must change with it.
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
     config: Config,
     commands: mpsc::Receiver<Command>,
+    /// Where inbound requests and announcements go. Bounded: when it is full, requests
+    /// are answered `RateLimited` and announcements ignored, so a flood of them never
+    /// slows the loop (and with it pings, gossip and every other protocol).
+    events: mpsc::Sender<Event>,
     metrics: Metrics,
     peers: PeerTable,
-    bootstrap: Bootstrap,
-    /// Peers on another network or with another mDNS tag, and until when to ignore them.
-    rejected: HashMap<PeerId, Instant>,
-    /// Peers we dialled because mDNS found them (their tag is checked on identify).
-    mdns_dialled: HashMap<PeerId, Instant>,
+    discovery: Discovery,
+    dht: Dht,
     /// Connect requests whose dial is under way.
     dialling: HashMap<ConnectionId, PendingConnect>,
     /// Connect requests whose connection is up, waiting for identify.
     identifying: HashMap<PeerId, Vec<PendingConnect>>,
-    /// Peers found by mDNS and their addresses, for when the node wants more peers.
-    mdns_peers: HashMap<PeerId, Vec<Multiaddr>>,
-    /// Our DHT queries waiting for a slot under `max_concurrent_dht_queries`.
-    dht_queue: VecDeque<DhtQuery>,
-    /// Provider lookups under way, with the providers found so far.
-    provider_queries: HashMap<kad::QueryId, oneshot::Sender<Vec<PeerId>>>,
-    /// GetRefs requests under way.
-    refs_requests: HashMap<
-        request_response::OutboundRequestId,
-        oneshot::Sender<Result<SyncResponse, GetRefsError>>,
-    >,
-    engine: Engine,
-    /// A clone of our own command sender, for work finished off the loop.
-    loopback: mpsc::Sender<Command>,
+    /// Sync requests we sent, waiting for their answer.
+    requests: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, RequestError>>>,
     started: Instant,
 }
 
-/// A DHT query the node starts (kad's own periodic ones are not counted here).
-enum DhtQuery {
-    Bootstrap,
-    GetProviders(RepositoryId, oneshot::Sender<Vec<PeerId>>),
-    StartProviding(RepositoryId),
-}
-
 impl EventLoop {
-    pub fn new(
+    pub(crate) fn new(
         swarm: Swarm<Behaviour>,
         config: Config,
         commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<Event>,
         metrics: Metrics,
-        engine: Engine,
-        loopback: mpsc::Sender<Command>,
     ) -> Self {
-        let bootstrap = Bootstrap::new(&config.bootstrap);
+        let local = *swarm.local_peer_id();
         EventLoop {
+            discovery: Discovery::new(&config, local),
+            dht: Dht::new(local, config.max_concurrent_dht_queries),
             swarm,
             config,
             commands,
+            events,
             metrics,
             peers: PeerTable::default(),
-            bootstrap,
-            rejected: HashMap::new(),
-            mdns_dialled: HashMap::new(),
             dialling: HashMap::new(),
             identifying: HashMap::new(),
-            mdns_peers: HashMap::new(),
-            dht_queue: VecDeque::new(),
-            provider_queries: HashMap::new(),
-            refs_requests: HashMap::new(),
-            engine,
-            loopback,
+            requests: HashMap::new(),
             started: Instant::now(),
         }
     }
 
     /// Opens every listener and waits until each has reported its address, so the node's
     /// addresses are known (port 0 resolved) when `Node::start` returns.
-    pub async fn start_listening(&mut self) -> Result<(), NodeError> {
+    pub(crate) async fn start_listening(&mut self) -> Result<(), NodeError> {
         let mut waiting: HashMap<ListenerId, Multiaddr> = HashMap::new();
         for addr in self.config.listen.clone() {
             let id = self
@@ -209,15 +134,15 @@ impl EventLoop {
         Ok(())
     }
 
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         let mut status_tick = tokio::time::interval(self.config.status_interval);
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         status_tick.tick().await;
-        self.bootstrap.dial_due(&mut self.swarm);
+        self.dial_bootstrap();
         loop {
             let next_dial = self
-                .bootstrap
-                .next_due()
+                .discovery
+                .next_bootstrap_dial()
                 .map(tokio::time::Instant::from_std)
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
@@ -226,37 +151,60 @@ impl EventLoop {
                     Some(Command::Shutdown) | None => break,
                     Some(command) => self.on_command(command),
                 },
-                _ = status_tick.tick() => self.log_status(),
-                _ = tokio::time::sleep_until(next_dial) => {
-                    self.bootstrap.dial_due(&mut self.swarm);
-                }
+                _ = status_tick.tick() => status::log_line(self.sources()),
+                _ = tokio::time::sleep_until(next_dial) => self.dial_bootstrap(),
             }
         }
         tracing::info!("node stopped");
     }
 
+    fn sources(&mut self) -> status::Sources<'_> {
+        status::Sources {
+            swarm: &mut self.swarm,
+            config: &self.config,
+            peers: &self.peers,
+            discovery: &self.discovery,
+            dht: &self.dht,
+            metrics: &self.metrics,
+            started: self.started,
+        }
+    }
+
+    fn dial_bootstrap(&mut self) {
+        let manager = &mut self.swarm.behaviour_mut().connection_manager;
+        self.discovery.dial_bootstrap(manager);
+    }
+
+    fn dht(&mut self, query: Query) {
+        self.dht.query(&mut self.swarm.behaviour_mut().kad, query);
+    }
+
+    fn manager(&mut self) -> &mut connection_manager::Behaviour {
+        &mut self.swarm.behaviour_mut().connection_manager
+    }
+
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Status(reply) => {
-                let _ = reply.send(self.status());
+                let _ = reply.send(status::report(self.sources()));
+            }
+            Command::RefreshGauges(reply) => {
+                status::refresh_gauges(&mut self.swarm, &self.peers, &self.metrics);
+                let _ = reply.send(());
             }
             Command::Peers(reply) => {
-                let _ = reply.send(
-                    self.peers
-                        .reports(&self.swarm.behaviour().connection_manager),
-                );
+                let manager = &self.swarm.behaviour().connection_manager;
+                let _ = reply.send(self.peers.reports(manager));
+            }
+            Command::ConnectedPeers(reply) => {
+                let _ = reply.send(self.peers.ids());
             }
             Command::RoutingTable(reply) => {
                 let _ = reply.send(self.swarm.behaviour_mut().routing_table());
             }
             Command::Connect { addr, reply } => self.connect(addr, reply),
             Command::AllowRequest { peer, key, reply } => {
-                let allowed = self
-                    .swarm
-                    .behaviour_mut()
-                    .connection_manager
-                    .allow_request(peer, key);
-                let _ = reply.send(allowed);
+                let _ = reply.send(self.manager().allow_request(peer, key));
             }
             Command::SyncRequest {
                 peer,
@@ -264,33 +212,31 @@ impl EventLoop {
                 reply,
             } => {
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
-                self.refs_requests.insert(id, reply);
+                self.requests.insert(id, reply);
+            }
+            Command::Respond { channel, response } => {
+                // An error here means the peer went away; nothing to do.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response);
             }
             Command::FindProviders { repository, reply } => {
-                self.dht(DhtQuery::GetProviders(repository, reply));
+                self.dht(Query::GetProviders(repository, reply));
             }
-            Command::Provide { repository } => self.dht(DhtQuery::StartProviding(repository)),
+            Command::Provide { repository } => self.dht(Query::StartProviding(repository)),
             Command::Announce { announcement } => self.announce(&announcement),
-            Command::Penalize { peer, penalty } => {
-                self.swarm
-                    .behaviour_mut()
-                    .connection_manager
-                    .penalize(peer, penalty);
-            }
+            Command::Penalize { peer, penalty } => self.manager().penalize(peer, penalty),
             Command::SetSyncing { peer, syncing } => {
-                let manager = &mut self.swarm.behaviour_mut().connection_manager;
+                let manager = self.manager();
                 if syncing {
                     manager.protect(peer, Protection::Syncing);
                 } else {
                     manager.unprotect(&peer, Protection::Syncing);
                 }
             }
-            Command::RecordUseful { peer } => {
-                self.swarm
-                    .behaviour_mut()
-                    .connection_manager
-                    .record_useful(peer);
-            }
+            Command::RecordUseful { peer } => self.manager().record_useful(peer),
             Command::Validated {
                 message_id,
                 propagation_source,
@@ -303,124 +249,11 @@ impl EventLoop {
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
                 if accepted {
-                    self.swarm
-                        .behaviour_mut()
-                        .connection_manager
-                        .record_useful(propagation_source);
+                    self.manager().record_useful(propagation_source);
                 }
             }
             Command::Shutdown => {}
         }
-    }
-
-    fn status(&mut self) -> StatusReport {
-        let routing_table_size = self.swarm.behaviour_mut().routing_table_size();
-        self.update_gauges(routing_table_size);
-        StatusReport {
-            peer_id: self.swarm.local_peer_id().to_string(),
-            network: self.config.network.to_string(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            listen_addresses: self.swarm.listeners().map(|a| a.to_string()).collect(),
-            external_addresses: self
-                .swarm
-                .external_addresses()
-                .map(|a| a.to_string())
-                .collect(),
-            connected_peers: self.peers.len(),
-            routing_table_size,
-            gossip_mesh_peers: {
-                let topic = gossipsub::IdentTopic::new(self.config.network.announce_topic()).hash();
-                self.swarm.behaviour().gossipsub.mesh_peers(&topic).count()
-            },
-            uptime_secs: self.started.elapsed().as_secs(),
-            dht_mode: self.swarm.behaviour().kad.mode().to_string(),
-            mdns: self.swarm.behaviour().mdns.is_enabled(),
-            relay_server: self.swarm.behaviour().relay_server.is_enabled(),
-            bootstrap: self.bootstrap.reports(),
-            limits: self.limits_report(),
-            connections: self.connections_report(),
-            transfers: {
-                let t = &self.metrics.transfers;
-                crate::api::types::TransfersReport {
-                    fetched_packs: t.fetched_packs.get(),
-                    fetched_objects: t.fetched_objects.get(),
-                    fetched_bytes: t.fetched_bytes.get(),
-                    served_packs: t.served_packs.get(),
-                    served_bytes: t.served_bytes.get(),
-                }
-            },
-        }
-    }
-
-    fn limits_report(&self) -> LimitsReport {
-        let l = self.swarm.behaviour().connection_manager.limits();
-        LimitsReport {
-            max_connections: l.max_connections,
-            max_pending_inbound: l.max_pending_inbound,
-            max_connections_per_peer: l.max_connections_per_peer,
-            max_peers_per_ip: l.max_peers_per_ip,
-            low_watermark: l.low_watermark,
-            high_watermark: l.high_watermark,
-            dials_per_second: self.config.dials_per_second,
-            max_concurrent_dials: self.config.max_concurrent_dials,
-            max_concurrent_dht_queries: self.config.max_concurrent_dht_queries,
-            requests_per_second_per_peer: self.config.requests_per_second_per_peer,
-        }
-    }
-
-    fn connections_report(&self) -> ConnectionsReport {
-        let counts = self.swarm.behaviour().connection_manager.counts();
-        let m = &self.metrics.manager;
-        let denied = connection_manager::DENIAL_REASONS
-            .iter()
-            .map(|reason| {
-                let n = m.denied.get_or_create(&Reason { reason }).get();
-                (reason.to_string(), n)
-            })
-            .collect();
-        ConnectionsReport {
-            inbound: counts.inbound,
-            outbound: counts.outbound,
-            pending_inbound: counts.pending_inbound,
-            dials_in_flight: counts.dials_in_flight,
-            dials_in_flight_peak: counts.dials_in_flight_peak,
-            dials_queued: counts.dials_queued,
-            dials_started: m.dials_started.get(),
-            dials_failed: m.dials_failed.get(),
-            trimmed: m.trimmed.get(),
-            banned_peers: counts.banned_peers,
-            denied,
-            penalties: Penalty::ALL
-                .iter()
-                .map(|p| {
-                    let n = m
-                        .penalties
-                        .get_or_create(&Reason { reason: p.label() })
-                        .get();
-                    (p.label().to_owned(), n)
-                })
-                .collect(),
-            dht_queries: self.swarm.behaviour().kad.iter_queries().count(),
-            dht_queries_queued: self.dht_queue.len(),
-        }
-    }
-
-    fn update_gauges(&self, routing_table_size: usize) {
-        self.metrics.connected_peers.set(self.peers.len() as i64);
-        self.metrics
-            .routing_table_size
-            .set(routing_table_size as i64);
-    }
-
-    fn log_status(&mut self) {
-        let status = self.status();
-        tracing::info!(
-            target: "guts::status",
-            peer = %short_peer_id(self.swarm.local_peer_id()),
-            connected_peers = status.connected_peers,
-            routing_table = status.routing_table_size,
-            "status"
-        );
     }
 
     fn connect(&mut self, addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, NodeError>>) {
@@ -439,7 +272,7 @@ impl EventLoop {
                 .build(),
             None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
         };
-        let id = self.swarm.behaviour_mut().connection_manager.dial(opts);
+        let id = self.manager().dial(opts);
         self.dialling.insert(id, PendingConnect { addr, reply });
     }
 
@@ -478,7 +311,7 @@ impl EventLoop {
                 tracing::debug!(%peer_id, ?cause, "connection closed");
                 self.peers.connection_closed(&peer_id, connection_id);
                 if num_established == 0 {
-                    self.bootstrap.on_disconnected(&peer_id);
+                    self.discovery.on_disconnected(&peer_id);
                     for pending in self.identifying.remove(&peer_id).into_iter().flatten() {
                         let _ = pending.reply.send(Err(NodeError::Dial {
                             addr: pending.addr,
@@ -514,31 +347,26 @@ impl EventLoop {
         endpoint: ConnectedPoint,
     ) {
         tracing::debug!(%peer, addr = %endpoint.get_remote_address(), "connection established");
-        let was_alone = self.peers.len() == 0;
+        let first = self.peers.len() == 0;
         self.peers.connection_established(peer, id, endpoint);
-        if was_alone {
-            // Back in touch (start, restart, a healed partition): catch up now rather than
-            // at the next anti-entropy round.
-            self.engine.catch_up(peer);
-        }
+        // Turned away only under a flood; anti-entropy catches up later then.
+        let _ = self.emit(Event::PeerConnected { peer, first });
         self.metrics.connected_peers.set(self.peers.len() as i64);
-        if self
-            .bootstrap
-            .on_established(peer, id, &mut self.swarm, &self.metrics)
-        {
-            self.swarm
-                .behaviour_mut()
-                .connection_manager
-                .protect(peer, Protection::Bootstrap);
+        let behaviour = self.swarm.behaviour_mut();
+        let bootstrap = self.discovery.on_established(
+            peer,
+            id,
+            &mut behaviour.kad,
+            &mut behaviour.connection_manager,
+            &self.metrics,
+        );
+        if bootstrap {
             // Look ourselves up now rather than after kad's automatic-bootstrap delay, so
             // a joining node fills its routing table at once.
-            self.dht(DhtQuery::Bootstrap);
+            self.dht(Query::Bootstrap);
         }
         if let Some(pending) = self.dialling.remove(&id) {
-            self.swarm
-                .behaviour_mut()
-                .connection_manager
-                .protect(peer, Protection::Explicit);
+            self.manager().protect(peer, Protection::Explicit);
             self.identifying.entry(peer).or_default().push(pending);
         }
     }
@@ -553,9 +381,13 @@ impl EventLoop {
             }
             BehaviourEvent::Kad(event) => {
                 self.metrics.libp2p.record(&event);
-                self.on_kad_event(event);
+                self.dht
+                    .on_event(&mut self.swarm.behaviour_mut().kad, &event);
             }
-            BehaviourEvent::Mdns(event) => self.on_mdns_event(event),
+            BehaviourEvent::Mdns(event) => {
+                let manager = &mut self.swarm.behaviour_mut().connection_manager;
+                self.discovery.on_mdns(event, manager);
+            }
             BehaviourEvent::Ping(event) => {
                 self.metrics.libp2p.record(&event);
                 if let ping::Event {
@@ -577,7 +409,7 @@ impl EventLoop {
                         propagation_source,
                         message_id,
                         message,
-                    } => self.on_announcement(propagation_source, message_id, message),
+                    } => self.on_gossip(propagation_source, message_id, message),
                     _ => {}
                 }
             }
@@ -588,216 +420,56 @@ impl EventLoop {
             }
             BehaviourEvent::RelayClient(event) => tracing::debug!(?event, "relay client"),
             BehaviourEvent::ConnectionManager(event) => self.on_manager_event(event),
-            // libp2p-stream reports nothing; its streams are handled by the sync engine.
+            // libp2p-stream reports nothing; its streams are served by the sync side.
             BehaviourEvent::Stream(()) => {}
         }
     }
 
-    /// The peer told us who it is. Peers of another network (or, when found by mDNS,
-    /// another mDNS tag) are dropped; the rest feed the DHT.
     fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
-        let ours = self.config.network.identify_protocol_version();
-        if info.protocol_version != ours {
-            tracing::info!(
-                %peer,
-                "disconnecting: peer speaks {:?}, this node {ours:?} (another network)",
-                info.protocol_version
-            );
-            self.bootstrap
-                .on_other_network(&peer, &info.protocol_version);
-            let reason = format!(
-                "peer {peer} is on another network: it speaks {:?}, this node {ours:?}",
-                info.protocol_version
-            );
-            self.reject(peer, "other_network", &reason);
-            return;
-        }
-        if self.mdns_dialled.contains_key(&peer)
-            && !self.bootstrap.is_bootstrap_peer(&peer)
-            && !self
-                .swarm
-                .behaviour()
-                .connection_manager
-                .is_protected(&peer)
-        {
-            let tag = mdns_tag_of(&info.agent_version);
-            if tag != Some(self.config.mdns_service_tag.as_str()) {
-                tracing::info!(%peer, ?tag, "disconnecting mDNS peer with another mDNS service tag");
-                self.reject(peer, "mdns_tag", "another mDNS service tag");
-                return;
-            }
-        }
         let on_loopback = self.peers.is_loopback(&peer);
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        for addr in discovery::routable_addrs(&info.listen_addrs, on_loopback) {
-            kad.add_address(&peer, addr);
-        }
-        self.peers.identified(&peer, info);
-        for pending in self.identifying.remove(&peer).into_iter().flatten() {
-            let _ = pending.reply.send(Ok(peer));
-        }
-    }
-
-    fn reject(&mut self, peer: PeerId, reason: &'static str, message: &str) {
-        self.metrics
-            .peers_rejected
-            .get_or_create(&Reason { reason })
-            .inc();
-        self.rejected.insert(peer, Instant::now() + REJECT_MEMORY);
         let behaviour = self.swarm.behaviour_mut();
-        behaviour.kad.remove_peer(&peer);
-        behaviour.connection_manager.unprotect_all(&peer);
-        for pending in self.identifying.remove(&peer).into_iter().flatten() {
-            let _ = pending.reply.send(Err(NodeError::Dial {
-                addr: pending.addr,
-                reason: message.to_owned(),
-            }));
-        }
-        let _ = self.swarm.disconnect_peer_id(peer);
-    }
-
-    fn is_rejected(&mut self, peer: &PeerId) -> bool {
-        let now = Instant::now();
-        self.rejected.retain(|_, until| *until > now);
-        self.rejected.contains_key(peer)
-    }
-
-    fn on_kad_event(&mut self, event: kad::Event) {
-        if let kad::Event::OutboundQueryProgressed {
-            id,
-            result: kad::QueryResult::GetProviders(result),
-            step,
-            ..
-        } = &event
-        {
-            let local = *self.swarm.local_peer_id();
-            // Our own record comes first when we provide the repository ourselves (an
-            // older copy): it is no holder to fetch from.
-            let found: Vec<PeerId> = match result {
-                Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
-                    providers.iter().copied().filter(|p| *p != local).collect()
-                }
-                _ => Vec::new(),
-            };
-            // The first other providers found are enough to start; the rest would only delay.
-            if (!found.is_empty() || step.last)
-                && let Some(reply) = self.provider_queries.remove(id)
-            {
-                let _ = reply.send(found);
-                if !step.last
-                    && let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(id)
-                {
-                    query.finish();
+        let verdict = self.discovery.on_identified(
+            peer,
+            &info,
+            on_loopback,
+            &mut behaviour.kad,
+            &mut behaviour.connection_manager,
+        );
+        match verdict {
+            Verdict::Welcome => {
+                self.peers.identified(&peer, info);
+                for pending in self.identifying.remove(&peer).into_iter().flatten() {
+                    let _ = pending.reply.send(Ok(peer));
                 }
             }
-        }
-        if let kad::Event::OutboundQueryProgressed { step, .. } = &event
-            && step.last
-        {
-            self.run_queued_dht();
-        }
-        match event {
-            kad::Event::RoutingUpdated {
-                peer, is_new_peer, ..
-            } => {
-                if is_new_peer {
-                    tracing::debug!(%peer, "added to routing table");
+            Verdict::Reject { reason, message } => {
+                self.metrics
+                    .peers_rejected
+                    .get_or_create(&Reason { reason })
+                    .inc();
+                for pending in self.identifying.remove(&peer).into_iter().flatten() {
+                    let _ = pending.reply.send(Err(NodeError::Dial {
+                        addr: pending.addr,
+                        reason: message.clone(),
+                    }));
                 }
-                let size = self.swarm.behaviour_mut().routing_table_size();
-                self.metrics.routing_table_size.set(size as i64);
+                let _ = self.swarm.disconnect_peer_id(peer);
             }
-            kad::Event::OutboundQueryProgressed {
-                result: kad::QueryResult::Bootstrap(result),
-                step,
-                ..
-            } => match result {
-                Ok(ok) if step.last => {
-                    tracing::debug!(remaining = ok.num_remaining, "DHT bootstrap finished");
-                }
-                Err(e) => tracing::debug!("DHT bootstrap step failed: {e}"),
-                Ok(_) => {}
-            },
-            kad::Event::ModeChanged { new_mode } => {
-                tracing::info!("DHT mode is now {new_mode}");
-            }
-            _ => {}
-        }
-    }
-
-    fn on_mdns_event(&mut self, event: mdns::Event) {
-        let found = match event {
-            mdns::Event::Discovered(found) => found,
-            mdns::Event::Expired(gone) => {
-                for (peer, addr) in gone {
-                    if let Some(addrs) = self.mdns_peers.get_mut(&peer) {
-                        addrs.retain(|a| *a != addr);
-                        if addrs.is_empty() {
-                            self.mdns_peers.remove(&peer);
-                        }
-                    }
-                }
-                return;
-            }
-        };
-        let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
-        for (peer, addr) in found {
-            // A LAN peer's loopback address would lead us to dial ourselves.
-            if !crate::peers::is_loopback_addr(&addr) {
-                by_peer.entry(peer).or_default().push(addr);
-            }
-        }
-        for (peer, addrs) in by_peer {
-            if peer == *self.swarm.local_peer_id() || self.is_rejected(&peer) {
-                continue;
-            }
-            let known = self.mdns_peers.entry(peer).or_default();
-            for addr in addrs {
-                if !known.contains(&addr) {
-                    known.push(addr);
-                }
-            }
-            let manager = &self.swarm.behaviour().connection_manager;
-            // Above the low watermark the peer stays a candidate for later.
-            if self.swarm.is_connected(&peer)
-                || manager.connected_peers() >= manager.limits().low_watermark
-            {
-                continue;
-            }
-            tracing::debug!(%peer, addrs = ?self.mdns_peers[&peer], "found by mDNS; dialling");
-            self.mdns_dialled.insert(peer, Instant::now());
-            let opts = DialOpts::peer_id(peer)
-                .addresses(self.mdns_peers[&peer].clone())
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            self.swarm.behaviour_mut().connection_manager.dial(opts);
         }
     }
 
     fn on_manager_event(&mut self, event: connection_manager::Event) {
         match event {
             connection_manager::Event::NeedPeers(n) => {
-                let mut candidates: Vec<(PeerId, Vec<Multiaddr>)> = self
-                    .mdns_peers
-                    .iter()
-                    .filter(|(p, _)| !self.rejected.contains_key(p))
-                    .map(|(p, a)| (*p, a.clone()))
-                    .collect();
-                for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
-                    for entry in bucket.iter() {
-                        let peer = *entry.node.key.preimage();
-                        candidates.push((peer, entry.node.value.iter().cloned().collect()));
-                    }
-                }
-                candidates.retain(|(p, _)| !self.rejected.contains_key(p));
+                let candidates = self
+                    .discovery
+                    .candidates(&mut self.swarm.behaviour_mut().kad);
                 tracing::debug!(
                     wanted = n,
                     candidates = candidates.len(),
                     "below the low watermark"
                 );
-                self.swarm
-                    .behaviour_mut()
-                    .connection_manager
-                    .dial_candidates(candidates, n);
+                self.manager().dial_candidates(candidates, n);
             }
             connection_manager::Event::DialFailed {
                 id,
@@ -805,22 +477,18 @@ impl EventLoop {
                 error,
                 already_connected,
             } => {
-                let connected = peer.is_some_and(|p| self.swarm.is_connected(&p));
-                // A dial refused because the peer is already connected (e.g. found by
-                // mDNS first, then over the per-peer limit) still reached it.
-                if already_connected || connected {
-                    self.bootstrap
-                        .on_dial_skipped(id, peer.filter(|_| connected));
-                } else {
-                    self.bootstrap.on_dial_failed(id, &error, &self.metrics);
-                }
+                let connected = peer.filter(|p| self.swarm.is_connected(p));
+                self.discovery.on_dial_failed(
+                    id,
+                    connected,
+                    already_connected,
+                    &error,
+                    &self.metrics,
+                );
                 if let Some(pending) = self.dialling.remove(&id) {
-                    let result = match peer {
-                        Some(peer) if already_connected && connected => {
-                            self.swarm
-                                .behaviour_mut()
-                                .connection_manager
-                                .protect(peer, Protection::Explicit);
+                    let result = match connected {
+                        Some(peer) if already_connected => {
+                            self.manager().protect(peer, Protection::Explicit);
                             Ok(peer)
                         }
                         _ => Err(NodeError::Dial {
@@ -853,18 +521,21 @@ impl EventLoop {
                     },
                 ..
             } => {
-                let manager = &mut self.swarm.behaviour_mut().connection_manager;
-                let response = if !manager.allow_request(peer, crate::sync::RATE_LIMIT_KEY) {
-                    SyncResponse::RateLimited
-                } else {
-                    self.serve(request)
-                };
-                // An error here means the peer went away; nothing to do.
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_response(channel, response);
+                // The connection manager's token bucket, checked here so a flood is turned
+                // away before it costs a task or a disk read.
+                if !self.manager().allow_request(peer, SYNC_RATE_LIMIT_KEY) {
+                    self.respond(channel, SyncResponse::RateLimited);
+                    return;
+                }
+                if let Some(Event::InboundRequest { channel, .. }) =
+                    self.emit(Event::InboundRequest {
+                        peer,
+                        request,
+                        channel,
+                    })
+                {
+                    self.respond(channel, SyncResponse::RateLimited);
+                }
             }
             request_response::Event::Message {
                 message:
@@ -874,27 +545,23 @@ impl EventLoop {
                     },
                 ..
             } => {
-                if let Some(reply) = self.refs_requests.remove(&request_id) {
+                if let Some(reply) = self.requests.remove(&request_id) {
                     let _ = reply.send(Ok(response));
                 }
             }
             request_response::Event::OutboundFailure {
                 request_id, error, ..
             } => {
-                if let Some(reply) = self.refs_requests.remove(&request_id) {
+                if let Some(reply) = self.requests.remove(&request_id) {
                     let failure = match &error {
-                        request_response::OutboundFailure::Io(e) => {
-                            match crate::sync::wire_error(e) {
-                                Some(WireError::Oversized { .. }) => {
-                                    GetRefsError::Penalty(Penalty::Oversized, e.to_string())
-                                }
-                                Some(_) => {
-                                    GetRefsError::Penalty(Penalty::Undecodable, e.to_string())
-                                }
-                                None => GetRefsError::Failed(e.to_string()),
-                            }
-                        }
-                        other => GetRefsError::Failed(other.to_string()),
+                        request_response::OutboundFailure::Io(e) => match penalty_for(e) {
+                            Some(penalty) => RequestError::Misbehaved {
+                                penalty,
+                                reason: e.to_string(),
+                            },
+                            None => RequestError::Failed(e.to_string()),
+                        },
+                        other => RequestError::Failed(other.to_string()),
                     };
                     let _ = reply.send(Err(failure));
                 }
@@ -904,83 +571,38 @@ impl EventLoop {
                 error: InboundFailure::Io(e),
                 ..
             } => {
-                let penalty = match crate::sync::wire_error(&e) {
-                    Some(WireError::Oversized { .. }) => Some(Penalty::Oversized),
-                    Some(_) => Some(Penalty::Undecodable),
-                    None => None,
-                };
                 tracing::debug!(%peer, "bad sync request: {e}");
-                if let Some(penalty) = penalty {
-                    self.swarm
-                        .behaviour_mut()
-                        .connection_manager
-                        .penalize(peer, penalty);
+                if let Some(penalty) = penalty_for(&e) {
+                    self.manager().penalize(peer, penalty);
                 }
             }
             other => tracing::debug!(?other, "sync"),
         }
     }
 
-    fn serve(&self, request: SyncRequest) -> SyncResponse {
-        match request {
-            SyncRequest::GetRefs { repository } => {
-                match self.engine.repos().signed_refs(&repository) {
-                    Ok(Some(refs)) => SyncResponse::Refs(Box::new(refs)),
-                    Ok(None) => SyncResponse::NotFound,
-                    Err(e) => {
-                        tracing::error!("{e}");
-                        SyncResponse::NotFound
-                    }
-                }
-            }
-            SyncRequest::ListRepositories => {
-                let mut ids = self.engine.repos().list().unwrap_or_else(|e| {
-                    tracing::error!("{e}");
-                    Vec::new()
-                });
-                ids.truncate(guts_protocol::wire::MAX_LISTED_REPOSITORIES);
-                SyncResponse::Repositories(ids)
-            }
-        }
+    fn respond(
+        &mut self,
+        channel: request_response::ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+    ) {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_response(channel, response);
     }
 
-    /// Starts a DHT query now, or queues it while `max_concurrent_dht_queries` are under
-    /// way (kad's own periodic queries count toward the limit too).
-    fn dht(&mut self, query: DhtQuery) {
-        let in_flight = self.swarm.behaviour().kad.iter_queries().count();
-        if in_flight >= self.config.max_concurrent_dht_queries as usize {
-            let duplicate = matches!(query, DhtQuery::Bootstrap)
-                && self
-                    .dht_queue
-                    .iter()
-                    .any(|q| matches!(q, DhtQuery::Bootstrap));
-            if !duplicate {
-                self.dht_queue.push_back(query);
+    /// Hands `event` out without waiting; gives it back (turned away) when the queue is
+    /// full.
+    fn emit(&mut self, event: Event) -> Option<Event> {
+        match self.events.try_send(event) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                tracing::debug!("sync side busy: {event:?} turned away");
+                Some(event)
             }
-            return;
-        }
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        match query {
-            DhtQuery::Bootstrap => {
-                if let Err(e) = kad.bootstrap() {
-                    tracing::debug!("DHT bootstrap not started: {e}");
-                }
-            }
-            DhtQuery::GetProviders(repository, reply) => {
-                // With an empty routing table the query would only wait for its timeout.
-                if kad.kbuckets().all(|b| b.num_entries() == 0) {
-                    let _ = reply.send(Vec::new());
-                    return;
-                }
-                let id = kad.get_providers(kad::RecordKey::new(&repository.provider_key()));
-                self.provider_queries.insert(id, reply);
-            }
-            DhtQuery::StartProviding(repository) => {
-                if let Err(e) = kad.start_providing(kad::RecordKey::new(&repository.provider_key()))
-                {
-                    tracing::warn!(%repository, "cannot provide: {e}");
-                }
-            }
+            // The sync side has stopped: the node is shutting down.
+            Err(mpsc::error::TrySendError::Closed(_)) => None,
         }
     }
 
@@ -999,129 +621,34 @@ impl EventLoop {
         }
     }
 
-    /// A gossiped announcement: verified here (signature and owner, cheap), then checked
-    /// against what this node holds off the loop; relayed only if valid and newer.
-    fn on_announcement(
+    /// A gossiped message goes out to be judged; gossipsub holds it until the verdict.
+    fn on_gossip(
         &mut self,
         propagation_source: PeerId,
         message_id: gossipsub::MessageId,
         message: gossipsub::Message,
     ) {
-        let announcement: Announcement = match wire::decode(&message.data, MAX_ANNOUNCEMENT_SIZE) {
-            Ok(a) => a,
-            Err(e) => {
-                return self.reject_announcement(propagation_source, &message_id, &e.to_string());
-            }
-        };
-        let header = announcement.header().clone();
-        if let Err(e) = header.verify() {
-            return self.reject_announcement(propagation_source, &message_id, &e.to_string());
-        }
-        let (engine, loopback) = (self.engine.clone(), self.loopback.clone());
-        let publisher = message.source;
-        tokio::spawn(async move {
-            let id = header.repository();
-            let repos = engine.repos().clone();
-            let held = tokio::task::spawn_blocking(move || repos.signed_refs(&id))
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-                .flatten()
-                .map_or(0, |s| s.sequence());
-            let acceptance = if header.sequence() > held {
-                if engine.wants(&id).await {
-                    engine.trigger(id, publisher);
-                }
-                gossipsub::MessageAcceptance::Accept
-            } else {
-                // Old news (or a replay): not relayed, no penalty.
-                gossipsub::MessageAcceptance::Ignore
-            };
-            let _ = loopback
-                .send(Command::Validated {
-                    message_id,
-                    propagation_source,
-                    acceptance,
-                })
-                .await;
-        });
-    }
-
-    fn reject_announcement(&mut self, from: PeerId, message_id: &gossipsub::MessageId, why: &str) {
-        tracing::info!(%from, "rejected announcement: {why}");
-        let behaviour = self.swarm.behaviour_mut();
-        let _ = behaviour.gossipsub.report_message_validation_result(
+        let event = Event::Announcement {
+            propagation_source,
             message_id,
-            &from,
-            gossipsub::MessageAcceptance::Reject,
-        );
-        behaviour
-            .connection_manager
-            .penalize(from, Penalty::InvalidAnnouncement);
-    }
-
-    fn run_queued_dht(&mut self) {
-        let limit = self.config.max_concurrent_dht_queries as usize;
-        while self.swarm.behaviour().kad.iter_queries().count() < limit {
-            let Some(query) = self.dht_queue.pop_front() else {
-                break;
-            };
-            self.dht(query);
+            publisher: message.source,
+            data: message.data,
+        };
+        if let Some(Event::Announcement {
+            propagation_source,
+            message_id,
+            ..
+        }) = self.emit(event)
+        {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(
+                    &message_id,
+                    &propagation_source,
+                    gossipsub::MessageAcceptance::Ignore,
+                );
         }
     }
-}
-
-/// `12D3Ko…a1b2c3`: enough to tell peers apart in a log line.
-pub fn short_peer_id(peer: &PeerId) -> String {
-    let s = peer.to_string();
-    if s.len() <= 14 {
-        return s;
-    }
-    format!("{}…{}", &s[..6], &s[s.len() - 6..])
-}
-
-fn transport_error_text(e: &libp2p::TransportError<std::io::Error>) -> String {
-    match e {
-        libp2p::TransportError::MultiaddrNotSupported(a) => {
-            format!("address {a} is not supported by any transport")
-        }
-        libp2p::TransportError::Other(io) => io.to_string(),
-    }
-}
-
-/// A dial error in one line (libp2p's own Display nests the per-address errors).
-pub(crate) fn dial_error_text(e: &DialError) -> String {
-    match e {
-        DialError::Transport(errors) => errors
-            .iter()
-            .map(|(addr, err)| format!("{addr}: {}", error_chain(err)))
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => error_chain(other),
-    }
-}
-
-/// An error and its sources in one line. libp2p nests errors and spreads some over
-/// several lines ("Multiple dial errors occurred:\n - ..."); keep only what says something.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = next {
-        for line in err.to_string().lines() {
-            let line = line
-                .trim()
-                .trim_start_matches("- ")
-                .trim_end_matches(':')
-                .trim();
-            if line.is_empty()
-                || line == "Multiple dial errors occurred"
-                || parts.iter().any(|p| p.contains(line))
-            {
-                continue;
-            }
-            parts.push(line.to_owned());
-        }
-        next = err.source();
-    }
-    parts.join(": ")
 }

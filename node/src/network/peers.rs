@@ -5,9 +5,11 @@ use std::time::{Duration, SystemTime};
 
 use libp2p::core::ConnectedPoint;
 use libp2p::swarm::ConnectionId;
-use libp2p::{Multiaddr, PeerId, identify};
+use libp2p::{PeerId, identify};
 
-use crate::api::types::{Direction, PeerReport};
+use guts_api::{Direction, PeerReport};
+
+use super::discovery::is_loopback_addr;
 
 /// One connected peer.
 #[derive(Debug)]
@@ -69,6 +71,11 @@ impl PeerTable {
         if let Some(entry) = self.peers.get_mut(peer) {
             entry.last_rtt = Some(rtt);
         }
+    }
+
+    /// The connected peers' ids.
+    pub fn ids(&self) -> Vec<PeerId> {
+        self.peers.keys().copied().collect()
     }
 
     pub fn len(&self) -> usize {
@@ -134,13 +141,11 @@ fn direction_of(endpoint: &ConnectedPoint) -> Direction {
     }
 }
 
-/// Whether an address is on loopback (127.0.0.0/8 or ::1).
-pub(crate) fn is_loopback_addr(addr: &Multiaddr) -> bool {
-    use libp2p::multiaddr::Protocol;
-    match addr.iter().next() {
-        Some(Protocol::Ip4(ip)) => ip.is_loopback(),
-        Some(Protocol::Ip6(ip)) => ip.is_loopback(),
-        Some(Protocol::Dns(h) | Protocol::Dns4(h) | Protocol::Dns6(h)) => h == "localhost",
-        _ => false,
+/// `12D3Ko…a1b2c3`: enough to tell peers apart in a log line.
+pub fn short_peer_id(peer: &PeerId) -> String {
+    let s = peer.to_string();
+    if s.len() <= 14 {
+        return s;
     }
+    format!("{}…{}", &s[..6], &s[s.len() - 6..])
 }

@@ -5,7 +5,7 @@ use libp2p::identity::Keypair;
 use libp2p::{Swarm, SwarmBuilder, Transport, noise, tcp, yamux};
 use prometheus_client::registry::Registry;
 
-use crate::behaviour::Behaviour;
+use super::behaviour::Behaviour;
 use crate::config::Config;
 use crate::error::NodeError;
 

@@ -8,6 +8,8 @@ use guts_protocol::wire::{self, WireError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::connection_manager::Penalty;
+
 /// Reads one frame of at most `max` bytes.
 pub(crate) async fn read_frame<T: AsyncRead + Unpin>(
     io: &mut T,
@@ -57,4 +59,33 @@ pub(crate) async fn write_message<M: Serialize, T: AsyncWrite + Unpin>(
 pub fn wire_error(e: &io::Error) -> Option<&WireError> {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<WireError>())
+}
+
+/// The penalty a peer earns for the bytes behind an I/O error from these functions: the
+/// one place that maps wire errors to penalties. `None` when the error is not the
+/// peer's data (a reset, a timeout).
+pub fn penalty_for(e: &io::Error) -> Option<Penalty> {
+    wire_error(e).map(|e| match e {
+        WireError::Oversized { .. } => Penalty::Oversized,
+        _ => Penalty::Undecodable,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn penalties_follow_the_wire_error() {
+        let oversized = io::Error::new(
+            io::ErrorKind::InvalidData,
+            WireError::Oversized { len: 10, max: 1 },
+        );
+        assert_eq!(penalty_for(&oversized), Some(Penalty::Oversized));
+        let garbage = wire::decode::<u64>(&[], 8).unwrap_err();
+        let garbage = io::Error::new(io::ErrorKind::InvalidData, garbage);
+        assert_eq!(penalty_for(&garbage), Some(Penalty::Undecodable));
+        let reset = io::Error::new(io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(penalty_for(&reset), None);
+    }
 }

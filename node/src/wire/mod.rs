@@ -1,9 +1,9 @@
-//! The sync protocol: `GetRefs` over request-response.
+//! The node's protocols on the wire: their names, length-prefixed frames of
+//! [`guts_protocol::wire`] messages, the request-response codec of the sync protocol
+//! (GetRefs, ListRepositories), and what a peer's bad bytes cost it.
 
 mod codec;
-pub(crate) mod engine;
 mod frame;
-pub(crate) mod pack;
 
 use std::time::Duration;
 
@@ -12,19 +12,27 @@ use libp2p::StreamProtocol;
 use libp2p::request_response::{self, ProtocolSupport};
 
 pub use codec::Codec;
-pub use frame::wire_error;
-pub use pack::protocol as pack_protocol;
+pub use frame::{penalty_for, wire_error};
+pub(crate) use frame::{read_message, write_message};
 
 /// Label under which sync requests are rate-limited per peer.
-pub const RATE_LIMIT_KEY: &str = "sync";
+pub const SYNC_RATE_LIMIT_KEY: &str = "sync";
+/// Label under which pack requests are rate-limited per peer.
+pub const PACK_RATE_LIMIT_KEY: &str = "pack";
 
-/// The protocol name for `network`.
+/// The sync protocol's name on `network`.
 pub fn protocol(network: &NetworkName) -> StreamProtocol {
     StreamProtocol::try_from_owned(network.sync_protocol())
         .expect("network names make valid protocol names")
 }
 
-/// The request-response behaviour.
+/// The pack protocol's name on `network`.
+pub fn pack_protocol(network: &NetworkName) -> StreamProtocol {
+    StreamProtocol::try_from_owned(network.pack_protocol())
+        .expect("network names make valid protocol names")
+}
+
+/// The request-response behaviour of the sync protocol.
 pub fn behaviour(network: &NetworkName, timeout: Duration) -> request_response::Behaviour<Codec> {
     request_response::Behaviour::with_codec(
         Codec,

@@ -1,17 +1,16 @@
-//! Finding peers: the bootstrap list (dialled with backoff until reached), and what
-//! identify and mDNS tell us.
+//! The bootstrap list: each address dialled with backoff until reached, and again after
+//! its peer goes away.
 
 use std::time::{Duration, Instant};
 
+use guts_api::BootstrapReport;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::{Multiaddr, PeerId, Swarm};
+use libp2p::{Multiaddr, PeerId, kad};
 
-use crate::api::types::BootstrapReport;
-use crate::behaviour::Behaviour;
+use crate::connection_manager;
 use crate::metrics::{Metrics, Outcome};
-use crate::peers::is_loopback_addr;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -73,14 +72,14 @@ impl Bootstrap {
     }
 
     /// Queues a dial for every entry whose time has come.
-    pub fn dial_due(&mut self, swarm: &mut Swarm<Behaviour>) {
+    pub fn dial_due(&mut self, manager: &mut connection_manager::Behaviour) {
         let now = Instant::now();
         for entry in &mut self.entries {
             if !matches!(entry.state, State::Due(at) if at <= now) {
                 continue;
             }
             if let Some(peer) = entry.peer
-                && swarm.is_connected(&peer)
+                && manager.is_connected(&peer)
             {
                 entry.state = State::Connected;
                 continue;
@@ -95,7 +94,7 @@ impl Bootstrap {
                     .build(),
             };
             tracing::debug!(addr = %entry.addr, "dialling bootstrap peer");
-            let id = swarm.behaviour_mut().connection_manager.dial(opts);
+            let id = manager.dial(opts);
             entry.state = State::Dialing(id);
         }
     }
@@ -105,7 +104,7 @@ impl Bootstrap {
         &mut self,
         peer: PeerId,
         id: ConnectionId,
-        swarm: &mut Swarm<Behaviour>,
+        kad: &mut kad::Behaviour<kad::store::MemoryStore>,
         metrics: &Metrics,
     ) -> bool {
         let mut is_bootstrap = false;
@@ -127,10 +126,7 @@ impl Bootstrap {
                 }
                 entry.peer = Some(peer);
                 // We reached it at this address, so the DHT can use it.
-                swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer, without_peer_id(&entry.addr));
+                kad.add_address(&peer, without_peer_id(&entry.addr));
                 is_bootstrap = true;
             }
         }
@@ -240,49 +236,12 @@ pub(crate) fn without_peer_id(addr: &Multiaddr) -> Multiaddr {
     addr
 }
 
-/// The listen addresses a peer announced that are worth giving to the DHT: never
-/// unspecified addresses, and loopback ones only when we reach the peer over loopback
-/// (elsewhere they would lead other nodes to dial themselves).
-pub(crate) fn routable_addrs(announced: &[Multiaddr], peer_on_loopback: bool) -> Vec<Multiaddr> {
-    announced
-        .iter()
-        .filter(|a| !is_unspecified(a))
-        .filter(|a| peer_on_loopback || !is_loopback_addr(a))
-        .cloned()
-        .collect()
-}
-
-fn is_unspecified(addr: &Multiaddr) -> bool {
-    match addr.iter().next() {
-        Some(Protocol::Ip4(ip)) => ip.is_unspecified(),
-        Some(Protocol::Ip6(ip)) => ip.is_unspecified(),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn addrs(list: &[&str]) -> Vec<Multiaddr> {
         list.iter().map(|s| s.parse().unwrap()).collect()
-    }
-
-    #[test]
-    fn loopback_addresses_only_for_loopback_peers() {
-        let announced = addrs(&[
-            "/ip4/127.0.0.1/tcp/1",
-            "/ip4/10.0.0.2/tcp/1",
-            "/ip4/0.0.0.0/tcp/1",
-        ]);
-        assert_eq!(
-            routable_addrs(&announced, false),
-            addrs(&["/ip4/10.0.0.2/tcp/1"])
-        );
-        assert_eq!(
-            routable_addrs(&announced, true),
-            addrs(&["/ip4/127.0.0.1/tcp/1", "/ip4/10.0.0.2/tcp/1"])
-        );
     }
 
     #[test]

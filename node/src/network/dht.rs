@@ -1,0 +1,149 @@
+//! The node's own Kademlia queries: a queue that keeps them under
+//! `max_concurrent_dht_queries` (kad's periodic queries count too), and provider lookups
+//! answered as soon as a first holder turns up.
+
+use std::collections::{HashMap, VecDeque};
+
+use guts_protocol::RepositoryId;
+use libp2p::{PeerId, kad};
+use tokio::sync::oneshot;
+
+use super::discovery::Kad;
+
+/// A DHT query the node starts.
+pub(crate) enum Query {
+    /// Look ourselves up, filling the routing table.
+    Bootstrap,
+    /// Who provides this repository.
+    GetProviders(RepositoryId, oneshot::Sender<Vec<PeerId>>),
+    /// Tell the DHT we provide it.
+    StartProviding(RepositoryId),
+}
+
+/// Queries waiting for a slot, and provider lookups under way.
+pub(crate) struct Dht {
+    local: PeerId,
+    max_in_flight: usize,
+    queue: VecDeque<Query>,
+    provider_queries: HashMap<kad::QueryId, oneshot::Sender<Vec<PeerId>>>,
+}
+
+impl Dht {
+    pub(crate) fn new(local: PeerId, max_in_flight: u32) -> Self {
+        Dht {
+            local,
+            max_in_flight: max_in_flight as usize,
+            queue: VecDeque::new(),
+            provider_queries: HashMap::new(),
+        }
+    }
+
+    /// Queries waiting for a slot.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Starts `query` now, or queues it while the limit is reached.
+    pub(crate) fn query(&mut self, kad: &mut Kad, query: Query) {
+        if kad.iter_queries().count() >= self.max_in_flight {
+            let duplicate = matches!(query, Query::Bootstrap)
+                && self.queue.iter().any(|q| matches!(q, Query::Bootstrap));
+            if !duplicate {
+                self.queue.push_back(query);
+            }
+            return;
+        }
+        match query {
+            Query::Bootstrap => {
+                if let Err(e) = kad.bootstrap() {
+                    tracing::debug!("DHT bootstrap not started: {e}");
+                }
+            }
+            Query::GetProviders(repository, reply) => {
+                // With an empty routing table the query would only wait for its timeout.
+                if kad.kbuckets().all(|b| b.num_entries() == 0) {
+                    let _ = reply.send(Vec::new());
+                    return;
+                }
+                let id = kad.get_providers(kad::RecordKey::new(&repository.provider_key()));
+                self.provider_queries.insert(id, reply);
+            }
+            Query::StartProviding(repository) => {
+                if let Err(e) = kad.start_providing(kad::RecordKey::new(&repository.provider_key()))
+                {
+                    tracing::warn!(%repository, "cannot provide: {e}");
+                }
+            }
+        }
+    }
+
+    /// Follows kad's events: answers provider lookups and starts queued queries as
+    /// others finish.
+    pub(crate) fn on_event(&mut self, kad: &mut Kad, event: &kad::Event) {
+        match event {
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetProviders(result),
+                step,
+                ..
+            } => {
+                // Our own record comes first when we provide the repository ourselves (an
+                // older copy): it is no holder to fetch from.
+                let found: Vec<PeerId> = match result {
+                    Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => providers
+                        .iter()
+                        .copied()
+                        .filter(|p| *p != self.local)
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                // The first other providers found are enough to start; the rest would
+                // only delay.
+                if (!found.is_empty() || step.last)
+                    && let Some(reply) = self.provider_queries.remove(id)
+                {
+                    let _ = reply.send(found);
+                    if !step.last
+                        && let Some(mut query) = kad.query_mut(id)
+                    {
+                        query.finish();
+                    }
+                }
+            }
+            kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::Bootstrap(result),
+                step,
+                ..
+            } => match result {
+                Ok(ok) if step.last => {
+                    tracing::debug!(remaining = ok.num_remaining, "DHT bootstrap finished");
+                }
+                Err(e) => tracing::debug!("DHT bootstrap step failed: {e}"),
+                Ok(_) => {}
+            },
+            kad::Event::RoutingUpdated {
+                peer,
+                is_new_peer: true,
+                ..
+            } => tracing::debug!(%peer, "added to routing table"),
+            kad::Event::ModeChanged { new_mode } => {
+                tracing::info!("DHT mode is now {new_mode}");
+            }
+            _ => {}
+        }
+        if let kad::Event::OutboundQueryProgressed { step, .. } = event
+            && step.last
+        {
+            self.run_queued(kad);
+        }
+    }
+
+    fn run_queued(&mut self, kad: &mut Kad) {
+        while kad.iter_queries().count() < self.max_in_flight {
+            let Some(query) = self.queue.pop_front() else {
+                break;
+            };
+            self.query(kad, query);
+        }
+    }
+}

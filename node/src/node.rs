@@ -1,0 +1,171 @@
+//! Starting and stopping a node: open the data dir, build the swarm, wire the event loop
+//! to the sync side and the API, and take it all down again.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::PeerId;
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::api;
+use crate::author::Author;
+use crate::config::Config;
+use crate::error::NodeError;
+use crate::handle::NodeHandle;
+use crate::metrics::Metrics;
+use crate::network::{self, Client, EventLoop};
+use crate::sync::{Engine, Server};
+
+/// Commands queued for the event loop before senders wait.
+const COMMAND_QUEUE: usize = 256;
+/// Events queued for the sync side before the event loop turns new ones away.
+const EVENT_QUEUE: usize = 256;
+
+/// A running node. Dropping it does not stop it; call [`Node::shutdown`].
+pub struct Node {
+    handle: NodeHandle,
+    client: Client,
+    event_loop: JoinHandle<()>,
+    /// The sync side's long-running tasks: the event router and the pack server.
+    serving: Vec<JoinHandle<()>>,
+    api: Option<api::Server>,
+    /// Tells the sync engine's background tasks to stop.
+    stop_engine: watch::Sender<bool>,
+}
+
+impl Node {
+    /// Validates `config`, opens the data dir, binds every listen address and the control
+    /// API, and starts the node. Returns once the listen addresses are known.
+    pub async fn start(config: Config) -> Result<Node, NodeError> {
+        config.validate()?;
+        let data_dir = if config.data_slots {
+            let dir = guts_storage::DataDir::claim_slot(&config.data_dir)?;
+            tracing::info!(
+                "data dir {} (a slot of the shared data dir)",
+                dir.path().display()
+            );
+            dir
+        } else {
+            guts_storage::DataDir::open(&config.data_dir)?
+        };
+        let identity = data_dir.identity()?;
+        let keypair = crate::identity::keypair(&identity)?;
+        let peer_id = keypair.public().to_peer_id();
+        if identity.was_created() {
+            tracing::info!(
+                "created a new identity in {}: peer id {peer_id}",
+                data_dir.path().display()
+            );
+        }
+        // A crash may have left a transfer half done: back to the last verified state
+        // before anything reads the store.
+        let repos = data_dir.repositories();
+        {
+            let repos = repos.clone();
+            tokio::task::spawn_blocking(move || repos.recover()).await??;
+        }
+
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        let swarm = network::build_swarm(keypair, &config, &mut registry, metrics.manager.clone())?;
+        let mut control = swarm.behaviour().stream.new_control();
+        let incoming_packs = control
+            .accept(crate::wire::pack_protocol(&config.network))
+            .map_err(|e| NodeError::Setup(format!("pack protocol: {e}")))?;
+        let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let client = Client::new(commands_tx);
+        let key = identity.signing_key().clone();
+        let engine = Engine::new(
+            &config,
+            metrics.transfers.clone(),
+            repos.clone(),
+            client.clone(),
+            control,
+            key.verifying_key(),
+            peer_id,
+        );
+        let author = Author::new(repos.clone(), key, client.clone());
+        let server = Server {
+            repos: repos.clone(),
+            client: client.clone(),
+            engine: engine.clone(),
+            metrics: metrics.transfers.clone(),
+        };
+        let handle = NodeHandle::new(
+            peer_id,
+            client.clone(),
+            engine.clone(),
+            author,
+            repos,
+            data_dir.path().to_owned(),
+            // Dials may wait in the connection manager's queue before they start.
+            config.connection_timeout + Duration::from_secs(30),
+        );
+
+        let mut event_loop = EventLoop::new(swarm, config.clone(), commands, events_tx, metrics);
+        event_loop.start_listening().await?;
+        let api = match config.api {
+            Some(addr) => Some(api::Server::start(addr, handle.clone(), Arc::new(registry)).await?),
+            None => None,
+        };
+        tracing::info!(
+            network = %config.network,
+            "guts node {} started: peer id {peer_id}",
+            env!("CARGO_PKG_VERSION")
+        );
+        let event_loop = tokio::spawn(async move {
+            // The data dir stays locked for as long as the node runs.
+            let _data_dir = data_dir;
+            event_loop.run().await;
+        });
+        let serving = vec![
+            tokio::spawn(server.clone().route(events)),
+            tokio::spawn(
+                server.serve_packs(incoming_packs, config.max_concurrent_transfers as usize),
+            ),
+        ];
+        let (stop_engine, stopped) = watch::channel(false);
+        engine.start(config.anti_entropy_interval, stopped);
+        Ok(Node {
+            handle,
+            client,
+            event_loop,
+            serving,
+            api,
+            stop_engine,
+        })
+    }
+
+    /// A handle to drive the node.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.handle.peer_id()
+    }
+
+    /// Where the control API listens, if it is on.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().map(|a| a.local_addr())
+    }
+
+    /// Stops the API and the event loop, closing every connection and releasing the data
+    /// dir.
+    pub async fn shutdown(self) {
+        if let Some(api) = self.api {
+            api.shutdown().await;
+        }
+        let _ = self.stop_engine.send(true);
+        for task in &self.serving {
+            task.abort();
+        }
+        self.client.shutdown().await;
+        let _ = self.event_loop.await;
+    }
+}

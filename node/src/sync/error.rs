@@ -1,0 +1,140 @@
+//! Why a sync, or a fetch from one holder, failed; and what the holder pays for it.
+
+use std::io;
+use std::time::Duration;
+
+use guts_protocol::RepositoryId;
+use guts_protocol::wire::PackResponse;
+use guts_storage::StorageError;
+use libp2p::PeerId;
+
+use crate::connection_manager::Penalty;
+use crate::wire::penalty_for;
+
+/// Why a fetch from one holder failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// No stream to the holder could be opened.
+    #[error("cannot open a stream: {0}")]
+    Open(String),
+    /// The holder declined (not found, busy, rate-limited, refused).
+    #[error("the holder answered {0:?}")]
+    Declined(PackResponse),
+    /// The holder's answer header was bad.
+    #[error("bad answer header: {0}")]
+    BadHeader(io::Error),
+    /// Nothing arrived for this long.
+    #[error("no data for {0:?}")]
+    Stalled(Duration),
+    /// The pack went over the size limit (bytes).
+    #[error("pack larger than the {0}-byte limit")]
+    Oversized(u64),
+    /// The stream broke.
+    #[error("transfer failed: {0}")]
+    Io(io::Error),
+    /// Storage refused the data (it does not verify) or could not keep it.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The task indexing the pack failed.
+    #[error("the ingest task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl FetchError {
+    /// The penalty the holder deserves, if the failure is its fault.
+    pub(crate) fn penalty(&self) -> Option<Penalty> {
+        match self {
+            FetchError::BadHeader(e) => penalty_for(e),
+            FetchError::Oversized(_) => Some(Penalty::Oversized),
+            FetchError::Storage(e) if e.is_peer_fault() => Some(Penalty::BadData),
+            FetchError::Open(_)
+            | FetchError::Declined(_)
+            | FetchError::Stalled(_)
+            | FetchError::Io(_)
+            | FetchError::Storage(_)
+            | FetchError::Task(_) => None,
+        }
+    }
+}
+
+/// Why a sync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// No peer is known to hold the repository.
+    #[error(
+        "no holder of {0} found (it is not announced nor provided in the DHT by any reachable peer)"
+    )]
+    NoHolders(RepositoryId),
+    /// Holders were found but none could serve a newer snapshot.
+    #[error("no holder of {repository} could serve it: {}", list(failures))]
+    AllFailed {
+        /// The repository.
+        repository: RepositoryId,
+        /// Each holder tried and why it failed.
+        failures: Vec<(PeerId, FetchError)>,
+    },
+    /// Local storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A task doing the sync's disk work failed.
+    #[error("a sync task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+fn list(failures: &[(PeerId, FetchError)]) -> String {
+    failures
+        .iter()
+        .map(|(peer, e)| format!("{peer}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guts_protocol::wire::WireError;
+
+    #[test]
+    fn only_the_holders_faults_cost_it() {
+        let bad_pack = FetchError::Storage(StorageError::BadPack("truncated".into()));
+        assert_eq!(bad_pack.penalty(), Some(Penalty::BadData));
+        let disk = FetchError::Storage(StorageError::Write {
+            path: "/data/repos/x".into(),
+            source: io::Error::other("disk full"),
+        });
+        assert_eq!(disk.penalty(), None);
+        let oversized_header = FetchError::BadHeader(io::Error::new(
+            io::ErrorKind::InvalidData,
+            WireError::Oversized { len: 9, max: 1 },
+        ));
+        assert_eq!(oversized_header.penalty(), Some(Penalty::Oversized));
+        assert_eq!(FetchError::Oversized(1).penalty(), Some(Penalty::Oversized));
+        assert_eq!(FetchError::Stalled(Duration::from_secs(1)).penalty(), None);
+        assert_eq!(
+            FetchError::Declined(PackResponse::Busy).penalty(),
+            None,
+            "a busy holder did nothing wrong"
+        );
+    }
+
+    #[test]
+    fn all_failed_names_every_holder() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let e = SyncError::AllFailed {
+            repository: RepositoryId::from_bytes([7; 20]),
+            failures: vec![
+                (a, FetchError::Declined(PackResponse::Busy)),
+                (b, FetchError::Oversized(10)),
+            ],
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("{a}: the holder answered Busy")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{b}: pack larger than the 10-byte limit")),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! Who holds which repository, and how well each has served it: the ranking that picks
+//! the holder to fetch from first.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use guts_protocol::RepositoryId;
+use libp2p::PeerId;
+
+/// What we know of a peer as a holder of a repository.
+#[derive(Debug, Clone, Default)]
+struct Stats {
+    /// Smoothed throughput of its past transfers, bytes per second.
+    throughput: Option<f64>,
+    failures: u32,
+}
+
+/// Weight of the newest measurement in the smoothed throughput.
+const SMOOTHING: f64 = 0.3;
+
+/// Known holders of each repository (in memory: re-learnt from announcements, answers and
+/// the DHT after a restart).
+pub(crate) struct Holders {
+    local: PeerId,
+    known: Mutex<HashMap<RepositoryId, HashMap<PeerId, Stats>>>,
+}
+
+impl Holders {
+    /// Holders as seen by the node `local` (which is never its own holder).
+    pub(crate) fn new(local: PeerId) -> Self {
+        Holders {
+            local,
+            known: Mutex::default(),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<RepositoryId, HashMap<PeerId, Stats>>> {
+        // The map stays consistent whatever a panicking holder of the lock was doing.
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remembers that `peer` holds `id`.
+    pub(crate) fn note(&self, id: RepositoryId, peer: PeerId) {
+        if peer != self.local {
+            self.known().entry(id).or_default().entry(peer).or_default();
+        }
+    }
+
+    /// Known holders of `id`.
+    pub(crate) fn of(&self, id: &RepositoryId) -> Vec<PeerId> {
+        self.known()
+            .get(id)
+            .map(|h| h.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Orders holders best first: the preferred one, then fewest failures, then fastest
+    /// (unmeasured peers after measured ones of any speed).
+    pub(crate) fn rank(&self, id: &RepositoryId, peers: &mut [PeerId], prefer: Option<PeerId>) {
+        let known = self.known();
+        let stats = known.get(id);
+        peers.sort_by_key(|p| {
+            let s = stats.and_then(|h| h.get(p)).cloned().unwrap_or_default();
+            (
+                Some(*p) != prefer,
+                s.failures,
+                std::cmp::Reverse(s.throughput.map(|t| t as u64).unwrap_or(0)),
+            )
+        });
+    }
+
+    /// Records a transfer from `peer`: its throughput, or `None` for a failure.
+    pub(crate) fn record(&self, id: &RepositoryId, peer: PeerId, throughput: Option<f64>) {
+        let mut known = self.known();
+        let s = known.entry(*id).or_default().entry(peer).or_default();
+        match throughput {
+            Some(t) => {
+                s.failures = 0;
+                s.throughput = Some(
+                    s.throughput
+                        .map_or(t, |old| (1.0 - SMOOTHING) * old + SMOOTHING * t),
+                );
+            }
+            None => s.failures = s.failures.saturating_add(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> RepositoryId {
+        RepositoryId::from_bytes([3; 20])
+    }
+
+    #[test]
+    fn the_node_is_never_its_own_holder() {
+        let local = PeerId::random();
+        let holders = Holders::new(local);
+        let other = PeerId::random();
+        holders.note(repo(), local);
+        holders.note(repo(), other);
+        assert_eq!(holders.of(&repo()), vec![other]);
+        assert!(holders.of(&RepositoryId::from_bytes([4; 20])).is_empty());
+    }
+
+    #[test]
+    fn preferred_then_reliable_then_fast() {
+        let holders = Holders::new(PeerId::random());
+        let (slow, fast, failing, unmeasured, preferred) = (
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+        );
+        holders.record(&repo(), slow, Some(1_000.0));
+        holders.record(&repo(), fast, Some(1_000_000.0));
+        holders.record(&repo(), failing, Some(10_000_000.0));
+        holders.record(&repo(), failing, None);
+        holders.record(&repo(), preferred, None);
+        holders.record(&repo(), preferred, None);
+        let mut peers = vec![unmeasured, failing, slow, preferred, fast];
+        holders.rank(&repo(), &mut peers, Some(preferred));
+        assert_eq!(peers, vec![preferred, fast, slow, unmeasured, failing]);
+    }
+
+    #[test]
+    fn a_success_clears_failures_and_smooths_throughput() {
+        let holders = Holders::new(PeerId::random());
+        let (a, b) = (PeerId::random(), PeerId::random());
+        holders.record(&repo(), a, None);
+        holders.record(&repo(), a, Some(100.0));
+        holders.record(&repo(), a, Some(200.0));
+        // a: no failures left, throughput 0.7*100 + 0.3*200 = 130; b: 120.
+        holders.record(&repo(), b, Some(120.0));
+        let mut peers = vec![b, a];
+        holders.rank(&repo(), &mut peers, None);
+        assert_eq!(peers, vec![a, b]);
+        holders.record(&repo(), b, Some(150.0));
+        // b: 0.7*120 + 0.3*150 = 129 < 130.
+        let mut peers = vec![b, a];
+        holders.rank(&repo(), &mut peers, None);
+        assert_eq!(peers, vec![a, b]);
+    }
+}

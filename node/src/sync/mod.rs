@@ -1,0 +1,13 @@
+//! Replication: the engine that brings repositories up to their owners' latest signed
+//! snapshots, the holders it fetches from, the fetching side of the pack protocol, and
+//! the answers this node gives to peers doing the same.
+
+mod engine;
+mod error;
+mod holders;
+mod pack;
+mod serve;
+
+pub(crate) use engine::Engine;
+pub use error::{FetchError, SyncError};
+pub(crate) use serve::Server;

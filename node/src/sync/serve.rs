@@ -1,0 +1,371 @@
+//! Answering peers, off the swarm task: GetRefs and ListRepositories (routed here as
+//! [`Event`]s from the event loop), pack requests (streams), and gossiped announcements,
+//! which are decoded, verified and compared with what this node holds before gossipsub may
+//! relay them.
+
+use std::io;
+use std::sync::Arc;
+
+use futures::{AsyncWriteExt, StreamExt};
+use guts_protocol::wire::{
+    self, Announcement, MAX_ANNOUNCEMENT_SIZE, MAX_LISTED_REPOSITORIES, MAX_PACK_REQUEST_SIZE,
+    PackRequest, PackResponse, SyncRequest, SyncResponse,
+};
+use guts_protocol::{RepositoryId, SignedHeader};
+use guts_storage::Repositories;
+use libp2p::{PeerId, Stream, gossipsub};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::engine::Engine;
+use super::pack::{CHUNK, HEADER_TIMEOUT};
+use crate::connection_manager::Penalty;
+use crate::metrics::TransferMetrics;
+use crate::network::{Client, Event};
+use crate::wire::{PACK_RATE_LIMIT_KEY, penalty_for, read_message, write_message};
+
+/// Requests and announcements judged at once; beyond it they wait in the event queue,
+/// and once that is full the event loop turns new ones away.
+const CONCURRENT_ANSWERS: usize = 16;
+/// Chunks buffered between the pack builder and the stream.
+const CHANNEL_DEPTH: usize = 16;
+
+/// What answering peers needs.
+#[derive(Clone)]
+pub(crate) struct Server {
+    pub repos: Repositories,
+    pub client: Client,
+    pub engine: Engine,
+    pub metrics: TransferMetrics,
+}
+
+impl Server {
+    /// Handles the event loop's events until it stops.
+    pub(crate) async fn route(self, mut events: mpsc::Receiver<Event>) {
+        let answers = Arc::new(Semaphore::new(CONCURRENT_ANSWERS));
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::PeerConnected { peer, first } => {
+                    // Back in touch (start, restart, a healed partition): catch up now
+                    // rather than at the next anti-entropy round.
+                    if first {
+                        self.engine.catch_up(peer);
+                    }
+                }
+                Event::InboundRequest {
+                    peer,
+                    request,
+                    channel,
+                } => {
+                    let Ok(permit) = answers.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let server = self.clone();
+                    tokio::spawn(async move {
+                        let response = server.answer(request).await;
+                        tracing::trace!(%peer, "answered a sync request");
+                        server.client.respond(channel, response);
+                        drop(permit);
+                    });
+                }
+                Event::Announcement {
+                    propagation_source,
+                    message_id,
+                    publisher,
+                    data,
+                } => {
+                    let Ok(permit) = answers.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let server = self.clone();
+                    tokio::spawn(async move {
+                        let acceptance = server
+                            .judge_announcement(propagation_source, publisher, &data)
+                            .await;
+                        server
+                            .client
+                            .validated(message_id, propagation_source, acceptance);
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    }
+
+    /// The answer to a sync request.
+    async fn answer(&self, request: SyncRequest) -> SyncResponse {
+        let repos = self.repos.clone();
+        tokio::task::spawn_blocking(move || answer(&repos, request, MAX_LISTED_REPOSITORIES))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!("answering a sync request failed: {e}");
+                SyncResponse::NotFound
+            })
+    }
+
+    /// Whether gossipsub may relay an announcement: it must decode and verify (else the
+    /// relaying peer is penalized), and be newer than what this node holds (else it is
+    /// old news, ignored). News of a repository this node replicates triggers a sync.
+    async fn judge_announcement(
+        &self,
+        from: PeerId,
+        publisher: Option<PeerId>,
+        data: &[u8],
+    ) -> gossipsub::MessageAcceptance {
+        let header = match verified_header(data) {
+            Ok(header) => header,
+            Err(why) => {
+                tracing::info!(%from, "rejected announcement: {why}");
+                self.client.penalize(from, Penalty::InvalidAnnouncement);
+                return gossipsub::MessageAcceptance::Reject;
+            }
+        };
+        let id = header.repository();
+        let repos = self.repos.clone();
+        let held = tokio::task::spawn_blocking(move || repos.signed_refs(&id))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .flatten()
+            .map_or(0, |s| s.sequence());
+        if !is_news(&header, held) {
+            // Old news (or a replay): not relayed, no penalty.
+            return gossipsub::MessageAcceptance::Ignore;
+        }
+        if self.engine.wants(&id).await {
+            self.engine.trigger(id, publisher);
+        }
+        gossipsub::MessageAcceptance::Accept
+    }
+
+    /// Serves pack requests until the node stops; at most `transfers` at once, beyond
+    /// which requesters are told `Busy`.
+    pub(crate) async fn serve_packs(
+        self,
+        mut incoming: libp2p_stream::IncomingStreams,
+        transfers: usize,
+    ) {
+        let transfers = Arc::new(Semaphore::new(transfers));
+        while let Some((peer, stream)) = incoming.next().await {
+            let (server, transfers) = (self.clone(), transfers.clone());
+            tokio::spawn(async move {
+                if let Err(e) = server.serve_pack(peer, stream, transfers).await {
+                    tracing::debug!(%peer, "pack transfer ended: {e}");
+                }
+            });
+        }
+    }
+
+    async fn serve_pack(
+        &self,
+        peer: PeerId,
+        mut stream: Stream,
+        transfers: Arc<Semaphore>,
+    ) -> io::Result<()> {
+        let request: PackRequest = match tokio::time::timeout(
+            HEADER_TIMEOUT,
+            read_message(&mut stream, MAX_PACK_REQUEST_SIZE),
+        )
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                if let Some(penalty) = penalty_for(&e) {
+                    self.client.penalize(peer, penalty);
+                }
+                return Err(e);
+            }
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "no request")),
+        };
+        if !self.client.allow_request(peer, PACK_RATE_LIMIT_KEY).await {
+            return reply_and_close(&mut stream, PackResponse::RateLimited).await;
+        }
+        let Ok(permit) = transfers.try_acquire_owned() else {
+            return reply_and_close(&mut stream, PackResponse::Busy).await;
+        };
+        let id = request.repository;
+        let held = {
+            let repos = self.repos.clone();
+            tokio::task::spawn_blocking(move || repos.signed_refs(&id)).await
+        };
+        if !matches!(held, Ok(Ok(Some(_)))) {
+            return reply_and_close(&mut stream, PackResponse::NotFound).await;
+        }
+
+        // libgit2 writes the pack on a blocking thread; a bounded channel carries it here.
+        let (count_tx, count_rx) = oneshot::channel::<usize>();
+        let (chunk_tx, mut chunk_rx) = mpsc::channel::<Vec<u8>>(CHANNEL_DEPTH);
+        let repos = self.repos.clone();
+        let build = tokio::task::spawn_blocking(move || {
+            let mut count_tx = Some(count_tx);
+            repos.build_pack(
+                &id,
+                &request.wants,
+                &request.haves,
+                &mut |n| {
+                    if let Some(tx) = count_tx.take() {
+                        let _ = tx.send(n);
+                    }
+                },
+                &mut |chunk| {
+                    chunk
+                        .chunks(CHUNK)
+                        .all(|piece| chunk_tx.blocking_send(piece.to_vec()).is_ok())
+                },
+            )
+        });
+        let objects = match count_rx.await {
+            Ok(n) => n,
+            Err(_) => {
+                let reason = match build.await {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "the pack could not be built".to_owned(),
+                };
+                return reply_and_close(&mut stream, PackResponse::Refused(reason)).await;
+            }
+        };
+        write_message(
+            &mut stream,
+            &PackResponse::Pack {
+                objects: objects as u32,
+            },
+        )
+        .await?;
+        let mut sent = 0u64;
+        while let Some(chunk) = chunk_rx.recv().await {
+            stream.write_all(&chunk).await?;
+            sent += chunk.len() as u64;
+        }
+        // Dropping the receiver on a write error above aborts the builder.
+        build.await?.map_err(io::Error::other)?;
+        stream.close().await?;
+        drop(permit);
+        self.metrics.served_packs.inc();
+        self.metrics.served_bytes.inc_by(sent);
+        tracing::debug!(%peer, repository = %id, objects, bytes = sent, "pack sent");
+        Ok(())
+    }
+}
+
+/// The answer to `request` from what `repos` holds, listing at most `max_listed` ids.
+fn answer(repos: &Repositories, request: SyncRequest, max_listed: usize) -> SyncResponse {
+    match request {
+        SyncRequest::GetRefs { repository } => match repos.signed_refs(&repository) {
+            Ok(Some(refs)) => SyncResponse::Refs(Box::new(refs)),
+            Ok(None) => SyncResponse::NotFound,
+            Err(e) => {
+                tracing::error!("{e}");
+                SyncResponse::NotFound
+            }
+        },
+        SyncRequest::ListRepositories => {
+            let mut ids: Vec<RepositoryId> = repos.list().unwrap_or_else(|e| {
+                tracing::error!("{e}");
+                Vec::new()
+            });
+            ids.truncate(max_listed);
+            SyncResponse::Repositories(ids)
+        }
+    }
+}
+
+/// The header of a gossiped announcement, if it decodes and its signature verifies.
+fn verified_header(data: &[u8]) -> Result<SignedHeader, String> {
+    let announcement: Announcement =
+        wire::decode(data, MAX_ANNOUNCEMENT_SIZE).map_err(|e| e.to_string())?;
+    let header = announcement.header().clone();
+    header.verify().map_err(|e| e.to_string())?;
+    Ok(header)
+}
+
+/// Whether an announcement says more than the snapshot of sequence `held` this node has.
+fn is_news(header: &SignedHeader, held: u64) -> bool {
+    header.sequence() > held
+}
+
+async fn reply_and_close(stream: &mut Stream, response: PackResponse) -> io::Result<()> {
+    write_message(stream, &response).await?;
+    stream.close().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use guts_protocol::SignedRefs;
+
+    fn store_with_one_repository() -> (tempfile::TempDir, Repositories, SignedRefs) {
+        let dir = tempfile::tempdir().unwrap();
+        let repos = Repositories::new(dir.path());
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let snapshot = repos.init("demo".parse().unwrap(), &key).unwrap();
+        (dir, repos, snapshot)
+    }
+
+    #[test]
+    fn get_refs_answers_the_held_snapshot_or_not_found() {
+        let (_dir, repos, snapshot) = store_with_one_repository();
+        let held = answer(
+            &repos,
+            SyncRequest::GetRefs {
+                repository: snapshot.repository(),
+            },
+            MAX_LISTED_REPOSITORIES,
+        );
+        assert_eq!(held, SyncResponse::Refs(Box::new(snapshot)));
+        let unknown = answer(
+            &repos,
+            SyncRequest::GetRefs {
+                repository: RepositoryId::from_bytes([1; 20]),
+            },
+            MAX_LISTED_REPOSITORIES,
+        );
+        assert_eq!(unknown, SyncResponse::NotFound);
+    }
+
+    #[test]
+    fn a_repository_list_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let repos = Repositories::new(dir.path());
+        let key = SigningKey::from_bytes(&[9; 32]);
+        for i in 0..5 {
+            repos.init(format!("r{i}").parse().unwrap(), &key).unwrap();
+        }
+        for (cap, expected) in [(3, 3), (5, 5), (MAX_LISTED_REPOSITORIES, 5)] {
+            match answer(&repos, SyncRequest::ListRepositories, cap) {
+                SyncResponse::Repositories(ids) => assert_eq!(ids.len(), expected, "cap {cap}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn announcements_must_decode_and_verify() {
+        let (_dir, _repos, snapshot) = store_with_one_repository();
+        let data = wire::encode(&Announcement::of(&snapshot));
+        let header = verified_header(&data).unwrap();
+        assert_eq!(header.repository(), snapshot.repository());
+
+        assert!(verified_header(b"garbage").is_err());
+        // A flipped byte breaks the decoding or the signature, unless it misses the
+        // signed header (the kind of announcement is not signed and changes nothing).
+        for i in 0..data.len() {
+            let mut forged = data.clone();
+            forged[i] ^= 0x01;
+            if let Ok(h) = verified_header(&forged) {
+                assert_eq!(h, header, "byte {i} flipped changes a verified header");
+            }
+        }
+        let oversized = vec![0u8; MAX_ANNOUNCEMENT_SIZE + 1];
+        assert!(verified_header(&oversized).unwrap_err().contains("limit"));
+    }
+
+    #[test]
+    fn only_newer_sequences_are_news() {
+        let (_dir, _repos, snapshot) = store_with_one_repository();
+        let header = snapshot.signed.clone();
+        let seq = header.sequence();
+        assert!(is_news(&header, seq - 1));
+        assert!(!is_news(&header, seq));
+        assert!(!is_news(&header, seq + 1));
+    }
+}
