@@ -152,9 +152,20 @@ pub enum StorageError {
         /// Sequence offered.
         offered: u64,
     },
-    /// A received pack is not a valid pack.
+    /// A received pack is not a valid pack, or breaks a limit.
     #[error("bad pack: {0}")]
     BadPack(String),
+    /// An object breaks a rule every stored object must follow (a tree too deep, an
+    /// entry git would refuse to check out).
+    #[error("object {object} of {repository} is refused: {reason}")]
+    BadObject {
+        /// The repository.
+        repository: RepositoryId,
+        /// The object.
+        object: ObjectId,
+        /// The rule it breaks.
+        reason: String,
+    },
     /// An object a snapshot needs is not there.
     #[error("object {object} of {repository} is missing")]
     MissingObject {
@@ -189,6 +200,7 @@ impl StorageError {
         // No wildcard: a new variant must be classified here.
         match self {
             StorageError::BadPack(_)
+            | StorageError::BadObject { .. }
             | StorageError::MissingObject { .. }
             | StorageError::Incomplete { .. }
             | StorageError::InvalidSnapshot(_) => true,
@@ -229,6 +241,11 @@ mod tests {
         let os = || io::Error::other("disk");
         let peer = [
             StorageError::BadPack("truncated".into()),
+            StorageError::BadObject {
+                repository,
+                object: ObjectId([2; 20]),
+                reason: "too deep".into(),
+            },
             StorageError::MissingObject {
                 repository,
                 object: ObjectId([2; 20]),

@@ -11,6 +11,7 @@ use guts_protocol::refs::Refs;
 use guts_protocol::{ObjectId, RefName, RepoName, RepositoryId, SignedRefs};
 
 use super::serve::write_pack;
+use super::verify::check_snapshot;
 use super::{Imported, PUSH_PREFIX, Pushed, RefUpdate, Repositories, git, object_id, oid};
 use crate::StorageError;
 
@@ -113,6 +114,13 @@ impl Repositories {
         let sequence = previous.map_or(1, |p| p.sequence() + 1);
         let snapshot = SignedRefs::sign(key, name, sequence, head, refs)?;
         let id = snapshot.repository();
+        // libgit2's pack builder walks trees recursively: the source is checked (depth
+        // first of all) before it gets to, so a crafted source costs an error, not the
+        // stack. The store checks the result again as it checks any pack.
+        let known: Vec<git2::Oid> = previous
+            .map(|p| p.refs.values().map(oid).collect())
+            .unwrap_or_default();
+        check_snapshot(&src, &snapshot, &known, &self.limits)?;
         let wants = self.wants(&snapshot)?;
         if wants.is_empty() {
             self.accept_locked(&snapshot, None, &mut |_| {})?;

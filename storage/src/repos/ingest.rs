@@ -1,23 +1,24 @@
 //! Verified ingest: [`Repositories::accept`] and the quarantine, indexing and connectivity
 //! checks behind it, plus the wants and haves a fetch starts from.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use git2::{ObjectType, Oid, Repository};
+use git2::{Oid, Repository};
 use guts_protocol::wire;
 use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
 
+use super::verify::check_snapshot;
 use super::{
-    PackStats, QUARANTINE_PREFIX, Repositories, SIGNED_REFS_FILE, dedup, git, object_id, oid,
+    Limits, PackStats, QUARANTINE_PREFIX, Repositories, SIGNED_REFS_FILE, dedup, git, oid,
 };
 use crate::StorageError;
 use crate::fs::{sync_dir, write_atomically};
 
-/// Git file mode of a submodule entry: its object lives in another repository.
-const GITLINK_MODE: i32 = 0o160000;
+/// A pack starts `PACK`, a 4-byte version and a 4-byte object count.
+const PACK_HEADER_LEN: usize = 12;
 
 impl Repositories {
     /// Targets of `snapshot` this node does not have yet: what to ask a holder for.
@@ -102,7 +103,7 @@ impl Repositories {
         let quarantine = match pack {
             Some(chunks) => {
                 let q = Quarantine::new(&self.path(&id))?;
-                stats = index_pack(&repo, &q.pack_dir(), chunks, progress)?;
+                stats = index_pack(&repo, &q.pack_dir(), chunks, &self.limits, progress)?;
                 Some(q)
             }
             None => None,
@@ -116,7 +117,7 @@ impl Repositories {
         let known: Vec<Oid> = previous
             .map(|p| p.refs.values().map(oid).collect())
             .unwrap_or_default();
-        check_connected(&repo, snapshot, &known)?;
+        check_snapshot(&repo, snapshot, &known, &self.limits)?;
         let verified = started.elapsed();
 
         if let Some(q) = quarantine {
@@ -169,9 +170,12 @@ fn index_pack(
     repo: &Repository,
     dir: &Path,
     chunks: &mut dyn Iterator<Item = io::Result<Vec<u8>>>,
+    limits: &Limits,
     progress: &mut dyn FnMut(PackStats),
 ) -> Result<PackStats, StorageError> {
     let odb = repo.odb().map_err(git("opening the object database"))?;
+    // The object count is checked before libgit2 sizes anything by it.
+    let mut header: Vec<u8> = Vec::with_capacity(PACK_HEADER_LEN);
     let mut indexer = git2::Indexer::new(Some(&odb), dir, 0o444, false)
         .map_err(git("starting to index the pack"))?;
     let mut stats = PackStats::default();
@@ -183,6 +187,13 @@ fn index_pack(
     });
     for chunk in chunks {
         let chunk = chunk.map_err(|e| StorageError::Transfer(e.to_string()))?;
+        if header.len() < PACK_HEADER_LEN {
+            let take = (PACK_HEADER_LEN - header.len()).min(chunk.len());
+            header.extend_from_slice(&chunk[..take]);
+            if header.len() == PACK_HEADER_LEN {
+                check_pack_header(&header, limits)?;
+            }
+        }
         stats.bytes += chunk.len() as u64;
         indexer
             .write_all(&chunk)
@@ -198,93 +209,17 @@ fn index_pack(
     Ok(stats)
 }
 
-/// Checks that every ref target of `snapshot` is present and fully connected: for
-/// commits, all history not reachable from `known` (tips already verified) with every
-/// tree and blob; for tags, what they point at. Gitlinks (submodules) are not followed.
-fn check_connected(
-    repo: &Repository,
-    snapshot: &SignedRefs,
-    known: &[Oid],
-) -> Result<(), StorageError> {
-    let id = snapshot.repository();
-    let missing = |object: Oid| StorageError::MissingObject {
-        repository: id,
-        object: object_id(object),
-    };
-    let odb = repo.odb().map_err(git("opening the object database"))?;
-    let mut walk = repo.revwalk().map_err(git("starting a walk"))?;
-    let mut pushed = false;
-    for target in snapshot.refs.values() {
-        let mut object = repo
-            .find_object(oid(target), None)
-            .map_err(|_| missing(oid(target)))?;
-        while object.kind() == Some(ObjectType::Tag) {
-            let tag = object.into_tag().map_err(|o| missing(o.id()))?;
-            let target_id = tag.target_id();
-            object = tag.target().map_err(|_| missing(target_id))?;
-        }
-        match object.kind() {
-            Some(ObjectType::Commit) => {
-                walk.push(object.id()).map_err(|_| missing(object.id()))?;
-                pushed = true;
-            }
-            Some(ObjectType::Tree) => {
-                check_tree(repo, &odb, object.id(), &mut HashSet::new(), &missing)?
-            }
-            _ => {}
-        }
+/// Refuses a pack that announces more objects than `limits` allow.
+fn check_pack_header(header: &[u8], limits: &Limits) -> Result<(), StorageError> {
+    if &header[..4] != b"PACK" {
+        return Err(StorageError::BadPack("no pack signature".into()));
     }
-    for k in known {
-        if let Ok(commit) = repo.find_object(*k, None).and_then(|o| o.peel_to_commit()) {
-            let _ = walk.hide(commit.id());
-        }
-    }
-    if !pushed {
-        return Ok(());
-    }
-    let mut checked = HashSet::new();
-    for commit_id in walk {
-        // A walk error means a parent is missing.
-        let commit_id = commit_id.map_err(|e| StorageError::Incomplete {
-            repository: id,
-            reason: e.message().to_owned(),
-        })?;
-        let commit = repo
-            .find_commit(commit_id)
-            .map_err(|_| missing(commit_id))?;
-        for parent in commit.parent_ids() {
-            if !odb.exists(parent) {
-                return Err(missing(parent));
-            }
-        }
-        check_tree(repo, &odb, commit.tree_id(), &mut checked, &missing)?;
-    }
-    Ok(())
-}
-
-fn check_tree(
-    repo: &Repository,
-    odb: &git2::Odb<'_>,
-    tree_id: Oid,
-    checked: &mut HashSet<Oid>,
-    missing: &dyn Fn(Oid) -> StorageError,
-) -> Result<(), StorageError> {
-    if !checked.insert(tree_id) {
-        return Ok(());
-    }
-    let tree = repo.find_tree(tree_id).map_err(|_| missing(tree_id))?;
-    for entry in tree.iter() {
-        if entry.filemode() == GITLINK_MODE {
-            continue;
-        }
-        match entry.kind() {
-            Some(ObjectType::Tree) => check_tree(repo, odb, entry.id(), checked, missing)?,
-            _ => {
-                if !odb.exists(entry.id()) {
-                    return Err(missing(entry.id()));
-                }
-            }
-        }
+    let count = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+    if count > limits.max_pack_objects {
+        return Err(StorageError::BadPack(format!(
+            "it announces {count} objects, over the limit of {} (max_pack_objects)",
+            limits.max_pack_objects
+        )));
     }
     Ok(())
 }

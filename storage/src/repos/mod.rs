@@ -16,6 +16,7 @@ mod recover;
 mod serve;
 #[cfg(test)]
 mod test_support;
+mod verify;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -89,6 +90,26 @@ pub struct PackStats {
     pub bytes: u64,
 }
 
+/// What a repository's data may be, whoever sent it: limits checked before and while it
+/// is stored, so data that breaks one is refused whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting of trees (git's `core.maxTreeDepth` is 4096 too).
+    pub max_tree_depth: usize,
+    /// Most objects one pack may announce.
+    pub max_pack_objects: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_tree_depth: 4096,
+            // The Linux kernel's history is about 10 million objects.
+            max_pack_objects: 20_000_000,
+        }
+    }
+}
+
 /// The repositories under a data dir.
 #[derive(Debug, Clone)]
 pub struct Repositories {
@@ -97,6 +118,17 @@ pub struct Repositories {
     // One writer per repository at a time; readers (pack building) need no lock because
     // objects are only ever added and refs move atomically.
     locks: Arc<Mutex<HashMap<RepositoryId, Arc<Mutex<()>>>>>,
+    limits: Limits,
+    /// The follow list, read from its file once and kept in step with it; the mutex
+    /// also makes each follow's check-and-append one step.
+    follows: Arc<Mutex<Option<FollowList>>>,
+}
+
+/// The followed repositories, in the order they were followed.
+#[derive(Debug, Default)]
+struct FollowList {
+    order: Vec<RepositoryId>,
+    set: HashSet<RepositoryId>,
 }
 
 fn git(context: impl Into<String>) -> impl FnOnce(git2::Error) -> StorageError {
@@ -126,7 +158,15 @@ impl Repositories {
             root: data_dir.join("repos"),
             following: data_dir.join(FOLLOWING_FILE),
             locks: Arc::default(),
+            limits: Limits::default(),
+            follows: Arc::default(),
         }
+    }
+
+    /// The same repositories, checked against `limits` from now on.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The bare repository of `id` (whether or not it exists).

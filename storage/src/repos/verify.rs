@@ -1,0 +1,598 @@
+//! What a snapshot's objects must satisfy before it is applied: every target present and
+//! fully connected, trees no deeper than the limit, and tree entries git can check out
+//! safely (git's `transfer.fsckObjects` rules that matter for a working tree).
+//!
+//! Everything here iterates: a tree nesting 30,000 levels deep must cost a refusal, not
+//! the stack of the thread that reads it.
+
+use std::collections::{HashMap, HashSet};
+
+use git2::{ObjectType, Oid, Repository};
+use guts_protocol::{RepositoryId, SignedRefs};
+
+use super::{Limits, git, object_id, oid};
+use crate::StorageError;
+
+/// Git file modes of tree entries.
+const MODE_TREE: i32 = 0o040000;
+const MODE_BLOB: i32 = 0o100644;
+const MODE_EXECUTABLE: i32 = 0o100755;
+/// Group-writable blobs, written by git before 2005 and still found in old histories.
+const MODE_BLOB_GROUP_WRITABLE: i32 = 0o100664;
+const MODE_SYMLINK: i32 = 0o120000;
+/// A submodule: its object lives in another repository, so it is not followed.
+const MODE_GITLINK: i32 = 0o160000;
+
+/// Checks that every ref target of `snapshot` is present and fully connected: for
+/// commits, all history not reachable from `known` (tips already verified) with every
+/// tree and blob; for tags, what they point at. Each new tree is checked against
+/// `limits` and git's rules for entries.
+pub(super) fn check_snapshot(
+    repo: &Repository,
+    snapshot: &SignedRefs,
+    known: &[Oid],
+    limits: &Limits,
+) -> Result<(), StorageError> {
+    let mut trees = TreeChecker::new(repo, snapshot.repository(), limits)?;
+    let mut walk = repo.revwalk().map_err(git("starting a walk"))?;
+    let mut pushed = false;
+    for target in snapshot.refs.values() {
+        let mut object = repo
+            .find_object(oid(target), None)
+            .map_err(|_| trees.missing(oid(target)))?;
+        let mut peeled = 0usize;
+        while object.kind() == Some(ObjectType::Tag) {
+            // A chain of tags is a chain of objects to read: bounded like tree depth.
+            peeled += 1;
+            if peeled > limits.max_tree_depth {
+                return Err(trees.bad(object.id(), "a chain of tags too long to follow"));
+            }
+            let tag = object.into_tag().map_err(|o| trees.missing(o.id()))?;
+            let target_id = tag.target_id();
+            object = tag.target().map_err(|_| trees.missing(target_id))?;
+        }
+        match object.kind() {
+            Some(ObjectType::Commit) => {
+                walk.push(object.id())
+                    .map_err(|_| trees.missing(object.id()))?;
+                pushed = true;
+            }
+            Some(ObjectType::Tree) => trees.check(object.id())?,
+            _ => {}
+        }
+    }
+    for k in known {
+        if let Ok(commit) = repo.find_object(*k, None).and_then(|o| o.peel_to_commit()) {
+            let _ = walk.hide(commit.id());
+        }
+    }
+    if !pushed {
+        return Ok(());
+    }
+    for commit_id in walk {
+        // A walk error means a parent is missing.
+        let commit_id = commit_id.map_err(|e| StorageError::Incomplete {
+            repository: snapshot.repository(),
+            reason: e.message().to_owned(),
+        })?;
+        let commit = repo
+            .find_commit(commit_id)
+            .map_err(|_| trees.missing(commit_id))?;
+        for parent in commit.parent_ids() {
+            if !trees.odb.exists(parent) {
+                return Err(trees.missing(parent));
+            }
+        }
+        trees.check(commit.tree_id())?;
+    }
+    Ok(())
+}
+
+/// Walks trees once each, remembering how many levels each one spans.
+struct TreeChecker<'r> {
+    repo: &'r Repository,
+    odb: git2::Odb<'r>,
+    repository: RepositoryId,
+    max_depth: usize,
+    /// Trees checked, with their height (a tree with no subtrees has height 1).
+    heights: HashMap<Oid, usize>,
+}
+
+impl<'r> TreeChecker<'r> {
+    fn new(
+        repo: &'r Repository,
+        repository: RepositoryId,
+        limits: &Limits,
+    ) -> Result<Self, StorageError> {
+        Ok(TreeChecker {
+            repo,
+            odb: repo.odb().map_err(git("opening the object database"))?,
+            repository,
+            max_depth: limits.max_tree_depth,
+            heights: HashMap::new(),
+        })
+    }
+
+    fn missing(&self, object: Oid) -> StorageError {
+        StorageError::MissingObject {
+            repository: self.repository,
+            object: object_id(object),
+        }
+    }
+
+    fn bad(&self, object: Oid, reason: impl Into<String>) -> StorageError {
+        StorageError::BadObject {
+            repository: self.repository,
+            object: object_id(object),
+            reason: reason.into(),
+        }
+    }
+
+    fn too_deep(&self, object: Oid) -> StorageError {
+        self.bad(
+            object,
+            format!(
+                "trees nest deeper than {} levels (max_tree_depth)",
+                self.max_depth
+            ),
+        )
+    }
+
+    /// Checks the tree `root` and everything below it. Depth is counted from `root`
+    /// (level 1); heights are kept per tree, so a subtree reached through two paths is
+    /// read once but still counted at its deepest.
+    fn check(&mut self, root: Oid) -> Result<(), StorageError> {
+        if let Some(&height) = self.heights.get(&root) {
+            return if height > self.max_depth {
+                Err(self.too_deep(root))
+            } else {
+                Ok(())
+            };
+        }
+        // (tree, depth of the tree, its subtrees once read)
+        let mut stack: Vec<(Oid, usize, Option<Vec<Oid>>)> = vec![(root, 1, None)];
+        while let Some((tree_id, depth, subtrees)) = stack.pop() {
+            match subtrees {
+                None => {
+                    if depth > self.max_depth {
+                        return Err(self.too_deep(tree_id));
+                    }
+                    if let Some(&height) = self.heights.get(&tree_id) {
+                        if depth + height - 1 > self.max_depth {
+                            return Err(self.too_deep(tree_id));
+                        }
+                        continue;
+                    }
+                    let subtrees = self.read(tree_id)?;
+                    let unseen: Vec<Oid> = subtrees
+                        .iter()
+                        .copied()
+                        .filter(|t| !self.heights.contains_key(t))
+                        .collect();
+                    stack.push((tree_id, depth, Some(subtrees)));
+                    stack.extend(unseen.into_iter().map(|t| (t, depth + 1, None)));
+                }
+                Some(subtrees) => {
+                    // Every subtree has been checked by now (pushed after this entry).
+                    let below = subtrees
+                        .iter()
+                        .filter_map(|t| self.heights.get(t))
+                        .max()
+                        .copied()
+                        .unwrap_or(0);
+                    let height = below + 1;
+                    if depth + height - 1 > self.max_depth {
+                        return Err(self.too_deep(tree_id));
+                    }
+                    self.heights.insert(tree_id, height);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one tree: checks its entries and that its blobs are present; returns its
+    /// subtrees.
+    fn read(&self, tree_id: Oid) -> Result<Vec<Oid>, StorageError> {
+        let tree = self
+            .repo
+            .find_tree(tree_id)
+            .map_err(|_| self.missing(tree_id))?;
+        let mut subtrees = Vec::new();
+        let mut names: HashSet<Vec<u8>> = HashSet::new();
+        for entry in tree.iter() {
+            let name = entry.name_bytes();
+            check_entry_name(name).map_err(|why| self.bad(tree_id, why))?;
+            if !names.insert(name.to_vec()) {
+                return Err(self.bad(
+                    tree_id,
+                    format!("duplicate entry {:?}", String::from_utf8_lossy(name)),
+                ));
+            }
+            let mode = entry.filemode();
+            let is_gitmodules = is_dotgit_name(name, b"gitmodules");
+            match mode {
+                MODE_GITLINK => continue,
+                MODE_TREE => subtrees.push(entry.id()),
+                MODE_BLOB | MODE_EXECUTABLE | MODE_BLOB_GROUP_WRITABLE | MODE_SYMLINK => {
+                    if is_gitmodules && mode == MODE_SYMLINK {
+                        return Err(self.bad(tree_id, ".gitmodules is a symbolic link"));
+                    }
+                    if !self.odb.exists(entry.id()) {
+                        return Err(self.missing(entry.id()));
+                    }
+                    if is_gitmodules {
+                        let blob = self
+                            .repo
+                            .find_blob(entry.id())
+                            .map_err(|_| self.missing(entry.id()))?;
+                        check_gitmodules(blob.content())
+                            .map_err(|why| self.bad(entry.id(), why))?;
+                    }
+                }
+                other => {
+                    return Err(self.bad(tree_id, format!("entry with file mode {other:o}")));
+                }
+            }
+        }
+        Ok(subtrees)
+    }
+}
+
+/// Refuses names git would refuse to check out (or that would write outside the working
+/// tree, or into `.git`, on some filesystem).
+fn check_entry_name(name: &[u8]) -> Result<(), String> {
+    let shown = || format!("{:?}", String::from_utf8_lossy(name));
+    if name.is_empty() {
+        return Err("an entry with an empty name".into());
+    }
+    if name == b"." || name == b".." {
+        return Err(format!("an entry named {}", shown()));
+    }
+    if name.contains(&b'/') || name.contains(&0) {
+        return Err(format!("an entry name with a path separator: {}", shown()));
+    }
+    if is_dotgit_name(name, b"git") {
+        return Err(format!("an entry named {} (git's own directory)", shown()));
+    }
+    Ok(())
+}
+
+/// Whether `name` is `.<what>` as some filesystem sees it: any case, with trailing dots or
+/// spaces (NTFS), with characters HFS+ ignores, or as NTFS's 8.3 short name (`git~1` for
+/// `.git`).
+fn is_dotgit_name(name: &[u8], what: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(name) else {
+        return false;
+    };
+    let folded: String = text
+        .chars()
+        .filter(|c| !is_hfs_ignorable(*c))
+        .collect::<String>()
+        .trim_end_matches(['.', ' '])
+        .to_ascii_lowercase();
+    let what = std::str::from_utf8(what).unwrap_or_default();
+    let short = format!("{}~1", &what[..what.len().min(6)]);
+    folded.strip_prefix('.') == Some(what) || folded == short
+}
+
+/// Code points HFS+ drops when it compares names (so `.g\u{200c}it` is `.git` there).
+fn is_hfs_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200c}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{206a}'..='\u{206f}' | '\u{feff}'
+    )
+}
+
+/// Refuses a `.gitmodules` that would make `git submodule` run an option or leave the
+/// repository: a name with `..`, a url or path starting with `-`.
+fn check_gitmodules(content: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(content);
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(section) = line.strip_prefix("[submodule")
+            && let Some(name) = section.trim().strip_suffix(']')
+        {
+            let name = name.trim().trim_matches('"');
+            if name.split(['/', '\\']).any(|part| part == "..") {
+                return Err(format!(".gitmodules names a submodule {name:?}"));
+            }
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim().to_ascii_lowercase();
+        let value = value.trim().trim_matches('"');
+        if (key == "url" || key == "path") && value.starts_with('-') {
+            return Err(format!(".gitmodules sets {key} to {value:?}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{accept, key, store};
+    use super::*;
+    use crate::repos::Repositories;
+    use guts_protocol::{RefName, SignedRefs};
+
+    /// A repository of hand-written objects: whatever a hostile owner could sign.
+    struct Crafted {
+        _dir: tempfile::TempDir,
+        repo: Repository,
+        objects: Vec<Oid>,
+    }
+
+    impl Crafted {
+        fn new() -> Crafted {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = Repository::init_bare(dir.path()).unwrap();
+            Crafted {
+                _dir: dir,
+                repo,
+                objects: Vec::new(),
+            }
+        }
+
+        fn write(&mut self, kind: ObjectType, data: &[u8]) -> Oid {
+            let id = self.repo.odb().unwrap().write(kind, data).unwrap();
+            self.objects.push(id);
+            id
+        }
+
+        fn blob(&mut self, data: &[u8]) -> Oid {
+            self.write(ObjectType::Blob, data)
+        }
+
+        /// A tree written as raw bytes, so no name or mode is vetted on the way in.
+        fn tree(&mut self, entries: &[(&[u8], i32, Oid)]) -> Oid {
+            let mut sorted = entries.to_vec();
+            // Git orders entries by name, a subtree's name as if it ended in '/'.
+            let key = |(name, mode, _): &(&[u8], i32, Oid)| {
+                let mut k = name.to_vec();
+                if *mode == MODE_TREE {
+                    k.push(b'/');
+                }
+                k
+            };
+            sorted.sort_by_key(key);
+            let mut data = Vec::new();
+            for (name, mode, id) in sorted {
+                data.extend(format!("{mode:o} ").as_bytes());
+                data.extend(name);
+                data.push(0);
+                data.extend(id.as_bytes());
+            }
+            self.write(ObjectType::Tree, &data)
+        }
+
+        /// A chain of `levels` trees, the deepest holding one file; returns the top.
+        fn chain(&mut self, levels: usize) -> Oid {
+            let file = self.blob(b"deep\n");
+            let mut top = self.tree(&[(b"file", MODE_BLOB, file)]);
+            for _ in 1..levels {
+                top = self.tree(&[(b"d", MODE_TREE, top)]);
+            }
+            top
+        }
+
+        fn commit(&mut self, tree: Oid) -> Oid {
+            let text = format!(
+                "tree {tree}\nauthor T <t@example.com> 0 +0000\ncommitter T <t@example.com> 0 +0000\n\ncrafted\n"
+            );
+            self.write(ObjectType::Commit, text.as_bytes())
+        }
+
+        /// Every object written, in one pack.
+        fn pack(&self) -> Vec<Vec<u8>> {
+            let mut builder = self.repo.packbuilder().unwrap();
+            for id in &self.objects {
+                builder.insert_object(*id, None).unwrap();
+            }
+            let mut buf = git2::Buf::new();
+            builder.write_buf(&mut buf).unwrap();
+            vec![buf.to_vec()]
+        }
+
+        /// `commit` as `refs/heads/main` of a repository signed by a key of our own.
+        fn snapshot(&self, name: &str, commit: Oid) -> SignedRefs {
+            let main: RefName = "refs/heads/main".parse().unwrap();
+            let refs = [(main.clone(), object_id(commit))].into_iter().collect();
+            SignedRefs::sign(&key(5), name.parse().unwrap(), 1, Some(main), refs).unwrap()
+        }
+    }
+
+    fn refused_for(result: Result<crate::PackStats, StorageError>, what: &str) {
+        match result {
+            Err(StorageError::BadObject { reason, .. }) => {
+                assert!(
+                    reason.contains(what),
+                    "refused for {reason:?}, not {what:?}"
+                )
+            }
+            other => panic!("expected a refusal for {what:?}, got {other:?}"),
+        }
+    }
+
+    fn accept_crafted(
+        repos: &Repositories,
+        crafted: &mut Crafted,
+        name: &str,
+        root: Oid,
+    ) -> Result<crate::PackStats, StorageError> {
+        let commit = crafted.commit(root);
+        let snapshot = crafted.snapshot(name, commit);
+        accept(repos, &snapshot, crafted.pack())
+    }
+
+    #[test]
+    fn a_tree_30000_levels_deep_is_refused_without_recursion() {
+        let (_dir, repos) = store();
+        let mut crafted = Crafted::new();
+        let root = crafted.chain(30_000);
+        // The test thread's stack (2 MiB) is what a blocking thread of the node has: a
+        // recursive walk of 30,000 levels overflows it and aborts the whole process.
+        refused_for(
+            accept_crafted(&repos, &mut crafted, "deep", root),
+            "deeper than 4096 levels",
+        );
+        let commit = crafted.commit(root);
+        let id = crafted.snapshot("deep", commit).repository();
+        assert_eq!(repos.signed_refs(&id).unwrap(), None, "nothing kept");
+    }
+
+    #[test]
+    fn import_takes_a_tree_at_the_limit_and_refuses_one_past_it() {
+        let (_dir, repos) = store();
+        for (levels, ok) in [(4096, true), (4097, false)] {
+            let mut crafted = Crafted::new();
+            let root = crafted.chain(levels);
+            let commit = crafted.commit(root);
+            crafted
+                .repo
+                .reference("refs/heads/main", commit, true, "test")
+                .unwrap();
+            // libgit2 builds the import's pack recursively, on a thread with the default
+            // stack: the limit must leave it room.
+            let result = repos.import(
+                crafted.repo.path(),
+                Some(format!("depth{levels}").parse().unwrap()),
+                &key(6),
+            );
+            match (ok, result) {
+                (true, Ok(imported)) => assert!(imported.changed),
+                (false, Err(StorageError::BadObject { reason, .. })) => {
+                    assert!(reason.contains("deeper than 4096"), "{reason}")
+                }
+                (_, other) => panic!("{levels} levels: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn depth_is_counted_at_the_deepest_path_of_a_shared_subtree() {
+        let limits = Limits {
+            max_tree_depth: 8,
+            ..Limits::default()
+        };
+        let (_dir, repos) = store();
+        let repos = repos.with_limits(limits);
+        let mut crafted = Crafted::new();
+        let at_limit = crafted.chain(8);
+        accept_crafted(&repos, &mut crafted, "eight", at_limit).expect("8 levels fit");
+
+        // `seven` is read once, first at depth 2, then reached again at depth 3.
+        let mut crafted = Crafted::new();
+        let seven = crafted.chain(7);
+        let wrapper = crafted.tree(&[(b"c", MODE_TREE, seven)]);
+        let root = crafted.tree(&[(b"a", MODE_TREE, seven), (b"b", MODE_TREE, wrapper)]);
+        refused_for(
+            accept_crafted(&repos, &mut crafted, "shared", root),
+            "deeper than 8 levels",
+        );
+    }
+
+    #[test]
+    fn entries_git_would_not_check_out_are_refused() {
+        // (Odd file modes need no case: libgit2 reads them as git does, as a blob,
+        // executable or not.)
+        let cases: [(&[u8], i32, &str); 6] = [
+            (b".git", MODE_BLOB, "git's own directory"),
+            (b".GIT", MODE_TREE, "git's own directory"),
+            (b"git~1", MODE_BLOB, "git's own directory"),
+            (b"..", MODE_TREE, "\"..\""),
+            (b"a/b", MODE_BLOB, "path separator"),
+            (b".gitmodules", MODE_SYMLINK, "symbolic link"),
+        ];
+        let (_dir, repos) = store();
+        for (i, (name, mode, why)) in cases.into_iter().enumerate() {
+            let mut crafted = Crafted::new();
+            let target = if mode == MODE_TREE {
+                crafted.chain(1)
+            } else {
+                crafted.blob(b"x\n")
+            };
+            let root = crafted.tree(&[(name, mode, target)]);
+            refused_for(
+                accept_crafted(&repos, &mut crafted, &format!("case{i}"), root),
+                why,
+            );
+        }
+        let mut crafted = Crafted::new();
+        let modules = crafted.blob(b"[submodule \"x\"]\n\tpath = x\n\turl = --upload-pack=evil\n");
+        let root = crafted.tree(&[(b".gitmodules", MODE_BLOB, modules)]);
+        refused_for(accept_crafted(&repos, &mut crafted, "modules", root), "url");
+
+        let mut crafted = Crafted::new();
+        let ok = crafted.blob(b"ok\n");
+        let sub = crafted.chain(2);
+        let root = crafted.tree(&[
+            (b".gitignore", MODE_BLOB, ok),
+            (b"run.sh", MODE_EXECUTABLE, ok),
+            (b"link", MODE_SYMLINK, ok),
+            (b"src", MODE_TREE, sub),
+        ]);
+        accept_crafted(&repos, &mut crafted, "fine", root).expect("an ordinary tree");
+    }
+
+    #[test]
+    fn a_pack_announcing_too_many_objects_is_refused_before_indexing() {
+        let (_dir, repos) = store();
+        let repos = repos.with_limits(Limits {
+            max_pack_objects: 3,
+            ..Limits::default()
+        });
+        let mut crafted = Crafted::new();
+        let root = crafted.chain(3);
+        let commit = crafted.commit(root);
+        let snapshot = crafted.snapshot("many", commit);
+        match accept(&repos, &snapshot, crafted.pack()) {
+            Err(StorageError::BadPack(why)) => assert!(why.contains("max_pack_objects"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_git_refuses_are_refused() {
+        for bad in [
+            &b""[..],
+            b".",
+            b"..",
+            b"a/b",
+            b".git",
+            b".GIT",
+            b".Git.",
+            b".git ",
+            b"git~1",
+            ".g\u{200c}it".as_bytes(),
+        ] {
+            assert!(check_entry_name(bad).is_err(), "{bad:?} passed");
+        }
+        for good in [
+            &b"git"[..],
+            b".gitignore",
+            b".github",
+            b"src",
+            b"...",
+            b"git~2",
+        ] {
+            assert_eq!(check_entry_name(good), Ok(()), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn gitmodules_option_injection_is_refused() {
+        let ok = b"[submodule \"lib\"]\n\tpath = lib\n\turl = https://example.invalid/lib\n";
+        assert_eq!(check_gitmodules(ok), Ok(()));
+        let url = b"[submodule \"x\"]\n\tpath = x\n\turl = --upload-pack=touch /tmp/pwned\n";
+        assert!(check_gitmodules(url).is_err());
+        let path = b"[submodule \"x\"]\n\tpath = -x\n\turl = ../x\n";
+        assert!(check_gitmodules(path).is_err());
+        let name = b"[submodule \"../../hooks\"]\n\tpath = a\n\turl = ../x\n";
+        assert!(check_gitmodules(name).is_err());
+        assert!(is_dotgit_name(b".GITMODULES", b"gitmodules"));
+        assert!(is_dotgit_name(b"gitmod~1", b"gitmodules"));
+    }
+}
