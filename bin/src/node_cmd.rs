@@ -199,6 +199,15 @@ pub struct NodeArgs {
         help_heading = "Replication"
     )]
     max_pack_size: Option<bytesize::ByteSize>,
+    /// Slowest a pack transfer may move per second once its first stall timeout has
+    /// passed, e.g. 64KiB; 0 turns it off [default: 16KiB].
+    #[arg(
+        long,
+        env = "GUTS_MIN_TRANSFER_RATE",
+        value_name = "SIZE",
+        help_heading = "Replication"
+    )]
+    min_transfer_rate: Option<bytesize::ByteSize>,
     /// Packs sent at once [default: 8].
     #[arg(
         long,
@@ -207,6 +216,46 @@ pub struct NodeArgs {
         help_heading = "Replication"
     )]
     max_concurrent_transfers: Option<u32>,
+    /// With --replicate all: repositories adopted per hour [default: 600].
+    #[arg(
+        long,
+        env = "GUTS_MAX_ADOPTIONS_PER_HOUR",
+        value_name = "N",
+        help_heading = "Replication"
+    )]
+    max_adoptions_per_hour: Option<u32>,
+    /// With --replicate all: adopt nothing more once this many are followed [default: 10000].
+    #[arg(
+        long,
+        env = "GUTS_MAX_FOLLOWED",
+        value_name = "N",
+        help_heading = "Replication"
+    )]
+    max_followed: Option<u32>,
+    /// Announcements accepted per owner key per minute [default: 60].
+    #[arg(
+        long,
+        env = "GUTS_OWNER_ANNOUNCEMENTS_PER_MINUTE",
+        value_name = "N",
+        help_heading = "Replication"
+    )]
+    owner_announcements_per_minute: Option<u32>,
+    /// Deepest nesting of trees a repository may have [default: 4096].
+    #[arg(
+        long,
+        env = "GUTS_MAX_TREE_DEPTH",
+        value_name = "N",
+        help_heading = "Replication"
+    )]
+    max_tree_depth: Option<u32>,
+    /// Most objects one received pack may announce [default: 20000000].
+    #[arg(
+        long,
+        env = "GUTS_MAX_PACK_OBJECTS",
+        value_name = "N",
+        help_heading = "Replication"
+    )]
+    max_pack_objects: Option<u32>,
     /// Penalties halve over this time [default: 10m].
     #[arg(long, env = "GUTS_SCORE_HALF_LIFE", value_name = "DURATION", value_parser = parse_duration, help_heading = "Connection limits")]
     score_half_life: Option<Duration>,
@@ -237,7 +286,9 @@ impl NodeArgs {
                 trim_grace_period, dials_per_second, max_concurrent_dials,
                 max_concurrent_dht_queries, requests_per_second_per_peer, ban_threshold,
                 ban_duration, score_half_life, replicate, anti_entropy_interval,
-                transfer_stall_timeout, max_pack_size, max_concurrent_transfers;
+                transfer_stall_timeout, max_pack_size, min_transfer_rate, max_concurrent_transfers,
+                max_adoptions_per_hour, max_followed, owner_announcements_per_minute,
+                max_tree_depth, max_pack_objects;
             lists: listen, bootstrap, external_addresses, per_ip_allow
         );
         if let Some(ApiSetting(v)) = self.api {

@@ -115,8 +115,23 @@ pub struct Config {
     pub transfer_stall_timeout: Duration,
     /// Largest pack this node accepts in one fetch.
     pub max_pack_size: bytesize::ByteSize,
+    /// Slowest a pack transfer may move, per second of waiting on the peer, once its
+    /// first `transfer_stall_timeout` has passed (both directions); 0 turns it off.
+    pub min_transfer_rate: bytesize::ByteSize,
     /// Packs this node sends at once (more requests are answered "busy").
     pub max_concurrent_transfers: u32,
+    /// With `replicate = all`: repositories adopted from announcements or peers' lists
+    /// per hour (a burst of this many, refilling over the hour).
+    pub max_adoptions_per_hour: u32,
+    /// With `replicate = all`: no more adoptions once this many repositories are
+    /// followed (explicit follows still work).
+    pub max_followed: u32,
+    /// Announcements accepted per owner key per minute; more are ignored (not relayed).
+    pub owner_announcements_per_minute: u32,
+    /// Deepest nesting of trees a repository may have (git's `core.maxTreeDepth`).
+    pub max_tree_depth: u32,
+    /// Most objects one received pack may announce.
+    pub max_pack_objects: u32,
 }
 
 /// Which repositories a node replicates.
@@ -182,6 +197,12 @@ impl Default for Config {
             anti_entropy_interval: Duration::from_secs(60),
             transfer_stall_timeout: Duration::from_secs(30),
             max_pack_size: bytesize::ByteSize::gib(4),
+            min_transfer_rate: bytesize::ByteSize::kib(16),
+            max_adoptions_per_hour: 600,
+            max_followed: 10_000,
+            owner_announcements_per_minute: 60,
+            max_tree_depth: guts_storage::Limits::default().max_tree_depth as u32,
+            max_pack_objects: guts_storage::Limits::default().max_pack_objects,
             max_concurrent_transfers: 8,
         }
     }
@@ -310,6 +331,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The limits storage checks every repository's data against.
+    pub fn storage_limits(&self) -> guts_storage::Limits {
+        guts_storage::Limits {
+            max_tree_depth: self.max_tree_depth as usize,
+            max_pack_objects: self.max_pack_objects,
+        }
+    }
+}
+
+impl Config {
     /// Reads a TOML config file; keys it omits keep their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -423,6 +454,23 @@ impl Config {
                 value: self.max_pack_size.to_string(),
                 reason: "must be at least 1 KiB".into(),
             });
+        }
+        for (field, value) in [
+            ("max_tree_depth", self.max_tree_depth),
+            ("max_pack_objects", self.max_pack_objects),
+            ("max_adoptions_per_hour", self.max_adoptions_per_hour),
+            (
+                "owner_announcements_per_minute",
+                self.owner_announcements_per_minute,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    field,
+                    value: value.to_string(),
+                    reason: "must be at least 1".into(),
+                });
+            }
         }
         if !(self.ban_threshold < 0.0 && self.ban_threshold.is_finite()) {
             return Err(ConfigError::Invalid {

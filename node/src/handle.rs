@@ -200,7 +200,7 @@ impl NodeHandle {
 
     async fn summary(&self, id: RepositoryId) -> Result<RepoSummary, NodeError> {
         let (snapshot, followed) = self
-            .read(move |repos| Ok((repos.signed_refs(&id)?, repos.followed()?.contains(&id))))
+            .read(move |repos| Ok((repos.signed_refs(&id)?, repos.is_followed(&id)?)))
             .await?;
         let own_key = self.author.owner_key();
         Ok(RepoSummary {

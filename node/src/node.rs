@@ -62,7 +62,7 @@ impl Node {
         }
         // A crash may have left a transfer half done: back to the last verified state
         // before anything reads the store.
-        let repos = data_dir.repositories();
+        let repos = data_dir.repositories().with_limits(config.storage_limits());
         {
             let repos = repos.clone();
             tokio::task::spawn_blocking(move || repos.recover()).await??;
@@ -94,6 +94,9 @@ impl Node {
             client: client.clone(),
             engine: engine.clone(),
             metrics: metrics.transfers.clone(),
+            stall: config.transfer_stall_timeout,
+            floor: crate::sync::RateFloor::of(&config),
+            owners: crate::sync::owner_limiter(config.owner_announcements_per_minute),
         };
         let handle = NodeHandle::new(
             peer_id,

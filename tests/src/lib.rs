@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod compose;
+pub mod crafted;
 pub mod git;
 pub mod netns;
 pub mod peer;

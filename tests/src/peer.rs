@@ -118,6 +118,9 @@ pub struct Script {
     pub refs: Answer,
     /// Header and body of the answer to a pack request.
     pub pack: Option<(guts_protocol::wire::PackResponse, Vec<u8>)>,
+    /// Send the pack body this many bytes at a time, pausing this long between pieces
+    /// (a holder that trickles).
+    pub pace: Option<(usize, Duration)>,
 }
 
 /// An answer on the sync protocol.
@@ -210,10 +213,24 @@ impl HostilePeer {
                     }
                     Some((_, mut stream)) = packs.next() => {
                         let Some((header, body)) = script.pack.clone() else { continue };
+                        let pace = script.pace;
                         tokio::spawn(async move {
                             if read_request(&mut stream).await.is_ok() {
                                 let _ = stream.write_all(&frame(guts_protocol::wire::encode(&header))).await;
-                                let _ = stream.write_all(&body).await;
+                                match pace {
+                                    None => {
+                                        let _ = stream.write_all(&body).await;
+                                    }
+                                    Some((piece, pause)) => {
+                                        for part in body.chunks(piece.max(1)) {
+                                            if stream.write_all(part).await.is_err() {
+                                                return;
+                                            }
+                                            let _ = stream.flush().await;
+                                            tokio::time::sleep(pause).await;
+                                        }
+                                    }
+                                }
                                 let _ = stream.close().await;
                             }
                         });
@@ -239,6 +256,107 @@ impl HostilePeer {
 }
 
 impl Drop for HostilePeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A peer that opens pack streams to a node by hand: to ask for what a real node would
+/// not, or to ask and then never read.
+pub struct StreamPeer {
+    peer_id: PeerId,
+    network: NetworkName,
+    control: libp2p_stream::Control,
+    task: tokio::task::JoinHandle<()>,
+    dial: tokio::sync::mpsc::UnboundedSender<Multiaddr>,
+}
+
+impl StreamPeer {
+    /// A peer of `network`, running in the background.
+    pub fn spawn(network: &NetworkName) -> StreamPeer {
+        let mut swarm = SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("tcp transport")
+            .with_behaviour(|key| HostileBehaviour {
+                identify: identify::Behaviour::new(
+                    identify::Config::new(network.identify_protocol_version(), key.public())
+                        .with_agent_version("guts/0.1.0 (mdns-tag: guts)".into()),
+                ),
+                stream: libp2p_stream::Behaviour::new(),
+            })
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        let peer_id = *swarm.local_peer_id();
+        let control = swarm.behaviour().stream.new_control();
+        let (dial, mut dials) = tokio::sync::mpsc::unbounded_channel::<Multiaddr>();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = swarm.select_next_some() => {}
+                    Some(addr) = dials.recv() => {
+                        let _ = swarm.dial(addr);
+                    }
+                }
+            }
+        });
+        StreamPeer {
+            peer_id,
+            network: network.clone(),
+            control,
+            task,
+            dial,
+        }
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Dials `addr` (with `/p2p/<id>`).
+    pub fn connect(&self, addr: &Multiaddr) {
+        let _ = self.dial.send(addr.clone());
+    }
+
+    /// Opens a pack stream to `peer` and sends `request`; the answer is left unread.
+    pub async fn request_pack(
+        &self,
+        peer: PeerId,
+        request: &guts_protocol::wire::PackRequest,
+    ) -> std::io::Result<libp2p::Stream> {
+        use futures::AsyncWriteExt;
+        let mut stream = self
+            .control
+            .clone()
+            .open_stream(peer, guts_node::wire::pack_protocol(&self.network))
+            .await
+            .map_err(std::io::Error::other)?;
+        stream
+            .write_all(&frame(guts_protocol::wire::encode(request)))
+            .await?;
+        stream.flush().await?;
+        Ok(stream)
+    }
+
+    /// Reads the answer header a node sends first on a pack stream.
+    pub async fn read_pack_header(
+        stream: &mut libp2p::Stream,
+    ) -> std::io::Result<guts_protocol::wire::PackResponse> {
+        use futures::AsyncReadExt;
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).await?;
+        let mut body = vec![0u8; (u32::from_be_bytes(len) as usize).min(1 << 16)];
+        stream.read_exact(&mut body).await?;
+        guts_protocol::wire::decode(&body, 1 << 16).map_err(std::io::Error::other)
+    }
+}
+
+impl Drop for StreamPeer {
     fn drop(&mut self) {
         self.task.abort();
     }

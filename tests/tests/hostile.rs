@@ -130,6 +130,7 @@ async fn bad_data_from_a_hostile_peer_is_refused_and_the_honest_holder_serves() 
                 Script {
                     refs: genuine,
                     pack: Some((PackResponse::Pack { objects: n }, bytes)),
+                    pace: None,
                 }
             }
             Misdeed::PackMissingObjects => {
@@ -139,6 +140,7 @@ async fn bad_data_from_a_hostile_peer_is_refused_and_the_honest_holder_serves() 
                 Script {
                     refs: genuine,
                     pack: Some((PackResponse::Pack { objects: n }, bytes)),
+                    pace: None,
                 }
             }
             Misdeed::PackOfOtherObjects => {
@@ -152,6 +154,7 @@ async fn bad_data_from_a_hostile_peer_is_refused_and_the_honest_holder_serves() 
                 Script {
                     refs: genuine,
                     pack: Some((PackResponse::Pack { objects: n }, bytes)),
+                    pace: None,
                 }
             }
             Misdeed::ForgedSnapshot => {
@@ -168,6 +171,7 @@ async fn bad_data_from_a_hostile_peer_is_refused_and_the_honest_holder_serves() 
                 Script {
                     refs: Answer::Message(SyncResponse::Refs(Box::new(forged))),
                     pack: None,
+                    pace: None,
                 }
             }
             Misdeed::OlderSequence => {
@@ -176,6 +180,7 @@ async fn bad_data_from_a_hostile_peer_is_refused_and_the_honest_holder_serves() 
                 Script {
                     refs: Answer::Message(SyncResponse::Refs(Box::new(older))),
                     pack: None,
+                    pace: None,
                 }
             }
             Misdeed::OversizedAnswer => {
@@ -185,6 +190,7 @@ async fn bad_data_from_a_hostile_peer_is_refused_and_the_honest_holder_serves() 
                 Script {
                     refs: Answer::Raw(raw),
                     pack: None,
+                    pace: None,
                 }
             }
         };

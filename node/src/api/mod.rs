@@ -114,7 +114,8 @@ impl From<NodeError> for ApiError {
                 S::NotAGitRepository { .. }
                 | S::NothingToImport { .. }
                 | S::BadName { .. }
-                | S::BadStaging(_),
+                | S::BadStaging(_)
+                | S::BadObject { .. },
             ) => StatusCode::BAD_REQUEST,
             NodeError::Storage(S::NotOwner { .. }) => StatusCode::FORBIDDEN,
             NodeError::Storage(S::UnknownRepository(_)) => StatusCode::NOT_FOUND,

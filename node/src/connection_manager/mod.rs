@@ -325,6 +325,12 @@ impl Behaviour {
         ok
     }
 
+    /// Whether `peer` is within its rate under `key`, without a penalty when it is not
+    /// (for traffic an honest peer may burst, such as relayed announcements).
+    pub fn within_rate(&mut self, peer: PeerId, key: &'static str) -> bool {
+        self.scores.allow_request(peer, key)
+    }
+
     /// `peer` just did something useful for us (served a request, relayed news).
     pub fn record_useful(&mut self, peer: PeerId) {
         self.last_useful.insert(peer, Instant::now());

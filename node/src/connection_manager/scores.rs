@@ -29,11 +29,14 @@ pub enum Penalty {
     /// It served a snapshot older than one we hold: a rollback attempt, or a peer far
     /// behind. Light, so an honest laggard recovers as scores decay.
     Stale,
+    /// It moved a transfer slower than the minimum rate (a trickle that holds a slot).
+    /// Light too: a slow link is no crime, but it falls behind faster holders.
+    TooSlow,
 }
 
 impl Penalty {
     /// Every penalty, for reports.
-    pub const ALL: [Penalty; 7] = [
+    pub const ALL: [Penalty; 8] = [
         Penalty::RateLimited,
         Penalty::Undecodable,
         Penalty::Oversized,
@@ -41,6 +44,7 @@ impl Penalty {
         Penalty::InvalidAnnouncement,
         Penalty::BadData,
         Penalty::Stale,
+        Penalty::TooSlow,
     ];
 
     /// How much the score falls.
@@ -53,6 +57,7 @@ impl Penalty {
             Penalty::InvalidAnnouncement => 25.0,
             Penalty::BadData => 100.0,
             Penalty::Stale => 5.0,
+            Penalty::TooSlow => 5.0,
         }
     }
 
@@ -66,6 +71,7 @@ impl Penalty {
             Penalty::InvalidAnnouncement => "invalid_announcement",
             Penalty::BadData => "bad_data",
             Penalty::Stale => "stale",
+            Penalty::TooSlow => "too_slow",
         }
     }
 }

@@ -31,6 +31,48 @@ pub(crate) struct Behaviour {
     pub stream: libp2p_stream::Behaviour,
 }
 
+/// Gossipsub's peer scoring, tuned for a topic where news is rare: peers lose score for
+/// announcements that fail validation (and for gossipsub misbehaviour), never for quiet
+/// meshes; below the thresholds their gossip is ignored, then they are cut off. Per-IP
+/// limits are the connection manager's job, so IP colocation is not scored (nodes on one
+/// host or behind one NAT are normal here).
+fn gossip_scoring(
+    network: &guts_protocol::NetworkName,
+) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let topic = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 300.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.9,
+        first_message_deliveries_cap: 50.0,
+        // Announcements are rare: silence in the mesh is no fault.
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        // Each rejected announcement: -20, squared, decaying by half in about a minute.
+        invalid_message_deliveries_weight: -20.0,
+        invalid_message_deliveries_decay: 0.99,
+        ..Default::default()
+    };
+    let mut params = gossipsub::PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    };
+    params.topics.insert(
+        gossipsub::IdentTopic::new(network.announce_topic()).hash(),
+        topic,
+    );
+    let thresholds = gossipsub::PeerScoreThresholds {
+        gossip_threshold: -10.0,
+        publish_threshold: -50.0,
+        graylist_threshold: -80.0,
+        accept_px_threshold: 10.0,
+        opportunistic_graft_threshold: 5.0,
+    };
+    (params, thresholds)
+}
+
 impl Behaviour {
     pub(crate) fn new(
         key: &Keypair,
@@ -96,6 +138,10 @@ impl Behaviour {
             gossipsub_config,
         )
         .map_err(|e| NodeError::Setup(format!("gossipsub: {e}")))?;
+        let (params, thresholds) = gossip_scoring(network);
+        gossipsub
+            .with_peer_score(params, thresholds)
+            .map_err(|e| NodeError::Setup(format!("gossipsub peer scoring: {e}")))?;
         gossipsub
             .subscribe(&gossipsub::IdentTopic::new(network.announce_topic()))
             .map_err(|e| NodeError::Setup(format!("gossipsub subscribe: {e}")))?;

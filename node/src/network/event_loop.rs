@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::connection_manager::{self, Protection};
 use crate::error::{NodeError, dial_error_text, transport_error_text};
 use crate::metrics::{Metrics, Reason};
-use crate::wire::{SYNC_RATE_LIMIT_KEY, penalty_for};
+use crate::wire::{ANNOUNCE_RATE_LIMIT_KEY, SYNC_RATE_LIMIT_KEY, penalty_for};
 
 /// A `guts connect` waiting for its outcome.
 struct PendingConnect {
@@ -622,23 +622,38 @@ impl EventLoop {
     }
 
     /// A gossiped message goes out to be judged; gossipsub holds it until the verdict.
+    /// Beyond its relayer's rate it is ignored here (not relayed, no penalty: an honest
+    /// relayer may pass on a burst).
     fn on_gossip(
         &mut self,
         propagation_source: PeerId,
         message_id: gossipsub::MessageId,
         message: gossipsub::Message,
     ) {
-        let event = Event::Announcement {
-            propagation_source,
-            message_id,
-            publisher: message.source,
-            data: message.data,
+        let turned_away = if self
+            .manager()
+            .within_rate(propagation_source, ANNOUNCE_RATE_LIMIT_KEY)
+        {
+            self.emit(Event::Announcement {
+                propagation_source,
+                message_id,
+                publisher: message.source,
+                data: message.data,
+            })
+        } else {
+            tracing::debug!(%propagation_source, "announcement over the relayer's rate: ignored");
+            Some(Event::Announcement {
+                propagation_source,
+                message_id,
+                publisher: message.source,
+                data: Vec::new(),
+            })
         };
         if let Some(Event::Announcement {
             propagation_source,
             message_id,
             ..
-        }) = self.emit(event)
+        }) = turned_away
         {
             let _ = self
                 .swarm

@@ -49,7 +49,9 @@ const ADOPT_PER_LIST: usize = 256;
 #[derive(Debug, Clone)]
 struct Settings {
     replicate: Replicate,
+    max_followed: usize,
     stall: Duration,
+    floor: pack::RateFloor,
     max_pack: u64,
 }
 
@@ -75,6 +77,8 @@ struct Inner {
     /// Background triggers that arrived while a sync of the repository was running.
     again: Mutex<HashSet<RepositoryId>>,
     background: Arc<Semaphore>,
+    /// With `replicate = all`: how many repositories may still be adopted this hour.
+    adoptions: governor::DefaultDirectRateLimiter,
 }
 
 impl Engine {
@@ -98,13 +102,19 @@ impl Engine {
                 local,
                 settings: Settings {
                     replicate: config.replicate,
+                    max_followed: config.max_followed as usize,
                     stall: config.transfer_stall_timeout,
+                    floor: pack::RateFloor::of(config),
                     max_pack: config.max_pack_size.as_u64(),
                 },
                 holders: Holders::new(local),
                 running: Mutex::default(),
                 again: Mutex::default(),
                 background: Arc::new(Semaphore::new(BACKGROUND_SYNCS)),
+                adoptions: governor::RateLimiter::direct(governor::Quota::per_hour(
+                    std::num::NonZeroU32::new(config.max_adoptions_per_hour)
+                        .unwrap_or(std::num::NonZeroU32::MIN),
+                )),
             }),
         }
     }
@@ -234,15 +244,52 @@ impl Engine {
     /// Whether a verified announcement of `id` is for a repository this node replicates.
     /// With `replicate = all` the node adopts it: it follows it from now on, so a fetch
     /// that fails now is retried by anti-entropy.
+    /// Adoption is bounded: at most `max_adoptions_per_hour`, and none once
+    /// `max_followed` repositories are followed (keys are free, so a stranger can sign
+    /// new repositories without end).
     pub(crate) async fn wants(&self, id: &RepositoryId) -> bool {
-        if self.inner.settings.replicate == Replicate::All {
-            let (repos, id) = (self.inner.repos.clone(), *id);
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || repos.follow(&id)).await {
-                tracing::warn!(repository = %id, "cannot follow: {e}");
+        if self.inner.settings.replicate != Replicate::All {
+            return self.kept().await.contains(id);
+        }
+        let (repos, id) = (self.inner.repos.clone(), *id);
+        let (held, followed, count) = {
+            let repos = repos.clone();
+            match tokio::task::spawn_blocking(move || {
+                Ok::<_, StorageError>((
+                    repos.signed_refs(&id)?.is_some(),
+                    repos.is_followed(&id)?,
+                    repos.follow_count()?,
+                ))
+            })
+            .await
+            {
+                Ok(Ok(state)) => state,
+                Ok(Err(e)) => {
+                    tracing::warn!(repository = %id, "cannot read the follow list: {e}");
+                    return false;
+                }
+                Err(_) => return false,
             }
+        };
+        if held || followed {
             return true;
         }
-        self.kept().await.contains(id)
+        if count >= self.inner.settings.max_followed {
+            tracing::debug!(repository = %id, count, "not adopted: max_followed reached");
+            return false;
+        }
+        if self.inner.adoptions.check().is_err() {
+            tracing::debug!(repository = %id, "not adopted: max_adoptions_per_hour reached");
+            return false;
+        }
+        match tokio::task::spawn_blocking(move || repos.follow(&id)).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(repository = %id, "cannot follow: {e}");
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     /// Remembers that `peer` holds `id`.
@@ -587,6 +634,7 @@ impl Engine {
                 &mut stream,
                 &tx,
                 self.inner.settings.stall,
+                self.inner.settings.floor,
                 self.inner.settings.max_pack,
             );
             tokio::pin!(pump);

@@ -26,6 +26,18 @@ pub enum FetchError {
     /// Nothing arrived for this long.
     #[error("no data for {0:?}")]
     Stalled(Duration),
+    /// The transfer moved less than the minimum rate.
+    #[error(
+        "too slow: {bytes} bytes in {secs}s of waiting, under the minimum of {min_rate} bytes/s (min_transfer_rate)"
+    )]
+    TooSlow {
+        /// Bytes moved.
+        bytes: u64,
+        /// Seconds spent waiting on the peer.
+        secs: u64,
+        /// The floor, bytes per second.
+        min_rate: u64,
+    },
     /// The pack went over the size limit (bytes).
     #[error("pack larger than the {0}-byte limit")]
     Oversized(u64),
@@ -46,6 +58,7 @@ impl FetchError {
         match self {
             FetchError::BadHeader(e) => penalty_for(e),
             FetchError::Oversized(_) => Some(Penalty::Oversized),
+            FetchError::TooSlow { .. } => Some(Penalty::TooSlow),
             FetchError::Storage(e) if e.is_peer_fault() => Some(Penalty::BadData),
             FetchError::Open(_)
             | FetchError::Declined(_)

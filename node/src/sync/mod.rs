@@ -10,4 +10,5 @@ mod serve;
 
 pub(crate) use engine::Engine;
 pub use error::{FetchError, SyncError};
-pub(crate) use serve::Server;
+pub(crate) use pack::RateFloor;
+pub(crate) use serve::{Server, owner_limiter};

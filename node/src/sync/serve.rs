@@ -5,6 +5,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{AsyncWriteExt, StreamExt};
 use guts_protocol::wire::{
@@ -17,7 +18,7 @@ use libp2p::{PeerId, Stream, gossipsub};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::engine::Engine;
-use super::pack::{CHUNK, HEADER_TIMEOUT};
+use super::pack::{CHUNK, HEADER_TIMEOUT, RateFloor};
 use crate::connection_manager::Penalty;
 use crate::metrics::TransferMetrics;
 use crate::network::{Client, Event};
@@ -36,6 +37,26 @@ pub(crate) struct Server {
     pub client: Client,
     pub engine: Engine,
     pub metrics: TransferMetrics,
+    /// A write that cannot go on for this long ends the transfer.
+    pub stall: Duration,
+    /// The least a requester must take in.
+    pub floor: RateFloor,
+    /// Announcements per owner key.
+    pub owners: Arc<OwnerLimiter>,
+}
+
+/// A rate limit per owner key.
+pub(crate) type OwnerLimiter = governor::DefaultKeyedRateLimiter<[u8; 32]>;
+
+/// Owner keys remembered by the limiter before idle ones are forgotten.
+const OWNERS_REMEMBERED: usize = 10_000;
+
+/// The limiter for `per_minute` announcements per owner key.
+pub(crate) fn owner_limiter(per_minute: u32) -> Arc<OwnerLimiter> {
+    let per_minute = std::num::NonZeroU32::new(per_minute).unwrap_or(std::num::NonZeroU32::MIN);
+    Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
+        per_minute,
+    )))
 }
 
 impl Server {
@@ -119,6 +140,13 @@ impl Server {
                 return gossipsub::MessageAcceptance::Reject;
             }
         };
+        if self.owners.len() > OWNERS_REMEMBERED {
+            self.owners.retain_recent();
+        }
+        if self.owners.check_key(header.signer.as_bytes()).is_err() {
+            tracing::debug!(%from, repository = %header.repository(), "over its owner's announcement rate: ignored");
+            return gossipsub::MessageAcceptance::Ignore;
+        }
         let id = header.repository();
         let repos = self.repos.clone();
         let held = tokio::task::spawn_blocking(move || repos.signed_refs(&id))
@@ -187,8 +215,21 @@ impl Server {
             let repos = self.repos.clone();
             tokio::task::spawn_blocking(move || repos.signed_refs(&id)).await
         };
-        if !matches!(held, Ok(Ok(Some(_)))) {
+        let Ok(Ok(Some(snapshot))) = held else {
             return reply_and_close(&mut stream, PackResponse::NotFound).await;
+        };
+        // Only what the current snapshot points at is served: objects a force push
+        // dropped, or that were never signed, are nobody's to ask for.
+        if let Some(want) = request
+            .wants
+            .iter()
+            .find(|w| !snapshot.refs.values().any(|t| t == *w))
+        {
+            let reason = format!(
+                "{want} is not a ref target of snapshot {} of {id}",
+                snapshot.sequence()
+            );
+            return reply_and_close(&mut stream, PackResponse::Refused(reason)).await;
         }
 
         // libgit2 writes the pack on a blocking thread; a bounded channel carries it here.
@@ -230,10 +271,27 @@ impl Server {
             },
         )
         .await?;
-        let mut sent = 0u64;
+        // Each write has a deadline and the whole a floor, so a requester that stops
+        // reading (or reads a trickle) gives its transfer slot back.
+        let (mut sent, mut waited) = (0u64, Duration::ZERO);
         while let Some(chunk) = chunk_rx.recv().await {
-            stream.write_all(&chunk).await?;
+            let started = tokio::time::Instant::now();
+            match tokio::time::timeout(self.stall, stream.write_all(&chunk)).await {
+                Ok(written) => written?,
+                Err(_) => {
+                    self.client.penalize(peer, Penalty::TooSlow);
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the requester stopped reading",
+                    ));
+                }
+            }
+            waited += started.elapsed();
             sent += chunk.len() as u64;
+            if let Err(e) = self.floor.check(sent, waited) {
+                self.client.penalize(peer, Penalty::TooSlow);
+                return Err(io::Error::new(io::ErrorKind::TimedOut, e.to_string()));
+            }
         }
         // Dropping the receiver on a write error above aborts the builder.
         build.await?.map_err(io::Error::other)?;

@@ -10,6 +10,9 @@ use serde::de::DeserializeOwned;
 
 use crate::connection_manager::Penalty;
 
+/// What a frame's buffer starts at, whatever length it announces.
+const INITIAL_CAPACITY: usize = 8 * 1024;
+
 /// Reads one frame of at most `max` bytes.
 pub(crate) async fn read_frame<T: AsyncRead + Unpin>(
     io: &mut T,
@@ -24,8 +27,16 @@ pub(crate) async fn read_frame<T: AsyncRead + Unpin>(
             WireError::Oversized { len, max },
         ));
     }
-    let mut body = vec![0u8; len];
-    io.read_exact(&mut body).await?;
+    // Grown as bytes arrive, not allocated at the announced length: a peer that
+    // announces a maximal frame on many streams and sends nothing costs almost nothing.
+    let mut body = Vec::with_capacity(len.min(INITIAL_CAPACITY));
+    io.take(len as u64).read_to_end(&mut body).await?;
+    if body.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("frame ended after {} of {len} bytes", body.len()),
+        ));
+    }
     Ok(body)
 }
 
@@ -74,6 +85,24 @@ pub fn penalty_for(e: &io::Error) -> Option<Penalty> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader that announces a frame of `len` bytes, then sends `sent` of them.
+    fn announced(len: u32, sent: usize) -> futures::io::Cursor<Vec<u8>> {
+        let mut bytes = len.to_be_bytes().to_vec();
+        bytes.extend(std::iter::repeat_n(7u8, sent));
+        futures::io::Cursor::new(bytes)
+    }
+
+    #[tokio::test]
+    async fn a_short_frame_is_an_error_and_a_whole_one_reads() {
+        let err = read_frame(&mut announced(100, 10), 1000).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("10 of 100"), "{err}");
+        let body = read_frame(&mut announced(100_000, 100_000), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(body.len(), 100_000);
+    }
 
     #[test]
     fn penalties_follow_the_wire_error() {

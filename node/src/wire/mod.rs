@@ -19,6 +19,8 @@ pub(crate) use frame::{read_message, write_message};
 pub const SYNC_RATE_LIMIT_KEY: &str = "sync";
 /// Label under which pack requests are rate-limited per peer.
 pub const PACK_RATE_LIMIT_KEY: &str = "pack";
+/// Label under which gossiped announcements are rate-limited per relaying peer.
+pub const ANNOUNCE_RATE_LIMIT_KEY: &str = "announce";
 
 /// The sync protocol's name on `network`.
 pub fn protocol(network: &NetworkName) -> StreamProtocol {

@@ -1,0 +1,373 @@
+//! A stranger cannot crash, stall or fill a node: crafted repositories (trees nested
+//! 30,000 deep, entries git refuses), holders that trickle, requesters that never read,
+//! requests for objects no snapshot points at. Each time the node stays healthy, the
+//! stranger pays, and nothing bad is kept.
+
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use guts_node::api::types::SyncOutcome;
+use guts_protocol::wire::{PackRequest, PackResponse, SyncResponse};
+use guts_protocol::{NetworkName, ObjectId, RepositoryId};
+use guts_storage::Repositories;
+use guts_tests::cluster::TestNode;
+use guts_tests::crafted::{Crafted, MODE_BLOB, MODE_TREE};
+use guts_tests::eventually_async;
+use guts_tests::git::{Noise, WorkRepo};
+use guts_tests::peer::{Answer, HostilePeer, Script, StreamPeer};
+
+/// The object count a pack's header announces.
+fn pack_count(pack: &[u8]) -> u32 {
+    u32::from_be_bytes([pack[8], pack[9], pack[10], pack[11]])
+}
+
+async fn penalties(node: &TestNode, reason: &str) -> u64 {
+    node.handle
+        .status()
+        .await
+        .expect("the node answers")
+        .connections
+        .penalties[reason]
+}
+
+async fn wait_connected(node: &TestNode, peer: libp2p::PeerId) {
+    eventually_async(Duration::from_secs(10), "the peer connected", || async {
+        let peers = node.handle.peers().await.map_err(|e| e.to_string())?;
+        if peers.iter().any(|p| p.peer_id == peer.to_string()) {
+            Ok(())
+        } else {
+            Err(format!("{} peers", peers.len()))
+        }
+    })
+    .await;
+}
+
+/// A pack stream from `stranger` to `node` carrying `request` (dialling again if the
+/// connection went away in between).
+async fn open_pack_stream(
+    stranger: &StreamPeer,
+    node: &TestNode,
+    request: &PackRequest,
+) -> libp2p::Stream {
+    eventually_async(Duration::from_secs(10), "a pack stream", || async {
+        match stranger.request_pack(node.handle.peer_id(), request).await {
+            Ok(stream) => Ok(stream),
+            Err(e) => {
+                stranger.connect(&node.addr);
+                Err(e.to_string())
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crafted_trees_from_a_peer_are_refused_and_the_node_lives() {
+    guts_tests::init_logs();
+    let victim = TestNode::start(|_| {}).await;
+    let network = NetworkName::default_network();
+    // The stranger signs with a key of its own: it is the owner of what it serves.
+    let key = SigningKey::from_bytes(&[42; 32]);
+    let cases: [(&str, &str); 4] = [
+        ("deep", "deeper than 4096 levels"),
+        ("dotgit", "git's own directory"),
+        ("dotdot", "\"..\""),
+        ("slash", "path separator"),
+    ];
+    for (name, why) in cases {
+        let mut crafted = Crafted::new();
+        let root = match name {
+            "deep" => crafted.chain(30_000),
+            "dotgit" => {
+                let hook = crafted.blob(b"#!/bin/sh\necho pwned\n");
+                let hooks = crafted.tree(&[(b"post-checkout", MODE_BLOB, hook)]);
+                let dotgit = crafted.tree(&[(b"hooks", MODE_TREE, hooks)]);
+                crafted.tree(&[(b".Git", MODE_TREE, dotgit)])
+            }
+            "dotdot" => {
+                let below = crafted.chain(1);
+                crafted.tree(&[(b"..", MODE_TREE, below)])
+            }
+            _ => {
+                let file = crafted.blob(b"x\n");
+                crafted.tree(&[(b"a/b", MODE_BLOB, file)])
+            }
+        };
+        let commit = crafted.commit_main(root);
+        let snapshot = crafted.snapshot(&key, name, commit);
+        let id = snapshot.repository();
+        let pack = crafted.pack();
+        let hostile = HostilePeer::spawn(
+            &network,
+            Script {
+                refs: Answer::Message(SyncResponse::Refs(Box::new(snapshot))),
+                pack: Some((
+                    PackResponse::Pack {
+                        objects: pack_count(&pack),
+                    },
+                    pack,
+                )),
+                pace: None,
+            },
+        );
+        hostile.connect(&victim.addr);
+        wait_connected(&victim, hostile.peer_id()).await;
+        let before = penalties(&victim, "bad_data").await;
+
+        let err = victim
+            .handle
+            .sync(id, Some(hostile.peer_id()), None)
+            .await
+            .expect_err("a crafted repository must be refused");
+        assert!(err.to_string().contains(why), "{name}: refused for: {err}");
+        assert!(
+            penalties(&victim, "bad_data").await > before,
+            "{name}: the stranger was not penalized"
+        );
+        assert_eq!(
+            victim.handle.repository(id).await.expect("alive"),
+            None,
+            "{name}: nothing is kept"
+        );
+        let dir = victim.data_dir().join("repos").join(id.to_string());
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            let leftovers: Vec<_> = entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("guts-quarantine-"))
+                .collect();
+            assert!(leftovers.is_empty(), "{name}: {leftovers:?} left behind");
+        }
+    }
+    victim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn importing_a_30000_deep_tree_is_refused_and_the_node_lives() {
+    guts_tests::init_logs();
+    let node = TestNode::start(|_| {}).await;
+    let mut crafted = Crafted::new();
+    let root = crafted.chain(30_000);
+    crafted.commit_main(root);
+    let err = node
+        .handle
+        .import(crafted.path().to_owned(), Some("deep".parse().unwrap()))
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("deeper than 4096 levels"), "{err}");
+    node.handle.status().await.expect("the node answers");
+    assert!(node.handle.repositories().await.unwrap().is_empty());
+    node.shutdown().await;
+}
+
+/// A repository of `mib` MiB of incompressible files, imported by `owner`.
+async fn imported(owner: &TestNode, name: &str, mib: usize) -> (WorkRepo, RepositoryId) {
+    let work = WorkRepo::new(name);
+    let mut noise = Noise::new(7);
+    let files: Vec<(String, Vec<u8>)> = (0..mib)
+        .map(|i| (format!("blob{i}.bin"), noise.bytes(1 << 20)))
+        .collect();
+    let files: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    work.commit("refs/heads/main", &files, "big files");
+    let (summary, _) = owner
+        .handle
+        .import(work.path().to_owned(), None)
+        .await
+        .expect("import");
+    (work, summary.id.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_trickles_loses_to_an_honest_one() {
+    guts_tests::init_logs();
+    let owner = TestNode::start(|_| {}).await;
+    let boot = owner.addr.clone();
+    let victim = TestNode::start(|c| {
+        c.bootstrap = vec![boot.clone()];
+        c.transfer_stall_timeout = Duration::from_secs(2);
+        c.min_transfer_rate = bytesize::ByteSize::kib(256);
+    })
+    .await;
+    let (_work, id) = imported(&owner, "trickled", 2).await;
+    let owner_store = Repositories::new(owner.data_dir());
+    let snapshot = owner_store.signed_refs(&id).unwrap().unwrap();
+    let mut pack = Vec::new();
+    let mut count = 0;
+    owner_store
+        .build_pack(
+            &id,
+            &snapshot.refs.values().copied().collect::<Vec<ObjectId>>(),
+            &[],
+            &mut |n| count = n as u32,
+            &mut |c| {
+                pack.extend_from_slice(c);
+                true
+            },
+        )
+        .unwrap();
+    // Genuine data, a byte every so often: never a stall, never done.
+    let hostile = HostilePeer::spawn(
+        &NetworkName::default_network(),
+        Script {
+            refs: Answer::Message(SyncResponse::Refs(Box::new(snapshot.clone()))),
+            pack: Some((PackResponse::Pack { objects: count }, pack)),
+            pace: Some((1000, Duration::from_millis(500))),
+        },
+    );
+    hostile.connect(&victim.addr);
+    wait_connected(&victim, hostile.peer_id()).await;
+    let before = penalties(&victim, "too_slow").await;
+    let outcome = victim
+        .handle
+        .sync(id, Some(hostile.peer_id()), None)
+        .await
+        .expect("the honest holder serves");
+    match outcome {
+        SyncOutcome::Updated { from, .. } => {
+            assert_eq!(
+                from,
+                owner.handle.peer_id().to_string(),
+                "served by the owner"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(penalties(&victim, "too_slow").await > before);
+    owner.shutdown().await;
+    victim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requesters_that_never_read_give_their_slots_back() {
+    guts_tests::init_logs();
+    let owner = TestNode::start(|c| {
+        c.max_concurrent_transfers = 2;
+        c.transfer_stall_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let (_work, id) = imported(&owner, "unread", 4).await;
+    let snapshot = Repositories::new(owner.data_dir())
+        .signed_refs(&id)
+        .unwrap()
+        .unwrap();
+    let request = PackRequest {
+        repository: id,
+        wants: snapshot.refs.values().copied().collect(),
+        haves: Vec::new(),
+    };
+    let stranger = StreamPeer::spawn(&NetworkName::default_network());
+    stranger.connect(&owner.addr);
+    wait_connected(&owner, stranger.peer_id()).await;
+    // Every transfer slot taken by a stream nobody reads.
+    let mut unread = Vec::new();
+    for _ in 0..2 {
+        unread.push(open_pack_stream(&stranger, &owner, &request).await);
+    }
+    let boot = owner.addr.clone();
+    let honest = TestNode::start(|c| c.bootstrap = vec![boot.clone()]).await;
+    wait_connected(&owner, honest.handle.peer_id()).await;
+    // First the slots are seen taken...
+    eventually_async(
+        Duration::from_secs(10),
+        "the owner answered busy",
+        || async {
+            match honest
+                .handle
+                .sync(id, Some(owner.handle.peer_id()), None)
+                .await
+            {
+                Err(e) if e.to_string().contains("Busy") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    // ...then given back by the requester that never reads.
+    let outcome = eventually_async(
+        Duration::from_secs(60),
+        "the honest fetch was served",
+        || async {
+            honest
+                .handle
+                .sync(id, Some(owner.handle.peer_id()), None)
+                .await
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+    assert!(
+        matches!(outcome, SyncOutcome::Updated { .. }),
+        "{outcome:?}"
+    );
+    assert!(
+        penalties(&owner, "too_slow").await >= 2,
+        "each unread transfer costs the stranger"
+    );
+    drop(unread);
+    owner.shutdown().await;
+    honest.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_no_snapshot_points_at_are_not_served() {
+    guts_tests::init_logs();
+    let owner = TestNode::start(|_| {}).await;
+    let work = WorkRepo::with_history("rewritten");
+    let (summary, _) = owner
+        .handle
+        .import(work.path().to_owned(), None)
+        .await
+        .unwrap();
+    let id: RepositoryId = summary.id.parse().unwrap();
+    let old_main = work.repo.refname_to_id("refs/heads/main").unwrap();
+    // A force push: main starts over from a new root; the old history is dropped.
+    let new_root = {
+        let sig = git2::Signature::now("T", "t@example.com").unwrap();
+        let tree = {
+            let mut b = work.repo.treebuilder(None).unwrap();
+            let blob = work.repo.blob(b"a fresh start\n").unwrap();
+            b.insert("README", blob, 0o100644).unwrap();
+            b.write().unwrap()
+        };
+        let tree = work.repo.find_tree(tree).unwrap();
+        work.repo
+            .commit(None, &sig, &sig, "restart", &tree, &[])
+            .unwrap()
+    };
+    work.repo
+        .reference("refs/heads/main", new_root, true, "force")
+        .unwrap();
+    for name in ["refs/heads/feature", "refs/tags/v1", "refs/tags/v0"] {
+        if let Ok(mut r) = work.repo.find_reference(name) {
+            r.delete().unwrap();
+        }
+    }
+    owner
+        .handle
+        .import(work.path().to_owned(), None)
+        .await
+        .unwrap();
+
+    let stranger = StreamPeer::spawn(&NetworkName::default_network());
+    stranger.connect(&owner.addr);
+    wait_connected(&owner, stranger.peer_id()).await;
+    let ask = |want: git2::Oid| PackRequest {
+        repository: id,
+        wants: vec![ObjectId(want.as_bytes().try_into().unwrap())],
+        haves: Vec::new(),
+    };
+    let mut stream = open_pack_stream(&stranger, &owner, &ask(old_main)).await;
+    match StreamPeer::read_pack_header(&mut stream).await.unwrap() {
+        PackResponse::Refused(why) => assert!(why.contains("not a ref target"), "{why}"),
+        other => panic!("an object the owner dropped was offered: {other:?}"),
+    }
+    let mut stream = open_pack_stream(&stranger, &owner, &ask(new_root)).await;
+    assert!(matches!(
+        StreamPeer::read_pack_header(&mut stream).await.unwrap(),
+        PackResponse::Pack { .. }
+    ));
+    owner.shutdown().await;
+}
