@@ -24,6 +24,17 @@ pub(crate) struct Direction {
     pub direction: &'static str,
 }
 
+/// A `verdict` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Verdict {
+    pub verdict: &'static str,
+}
+
+/// Gossiped announcements by what became of them: `accepted`, `rejected` (does not
+/// verify), `old` (not newer than what is held), `relayer_rate`, `owner_rate`, `busy`
+/// (the sync side's queue was full).
+pub(crate) type Announcements = Family<Verdict, Counter>;
+
 /// The connection manager's metrics.
 #[derive(Clone, Default)]
 pub(crate) struct ManagerMetrics {
@@ -56,6 +67,7 @@ pub(crate) struct Metrics {
     pub routing_table_size: Gauge,
     pub bootstrap_dials: Family<Outcome, Counter>,
     pub peers_rejected: Family<Reason, Counter>,
+    pub announcements: Announcements,
     pub manager: ManagerMetrics,
     pub transfers: TransferMetrics,
 }
@@ -70,6 +82,7 @@ impl Metrics {
             routing_table_size: Gauge::default(),
             bootstrap_dials: Family::default(),
             peers_rejected: Family::default(),
+            announcements: Family::default(),
             manager: ManagerMetrics::default(),
             transfers: TransferMetrics::default(),
         };
@@ -156,6 +169,11 @@ impl Metrics {
             "bootstrap_dials",
             "Dials to bootstrap peers, by outcome",
             m.bootstrap_dials.clone(),
+        );
+        guts.register(
+            "announcements",
+            "Gossiped announcements, by verdict (accepted, rejected, old, relayer_rate, owner_rate, busy)",
+            m.announcements.clone(),
         );
         guts.register(
             "peers_rejected",

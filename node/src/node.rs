@@ -97,6 +97,7 @@ impl Node {
             stall: config.transfer_stall_timeout,
             floor: crate::sync::RateFloor::of(&config),
             owners: crate::sync::owner_limiter(config.owner_announcements_per_minute),
+            announcements: metrics.announcements.clone(),
         };
         let handle = NodeHandle::new(
             peer_id,

@@ -361,3 +361,119 @@ impl Drop for StreamPeer {
         self.task.abort();
     }
 }
+
+/// Identify and gossipsub on the network's announce topic: a peer that publishes
+/// announcements of its own making.
+#[derive(NetworkBehaviour)]
+struct GossipBehaviour {
+    identify: identify::Behaviour,
+    gossipsub: libp2p::gossipsub::Behaviour,
+}
+
+/// A peer that floods a node with announcements, running in the background.
+pub struct Flooder {
+    peer_id: PeerId,
+    task: tokio::task::JoinHandle<()>,
+    dial: tokio::sync::mpsc::UnboundedSender<Multiaddr>,
+    published: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Flooder {
+    /// Connects nowhere yet; once a peer subscribed to the announce topic is connected,
+    /// publishes `messages` one after another as fast as gossipsub takes them.
+    pub fn spawn(network: &NetworkName, messages: Vec<Vec<u8>>) -> Flooder {
+        use libp2p::gossipsub;
+        let topic = gossipsub::IdentTopic::new(network.announce_topic());
+        let mut swarm = SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("tcp transport")
+            .with_behaviour(|key| {
+                let config = gossipsub::ConfigBuilder::default()
+                    .protocol_id_prefix(network.gossipsub_protocol_prefix())
+                    .validation_mode(gossipsub::ValidationMode::Strict)
+                    .max_transmit_size(1 << 16)
+                    .build()
+                    .expect("gossipsub config");
+                GossipBehaviour {
+                    identify: identify::Behaviour::new(
+                        identify::Config::new(network.identify_protocol_version(), key.public())
+                            .with_agent_version("guts/0.1.0 (mdns-tag: guts)".into()),
+                    ),
+                    gossipsub: gossipsub::Behaviour::new(
+                        gossipsub::MessageAuthenticity::Signed(key.clone()),
+                        config,
+                    )
+                    .expect("gossipsub"),
+                }
+            })
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .expect("subscribe");
+        let peer_id = *swarm.local_peer_id();
+        let published = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = published.clone();
+        let (dial, mut dials) = tokio::sync::mpsc::unbounded_channel::<Multiaddr>();
+        let task = tokio::spawn(async move {
+            let mut queue = messages.into_iter().peekable();
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            loop {
+                tokio::select! {
+                    _ = swarm.select_next_some() => {}
+                    Some(addr) = dials.recv() => {
+                        let _ = swarm.dial(addr);
+                    }
+                    _ = tick.tick() => {
+                        // A batch per tick, so the swarm gets to send between batches.
+                        for _ in 0..100 {
+                            let Some(message) = queue.peek().cloned() else { break };
+                            match swarm.behaviour_mut().gossipsub.publish(topic.clone(), message) {
+                                Ok(_) => {
+                                    queue.next();
+                                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                                // No subscriber yet, or the queues are full: next tick.
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Flooder {
+            peer_id,
+            task,
+            dial,
+            published,
+        }
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Dials `addr` (with `/p2p/<id>`).
+    pub fn connect(&self, addr: &Multiaddr) {
+        let _ = self.dial.send(addr.clone());
+    }
+
+    /// Messages published so far.
+    pub fn published(&self) -> usize {
+        self.published.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Flooder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -42,6 +42,14 @@ async fn wait_connected(node: &TestNode, peer: libp2p::PeerId) {
     .await;
 }
 
+/// The value of the metric line starting with `name` (0 if absent).
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 /// A pack stream from `stranger` to `node` carrying `request` (dialling again if the
 /// connection went away in between).
 async fn open_pack_stream(
@@ -370,4 +378,106 @@ async fn objects_no_snapshot_points_at_are_not_served() {
         PackResponse::Pack { .. }
     ));
     owner.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_announcements_from_fresh_keys_stays_within_the_settings() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    guts_tests::init_logs();
+    let victim = TestNode::start(|c| {
+        c.replicate = guts_node::Replicate::All;
+        c.max_adoptions_per_hour = 10;
+        c.max_followed = 1000;
+        c.api = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let api = victim.node.api_addr().expect("API on");
+    // 10,000 genuine announcements of new repositories, each signed by a fresh key:
+    // keys cost nothing, so each one verifies.
+    let messages: Vec<Vec<u8>> = (0..10_000u32)
+        .map(|i| {
+            let mut seed = [7u8; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            let snapshot = guts_protocol::SignedRefs::sign(
+                &SigningKey::from_bytes(&seed),
+                format!("flood{i}").parse().unwrap(),
+                1,
+                None,
+                Default::default(),
+            )
+            .unwrap();
+            guts_protocol::wire::encode(&guts_protocol::wire::Announcement::of(&snapshot))
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut worst = Duration::ZERO;
+            let mut probes = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let started = std::time::Instant::now();
+                let (code, _) = guts_tests::process::http_get(api, "/health").expect("health");
+                assert_eq!(code, 200);
+                worst = worst.max(started.elapsed());
+                probes += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (worst, probes)
+        })
+    };
+    let flooder = guts_tests::peer::Flooder::spawn(&NetworkName::default_network(), messages);
+    flooder.connect(&victim.addr);
+    eventually_async(
+        Duration::from_secs(120),
+        "10,000 announcements published",
+        || async {
+            match flooder.published() {
+                10_000 => Ok(()),
+                n => Err(format!("{n} published")),
+            }
+        },
+    )
+    .await;
+    let store = Repositories::new(victim.data_dir());
+    // The flood reached the node and was judged: most of it turned away at the
+    // relayer's rate, more than the adoption budget found new and genuine...
+    let judged = eventually_async(Duration::from_secs(60), "the flood judged", || async {
+        let (_, text) =
+            guts_tests::process::http_get(api, "/metrics").map_err(|e| e.to_string())?;
+        let count = |verdict: &str| {
+            metric(
+                &text,
+                &format!("guts_announcements_total{{verdict=\"{verdict}\"}}"),
+            )
+        };
+        let (accepted, rate) = (count("accepted"), count("relayer_rate"));
+        if accepted > 10 && accepted + rate + count("busy") >= 9_000 {
+            Ok((accepted, rate))
+        } else {
+            Err(format!(
+                "{accepted} accepted, {rate} over the relayer's rate"
+            ))
+        }
+    })
+    .await;
+    victim.handle.status().await.expect("alive");
+    stop.store(true, Ordering::Relaxed);
+    let (worst, probes) = prober.join().expect("prober");
+    assert!(probes > 10, "{probes} probes");
+    assert!(
+        worst < Duration::from_secs(1),
+        "/health took {worst:?} at worst during the flood"
+    );
+    // ...and adoption stopped at the budget.
+    assert_eq!(
+        Repositories::new(victim.data_dir()).follow_count().unwrap(),
+        10,
+        "adoption stays within max_adoptions_per_hour ({judged:?} accepted, over the rate)"
+    );
+    // Nobody serves those repositories: nothing was stored for them.
+    assert!(store.list().unwrap().is_empty());
+    victim.shutdown().await;
 }

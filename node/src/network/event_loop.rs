@@ -630,24 +630,26 @@ impl EventLoop {
         message_id: gossipsub::MessageId,
         message: gossipsub::Message,
     ) {
-        let turned_away = if self
+        let (turned_away, verdict) = if self
             .manager()
             .within_rate(propagation_source, ANNOUNCE_RATE_LIMIT_KEY)
         {
-            self.emit(Event::Announcement {
+            let event = Event::Announcement {
                 propagation_source,
                 message_id,
                 publisher: message.source,
                 data: message.data,
-            })
+            };
+            (self.emit(event), "busy")
         } else {
             tracing::debug!(%propagation_source, "announcement over the relayer's rate: ignored");
-            Some(Event::Announcement {
+            let event = Event::Announcement {
                 propagation_source,
                 message_id,
                 publisher: message.source,
                 data: Vec::new(),
-            })
+            };
+            (Some(event), "relayer_rate")
         };
         if let Some(Event::Announcement {
             propagation_source,
@@ -655,6 +657,10 @@ impl EventLoop {
             ..
         }) = turned_away
         {
+            self.metrics
+                .announcements
+                .get_or_create(&crate::metrics::Verdict { verdict })
+                .inc();
             let _ = self
                 .swarm
                 .behaviour_mut()

@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::engine::Engine;
 use super::pack::{CHUNK, HEADER_TIMEOUT, RateFloor};
 use crate::connection_manager::Penalty;
-use crate::metrics::TransferMetrics;
+use crate::metrics::{Announcements, TransferMetrics, Verdict};
 use crate::network::{Client, Event};
 use crate::wire::{PACK_RATE_LIMIT_KEY, penalty_for, read_message, write_message};
 
@@ -43,6 +43,8 @@ pub(crate) struct Server {
     pub floor: RateFloor,
     /// Announcements per owner key.
     pub owners: Arc<OwnerLimiter>,
+    /// What became of announcements.
+    pub announcements: Announcements,
 }
 
 /// A rate limit per owner key.
@@ -99,9 +101,13 @@ impl Server {
                     };
                     let server = self.clone();
                     tokio::spawn(async move {
-                        let acceptance = server
+                        let (acceptance, verdict) = server
                             .judge_announcement(propagation_source, publisher, &data)
                             .await;
+                        server
+                            .announcements
+                            .get_or_create(&Verdict { verdict })
+                            .inc();
                         server
                             .client
                             .validated(message_id, propagation_source, acceptance);
@@ -131,13 +137,14 @@ impl Server {
         from: PeerId,
         publisher: Option<PeerId>,
         data: &[u8],
-    ) -> gossipsub::MessageAcceptance {
+    ) -> (gossipsub::MessageAcceptance, &'static str) {
+        use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
         let header = match verified_header(data) {
             Ok(header) => header,
             Err(why) => {
                 tracing::info!(%from, "rejected announcement: {why}");
                 self.client.penalize(from, Penalty::InvalidAnnouncement);
-                return gossipsub::MessageAcceptance::Reject;
+                return (Reject, "rejected");
             }
         };
         if self.owners.len() > OWNERS_REMEMBERED {
@@ -145,7 +152,7 @@ impl Server {
         }
         if self.owners.check_key(header.signer.as_bytes()).is_err() {
             tracing::debug!(%from, repository = %header.repository(), "over its owner's announcement rate: ignored");
-            return gossipsub::MessageAcceptance::Ignore;
+            return (Ignore, "owner_rate");
         }
         let id = header.repository();
         let repos = self.repos.clone();
@@ -157,12 +164,12 @@ impl Server {
             .map_or(0, |s| s.sequence());
         if !is_news(&header, held) {
             // Old news (or a replay): not relayed, no penalty.
-            return gossipsub::MessageAcceptance::Ignore;
+            return (Ignore, "old");
         }
         if self.engine.wants(&id).await {
             self.engine.trigger(id, publisher);
         }
-        gossipsub::MessageAcceptance::Accept
+        (Accept, "accepted")
     }
 
     /// Serves pack requests until the node stops; at most `transfers` at once, beyond
