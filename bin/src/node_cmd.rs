@@ -240,6 +240,22 @@ pub struct NodeArgs {
         help_heading = "Replication"
     )]
     owner_announcements_per_minute: Option<u32>,
+    /// Largest object a received pack may hold, inflated, e.g. 1GiB [default: 512MiB].
+    #[arg(
+        long,
+        env = "GUTS_MAX_OBJECT_SIZE",
+        value_name = "SIZE",
+        help_heading = "Replication"
+    )]
+    max_object_size: Option<bytesize::ByteSize>,
+    /// How many times its wire bytes a received pack may inflate to [default: 1000].
+    #[arg(
+        long,
+        env = "GUTS_MAX_INFLATION_RATIO",
+        value_name = "N",
+        help_heading = "Replication"
+    )]
+    max_inflation_ratio: Option<u64>,
     /// Deepest nesting of trees a repository may have [default: 4096].
     #[arg(
         long,
@@ -288,7 +304,7 @@ impl NodeArgs {
                 ban_duration, score_half_life, replicate, anti_entropy_interval,
                 transfer_stall_timeout, max_pack_size, min_transfer_rate, max_concurrent_transfers,
                 max_adoptions_per_hour, max_followed, owner_announcements_per_minute,
-                max_tree_depth, max_pack_objects;
+                max_tree_depth, max_pack_objects, max_object_size, max_inflation_ratio;
             lists: listen, bootstrap, external_addresses, per_ip_allow
         );
         if let Some(ApiSetting(v)) = self.api {

@@ -132,6 +132,10 @@ pub struct Config {
     pub max_tree_depth: u32,
     /// Most objects one received pack may announce.
     pub max_pack_objects: u32,
+    /// Largest object (or delta) a received pack may hold, inflated.
+    pub max_object_size: bytesize::ByteSize,
+    /// How many times its wire bytes a received pack may inflate to (past 1 GiB).
+    pub max_inflation_ratio: u64,
 }
 
 /// Which repositories a node replicates.
@@ -203,6 +207,8 @@ impl Default for Config {
             owner_announcements_per_minute: 60,
             max_tree_depth: guts_storage::Limits::default().max_tree_depth as u32,
             max_pack_objects: guts_storage::Limits::default().max_pack_objects,
+            max_object_size: bytesize::ByteSize::b(guts_storage::Limits::default().max_object_size),
+            max_inflation_ratio: guts_storage::Limits::default().max_inflation_ratio,
             max_concurrent_transfers: 8,
         }
     }
@@ -336,6 +342,8 @@ impl Config {
         guts_storage::Limits {
             max_tree_depth: self.max_tree_depth as usize,
             max_pack_objects: self.max_pack_objects,
+            max_object_size: self.max_object_size.as_u64(),
+            max_inflation_ratio: self.max_inflation_ratio,
         }
     }
 }
@@ -471,6 +479,13 @@ impl Config {
                     reason: "must be at least 1".into(),
                 });
             }
+        }
+        if self.max_object_size.as_u64() < 1024 {
+            return Err(ConfigError::Invalid {
+                field: "max_object_size",
+                value: self.max_object_size.to_string(),
+                reason: "must be at least 1 KiB".into(),
+            });
         }
         if !(self.ban_threshold < 0.0 && self.ban_threshold.is_finite()) {
             return Err(ConfigError::Invalid {

@@ -55,6 +55,8 @@ pub struct NodeSpec {
     pub log: PathBuf,
     /// `RUST_LOG` for the process.
     pub log_filter: String,
+    /// An address-space limit (RLIMIT_AS, bytes), set with `prlimit`.
+    pub address_space: Option<u64>,
 }
 
 /// What test nodes log: enough to see what happened when a test fails.
@@ -79,6 +81,7 @@ impl NodeSpec {
             netns: None,
             log: data_dir.with_extension("log"),
             log_filter: TEST_LOG_FILTER.to_owned(),
+            address_space: None,
         }
     }
 
@@ -98,12 +101,20 @@ impl NodeSpec {
             netns: Some(lan.host(host).to_owned()),
             log: data_dir.with_extension("log"),
             log_filter: TEST_LOG_FILTER.to_owned(),
+            address_space: None,
         }
     }
 
     /// Sets `RUST_LOG` (e.g. "warn" for benchmarks, where logging costs CPU).
     pub fn log_filter(mut self, filter: &str) -> Self {
         self.log_filter = filter.to_owned();
+        self
+    }
+
+    /// Runs the node with at most `bytes` of address space: an allocation past it fails
+    /// instead of succeeding lazily, as in a memory-limited container.
+    pub fn address_space_limit(mut self, bytes: u64) -> Self {
+        self.address_space = Some(bytes);
         self
     }
 
@@ -119,13 +130,19 @@ impl NodeSpec {
 
     pub fn spawn(&self) -> GutsNode {
         let log = fs::File::create(&self.log).expect("create log file");
-        let mut cmd = match &self.netns {
-            Some(ns) => {
+        let mut cmd = match (&self.netns, self.address_space) {
+            (Some(ns), _) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns]).arg(guts_bin());
                 c
             }
-            None => Command::new(guts_bin()),
+            // prlimit execs the node: same pid, limit in place.
+            (None, Some(bytes)) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--as={bytes}")).arg("--").arg(guts_bin());
+                c
+            }
+            (None, None) => Command::new(guts_bin()),
         };
         cmd.arg("node")
             .arg("--data-dir")

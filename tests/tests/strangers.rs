@@ -481,3 +481,48 @@ async fn a_flood_of_announcements_from_fresh_keys_stays_within_the_settings() {
     assert!(store.list().unwrap().is_empty());
     victim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_bomb_is_refused_by_a_node_with_512_mib_of_address_space() {
+    guts_tests::init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let node = guts_tests::process::NodeSpec::loopback(&dir.path().join("victim"))
+        .address_space_limit(512 << 20)
+        .spawn();
+    // A few KiB that would make libgit2 allocate a 2 GiB object.
+    let pack = guts_tests::crafted::delta_bomb(2 << 30);
+    assert!(pack.len() < 64 * 1024, "{} bytes", pack.len());
+    let mut crafted = Crafted::new();
+    let root = crafted.chain(1);
+    let commit = crafted.commit_main(root);
+    let snapshot = crafted.snapshot(&SigningKey::from_bytes(&[43; 32]), "bomb", commit);
+    let id = snapshot.repository();
+    let hostile = HostilePeer::spawn(
+        &NetworkName::default_network(),
+        Script {
+            refs: Answer::Message(SyncResponse::Refs(Box::new(snapshot))),
+            pack: Some((PackResponse::Pack { objects: 2 }, pack)),
+            pace: None,
+        },
+    );
+    hostile.connect(&node.tcp_addr().parse().unwrap());
+    let hostile_id = hostile.peer_id().to_string();
+    guts_tests::eventually(Duration::from_secs(10), "the stranger connected", || {
+        let peers = node.peers();
+        if peers.iter().any(|p| p.peer_id == hostile_id) {
+            Ok(())
+        } else {
+            Err(format!("{} peers", peers.len()))
+        }
+    });
+    let out = node.client(["repo", "sync", &id.to_string(), "--from", &hostile_id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the bomb was taken");
+    assert!(stderr.contains("max_object_size"), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {stderr}");
+    let status = node.status();
+    assert!(status.connections.penalties["bad_data"] >= 1);
+    let (code, _) = guts_tests::process::http_get(node.api(), "/health").unwrap();
+    assert_eq!(code, 200, "the node is alive");
+}

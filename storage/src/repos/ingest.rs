@@ -10,15 +10,13 @@ use git2::{Oid, Repository};
 use guts_protocol::wire;
 use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
 
+use super::scan::Scanner;
 use super::verify::check_snapshot;
 use super::{
     Limits, PackStats, QUARANTINE_PREFIX, Repositories, SIGNED_REFS_FILE, dedup, git, oid,
 };
 use crate::StorageError;
 use crate::fs::{sync_dir, write_atomically};
-
-/// A pack starts `PACK`, a 4-byte version and a 4-byte object count.
-const PACK_HEADER_LEN: usize = 12;
 
 impl Repositories {
     /// Targets of `snapshot` this node does not have yet: what to ask a holder for.
@@ -174,8 +172,9 @@ fn index_pack(
     progress: &mut dyn FnMut(PackStats),
 ) -> Result<PackStats, StorageError> {
     let odb = repo.odb().map_err(git("opening the object database"))?;
-    // The object count is checked before libgit2 sizes anything by it.
-    let mut header: Vec<u8> = Vec::with_capacity(PACK_HEADER_LEN);
+    // Every byte passes the scanner before libgit2 sees it, so no count or size in the
+    // pack makes libgit2 allocate past the limits.
+    let mut scanner = Scanner::new(*limits);
     let mut indexer = git2::Indexer::new(Some(&odb), dir, 0o444, false)
         .map_err(git("starting to index the pack"))?;
     let mut stats = PackStats::default();
@@ -187,13 +186,7 @@ fn index_pack(
     });
     for chunk in chunks {
         let chunk = chunk.map_err(|e| StorageError::Transfer(e.to_string()))?;
-        if header.len() < PACK_HEADER_LEN {
-            let take = (PACK_HEADER_LEN - header.len()).min(chunk.len());
-            header.extend_from_slice(&chunk[..take]);
-            if header.len() == PACK_HEADER_LEN {
-                check_pack_header(&header, limits)?;
-            }
-        }
+        scanner.feed(&chunk).map_err(StorageError::BadPack)?;
         stats.bytes += chunk.len() as u64;
         indexer
             .write_all(&chunk)
@@ -207,21 +200,6 @@ fn index_pack(
     stats.objects = received.get();
     progress(stats);
     Ok(stats)
-}
-
-/// Refuses a pack that announces more objects than `limits` allow.
-fn check_pack_header(header: &[u8], limits: &Limits) -> Result<(), StorageError> {
-    if &header[..4] != b"PACK" {
-        return Err(StorageError::BadPack("no pack signature".into()));
-    }
-    let count = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
-    if count > limits.max_pack_objects {
-        return Err(StorageError::BadPack(format!(
-            "it announces {count} objects, over the limit of {} (max_pack_objects)",
-            limits.max_pack_objects
-        )));
-    }
-    Ok(())
 }
 
 /// Points the git refs (branches, tags, HEAD) at `snapshot`'s, in one transaction.

@@ -13,6 +13,7 @@ mod author;
 mod following;
 mod ingest;
 mod recover;
+mod scan;
 mod serve;
 #[cfg(test)]
 mod test_support;
@@ -98,6 +99,10 @@ pub struct Limits {
     pub max_tree_depth: usize,
     /// Most objects one pack may announce.
     pub max_pack_objects: u32,
+    /// Largest object (or delta) a pack may hold, inflated: libgit2 holds each whole.
+    pub max_object_size: u64,
+    /// How many times its wire bytes a pack's objects may inflate to (past 1 GiB).
+    pub max_inflation_ratio: u64,
 }
 
 impl Default for Limits {
@@ -106,6 +111,9 @@ impl Default for Limits {
             max_tree_depth: 4096,
             // The Linux kernel's history is about 10 million objects.
             max_pack_objects: 20_000_000,
+            max_object_size: 512 << 20,
+            // zlib alone reaches about 1000:1; deltas of real histories stay well below.
+            max_inflation_ratio: 1000,
         }
     }
 }

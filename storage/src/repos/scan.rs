@@ -1,0 +1,454 @@
+//! Reads a pack as it streams in, ahead of libgit2's indexer, and refuses one that would
+//! make the indexer allocate more than the limits allow.
+//!
+//! A pack entry's header gives its inflated size, but a delta's header gives only the
+//! size of the delta: the size of the object it builds sits in the first bytes of the
+//! inflated delta. A few hundred bytes of delta can ask for a 2 GiB object, which
+//! libgit2 allocates whole. Nothing in libgit2 bounds that, so this scanner inflates each
+//! entry (output discarded, a 64 KiB scratch buffer) to read those sizes and to find where
+//! the next entry starts. It costs one more inflate of the pack, no memory that grows
+//! with it.
+
+use flate2::{Decompress, FlushDecompress, Status};
+
+use super::Limits;
+
+/// Entry types in a pack.
+const OBJ_OFS_DELTA: u8 = 6;
+const OBJ_REF_DELTA: u8 = 7;
+/// What the scanner inflates into (and forgets) at a time.
+const SCRATCH: usize = 64 * 1024;
+/// A delta's two leading size varints fit in this many bytes.
+const DELTA_SIZES_MAX: usize = 20;
+/// Objects may always inflate to this much, whatever the ratio to wire bytes.
+const INFLATE_FLOOR: u64 = 1 << 30;
+
+enum State {
+    /// The 12-byte pack header.
+    Header,
+    /// An entry's type, size and base reference.
+    Entry,
+    /// An entry's zlib stream.
+    Inflating(Inflating),
+    /// The trailing checksum and anything after it (libgit2 judges those).
+    Trailer,
+}
+
+struct Inflating {
+    zlib: Decompress,
+    /// The inflated size its header declares.
+    declared: u64,
+    is_delta: bool,
+    /// The first inflated bytes of a delta, until its sizes are read.
+    delta_head: Vec<u8>,
+}
+
+/// Follows a pack through its entries; see the module docs.
+pub(super) struct Scanner {
+    limits: Limits,
+    state: State,
+    /// Bytes of a header or entry header not yet complete.
+    pending: Vec<u8>,
+    objects_left: u32,
+    /// Inflated bytes the objects will take, summed.
+    inflated: u64,
+    /// Pack bytes seen so far.
+    wire: u64,
+    scratch: Vec<u8>,
+}
+
+impl Scanner {
+    pub(super) fn new(limits: Limits) -> Scanner {
+        Scanner {
+            limits,
+            state: State::Header,
+            pending: Vec::new(),
+            objects_left: 0,
+            inflated: 0,
+            wire: 0,
+            scratch: vec![0; SCRATCH],
+        }
+    }
+
+    /// Takes the next bytes of the pack; an error says which limit or rule they break.
+    pub(super) fn feed(&mut self, mut input: &[u8]) -> Result<(), String> {
+        self.wire += input.len() as u64;
+        while !input.is_empty() {
+            match &mut self.state {
+                State::Header => {
+                    let take = (12 - self.pending.len()).min(input.len());
+                    self.pending.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    if self.pending.len() == 12 {
+                        self.header()?;
+                    }
+                }
+                State::Entry => {
+                    self.pending.push(input[0]);
+                    input = &input[1..];
+                    self.entry()?;
+                }
+                State::Inflating(inflating) => {
+                    let before_in = inflating.zlib.total_in();
+                    let before_out = inflating.zlib.total_out();
+                    let status = inflating
+                        .zlib
+                        .decompress(input, &mut self.scratch, FlushDecompress::None)
+                        .map_err(|e| format!("an entry does not inflate: {e}"))?;
+                    let consumed = (inflating.zlib.total_in() - before_in) as usize;
+                    let produced = (inflating.zlib.total_out() - before_out) as usize;
+                    input = &input[consumed..];
+                    if inflating.zlib.total_out() > inflating.declared {
+                        return Err(format!(
+                            "an entry inflates past the {} bytes it declares",
+                            inflating.declared
+                        ));
+                    }
+                    let mut built = None;
+                    if inflating.is_delta && inflating.delta_head.len() < DELTA_SIZES_MAX {
+                        let room = DELTA_SIZES_MAX - inflating.delta_head.len();
+                        let head = &self.scratch[..produced.min(room)];
+                        inflating.delta_head.extend_from_slice(head);
+                        built = delta_result_size(&inflating.delta_head)?;
+                        if built.is_some() {
+                            inflating.is_delta = false;
+                        }
+                    }
+                    let sizes_unread = inflating.is_delta;
+                    let ended = status == Status::StreamEnd;
+                    // No progress with input left means the stream is broken.
+                    if !ended && consumed == 0 && produced == 0 {
+                        return Err("an entry's zlib stream is stuck".into());
+                    }
+                    if let Some(result) = built {
+                        self.count(result, "the object a delta builds")?;
+                    }
+                    if ended {
+                        if sizes_unread {
+                            return Err("a delta too short to say its sizes".into());
+                        }
+                        self.objects_left -= 1;
+                        self.state = if self.objects_left == 0 {
+                            State::Trailer
+                        } else {
+                            State::Entry
+                        };
+                    }
+                }
+                State::Trailer => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    fn header(&mut self) -> Result<(), String> {
+        let h = std::mem::take(&mut self.pending);
+        if &h[..4] != b"PACK" {
+            return Err("no pack signature".into());
+        }
+        let version = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+        if version != 2 && version != 3 {
+            return Err(format!("pack version {version}"));
+        }
+        let count = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
+        if count > self.limits.max_pack_objects {
+            return Err(format!(
+                "it announces {count} objects, over the limit of {} (max_pack_objects)",
+                self.limits.max_pack_objects
+            ));
+        }
+        self.objects_left = count;
+        self.state = if count == 0 {
+            State::Trailer
+        } else {
+            State::Entry
+        };
+        Ok(())
+    }
+
+    /// Parses the entry header in `pending` once it is complete.
+    fn entry(&mut self) -> Result<(), String> {
+        let p = &self.pending;
+        let kind = (p[0] >> 4) & 7;
+        let mut size = u64::from(p[0] & 0x0f);
+        let mut at = 1;
+        let mut shift = 4;
+        let mut more = p[0] & 0x80 != 0;
+        while more {
+            let Some(&b) = p.get(at) else { return Ok(()) };
+            if shift > 57 {
+                return Err("an entry size too large to read".into());
+            }
+            size |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            at += 1;
+            more = b & 0x80 != 0;
+        }
+        match kind {
+            OBJ_OFS_DELTA => {
+                // The base's offset: bytes until one without the high bit.
+                let rest = &p[at..];
+                if rest.len() > 10 {
+                    return Err("a delta base offset too large to read".into());
+                }
+                if rest.last().is_none_or(|b| b & 0x80 != 0) {
+                    return Ok(());
+                }
+            }
+            OBJ_REF_DELTA => {
+                if p.len() < at + 20 {
+                    return Ok(());
+                }
+            }
+            1..=4 => {}
+            other => return Err(format!("an entry of unknown type {other}")),
+        }
+        let is_delta = kind == OBJ_OFS_DELTA || kind == OBJ_REF_DELTA;
+        if is_delta {
+            // The delta itself is held whole while it is applied.
+            if size > self.limits.max_object_size {
+                return Err(self.too_big("a delta", size));
+            }
+        } else {
+            self.count(size, "an object")?;
+        }
+        self.pending.clear();
+        self.state = State::Inflating(Inflating {
+            zlib: Decompress::new(true),
+            declared: size,
+            is_delta,
+            delta_head: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Checks an object of `size` bytes against the limits and adds it to the total.
+    fn count(&mut self, size: u64, what: &str) -> Result<(), String> {
+        if size > self.limits.max_object_size {
+            return Err(self.too_big(what, size));
+        }
+        self.inflated = self.inflated.saturating_add(size);
+        let allowed = INFLATE_FLOOR.max(self.wire.saturating_mul(self.limits.max_inflation_ratio));
+        if self.inflated > allowed {
+            return Err(format!(
+                "its objects inflate to {} bytes from {} on the wire, over {} times (max_inflation_ratio)",
+                self.inflated, self.wire, self.limits.max_inflation_ratio
+            ));
+        }
+        Ok(())
+    }
+
+    fn too_big(&self, what: &str, size: u64) -> String {
+        format!(
+            "{what}: {size} bytes, over the limit of {} (max_object_size)",
+            self.limits.max_object_size
+        )
+    }
+}
+
+/// The size of the object a delta builds, once `head` (its first inflated bytes) holds
+/// both of its leading varints (base size, then result size); `None` until then.
+fn delta_result_size(head: &[u8]) -> Result<Option<u64>, String> {
+    let mut values = [0u64; 2];
+    let mut at = 0;
+    for value in &mut values {
+        let mut shift = 0;
+        loop {
+            let Some(&b) = head.get(at) else {
+                return if head.len() >= DELTA_SIZES_MAX {
+                    Err("a delta size too large to read".into())
+                } else {
+                    Ok(None)
+                };
+            };
+            at += 1;
+            if shift > 63 {
+                return Err("a delta size too large to read".into());
+            }
+            *value |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+    }
+    Ok(Some(values[1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn varint(mut n: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                return out;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    fn entry_header(kind: u8, mut size: u64) -> Vec<u8> {
+        let mut first = (kind << 4) | (size & 0x0f) as u8;
+        size >>= 4;
+        let mut out = Vec::new();
+        if size > 0 {
+            first |= 0x80;
+        }
+        out.push(first);
+        while size > 0 {
+            let mut b = (size & 0x7f) as u8;
+            size >>= 7;
+            if size > 0 {
+                b |= 0x80;
+            }
+            out.push(b);
+        }
+        out
+    }
+
+    /// A pack of a 64 KiB blob and a delta on it that builds an object of `result`
+    /// bytes by copying the blob over and over: a few KiB on the wire.
+    fn bomb(result: u64) -> Vec<u8> {
+        let base: Vec<u8> = (0..65_536u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let mut delta = varint(base.len() as u64);
+        delta.extend(varint(result));
+        let mut left = result;
+        while left > 0 {
+            // Copy from offset 0, 0x10000 bytes (a size byte of 0 means 0x10000).
+            let n = left.min(0x10000);
+            if n == 0x10000 {
+                delta.push(0x80);
+            } else {
+                delta.push(0x80 | 0x10 | 0x20);
+                delta.push((n & 0xff) as u8);
+                delta.push((n >> 8) as u8);
+            }
+            left -= n;
+        }
+        let mut pack = b"PACK".to_vec();
+        pack.extend(2u32.to_be_bytes());
+        pack.extend(2u32.to_be_bytes());
+        let base_offset = pack.len();
+        pack.extend(entry_header(3, base.len() as u64));
+        pack.extend(zlib(&base));
+        let delta_offset = pack.len();
+        pack.extend(entry_header(OBJ_OFS_DELTA, delta.len() as u64));
+        // The base's offset, backwards from this entry (git's offset encoding).
+        let mut back = (delta_offset - base_offset) as u64;
+        let mut enc = vec![(back & 0x7f) as u8];
+        back >>= 7;
+        while back > 0 {
+            back -= 1;
+            enc.insert(0, 0x80 | (back & 0x7f) as u8);
+            back >>= 7;
+        }
+        pack.extend(enc);
+        pack.extend(zlib(&delta));
+        pack.extend([0u8; 20]);
+        pack
+    }
+
+    fn scan(pack: &[u8], limits: Limits, piece: usize) -> Result<(), String> {
+        let mut scanner = Scanner::new(limits);
+        for chunk in pack.chunks(piece) {
+            scanner.feed(chunk)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_delta_bomb_is_refused_from_its_first_bytes() {
+        // 2 GiB from a few KiB.
+        let pack = bomb(2 << 30);
+        assert!(pack.len() < 256 * 1024, "{} bytes", pack.len());
+        for piece in [1, 7, 4096, pack.len()] {
+            let err = scan(&pack, Limits::default(), piece).unwrap_err();
+            assert!(err.contains("max_object_size"), "{err}");
+        }
+    }
+
+    #[test]
+    fn honest_packs_pass_in_any_pieces() {
+        let pack = bomb(1 << 20);
+        for piece in [1, 3, 64, 65_536, pack.len()] {
+            scan(&pack, Limits::default(), piece).unwrap();
+        }
+    }
+
+    #[test]
+    fn packs_git_itself_writes_pass() {
+        // History with many similar versions of files, so git writes delta chains.
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str], input: Option<&[u8]>| {
+            let mut cmd = std::process::Command::new("git");
+            cmd.args(args)
+                .current_dir(dir.path())
+                .env("GIT_AUTHOR_NAME", "T")
+                .env("GIT_AUTHOR_EMAIL", "t@example.com")
+                .env("GIT_COMMITTER_NAME", "T")
+                .env("GIT_COMMITTER_EMAIL", "t@example.com")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            if let Some(input) = input {
+                child.stdin.take().unwrap().write_all(input).unwrap();
+            }
+            drop(child.stdin.take());
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "git {args:?}");
+            out.stdout
+        };
+        git(&["init", "-q", "."], None);
+        let mut text = String::new();
+        for i in 0..60 {
+            text.push_str(&format!("line {i}: {}\n", "x".repeat(i * 13 % 200)));
+            std::fs::write(dir.path().join("file.txt"), &text).unwrap();
+            git(&["add", "."], None);
+            git(&["commit", "-q", "-m", &format!("c{i}")], None);
+        }
+        let pack = git(
+            &["pack-objects", "--stdout", "--revs", "-q"],
+            Some(b"HEAD\n"),
+        );
+        for piece in [1, 100, 65_536] {
+            scan(&pack, Limits::default(), piece).unwrap();
+        }
+    }
+
+    #[test]
+    fn totals_and_declared_sizes_are_held_to() {
+        // Objects just under the size limit, but far more of them than the wire bytes
+        // can honestly make: refused once past the floor.
+        let mut pack = b"PACK".to_vec();
+        pack.extend(2u32.to_be_bytes());
+        pack.extend(40u32.to_be_bytes());
+        let one = bomb(500 << 20);
+        let (base_and_delta, _) = one[12..].split_at(one.len() - 12 - 20);
+        for _ in 0..20 {
+            pack.extend(base_and_delta);
+        }
+        let err = scan(&pack, Limits::default(), 4096).unwrap_err();
+        assert!(err.contains("max_inflation_ratio"), "{err}");
+
+        // A blob whose stream inflates past what its header says.
+        let mut pack = b"PACK".to_vec();
+        pack.extend(2u32.to_be_bytes());
+        pack.extend(1u32.to_be_bytes());
+        pack.extend(entry_header(3, 10));
+        pack.extend(zlib(&[0u8; 100_000]));
+        let err = scan(&pack, Limits::default(), 4096).unwrap_err();
+        assert!(err.contains("declares"), "{err}");
+    }
+}
