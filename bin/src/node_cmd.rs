@@ -216,6 +216,14 @@ pub struct NodeArgs {
         help_heading = "Replication"
     )]
     max_concurrent_transfers: Option<u32>,
+    /// Pack streams one peer may have open at once [default: 8].
+    #[arg(
+        long,
+        env = "GUTS_MAX_STREAMS_PER_PEER",
+        value_name = "N",
+        help_heading = "Replication"
+    )]
+    max_streams_per_peer: Option<u32>,
     /// With --replicate all: repositories adopted per hour [default: 600].
     #[arg(
         long,
@@ -303,7 +311,8 @@ impl NodeArgs {
                 max_concurrent_dht_queries, requests_per_second_per_peer, ban_threshold,
                 ban_duration, score_half_life, replicate, anti_entropy_interval,
                 transfer_stall_timeout, max_pack_size, min_transfer_rate, max_concurrent_transfers,
-                max_adoptions_per_hour, max_followed, owner_announcements_per_minute,
+                max_streams_per_peer, max_adoptions_per_hour, max_followed,
+                owner_announcements_per_minute,
                 max_tree_depth, max_pack_objects, max_object_size, max_inflation_ratio;
             lists: listen, bootstrap, external_addresses, per_ip_allow
         );

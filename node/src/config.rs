@@ -120,6 +120,8 @@ pub struct Config {
     pub min_transfer_rate: bytesize::ByteSize,
     /// Packs this node sends at once (more requests are answered "busy").
     pub max_concurrent_transfers: u32,
+    /// Pack streams one peer may have open to this node at once (more are closed).
+    pub max_streams_per_peer: u32,
     /// With `replicate = all`: repositories adopted from announcements or peers' lists
     /// per hour (a burst of this many, refilling over the hour).
     pub max_adoptions_per_hour: u32,
@@ -203,6 +205,7 @@ impl Default for Config {
             max_pack_size: bytesize::ByteSize::gib(4),
             min_transfer_rate: bytesize::ByteSize::kib(16),
             max_adoptions_per_hour: 600,
+            max_streams_per_peer: 8,
             max_followed: 10_000,
             owner_announcements_per_minute: 60,
             max_tree_depth: guts_storage::Limits::default().max_tree_depth as u32,
@@ -467,6 +470,7 @@ impl Config {
             ("max_tree_depth", self.max_tree_depth),
             ("max_pack_objects", self.max_pack_objects),
             ("max_adoptions_per_hour", self.max_adoptions_per_hour),
+            ("max_streams_per_peer", self.max_streams_per_peer),
             (
                 "owner_announcements_per_minute",
                 self.owner_announcements_per_minute,

@@ -128,9 +128,11 @@ impl Node {
         });
         let serving = vec![
             tokio::spawn(server.clone().route(events)),
-            tokio::spawn(
-                server.serve_packs(incoming_packs, config.max_concurrent_transfers as usize),
-            ),
+            tokio::spawn(server.serve_packs(
+                incoming_packs,
+                config.max_concurrent_transfers as usize,
+                config.max_streams_per_peer as usize,
+            )),
         ];
         let (stop_engine, stopped) = watch::channel(false);
         engine.start(config.anti_entropy_interval, stopped);

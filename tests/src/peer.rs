@@ -343,6 +343,25 @@ impl StreamPeer {
         Ok(stream)
     }
 
+    /// Opens a pack stream to `peer` and writes exactly `bytes` on it (framing included,
+    /// to lie about lengths); the stream is left open and unread.
+    pub async fn raw_pack_stream(
+        &self,
+        peer: PeerId,
+        bytes: &[u8],
+    ) -> std::io::Result<libp2p::Stream> {
+        use futures::AsyncWriteExt;
+        let mut stream = self
+            .control
+            .clone()
+            .open_stream(peer, guts_node::wire::pack_protocol(&self.network))
+            .await
+            .map_err(std::io::Error::other)?;
+        stream.write_all(bytes).await?;
+        stream.flush().await?;
+        Ok(stream)
+    }
+
     /// Reads the answer header a node sends first on a pack stream.
     pub async fn read_pack_header(
         stream: &mut libp2p::Stream,

@@ -526,3 +526,65 @@ async fn a_delta_bomb_is_refused_by_a_node_with_512_mib_of_address_space() {
     let (code, _) = guts_tests::process::http_get(node.api(), "/health").unwrap();
     assert_eq!(code, 200, "the node is alive");
 }
+
+/// A process's resident memory, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_streams_announcing_maximal_frames_cost_little() {
+    guts_tests::init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    // No per-peer stream cap in the way: every stream reaches the frame reader.
+    let node = guts_tests::process::NodeSpec::loopback(&dir.path().join("victim"))
+        .address_space_limit(512 << 20)
+        .args(["--max-streams-per-peer", "1000"])
+        .spawn();
+    let stranger = StreamPeer::spawn(&NetworkName::default_network());
+    let node_addr: libp2p::Multiaddr = node.tcp_addr().parse().unwrap();
+    stranger.connect(&node_addr);
+    let stranger_id = stranger.peer_id().to_string();
+    guts_tests::eventually(Duration::from_secs(10), "the stranger connected", || {
+        if node.peers().iter().any(|p| p.peer_id == stranger_id) {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    });
+    let node_id: libp2p::PeerId = node.status().peer_id.parse().unwrap();
+    let before = rss_kib(node.pid());
+    // Each stream announces the largest pack request there is (4.7 MiB; 2.3 GiB for
+    // all of them, four times the node's address space), then sends one byte.
+    let mut prefix = (guts_protocol::wire::MAX_PACK_REQUEST_SIZE as u32)
+        .to_be_bytes()
+        .to_vec();
+    prefix.push(0);
+    let mut streams = Vec::new();
+    for _ in 0..500 {
+        let stream = eventually_async(Duration::from_secs(10), "a stream", || async {
+            stranger
+                .raw_pack_stream(node_id, &prefix)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        streams.push(stream);
+    }
+    // Round trips through the node, so its stream tasks have run.
+    for _ in 0..10 {
+        let (code, _) = guts_tests::process::http_get(node.api(), "/health").unwrap();
+        assert_eq!(code, 200, "the node is alive");
+    }
+    let after = rss_kib(node.pid());
+    assert!(
+        after < before + 64 * 1024,
+        "resident memory grew from {before} KiB to {after} KiB"
+    );
+    drop(streams);
+}

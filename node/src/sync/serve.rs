@@ -3,6 +3,7 @@
 //! which are decoded, verified and compared with what this node holds before gossipsub may
 //! relay them.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,18 +175,34 @@ impl Server {
 
     /// Serves pack requests until the node stops; at most `transfers` at once, beyond
     /// which requesters are told `Busy`.
+    /// A peer may have `per_peer` pack streams open at once: more are closed unread, so
+    /// hundreds of streams announcing maximal requests cost one peer's share, not more.
     pub(crate) async fn serve_packs(
         self,
         mut incoming: libp2p_stream::IncomingStreams,
         transfers: usize,
+        per_peer: usize,
     ) {
         let transfers = Arc::new(Semaphore::new(transfers));
-        while let Some((peer, stream)) = incoming.next().await {
+        let open: Arc<std::sync::Mutex<HashMap<PeerId, usize>>> = Arc::default();
+        while let Some((peer, mut stream)) = incoming.next().await {
+            let guard = match StreamSlot::take(&open, peer, per_peer) {
+                Some(guard) => guard,
+                None => {
+                    tracing::debug!(%peer, "over {per_peer} pack streams: closed");
+                    self.client.penalize(peer, Penalty::RateLimited);
+                    tokio::spawn(async move {
+                        let _ = stream.close().await;
+                    });
+                    continue;
+                }
+            };
             let (server, transfers) = (self.clone(), transfers.clone());
             tokio::spawn(async move {
                 if let Err(e) = server.serve_pack(peer, stream, transfers).await {
                     tracing::debug!(%peer, "pack transfer ended: {e}");
                 }
+                drop(guard);
             });
         }
     }
@@ -311,6 +328,44 @@ impl Server {
     }
 }
 
+/// One of a peer's pack streams, counted while it is open.
+struct StreamSlot {
+    open: Arc<std::sync::Mutex<HashMap<PeerId, usize>>>,
+    peer: PeerId,
+}
+
+impl StreamSlot {
+    /// A slot for `peer`, unless it already has `max` open.
+    fn take(
+        open: &Arc<std::sync::Mutex<HashMap<PeerId, usize>>>,
+        peer: PeerId,
+        max: usize,
+    ) -> Option<StreamSlot> {
+        let mut counts = open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(peer).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            open: open.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut counts = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.peer);
+            }
+        }
+    }
+}
+
 /// The answer to `request` from what `repos` holds, listing at most `max_listed` ids.
 fn answer(repos: &Repositories, request: SyncRequest, max_listed: usize) -> SyncResponse {
     match request {
@@ -422,6 +477,18 @@ mod tests {
         }
         let oversized = vec![0u8; MAX_ANNOUNCEMENT_SIZE + 1];
         assert!(verified_header(&oversized).unwrap_err().contains("limit"));
+    }
+
+    #[test]
+    fn stream_slots_are_counted_per_peer_and_given_back() {
+        let open = Arc::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let first = StreamSlot::take(&open, a, 2).unwrap();
+        let _second = StreamSlot::take(&open, a, 2).unwrap();
+        assert!(StreamSlot::take(&open, a, 2).is_none(), "a third for a");
+        assert!(StreamSlot::take(&open, b, 2).is_some(), "b has its own");
+        drop(first);
+        assert!(StreamSlot::take(&open, a, 2).is_some(), "given back");
     }
 
     #[test]
