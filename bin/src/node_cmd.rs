@@ -216,6 +216,23 @@ pub struct NodeArgs {
         help_heading = "Replication"
     )]
     max_concurrent_transfers: Option<u32>,
+    /// Disk other owners' repositories may take here, e.g. 50GiB; 0: no limit [default: 0].
+    #[arg(
+        long,
+        env = "GUTS_MAX_STORAGE",
+        value_name = "SIZE",
+        help_heading = "Replication"
+    )]
+    max_storage: Option<bytesize::ByteSize>,
+    /// Disk one owner's repositories may take here; 0: a quarter of --max-storage
+    /// [default: 0].
+    #[arg(
+        long,
+        env = "GUTS_MAX_STORAGE_PER_OWNER",
+        value_name = "SIZE",
+        help_heading = "Replication"
+    )]
+    max_storage_per_owner: Option<bytesize::ByteSize>,
     /// Pack streams one peer may have open at once [default: 8].
     #[arg(
         long,
@@ -311,7 +328,8 @@ impl NodeArgs {
                 max_concurrent_dht_queries, requests_per_second_per_peer, ban_threshold,
                 ban_duration, score_half_life, replicate, anti_entropy_interval,
                 transfer_stall_timeout, max_pack_size, min_transfer_rate, max_concurrent_transfers,
-                max_streams_per_peer, max_adoptions_per_hour, max_followed,
+                max_streams_per_peer, max_storage, max_storage_per_owner,
+                max_adoptions_per_hour, max_followed,
                 owner_announcements_per_minute,
                 max_tree_depth, max_pack_objects, max_object_size, max_inflation_ratio;
             lists: listen, bootstrap, external_addresses, per_ip_allow

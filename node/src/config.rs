@@ -120,6 +120,11 @@ pub struct Config {
     pub min_transfer_rate: bytesize::ByteSize,
     /// Packs this node sends at once (more requests are answered "busy").
     pub max_concurrent_transfers: u32,
+    /// Disk other owners' repositories may take on this node, in all; 0: no limit.
+    pub max_storage: bytesize::ByteSize,
+    /// Disk one owner's repositories may take on this node; 0: a quarter of
+    /// `max_storage` (no limit if that is 0 too).
+    pub max_storage_per_owner: bytesize::ByteSize,
     /// Pack streams one peer may have open to this node at once (more are closed).
     pub max_streams_per_peer: u32,
     /// With `replicate = all`: repositories adopted from announcements or peers' lists
@@ -206,6 +211,8 @@ impl Default for Config {
             min_transfer_rate: bytesize::ByteSize::kib(16),
             max_adoptions_per_hour: 600,
             max_streams_per_peer: 8,
+            max_storage: bytesize::ByteSize::b(0),
+            max_storage_per_owner: bytesize::ByteSize::b(0),
             max_followed: 10_000,
             owner_announcements_per_minute: 60,
             max_tree_depth: guts_storage::Limits::default().max_tree_depth as u32,
@@ -340,6 +347,14 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The storage quota per owner in effect (see `max_storage_per_owner`).
+    pub fn storage_per_owner(&self) -> u64 {
+        match self.max_storage_per_owner.as_u64() {
+            0 => self.max_storage.as_u64() / 4,
+            n => n,
+        }
+    }
+
     /// The limits storage checks every repository's data against.
     pub fn storage_limits(&self) -> guts_storage::Limits {
         guts_storage::Limits {

@@ -17,7 +17,7 @@ use crate::error::NodeError;
 use crate::handle::NodeHandle;
 use crate::metrics::Metrics;
 use crate::network::{self, Client, EventLoop};
-use crate::sync::{Engine, Server};
+use crate::sync::{Engine, Me, Quota, Server};
 
 /// Commands queued for the event loop before senders wait.
 const COMMAND_QUEUE: usize = 256;
@@ -79,14 +79,25 @@ impl Node {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let client = Client::new(commands_tx);
         let key = identity.signing_key().clone();
+        let quota = {
+            let (repos, own) = (repos.clone(), *key.verifying_key().as_bytes());
+            let (total, per_owner) = (config.max_storage.as_u64(), config.storage_per_owner());
+            Arc::new(
+                tokio::task::spawn_blocking(move || Quota::load(&repos, own, total, per_owner))
+                    .await??,
+            )
+        };
         let engine = Engine::new(
             &config,
             metrics.transfers.clone(),
             repos.clone(),
             client.clone(),
             control,
-            key.verifying_key(),
-            peer_id,
+            Me {
+                peer: peer_id,
+                owner: key.verifying_key(),
+            },
+            quota,
         );
         let author = Author::new(repos.clone(), key, client.clone());
         let server = Server {

@@ -588,3 +588,51 @@ async fn five_hundred_streams_announcing_maximal_frames_cost_little() {
     );
     drop(streams);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_stay_within_the_storage_quota() {
+    guts_tests::init_logs();
+    let big = TestNode::start(|_| {}).await;
+    let small = TestNode::start(|_| {}).await;
+    let boot = vec![big.addr.clone(), small.addr.clone()];
+    let victim = TestNode::start(|c| {
+        c.bootstrap = boot.clone();
+        c.max_storage = bytesize::ByteSize::mib(4);
+        c.max_storage_per_owner = bytesize::ByteSize::kib(1536);
+    })
+    .await;
+    let (_big_work, big_id) = imported(&big, "big", 2).await;
+    let (_small_work, small_id) = imported(&small, "small", 1).await;
+    wait_connected(&victim, big.handle.peer_id()).await;
+    wait_connected(&victim, small.handle.peer_id()).await;
+
+    let err = victim
+        .handle
+        .sync(big_id, Some(big.handle.peer_id()), None)
+        .await
+        .expect_err("2 MiB from one owner is over its 1.5 MiB share");
+    assert!(err.to_string().contains("storage quota"), "{err}");
+    assert_eq!(victim.handle.repository(big_id).await.unwrap(), None);
+    assert_eq!(
+        penalties(&victim, "bad_data").await + penalties(&victim, "oversized").await,
+        0,
+        "a full quota is no fault of the holder"
+    );
+
+    victim
+        .handle
+        .sync(small_id, Some(small.handle.peer_id()), None)
+        .await
+        .expect("1 MiB fits");
+    // A second repository of the same owner would take it past its share.
+    let (_more_work, more_id) = imported(&small, "small-more", 1).await;
+    let err = victim
+        .handle
+        .sync(more_id, Some(small.handle.peer_id()), None)
+        .await
+        .expect_err("over the owner's share");
+    assert!(err.to_string().contains("storage quota"), "{err}");
+    big.shutdown().await;
+    small.shutdown().await;
+    victim.shutdown().await;
+}

@@ -26,6 +26,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::error::{FetchError, SyncError};
 use super::holders::Holders;
 use super::pack;
+use super::quota::Quota;
 use crate::author::repack_if_needed;
 use crate::config::{Config, Replicate};
 use crate::connection_manager::Penalty;
@@ -55,6 +56,12 @@ struct Settings {
     max_pack: u64,
 }
 
+/// Who this node is: its peer id, and the key that owns its repositories.
+pub(crate) struct Me {
+    pub peer: PeerId,
+    pub owner: VerifyingKey,
+}
+
 /// A cheap, cloneable handle to the sync engine.
 #[derive(Clone)]
 pub(crate) struct Engine {
@@ -79,6 +86,7 @@ struct Inner {
     background: Arc<Semaphore>,
     /// With `replicate = all`: how many repositories may still be adopted this hour.
     adoptions: governor::DefaultDirectRateLimiter,
+    quota: Arc<Quota>,
 }
 
 impl Engine {
@@ -88,8 +96,8 @@ impl Engine {
         repos: Repositories,
         client: Client,
         control: libp2p_stream::Control,
-        owner: VerifyingKey,
-        local: PeerId,
+        me: Me,
+        quota: Arc<Quota>,
     ) -> Self {
         Engine {
             inner: Arc::new(Inner {
@@ -98,8 +106,8 @@ impl Engine {
                 client,
                 control: Mutex::new(control),
                 pack_protocol: crate::wire::pack_protocol(&config.network),
-                owner,
-                local,
+                owner: me.owner,
+                local: me.peer,
                 settings: Settings {
                     replicate: config.replicate,
                     max_followed: config.max_followed as usize,
@@ -107,10 +115,11 @@ impl Engine {
                     floor: pack::RateFloor::of(config),
                     max_pack: config.max_pack_size.as_u64(),
                 },
-                holders: Holders::new(local),
+                holders: Holders::new(me.peer),
                 running: Mutex::default(),
                 again: Mutex::default(),
                 background: Arc::new(Semaphore::new(BACKGROUND_SYNCS)),
+                quota,
                 adoptions: governor::RateLimiter::direct(governor::Quota::per_hour(
                     std::num::NonZeroU32::new(config.max_adoptions_per_hour)
                         .unwrap_or(std::num::NonZeroU32::MIN),
@@ -572,6 +581,13 @@ impl Engine {
             }
         };
         let elapsed = started.elapsed();
+        {
+            let (repos, quota) = (self.inner.repos.clone(), self.inner.quota.clone());
+            let measured = tokio::task::spawn_blocking(move || quota.measure(&repos, &id)).await;
+            if let Ok(Err(e)) = measured {
+                tracing::warn!(repository = %id, "cannot measure its disk usage: {e}");
+            }
+        }
         repack_if_needed(&self.inner.repos, id);
         let m = &self.inner.metrics;
         m.fetched_packs.inc();
@@ -600,6 +616,11 @@ impl Engine {
         haves: Vec<ObjectId>,
         report: &(dyn Fn(SyncProgress) + Send + Sync),
     ) -> Result<(u64, u64), FetchError> {
+        // The quota for the owner caps the transfer below the pack size limit.
+        let room = self.inner.quota.room(snapshot.signed.signer.as_bytes());
+        let max = room.map_or(self.inner.settings.max_pack, |r| {
+            r.min(self.inner.settings.max_pack)
+        });
         let request = PackRequest {
             repository: snapshot.repository(),
             wants,
@@ -635,7 +656,7 @@ impl Engine {
                 &tx,
                 self.inner.settings.stall,
                 self.inner.settings.floor,
-                self.inner.settings.max_pack,
+                max,
             );
             tokio::pin!(pump);
             loop {
@@ -655,7 +676,12 @@ impl Engine {
         }
         drop(tx);
         let accepted = ingest.await?;
-        pumped?;
+        match pumped {
+            Err(FetchError::Oversized(_)) if room.is_some_and(|r| r == max) => {
+                return Err(FetchError::OverQuota(max));
+            }
+            other => other?,
+        };
         let stats = accepted?;
         report(SyncProgress::Receiving {
             objects: stats.objects as u64,

@@ -38,6 +38,12 @@ pub enum FetchError {
         /// The floor, bytes per second.
         min_rate: u64,
     },
+    /// The pack would take this node over its storage quota for the owner (no fault of
+    /// the holder).
+    #[error(
+        "the pack would take more than the {0} bytes left of the storage quota (max_storage, max_storage_per_owner)"
+    )]
+    OverQuota(u64),
     /// The pack went over the size limit (bytes).
     #[error("pack larger than the {0}-byte limit")]
     Oversized(u64),
@@ -62,6 +68,7 @@ impl FetchError {
             FetchError::Storage(e) if e.is_peer_fault() => Some(Penalty::BadData),
             FetchError::Open(_)
             | FetchError::Declined(_)
+            | FetchError::OverQuota(_)
             | FetchError::Stalled(_)
             | FetchError::Io(_)
             | FetchError::Storage(_)

@@ -6,9 +6,11 @@ mod engine;
 mod error;
 mod holders;
 mod pack;
+mod quota;
 mod serve;
 
-pub(crate) use engine::Engine;
+pub(crate) use engine::{Engine, Me};
 pub use error::{FetchError, SyncError};
 pub(crate) use pack::RateFloor;
+pub(crate) use quota::Quota;
 pub(crate) use serve::{Server, owner_limiter};

@@ -177,6 +177,27 @@ impl Repositories {
         self
     }
 
+    /// Bytes `id` takes on disk (its whole directory; 0 if it does not exist).
+    pub fn disk_usage(&self, id: &RepositoryId) -> Result<u64, StorageError> {
+        let mut total = 0u64;
+        let mut dirs = vec![self.path(id)];
+        while let Some(dir) = dirs.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(StorageError::Read { path: dir, source }),
+            };
+            for entry in entries.flatten() {
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => dirs.push(entry.path()),
+                    Ok(_) => total += entry.metadata().map_or(0, |m| m.len()),
+                    Err(_) => {}
+                }
+            }
+        }
+        Ok(total)
+    }
+
     /// The bare repository of `id` (whether or not it exists).
     pub fn path(&self, id: &RepositoryId) -> PathBuf {
         self.root.join(id.to_string())
