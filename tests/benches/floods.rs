@@ -1,0 +1,265 @@
+//! Flood benchmark: a `guts node` process (release build) under each flood a stranger can
+//! send, beside the same node idle. For each it prints the node's peak resident memory
+//! and `/health` latency (p50, p99, worst) while the flood runs. Asserts nothing about
+//! speed: the table is the result.
+//!
+//! Floods:
+//! - `announcements`: 10,000 genuine announcements of new repositories under fresh keys
+//!   (the node replicates everything);
+//! - `sync requests`: one peer sending GetRefs as fast as request-response takes them;
+//! - `maximal frames`: 500 pack streams each announcing the largest request, then silent;
+//! - `unread transfers`: every transfer slot taken by a requester that never reads.
+//!
+//! Run: `scripts/bench floods`. `GUTS_BENCH_QUICK=1` runs each flood briefly (a check that
+//! the benchmark works, not a measurement).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use guts_protocol::wire::{Announcement, PackRequest, SyncRequest};
+use guts_protocol::{NetworkName, RepositoryId, SignedRefs};
+use guts_tests::git::{Noise, WorkRepo};
+use guts_tests::peer::{Flooder, RawPeer, StreamPeer};
+use guts_tests::process::{GutsNode, NodeSpec, http_get};
+
+/// What a probe thread saw while a flood ran.
+struct Seen {
+    latencies: Vec<Duration>,
+    peak_rss_kib: u64,
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Probes `/health` and samples RSS every 20 ms until `stop`.
+fn probe(node: &GutsNode, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Seen> {
+    let (api, pid) = (node.api(), node.pid());
+    std::thread::spawn(move || {
+        let mut seen = Seen {
+            latencies: Vec::new(),
+            peak_rss_kib: 0,
+        };
+        while !stop.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            let ok = matches!(http_get(api, "/health"), Ok((200, _)));
+            let took = started.elapsed();
+            seen.latencies.push(if ok { took } else { Duration::MAX });
+            seen.peak_rss_kib = seen.peak_rss_kib.max(rss_kib(pid));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        seen
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    if d == Duration::MAX {
+        "failed".into()
+    } else {
+        format!("{:.1}", d.as_secs_f64() * 1000.0)
+    }
+}
+
+fn row(name: &str, seen: Seen) {
+    let mut l = seen.latencies;
+    l.sort();
+    println!(
+        "| {name} | {:.1} | {} | {} | {} | {} |",
+        seen.peak_rss_kib as f64 / 1024.0,
+        ms(percentile(&l, 0.5)),
+        ms(percentile(&l, 0.99)),
+        ms(l.last().copied().unwrap_or_default()),
+        l.len()
+    );
+}
+
+fn spawn_node(dir: &std::path::Path, name: &str, args: &[&str]) -> GutsNode {
+    NodeSpec::loopback(&dir.join(name))
+        .log_filter("warn,guts_node::api=info")
+        .args(args.iter().copied())
+        .spawn()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::var_os("GUTS_BENCH_QUICK").is_some();
+    let period = Duration::from_secs(if quick { 1 } else { 10 });
+    let announcements = if quick { 500 } else { 10_000 };
+    let network = NetworkName::default_network();
+    let dir = tempfile::tempdir().unwrap();
+    println!("| flood | peak RSS (MiB) | /health p50 (ms) | p99 (ms) | worst (ms) | probes |");
+    println!("|---|---|---|---|---|---|");
+
+    // Idle, the reference.
+    let node = spawn_node(dir.path(), "idle", &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = probe(&node, stop.clone());
+    tokio::time::sleep(period).await;
+    stop.store(true, Ordering::Relaxed);
+    row("idle", seen.join().unwrap());
+    drop(node);
+
+    // Announcements from fresh keys at a replicate-all node.
+    let node = spawn_node(dir.path(), "announce", &["--replicate", "all"]);
+    let messages: Vec<Vec<u8>> = (0..announcements as u32)
+        .map(|i| {
+            let mut seed = [9u8; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            let snapshot = SignedRefs::sign(
+                &SigningKey::from_bytes(&seed),
+                format!("flood{i}").parse().unwrap(),
+                1,
+                None,
+                Default::default(),
+            )
+            .unwrap();
+            guts_protocol::wire::encode(&Announcement::of(&snapshot))
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = probe(&node, stop.clone());
+    let flooder = Flooder::spawn(&network, messages);
+    flooder.connect(&node.tcp_addr().parse().unwrap());
+    let deadline = Instant::now() + period.max(Duration::from_secs(5)) * 3;
+    while flooder.published() < announcements && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(period).await;
+    stop.store(true, Ordering::Relaxed);
+    row(
+        &format!("{announcements} announcements, fresh keys"),
+        seen.join().unwrap(),
+    );
+    drop((flooder, node));
+
+    // GetRefs as fast as one peer can send them.
+    let node = spawn_node(dir.path(), "requests", &[]);
+    let node_id: libp2p::PeerId = node.status().peer_id.parse().unwrap();
+    let mut raw = RawPeer::new(&network).await;
+    raw.dial(
+        &format!("{}/p2p/{node_id}", node.tcp_addr())
+            .parse()
+            .unwrap(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = probe(&node, stop.clone());
+    let until = Instant::now() + period;
+    let mut sent = 0u64;
+    while Instant::now() < until {
+        for _ in 0..50 {
+            raw.request(
+                &node_id,
+                SyncRequest::GetRefs {
+                    repository: RepositoryId::from_bytes([sent as u8; 20]),
+                },
+            );
+            sent += 1;
+        }
+        raw.run_for(Duration::from_millis(10)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    row(&format!("{sent} sync requests"), seen.join().unwrap());
+    drop((raw, node));
+
+    // 500 pack streams announcing the largest request, then silent.
+    let node = spawn_node(dir.path(), "frames", &["--max-streams-per-peer", "1000"]);
+    let node_id: libp2p::PeerId = node.status().peer_id.parse().unwrap();
+    let stranger = StreamPeer::spawn(&network);
+    stranger.connect(
+        &format!("{}/p2p/{node_id}", node.tcp_addr())
+            .parse()
+            .unwrap(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = probe(&node, stop.clone());
+    let mut prefix = (guts_protocol::wire::MAX_PACK_REQUEST_SIZE as u32)
+        .to_be_bytes()
+        .to_vec();
+    prefix.push(0);
+    let mut streams = Vec::new();
+    let until = Instant::now() + period;
+    while streams.len() < 500 && Instant::now() < until + period {
+        match stranger.raw_pack_stream(node_id, &prefix).await {
+            Ok(s) => streams.push(s),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    tokio::time::sleep(period).await;
+    stop.store(true, Ordering::Relaxed);
+    row(
+        &format!("{} streams of maximal frames", streams.len()),
+        seen.join().unwrap(),
+    );
+    drop((streams, stranger, node));
+
+    // Every transfer slot held by a requester that never reads.
+    let node = spawn_node(dir.path(), "unread", &["--transfer-stall-timeout", "5s"]);
+    let work = WorkRepo::new("unread");
+    let mut noise = Noise::new(3);
+    let blobs: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|i| (format!("b{i}"), noise.bytes(1 << 20)))
+        .collect();
+    let files: Vec<(&str, &[u8])> = blobs
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    work.commit("refs/heads/main", &files, "blobs");
+    let out = node.client(["repo", "import", work.path().to_str().unwrap(), "--json"]);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id: RepositoryId = summary["repository"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tip = work.repo.refname_to_id("refs/heads/main").unwrap();
+    let request = PackRequest {
+        repository: id,
+        wants: vec![guts_protocol::ObjectId(tip.as_bytes().try_into().unwrap())],
+        haves: Vec::new(),
+    };
+    let node_id: libp2p::PeerId = node.status().peer_id.parse().unwrap();
+    let stranger = StreamPeer::spawn(&network);
+    stranger.connect(
+        &format!("{}/p2p/{node_id}", node.tcp_addr())
+            .parse()
+            .unwrap(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = probe(&node, stop.clone());
+    let mut unread = Vec::new();
+    while unread.len() < 8 {
+        match stranger.request_pack(node_id, &request).await {
+            Ok(s) => unread.push(s),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    tokio::time::sleep(period).await;
+    stop.store(true, Ordering::Relaxed);
+    row("8 transfers never read", seen.join().unwrap());
+    drop((unread, stranger, node));
+    println!();
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    println!(
+        "({build} build; /health is answered through the event loop, so its latency is the loop's)"
+    );
+}
