@@ -140,6 +140,28 @@ struct HostileBehaviour {
     stream: libp2p_stream::Behaviour,
 }
 
+/// A swarm that passes for a node of `network` and speaks raw streams.
+fn stream_swarm(network: &NetworkName) -> Swarm<HostileBehaviour> {
+    SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp transport")
+        .with_behaviour(|key| HostileBehaviour {
+            identify: identify::Behaviour::new(
+                identify::Config::new(network.identify_protocol_version(), key.public())
+                    .with_agent_version("guts/0.1.0 (mdns-tag: guts)".into()),
+            ),
+            stream: libp2p_stream::Behaviour::new(),
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build()
+}
+
 /// A peer that answers Guts requests from a [`Script`], running in the background.
 pub struct HostilePeer {
     peer_id: PeerId,
@@ -165,24 +187,7 @@ impl HostilePeer {
     /// Starts a hostile peer of `network` answering from `script`.
     pub fn spawn(network: &NetworkName, script: Script) -> HostilePeer {
         use futures::AsyncWriteExt;
-        let mut swarm = SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .expect("tcp transport")
-            .with_behaviour(|key| HostileBehaviour {
-                identify: identify::Behaviour::new(
-                    identify::Config::new(network.identify_protocol_version(), key.public())
-                        .with_agent_version("guts/0.1.0 (mdns-tag: guts)".into()),
-                ),
-                stream: libp2p_stream::Behaviour::new(),
-            })
-            .expect("behaviour")
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm = stream_swarm(network);
         let peer_id = *swarm.local_peer_id();
         let mut control = swarm.behaviour().stream.new_control();
         let mut refs = control
@@ -274,24 +279,7 @@ pub struct StreamPeer {
 impl StreamPeer {
     /// A peer of `network`, running in the background.
     pub fn spawn(network: &NetworkName) -> StreamPeer {
-        let mut swarm = SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .expect("tcp transport")
-            .with_behaviour(|key| HostileBehaviour {
-                identify: identify::Behaviour::new(
-                    identify::Config::new(network.identify_protocol_version(), key.public())
-                        .with_agent_version("guts/0.1.0 (mdns-tag: guts)".into()),
-                ),
-                stream: libp2p_stream::Behaviour::new(),
-            })
-            .expect("behaviour")
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-            .build();
+        let mut swarm = stream_swarm(network);
         let peer_id = *swarm.local_peer_id();
         let control = swarm.behaviour().stream.new_control();
         let (dial, mut dials) = tokio::sync::mpsc::unbounded_channel::<Multiaddr>();
