@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use git2::{IndexEntry, IndexTime, Oid, Repository, Signature};
 use tempfile::TempDir;
@@ -209,19 +210,26 @@ pub fn refs(path: &Path) -> BTreeMap<String, String> {
 }
 
 /// Runs `git fsck --full --strict` in `path` and panics with its output if it fails.
+/// A node may be repacking the store in the background (packs replaced under fsck's
+/// feet), so a failure is retried for a few seconds; a corrupt store fails every time.
 pub fn fsck(path: &Path) {
-    let out = Command::new("git")
-        .args(["fsck", "--full", "--strict", "--no-dangling"])
-        .current_dir(path)
-        .output()
-        .expect("run git fsck");
-    assert!(
-        out.status.success(),
-        "git fsck in {} failed:\n{}{}",
-        path.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::eventually(Duration::from_secs(10), "a clean git fsck", || {
+        let out = Command::new("git")
+            .args(["fsck", "--full", "--strict", "--no-dangling"])
+            .current_dir(path)
+            .output()
+            .expect("run git fsck");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "git fsck in {} failed:\n{}{}",
+                path.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so generated repositories are the same
