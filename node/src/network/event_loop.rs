@@ -630,46 +630,48 @@ impl EventLoop {
         message_id: gossipsub::MessageId,
         message: gossipsub::Message,
     ) {
-        let (turned_away, verdict) = if self
+        if !self
             .manager()
             .within_rate(propagation_source, ANNOUNCE_RATE_LIMIT_KEY)
         {
-            let event = Event::Announcement {
-                propagation_source,
-                message_id,
-                publisher: message.source,
-                data: message.data,
-            };
-            (self.emit(event), "busy")
-        } else {
             tracing::debug!(%propagation_source, "announcement over the relayer's rate: ignored");
-            let event = Event::Announcement {
-                propagation_source,
-                message_id,
-                publisher: message.source,
-                data: Vec::new(),
-            };
-            (Some(event), "relayer_rate")
+            return self.ignore_announcement(&message_id, &propagation_source, "relayer_rate");
+        }
+        let event = Event::Announcement {
+            propagation_source,
+            message_id,
+            publisher: message.source,
+            data: message.data,
         };
         if let Some(Event::Announcement {
             propagation_source,
             message_id,
             ..
-        }) = turned_away
+        }) = self.emit(event)
         {
-            self.metrics
-                .announcements
-                .get_or_create(&crate::metrics::Verdict { verdict })
-                .inc();
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .gossipsub
-                .report_message_validation_result(
-                    &message_id,
-                    &propagation_source,
-                    gossipsub::MessageAcceptance::Ignore,
-                );
+            self.ignore_announcement(&message_id, &propagation_source, "busy");
         }
+    }
+
+    /// Tells gossipsub not to relay an announcement the loop turned away, and counts it.
+    fn ignore_announcement(
+        &mut self,
+        message_id: &gossipsub::MessageId,
+        propagation_source: &PeerId,
+        verdict: &'static str,
+    ) {
+        self.metrics
+            .announcements
+            .get_or_create(&crate::metrics::Verdict { verdict })
+            .inc();
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(
+                message_id,
+                propagation_source,
+                gossipsub::MessageAcceptance::Ignore,
+            );
     }
 }
