@@ -1,9 +1,19 @@
-//! The node's control API as its clients see it: the JSON bodies of every endpoint and the
-//! default address. Its own crate so the CLI and `git-remote-guts` need neither libp2p
-//! nor an HTTP server to speak to a node.
+//! The node's control API as its clients see it: the JSON bodies of every endpoint, the
+//! default address and data dir, and the credential ([`auth`]). Its own crate so the CLI
+//! and `git-remote-guts` need neither libp2p nor an HTTP server to speak to a node.
+
+pub mod auth;
 
 /// Where a node's control API listens unless told otherwise.
 pub const DEFAULT_API_ADDR: &str = "127.0.0.1:9080";
+
+/// The default data dir: the platform data dir (`~/.local/share/guts` on Linux), or
+/// `./guts-data` where there is no home directory (e.g. a bare container).
+pub fn default_data_dir() -> std::path::PathBuf {
+    dirs::data_dir()
+        .map(|d| d.join("guts"))
+        .unwrap_or_else(|| std::path::PathBuf::from("guts-data"))
+}
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +44,15 @@ pub struct StatusReport {
     pub mdns: bool,
     /// Whether the node is a circuit relay for others.
     pub relay_server: bool,
+    /// Whether a swarm key makes this a private network.
+    #[serde(default)]
+    pub private_network: bool,
+    /// How many peers the allow-list admits; `None` when any peer may connect.
+    #[serde(default)]
+    pub allowed_peers: Option<usize>,
+    /// Repositories whose owner signed two different snapshots with one sequence.
+    #[serde(default)]
+    pub equivocations: Vec<EquivocationReport>,
     /// Each configured bootstrap address and how it is doing.
     pub bootstrap: Vec<BootstrapReport>,
     /// The connection manager's limits.
@@ -42,6 +61,17 @@ pub struct StatusReport {
     pub connections: ConnectionsReport,
     /// Pack transfers since start.
     pub transfers: TransfersReport,
+}
+
+/// An owner key seen signing two different snapshots with the same sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EquivocationReport {
+    /// The repository.
+    pub repository: String,
+    /// The sequence signed twice.
+    pub sequence: u64,
+    /// The peer that offered the second version.
+    pub peer: String,
 }
 
 /// Pack transfers since the node started.

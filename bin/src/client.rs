@@ -1,12 +1,15 @@
 //! Commands that talk to a running node through its control API.
 
+use std::cell::OnceCell;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
+use guts_api::auth::{self, Token};
 use guts_api::{
     ConnectRequest, ConnectResponse, Direction, ErrorBody, PeerReport, StatusReport, SyncOutcome,
     SyncProgress, SyncRequestBody,
@@ -15,15 +18,21 @@ use guts_protocol::RepositoryId;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::terminal::{safe, safe_lines};
+
 /// Timeout for long operations (imports, fetches).
 pub const SLOW: Duration = Duration::from_secs(3600);
 
-/// Where the node's control API is.
-#[derive(Args, Debug)]
+/// Where the node's control API is, and where its token is.
+#[derive(Args, Debug, Clone)]
 pub struct ApiArgs {
     /// The node's control API address.
     #[arg(long, env = "GUTS_API", value_name = "ADDR", default_value = guts_api::DEFAULT_API_ADDR)]
     api: SocketAddr,
+    /// The node's data dir, where it writes its API token [default: the platform data
+    /// dir, as for `guts node`]. GUTS_API_TOKEN, if set, is used instead.
+    #[arg(long, env = "GUTS_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 impl ApiArgs {
@@ -32,7 +41,7 @@ impl ApiArgs {
         self.api
     }
 
-    /// The API address from `GUTS_API`, or the default (for programs git runs, which
+    /// `GUTS_API` and `GUTS_DATA_DIR`, or the defaults (for programs git runs, which
     /// take no flags).
     pub fn from_env() -> anyhow::Result<Self> {
         let api = match std::env::var("GUTS_API") {
@@ -41,14 +50,39 @@ impl ApiArgs {
                 .map_err(|_| anyhow!("GUTS_API={v:?} is not an address like 127.0.0.1:9080"))?,
             Err(_) => guts_api::DEFAULT_API_ADDR.parse()?,
         };
-        Ok(ApiArgs { api })
+        let data_dir = std::env::var_os("GUTS_DATA_DIR").map(PathBuf::from);
+        Ok(ApiArgs { api, data_dir })
+    }
+
+    /// The data dir named, or the default one.
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(guts_api::default_data_dir)
     }
 }
 
-/// A client of one node's control API.
+/// A token this client may hold for the node, and where it came from.
+struct Candidate {
+    token: Token,
+    /// The file, or the environment variable.
+    source: String,
+    /// The node's data dir, when the token came from a file in it.
+    dir: Option<PathBuf>,
+}
+
+/// The token the node proved it holds.
+struct Credential {
+    token: Token,
+    dir: Option<PathBuf>,
+}
+
+/// A client of one node's control API. Before it sends the token it has the node prove
+/// it holds it (see [`guts_api::auth`]), and it checks that proof on every answer.
 pub struct Client {
-    addr: SocketAddr,
+    args: ApiArgs,
     agent: ureq::Agent,
+    credential: OnceCell<Credential>,
 }
 
 impl Client {
@@ -60,17 +94,58 @@ impl Client {
             .build()
             .into();
         Client {
-            addr: args.api,
+            args: args.clone(),
             agent,
+            credential: OnceCell::new(),
         }
     }
 
+    /// The API address.
+    pub fn addr(&self) -> SocketAddr {
+        self.args.api
+    }
+
+    /// The node's data dir: where the token that it proved it holds was found, or the
+    /// one named (or the default) when the token came from `GUTS_API_TOKEN`. Paths the
+    /// node gives this client must lie inside it.
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        Ok(self
+            .credential()?
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.args.data_dir()))
+    }
+
+    /// `path` from the node, resolved (no `..`, no links), once it is known to lie inside
+    /// the node's data dir: git runs on it, so a node (or whatever answered) cannot point
+    /// this helper anywhere else. Callers read and write the node's store directly, so the
+    /// node must share this machine's filesystem (not, say, run in a container).
+    pub fn local_path(&self, path: &str) -> anyhow::Result<PathBuf> {
+        let data_dir = self.data_dir()?;
+        let resolved = std::fs::canonicalize(path).map_err(|_| {
+            anyhow!(
+                "the node at {} keeps this repository at {}, which this machine cannot see; \
+                 git-remote-guts needs a node on the same filesystem (a node in a container: run \
+                 `guts repo sync` / `guts repo import` inside it instead)",
+                self.args.api,
+                safe(path)
+            )
+        })?;
+        let root = std::fs::canonicalize(&data_dir)
+            .with_context(|| format!("resolving the node's data dir {}", data_dir.display()))?;
+        if !resolved.starts_with(&root) {
+            bail!(
+                "the node at {} named {} as the repository's path, which is outside its data dir {}; refused",
+                self.args.api,
+                safe(path),
+                root.display()
+            );
+        }
+        Ok(resolved)
+    }
+
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let response = self
-            .agent
-            .get(format!("http://{}{path}", self.addr))
-            .call()
-            .map_err(|e| self.unreachable(e))?;
+        let response = self.send_authorized(self.agent.get(self.url(path)), |r| r.call())?;
         self.decode(response)
     }
 
@@ -79,11 +154,7 @@ impl Client {
         path: &str,
         body: &B,
     ) -> anyhow::Result<T> {
-        let response = self
-            .agent
-            .post(format!("http://{}{path}", self.addr))
-            .send_json(body)
-            .map_err(|e| self.unreachable(e))?;
+        let response = self.send_post(path, body)?;
         self.decode(response)
     }
 
@@ -94,11 +165,7 @@ impl Client {
         body: &B,
     ) -> anyhow::Result<impl Iterator<Item = std::io::Result<String>> + use<B>> {
         use std::io::BufRead;
-        let response = self
-            .agent
-            .post(format!("http://{}{path}", self.addr))
-            .send_json(body)
-            .map_err(|e| self.unreachable(e))?;
+        let response = self.send_post(path, body)?;
         if !response.status().is_success() {
             return Err(self
                 .decode::<serde_json::Value>(response)
@@ -109,11 +176,49 @@ impl Client {
         Ok(reader.lines())
     }
 
-    /// GETs a plain-text path; the body on success.
-    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+    fn send_post<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        self.send_authorized(self.agent.post(self.url(path)), |r| r.send_json(body))
+    }
+
+    /// Sends `request` (with `send`) carrying the token and a fresh nonce, once the node
+    /// has proved it holds the token; the answer, once it proves it comes from the node
+    /// (every answer must: the program on the port may have changed since).
+    fn send_authorized<K>(
+        &self,
+        request: ureq::RequestBuilder<K>,
+        send: impl FnOnce(
+            ureq::RequestBuilder<K>,
+        ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        let credential = self.credential()?;
+        let nonce = auth::nonce()?;
+        let request = request
+            .header(
+                "Authorization",
+                format!("Bearer {}", credential.token.to_hex()),
+            )
+            .header(auth::NONCE_HEADER, &nonce);
+        let response = send(request).map_err(|e| self.unreachable(e))?;
+        let proved = proof(&response)
+            .is_some_and(|p| credential.token.verify_proof(&nonce, &self.host(), p));
+        if !proved {
+            bail!(
+                "the answer from {} carries no valid proof that it comes from the node; ignored",
+                self.args.api
+            )
+        }
+        Ok(response)
+    }
+
+    /// GETs an open plain-text path (`/health`) without the token; the body on success.
+    pub fn get_open_text(&self, path: &str) -> anyhow::Result<String> {
         let mut response = self
             .agent
-            .get(format!("http://{}{path}", self.addr))
+            .get(self.url(path))
             .call()
             .map_err(|e| self.unreachable(e))?;
         let status = response.status();
@@ -121,11 +226,136 @@ impl Client {
         if !status.is_success() {
             bail!(
                 "the node at {} answered {path} with HTTP {status}: {}",
-                self.addr,
-                body.trim()
+                self.args.api,
+                safe(body.trim())
             );
         }
         Ok(body)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.args.api)
+    }
+
+    /// The `Host` ureq sends, which the node's proof covers.
+    fn host(&self) -> String {
+        self.args.api.to_string()
+    }
+
+    fn credential(&self) -> anyhow::Result<&Credential> {
+        if let Some(c) = self.credential.get() {
+            return Ok(c);
+        }
+        let found = self.handshake()?;
+        Ok(self.credential.get_or_init(|| found))
+    }
+
+    /// Finds which of the tokens this client can read the node at the address holds,
+    /// by a challenge on the open `/health` endpoint: no token is sent to a program that
+    /// cannot prove it has it.
+    fn handshake(&self) -> anyhow::Result<Credential> {
+        // Ask first: "no node here" is the likelier story than a missing token.
+        let nonce = auth::nonce()?;
+        let mut response = self
+            .agent
+            .get(self.url("/health"))
+            .header(auth::NONCE_HEADER, &nonce)
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        let (candidates, problems) = self.candidates()?;
+        if candidates.is_empty() {
+            if let Some(problem) = problems.into_iter().next() {
+                return Err(problem);
+            }
+            let dir = self.args.data_dir();
+            bail!(
+                "no API token in {} (looked for {}): is a node running with this data dir? \
+                 Start one with `guts node`; run this as the node's user, or point --data-dir / \
+                 GUTS_DATA_DIR at its data dir ({} for a node whose data dir is elsewhere)",
+                dir.display(),
+                auth::token_path(&dir).display(),
+                auth::TOKEN_ENV
+            );
+        }
+        if let Some(proof) = proof(&response)
+            && let Some(c) = candidates
+                .iter()
+                .find(|c| c.token.verify_proof(&nonce, &self.host(), proof))
+        {
+            return Ok(Credential {
+                token: c.token.clone(),
+                dir: c.dir.clone(),
+            });
+        }
+        if !response.status().is_success()
+            && let Ok(body) = response.body_mut().read_json::<ErrorBody>()
+        {
+            bail!(
+                "the node at {} refused: {}",
+                self.args.api,
+                safe(&body.error)
+            );
+        }
+        let sources: Vec<&str> = candidates.iter().map(|c| c.source.as_str()).collect();
+        let mut message = format!(
+            "whatever answers at {} could not prove it holds the API token in {}, so it is \
+             not that node (it may have restarted with a new token, or another program has \
+             the port); nothing was sent to it",
+            self.args.api,
+            sources.join(", ")
+        );
+        for problem in problems {
+            message.push_str(&format!("; also: {problem:#}"));
+        }
+        Err(anyhow!(message))
+    }
+
+    /// Tokens to try: `GUTS_API_TOKEN`, or the token files of the data dir (and of its
+    /// `node-N` slots, for nodes that share one). Files that cannot be used are returned
+    /// as problems, reported if nothing else works.
+    fn candidates(&self) -> anyhow::Result<(Vec<Candidate>, Vec<anyhow::Error>)> {
+        if let Ok(value) = std::env::var(auth::TOKEN_ENV) {
+            let token = Token::parse(&value, auth::TOKEN_ENV)?;
+            let source = auth::TOKEN_ENV.to_owned();
+            return Ok((
+                vec![Candidate {
+                    token,
+                    source,
+                    dir: None,
+                }],
+                vec![],
+            ));
+        }
+        let dir = self.args.data_dir();
+        let mut dirs = vec![dir.clone()];
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            let mut slots: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("node-"))
+                .map(|e| e.path())
+                .collect();
+            slots.sort();
+            dirs.extend(slots);
+        }
+        let (mut found, mut problems) = (Vec::new(), Vec::new());
+        for dir in dirs {
+            let path = auth::token_path(&dir);
+            match auth::read_token_file(&path) {
+                Ok(token) => found.push(Candidate {
+                    token,
+                    source: path.display().to_string(),
+                    dir: Some(dir),
+                }),
+                Err(auth::AuthError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e @ auth::AuthError::Io { .. }) => problems.push(anyhow!(
+                    "{e} (run this as the node's user, or set {})",
+                    auth::TOKEN_ENV
+                )),
+                Err(e) => problems.push(e.into()),
+            }
+        }
+        Ok((found, problems))
     }
 
     fn decode<T: DeserializeOwned>(
@@ -137,7 +367,7 @@ impl Client {
             return response.body_mut().read_json().with_context(|| {
                 format!(
                     "the node at {} sent an answer this client cannot read",
-                    self.addr
+                    self.args.api
                 )
             });
         }
@@ -146,10 +376,11 @@ impl Client {
             .read_json::<ErrorBody>()
             .map(|b| b.error)
             .unwrap_or_else(|_| format!("HTTP {status}"));
-        Err(anyhow!(message))
+        Err(anyhow!(safe(&message).into_owned()))
     }
 
     fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
+        let addr = self.args.api;
         match e {
             ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
                 let why = match e {
@@ -157,19 +388,34 @@ impl Client {
                     other => other.to_string(),
                 };
                 anyhow!(
-                    "no node at {} ({why}); start one with `guts node`, or point --api / GUTS_API at a running node",
-                    self.addr
+                    "no node at {addr} ({why}); start one with `guts node`, or point --api / GUTS_API at a running node"
                 )
             }
-            ureq::Error::Timeout(_) => anyhow!("the node at {} did not answer in time", self.addr),
-            other => anyhow!("cannot talk to the node at {}: {other}", self.addr),
+            ureq::Error::Timeout(_) => anyhow!("the node at {addr} did not answer in time"),
+            other => anyhow!("cannot talk to the node at {addr}: {other}"),
         }
     }
 }
 
+/// The node's proof header on `response`, if any.
+fn proof(response: &ureq::http::Response<ureq::Body>) -> Option<&str> {
+    response
+        .headers()
+        .get(auth::PROOF_HEADER)
+        .and_then(|p| p.to_str().ok())
+}
+
+/// Prints the token of the node at the API address (the one it proves it holds), for a
+/// client elsewhere (`GUTS_API_TOKEN`), e.g. on the host of a node in a container.
+pub fn api_token(args: &ApiArgs) -> anyhow::Result<()> {
+    let client = Client::new(args, Duration::from_secs(10));
+    println!("{}", client.credential()?.token.to_hex());
+    Ok(())
+}
+
 /// Succeeds only while the node's event loop answers: for container healthchecks.
 pub fn health(args: &ApiArgs) -> anyhow::Result<()> {
-    let body = Client::new(args, Duration::from_secs(5)).get_text("/health")?;
+    let body = Client::new(args, Duration::from_secs(5)).get_open_text("/health")?;
     print!("{body}");
     Ok(())
 }
@@ -191,8 +437,10 @@ pub fn status(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
         "uptime:",
         &humantime::format_duration(Duration::from_secs(status.uptime_secs)).to_string(),
     );
-    list(&mut out, "listening:", &status.listen_addresses);
-    list(&mut out, "external:", &status.external_addresses);
+    // Observed addresses come from peers.
+    let escaped = |v: &[String]| v.iter().map(|a| safe(a).into_owned()).collect::<Vec<_>>();
+    list(&mut out, "listening:", &escaped(&status.listen_addresses));
+    list(&mut out, "external:", &escaped(&status.external_addresses));
     line(
         &mut out,
         "peers:",
@@ -208,6 +456,13 @@ pub fn status(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
         "relay server:",
         if status.relay_server { "on" } else { "off" },
     );
+    let access = match (status.private_network, status.allowed_peers) {
+        (false, None) => "open".to_owned(),
+        (true, None) => "private network (swarm key)".to_owned(),
+        (false, Some(n)) => format!("allow-list of {n} peer(s)"),
+        (true, Some(n)) => format!("private network (swarm key), allow-list of {n} peer(s)"),
+    };
+    line(&mut out, "access:", &access);
     let bootstrap: Vec<String> = status
         .bootstrap
         .iter()
@@ -265,6 +520,18 @@ pub fn status(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
         },
     );
     line(&mut out, "banned peers:", &c.banned_peers.to_string());
+    for e in &status.equivocations {
+        line(
+            &mut out,
+            "EQUIVOCATION:",
+            &format!(
+                "the owner of guts://{} signed two different snapshots with sequence {} (second seen from {})",
+                safe(&e.repository),
+                e.sequence,
+                safe(&e.peer)
+            ),
+        );
+    }
     print!("{out}");
     Ok(())
 }
@@ -309,8 +576,8 @@ pub fn peers(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
             rtt,
             up,
             p.score,
-            p.agent_version.as_deref().unwrap_or("-"),
-            p.addresses.first().map(String::as_str).unwrap_or("-"),
+            safe(p.agent_version.as_deref().unwrap_or("-")),
+            safe(p.addresses.first().map(String::as_str).unwrap_or("-")),
         );
     }
     if peers.iter().any(|p| p.protected) {
@@ -343,8 +610,11 @@ fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 
 /// Runs a sync on the node, printing progress and the outcome on stderr the way git
 /// does (stdout may be git's protocol channel); returns the outcome.
-pub fn sync(api: &ApiArgs, id: &RepositoryId, from: Option<String>) -> anyhow::Result<SyncOutcome> {
-    let client = Client::new(api, SLOW);
+pub fn sync(
+    client: &Client,
+    id: &RepositoryId,
+    from: Option<String>,
+) -> anyhow::Result<SyncOutcome> {
     let lines = client.post_lines(
         &format!("/api/v1/repos/{id}/sync"),
         &SyncRequestBody { prefer: from },
@@ -407,7 +677,7 @@ pub fn sync(api: &ApiArgs, id: &RepositoryId, from: Option<String>) -> anyhow::R
                 if tty {
                     let _ = writeln!(err);
                 }
-                bail!("{error}");
+                bail!("{}", safe_lines(&error));
             }
         }
     }

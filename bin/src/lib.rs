@@ -1,4 +1,5 @@
 //! What the `guts` command and the `git-remote-guts` helper share: a client of the node's
-//! control API.
+//! control API, and making text from the network safe to print.
 
 pub mod client;
+pub mod terminal;

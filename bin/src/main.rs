@@ -65,6 +65,15 @@ enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
+    /// Print the control API token of the running node (found in its data dir, checked
+    /// against the node), for `GUTS_API_TOKEN` where the data dir is out of reach.
+    ApiToken {
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Print a new private network key (swarm.key format) for --swarm-key: every node
+    /// of the network gets a copy, and no one else.
+    SwarmKey,
     /// Print the peer id of the node whose data dir this is (creating its identity if
     /// there is none yet). Works offline.
     Id {
@@ -83,6 +92,16 @@ fn main() -> ExitCode {
         eprintln!("error: cannot configure libgit2: {e}");
         return ExitCode::FAILURE;
     }
+    // Tests only (a build with the guts-storage/failpoints feature): crash points.
+    if let Some(spec) = std::env::var_os("GUTS_FAILPOINTS") {
+        match guts_storage::failpoints::abort_at(&spec.to_string_lossy()) {
+            Ok(points) => eprintln!("GUTS_FAILPOINTS: aborting at {}", points.join(", ")),
+            Err(e) => {
+                eprintln!("error: GUTS_FAILPOINTS: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Node(args) => return node_cmd::run(*args),
@@ -91,13 +110,20 @@ fn main() -> ExitCode {
         Command::Peers { api, json } => client::peers(&api, json),
         Command::Connect { api, address } => client::connect(&api, &address.to_string()),
         Command::Id { data_dir } => print_id(data_dir),
+        Command::ApiToken { api } => client::api_token(&api),
+        Command::SwarmKey => guts_node::config::new_swarm_key()
+            .map(|key| print!("{key}"))
+            .map_err(Into::into),
         Command::Repo(command) => repo_cmd::run(command),
         Command::Clone { id, dir, api } => repo_cmd::clone(&api, &id, &dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!(
+                "error: {}",
+                guts_cli::terminal::safe_lines(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }

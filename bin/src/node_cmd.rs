@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use guts_node::config::{parse_ip_net, parse_multiaddr};
-use guts_node::{Config, DhtMode, LogFormat, Multiaddr, Node, NodeError};
+use guts_node::config::{parse_ip_net, parse_multiaddr, parse_peer_id};
+use guts_node::{Config, DhtMode, LogFormat, Multiaddr, Node, NodeError, PeerId};
 use guts_protocol::NetworkName;
 
 use crate::{EXIT_USAGE, logging};
@@ -75,6 +75,26 @@ pub struct NodeArgs {
     /// Log format: text or json [default: text].
     #[arg(long, env = "GUTS_LOG_FORMAT", value_name = "FORMAT")]
     log_format: Option<LogFormat>,
+    /// Private network key file (IPFS swarm.key format; `guts swarm-key` makes one):
+    /// only nodes with the same key can connect. TCP only.
+    #[arg(
+        long,
+        env = "GUTS_SWARM_KEY",
+        value_name = "FILE",
+        help_heading = "Private networks"
+    )]
+    swarm_key: Option<PathBuf>,
+    /// Admit only this peer, repeatable (with --allow-peers-file: only those listed).
+    #[arg(long = "allow-peer", env = "GUTS_ALLOW_PEERS", value_name = "PEERID", value_delimiter = ',', value_parser = parse_peer_id, help_heading = "Private networks")]
+    allow_peers: Vec<PeerId>,
+    /// File of peer ids to admit, one per line (`#` comments).
+    #[arg(
+        long,
+        env = "GUTS_ALLOW_PEERS_FILE",
+        value_name = "FILE",
+        help_heading = "Private networks"
+    )]
+    allow_peers_file: Option<PathBuf>,
 
     /// Hard cap on established connections [default: 160].
     #[arg(
@@ -332,11 +352,18 @@ impl NodeArgs {
                 max_adoptions_per_hour, max_followed,
                 owner_announcements_per_minute,
                 max_tree_depth, max_pack_objects, max_object_size, max_inflation_ratio;
-            lists: listen, bootstrap, external_addresses, per_ip_allow
+            lists: listen, bootstrap, external_addresses, per_ip_allow, allow_peers
         );
         if let Some(ApiSetting(v)) = self.api {
             c.api = v;
         }
+        if let Some(path) = &self.swarm_key {
+            c.swarm_key = Some(path.clone());
+        }
+        if let Some(path) = &self.allow_peers_file {
+            c.allow_peers_file = Some(path.clone());
+        }
+        c.apply_private_defaults();
         c.validate()?;
         Ok(c)
     }

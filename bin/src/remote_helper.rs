@@ -15,12 +15,13 @@
 //!   and announces it.
 
 use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use guts_api::{PushAreaResponse, PushRequest, PushResponse, PushUpdate, RepoDetail, StatusReport};
 use guts_cli::client::{ApiArgs, Client, SLOW, sync};
+use guts_cli::terminal::{safe, safe_lines};
 use guts_protocol::RepositoryId;
 
 fn main() -> ExitCode {
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
     match run(url) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fatal: guts: {e:#}");
+            eprintln!("fatal: guts: {}", safe_lines(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -55,6 +56,8 @@ fn parse_url(url: &str) -> anyhow::Result<RepositoryId> {
 fn run(url: &str) -> anyhow::Result<()> {
     let id = parse_url(url)?;
     let api = ApiArgs::from_env()?;
+    // One client: it has the node prove it holds the token once, then checks every answer.
+    let client = Client::new(&api, SLOW);
     let stdin = io::stdin();
     let mut lines = stdin.lock().lines();
     let mut out = io::stdout().lock();
@@ -69,7 +72,7 @@ fn run(url: &str) -> anyhow::Result<()> {
                 writeln!(out)?;
             }
             "connect git-upload-pack" => {
-                let path = prepare_fetch(&api, &id)?;
+                let path = prepare_fetch(&client, &id)?;
                 writeln!(out)?;
                 out.flush()?;
                 return become_upload_pack(&path);
@@ -79,12 +82,12 @@ fn run(url: &str) -> anyhow::Result<()> {
                 writeln!(out, "fallback")?;
             }
             "list" | "list for-push" => {
-                let detail = repository(&api, &id)?;
+                let detail = repository(&client, &id)?;
                 if command == "list for-push" && !detail.summary.owned {
                     bail!(
                         "guts://{id} is owned by key {}, not by this node ({}): only its owner can push to it",
                         detail.summary.owner.as_deref().unwrap_or("?"),
-                        node_peer_id(&api).unwrap_or_default()
+                        node_peer_id(&client).unwrap_or_default()
                     );
                 }
                 for (name, target) in &detail.refs {
@@ -104,7 +107,7 @@ fn run(url: &str) -> anyhow::Result<()> {
                         None => break,
                     }
                 }
-                for line in push(&api, &id, &specs)? {
+                for line in push(&client, &id, &specs)? {
                     writeln!(out, "{line}")?;
                 }
                 writeln!(out)?;
@@ -117,25 +120,25 @@ fn run(url: &str) -> anyhow::Result<()> {
 }
 
 /// The node's status, or an error saying there is no node and how to start one.
-fn node_peer_id(api: &ApiArgs) -> anyhow::Result<String> {
-    let status: StatusReport = Client::new(api, Duration::from_secs(10)).get("/api/v1/status")?;
+fn node_peer_id(client: &Client) -> anyhow::Result<String> {
+    let status: StatusReport = client.get("/api/v1/status")?;
     Ok(status.peer_id)
 }
 
-fn repository(api: &ApiArgs, id: &RepositoryId) -> anyhow::Result<RepoDetail> {
-    Client::new(api, Duration::from_secs(30)).get(&format!("/api/v1/repos/{id}"))
+fn repository(client: &Client, id: &RepositoryId) -> anyhow::Result<RepoDetail> {
+    client.get(&format!("/api/v1/repos/{id}"))
 }
 
 /// Brings the node's copy up to date (fetching it first if needed); returns its path.
-fn prepare_fetch(api: &ApiArgs, id: &RepositoryId) -> anyhow::Result<String> {
-    node_peer_id(api)?;
-    let client = Client::new(api, Duration::from_secs(30));
-    let held = repository(api, id).ok().filter(|d| d.summary.sequence > 0);
+fn prepare_fetch(client: &Client, id: &RepositoryId) -> anyhow::Result<PathBuf> {
+    node_peer_id(client)?;
+    let held = repository(client, id)
+        .ok()
+        .filter(|d| d.summary.sequence > 0);
     if let Some(d) = held.as_ref().filter(|d| d.summary.owned) {
-        visible(api, &d.summary.path)?;
-        return Ok(d.summary.path.clone());
+        return client.local_path(&d.summary.path);
     }
-    match sync(api, id, None) {
+    match sync(client, id, None) {
         Ok(_) => {}
         Err(e) if held.is_some() => eprintln!(
             "guts: warning: could not reach holders ({e:#}); using the copy this node has"
@@ -147,29 +150,13 @@ fn prepare_fetch(api: &ApiArgs, id: &RepositoryId) -> anyhow::Result<String> {
         &format!("/api/v1/repos/{id}/follow"),
         &serde_json::json!({}),
     )?;
-    let path = repository(api, id)?.summary.path;
-    visible(api, &path)?;
-    Ok(path)
-}
-
-/// The helper reads and writes the node's store directly, so the node must share this
-/// machine's filesystem (not, say, run in a container).
-fn visible(api: &ApiArgs, path: &str) -> anyhow::Result<()> {
-    if std::path::Path::new(path).exists() {
-        return Ok(());
-    }
-    Err(anyhow!(
-        "the node at {} keeps this repository at {path}, which this machine cannot see; \
-         git-remote-guts needs a node on the same filesystem (a node in a container: run \
-         `guts repo sync` / `guts repo import` inside it instead)",
-        api.addr()
-    ))
+    client.local_path(&repository(client, id)?.summary.path)
 }
 
 /// Replaces this process with `git upload-pack` on the node's store.
-fn become_upload_pack(path: &str) -> anyhow::Result<()> {
+fn become_upload_pack(path: &Path) -> anyhow::Result<()> {
     let mut cmd = Command::new("git");
-    cmd.args(["upload-pack", "--strict", path]);
+    cmd.args(["upload-pack", "--strict"]).arg(path);
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
@@ -189,13 +176,12 @@ fn become_upload_pack(path: &str) -> anyhow::Result<()> {
 
 /// Runs a push: objects into a push area, then the node decides each ref. Returns the
 /// helper-protocol status lines (`ok <ref>` / `error <ref> <why>`).
-fn push(api: &ApiArgs, id: &RepositoryId, specs: &[String]) -> anyhow::Result<Vec<String>> {
-    let client = Client::new(api, SLOW);
+fn push(client: &Client, id: &RepositoryId, specs: &[String]) -> anyhow::Result<Vec<String>> {
     let area: PushAreaResponse = client.post(
         &format!("/api/v1/repos/{id}/push-area"),
         &serde_json::json!({}),
     )?;
-    visible(api, &area.path)?;
+    let area_dir = client.local_path(&area.path)?;
     let mut updates = Vec::new();
     let mut to_send = Vec::new();
     for spec in specs {
@@ -235,7 +221,8 @@ fn push(api: &ApiArgs, id: &RepositoryId, specs: &[String]) -> anyhow::Result<Ve
         // The objects travel with git itself; the area has no refs of its own, so every
         // ref is new there. Its output goes to stderr: stdout is git's protocol channel.
         let status = Command::new("git")
-            .args(["push", "--quiet", "--force", "--no-verify", &area.path])
+            .args(["push", "--quiet", "--force", "--no-verify"])
+            .arg(&area_dir)
             .args(&to_send)
             .stdout(Stdio::from(io::stderr()))
             .status()
@@ -262,7 +249,8 @@ fn push(api: &ApiArgs, id: &RepositoryId, specs: &[String]) -> anyhow::Result<Ve
         .into_iter()
         .map(|r| match r.error {
             None => format!("ok {}", r.ref_name),
-            Some(why) => format!("error {} {why}", r.ref_name),
+            // One line each: the reason may quote peer text.
+            Some(why) => format!("error {} {}", r.ref_name, safe(&why)),
         })
         .collect())
 }

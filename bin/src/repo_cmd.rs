@@ -9,6 +9,7 @@ use guts_api::{ImportRequest, ImportResponse, RepoDetail, RepoSummary};
 use guts_protocol::RepositoryId;
 
 use guts_cli::client::{ApiArgs, Client, SLOW, sync};
+use guts_cli::terminal::safe;
 
 /// Repository commands.
 #[derive(Subcommand)]
@@ -119,7 +120,9 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        RepoCommand::Sync { id, from, api } => sync(&api, &id, from).map(|_| ()),
+        RepoCommand::Sync { id, from, api } => {
+            sync(&Client::new(&api, SLOW), &id, from).map(|_| ())
+        }
     }
 }
 
@@ -206,11 +209,11 @@ fn show(api: &ApiArgs, id: &RepositoryId, json: bool) -> anyhow::Result<()> {
         if s.owned { " (this node)" } else { "" }
     );
     println!("sequence:  {}", s.sequence);
-    println!("head:      {}", s.head.as_deref().unwrap_or("(none)"));
+    println!("head:      {}", safe(s.head.as_deref().unwrap_or("(none)")));
     println!("path:      {}", s.path);
     println!("refs:");
     for (name, target) in &r.refs {
-        println!("  {target}  {name}");
+        println!("  {target}  {}", safe(name));
     }
     println!("holders:");
     if r.holders.is_empty() {
@@ -233,21 +236,22 @@ pub fn clone(api: &ApiArgs, id: &RepositoryId, dir: &Path) -> anyhow::Result<()>
     {
         bail!("{} already exists and is not empty", dir.display());
     }
-    let client = Client::new(api, Duration::from_secs(30));
+    let client = Client::new(api, SLOW);
     let detail: Result<RepoDetail, _> = client.get(&format!("/api/v1/repos/{id}"));
     let held = matches!(&detail, Ok(d) if d.summary.sequence > 0);
     if !held {
-        sync(api, id, None)?;
+        sync(&client, id, None)?;
         client.post::<_, serde_json::Value>(
             &format!("/api/v1/repos/{id}/follow"),
             &serde_json::json!({}),
         )?;
     }
     let detail: RepoDetail = client.get(&format!("/api/v1/repos/{id}"))?;
-    let source = &detail.summary.path;
-    git2::Repository::clone(source, dir).with_context(|| {
+    let source = client.local_path(&detail.summary.path)?;
+    git2::Repository::clone(&source.to_string_lossy(), dir).with_context(|| {
         format!(
-            "cloning from the node's store {source} into {}",
+            "cloning from the node's store {} into {}",
+            source.display(),
             dir.display()
         )
     })?;

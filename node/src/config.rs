@@ -10,8 +10,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use guts_protocol::NetworkName;
-use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
+use libp2p::pnet::PreSharedKey;
+use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
 /// Default TCP and UDP (QUIC) port.
@@ -64,6 +65,16 @@ pub struct Config {
     pub api: Option<SocketAddr>,
     /// Log output format (used by the binary).
     pub log_format: LogFormat,
+    /// A private network's key file (the swarm.key of IPFS private networks): only
+    /// nodes holding the same key complete a connection. Private networks run over TCP
+    /// only, so QUIC addresses are refused with it.
+    pub swarm_key: Option<PathBuf>,
+    /// When not empty (with `allow_peers_file`), only these peers may connect, in
+    /// either direction, however they were found.
+    #[serde(with = "peer_ids")]
+    pub allow_peers: Vec<PeerId>,
+    /// A file of peer ids (one per line, `#` comments) admitted like `allow_peers`.
+    pub allow_peers_file: Option<PathBuf>,
 
     /// Hard cap on established connections (all peers, both directions).
     pub max_connections: u32,
@@ -188,6 +199,9 @@ impl Default for Config {
             status_interval: Duration::from_secs(30),
             api: Some(DEFAULT_API.parse().expect("valid default API address")),
             log_format: LogFormat::Text,
+            swarm_key: None,
+            allow_peers: Vec::new(),
+            allow_peers_file: None,
             max_connections: 160,
             max_pending_inbound: 64,
             max_connections_per_peer: 2,
@@ -224,13 +238,7 @@ impl Default for Config {
     }
 }
 
-/// The default data dir: the platform data dir (`~/.local/share/guts` on Linux), or
-/// `./guts-data` where there is no home directory (e.g. a bare container).
-pub fn default_data_dir() -> PathBuf {
-    dirs::data_dir()
-        .map(|d| d.join("guts"))
-        .unwrap_or_else(|| PathBuf::from("guts-data"))
-}
+pub use guts_api::default_data_dir;
 
 /// The default listen addresses: TCP and QUIC on port 9000, IPv4 and (if present) IPv6.
 pub fn default_listen_addrs(ipv6: bool) -> Vec<Multiaddr> {
@@ -409,6 +417,7 @@ impl Config {
         }
         check_tag(&self.mdns_service_tag)?;
         self.validate_limits()?;
+        self.validate_private()?;
         for (field, value) in [
             ("ping_interval", self.ping_interval),
             ("connection_timeout", self.connection_timeout),
@@ -430,6 +439,133 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    /// With a swarm key, the built-in listen addresses become TCP only (pnet cannot run
+    /// over QUIC); addresses the user gave are left for [`Self::validate`] to judge.
+    pub fn apply_private_defaults(&mut self) {
+        if self.swarm_key.is_some() && self.listen == Config::default().listen {
+            self.listen.retain(|a| !is_quic(a));
+        }
+    }
+
+    /// The private network's key, if `swarm_key` names one.
+    pub fn swarm_psk(&self) -> Result<Option<PreSharedKey>, ConfigError> {
+        let Some(path) = &self.swarm_key else {
+            return Ok(None);
+        };
+        let bad = |reason: String| ConfigError::Invalid {
+            field: "swarm_key",
+            value: path.display().to_string(),
+            reason,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        text.parse::<PreSharedKey>().map(Some).map_err(|e| {
+            use libp2p::pnet::KeyParseError as K;
+            bad(match e {
+                K::InvalidKeyFile => "not a swarm key file: expected three lines, \
+                    /key/swarm/psk/1.0.0/, /base16/ and 64 hex digits (`guts swarm-key` makes one)"
+                    .into(),
+                K::InvalidKeyType => "the first line must be /key/swarm/psk/1.0.0/".into(),
+                K::InvalidKeyEncoding => {
+                    "the second line must be /base16/ (the only encoding supported)".into()
+                }
+                K::InvalidKeyLength => "the key must be 64 hex digits (32 bytes)".into(),
+                K::InvalidKeyChar(_) => {
+                    "the key line holds a character that is not a hex digit".into()
+                }
+            })
+        })
+    }
+
+    /// The peers admitted, or `None` when any peer may connect.
+    pub fn allowed_peers(&self) -> Result<Option<std::collections::HashSet<PeerId>>, ConfigError> {
+        let mut peers: std::collections::HashSet<PeerId> =
+            self.allow_peers.iter().copied().collect();
+        if let Some(path) = &self.allow_peers_file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                field: "allow_peers_file",
+                value: path.display().to_string(),
+                reason: format!("cannot read it: {e}"),
+            })?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.split('#').next().unwrap_or("").trim();
+                if line.is_empty() {
+                    continue;
+                }
+                let peer = parse_peer_id(line).map_err(|reason| ConfigError::Invalid {
+                    field: "allow_peers_file",
+                    value: format!("{}:{}", path.display(), n + 1),
+                    reason,
+                })?;
+                peers.insert(peer);
+            }
+            if peers.is_empty() {
+                return Err(ConfigError::Invalid {
+                    field: "allow_peers_file",
+                    value: path.display().to_string(),
+                    reason: "names no peer: the node would refuse everyone".into(),
+                });
+            }
+        }
+        Ok((!peers.is_empty()).then_some(peers))
+    }
+
+    fn validate_private(&self) -> Result<(), ConfigError> {
+        if self.swarm_psk()?.is_some() {
+            let fields = [
+                ("listen", &self.listen),
+                ("bootstrap", &self.bootstrap),
+                ("external_addresses", &self.external_addresses),
+            ];
+            for (field, addrs) in fields {
+                if let Some(addr) = addrs.iter().find(|a| is_quic(a)) {
+                    return Err(ConfigError::Inconsistent(format!(
+                        "{field} has the QUIC address {addr}, but swarm_key makes this a private \
+                         network, which runs over TCP only: use a /tcp/ address"
+                    )));
+                }
+            }
+        }
+        if let Some(allowed) = self.allowed_peers()? {
+            for addr in &self.bootstrap {
+                if let Some(Protocol::P2p(peer)) =
+                    addr.iter().find(|p| matches!(p, Protocol::P2p(_)))
+                    && !allowed.contains(&peer)
+                {
+                    return Err(ConfigError::Inconsistent(format!(
+                        "bootstrap address {addr} names peer {peer}, which allow_peers does not admit"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A new random private network key, as the text of a swarm.key file.
+pub fn new_swarm_key() -> Result<String, ConfigError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| ConfigError::Invalid {
+        field: "swarm_key",
+        value: "(new)".into(),
+        reason: format!("no randomness from the OS: {e}"),
+    })?;
+    Ok(PreSharedKey::new(bytes).to_key_file())
+}
+
+fn is_quic(addr: &Multiaddr) -> bool {
+    addr.iter()
+        .any(|p| matches!(p, Protocol::QuicV1 | Protocol::Quic))
+}
+
+/// Parses a peer id, with an error that names the value.
+pub fn parse_peer_id(s: &str) -> Result<PeerId, String> {
+    s.trim()
+        .parse::<PeerId>()
+        .map_err(|e| format!("invalid peer id {s:?}: {e}"))
 }
 
 impl Config {
@@ -661,6 +797,23 @@ mod ip_nets {
     }
 }
 
+/// Serde for lists of peer ids as strings, with errors that name the bad value.
+mod peer_ids {
+    use libp2p::PeerId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(peers: &[PeerId], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(peers.iter().map(|p| p.to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PeerId>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| super::parse_peer_id(s).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
 /// Serde for lists of multiaddrs as strings, with errors that name the bad value.
 mod multiaddrs {
     use libp2p::Multiaddr;
@@ -693,6 +846,45 @@ mod tests {
         assert_eq!(Config::from_toml(&config.to_toml()).unwrap(), config);
         assert_eq!(config.api.unwrap().to_string(), DEFAULT_API);
         assert!(config.api.unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn private_network_settings_round_trip_and_name_bad_values() {
+        let peer = PeerId::random();
+        let text = format!("swarm_key = \"/etc/guts/swarm.key\"\nallow_peers = [\"{peer}\"]\n");
+        let config = Config::from_toml(&text).unwrap();
+        assert_eq!(config.allow_peers, vec![peer]);
+        assert_eq!(Config::from_toml(&config.to_toml()).unwrap(), config);
+        let err = Config::from_toml("allow_peers = [\"friend\"]").unwrap_err();
+        assert!(err.contains("\"friend\""), "{err}");
+        // An allow-list and a bootstrap peer it does not admit contradict each other.
+        let other = PeerId::random();
+        let config = Config {
+            allow_peers: vec![peer],
+            bootstrap: vec![addr(&format!("/ip4/10.0.0.1/tcp/9000/p2p/{other}"))],
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains(&other.to_string()), "{err}");
+        // With a key, only the built-in listen addresses lose QUIC.
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("swarm.key");
+        std::fs::write(&key, new_swarm_key().unwrap()).unwrap();
+        let mut config = Config {
+            swarm_key: Some(key.clone()),
+            ..Config::default()
+        };
+        config.apply_private_defaults();
+        config.validate().unwrap();
+        assert!(!config.listen.is_empty() && config.listen.iter().all(|a| !is_quic(a)));
+        let mut config = Config {
+            swarm_key: Some(key),
+            listen: vec![addr("/ip4/0.0.0.0/udp/9000/quic-v1")],
+            ..Config::default()
+        };
+        config.apply_private_defaults();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("/ip4/0.0.0.0/udp/9000/quic-v1"), "{err}");
     }
 
     #[test]
@@ -752,14 +944,18 @@ mod tests {
         for ok in ["/ip4/0.0.0.0/tcp/0", "/ip6/::/udp/9000/quic-v1"] {
             check_listen_addr(&addr(ok)).unwrap();
         }
+        let with_peer = format!("/ip4/0.0.0.0/tcp/1/p2p/{}", PeerId::random());
         for bad in [
             "/dns4/x/tcp/1",
             "/ip4/0.0.0.0/udp/1",
-            "/ip4/0.0.0.0/tcp/1/p2p/12D3KooWA",
+            "/ip4/0.0.0.0/udp/1/quic",
+            "/ip4/0.0.0.0",
+            with_peer.as_str(),
         ] {
-            if let Ok(a) = bad.parse::<Multiaddr>() {
-                assert!(check_listen_addr(&a).is_err(), "{bad}");
-            }
+            // Every case is a well-formed multiaddr: the refusal is check_listen_addr's.
+            let a: Multiaddr = bad.parse().unwrap_or_else(|e| panic!("{bad}: {e}"));
+            let err = check_listen_addr(&a).unwrap_err().to_string();
+            assert!(err.contains(bad) && err.contains("expected"), "{err}");
         }
     }
 

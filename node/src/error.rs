@@ -37,6 +37,9 @@ pub enum NodeError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The control API's token file could not be written.
+    #[error("cannot write the control API's token: {0}")]
+    ApiToken(#[from] guts_api::auth::AuthError),
     /// A dial (e.g. from `guts connect`) failed.
     #[error("cannot connect to {addr}: {reason}")]
     Dial {
@@ -69,6 +72,26 @@ pub(crate) fn dial_error_text(e: &DialError) -> String {
             .collect::<Vec<_>>()
             .join("; "),
         other => error_chain(other),
+    }
+}
+
+/// A failed handshake in a private network is most often a peer without the same swarm
+/// key (pnet gives no clearer sign: the other side just sees noise); say so.
+pub(crate) fn with_private_network_hint(reason: String) -> String {
+    let lower = reason.to_ascii_lowercase();
+    let garbled = [
+        "handshake",
+        "timeout",
+        "reset by peer",
+        "frame length",
+        "unexpected eof",
+    ];
+    if garbled.iter().any(|s| lower.contains(s)) {
+        format!(
+            "{reason} (this node is in a private network: does the peer hold the same swarm key?)"
+        )
+    } else {
+        reason
     }
 }
 

@@ -63,7 +63,9 @@ impl NodeHandle {
 
     /// The node's status.
     pub async fn status(&self) -> Result<StatusReport, NodeError> {
-        self.client.ask(Command::Status).await
+        let mut report: StatusReport = self.client.ask(Command::Status).await?;
+        report.equivocations = self.engine.ledger().reports();
+        Ok(report)
     }
 
     /// Brings the gauges `/metrics` shows up to date.

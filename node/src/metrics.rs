@@ -70,6 +70,7 @@ pub(crate) struct Metrics {
     pub announcements: Announcements,
     pub manager: ManagerMetrics,
     pub transfers: TransferMetrics,
+    pub equivocations: Counter,
 }
 
 impl Metrics {
@@ -85,7 +86,13 @@ impl Metrics {
             announcements: Family::default(),
             manager: ManagerMetrics::default(),
             transfers: TransferMetrics::default(),
+            equivocations: Counter::default(),
         };
+        guts.register(
+            "equivocations",
+            "Owner keys seen signing two different snapshots with the same sequence",
+            m.equivocations.clone(),
+        );
         let t = &m.transfers;
         guts.register(
             "fetched_packs",
@@ -120,7 +127,7 @@ impl Metrics {
         );
         guts.register(
             "connections_denied",
-            "Connections refused, by reason (per_ip, max_connections, max_pending_inbound, max_per_peer, banned, dial_concurrency)",
+            "Connections refused, by reason (not_allowed, per_ip, max_connections, max_pending_inbound, max_per_peer, banned, dial_concurrency)",
             cm.denied.clone(),
         );
         guts.register(
@@ -172,7 +179,7 @@ impl Metrics {
         );
         guts.register(
             "announcements",
-            "Gossiped announcements, by verdict (accepted, rejected, old, relayer_rate, owner_rate, busy)",
+            "Gossiped announcements, by verdict (accepted, rejected, old, equivocation, relayer_rate, owner_rate, busy)",
             m.announcements.clone(),
         );
         guts.register(
@@ -180,6 +187,25 @@ impl Metrics {
             "Peers disconnected after identification, by reason",
             m.peers_rejected.clone(),
         );
+        // Label values known in advance start at 0, so a dashboard sees each series
+        // before its first event (an empty family is not exported at all).
+        for outcome in ["connected", "failed"] {
+            let _ = m.bootstrap_dials.get_or_create(&Outcome { outcome });
+        }
+        for reason in ["other_network", "mdns_tag"] {
+            let _ = m.peers_rejected.get_or_create(&Reason { reason });
+        }
+        for verdict in [
+            "accepted",
+            "rejected",
+            "old",
+            "equivocation",
+            "relayer_rate",
+            "owner_rate",
+            "busy",
+        ] {
+            let _ = m.announcements.get_or_create(&Verdict { verdict });
+        }
         m
     }
 }

@@ -65,11 +65,17 @@ impl Node {
         let repos = data_dir.repositories().with_limits(config.storage_limits());
         {
             let repos = repos.clone();
-            tokio::task::spawn_blocking(move || repos.recover()).await??;
+            let recovered = tokio::task::spawn_blocking(move || repos.recover()).await??;
+            report_recovery(&recovered);
         }
 
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
+        let ledger = crate::sync::Ledger::new(metrics.equivocations.clone());
+        let repos = {
+            let ledger = ledger.clone();
+            repos.with_seen_elsewhere(move |id| ledger.newest_seen(id))
+        };
         let swarm = network::build_swarm(keypair, &config, &mut registry, metrics.manager.clone())?;
         let mut control = swarm.behaviour().stream.new_control();
         let incoming_packs = control
@@ -89,7 +95,6 @@ impl Node {
         };
         let engine = Engine::new(
             &config,
-            metrics.transfers.clone(),
             repos.clone(),
             client.clone(),
             control,
@@ -97,7 +102,11 @@ impl Node {
                 peer: peer_id,
                 owner: key.verifying_key(),
             },
-            quota,
+            crate::sync::Accounts {
+                transfers: metrics.transfers.clone(),
+                quota,
+                ledger,
+            },
         );
         let author = Author::new(repos.clone(), key, client.clone());
         let server = Server {
@@ -124,7 +133,10 @@ impl Node {
         let mut event_loop = EventLoop::new(swarm, config.clone(), commands, events_tx, metrics);
         event_loop.start_listening().await?;
         let api = match config.api {
-            Some(addr) => Some(api::Server::start(addr, handle.clone(), Arc::new(registry)).await?),
+            Some(addr) => Some(
+                api::Server::start(addr, data_dir.path(), handle.clone(), Arc::new(registry))
+                    .await?,
+            ),
             None => None,
         };
         tracing::info!(
@@ -184,5 +196,23 @@ impl Node {
         }
         self.client.shutdown().await;
         let _ = self.event_loop.await;
+    }
+}
+
+/// Logs what crash recovery did: set-aside repositories loudly (the node runs without
+/// them until they are fetched again or restored), the rest quietly.
+fn report_recovery(r: &guts_storage::Recovered) {
+    for (id, path, why) in &r.set_aside {
+        tracing::error!(
+            "repository {id} could not be recovered ({why}); moved to {} so the node can start, \
+             and fetched again if it is followed",
+            path.display()
+        );
+    }
+    for id in &r.incomplete {
+        tracing::warn!("removed repository {id}: a crash left it without a verified snapshot");
+    }
+    for lock in &r.stale_locks {
+        tracing::warn!("removed stale lock file {} left by a crash", lock.display());
     }
 }

@@ -136,6 +136,21 @@ pub enum StorageError {
     /// `init` of a repository that exists.
     #[error("repository {0} already exists")]
     AlreadyExists(RepositoryId),
+    /// Signing the next snapshot would reuse a sequence another node already signed with
+    /// this key: two different snapshots with one sequence (equivocation).
+    #[error(
+        "guts://{repository}: the network holds sequence {network}, this node only {held}: \
+         another node signs with this node's key (a copy of its identity, or a restored \
+         backup); `guts repo sync {repository}` first, then try again"
+    )]
+    BehindNetwork {
+        /// The repository.
+        repository: RepositoryId,
+        /// The newest sequence this node holds (0: none).
+        held: u64,
+        /// The newest sequence seen on the network.
+        network: u64,
+    },
     /// A push names a staging area this node did not create.
     #[error("{0} is not a push area of this repository")]
     BadStaging(PathBuf),
@@ -221,6 +236,7 @@ impl StorageError {
             | StorageError::UnknownRepository(_)
             | StorageError::NotOwner { .. }
             | StorageError::AlreadyExists(_)
+            | StorageError::BehindNetwork { .. }
             | StorageError::BadStaging(_)
             | StorageError::Stale { .. }
             | StorageError::Transfer(_)

@@ -9,10 +9,12 @@ mod fs;
 mod identity;
 mod repos;
 
+pub mod failpoints;
+
 pub use data_dir::DataDir;
 pub use error::StorageError;
 pub use identity::{IDENTITY_FILE, Identity};
-pub use repos::{Imported, Limits, PackStats, Pushed, RefUpdate, Repositories};
+pub use repos::{Imported, Limits, PackStats, Pushed, Recovered, RefUpdate, Repositories};
 
 /// Pack data libgit2 maps at once: windows of this size...
 const MWINDOW_SIZE: usize = 8 << 20;

@@ -132,7 +132,9 @@ async fn main() {
     let ratio = rows[1].median().as_secs_f64() / rows[0].median().as_secs_f64();
     println!(
         "{:<44} {:>10} {:>10.1}x",
-        "ratio: 20 peers / first peer (median)", "", ratio
+        format!("ratio: {want} peers / first peer (median)"),
+        "",
+        ratio
     );
     if rows.len() < 3 {
         println!(

@@ -331,12 +331,7 @@ fn main() {
 
     // git clone guts://… on a fresh node (it fetches from the owner, then git clones from
     // its store through git-remote-guts) vs git clone from git daemon.
-    let bin_dir = guts_tests::process::guts_bin().parent().unwrap().to_owned();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = guts_tests::process::path_with_helper();
     let (mut clone_guts, mut clone_git) = (Vec::new(), Vec::new());
     for r in 0..runs {
         let node = NodeSpec::loopback(&tmp.path().join(format!("cloner-{r}")))
@@ -356,7 +351,8 @@ fn main() {
             .args(["clone", "--quiet", &format!("guts://{id}")])
             .arg(tmp.path().join(format!("guts-work-{r}")))
             .env("PATH", &path)
-            .env("GUTS_API", node.api().to_string()));
+            .env("GUTS_API", node.api().to_string())
+            .env("GUTS_DATA_DIR", node.data_dir()));
         clone_guts.push(started.elapsed());
         let started = Instant::now();
         run(Command::new("git")

@@ -41,6 +41,75 @@ fn output_text(out: &Output) -> String {
     )
 }
 
+/// Test projects are named this plus the test process's id.
+const PROJECT_PREFIX: &str = "gutse2e";
+
+/// Removes what earlier test processes left when they were killed before their teardown
+/// ran (a test timeout): their containers would otherwise restart forever
+/// (`restart: unless-stopped`), and their volumes, networks and images pile up.
+fn remove_leftovers() {
+    let alive = |name: &str| {
+        let digits: String = name
+            .strip_prefix(PROJECT_PREFIX)
+            .unwrap_or("")
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        match digits.parse::<u32>() {
+            Ok(pid) => Path::new(&format!("/proc/{pid}")).exists(),
+            Err(_) => true,
+        }
+    };
+    let list = |args: &[&str]| -> Vec<String> {
+        Command::new("docker")
+            .args(args)
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(str::to_owned)
+                    .filter(|n| n.starts_with(PROJECT_PREFIX) && !alive(n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let filter = format!("name={PROJECT_PREFIX}");
+    let stale: [(&[&str], Vec<String>); 4] = [
+        (
+            &["rm", "--force", "--volumes"],
+            list(&["ps", "--all", "--filter", &filter, "--format", "{{.Names}}"]),
+        ),
+        (
+            &["volume", "rm", "--force"],
+            list(&["volume", "ls", "--filter", &filter, "--format", "{{.Name}}"]),
+        ),
+        (
+            &["network", "rm"],
+            list(&[
+                "network",
+                "ls",
+                "--filter",
+                &filter,
+                "--format",
+                "{{.Name}}",
+            ]),
+        ),
+        (
+            &["image", "rm", "--force"],
+            list(&["image", "ls", "guts", "--format", "{{.Tag}}"])
+                .into_iter()
+                .map(|tag| format!("guts:{tag}"))
+                .collect(),
+        ),
+    ];
+    for (remove, names) in stale {
+        if !names.is_empty() {
+            eprintln!("removing leftovers of killed test runs: {names:?}");
+            let _ = Command::new("docker").args(remove).args(&names).output();
+        }
+    }
+}
+
 /// A compose project started from the repository's `docker-compose.yml`.
 pub struct Compose {
     /// When `compose up` was run (after the image was built).
@@ -48,6 +117,8 @@ pub struct Compose {
     project: String,
     image: String,
     api_port: u16,
+    /// The swarm key of a private cluster (`docker-compose.private.yml`).
+    swarm_key: Option<PathBuf>,
     /// Containers started outside compose (removed at teardown).
     extra: Vec<String>,
 }
@@ -56,6 +127,16 @@ impl Compose {
     /// Builds the image from the `guts` binary under test (as `scripts/docker-image`
     /// does for users) and starts the bootstrap node and `nodes` more.
     pub fn up(nodes: usize) -> Compose {
+        Self::start(nodes, None)
+    }
+
+    /// As [`Compose::up`], as a private network: with `docker-compose.private.yml` and
+    /// the swarm key file `key`.
+    pub fn up_private(nodes: usize, key: &Path) -> Compose {
+        Self::start(nodes, Some(key.to_owned()))
+    }
+
+    fn start(nodes: usize, swarm_key: Option<PathBuf>) -> Compose {
         assert!(
             Command::new("docker")
                 .arg("info")
@@ -63,7 +144,8 @@ impl Compose {
                 .is_ok_and(|o| o.status.success()),
             "this test needs a running Docker engine (`docker info` failed)"
         );
-        let project = format!("gutse2e{}", std::process::id());
+        remove_leftovers();
+        let project = format!("{PROJECT_PREFIX}{}", std::process::id());
         let image = format!("guts:{project}");
         run(Command::new(repo_root().join("scripts/docker-image"))
             .arg("--binary")
@@ -75,6 +157,7 @@ impl Compose {
             project,
             image,
             api_port,
+            swarm_key,
             extra: Vec::new(),
         };
         run(compose
@@ -97,14 +180,17 @@ impl Compose {
         } else {
             Command::new("docker-compose")
         };
-        cmd.current_dir(repo_root())
-            .args([
-                "--project-name",
-                &self.project,
-                "--file",
-                "docker-compose.yml",
-            ])
-            .env("GUTS_IMAGE", &self.image)
+        cmd.current_dir(repo_root()).args([
+            "--project-name",
+            &self.project,
+            "--file",
+            "docker-compose.yml",
+        ]);
+        if let Some(key) = &self.swarm_key {
+            cmd.args(["--file", "docker-compose.private.yml"])
+                .env("GUTS_SWARM_KEY_FILE", key);
+        }
+        cmd.env("GUTS_IMAGE", &self.image)
             .env("GUTS_BOOTSTRAP_API_PORT", self.api_port.to_string())
             .env_remove("GUTS_NETWORK")
             .env_remove("GUTS_REPLICATE");
@@ -155,23 +241,30 @@ impl Compose {
     /// Starts a node container on the cluster's network with no bootstrap list (torn
     /// down with the cluster).
     pub fn start_lone_node(&mut self, name: &str) -> String {
+        self.start_lone_node_with(name, &[])
+    }
+
+    /// As [`Compose::start_lone_node`], with more `guts node` arguments.
+    pub fn start_lone_node_with(&mut self, name: &str, args: &[&str]) -> String {
         let container = format!("{}-{name}", self.project);
-        run(Command::new("docker").args([
-            "run",
-            "--detach",
-            "--name",
-            &container,
-            "--network",
-            &self.network(),
-            "--memory",
-            "512m",
-            "--env",
-            "GUTS_REPLICATE=all",
-            &self.image,
-            "node",
-            "--api",
-            "0.0.0.0:9080",
-        ]));
+        run(Command::new("docker")
+            .args([
+                "run",
+                "--detach",
+                "--name",
+                &container,
+                "--network",
+                &self.network(),
+                "--memory",
+                "512m",
+                "--env",
+                "GUTS_REPLICATE=all",
+                &self.image,
+                "node",
+                "--api",
+                "0.0.0.0:9080",
+            ])
+            .args(args));
         self.extra.push(container.clone());
         container
     }
@@ -283,6 +376,56 @@ pub fn copy_out(container: &str, path: &str) -> tempfile::TempDir {
         .arg(format!("{container}:{path}"))
         .arg(dir.path().join("copy")));
     dir
+}
+
+/// Runs `args` inside `container`'s network namespace, from the host (the image has no
+/// shell or tools of its own).
+pub fn in_netns(container: &str, args: &[&str]) -> String {
+    let pid = run(Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", container]));
+    run(Command::new("nsenter")
+        .args(["-t", pid.trim(), "-n"])
+        .args(args))
+}
+
+/// Slows what `container` receives to `rate` (e.g. "4mbit"): a token bucket on the host
+/// side of its veth pair, whose egress is the container's ingress. Gone when the
+/// container restarts (it gets a new veth).
+pub fn throttle_into(container: &str, rate: &str) {
+    // `nsenter -n` switches the network namespace only: /sys is still the host's, but
+    // `ip` asks the kernel, and names the peer as "eth0@if<index>".
+    let link = in_netns(container, &["ip", "-o", "link", "show", "eth0"]);
+    let peer_index = link
+        .split("@if")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .unwrap_or_else(|| panic!("no veth peer in {link:?}"))
+        .to_owned();
+    let host_side = std::fs::read_dir("/sys/class/net")
+        .expect("/sys/class/net")
+        .flatten()
+        .find(|e| {
+            std::fs::read_to_string(e.path().join("ifindex")).is_ok_and(|i| i.trim() == peer_index)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| panic!("no host interface with index {peer_index}"));
+    // Never shape anything but a container's veth.
+    assert!(host_side.starts_with("veth"), "{host_side} is not a veth");
+    run(Command::new("tc").args([
+        "qdisc", "add", "dev", &host_side, "root", "tbf", "rate", rate, "burst", "32kbit",
+        "latency", "400ms",
+    ]));
+}
+
+/// Bytes `container` has received on its network interface.
+pub fn rx_bytes(container: &str) -> u64 {
+    // /proc/net/dev is the reading process's namespace's (unlike /sys).
+    let table = in_netns(container, &["cat", "/proc/net/dev"]);
+    table
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("eth0:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no eth0 in {table}"))
 }
 
 /// A free TCP port on loopback (for the bootstrap node's published API).

@@ -119,6 +119,33 @@ impl Crafted {
     }
 }
 
+/// A delta's size varint (7 bits a byte, low first).
+pub fn delta_varint(mut n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return out;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// How far back an `OFS_DELTA` entry's base starts, in git's offset encoding (7 bits a
+/// byte, high first, each continuation byte counting one more).
+pub fn ofs_delta_offset(mut back: u64) -> Vec<u8> {
+    let mut offset = vec![(back & 0x7f) as u8];
+    back >>= 7;
+    while back > 0 {
+        back -= 1;
+        offset.insert(0, 0x80 | (back & 0x7f) as u8);
+        back >>= 7;
+    }
+    offset
+}
+
 /// A pack of two entries: a 64 KiB blob, and a delta on it that builds an object of
 /// `result` bytes by copying the blob again and again. A few KiB on the wire.
 pub fn delta_bomb(result: u64) -> Vec<u8> {
@@ -127,18 +154,6 @@ pub fn delta_bomb(result: u64) -> Vec<u8> {
         let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
         e.write_all(data).expect("deflate");
         e.finish().expect("deflate")
-    };
-    let varint = |mut n: u64| {
-        let mut out = Vec::new();
-        loop {
-            let b = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(b);
-                return out;
-            }
-            out.push(b | 0x80);
-        }
     };
     // Type in bits 4-6 of the first byte, the size in 4 bits then 7 per byte.
     let entry = |kind: u8, mut size: u64| {
@@ -152,8 +167,8 @@ pub fn delta_bomb(result: u64) -> Vec<u8> {
         out
     };
     let base: Vec<u8> = (0..65_536u32).map(|i| (i * 7919 % 251) as u8).collect();
-    let mut delta = varint(base.len() as u64);
-    delta.extend(varint(result));
+    let mut delta = delta_varint(base.len() as u64);
+    delta.extend(delta_varint(result));
     // Each 0x80 copies 0x10000 bytes from offset 0 of the base.
     delta.extend(std::iter::repeat_n(
         0x80u8,
@@ -167,16 +182,7 @@ pub fn delta_bomb(result: u64) -> Vec<u8> {
     pack.extend(zlib(&base));
     let delta_at = pack.len();
     pack.extend(entry(6, delta.len() as u64));
-    // The base's offset back from this entry, in git's offset encoding.
-    let mut back = (delta_at - base_at) as u64;
-    let mut offset = vec![(back & 0x7f) as u8];
-    back >>= 7;
-    while back > 0 {
-        back -= 1;
-        offset.insert(0, 0x80 | (back & 0x7f) as u8);
-        back >>= 7;
-    }
-    pack.extend(offset);
+    pack.extend(ofs_delta_offset((delta_at - base_at) as u64));
     pack.extend(zlib(&delta));
     pack.extend([0u8; 20]);
     pack

@@ -29,6 +29,15 @@ pub type RawEvent = SwarmEvent<RawBehaviourEvent>;
 impl RawPeer {
     /// A peer of `network`, listening on loopback.
     pub async fn new(network: &NetworkName) -> RawPeer {
+        Self::build(network, None).await
+    }
+
+    /// A peer that tells nodes `agent` as its agent version (identify).
+    pub async fn with_agent(network: &NetworkName, agent: &str) -> RawPeer {
+        Self::build(network, Some(agent.to_owned())).await
+    }
+
+    async fn build(network: &NetworkName, agent: Option<String>) -> RawPeer {
         let mut swarm = SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(
@@ -38,10 +47,14 @@ impl RawPeer {
             )
             .expect("tcp transport")
             .with_behaviour(|key| RawBehaviour {
-                identify: identify::Behaviour::new(identify::Config::new(
-                    network.identify_protocol_version(),
-                    key.public(),
-                )),
+                identify: identify::Behaviour::new({
+                    let config =
+                        identify::Config::new(network.identify_protocol_version(), key.public());
+                    match agent {
+                        Some(agent) => config.with_agent_version(agent),
+                        None => config,
+                    }
+                }),
                 sync: guts_node::wire::behaviour(network, Duration::from_secs(10)),
             })
             .expect("behaviour")

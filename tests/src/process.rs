@@ -13,24 +13,113 @@ use serde::de::DeserializeOwned;
 use crate::eventually;
 
 /// The `guts` binary under test: `$GUTS_BIN`, or the one beside the test executable
-/// (`target/<profile>/guts`, built by `cargo build --bins` before the tests run).
+/// (`target/<profile>/guts`). `cargo test` does not rebuild other packages' binaries, so
+/// when `guts` or `git-remote-guts` is missing or older than the sources it is built
+/// from, this builds them first: a test never runs yesterday's node.
 pub fn guts_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("GUTS_BIN") {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/guts
-    let bin = exe
+    let bin_dir = exe
         .parent()
         .and_then(Path::parent)
-        .map(|dir| dir.join("guts"))
-        .expect("target dir");
-    assert!(
-        bin.exists(),
-        "{} not found: build it first with `cargo build --bins` (scripts/test does), or set GUTS_BIN",
-        bin.display()
+        .expect("target dir")
+        .to_owned();
+    static FRESH: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    FRESH.get_or_init(|| ensure_fresh(&bin_dir));
+    bin_dir.join("guts")
+}
+
+/// Builds the workspace's binaries into `bin_dir` if either is missing or stale.
+fn ensure_fresh(bin_dir: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let newest_source = ["api", "bin", "node", "protocol", "storage"]
+        .iter()
+        .map(|c| newest_mtime(&root.join(c)))
+        .chain(["Cargo.toml", "Cargo.lock"].map(|f| newest_mtime(&root.join(f))))
+        .max()
+        .flatten();
+    let stale = ["guts", "git-remote-guts"].iter().any(|b| {
+        let built = fs::metadata(bin_dir.join(b))
+            .and_then(|m| m.modified())
+            .ok();
+        match (built, newest_source) {
+            (None, _) => true,
+            (Some(built), Some(source)) => built < source,
+            (Some(_), None) => false,
+        }
+    });
+    if !stale {
+        return;
+    }
+    let profile = bin_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug")
+        .to_owned();
+    let target_dir = bin_dir.parent().expect("target dir");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args(["build", "--workspace", "--bins", "--profile"])
+        .arg(if profile == "debug" { "dev" } else { &profile })
+        .env("CARGO_TARGET_DIR", target_dir);
+    eprintln!(
+        "the guts binaries in {} are stale: {cmd:?}",
+        bin_dir.display()
     );
-    bin
+    let out = cmd.output().expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "building the guts binaries failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The newest modification time of `path` or anything under it (`target` excluded).
+fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = fs::metadata(path).ok()?;
+    let own = meta.modified().ok();
+    if !meta.is_dir() {
+        return own;
+    }
+    fs::read_dir(path)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name() != "target")
+        .filter_map(|e| newest_mtime(&e.path()))
+        .chain(own)
+        .max()
+}
+
+/// `PATH` with the directory of the binaries under test first, so git finds this build's
+/// `git-remote-guts`.
+pub fn path_with_helper() -> String {
+    format!(
+        "{}:{}",
+        guts_bin().parent().expect("bin dir").display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// `git` in `dir` as a user runs it against a node: the helper on `PATH`, the node's API
+/// and data dir in the environment (no `GUTS_API_TOKEN`), a fixed author.
+pub fn git_against(dir: &Path, api: SocketAddr, data_dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
+        .env("PATH", path_with_helper())
+        .env("GUTS_API", api.to_string())
+        .env("GUTS_DATA_DIR", data_dir)
+        .env_remove("GUTS_API_TOKEN")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com");
+    cmd
 }
 
 /// Runs `guts <args>` to completion.
@@ -57,6 +146,8 @@ pub struct NodeSpec {
     pub log_filter: String,
     /// An address-space limit (RLIMIT_AS, bytes), set with `prlimit`.
     pub address_space: Option<u64>,
+    /// More environment variables for the process.
+    pub env: Vec<(String, String)>,
 }
 
 /// What test nodes log: enough to see what happened when a test fails.
@@ -82,6 +173,7 @@ impl NodeSpec {
             log: data_dir.with_extension("log"),
             log_filter: TEST_LOG_FILTER.to_owned(),
             address_space: None,
+            env: Vec::new(),
         }
     }
 
@@ -102,6 +194,7 @@ impl NodeSpec {
             log: data_dir.with_extension("log"),
             log_filter: TEST_LOG_FILTER.to_owned(),
             address_space: None,
+            env: Vec::new(),
         }
     }
 
@@ -118,8 +211,22 @@ impl NodeSpec {
         self
     }
 
+    /// Sets an environment variable for the process (e.g. `GUTS_FAILPOINTS`).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Drops the QUIC listen address (private networks are TCP only).
+    pub fn without_quic(mut self) -> Self {
+        while let Some(i) = self.args.iter().position(|a| a.contains("/quic-v1")) {
+            self.args.drain(i - 1..=i);
+        }
         self
     }
 
@@ -150,6 +257,8 @@ impl NodeSpec {
             .args(["--api", "127.0.0.1:0", "--status-interval", "2s"])
             .args(&self.args)
             .env_remove("GUTS_API")
+            .env_remove("GUTS_FAILPOINTS")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -157,6 +266,7 @@ impl NodeSpec {
         let child = cmd.spawn().expect("spawn guts node");
         let mut node = GutsNode {
             child: Some(child),
+            data_dir: self.data_dir.clone(),
             api: None,
             log: self.log.clone(),
             netns: self.netns.clone(),
@@ -169,6 +279,7 @@ impl NodeSpec {
 /// A running `guts node`. Killed on drop; its log is printed if the test is failing.
 pub struct GutsNode {
     child: Option<Child>,
+    data_dir: PathBuf,
     api: Option<SocketAddr>,
     log: PathBuf,
     netns: Option<String>,
@@ -177,27 +288,30 @@ pub struct GutsNode {
 impl GutsNode {
     fn wait_for_api(&mut self) -> SocketAddr {
         eventually(Duration::from_secs(20), "the node's control API", || {
-            if let Some(status) = self
+            // Read the exit status first and the log after, so a node that started and
+            // then ended (a failpoint) is told apart from one that never started.
+            let exited = self
                 .child
                 .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "guts node exited with {status} before starting:\n{}",
-                    self.log_text()
-                );
-            }
+                .and_then(|c| c.try_wait().ok().flatten());
             let log = self.log_text();
             // Text or JSON lines: the address runs until a character no address has.
-            log.lines()
+            let api = log
+                .lines()
                 .find_map(|l| l.split("control API on http://").nth(1))
                 .map(|rest| {
                     rest.chars()
                         .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
                         .collect::<String>()
                 })
-                .and_then(|a| a.parse().ok())
-                .ok_or_else(|| "no 'control API on' line yet".to_owned())
+                .and_then(|a| a.parse().ok());
+            match (api, exited) {
+                (Some(api), _) => Ok(api),
+                (None, Some(status)) => {
+                    panic!("guts node exited with {status} before starting:\n{log}")
+                }
+                (None, None) => Err("no 'control API on' line yet".to_owned()),
+            }
         })
     }
 
@@ -209,6 +323,19 @@ impl GutsNode {
     /// The control API address.
     pub fn api(&self) -> SocketAddr {
         self.api.expect("API address")
+    }
+
+    /// The node's data dir (where its API token is).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The node's current control API token.
+    pub fn token(&self) -> String {
+        fs::read_to_string(self.data_dir.join("api-token"))
+            .expect("read the node's API token")
+            .trim()
+            .to_owned()
     }
 
     /// The process's log so far.
@@ -230,11 +357,35 @@ impl GutsNode {
             }
             None => Command::new(guts_bin()),
         };
+        // As the node's user on its machine: the client finds the token in the data dir.
         cmd.args(args)
             .arg("--api")
             .arg(self.api().to_string())
+            .env("GUTS_DATA_DIR", &self.data_dir)
+            .env_remove("GUTS_API_TOKEN")
             .output()
             .expect("run guts client")
+    }
+
+    /// Runs a client command that must succeed; its stdout. A failure panics with its
+    /// stderr and the node's log.
+    pub fn client_ok(&self, args: &[&str]) -> String {
+        let out = self.client(args);
+        assert!(
+            out.status.success(),
+            "guts {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `git <args>` in `dir` against this node (see [`git_against`]).
+    pub fn git(&self, dir: &Path, args: &[&str]) -> Output {
+        git_against(dir, self.api(), &self.data_dir)
+            .args(args)
+            .output()
+            .expect("run git")
     }
 
     /// Runs a client command (words separated by spaces) with `--json` and decodes its
@@ -285,22 +436,36 @@ impl GutsNode {
 
     /// Sends `signal` and waits up to `grace` for the process to exit.
     pub fn stop_with(&mut self, signal: &str, grace: Duration) -> (ExitStatus, Duration) {
-        let child = self.child.as_mut().expect("running");
         let started = Instant::now();
         let ok = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
+            .args([&format!("-{signal}"), &self.pid().to_string()])
             .status()
             .expect("run kill")
             .success();
         assert!(ok, "kill -{signal} failed");
-        let status = eventually(grace, "the node to exit", || {
+        let status = self.wait_exit(grace);
+        (status, started.elapsed())
+    }
+
+    /// Waits up to `limit` for the process to end (by itself, e.g. a failpoint's abort,
+    /// or after a signal); its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let status = eventually(limit, "the node to exit", || {
             child
                 .try_wait()
                 .expect("wait")
                 .ok_or_else(|| "still running".to_owned())
         });
         self.child = None;
-        (status, started.elapsed())
+        status
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
     }
 
     /// SIGTERM, expecting a clean exit within 5 s.
@@ -333,13 +498,66 @@ impl Drop for GutsNode {
 
 /// A plain HTTP/1.0 GET; returns (status code, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let host = addr.to_string();
+    http(addr, "GET", path, &[("Host", &host)], "").map(|r| (r.code, r.body))
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub code: u16,
+    /// Status line and headers.
+    pub head: String,
+    /// Body.
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// A header's value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_value(&self.head, name)
+    }
+}
+
+/// A header's value in an HTTP head (request or response; case-insensitive name).
+pub fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// One HTTP/1.0 request with exactly these headers (none added: tests choose `Host`,
+/// `Origin` and `Authorization` themselves).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<HttpResponse, String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut request = format!("{method} {path} HTTP/1.0\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut response = String::new();
     stream
         .read_to_string(&mut response)
@@ -350,5 +568,9 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("bad status line in {head:?}"))?;
-    Ok((code, body.to_owned()))
+    Ok(HttpResponse {
+        code,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    })
 }

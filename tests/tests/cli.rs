@@ -185,6 +185,26 @@ fn settings_precedence_flags_env_file_defaults() {
     assert!(text.contains("dht_mode = \"auto\""), "{text}");
     assert!(text.contains("connection_timeout = \"10s\""), "{text}");
     assert!(text.contains("api = \"127.0.0.1:9080\""), "{text}");
+
+    // List settings split on commas in the environment.
+    let out = std::process::Command::new(guts_tests::process::guts_bin())
+        .args(["node", "--print-config"])
+        .env(
+            "GUTS_BOOTSTRAP",
+            "/ip4/10.0.0.1/tcp/9000,/dns4/b.example/tcp/9001",
+        )
+        .env("GUTS_PER_IP_ALLOW", "10.0.0.0/8,192.0.2.7")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = guts_node::Config::from_toml(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let bootstrap: Vec<String> = config.bootstrap.iter().map(|a| a.to_string()).collect();
+    assert_eq!(
+        bootstrap,
+        ["/ip4/10.0.0.1/tcp/9000", "/dns4/b.example/tcp/9001"]
+    );
+    let allow: Vec<String> = config.per_ip_allow.iter().map(|n| n.to_string()).collect();
+    assert_eq!(allow, ["10.0.0.0/8", "192.0.2.7/32"]);
 }
 
 /// Runtime failures: a clear message, exit 1, nothing lost.
@@ -274,6 +294,39 @@ fn runtime_failures_are_clear_and_lose_nothing() {
     }
     assert_eq!(fs::read_to_string(&key).unwrap(), "secret_key = \"00\"\n");
 
+    // A data dir another node is using: exit 1 naming it, and the running node is fine.
+    let shared = tmp.path().join("shared");
+    let running = guts_tests::process::NodeSpec::loopback(&shared).spawn();
+    let out = guts(&[
+        "node",
+        "--data-dir",
+        shared.to_str().unwrap(),
+        "--api",
+        "off",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(shared.to_str().unwrap()),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        running.status().uptime_secs < 3600,
+        "the running node still answers"
+    );
+    // Client commands take the API address from GUTS_API as well as --api.
+    let out = std::process::Command::new(guts_tests::process::guts_bin())
+        .args(["status", "--json"])
+        .env("GUTS_API", running.api().to_string())
+        .env("GUTS_DATA_DIR", &shared)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status: guts_node::api::types::StatusReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status.peer_id, running.status().peer_id);
+
     // No node at the API address.
     let free = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -295,10 +348,18 @@ fn runtime_failures_are_clear_and_lose_nothing() {
 #[test]
 fn unreachable_bootstrap_peer_is_retried_with_backoff() {
     let tmp = tempfile::tempdir().unwrap();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A "peer" that takes each connection and drops it at once: every dial attempt
+    // fails, and the accept times are the attempts' times.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = listener.local_addr().unwrap();
+    let attempts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = attempts.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            seen.lock().unwrap().push(std::time::Instant::now());
+            drop(stream);
+        }
+    });
     let dead_addr = format!("/ip4/127.0.0.1/tcp/{}", dead.port());
     let node = NodeSpec::loopback(&tmp.path().join("n"))
         .args([
@@ -329,10 +390,26 @@ fn unreachable_bootstrap_peer_is_retried_with_backoff() {
         },
     );
     let log = node.log_text();
-    // Backoff: the announced retry delays grow.
+    // Backoff: the announced retry delays grow...
     for delay in ["retrying in 1s", "retrying in 2s", "retrying in 4s"] {
         assert!(log.contains(delay), "no {delay:?} in:\n{log}");
     }
+    // ... and so do the gaps between the attempts the peer actually saw (1 s, 2 s, 4 s).
+    let times = eventually(Duration::from_secs(20), "four attempts", || {
+        let times = attempts.lock().unwrap().clone();
+        if times.len() >= 4 {
+            Ok(times)
+        } else {
+            Err(format!("{} attempts", times.len()))
+        }
+    });
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!("gaps between attempts: {gaps:?}");
+    assert!(gaps[0] >= Duration::from_millis(900), "{gaps:?}");
+    assert!(
+        gaps[1] >= gaps[0] * 3 / 2 && gaps[2] >= gaps[1] * 3 / 2,
+        "{gaps:?}"
+    );
     let status = node.status();
     assert!(
         status
@@ -341,4 +418,64 @@ fn unreachable_bootstrap_peer_is_retried_with_backoff() {
             .all(|b| b.state.starts_with("retrying") || b.state == "dialing"),
         "{status:?}"
     );
+}
+
+/// `guts repo` errors a user can cause: one line, naming the bad value, exit 1 (exit 2 for
+/// a malformed argument), and nothing changed on the node.
+#[test]
+fn repo_errors_are_one_line_naming_the_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = guts_tests::process::NodeSpec::loopback(&tmp.path().join("n")).spawn();
+    let not_git = tmp.path().join("plain");
+    fs::create_dir(&not_git).unwrap();
+    let missing = tmp.path().join("missing");
+    let unknown = "00000000000000000000000000000000";
+    let cases: Vec<(Vec<String>, i32, String)> = vec![
+        (
+            vec!["repo".into(), "show".into(), unknown.into()],
+            1,
+            unknown.into(),
+        ),
+        (
+            vec!["repo".into(), "show".into(), "not-an-id".into()],
+            2,
+            "not-an-id".into(),
+        ),
+        (
+            vec![
+                "repo".into(),
+                "import".into(),
+                not_git.display().to_string(),
+            ],
+            1,
+            not_git.display().to_string(),
+        ),
+        (
+            vec![
+                "repo".into(),
+                "import".into(),
+                missing.display().to_string(),
+            ],
+            1,
+            missing.display().to_string(),
+        ),
+        (
+            vec!["repo".into(), "init".into(), "bad name!".into()],
+            1,
+            "bad name!".into(),
+        ),
+    ];
+    for (args, code, names) in cases {
+        let out = node.client(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(
+            lines.len() == 1 || (code == 2 && lines[0].starts_with("error:")),
+            "{args:?}: not one line:\n{err}"
+        );
+        assert!(lines[0].contains(&names), "{args:?}: {err}");
+    }
+    let repos: Vec<guts_node::api::types::RepoSummary> = node.client_json("repo list").unwrap();
+    assert!(repos.is_empty(), "{repos:?}");
 }

@@ -68,25 +68,43 @@ fn a_five_node_compose_cluster_replicates_and_survives_partition_kill_and_newcom
     all_hold(&nodes, &id, &expected);
     let replicated = started.elapsed();
 
-    // The published API answers on this machine's loopback; git-remote-guts here cannot
-    // read a store inside a container, and says so instead of failing obscurely.
-    let bin_dir = guts_tests::process::guts_bin()
-        .parent()
-        .expect("bin dir")
-        .to_owned();
+    // The published API answers on this machine's loopback, but only with the node's
+    // token: `guts api-token` inside the container prints it (as `scripts/cluster token`
+    // does). git-remote-guts here then cannot read a store inside a container, and says
+    // so instead of failing obscurely.
+    let host_guts = |token: Option<&str>, args: &[&str]| {
+        let mut cmd = Command::new(guts_tests::process::guts_bin());
+        cmd.args(args)
+            .env("GUTS_API", cluster.bootstrap_api())
+            .env("GUTS_DATA_DIR", "/nonexistent");
+        match token {
+            Some(t) => cmd.env("GUTS_API_TOKEN", t),
+            None => cmd.env_remove("GUTS_API_TOKEN"),
+        };
+        cmd.output().expect("run guts")
+    };
+    let denied = host_guts(None, &["status"]);
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        !denied.status.success() && stderr.contains("API token"),
+        "the host reached a container's API without its token: {stderr}"
+    );
+    let token =
+        run(Command::new("docker").args(["exec", &nodes[0], "/usr/local/bin/guts", "api-token"]));
+    let token = token.trim();
+    let status = host_guts(Some(token), &["status", "--json"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let scratch = tempfile::tempdir().expect("temp dir");
     let clone = Command::new("git")
         .args(["clone", &format!("guts://{id}"), "demo"])
         .current_dir(scratch.path())
         .env("GUTS_API", cluster.bootstrap_api())
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin_dir.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
+        .env("GUTS_API_TOKEN", token)
+        .env("PATH", guts_tests::process::path_with_helper())
         .output()
         .expect("run git clone");
     let stderr = String::from_utf8_lossy(&clone.stderr);
@@ -130,28 +148,33 @@ fn a_five_node_compose_cluster_replicates_and_survives_partition_kill_and_newcom
         seed: 7,
     }
     .build("big");
+    // A slow link into node 3 (4 Mbit/s: the 8 MB take over 15 s), so the kill lands
+    // mid-transfer for certain; the qdisc goes with the container's network namespace.
+    // A slow link into node 3 (4 Mbit/s: the 8 MB take over 15 s), so the kill lands
+    // mid-transfer for certain.
+    compose::throttle_into(node3, "4mbit");
+    let rx_before = compose::rx_bytes(node3);
     let big_id = compose::import(&nodes[0], big.path(), "big");
-    eventually(CONVERGE, "node 3 to hear of the new repository", || {
+    eventually(CONVERGE, "node 3 to be fetching the new repository", || {
         let repos = compose::repos(node3)?;
-        if repos.iter().any(|r| r.id == big_id) {
+        let received = compose::rx_bytes(node3) - rx_before;
+        if repos.iter().any(|r| r.id == big_id) && received > 1 << 20 {
             Ok(())
         } else {
-            Err(format!("{} repositories", repos.len()))
+            Err(format!("{} repositories, {received} bytes in", repos.len()))
         }
     });
     let before_kill = compose::repos(node3).expect("repo list");
-    let stores: Vec<String> = before_kill.iter().map(|r| r.path.clone()).collect();
     run(Command::new("docker").args(["kill", node3]));
     let big_state = before_kill
         .iter()
         .find(|r| r.id == big_id)
         .map_or(0, |r| r.sequence);
-    // The store as the crash left it: every object it refers to is there.
-    for store in &stores {
-        let copy = compose::copy_out(node3, store);
-        if copy.path().join("copy/objects").exists() {
-            fsck(&copy.path().join("copy"));
-        }
+    assert_eq!(big_state, 0, "node 3 was killed mid-transfer, not after it");
+    // The store as the crash left it: every repository node 3 held passes fsck.
+    for r in before_kill.iter().filter(|r| r.sequence > 0) {
+        let copy = compose::copy_out(node3, &r.path);
+        fsck(&copy.path().join("copy"));
     }
     run(Command::new("docker").args(["start", node3]));
     eventually(CONVERGE, "node 3 to answer after restart", || {
@@ -188,14 +211,57 @@ fn a_five_node_compose_cluster_replicates_and_survives_partition_kill_and_newcom
         }
     });
     all_hold(std::slice::from_ref(&newcomer), &id, &after);
+    all_hold(std::slice::from_ref(&newcomer), &big_id, &big_refs);
 
     eprintln!(
         "compose up to every node connected: {connected:.1?}; to replicated everywhere: \
-         {replicated:.1?}; reconnect to converged: {reconverged:.1?}; node 3 killed {}",
-        if big_state == 0 {
-            "before it held the new repository"
-        } else {
-            "after it held the new repository"
-        }
+         {replicated:.1?}; reconnect to converged: {reconverged:.1?}; node 3 killed mid-transfer"
     );
+}
+
+/// The private variant (`docker-compose.private.yml`): the members, sharing the swarm
+/// key, form the cluster; a node on the same network without the key, found by DNS and
+/// mDNS alike, never connects to any of them.
+#[test]
+fn a_private_compose_cluster_admits_only_nodes_with_its_key() {
+    let keys = tempfile::tempdir().expect("temp dir");
+    let key = keys.path().join("swarm.key");
+    let out = guts_tests::process::guts(&["swarm-key"]);
+    assert!(out.status.success());
+    std::fs::write(&key, &out.stdout).expect("write the key");
+    let mut cluster = Compose::up_private(2, &key);
+    let members = cluster.containers();
+    assert_eq!(members.len(), 3, "{members:?}");
+    eventually(CONVERGE, "the members to connect", || {
+        for c in &members {
+            let s = compose::status(c)?;
+            if s.connected_peers < 2 {
+                return Err(format!("{c}: {} connected", s.connected_peers));
+            }
+            if s.listen_addresses.iter().any(|a| a.contains("quic")) {
+                return Err(format!("{c} listens on QUIC: {:?}", s.listen_addresses));
+            }
+        }
+        Ok(())
+    });
+    let outsider =
+        cluster.start_lone_node_with("outsider", &["--bootstrap", "/dns4/bootstrap/tcp/9000"]);
+    let outsider_id = eventually(CONVERGE, "the outsider's bootstrap dial to fail", || {
+        let s = compose::status(&outsider)?;
+        match s.bootstrap.first() {
+            Some(b) if b.state.starts_with("retrying") => Ok(s.peer_id),
+            other => Err(format!("bootstrap {other:?}")),
+        }
+    });
+    let s = compose::status(&outsider).expect("outsider status");
+    assert_eq!(s.connected_peers, 0);
+    assert_eq!(s.routing_table_size, 0, "the outsider learned no peer id");
+    for c in &members {
+        let peers: Vec<guts_node::api::types::PeerReport> =
+            compose::guts_json(c, &["peers", "--json"]).expect("peers");
+        assert!(
+            peers.iter().all(|p| p.peer_id != outsider_id),
+            "{c} connected to the outsider"
+        );
+    }
 }

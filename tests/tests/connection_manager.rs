@@ -435,3 +435,115 @@ async fn max_connections_is_a_hard_cap() {
         status.connections
     );
 }
+
+/// A peer opening a third connection is refused (`max_connections_per_peer` = 2), and
+/// handshakes that never finish stop at `max_pending_inbound` = 2: the excess is refused
+/// and counted under its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_peer_and_pending_handshakes_are_capped() {
+    let node = TestNode::start(|c| {
+        c.max_connections_per_peer = 2;
+        c.max_pending_inbound = 2;
+        c.connection_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let mut raw = RawPeer::new(&NetworkName::default_network()).await;
+    let raw_id = raw.peer_id().to_string();
+    let node_id = node.handle.peer_id();
+    let addr = node.addr.clone();
+    let (dial, mut dials) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let driver = tokio::spawn(async move {
+        use futures::StreamExt;
+        loop {
+            tokio::select! {
+                _ = raw.swarm.select_next_some() => {}
+                Some(()) = dials.recv() => {
+                    // `Always`: a new connection each time, however many are open.
+                    let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(node_id)
+                        .addresses(vec![addr.clone()])
+                        .condition(libp2p::swarm::dial_opts::PeerCondition::Always)
+                        .build();
+                    raw.swarm.dial(opts).expect("dial");
+                }
+            }
+        }
+    });
+    let open = || async {
+        let peers = node.handle.peers().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(
+            peers
+                .iter()
+                .find(|p| p.peer_id == raw_id)
+                .map_or(0, |p| p.connections),
+        )
+    };
+    // One at a time, so the handshakes do not meet the pending cap below.
+    for n in 1..=2 {
+        dial.send(()).unwrap();
+        eventually_async(Duration::from_secs(20), "a connection", || async {
+            match open().await? {
+                k if k >= n => Ok(()),
+                k => Err(format!("{k} open")),
+            }
+        })
+        .await;
+    }
+    dial.send(()).unwrap();
+    eventually_async(
+        Duration::from_secs(20),
+        "two connections from the peer, the third refused",
+        || async {
+            let status = node.handle.status().await.map_err(|e| e.to_string())?;
+            let peers = node.handle.peers().await.map_err(|e| e.to_string())?;
+            let open = peers
+                .iter()
+                .find(|p| p.peer_id == raw_id)
+                .map(|p| p.connections);
+            let denied = status.connections.denied["max_per_peer"];
+            if open == Some(2) && denied >= 1 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{open:?} open, {denied} refused: {:?}",
+                    status.connections
+                ))
+            }
+        },
+    )
+    .await;
+    driver.abort();
+
+    // Plain TCP connections that never start the handshake stay pending until the
+    // connection timeout; a third is refused at once.
+    let port = node
+        .addr
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .expect("a TCP address");
+    let _silent: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    eventually_async(
+        Duration::from_secs(20),
+        "two handshakes pending, the third refused",
+        || async {
+            let c = node
+                .handle
+                .status()
+                .await
+                .map_err(|e| e.to_string())?
+                .connections;
+            let denied = c.denied["max_pending_inbound"];
+            if c.pending_inbound == 2 && denied >= 1 {
+                Ok(())
+            } else {
+                Err(format!("{} pending, {denied} refused", c.pending_inbound))
+            }
+        },
+    )
+    .await;
+    node.shutdown().await;
+}

@@ -118,6 +118,7 @@ mod seeds {
 
     use super::targets::{entry_header, sha1, zlib_stored};
     use super::*;
+    use guts_tests::crafted::{delta_varint, ofs_delta_offset};
 
     fn key(seed: u8) -> SigningKey {
         SigningKey::from_bytes(&[seed; 32])
@@ -487,8 +488,8 @@ mod seeds {
     /// A pack of `base` as a blob and an offset delta on it that copies the whole base
     /// until it has built `result` bytes (in zlib stored blocks).
     fn delta_pack(base: &[u8], result: u64) -> Vec<u8> {
-        let mut delta = varint(base.len() as u64);
-        delta.extend(varint(result));
+        let mut delta = delta_varint(base.len() as u64);
+        delta.extend(delta_varint(result));
         let size = u16::try_from(base.len()).unwrap().to_le_bytes();
         // Copy from offset 0 (no offset bytes), two size bytes; at most 64 KiB of them.
         for _ in 0..(result / base.len() as u64).min(256) {
@@ -502,34 +503,11 @@ mod seeds {
         pack.extend(zlib_stored(base));
         let delta_at = pack.len();
         pack.extend(entry_header(6, delta.len() as u64));
-        // The distance back to the base, in git's offset encoding.
-        let mut back = (delta_at - base_at) as u64;
-        let mut offset = vec![(back & 0x7f) as u8];
-        back >>= 7;
-        while back > 0 {
-            back -= 1;
-            offset.insert(0, 0x80 | (back & 0x7f) as u8);
-            back >>= 7;
-        }
-        pack.extend(offset);
+        pack.extend(ofs_delta_offset((delta_at - base_at) as u64));
         pack.extend(zlib_stored(&delta));
         let trailer = sha1(&pack);
         pack.extend(trailer);
         pack
-    }
-
-    /// A delta's size varint.
-    fn varint(mut n: u64) -> Vec<u8> {
-        let mut out = Vec::new();
-        loop {
-            let b = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(b);
-                return out;
-            }
-            out.push(b | 0x80);
-        }
     }
 
     /// Checks that a pack target accepts its `seed-ok-*` seeds and refuses the others.

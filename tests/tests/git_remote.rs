@@ -7,28 +7,7 @@ use std::time::Duration;
 
 use guts_node::api::types::{RepoDetail, RepoSummary};
 use guts_tests::eventually;
-use guts_tests::process::{GutsNode, NodeSpec, guts_bin};
-
-/// Runs git in `dir` talking to the node at `node` (its API), with the helper on PATH.
-fn git(dir: &Path, node: &GutsNode, args: &[&str]) -> Output {
-    let bin_dir = guts_bin().parent().unwrap().to_owned();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("PATH", path)
-        .env("GUTS_API", node.api().to_string())
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .expect("run git")
-}
+use guts_tests::process::{GutsNode, NodeSpec, path_with_helper};
 
 fn ok(out: Output, what: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -42,9 +21,9 @@ fn text(out: &Output) -> String {
 
 fn commit(dir: &Path, node: &GutsNode, file: &str, content: &str, message: &str) {
     std::fs::write(dir.join(file), content).unwrap();
-    ok(git(dir, node, &["add", file]), "git add");
+    ok(node.git(dir, &["add", file]), "git add");
     ok(
-        git(dir, node, &["commit", "-q", "-m", message]),
+        node.git(dir, &["commit", "-q", "-m", message]),
         "git commit",
     );
 }
@@ -55,7 +34,7 @@ fn detail(node: &GutsNode, id: &str) -> RepoDetail {
 
 /// The remote's branches and tags as `git ls-remote` shows them through the helper.
 fn ls_remote(dir: &Path, node: &GutsNode, url: &str) -> Vec<String> {
-    let out = git(dir, node, &["ls-remote", url]);
+    let out = node.git(dir, &["ls-remote", url]);
     // As `git for-each-ref` prints them: no HEAD, no peeled tags, a space.
     let mut lines: Vec<String> = text(&out)
         .lines()
@@ -80,39 +59,38 @@ fn owner_pushes_others_clone_and_pull_and_only_the_owner_moves_refs() {
     // The owner's working repository: branches, tags, a merge.
     let work = tmp.path().join("work");
     std::fs::create_dir(&work).unwrap();
-    ok(git(&work, &a, &["init", "-q", "-b", "main"]), "git init");
+    ok(a.git(&work, &["init", "-q", "-b", "main"]), "git init");
     commit(&work, &a, "README", "hello\n", "first");
     ok(
-        git(&work, &a, &["tag", "-a", "v1", "-m", "release 1"]),
+        a.git(&work, &["tag", "-a", "v1", "-m", "release 1"]),
         "git tag",
     );
     ok(
-        git(&work, &a, &["checkout", "-q", "-b", "feature"]),
+        a.git(&work, &["checkout", "-q", "-b", "feature"]),
         "git checkout",
     );
     commit(&work, &a, "feature.txt", "f\n", "feature");
-    ok(git(&work, &a, &["checkout", "-q", "main"]), "git checkout");
+    ok(a.git(&work, &["checkout", "-q", "main"]), "git checkout");
     commit(&work, &a, "main.txt", "m\n", "main work");
     ok(
-        git(&work, &a, &["merge", "-q", "--no-edit", "feature"]),
+        a.git(&work, &["merge", "-q", "--no-edit", "feature"]),
         "git merge",
     );
-    ok(git(&work, &a, &["tag", "v0", "HEAD~1"]), "git tag");
+    ok(a.git(&work, &["tag", "v0", "HEAD~1"]), "git tag");
     ok(
-        git(&work, &a, &["remote", "add", "origin", &url]),
+        a.git(&work, &["remote", "add", "origin", &url]),
         "git remote add",
     );
     let pushed = ok(
-        git(&work, &a, &["push", "origin", "main", "feature", "--tags"]),
+        a.git(&work, &["push", "origin", "main", "feature", "--tags"]),
         "git push",
     );
     assert!(
         pushed.contains("[new branch]") && pushed.contains("[new tag]"),
         "{pushed}"
     );
-    let local_refs = text(&git(
+    let local_refs = text(&a.git(
         &work,
-        &a,
         &[
             "for-each-ref",
             "--format=%(objectname) %(refname)",
@@ -131,7 +109,7 @@ fn owner_pushes_others_clone_and_pull_and_only_the_owner_moves_refs() {
     // B clones by URL: the same refs and content.
     let clone = tmp.path().join("clone");
     ok(
-        git(tmp.path(), &b, &["clone", &url, clone.to_str().unwrap()]),
+        b.git(tmp.path(), &["clone", &url, clone.to_str().unwrap()]),
         "git clone",
     );
     assert_eq!(ls_remote(&clone, &b, &url), expected);
@@ -139,20 +117,20 @@ fn owner_pushes_others_clone_and_pull_and_only_the_owner_moves_refs() {
         std::fs::read_to_string(clone.join("feature.txt")).unwrap(),
         "f\n"
     );
-    let head = |dir: &Path, node: &GutsNode| text(&git(dir, node, &["rev-parse", "HEAD"]));
+    let head = |dir: &Path, node: &GutsNode| text(&node.git(dir, &["rev-parse", "HEAD"]));
     assert_eq!(head(&clone, &b), head(&work, &a));
 
     // A new push on A shows up with git pull on B.
     commit(&work, &a, "README", "hello\nagain\n", "second");
-    ok(git(&work, &a, &["push", "origin", "main"]), "git push");
-    ok(git(&clone, &b, &["pull", "-q"]), "git pull");
+    ok(a.git(&work, &["push", "origin", "main"]), "git push");
+    ok(b.git(&clone, &["pull", "-q"]), "git pull");
     assert_eq!(head(&clone, &b), head(&work, &a));
 
     // B does not own it: its push is refused, nothing moves anywhere.
     let seq_a = detail(&a, &id).summary.sequence;
     let before = ls_remote(&work, &a, &url);
     commit(&clone, &b, "evil.txt", "x\n", "not the owner's");
-    let refused = git(&clone, &b, &["push", "origin", "main"]);
+    let refused = b.git(&clone, &["push", "origin", "main"]);
     assert!(!refused.status.success());
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -166,34 +144,46 @@ fn owner_pushes_others_clone_and_pull_and_only_the_owner_moves_refs() {
     // The owner rewrites main (refused without --force, taken with it) and deletes a
     // branch; both reach B.
     ok(
-        git(&work, &a, &["reset", "-q", "--hard", "HEAD~1"]),
+        a.git(&work, &["reset", "-q", "--hard", "HEAD~1"]),
         "git reset",
     );
     commit(&work, &a, "README", "rewritten\n", "rewritten");
-    let non_ff = git(&work, &a, &["push", "origin", "main"]);
+    let before = detail(&a, &id);
+    let non_ff = a.git(&work, &["push", "origin", "main"]);
     assert!(
         !non_ff.status.success(),
         "a non-fast-forward push needs --force"
     );
+    let said = String::from_utf8_lossy(&non_ff.stderr);
+    assert!(
+        said.contains("main") && said.contains("non-fast-forward"),
+        "git names the refused ref and why: {said}"
+    );
+    let after = detail(&a, &id);
+    assert_eq!(after.refs, before.refs, "the refused push moved no ref");
+    assert_eq!(
+        after.summary.sequence, before.summary.sequence,
+        "and signed nothing"
+    );
     ok(
-        git(&work, &a, &["push", "--force", "origin", "main"]),
+        a.git(&work, &["push", "--force", "origin", "main"]),
         "git push --force",
     );
     ok(
-        git(&work, &a, &["push", "origin", "--delete", "feature"]),
+        a.git(&work, &["push", "origin", "--delete", "feature"]),
         "git push --delete",
     );
     ok(
-        git(&clone, &b, &["fetch", "-q", "--prune", "origin"]),
+        b.git(&clone, &["fetch", "-q", "--prune", "origin"]),
         "git fetch --prune",
     );
-    let remote_branches = text(&git(&clone, &b, &["branch", "-r"]));
+    let remote_branches = text(&b.git(&clone, &["branch", "-r"]));
     assert!(
         !remote_branches.contains("origin/feature"),
         "{remote_branches}"
     );
     assert_eq!(
-        text(&git(&clone, &b, &["rev-parse", "origin/main"])),
+        text(&b.git(&clone, &["rev-parse", "origin/main"])),
         head(&work, &a)
     );
     // And B's node holds exactly the owner's refs.
@@ -212,20 +202,22 @@ fn owner_pushes_others_clone_and_pull_and_only_the_owner_moves_refs() {
 fn git_errors_say_what_is_wrong_in_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let node = NodeSpec::loopback(&tmp.path().join("n")).spawn();
+    // One line that says it, from the helper: not a backtrace, not a screenful.
     let fatal = |out: Output| {
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        err.lines()
-            .find(|l| l.starts_with("fatal: guts:"))
-            .map(str::to_owned)
-            .unwrap_or(err)
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("fatal: guts:"))
+            .collect();
+        assert_eq!(lines.len(), 1, "one fatal line from the helper:\n{err}");
+        lines[0].to_owned()
     };
     let dest = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
 
     let unknown = "00000000000000000000000000000000";
-    let line = fatal(git(
+    let line = fatal(node.git(
         tmp.path(),
-        &node,
         &["clone", &format!("guts://{unknown}"), &dest("u")],
     ));
     assert!(
@@ -238,11 +230,7 @@ fn git_errors_say_what_is_wrong_in_one_line() {
         "a failed clone does not leave the node following it: {repos:?}"
     );
 
-    let line = fatal(git(
-        tmp.path(),
-        &node,
-        &["clone", "guts://not-an-id", &dest("m")],
-    ));
+    let line = fatal(node.git(tmp.path(), &["clone", "guts://not-an-id", &dest("m")]));
     assert!(line.contains("not-an-id") && line.contains("32"), "{line}");
 
     let mut stopped = NodeSpec::loopback(&tmp.path().join("gone")).spawn();
@@ -250,14 +238,7 @@ fn git_errors_say_what_is_wrong_in_one_line() {
     stopped.stop();
     let out = Command::new("git")
         .args(["clone", &format!("guts://{unknown}"), &dest("g")])
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                guts_bin().parent().unwrap().display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
+        .env("PATH", path_with_helper())
         .env("GUTS_API", addr.to_string())
         .output()
         .unwrap();

@@ -211,8 +211,9 @@ async fn bad_data_from_a_hostile_peer_is_refused_and_the_honest_holder_serves() 
             },
         )
         .await;
-        let penalties_before =
-            victim.handle.status().await.unwrap().connections.penalties[misdeed.penalty()];
+        let before = victim.handle.status().await.unwrap().connections;
+        let (penalties_before, banned_before) =
+            (before.penalties[misdeed.penalty()], before.banned_peers);
 
         let outcome = victim
             .handle
@@ -230,6 +231,34 @@ async fn bad_data_from_a_hostile_peer_is_refused_and_the_honest_holder_serves() 
             }
             other => panic!("round {round}: {other:?}"),
         }
+        // The hostile peer itself paid: bad data (weight 100) bans it at once, the lighter
+        // penalties leave it connected with a negative score. The honest owner is not blamed.
+        let peers = victim.handle.peers().await.unwrap();
+        let score = |id: String| peers.iter().find(|p| p.peer_id == id).map(|p| p.score);
+        let hostile_score = score(hostile_id.to_string());
+        let banned = victim
+            .handle
+            .status()
+            .await
+            .unwrap()
+            .connections
+            .banned_peers;
+        if misdeed.penalty() == "bad_data" {
+            assert!(
+                hostile_score.is_none() && banned > banned_before,
+                "round {round}: not banned (score {hostile_score:?}, {banned} banned)"
+            );
+        } else {
+            assert!(
+                hostile_score.is_some_and(|s| s < 0.0),
+                "round {round}: the hostile peer's score is {hostile_score:?}"
+            );
+        }
+        assert_eq!(
+            score(owner.handle.peer_id().to_string()),
+            Some(0.0),
+            "round {round}: the owner was blamed"
+        );
         let status = victim.handle.status().await.unwrap();
         assert!(
             status.connections.penalties[misdeed.penalty()] > penalties_before,

@@ -80,3 +80,60 @@ fn mdns_finds_lan_peers_and_respects_the_service_tag() {
         },
     );
 }
+
+/// A node with an allow-list keeps the listed LAN peer and refuses a stranger that found
+/// it by mDNS, in both directions, while the stranger and the listed peer get on fine.
+#[test]
+fn an_allow_list_node_refuses_a_stranger_found_by_mdns() {
+    let lan = Lan::new(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let b_dir = tmp.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let out = guts_tests::process::guts(&["id", "--data-dir", b_dir.to_str().unwrap()]);
+    assert!(out.status.success());
+    let b_id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let a = NodeSpec::on_lan(&lan, 0, &tmp.path().join("a"))
+        .args(["--allow-peer", &b_id])
+        .spawn();
+    let b = NodeSpec::on_lan(&lan, 1, &b_dir).spawn();
+    let c = NodeSpec::on_lan(&lan, 2, &tmp.path().join("c")).spawn();
+    let (a_id, c_id) = (a.status().peer_id, c.status().peer_id);
+    assert_eq!(b.status().peer_id, b_id);
+    assert_eq!(a.status().allowed_peers, Some(1));
+    assert_eq!(b.status().allowed_peers, None);
+
+    let connected =
+        |x: &guts_tests::process::GutsNode, id: &str| x.peers().iter().any(|p| p.peer_id == id);
+    eventually(
+        Duration::from_secs(30),
+        "a to connect to b, and b to c",
+        || {
+            if connected(&a, &b_id) && connected(&b, &c_id) {
+                Ok(())
+            } else {
+                Err(format!("a peers {:?}, b peers {:?}", a.peers(), b.peers()))
+            }
+        },
+    );
+    eventually(Duration::from_secs(30), "a to refuse c", || {
+        let denied = a
+            .status()
+            .connections
+            .denied
+            .get("not_allowed")
+            .copied()
+            .unwrap_or(0);
+        let logged = a
+            .log_text()
+            .lines()
+            .any(|l| l.contains("not_allowed") && l.contains(&c_id));
+        if denied > 0 && logged {
+            Ok(())
+        } else {
+            Err(format!("{denied} denials, logged: {logged}"))
+        }
+    });
+    assert!(!connected(&a, &c_id), "a admitted a stranger");
+    assert!(!connected(&c, &a_id), "the stranger reached a");
+    assert!(connected(&a, &b_id), "a kept the peer it allows");
+}

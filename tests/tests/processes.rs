@@ -113,6 +113,54 @@ fn json_logs_are_one_object_per_line() {
         "{status_line}"
     );
     assert_eq!(status_line["level"], "INFO");
+    // Every line of a whole run, shutdown included, is one JSON object with a time, a
+    // level and where it came from.
+    let mut node = node;
+    node.stop();
+    let log = node.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() > 3, "{log}");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
+        for field in ["timestamp", "level", "target"] {
+            assert!(v.get(field).is_some(), "no {field} in {line}");
+        }
+    }
+    assert!(log.contains("shutting down"), "{log}");
+}
+
+/// The one-line text status log: every status interval, the peer and the counts.
+#[test]
+fn the_text_status_line_reports_peers_and_routing_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = NodeSpec::loopback(&tmp.path().join("a")).spawn();
+    let b = NodeSpec::loopback(&tmp.path().join("b"))
+        .args(["--bootstrap", &a.tcp_addr()])
+        .spawn();
+    let a_id = a.status().peer_id;
+    let short = format!("{}…{}", &a_id[..6], &a_id[a_id.len() - 6..]);
+    eventually(
+        Duration::from_secs(20),
+        "a status line with one peer",
+        || {
+            let log = a.log_text();
+            let line = log
+                .lines()
+                .rfind(|l| l.contains("guts::status") && l.contains(" status "))
+                .ok_or("no status line yet")?
+                .to_owned();
+            if line.contains(&format!("peer={short}"))
+                && line.contains("connected_peers=1")
+                && line.contains("routing_table=1")
+            {
+                Ok(())
+            } else {
+                Err(line)
+            }
+        },
+    );
+    drop(b);
 }
 
 /// `guts connect` dials a peer and keeps it; the text and JSON outputs agree; health and
@@ -158,10 +206,39 @@ fn connect_status_health_and_metrics() {
     let (code, body) = http_get(b.api(), "/metrics").unwrap();
     assert_eq!(code, 200);
     assert!(body.contains("guts_connected_peers 1"), "{body}");
+    // Every metric README lists is exported, with its type.
+    for name in [
+        "connected_peers",
+        "routing_table_size",
+        "bootstrap_dials",
+        "peers_rejected",
+        "announcements",
+        "equivocations",
+        "fetched_packs",
+        "fetched_objects",
+        "fetched_bytes",
+        "served_packs",
+        "served_bytes",
+        "connections",
+        "connections_denied",
+        "connections_trimmed",
+        "dials_queued",
+        "dials_in_flight",
+        "dials_started",
+        "dials_failed",
+        "penalties",
+        "bans",
+        "banned_peers",
+    ] {
+        assert!(
+            body.contains(&format!("# TYPE guts_{name} ")),
+            "guts_{name} is not exported:\n{body}"
+        );
+    }
     assert!(
         body.contains("libp2p_identify_"),
         "libp2p's own metrics are exported"
     );
     let (code, _) = http_get(b.api(), "/nope").unwrap();
-    assert_eq!(code, 404);
+    assert_eq!(code, 401, "unknown paths need the token too");
 }

@@ -97,6 +97,63 @@ async fn an_imported_repository_replicates_and_then_only_new_objects_cross() {
     }
 }
 
+/// With anti-entropy out of the way (an hour), a new snapshot still reaches followers:
+/// the announcement alone carries it, so a dead announcement path cannot hide behind
+/// the periodic check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_alone_brings_followers_a_new_snapshot() {
+    let hour = Duration::from_secs(3600);
+    let a = TestNode::start(|c| c.anti_entropy_interval = hour).await;
+    let boot = a.addr.clone();
+    let mut followers = Vec::new();
+    for _ in 0..2 {
+        let boot = boot.clone();
+        followers.push(
+            TestNode::start(move |c| {
+                c.bootstrap = vec![boot];
+                c.anti_entropy_interval = hour;
+            })
+            .await,
+        );
+    }
+    let work = WorkRepo::with_history("news");
+    let (summary, _) = a.handle.import(work.path().to_owned(), None).await.unwrap();
+    let id: RepositoryId = summary.id.parse().unwrap();
+    for f in &followers {
+        f.handle.follow(id).await.unwrap();
+        f.handle.sync(id, None, None).await.unwrap();
+    }
+    // Announcements travel the gossip mesh: wait until it has formed.
+    eventually_async(Duration::from_secs(30), "A's announcement mesh", || async {
+        let n = a
+            .handle
+            .status()
+            .await
+            .map_err(|e| e.to_string())?
+            .gossip_mesh_peers;
+        if n >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{n} mesh peers"))
+        }
+    })
+    .await;
+    work.commit("refs/heads/main", &[("NEWS", b"news\n".as_slice())], "news");
+    let (summary, _) = a.handle.import(work.path().to_owned(), None).await.unwrap();
+    assert_eq!(summary.sequence, 2);
+    for f in &followers {
+        let detail = holds(&f.handle, id, 2).await;
+        assert_eq!(
+            refs(&PathBuf::from(&detail.summary.path)),
+            refs(work.path())
+        );
+    }
+    a.shutdown().await;
+    for f in followers {
+        f.shutdown().await;
+    }
+}
+
 /// A node that was offline while the repository changed catches up when it comes back,
 /// with no announcement to tell it: anti-entropy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,14 @@
-//! The local HTTP control API: health, Prometheus metrics, status, peers, connect.
+//! The local HTTP control API: health, Prometheus metrics, status, peers, connect,
+//! repositories. Everything but `/health` needs the node's token ([`guard`]).
+
+mod error;
+mod guard;
 
 /// The JSON bodies, from their own crate (re-exported for the node's embedders).
 pub use guts_api as types;
 
 use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -20,7 +25,8 @@ use guts_protocol::{RepoName, RepositoryId};
 use crate::config::parse_multiaddr;
 use crate::error::NodeError;
 use crate::handle::NodeHandle;
-use types::{ConnectRequest, ConnectResponse, ErrorBody};
+use error::ApiError;
+use types::{ConnectRequest, ConnectResponse};
 
 #[derive(Clone)]
 struct ApiState {
@@ -31,19 +37,24 @@ struct ApiState {
 /// The running API server.
 pub(crate) struct Server {
     local_addr: SocketAddr,
+    token_file: PathBuf,
+    token: guts_api::auth::Token,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
 
 impl Server {
+    /// Binds `addr` and writes a fresh token to `data_dir`.
     pub async fn start(
         addr: SocketAddr,
+        data_dir: &FsPath,
         node: NodeHandle,
         registry: Arc<Registry>,
     ) -> Result<Server, NodeError> {
         if !addr.ip().is_loopback() {
             tracing::warn!(
-                "the control API listens on {addr}, which is not loopback: anyone who can reach it can control this node"
+                "the control API listens on {addr}, which is not loopback: anyone who can reach it and holds the token in {} can control this node",
+                guts_api::auth::token_path(data_dir).display()
             );
         }
         let listener = tokio::net::TcpListener::bind(addr)
@@ -68,6 +79,20 @@ impl Server {
             .route("/api/v1/repos/{id}/follow", post(follow))
             .route("/api/v1/repos/{id}/sync", post(sync))
             .with_state(ApiState { node, registry });
+        let (token, loose) = guts_api::auth::write_token_file(data_dir)?;
+        let token_file = guts_api::auth::token_path(data_dir);
+        if let Some(mode) = loose {
+            tracing::warn!(
+                "{} was readable by other users (mode {mode:o}); replaced it with a fresh token, mode 600",
+                token_file.display()
+            );
+        }
+        let app = app
+            .layer(axum::middleware::from_fn_with_state(
+                guard::Guard::new(token.clone(), local_addr),
+                guard::guard,
+            ))
+            .into_make_service_with_connect_info::<SocketAddr>();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -77,9 +102,14 @@ impl Server {
                 tracing::error!("control API failed: {e}");
             }
         });
-        tracing::info!("control API on http://{local_addr}");
+        tracing::info!(
+            "control API on http://{local_addr} (token in {})",
+            token_file.display()
+        );
         Ok(Server {
             local_addr,
+            token_file,
+            token,
             stop,
             task,
         })
@@ -89,40 +119,15 @@ impl Server {
         self.local_addr
     }
 
+    /// Stops serving and removes the token file (unless a newer node rewrote it), so
+    /// clients say "no node" rather than "wrong token".
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
-    }
-}
-
-/// An error answer: a status code and `{"error": "..."}`.
-struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(ErrorBody { error: self.1 })).into_response()
-    }
-}
-
-impl From<NodeError> for ApiError {
-    fn from(e: NodeError) -> Self {
-        use guts_storage::StorageError as S;
-        let code = match &e {
-            NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
-            NodeError::Dial { .. } => StatusCode::BAD_GATEWAY,
-            NodeError::Storage(
-                S::NotAGitRepository { .. }
-                | S::NothingToImport { .. }
-                | S::BadName { .. }
-                | S::BadStaging(_)
-                | S::BadObject { .. },
-            ) => StatusCode::BAD_REQUEST,
-            NodeError::Storage(S::NotOwner { .. }) => StatusCode::FORBIDDEN,
-            NodeError::Storage(S::UnknownRepository(_)) => StatusCode::NOT_FOUND,
-            NodeError::Storage(S::AlreadyExists(_)) => StatusCode::CONFLICT,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(code, e.to_string())
+        let ours = guts_api::auth::read_token_file(&self.token_file).is_ok_and(|t| t == self.token);
+        if ours {
+            let _ = std::fs::remove_file(&self.token_file);
+        }
     }
 }
 

@@ -4,6 +4,9 @@
 //! dial rate limiting, scores and bans are ours. This behaviour comes first in the node's
 //! (`network/behaviour.rs`), so it decides before any protocol sees a connection:
 //!
+//! - **Allow-list** (`allow_peers`): when set, any other peer is refused as soon as its
+//!   identity is known (after the Noise handshake, before any protocol runs), and never
+//!   dialled.
 //! - **Caps**: established connections, pending inbound, per peer; inbound connections
 //!   per remote IP, counted from the pending stage (loopback and an allow-list exempt).
 //! - **Watermarks**: on each heartbeat, above the high watermark the least valuable
@@ -43,7 +46,7 @@ use libp2p::swarm::{
 };
 
 use crate::config::Config;
-use crate::metrics::{ManagerMetrics, Reason};
+use crate::metrics::{Direction, ManagerMetrics, Reason};
 use dial_queue::{Blocked, DialQueue};
 use handler::Handler;
 use inbound_ips::{InboundIps, ip_of};
@@ -63,7 +66,8 @@ pub enum Protection {
 }
 
 /// Every reason a connection may be refused, as metric labels.
-pub const DENIAL_REASONS: [&str; 6] = [
+pub const DENIAL_REASONS: [&str; 7] = [
+    "not_allowed",
     "per_ip",
     "max_connections",
     "max_pending_inbound",
@@ -161,6 +165,8 @@ pub struct Counts {
 /// The connection manager behaviour.
 pub struct Behaviour {
     limits: Limits,
+    /// `Some`: only these peers may connect.
+    allowed: Option<HashSet<PeerId>>,
     metrics: ManagerMetrics,
     connected: HashMap<PeerId, Connected>,
     pending_inbound: HashSet<ConnectionId>,
@@ -177,11 +183,24 @@ pub struct Behaviour {
 
 impl Behaviour {
     /// Must be called within a tokio runtime (the heartbeat is a tokio timer).
-    pub fn new(config: &Config, metrics: ManagerMetrics) -> Self {
+    pub fn new(config: &Config, allowed: Option<HashSet<PeerId>>, metrics: ManagerMetrics) -> Self {
         let limits = Limits::from(config);
+        // Every label value starts at 0, so each series is exported before its first event.
+        for direction in ["inbound", "outbound"] {
+            let _ = metrics.connections.get_or_create(&Direction { direction });
+        }
+        for reason in DENIAL_REASONS {
+            let _ = metrics.denied.get_or_create(&Reason { reason });
+        }
+        for penalty in Penalty::ALL {
+            let _ = metrics.penalties.get_or_create(&Reason {
+                reason: penalty.label(),
+            });
+        }
         let mut heartbeat = tokio::time::interval(limits.trim_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Behaviour {
+            allowed,
             metrics,
             connected: HashMap::new(),
             pending_inbound: HashSet::new(),
@@ -264,6 +283,7 @@ impl Behaviour {
     pub fn dial_candidates(&mut self, mut candidates: Vec<(PeerId, Vec<Multiaddr>)>, n: usize) {
         candidates.retain(|(peer, addrs)| {
             !addrs.is_empty()
+                && self.is_allowed(peer)
                 && !self.connected.contains_key(peer)
                 && !self.dials.is_queued(peer)
                 && !self.dials.in_backoff(peer)
@@ -377,8 +397,30 @@ impl Behaviour {
         ConnectionDenied::new(Denied { reason, detail })
     }
 
+    /// How many peers the allow-list admits (`None`: no allow-list).
+    pub fn allowed_count(&self) -> Option<usize> {
+        self.allowed.as_ref().map(HashSet::len)
+    }
+
+    /// Whether the allow-list (if any) admits `peer`.
+    pub fn is_allowed(&self, peer: &PeerId) -> bool {
+        self.allowed.as_ref().is_none_or(|a| a.contains(peer))
+    }
+
+    fn check_allowed(&self, peer: &PeerId) -> Result<(), ConnectionDenied> {
+        if self.is_allowed(peer) {
+            Ok(())
+        } else {
+            Err(self.deny(
+                "not_allowed",
+                format!("peer {peer} is not on this node's allow-list"),
+            ))
+        }
+    }
+
     /// Checks that apply to every established connection, both directions.
     fn check_established(&self, peer: &PeerId) -> Result<(), ConnectionDenied> {
+        self.check_allowed(peer)?;
         if self.scores.is_banned(peer) {
             return Err(self.deny("banned", format!("peer {peer} is banned")));
         }
@@ -569,10 +611,11 @@ impl NetworkBehaviour for Behaviour {
         _addresses: &[Multiaddr],
         _role: Endpoint,
     ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
-        if let Some(peer) = peer
-            && self.scores.is_banned(&peer)
-        {
-            return Err(self.deny("banned", format!("peer {peer} is banned")));
+        if let Some(peer) = peer {
+            self.check_allowed(&peer)?;
+            if self.scores.is_banned(&peer) {
+                return Err(self.deny("banned", format!("peer {peer} is banned")));
+            }
         }
         if !self.dials.is_ours_in_flight(id) {
             // Another behaviour's dial (a DHT query): bounded by the same cap, not queued.
@@ -737,11 +780,60 @@ mod tests {
             trim_interval: Duration::from_millis(10),
             ..Config::default()
         };
-        Behaviour::new(&config, ManagerMetrics::default())
+        Behaviour::new(&config, None, ManagerMetrics::default())
     }
 
     fn addr() -> Vec<Multiaddr> {
         vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()]
+    }
+
+    #[tokio::test]
+    async fn an_allow_list_refuses_everyone_else_before_any_protocol_and_never_dials_them() {
+        let friend = PeerId::random();
+        let stranger = PeerId::random();
+        let mut m = Behaviour::new(
+            &Config::default(),
+            Some([friend].into()),
+            ManagerMetrics::default(),
+        );
+        let local: Multiaddr = "/ip4/127.0.0.1/tcp/9000".parse().unwrap();
+        let remote: Multiaddr = "/ip4/10.0.0.9/tcp/4000".parse().unwrap();
+        let denied = |r: Result<Handler, ConnectionDenied>| {
+            r.err()
+                .and_then(|d| d.downcast::<Denied>().ok())
+                .map(|d| d.reason)
+        };
+        let (a, b) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
+        m.handle_pending_inbound_connection(a, &local, &remote)
+            .unwrap();
+        let inbound = m.handle_established_inbound_connection(a, stranger, &local, &remote);
+        assert_eq!(denied(inbound), Some("not_allowed"));
+        m.handle_pending_inbound_connection(b, &local, &remote)
+            .unwrap();
+        assert!(
+            m.handle_established_inbound_connection(b, friend, &local, &remote)
+                .is_ok()
+        );
+        let outbound = m.handle_established_outbound_connection(
+            ConnectionId::new_unchecked(3),
+            stranger,
+            &remote,
+            Endpoint::Dialer,
+            PortUse::New,
+        );
+        assert_eq!(denied(outbound), Some("not_allowed"));
+        let pending = m.handle_pending_outbound_connection(
+            ConnectionId::new_unchecked(4),
+            Some(stranger),
+            &[],
+            Endpoint::Dialer,
+        );
+        assert!(pending.is_err(), "a dial to a stranger does not even start");
+        m.dial_candidates(vec![(stranger, addr()), (friend, addr())], 5);
+        assert!(m.dials.is_queued(&friend) && !m.dials.is_queued(&stranger));
     }
 
     #[tokio::test]

@@ -151,7 +151,11 @@ impl Behaviour {
             .then(|| relay::Behaviour::new(peer_id, relay::Config::default()));
 
         Ok(Behaviour {
-            connection_manager: connection_manager::Behaviour::new(config, manager_metrics),
+            connection_manager: connection_manager::Behaviour::new(
+                config,
+                config.allowed_peers()?,
+                manager_metrics,
+            ),
             relay_client,
             relay_server: relay_server.into(),
             identify,

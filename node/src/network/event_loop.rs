@@ -477,6 +477,11 @@ impl EventLoop {
                 error,
                 already_connected,
             } => {
+                let error = if self.config.swarm_key.is_some() {
+                    crate::error::with_private_network_hint(error)
+                } else {
+                    error
+                };
                 let connected = peer.filter(|p| self.swarm.is_connected(p));
                 self.discovery.on_dial_failed(
                     id,

@@ -49,6 +49,10 @@ pub(super) fn report(s: Sources<'_>) -> StatusReport {
         dht_mode: behaviour.kad.mode().to_string(),
         mdns: behaviour.mdns.is_enabled(),
         relay_server: behaviour.relay_server.is_enabled(),
+        private_network: s.config.swarm_key.is_some(),
+        allowed_peers: behaviour.connection_manager.allowed_count(),
+        // Filled in by the handle, from the sync engine's ledger.
+        equivocations: Vec::new(),
         bootstrap: s.discovery.bootstrap_reports(),
         limits: limits(s.config, &behaviour.connection_manager),
         connections: connections(behaviour, s.dht, s.metrics),

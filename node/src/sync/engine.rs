@@ -17,12 +17,14 @@ use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use guts_api::{SyncOutcome, SyncProgress};
+use guts_protocol::refs::RefsHeader;
 use guts_protocol::wire::{PackRequest, SyncResponse};
 use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
 use guts_storage::{Repositories, StorageError};
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{Semaphore, mpsc};
 
+use super::equivocation::Ledger;
 use super::error::{FetchError, SyncError};
 use super::holders::Holders;
 use super::pack;
@@ -35,6 +37,8 @@ use crate::network::{Client, RequestError};
 
 /// Holders asked for refs at once.
 const REFS_FANOUT: usize = 6;
+/// How long other holders may still answer once one has.
+const REFS_GRACE: Duration = Duration::from_secs(1);
 /// Time allowed to find providers in the DHT.
 const PROVIDERS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Background syncs running at once.
@@ -62,6 +66,14 @@ pub(crate) struct Me {
     pub owner: VerifyingKey,
 }
 
+/// What the engine keeps account of as it fetches: transfer metrics, the storage
+/// quota, and the headers seen on the network.
+pub(crate) struct Accounts {
+    pub transfers: TransferMetrics,
+    pub quota: Arc<Quota>,
+    pub ledger: Ledger,
+}
+
 /// A cheap, cloneable handle to the sync engine.
 #[derive(Clone)]
 pub(crate) struct Engine {
@@ -87,18 +99,24 @@ struct Inner {
     /// With `replicate = all`: how many repositories may still be adopted this hour.
     adoptions: governor::DefaultDirectRateLimiter,
     quota: Arc<Quota>,
+    /// Headers seen on the network, for equivocations.
+    ledger: Ledger,
 }
 
 impl Engine {
     pub(crate) fn new(
         config: &Config,
-        metrics: TransferMetrics,
         repos: Repositories,
         client: Client,
         control: libp2p_stream::Control,
         me: Me,
-        quota: Arc<Quota>,
+        accounts: Accounts,
     ) -> Self {
+        let Accounts {
+            transfers: metrics,
+            quota,
+            ledger,
+        } = accounts;
         Engine {
             inner: Arc::new(Inner {
                 metrics,
@@ -120,12 +138,18 @@ impl Engine {
                 again: Mutex::default(),
                 background: Arc::new(Semaphore::new(BACKGROUND_SYNCS)),
                 quota,
+                ledger,
                 adoptions: governor::RateLimiter::direct(governor::Quota::per_hour(
                     std::num::NonZeroU32::new(config.max_adoptions_per_hour)
                         .unwrap_or(std::num::NonZeroU32::MIN),
                 )),
             }),
         }
+    }
+
+    /// What the node has seen of owners' signed headers.
+    pub(crate) fn ledger(&self) -> &Ledger {
+        &self.inner.ledger
     }
 
     /// Keeps every kept repository up to date: now (providing what this node holds),
@@ -226,7 +250,7 @@ impl Engine {
             tracing::info!(%peer, "{} repositories to adopt from its list", unknown.len());
         }
         for id in unknown {
-            if !self.ask_refs(&id, &[peer], 0).await.is_empty() && self.wants(&id).await {
+            if !self.ask_refs(&id, &[peer], None).await.is_empty() && self.wants(&id).await {
                 self.trigger(id, Some(peer));
             }
         }
@@ -416,7 +440,8 @@ impl Engine {
                 asked.push(p);
             }
         }
-        let mut offers = self.ask_refs(&id, &asked, held_seq).await;
+        let held_header = held.as_ref().map(|s| s.signed.header.clone());
+        let mut offers = self.ask_refs(&id, &asked, held_header.as_ref()).await;
         let mut searched = false;
         let mut failures: Vec<(PeerId, FetchError)> = Vec::new();
         let mut tried: HashSet<PeerId> = HashSet::new();
@@ -438,7 +463,7 @@ impl Engine {
                     self.note_holder(id, *p);
                 }
                 asked.extend(&fresh);
-                offers.extend(self.ask_refs(&id, &fresh, held_seq).await);
+                offers.extend(self.ask_refs(&id, &fresh, held_header.as_ref()).await);
             }
             report(SyncProgress::Holders { asked: asked.len() });
             // The newest verified snapshot on offer, from holders not yet tried.
@@ -489,30 +514,58 @@ impl Engine {
     }
 
     /// Asks `peers` for their refs of `id`; returns the snapshots that verify and are
-    /// newer than `held`. Peers that send something bad are penalized.
+    /// newer than `held` (and are not a second version of a sequence seen already).
+    /// Peers that send something bad are penalized.
     async fn ask_refs(
         &self,
         id: &RepositoryId,
         peers: &[PeerId],
-        held: u64,
+        held_header: Option<&RefsHeader>,
     ) -> Vec<(PeerId, SignedRefs)> {
+        let held = held_header.map_or(0, |h| h.sequence);
         let mut asks = FuturesUnordered::new();
         let mut offers = Vec::new();
+        // Once one holder has answered, the rest get REFS_GRACE: a holder that went away
+        // (its dial waits for the connection timeout) must not hold every sync up.
+        let mut deadline: Option<tokio::time::Instant> = None;
         for chunk in peers.chunks(REFS_FANOUT) {
+            if deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                break;
+            }
             for peer in chunk {
                 let client = self.inner.client.clone();
                 let (peer, id) = (*peer, *id);
                 asks.push(async move { (peer, client.get_refs(peer, id).await) });
             }
-            while let Some((peer, answer)) = asks.next().await {
+            loop {
+                let next = match deadline {
+                    Some(d) => match tokio::time::timeout_at(d, asks.next()).await {
+                        Ok(next) => next,
+                        Err(_) => break,
+                    },
+                    None => asks.next().await,
+                };
+                let Some((peer, answer)) = next else { break };
                 match answer {
                     Ok(SyncResponse::Refs(snapshot)) => {
                         let snapshot = *snapshot;
                         if snapshot.repository() != *id {
                             self.inner.client.penalize(peer, Penalty::BadData);
-                        } else if let Err(e) = snapshot.verify() {
+                            continue;
+                        }
+                        if let Err(e) = snapshot.verify() {
                             tracing::info!(%peer, repository = %id, "refused snapshot: {e}");
                             self.inner.client.penalize(peer, Penalty::BadData);
+                            continue;
+                        }
+                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + REFS_GRACE);
+                        if self
+                            .inner
+                            .ledger
+                            .observe(&snapshot.signed.header, peer, held_header)
+                        {
+                            // The owner signed this sequence twice: the peer is not at
+                            // fault, and the version seen first stays.
                         } else if snapshot.sequence() < held {
                             // Older than what we hold: a rollback attempt, or a peer far
                             // behind; a light penalty that fades either way.

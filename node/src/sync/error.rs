@@ -44,8 +44,9 @@ pub enum FetchError {
         "the pack would take more than the {0} bytes left of the storage quota (max_storage, max_storage_per_owner)"
     )]
     OverQuota(u64),
-    /// The pack went over the size limit (bytes).
-    #[error("pack larger than the {0}-byte limit")]
+    /// The pack went over this node's size limit (bytes): cut there. The limit is this
+    /// node's choice, so an honest holder of a large repository is not at fault.
+    #[error("pack larger than the {0}-byte limit (max_pack_size)")]
     Oversized(u64),
     /// The stream broke.
     #[error("transfer failed: {0}")]
@@ -63,12 +64,12 @@ impl FetchError {
     pub(crate) fn penalty(&self) -> Option<Penalty> {
         match self {
             FetchError::BadHeader(e) => penalty_for(e),
-            FetchError::Oversized(_) => Some(Penalty::Oversized),
             FetchError::TooSlow { .. } => Some(Penalty::TooSlow),
             FetchError::Storage(e) if e.is_peer_fault() => Some(Penalty::BadData),
             FetchError::Open(_)
             | FetchError::Declined(_)
             | FetchError::OverQuota(_)
+            | FetchError::Oversized(_)
             | FetchError::Stalled(_)
             | FetchError::Io(_)
             | FetchError::Storage(_)
@@ -128,7 +129,11 @@ mod tests {
             WireError::Oversized { len: 9, max: 1 },
         ));
         assert_eq!(oversized_header.penalty(), Some(Penalty::Oversized));
-        assert_eq!(FetchError::Oversized(1).penalty(), Some(Penalty::Oversized));
+        assert_eq!(
+            FetchError::Oversized(1).penalty(),
+            None,
+            "a repository larger than this node's limit is no holder's fault"
+        );
         assert_eq!(FetchError::Stalled(Duration::from_secs(1)).penalty(), None);
         assert_eq!(
             FetchError::Declined(PackResponse::Busy).penalty(),

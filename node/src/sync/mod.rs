@@ -3,13 +3,15 @@
 //! the answers this node gives to peers doing the same.
 
 mod engine;
+mod equivocation;
 mod error;
 mod holders;
 mod pack;
 mod quota;
 mod serve;
 
-pub(crate) use engine::{Engine, Me};
+pub(crate) use engine::{Accounts, Engine, Me};
+pub(crate) use equivocation::Ledger;
 pub use error::{FetchError, SyncError};
 pub(crate) use pack::RateFloor;
 pub(crate) use quota::Quota;

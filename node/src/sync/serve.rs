@@ -162,8 +162,17 @@ impl Server {
             .ok()
             .and_then(|r| r.ok())
             .flatten()
-            .map_or(0, |s| s.sequence());
-        if !is_news(&header, held) {
+            .map(|s| s.signed.header);
+        let origin = publisher.unwrap_or(from);
+        if self
+            .engine
+            .ledger()
+            .observe(&header.header, origin, held.as_ref())
+        {
+            // A second version of a sequence: not relayed, the relayer not blamed.
+            return (Ignore, "equivocation");
+        }
+        if !is_news(&header, held.map_or(0, |h| h.sequence)) {
             // Old news (or a replay): not relayed, no penalty.
             return (Ignore, "old");
         }

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use git2::Repository;
@@ -112,7 +112,12 @@ impl Repositories {
         previous: Option<&SignedRefs>,
     ) -> Result<SignedRefs, StorageError> {
         let sequence = previous.map_or(1, |p| p.sequence() + 1);
+        self.check_not_behind(
+            &RepositoryId::derive(key.verifying_key().as_bytes(), &name),
+            sequence,
+        )?;
         let snapshot = SignedRefs::sign(key, name, sequence, head, refs)?;
+        fail::fail_point!("import-signed");
         let id = snapshot.repository();
         // libgit2's pack builder walks trees recursively: the source is checked (depth
         // first of all) before it gets to, so a crafted source costs an error, not the
@@ -161,6 +166,7 @@ impl Repositories {
         if self.signed_refs(&id)?.is_some() {
             return Err(StorageError::AlreadyExists(id));
         }
+        self.check_not_behind(&id, 1)?;
         let snapshot = SignedRefs::sign(key, name, 1, None, Refs::new())?;
         self.accept_locked(&snapshot, None, &mut |_| {})?;
         Ok(snapshot)
@@ -209,16 +215,43 @@ impl Repositories {
         updates: &[RefUpdate],
         key: &SigningKey,
     ) -> Result<Pushed, StorageError> {
-        let staging_ok = staging.starts_with(self.path(id))
-            && staging
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(PUSH_PREFIX));
-        if !staging_ok {
+        if !self.is_staging_of(id, staging) {
             return Err(StorageError::BadStaging(staging.to_owned()));
         }
         let result = self.push_inner(id, staging, updates, key);
+        fail::fail_point!("push-applied");
         let _ = fs::remove_dir_all(staging);
         result
+    }
+
+    /// Whether `staging` is a push area [`Self::create_staging`] made for `id`: named
+    /// like one, directly in the repository's directory, a real directory (no symlink)
+    /// and still there once every `..` and link is resolved. The path comes from the API,
+    /// and a push removes it afterwards, so nothing else may pass.
+    fn is_staging_of(&self, id: &RepositoryId, staging: &Path) -> bool {
+        let repo = self.path(id);
+        let named = staging
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| {
+                n.strip_prefix(PUSH_PREFIX)
+                    .is_some_and(|r| r.len() == 16 && r.bytes().all(|b| b.is_ascii_hexdigit()))
+            });
+        let plain = staging.components().all(|c| {
+            matches!(
+                c,
+                Component::RootDir | Component::Prefix(_) | Component::Normal(_)
+            )
+        });
+        if !(named && plain && staging.parent() == Some(repo.as_path())) {
+            return false;
+        }
+        let is_dir = fs::symlink_metadata(staging).is_ok_and(|m| m.file_type().is_dir());
+        let resolved = match (fs::canonicalize(staging), fs::canonicalize(&repo)) {
+            (Ok(s), Ok(r)) => s.parent() == Some(r.as_path()),
+            _ => false,
+        };
+        is_dir && resolved
     }
 
     fn push_inner(
@@ -403,5 +436,91 @@ mod tests {
             .import(empty.workdir().unwrap(), None, &key(1))
             .unwrap_err();
         assert!(matches!(err, StorageError::NothingToImport { .. }), "{err}");
+    }
+
+    #[test]
+    fn only_a_push_area_of_the_repository_is_taken_or_removed() {
+        let fx = Fixture::new();
+        let (_d, repos) = store();
+        let id = repos
+            .import(fx.path(), None, &key(1))
+            .unwrap()
+            .snapshot
+            .repository();
+        let area = repos.create_staging(&id, &key(1)).unwrap();
+        let repo = repos.path(&id);
+        // A victim directory beside the store, named like a push area.
+        let victim = repo.parent().unwrap().join("guts-push-00112233aabbccdd");
+        std::fs::create_dir_all(&victim).unwrap();
+        let name = area.file_name().unwrap().to_owned();
+        let link = repo.join("guts-push-ffffffffffffffff");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        for bad in [
+            repo.join("..").join("guts-push-00112233aabbccdd"),
+            repo.join(&name)
+                .join("..")
+                .join("..")
+                .join("guts-push-00112233aabbccdd"),
+            area.join(".").join("..").join(&name),
+            repo.join("guts-push-nothex"),
+            repo.join("objects"),
+            victim.clone(),
+            link.clone(),
+        ] {
+            let err = repos.push(&id, &bad, &[], &key(1)).unwrap_err();
+            assert!(
+                matches!(err, StorageError::BadStaging(_)),
+                "{}: {err}",
+                bad.display()
+            );
+        }
+        assert!(victim.exists(), "a refused push removes nothing");
+        assert!(area.exists());
+        repos.push(&id, &area, &[], &key(1)).unwrap();
+        assert!(!area.exists(), "a push removes its own area");
+    }
+
+    #[test]
+    fn nothing_is_signed_at_or_below_a_sequence_seen_on_the_network() {
+        let fx = Fixture::new();
+        let (_d, repos) = store();
+        let first = repos.import(fx.path(), None, &key(1)).unwrap().snapshot;
+        let id = first.repository();
+        // Another machine with this key signed sequence 2 (the node heard of it).
+        let repos = repos.with_seen_elsewhere(move |r| (*r == id).then_some(2));
+        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
+        fx.commit("refs/heads/main", &[("README", "diverged\n")], &[main]);
+        let err = repos.import(fx.path(), None, &key(1)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::BehindNetwork {
+                    held: 1,
+                    network: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("guts repo sync"), "{err}");
+        assert_eq!(
+            repos.signed_refs(&id).unwrap().unwrap(),
+            first,
+            "nothing signed"
+        );
+        let area = repos.create_staging(&id, &key(1)).unwrap();
+        let delete = crate::RefUpdate {
+            name: "refs/tags/v0".into(),
+            new: None,
+            force: true,
+        };
+        let err = repos.push(&id, &area, &[delete], &key(1)).unwrap_err();
+        assert!(matches!(err, StorageError::BehindNetwork { .. }), "{err}");
+        let fresh = repos.with_seen_elsewhere(|_| Some(1));
+        let err = fresh.init("other".parse().unwrap(), &key(1)).unwrap_err();
+        assert!(
+            matches!(err, StorageError::BehindNetwork { held: 0, .. }),
+            "{err}"
+        );
     }
 }

@@ -91,6 +91,7 @@ impl Repositories {
                 }
             }
             file.write_all(format!("{id}\n").as_bytes())?;
+            fail::fail_point!("follow-written");
             file.sync_data()
         };
         write(&self.following).map_err(|source| StorageError::Write {

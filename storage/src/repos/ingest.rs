@@ -102,6 +102,7 @@ impl Repositories {
             Some(chunks) => {
                 let q = Quarantine::new(&self.path(&id))?;
                 stats = index_pack(&repo, &q.pack_dir(), chunks, &self.limits, progress)?;
+                fail::fail_point!("accept-indexed");
                 Some(q)
             }
             None => None,
@@ -120,11 +121,13 @@ impl Repositories {
 
         if let Some(q) = quarantine {
             q.promote(&self.path(&id).join("objects").join("pack"))?;
+            fail::fail_point!("accept-promoted");
         }
         // Git refs first, then the snapshot file that readers take the sequence from: once
         // a sequence shows, its refs are in place. A crash between the two leaves refs
         // ahead of the file, which `recover` puts back.
         apply_refs(&repo, snapshot)?;
+        fail::fail_point!("accept-refs-applied");
         write_atomically(
             &self.path(&id).join(SIGNED_REFS_FILE),
             &wire::encode(snapshot),
@@ -133,6 +136,7 @@ impl Repositories {
             path: self.path(&id).join(SIGNED_REFS_FILE),
             source,
         })?;
+        fail::fail_point!("accept-done");
         tracing::debug!(
             repository = %id,
             objects = stats.objects,
@@ -188,18 +192,35 @@ fn index_pack(
         let chunk = chunk.map_err(|e| StorageError::Transfer(e.to_string()))?;
         scanner.feed(&chunk).map_err(StorageError::BadPack)?;
         stats.bytes += chunk.len() as u64;
-        indexer
-            .write_all(&chunk)
-            .map_err(|e| StorageError::BadPack(e.to_string()))?;
+        indexer.write_all(&chunk).map_err(|e| {
+            match e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<git2::Error>())
+            {
+                Some(git_error) => index_error(git_error, dir),
+                None => StorageError::BadPack(e.to_string()),
+            }
+        })?;
         stats.objects = received.get();
         progress(stats);
     }
-    indexer
-        .commit()
-        .map_err(|e| StorageError::BadPack(e.message().to_owned()))?;
+    indexer.commit().map_err(|e| index_error(&e, dir))?;
     stats.objects = received.get();
     progress(stats);
     Ok(stats)
+}
+
+/// An indexer error: this node's own trouble writing (a full disk, a read-only file
+/// system) is not the pack's fault, so it must not cost the peer that sent it; anything
+/// else is a bad pack.
+fn index_error(e: &git2::Error, dir: &Path) -> StorageError {
+    match e.class() {
+        git2::ErrorClass::Os | git2::ErrorClass::Filesystem => StorageError::Write {
+            path: dir.to_owned(),
+            source: io::Error::other(e.message().to_owned()),
+        },
+        _ => StorageError::BadPack(e.message().to_owned()),
+    }
 }
 
 /// Points the git refs (branches, tags, HEAD) at `snapshot`'s, in one transaction.
@@ -289,12 +310,25 @@ impl Quarantine {
                 .iter()
                 .filter(|p| p.extension().is_some_and(|e| e != "pack")),
         );
+        // libgit2's indexer does not fsync. The snapshot that names these objects is
+        // written (and fsynced) next, so the packs must be on disk first, or a power cut
+        // could leave a durable snapshot over objects that never reached the disk.
+        for file in &ordered {
+            fs::File::open(file)
+                .and_then(|f| f.sync_all())
+                .map_err(|source| StorageError::Write {
+                    path: file.to_path_buf(),
+                    source,
+                })?;
+        }
         for file in ordered {
             let to = pack_dir.join(file.file_name().unwrap_or_default());
             fs::rename(file, &to).map_err(|source| StorageError::Write { path: to, source })?;
         }
-        // Best effort: the packs are in place either way.
-        let _ = sync_dir(pack_dir);
+        sync_dir(pack_dir).map_err(|source| StorageError::Write {
+            path: pack_dir.to_owned(),
+            source,
+        })?;
         Ok(())
     }
 }

@@ -51,6 +51,18 @@ const PACK_LIMITS: &str = "[pack]\n\twindowMemory = 16m\n\tdeltaCacheSize = 16m\
 /// File (in the data dir) listing followed repositories, one id per line.
 const FOLLOWING_FILE: &str = "following";
 
+/// What [`Repositories::recover`] found and did.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Repositories that could not be put back, moved out of the store so the node can
+    /// start (and fetch them again): id, where they went, why.
+    pub set_aside: Vec<(RepositoryId, PathBuf, StorageError)>,
+    /// Repositories a crash left half created (no snapshot yet), removed.
+    pub incomplete: Vec<RepositoryId>,
+    /// Lock files a killed writer left behind, removed.
+    pub stale_locks: Vec<PathBuf>,
+}
+
 /// What [`Repositories::import`] did.
 #[derive(Debug, Clone)]
 pub struct Imported {
@@ -130,6 +142,22 @@ pub struct Repositories {
     /// The follow list, read from its file once and kept in step with it; the mutex
     /// also makes each follow's check-and-append one step.
     follows: Arc<Mutex<Option<FollowList>>>,
+    /// The newest sequence of a repository seen on the network, if the node knows one:
+    /// this store never signs a sequence someone else already signed with the same key.
+    seen_elsewhere: SeenElsewhere,
+}
+
+/// A lookup of sequences seen on the network (see [`Repositories::with_seen_elsewhere`]).
+#[derive(Clone, Default)]
+struct SeenElsewhere(Option<Arc<NewestSeen>>);
+
+/// The newest sequence of a repository seen on the network.
+type NewestSeen = dyn Fn(&RepositoryId) -> Option<u64> + Send + Sync;
+
+impl std::fmt::Debug for SeenElsewhere {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SeenElsewhere")
+    }
 }
 
 /// The followed repositories, in the order they were followed.
@@ -168,6 +196,7 @@ impl Repositories {
             locks: Arc::default(),
             limits: Limits::default(),
             follows: Arc::default(),
+            seen_elsewhere: SeenElsewhere::default(),
         }
     }
 
@@ -175,6 +204,28 @@ impl Repositories {
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// Tells the store the newest sequence of each repository seen on the network;
+    /// signing a sequence at or below it is refused ([`StorageError::BehindNetwork`]).
+    pub fn with_seen_elsewhere(
+        mut self,
+        newest: impl Fn(&RepositoryId) -> Option<u64> + Send + Sync + 'static,
+    ) -> Self {
+        self.seen_elsewhere = SeenElsewhere(Some(Arc::new(newest)));
+        self
+    }
+
+    /// Refuses to sign `sequence` of `id` if the network has seen it or a later one.
+    fn check_not_behind(&self, id: &RepositoryId, sequence: u64) -> Result<(), StorageError> {
+        match self.seen_elsewhere.0.as_ref().and_then(|f| f(id)) {
+            Some(network) if network >= sequence => Err(StorageError::BehindNetwork {
+                repository: *id,
+                held: sequence - 1,
+                network,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Bytes `id` takes on disk (its whole directory; 0 if it does not exist).
@@ -210,6 +261,18 @@ impl Repositories {
 
     /// Every repository this node holds a verified snapshot of.
     pub fn list(&self) -> Result<Vec<RepositoryId>, StorageError> {
+        let mut ids: Vec<RepositoryId> = self
+            .repository_dirs()?
+            .into_iter()
+            .filter(|(_, path)| path.join(SIGNED_REFS_FILE).exists())
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Every directory of the store named like a repository, snapshot or not.
+    fn repository_dirs(&self) -> Result<Vec<(RepositoryId, PathBuf)>, StorageError> {
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -220,21 +283,14 @@ impl Repositories {
                 });
             }
         };
-        let mut ids = Vec::new();
-        for entry in entries.flatten() {
-            let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<RepositoryId>().ok())
-            else {
-                continue;
-            };
-            if entry.path().join(SIGNED_REFS_FILE).exists() {
-                ids.push(id);
-            }
-        }
-        ids.sort();
-        Ok(ids)
+        Ok(entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| {
+                let id = e.file_name().to_str()?.parse::<RepositoryId>().ok()?;
+                Some((id, e.path()))
+            })
+            .collect())
     }
 
     /// The latest verified snapshot of `id`, if this node holds the repository.

@@ -113,6 +113,7 @@ impl Repositories {
         indexer.commit().map_err(git("indexing the new pack"))?;
         let pack_dir = self.path(id).join("objects").join("pack");
         quarantine.promote(&pack_dir)?;
+        fail::fail_point!("repack-promoted");
         for pack in old {
             // Index first, so no index ever points at a missing pack.
             let _ = fs::remove_file(pack.with_extension("idx"));
