@@ -132,3 +132,68 @@ async fn nodes_of_different_networks_never_connect_at_the_protocol_level() {
         n.shutdown().await;
     }
 }
+
+/// A node in `dht_mode = client` queries the DHT but answers none, so servers keep it
+/// out of their routing tables (asking it would only time out), while it finds servers
+/// through them. Two servers and a client all bootstrap from a first server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dht_clients_find_servers_and_stay_out_of_routing_tables() {
+    use guts_node::config::DhtMode;
+    let hub = TestNode::start(|_| {}).await;
+    let boot = hub.addr.clone();
+    let server = TestNode::start(|c| c.bootstrap = vec![boot.clone()]).await;
+    let client = TestNode::start(|c| {
+        c.bootstrap = vec![boot.clone()];
+        c.dht_mode = DhtMode::Client;
+    })
+    .await;
+    let (hub_id, server_id, client_id) = (
+        hub.handle.peer_id(),
+        server.handle.peer_id(),
+        client.handle.peer_id(),
+    );
+    eventually_async(
+        Duration::from_secs(30),
+        "the client to know both servers, and each server the other",
+        || async {
+            let of_client = client
+                .handle
+                .routing_table()
+                .await
+                .map_err(|e| e.to_string())?;
+            let of_hub = hub
+                .handle
+                .routing_table()
+                .await
+                .map_err(|e| e.to_string())?;
+            let of_server = server
+                .handle
+                .routing_table()
+                .await
+                .map_err(|e| e.to_string())?;
+            if of_client.contains(&hub_id)
+                && of_client.contains(&server_id)
+                && of_hub.contains(&server_id)
+                && of_server.contains(&hub_id)
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "client {of_client:?}, hub {of_hub:?}, server {of_server:?}"
+                ))
+            }
+        },
+    )
+    .await;
+    // The hub is connected to the client (its bootstrap) yet never lists it.
+    let peers = hub.handle.peers().await.unwrap();
+    assert!(peers.iter().any(|p| p.peer_id == client_id.to_string()));
+    for n in [&hub, &server] {
+        let table = n.handle.routing_table().await.unwrap();
+        assert!(!table.contains(&client_id), "a DHT client in {table:?}");
+    }
+    assert_eq!(client.handle.status().await.unwrap().dht_mode, "client");
+    for n in [hub, server, client] {
+        n.shutdown().await;
+    }
+}

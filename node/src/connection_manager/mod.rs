@@ -148,6 +148,9 @@ const UNWANTED_WITHIN: Duration = Duration::from_secs(120);
 struct Connected {
     connections: HashMap<ConnectionId, Connection>,
     since: Instant,
+    /// Trimmed, its connections closing: no longer counted, so a heartbeat that comes
+    /// before the swarm has closed them does not trim (and count) it again.
+    closing: bool,
 }
 
 /// Counts for `guts status`.
@@ -488,6 +491,7 @@ impl Behaviour {
         let mut candidates: Vec<Candidate> = self
             .connected
             .iter()
+            .filter(|(_, c)| !c.closing)
             .map(|(peer, c)| Candidate {
                 peer: *peer,
                 protected: self.is_protected(peer),
@@ -510,6 +514,9 @@ impl Behaviour {
             );
             for peer in &trimmed {
                 self.metrics.trimmed.inc();
+                if let Some(c) = self.connected.get_mut(peer) {
+                    c.closing = true;
+                }
                 self.events.push_back(ToSwarm::CloseConnection {
                     peer_id: *peer,
                     connection: CloseConnection::All,
@@ -524,7 +531,7 @@ impl Behaviour {
             self.set_keep_alive(&c.peer, wanted);
         }
 
-        let coming = self.connected.len() + self.dials.in_flight() + self.dials.queued();
+        let coming = candidates.len() + self.dials.in_flight() + self.dials.queued();
         if coming < self.limits.low_watermark {
             self.events
                 .push_back(ToSwarm::GenerateEvent(Event::NeedPeers(
@@ -654,21 +661,24 @@ impl NetworkBehaviour for Behaviour {
                     self.dials.ended(e.connection_id, Some(e.peer_id), true);
                 }
                 let wanted = self.wanted_on_arrival(&e.peer_id);
-                self.connected
+                let peer = self
+                    .connected
                     .entry(e.peer_id)
                     .or_insert_with(|| Connected {
                         connections: HashMap::new(),
                         since: Instant::now(),
-                    })
-                    .connections
-                    .insert(
-                        e.connection_id,
-                        Connection {
-                            inbound,
-                            keep_alive: wanted,
-                            since: Instant::now(),
-                        },
-                    );
+                        closing: false,
+                    });
+                // A connection that comes after a trim is a new one, not being closed.
+                peer.closing = false;
+                peer.connections.insert(
+                    e.connection_id,
+                    Connection {
+                        inbound,
+                        keep_alive: wanted,
+                        since: Instant::now(),
+                    },
+                );
                 self.update_gauges();
             }
             FromSwarm::ConnectionClosed(ConnectionClosed {
@@ -773,6 +783,8 @@ impl NetworkBehaviour for Behaviour {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libp2p::core::ConnectedPoint;
+    use libp2p::swarm::behaviour::ConnectionEstablished;
 
     fn manager(low: u32) -> Behaviour {
         let config = Config {
@@ -834,6 +846,46 @@ mod tests {
         assert!(pending.is_err(), "a dial to a stranger does not even start");
         m.dial_candidates(vec![(stranger, addr()), (friend, addr())], 5);
         assert!(m.dials.is_queued(&friend) && !m.dials.is_queued(&stranger));
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_before_trimmed_connections_close_does_not_trim_again() {
+        let config = Config {
+            low_watermark: 2,
+            high_watermark: 4,
+            trim_grace_period: Duration::ZERO,
+            ..Config::default()
+        };
+        let mut m = Behaviour::new(&config, None, ManagerMetrics::default());
+        let endpoint = ConnectedPoint::Listener {
+            local_addr: "/ip4/127.0.0.1/tcp/9000".parse().unwrap(),
+            send_back_addr: "/ip4/127.0.0.1/tcp/4000".parse().unwrap(),
+        };
+        for i in 0..6 {
+            m.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id: PeerId::random(),
+                connection_id: ConnectionId::new_unchecked(i),
+                endpoint: &endpoint,
+                failed_addresses: &[],
+                other_established: 0,
+            }));
+        }
+        let closes = |m: &Behaviour| {
+            m.events
+                .iter()
+                .filter(|e| matches!(e, ToSwarm::CloseConnection { .. }))
+                .count()
+        };
+        m.heartbeat();
+        assert_eq!(
+            closes(&m),
+            4,
+            "6 peers trimmed down to the low watermark of 2"
+        );
+        // The swarm has not closed them yet when the next heartbeat comes.
+        m.heartbeat();
+        assert_eq!(closes(&m), 4, "no second trim of the same or other peers");
+        assert_eq!(m.metrics.trimmed.get(), 4);
     }
 
     #[tokio::test]

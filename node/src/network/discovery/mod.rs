@@ -45,6 +45,8 @@ pub(crate) struct Discovery {
     local: PeerId,
     /// The identify protocol version of our network.
     network_version: String,
+    /// Our network's Kademlia protocol: peers that offer it answer DHT queries.
+    kad_protocol: String,
     mdns_tag: String,
     bootstrap: Bootstrap,
     /// Peers on another network or with another mDNS tag, and until when to ignore them.
@@ -60,6 +62,7 @@ impl Discovery {
         Discovery {
             local,
             network_version: config.network.identify_protocol_version(),
+            kad_protocol: config.network.kad_protocol(),
             mdns_tag: config.mdns_service_tag.clone(),
             bootstrap: Bootstrap::new(&config.bootstrap),
             rejected: HashMap::new(),
@@ -153,8 +156,17 @@ impl Discovery {
                 return self.reject(peer, "mdns_tag", message, kad, manager);
             }
         }
-        for addr in routable_addrs(&info.listen_addrs, peer_on_loopback) {
-            kad.add_address(&peer, addr);
+        // Only DHT servers go into the routing table: a client (`--dht-mode client`, or
+        // `auto` before its address is confirmed) answers no query, so asking it would
+        // only wait for a timeout, and dialling it back for one makes churn.
+        if info
+            .protocols
+            .iter()
+            .any(|p| p.as_ref() == self.kad_protocol)
+        {
+            for addr in routable_addrs(&info.listen_addrs, peer_on_loopback) {
+                kad.add_address(&peer, addr);
+            }
         }
         Verdict::Welcome
     }
