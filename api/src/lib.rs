@@ -53,6 +53,11 @@ pub struct StatusReport {
     /// Repositories whose owner signed two different snapshots with one sequence.
     #[serde(default)]
     pub equivocations: Vec<EquivocationReport>,
+    /// Gossiped announcements since start, by verdict (`accepted`, `old`, `rejected`...),
+    /// as the `guts_announcements_total` metric counts them: a node that never receives
+    /// one hears of new commits only through anti-entropy.
+    #[serde(default)]
+    pub announcements: std::collections::BTreeMap<String, u64>,
     /// Each configured bootstrap address and how it is doing.
     pub bootstrap: Vec<BootstrapReport>,
     /// The connection manager's limits.

@@ -35,6 +35,17 @@ pub(crate) struct Verdict {
 /// (the sync side's queue was full).
 pub(crate) type Announcements = Family<Verdict, Counter>;
 
+/// Every verdict an announcement can get.
+pub(crate) const ANNOUNCEMENT_VERDICTS: [&str; 7] = [
+    "accepted",
+    "rejected",
+    "old",
+    "equivocation",
+    "relayer_rate",
+    "owner_rate",
+    "busy",
+];
+
 /// The connection manager's metrics.
 #[derive(Clone, Default)]
 pub(crate) struct ManagerMetrics {
@@ -195,15 +206,7 @@ impl Metrics {
         for reason in ["other_network", "mdns_tag"] {
             let _ = m.peers_rejected.get_or_create(&Reason { reason });
         }
-        for verdict in [
-            "accepted",
-            "rejected",
-            "old",
-            "equivocation",
-            "relayer_rate",
-            "owner_rate",
-            "busy",
-        ] {
+        for verdict in ANNOUNCEMENT_VERDICTS {
             let _ = m.announcements.get_or_create(&Verdict { verdict });
         }
         m

@@ -67,6 +67,16 @@ fn a_five_node_compose_cluster_replicates_and_survives_partition_kill_and_newcom
     };
     all_hold(&nodes, &id, &expected);
     let replicated = started.elapsed();
+    // Through the announcement, not only the 60 s anti-entropy CONVERGE would allow:
+    // every other node received it (`old` if a catch-up got there first).
+    for node in &nodes[1..] {
+        let heard = compose::status(node).expect("status").announcements;
+        let received = heard["accepted"] + heard["old"];
+        assert!(
+            received >= 1,
+            "{node} never received an announcement: {heard:?}"
+        );
+    }
 
     // The published API answers on this machine's loopback, but only with the node's
     // token: `guts api-token` inside the container prints it (as `scripts/cluster token`

@@ -13,7 +13,7 @@ use super::discovery::Discovery;
 use super::peers::{PeerTable, short_peer_id};
 use crate::config::Config;
 use crate::connection_manager::{self, Penalty};
-use crate::metrics::{Metrics, Reason};
+use crate::metrics::{ANNOUNCEMENT_VERDICTS, Metrics, Reason, Verdict};
 
 /// Everything a report is made from, borrowed from the event loop.
 pub(super) struct Sources<'a> {
@@ -53,6 +53,13 @@ pub(super) fn report(s: Sources<'_>) -> StatusReport {
         allowed_peers: behaviour.connection_manager.allowed_count(),
         // Filled in by the handle, from the sync engine's ledger.
         equivocations: Vec::new(),
+        announcements: ANNOUNCEMENT_VERDICTS
+            .iter()
+            .map(|&verdict| {
+                let count = s.metrics.announcements.get_or_create(&Verdict { verdict });
+                (verdict.to_owned(), count.get())
+            })
+            .collect(),
         bootstrap: s.discovery.bootstrap_reports(),
         limits: limits(s.config, &behaviour.connection_manager),
         connections: connections(behaviour, s.dht, s.metrics),
