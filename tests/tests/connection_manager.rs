@@ -9,7 +9,7 @@ use guts_protocol::wire::{SyncRequest, SyncResponse};
 use guts_protocol::{NetworkName, RepositoryId};
 use guts_tests::cluster::{TestNode, star};
 use guts_tests::netns::Lan;
-use guts_tests::peer::{RawPeer, sync_response};
+use guts_tests::peer::{RawPeer, StreamPeer, sync_response};
 use guts_tests::process::NodeSpec;
 use guts_tests::{eventually, eventually_async};
 use libp2p::swarm::SwarmEvent;
@@ -66,6 +66,41 @@ fn per_ip_limit_with_distinct_source_addresses() {
     let status = target.status();
     assert_eq!(status.limits.max_peers_per_ip, 3);
     assert_eq!(status.connections.inbound, 5, "{:?}", status.connections);
+}
+
+/// The same crowded host, exempted with `--per-ip-allow` (as a CIDR): all ten of its
+/// nodes get in and nothing is refused per IP.
+#[test]
+fn per_ip_allow_exempts_a_crowded_host() {
+    let lan = Lan::new(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let crowd_ip = lan.host_ip(1);
+    let target = NodeSpec::on_lan(&lan, 0, &tmp.path().join("target"))
+        .args(["--mdns", "off", "--max-peers-per-ip", "3"])
+        .args(["--per-ip-allow", &format!("{crowd_ip}/32")])
+        .spawn();
+    let target_addr = target.addr_with_prefix(&format!("/ip4/{}/tcp/", lan.host_ip(0)));
+    let _crowd: Vec<_> = (0..10)
+        .map(|i| {
+            NodeSpec::on_lan(&lan, 1, &tmp.path().join(format!("h1-{i}")))
+                .args(["--mdns", "off", "--bootstrap", &target_addr])
+                .spawn()
+        })
+        .collect();
+    eventually(
+        Duration::from_secs(30),
+        "all 10 peers from the exempted host",
+        || {
+            let crowd = from_ip(&target.peers(), &crowd_ip).len();
+            if crowd == 10 {
+                Ok(())
+            } else {
+                Err(format!("{crowd} from {crowd_ip}"))
+            }
+        },
+    );
+    let status = target.status();
+    assert_eq!(status.connections.denied["per_ip"], 0);
 }
 
 /// 40 peers connect to a node with high = 20, low = 10: one trim takes it down to exactly
@@ -143,6 +178,59 @@ async fn watermarks_trim_and_keep_protected_peers() {
         let report = peers.iter().find(|r| r.peer_id == p.to_string()).unwrap();
         assert!(report.protected);
     }
+}
+
+/// Connections beyond the high watermark are not kept alive: with trimming an hour
+/// away, the three beyond high = 2 close on the idle timeout, and the first two stay.
+/// The peers speak identify and nothing else, so no protocol of theirs holds a
+/// connection open (a gossip mesh peer's would: it is in use).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_high_watermark_close_when_idle() {
+    let target = TestNode::start(|c| {
+        c.high_watermark = 2;
+        c.low_watermark = 1;
+        c.trim_interval = Duration::from_secs(3600);
+        c.idle_connection_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let network = NetworkName::default_network();
+    let mut dialers = Vec::new();
+    for _ in 0..5 {
+        let dialer = StreamPeer::spawn(&network);
+        dialer.connect(&target.addr);
+        // One at a time: the first two to arrive are the two within the watermark.
+        let id = dialer.peer_id().to_string();
+        eventually_async(Duration::from_secs(10), "the peer connected", || async {
+            let peers = target.handle.peers().await.map_err(|e| e.to_string())?;
+            if peers.iter().any(|p| p.peer_id == id) {
+                Ok(())
+            } else {
+                Err(format!("{} peers", peers.len()))
+            }
+        })
+        .await;
+        dialers.push(dialer);
+    }
+    let first_two: Vec<String> = dialers[..2]
+        .iter()
+        .map(|d| d.peer_id().to_string())
+        .collect();
+    eventually_async(
+        Duration::from_secs(30),
+        "the three beyond the high watermark to close",
+        || async {
+            let peers = target.handle.peers().await.map_err(|e| e.to_string())?;
+            let ids: Vec<_> = peers.iter().map(|p| p.peer_id.clone()).collect();
+            if ids.len() == 2 && first_two.iter().all(|p| ids.contains(p)) {
+                Ok(())
+            } else {
+                Err(format!("connected: {ids:?}"))
+            }
+        },
+    )
+    .await;
+    let status = target.handle.status().await.unwrap();
+    assert_eq!(status.connections.trimmed, 0, "closed as idle, not trimmed");
 }
 
 /// A TCP listener that accepts and then says nothing: dials to it hang until the

@@ -286,11 +286,13 @@ async fn a_replicate_all_node_joining_later_adopts_what_its_peers_hold() {
     .await;
     let detail = holds(&late.handle, id, summary.sequence).await;
     assert_eq!(detail.refs, refs(work.path()));
+    // A followed-only node connects, then a replicate-all control joins: once the
+    // control has adopted the repository, the followed-only node has had longer to.
     let boot = a.addr.clone();
-    let followed_only = TestNode::start(|c| c.bootstrap = vec![boot]).await;
+    let followed_only = TestNode::start(|c| c.bootstrap = vec![boot.clone()]).await;
     eventually_async(
         Duration::from_secs(20),
-        "the third node to connect",
+        "the followed-only node to connect",
         || async {
             let n = followed_only
                 .handle
@@ -306,10 +308,17 @@ async fn a_replicate_all_node_joining_later_adopts_what_its_peers_hold() {
         },
     )
     .await;
+    let control = TestNode::start(|c| {
+        c.bootstrap = vec![boot];
+        c.replicate = guts_node::Replicate::All;
+    })
+    .await;
+    holds(&control.handle, id, summary.sequence).await;
     assert!(
         followed_only.handle.repository(id).await.unwrap().is_none(),
         "a followed-only node adopts nothing"
     );
+    control.shutdown().await;
     for n in [a, late, followed_only] {
         n.shutdown().await;
     }
