@@ -190,6 +190,10 @@ pub struct PeerReport {
     pub protocol_version: Option<String>,
     /// Protocols the peer supports, once identified.
     pub protocols: Vec<String>,
+    /// Addresses the peer says it can be reached at (its listen and external
+    /// addresses), once identified: what this node's DHT tells others about it.
+    #[serde(default)]
+    pub listen_addresses: Vec<String>,
     /// When the peer connected (seconds since the Unix epoch).
     pub connected_since_unix: u64,
     /// How long it has been connected, in seconds.

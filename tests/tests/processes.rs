@@ -242,3 +242,36 @@ fn connect_status_health_and_metrics() {
     let (code, _) = http_get(b.api(), "/nope").unwrap();
     assert_eq!(code, 401, "unknown paths need the token too");
 }
+
+/// `--external-address` is what a node tells others it can be reached at: it shows in
+/// its status, and a peer that identified it lists it among the node's addresses.
+#[test]
+fn an_external_address_is_announced_to_peers() {
+    const EXTERNAL: &str = "/ip4/198.51.100.7/tcp/4001";
+    let tmp = tempfile::tempdir().unwrap();
+    let a = NodeSpec::loopback(&tmp.path().join("a"))
+        .args(["--external-address", EXTERNAL])
+        .spawn();
+    let a_id = a.status().peer_id;
+    assert!(
+        a.status().external_addresses.iter().any(|x| x == EXTERNAL),
+        "{:?}",
+        a.status().external_addresses
+    );
+    let b = NodeSpec::loopback(&tmp.path().join("b"))
+        .args(["--bootstrap", &a.tcp_addr()])
+        .spawn();
+    eventually(Duration::from_secs(30), "b to learn a's addresses", || {
+        let told = b
+            .peers()
+            .into_iter()
+            .find(|p| p.peer_id == a_id)
+            .map(|p| p.listen_addresses)
+            .unwrap_or_default();
+        if told.iter().any(|x| x == EXTERNAL) {
+            Ok(())
+        } else {
+            Err(format!("a told b {told:?}"))
+        }
+    });
+}

@@ -113,6 +113,9 @@ impl PeerTable {
                     protocols: info
                         .map(|i| i.protocols.iter().map(|p| p.to_string()).collect())
                         .unwrap_or_default(),
+                    listen_addresses: info
+                        .map(|i| i.listen_addrs.iter().map(|a| a.to_string()).collect())
+                        .unwrap_or_default(),
                     connected_since_unix: p
                         .connected_since
                         .duration_since(SystemTime::UNIX_EPOCH)
