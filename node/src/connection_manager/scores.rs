@@ -206,6 +206,46 @@ mod tests {
     }
 
     #[test]
+    fn the_heartbeat_ends_only_expired_bans_and_keeps_live_scores() {
+        let long = Duration::from_secs(3600);
+        let mut s = Scores::new(-99.0, long, long, 10);
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        assert_eq!(s.banned_count(), 0);
+        assert!(s.penalize(a, Penalty::BadData).is_some());
+        assert!(s.penalize(b, Penalty::BadData).is_some());
+        assert_eq!(s.penalize(c, Penalty::Stale), None);
+        assert_eq!(s.banned_count(), 2);
+        // Nothing has expired: no ban ends, and a small live score is kept.
+        assert!(s.heartbeat().is_empty());
+        assert!(s.is_banned(&a) && s.is_banned(&b));
+        assert_eq!(s.banned_count(), 2);
+        assert!((s.score(&c) + 5.0).abs() < 0.01, "{}", s.score(&c));
+
+        // A ban of no length is over at once: the heartbeat names the peer, and it starts
+        // again from a clean score.
+        let mut s = Scores::new(-99.0, Duration::ZERO, long, 10);
+        assert!(s.penalize(a, Penalty::BadData).is_some());
+        assert!(!s.is_banned(&a));
+        assert_eq!(s.banned_count(), 0);
+        assert_eq!(s.heartbeat(), vec![a]);
+        assert!(s.heartbeat().is_empty(), "named once");
+        assert_eq!(s.penalize(a, Penalty::Stale), None);
+        assert!((s.score(&a) + 5.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn every_penalty_has_its_own_metric_label() {
+        let labels: std::collections::HashSet<_> = Penalty::ALL.iter().map(|p| p.label()).collect();
+        assert_eq!(labels.len(), Penalty::ALL.len(), "{labels:?}");
+        for label in labels {
+            assert!(
+                !label.is_empty() && label.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{label:?} is no Prometheus label value of ours"
+            );
+        }
+    }
+
+    #[test]
     fn scores_decay_by_half_life() {
         assert!(
             (decayed(-100.0, Duration::from_secs(600), Duration::from_secs(600)) + 50.0).abs()
