@@ -249,4 +249,92 @@ mod tests {
         q.ended(ConnectionId::new_unchecked(998), Some(peer), true);
         assert!(!q.in_backoff(&peer));
     }
+
+    /// How long `peer` still waits, from now.
+    fn waits(q: &DialQueue, peer: &PeerId) -> Duration {
+        q.backoff[peer]
+            .until
+            .saturating_duration_since(Instant::now())
+    }
+
+    #[test]
+    fn backoff_starts_at_one_second_and_stops_at_five_minutes() {
+        let mut q = DialQueue::new(1000, 10);
+        let peer = PeerId::random();
+        q.back_off(peer);
+        let first = waits(&q, &peer);
+        assert!(
+            first > Duration::from_millis(900) && first <= FIRST_BACKOFF,
+            "{first:?}"
+        );
+        q.back_off(peer);
+        assert!(waits(&q, &peer) > Duration::from_millis(1900), "doubles");
+        for _ in 0..30 {
+            q.back_off(peer);
+        }
+        let last = waits(&q, &peer);
+        assert!(
+            last > Duration::from_secs(299) && last <= Duration::from_secs(300),
+            "{last:?}"
+        );
+    }
+
+    #[test]
+    fn prune_forgets_only_backoffs_long_expired() {
+        let mut q = DialQueue::new(1000, 10);
+        let (old, recent) = (PeerId::random(), PeerId::random());
+        q.back_off(old);
+        q.back_off(recent);
+        let long_ago = Instant::now().checked_sub(MAX_BACKOFF + Duration::from_secs(1));
+        let Some(long_ago) = long_ago else {
+            return; // a clock this young cannot express it
+        };
+        q.backoff.get_mut(&old).unwrap().until = long_ago;
+        q.prune();
+        assert_eq!((q.failures(&old), q.failures(&recent)), (0, 1));
+    }
+
+    #[test]
+    fn a_banned_peer_leaves_the_queue_and_others_stay() {
+        let mut q = DialQueue::new(1000, 10);
+        let (banned, other) = (PeerId::random(), PeerId::random());
+        let ids = [
+            q.push(dial(banned)),
+            q.push(dial(other)),
+            q.push(dial(banned)),
+        ];
+        assert_eq!(q.remove_peer(&banned), vec![ids[0], ids[2]]);
+        assert!(!q.is_queued(&banned) && q.is_queued(&other));
+        assert_eq!(q.queued(), 1);
+    }
+
+    #[test]
+    fn only_dials_the_queue_released_are_its_own() {
+        let mut q = DialQueue::new(1000, 3);
+        assert_eq!(q.max_in_flight(), 3);
+        assert_eq!(DialQueue::new(1000, 0).max_in_flight(), 1, "never zero");
+        let ours = q.push(dial(PeerId::random()));
+        assert!(!q.is_ours_in_flight(ours), "queued, not in flight");
+        q.release().ok().unwrap();
+        let theirs = ConnectionId::new_unchecked(77);
+        q.started(theirs);
+        assert!(q.is_ours_in_flight(ours) && !q.is_ours_in_flight(theirs));
+        assert_eq!(q.in_flight(), 2);
+        assert!(!q.ended(theirs, None, true));
+        assert!(q.ended(ours, None, true));
+        assert!(!q.is_ours_in_flight(ours));
+    }
+
+    #[test]
+    fn a_rate_limited_dial_is_due_in_the_future() {
+        let mut q = DialQueue::new(1, 10);
+        q.push(dial(PeerId::random()));
+        q.push(dial(PeerId::random()));
+        assert!(q.release().is_ok());
+        let before = Instant::now();
+        match q.release() {
+            Err(Blocked::RateLimited(at)) => assert!(at > before, "{at:?} <= {before:?}"),
+            _ => panic!("the second dial in a second is not rate limited"),
+        }
+    }
 }

@@ -64,6 +64,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_ip_of_a_multiaddr_is_its_first_part_v4_or_v6() {
+        let ip = |a: &str| ip_of(&a.parse().unwrap());
+        assert_eq!(
+            ip("/ip4/192.0.2.1/tcp/1"),
+            Some("192.0.2.1".parse().unwrap())
+        );
+        assert_eq!(
+            ip("/ip6/2001:db8::1/tcp/1"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(ip("/dns4/example.com/tcp/1"), None);
+    }
+
+    #[test]
     fn counts_per_ip_and_exempts_loopback_and_allowed() {
         let mut ips = InboundIps::new(vec!["10.1.0.0/16".parse().unwrap()]);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
