@@ -508,15 +508,15 @@ async fn a_node_below_its_low_watermark_dials_peers_it_knows() {
         let peers = joiner.handle.peers().await.map_err(|e| e.to_string())?;
         Ok::<_, String>(peers.len())
     };
-    eventually_async(Duration::from_secs(30), "8 connected peers", || async {
+    let at_least_8 = || async {
         let n = peers().await?;
         if n >= 8 {
             Ok(())
         } else {
             Err(format!("{n} peers"))
         }
-    })
-    .await;
+    };
+    eventually_async(Duration::from_secs(30), "8 connected peers", at_least_8).await;
 
     let mut stopped = Vec::new();
     for node in network {
@@ -560,19 +560,7 @@ async fn a_node_below_its_low_watermark_dials_peers_it_knows() {
             .await,
         );
     }
-    eventually_async(
-        Duration::from_secs(60),
-        "the joiner back at 8 peers",
-        || async {
-            let n = peers().await?;
-            if n >= 8 {
-                Ok(())
-            } else {
-                Err(format!("{n} peers"))
-            }
-        },
-    )
-    .await;
+    eventually_async(Duration::from_secs(60), "the joiner back at 8", at_least_8).await;
     let dials = joiner
         .handle
         .status()
