@@ -26,12 +26,6 @@ impl StoppedNode {
     pub async fn start(self) -> TestNode {
         TestNode::from_config(self.dir, self.config).await
     }
-
-    /// Starts it again with `tweak` applied to its config first.
-    pub async fn start_with(mut self, tweak: impl FnOnce(&mut Config)) -> TestNode {
-        tweak(&mut self.config);
-        TestNode::from_config(self.dir, self.config).await
-    }
 }
 
 /// A config for a test node: loopback TCP on a free port, no mDNS, no API, short timers.
