@@ -483,15 +483,21 @@ mod tests {
         let at_limit = crafted.chain(8);
         accept_crafted(&repos, &mut crafted, "eight", at_limit).expect("8 levels fit");
 
-        // `seven` is read once, first at depth 2, then reached again at depth 3.
-        let mut crafted = Crafted::new();
-        let seven = crafted.chain(7);
-        let wrapper = crafted.tree(&[(b"c", MODE_TREE, seven)]);
-        let root = crafted.tree(&[(b"a", MODE_TREE, seven), (b"b", MODE_TREE, wrapper)]);
-        refused_for(
-            accept_crafted(&repos, &mut crafted, "shared", root),
-            "deeper than 8 levels",
-        );
+        // A subtree of `levels` levels is read once, first at depth 2 (the walk takes the
+        // last entry first: `b`), then reached again at depth 3 through `a/c`, where only
+        // its recorded height can tell how deep it goes.
+        for (levels, fits) in [(5, true), (6, true), (7, false)] {
+            let mut crafted = Crafted::new();
+            let shared = crafted.chain(levels);
+            let wrapper = crafted.tree(&[(b"c", MODE_TREE, shared)]);
+            let root = crafted.tree(&[(b"a", MODE_TREE, wrapper), (b"b", MODE_TREE, shared)]);
+            let result = accept_crafted(&repos, &mut crafted, &format!("shared{levels}"), root);
+            if fits {
+                result.unwrap_or_else(|e| panic!("{levels} levels at depth 3 fit in 8: {e}"));
+            } else {
+                refused_for(result, "deeper than 8 levels");
+            }
+        }
     }
 
     #[test]
