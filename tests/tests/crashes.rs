@@ -86,6 +86,14 @@ fn a_node_killed_mid_update_starts_again_and_sets_aside_what_it_cannot_recover()
     assert_eq!(held.refs, guts_tests::git::refs(work.path()));
 }
 
+/// Imports the repository at `path` on `node`, its only one; returns its id.
+fn import_only(node: &GutsNode, path: &str) -> String {
+    node.client_ok(&["repo", "import", path]);
+    let repos: Vec<RepoSummary> = node.client_json("repo list").unwrap();
+    assert_eq!(repos.len(), 1, "{repos:?}");
+    repos[0].id.clone()
+}
+
 /// Every `*.lock` file under `dir`.
 fn lock_files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -153,10 +161,7 @@ fn a_node_killed_at_every_failpoint_restarts_sound() {
         }
     };
     let mut a = owner(None);
-    a.client_ok(&["repo", "import", &path]);
-    let id = a.client_json::<Vec<RepoSummary>>("repo list").unwrap()[0]
-        .id
-        .clone();
+    let id = import_only(&a, &path);
     let a_addr = a.tcp_addr();
     let follower = |points: Option<&str>| {
         let spec = NodeSpec::loopback(&b_dir).args(["--bootstrap", &a_addr]);
@@ -322,10 +327,7 @@ fn a_node_killed_at_random_moments_of_fetches_restarts_sound() {
     .build("big");
     let path = work.path().to_str().unwrap().to_owned();
     let a = NodeSpec::loopback(&tmp.path().join("a")).spawn();
-    a.client_ok(&["repo", "import", &path]);
-    let id = a.client_json::<Vec<RepoSummary>>("repo list").unwrap()[0]
-        .id
-        .clone();
+    let id = import_only(&a, &path);
     let a_addr = a.tcp_addr();
     let b_dir = tmp.path().join("b");
     let follower = || {
@@ -413,10 +415,7 @@ fn a_full_disk_during_a_fetch_keeps_the_previous_state_and_blames_no_peer() {
     let work = WorkRepo::with_history("demo");
     let path = work.path().to_str().unwrap().to_owned();
     let a = NodeSpec::loopback(&tmp.path().join("a")).spawn();
-    a.client_ok(&["repo", "import", &path]);
-    let id = a.client_json::<Vec<RepoSummary>>("repo list").unwrap()[0]
-        .id
-        .clone();
+    let id = import_only(&a, &path);
     let mut b = NodeSpec::loopback(&b_dir)
         .args(["--bootstrap", &a.tcp_addr()])
         .spawn();
@@ -467,10 +466,7 @@ fn a_pack_over_the_size_limit_is_cut_without_blaming_the_holder() {
     let tmp = tempfile::tempdir().unwrap();
     let work = WorkRepo::with_history("demo");
     let a = NodeSpec::loopback(&tmp.path().join("a")).spawn();
-    a.client_ok(&["repo", "import", work.path().to_str().unwrap()]);
-    let id = a.client_json::<Vec<RepoSummary>>("repo list").unwrap()[0]
-        .id
-        .clone();
+    let id = import_only(&a, work.path().to_str().unwrap());
     let b = NodeSpec::loopback(&tmp.path().join("b"))
         .args(["--bootstrap", &a.tcp_addr(), "--max-pack-size", "1KiB"])
         .spawn();
