@@ -70,6 +70,19 @@ impl TestNode {
         }
     }
 
+    /// Waits until the node has at least `n` connected peers; panics after `within`.
+    pub async fn wait_for_peers(&self, n: usize, within: Duration) {
+        crate::eventually_async(within, &format!("{n} connected peers"), || async {
+            let status = self.handle.status().await.map_err(|e| e.to_string())?;
+            if status.connected_peers >= n {
+                Ok(())
+            } else {
+                Err(format!("{} peers", status.connected_peers))
+            }
+        })
+        .await;
+    }
+
     pub async fn shutdown(self) {
         self.node.shutdown().await;
     }

@@ -497,20 +497,7 @@ async fn a_node_reaches_its_low_watermark_from_one_bootstrap_address() {
         c.trim_interval = Duration::from_millis(300);
     })
     .await;
-    eventually_async(Duration::from_secs(30), "8 connected peers", || async {
-        let n = joiner
-            .handle
-            .status()
-            .await
-            .map_err(|e| e.to_string())?
-            .connected_peers;
-        if n >= 8 {
-            Ok(())
-        } else {
-            Err(format!("{n} peers"))
-        }
-    })
-    .await;
+    joiner.wait_for_peers(8, Duration::from_secs(30)).await;
 }
 
 /// The hard cap: with max_connections = 5, the sixth peer is refused, and the refusal is

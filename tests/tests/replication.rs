@@ -213,24 +213,7 @@ async fn replicate_all_takes_every_announced_repository() {
     .await;
     let followed = TestNode::start(|c| c.bootstrap = vec![boot.clone()]).await;
     // Announcements need the gossip mesh: wait until both are subscribed peers of A.
-    eventually_async(
-        Duration::from_secs(20),
-        "both peers connected to A",
-        || async {
-            let n = a
-                .handle
-                .status()
-                .await
-                .map_err(|e| e.to_string())?
-                .connected_peers;
-            if n >= 2 {
-                Ok(())
-            } else {
-                Err(format!("{n} peers"))
-            }
-        },
-    )
-    .await;
+    a.wait_for_peers(2, Duration::from_secs(20)).await;
     let work = WorkRepo::with_history("everyone");
     let id: RepositoryId = {
         let mut imported = None;
@@ -290,24 +273,9 @@ async fn a_replicate_all_node_joining_later_adopts_what_its_peers_hold() {
     // control has adopted the repository, the followed-only node has had longer to.
     let boot = a.addr.clone();
     let followed_only = TestNode::start(|c| c.bootstrap = vec![boot.clone()]).await;
-    eventually_async(
-        Duration::from_secs(20),
-        "the followed-only node to connect",
-        || async {
-            let n = followed_only
-                .handle
-                .status()
-                .await
-                .map_err(|e| e.to_string())?
-                .connected_peers;
-            if n >= 1 {
-                Ok(())
-            } else {
-                Err(format!("{n} peers"))
-            }
-        },
-    )
-    .await;
+    followed_only
+        .wait_for_peers(1, Duration::from_secs(20))
+        .await;
     let control = TestNode::start(|c| {
         c.bootstrap = vec![boot];
         c.replicate = guts_node::Replicate::All;
