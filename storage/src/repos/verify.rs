@@ -404,6 +404,26 @@ mod tests {
         }
     }
 
+    impl Crafted {
+        /// An annotated tag of `target`, of kind `kind`.
+        fn tag(&mut self, target: Oid, kind: &str) -> Oid {
+            let text = format!(
+                "object {target}\ntype {kind}\ntag t\ntagger T <t@example.com> 0 +0000\n\ncrafted\n"
+            );
+            self.write(ObjectType::Tag, text.as_bytes())
+        }
+
+        /// `commit` as `refs/heads/main` and `target` as `refs/tags/t`.
+        fn snapshot_with_tag(&self, name: &str, commit: Oid, target: Oid) -> SignedRefs {
+            let main: RefName = "refs/heads/main".parse().unwrap();
+            let tag: RefName = "refs/tags/t".parse().unwrap();
+            let refs = [(main.clone(), object_id(commit)), (tag, object_id(target))]
+                .into_iter()
+                .collect();
+            SignedRefs::sign(&key(5), name.parse().unwrap(), 1, Some(main), refs).unwrap()
+        }
+    }
+
     fn refused_for(result: Result<crate::PackStats, StorageError>, what: &str) {
         match result {
             Err(StorageError::BadObject { reason, .. }) => {
@@ -497,6 +517,88 @@ mod tests {
             } else {
                 refused_for(result, "deeper than 8 levels");
             }
+        }
+    }
+
+    #[test]
+    fn a_chain_of_tags_is_followed_up_to_the_depth_limit() {
+        let limits = Limits {
+            max_tree_depth: 8,
+            ..Limits::default()
+        };
+        let (_dir, repos) = store();
+        let repos = repos.with_limits(limits);
+        for (tags, fits) in [(8, true), (9, false)] {
+            let mut crafted = Crafted::new();
+            let file = crafted.blob(b"x\n");
+            let tree = crafted.tree(&[(b"file", MODE_BLOB, file)]);
+            let commit = crafted.commit(tree);
+            let mut top = crafted.tag(commit, "commit");
+            for _ in 1..tags {
+                top = crafted.tag(top, "tag");
+            }
+            let snapshot = crafted.snapshot_with_tag(&format!("tags{tags}"), commit, top);
+            let result = accept(&repos, &snapshot, crafted.pack());
+            if fits {
+                result.unwrap_or_else(|e| panic!("{tags} tags fit in 8: {e}"));
+            } else {
+                refused_for(result, "a chain of tags too long");
+            }
+        }
+    }
+
+    #[test]
+    fn a_tree_named_by_a_ref_or_a_tag_is_checked_like_a_commit_tree() {
+        let limits = Limits {
+            max_tree_depth: 8,
+            ..Limits::default()
+        };
+        let (_dir, repos) = store();
+        let repos = repos.with_limits(limits);
+        for tagged in [false, true] {
+            // Git allows refs to trees (linux has `v2.6.11-tree`); the commit is fine.
+            let mut crafted = Crafted::new();
+            let file = crafted.blob(b"x\n");
+            let fine = crafted.tree(&[(b"file", MODE_BLOB, file)]);
+            let commit = crafted.commit(fine);
+            let deep = crafted.chain(9);
+            let target = if tagged {
+                crafted.tag(deep, "tree")
+            } else {
+                deep
+            };
+            let name = format!("treeref{tagged}");
+            let snapshot = crafted.snapshot_with_tag(&name, commit, target);
+            refused_for(
+                accept(&repos, &snapshot, crafted.pack()),
+                "deeper than 8 levels",
+            );
+
+            let mut crafted = Crafted::new();
+            let file = crafted.blob(b"x\n");
+            let fine = crafted.tree(&[(b"file", MODE_BLOB, file)]);
+            let commit = crafted.commit(fine);
+            let bad = crafted.tree(&[(b".git", MODE_TREE, fine)]);
+            let target = if tagged {
+                crafted.tag(bad, "tree")
+            } else {
+                bad
+            };
+            let snapshot = crafted.snapshot_with_tag(&format!("{name}b"), commit, target);
+            refused_for(
+                accept(&repos, &snapshot, crafted.pack()),
+                "git's own directory",
+            );
+
+            let mut crafted = Crafted::new();
+            let file = crafted.blob(b"x\n");
+            let fine = crafted.tree(&[(b"file", MODE_BLOB, file)]);
+            let commit = crafted.commit(fine);
+            let ok = crafted.chain(8);
+            let target = if tagged { crafted.tag(ok, "tree") } else { ok };
+            let snapshot = crafted.snapshot_with_tag(&format!("{name}c"), commit, target);
+            accept(&repos, &snapshot, crafted.pack())
+                .unwrap_or_else(|e| panic!("a tree of 8 levels fits: {e}"));
         }
     }
 
