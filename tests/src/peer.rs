@@ -497,3 +497,138 @@ impl Drop for Flooder {
         self.task.abort();
     }
 }
+
+/// Identify and a Kademlia server on the network's DHT protocol: a peer a node puts in its
+/// routing table, which dials and hangs up only when told.
+#[derive(NetworkBehaviour)]
+struct DhtBehaviour {
+    identify: identify::Behaviour,
+    kad: libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>,
+}
+
+enum DhtCommand {
+    Dial(Multiaddr),
+    Disconnect(PeerId),
+}
+
+/// A DHT server peer running in the background, counting the connections others open to it.
+pub struct DhtPeer {
+    peer_id: PeerId,
+    task: tokio::task::JoinHandle<()>,
+    commands: tokio::sync::mpsc::UnboundedSender<DhtCommand>,
+    dialled_in: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    find_nodes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl DhtPeer {
+    /// A peer of `network`, listening on loopback.
+    pub fn spawn(network: &NetworkName) -> DhtPeer {
+        use libp2p::kad;
+        let mut swarm = SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("tcp transport")
+            .with_behaviour(|key| {
+                let id = key.public().to_peer_id();
+                let protocol = libp2p::StreamProtocol::try_from_owned(network.kad_protocol())
+                    .expect("kad protocol");
+                // Answers queries, never starts one: with nobody in its routing table
+                // it has no bootstrap to run that would dial the node it hung up on.
+                let mut config = kad::Config::new(protocol);
+                config.set_periodic_bootstrap_interval(None);
+                config.set_kbucket_inserts(kad::BucketInserts::Manual);
+                let mut kad =
+                    kad::Behaviour::with_config(id, kad::store::MemoryStore::new(id), config);
+                kad.set_mode(Some(kad::Mode::Server));
+                DhtBehaviour {
+                    identify: identify::Behaviour::new(identify::Config::new(
+                        network.identify_protocol_version(),
+                        key.public(),
+                    )),
+                    kad,
+                }
+            })
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+            .build();
+        swarm
+            .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
+            .expect("listen");
+        let peer_id = *swarm.local_peer_id();
+        let dialled_in = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let find_nodes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (count, asked) = (dialled_in.clone(), find_nodes.clone());
+        let (commands, mut rx) = tokio::sync::mpsc::unbounded_channel::<DhtCommand>();
+        let task = tokio::spawn(async move {
+            use std::sync::atomic::Ordering::Relaxed;
+            loop {
+                tokio::select! {
+                    event = swarm.select_next_some() => match event {
+                        SwarmEvent::ConnectionEstablished { endpoint, .. }
+                            if endpoint.is_listener() =>
+                        {
+                            count.fetch_add(1, Relaxed);
+                        }
+                        SwarmEvent::Behaviour(DhtBehaviourEvent::Kad(
+                            kad::Event::InboundRequest {
+                                request: kad::InboundRequest::FindNode { .. },
+                            },
+                        )) => {
+                            asked.fetch_add(1, Relaxed);
+                        }
+                        _ => {}
+                    },
+                    Some(command) = rx.recv() => match command {
+                        DhtCommand::Dial(addr) => {
+                            let _ = swarm.dial(addr);
+                        }
+                        DhtCommand::Disconnect(peer) => {
+                            let _ = swarm.disconnect_peer_id(peer);
+                        }
+                    },
+                }
+            }
+        });
+        DhtPeer {
+            peer_id,
+            task,
+            commands,
+            dialled_in,
+            find_nodes,
+        }
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Dials `addr` (with `/p2p/<id>`).
+    pub fn connect(&self, addr: &Multiaddr) {
+        let _ = self.commands.send(DhtCommand::Dial(addr.clone()));
+    }
+
+    /// Closes every connection to `peer`.
+    pub fn disconnect(&self, peer: PeerId) {
+        let _ = self.commands.send(DhtCommand::Disconnect(peer));
+    }
+
+    /// Connections others have opened to this peer so far.
+    pub fn dialled_in(&self) -> usize {
+        self.dialled_in.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// DHT lookups (`FIND_NODE`) others have sent this peer so far.
+    pub fn find_node_requests(&self) -> usize {
+        self.find_nodes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for DhtPeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -7,9 +7,9 @@ use futures::future::join_all;
 use guts_node::api::types::PeerReport;
 use guts_protocol::wire::{SyncRequest, SyncResponse};
 use guts_protocol::{NetworkName, RepositoryId};
-use guts_tests::cluster::{TestNode, star};
+use guts_tests::cluster::TestNode;
 use guts_tests::netns::Lan;
-use guts_tests::peer::{RawPeer, StreamPeer, sync_response};
+use guts_tests::peer::{DhtPeer, RawPeer, StreamPeer, sync_response};
 use guts_tests::process::NodeSpec;
 use guts_tests::{eventually, eventually_async};
 use libp2p::swarm::SwarmEvent;
@@ -484,20 +484,96 @@ async fn a_flooding_peer_is_banned_then_let_back() {
     );
 }
 
-/// A node with a low watermark of 8 in a 16-node network ends up holding at least 8
-/// peers, told only one address. (Which side dials is up to the DHT and the connection
-/// managers; the manager's own fill is unit-tested in `connection_manager`.)
+/// A node below its low watermark dials peers it knows until it is back at the low
+/// watermark. Sixteen DHT peers dial a node with low = 8 and land in its routing table.
+/// Once the DHT bootstrap that follows (which dials every peer in the table) has asked
+/// all of them and ended, they hang up and never dial again: only the node's own fill
+/// can bring it back to 8 (with low = 0 it stays at 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_reaches_its_low_watermark_from_one_bootstrap_address() {
-    let network = star(16, |c| c.low_watermark = 0).await;
-    let boot = network[0].addr.clone();
-    let joiner = TestNode::start(|c| {
-        c.bootstrap = vec![boot.clone()];
+async fn a_node_below_its_low_watermark_dials_peers_it_knows() {
+    let node = TestNode::start(|c| {
         c.low_watermark = 8;
+        c.high_watermark = 30;
         c.trim_interval = Duration::from_millis(300);
     })
     .await;
-    joiner.wait_for_peers(8, Duration::from_secs(30)).await;
+    let network = NetworkName::default_network();
+    let peers: Vec<DhtPeer> = (0..16).map(|_| DhtPeer::spawn(&network)).collect();
+    for peer in &peers {
+        peer.connect(&node.addr);
+    }
+    eventually_async(
+        Duration::from_secs(30),
+        "16 peers connected and in the routing table, a DHT bootstrap over all of them done",
+        || async {
+            // The peers answer lookups with nobody, so only a bootstrap that started after
+            // all 16 were in the table asks each of them: kad's pending one has run.
+            let asked = peers.iter().filter(|p| p.find_node_requests() > 0).count();
+            let connected = node.handle.peers().await.map_err(|e| e.to_string())?.len();
+            let table = node
+                .handle
+                .routing_table()
+                .await
+                .map_err(|e| e.to_string())?
+                .len();
+            let status = node.handle.status().await.map_err(|e| e.to_string())?;
+            let queries = status.connections.dht_queries + status.connections.dht_queries_queued;
+            if connected == 16 && table == 16 && asked == 16 && queries == 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{connected} connected, {table} in the table, {asked} asked, {queries} queries"
+                ))
+            }
+        },
+    )
+    .await;
+    let dials_before = node
+        .handle
+        .status()
+        .await
+        .unwrap()
+        .connections
+        .dials_started;
+    let dialled_in_before: usize = peers.iter().map(DhtPeer::dialled_in).sum();
+    let me = node.handle.peer_id();
+    for peer in &peers {
+        peer.disconnect(me);
+    }
+    eventually_async(
+        Duration::from_secs(30),
+        "the node back at 8 peers",
+        || async {
+            let connected = node.handle.peers().await.map_err(|e| e.to_string())?;
+            let outbound = connected
+                .iter()
+                .filter(|p| p.direction == guts_node::api::types::Direction::Outbound)
+                .count();
+            if outbound >= 8 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} connected, {outbound} dialled by the node",
+                    connected.len()
+                ))
+            }
+        },
+    )
+    .await;
+    let dials = node
+        .handle
+        .status()
+        .await
+        .unwrap()
+        .connections
+        .dials_started
+        - dials_before;
+    assert!(dials >= 8, "{dials} dials");
+    let dialled_in = peers.iter().map(DhtPeer::dialled_in).sum::<usize>() - dialled_in_before;
+    assert!(
+        dialled_in >= 8,
+        "{dialled_in} connections dialled to the peers"
+    );
 }
 
 /// The hard cap: with max_connections = 5, the sixth peer is refused, and the refusal is
