@@ -197,3 +197,149 @@ async fn dht_clients_find_servers_and_stay_out_of_routing_tables() {
         n.shutdown().await;
     }
 }
+
+/// A loopback TCP address on a port free a moment ago, for a node that must know its
+/// own address before it starts.
+fn loopback_tcp() -> guts_node::Multiaddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("/ip4/127.0.0.1/tcp/{port}")
+        .parse()
+        .expect("multiaddr")
+}
+
+/// `dht_mode = auto` answers no query until an external address is confirmed: a node
+/// told none stays out of a server's routing table, one told its address
+/// (`external_addresses`) turns server and is listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dht_mode_auto_turns_server_once_an_external_address_is_confirmed() {
+    use guts_node::config::DhtMode;
+    let hub = TestNode::start(|_| {}).await;
+    let boot = hub.addr.clone();
+    let unconfirmed = TestNode::start(|c| {
+        c.bootstrap = vec![boot.clone()];
+        c.dht_mode = DhtMode::Auto;
+    })
+    .await;
+    let public = loopback_tcp();
+    let confirmed = TestNode::start(|c| {
+        c.bootstrap = vec![boot.clone()];
+        c.dht_mode = DhtMode::Auto;
+        c.listen = vec![public.clone()];
+        c.external_addresses = vec![public.clone()];
+    })
+    .await;
+    let (unconfirmed_id, confirmed_id) = (unconfirmed.handle.peer_id(), confirmed.handle.peer_id());
+    eventually_async(
+        Duration::from_secs(30),
+        "the hub to list the node with a confirmed address",
+        || async {
+            let table = hub
+                .handle
+                .routing_table()
+                .await
+                .map_err(|e| e.to_string())?;
+            if table.contains(&confirmed_id) {
+                Ok(())
+            } else {
+                Err(format!("hub {table:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(confirmed.handle.status().await.unwrap().dht_mode, "server");
+    assert_eq!(
+        unconfirmed.handle.status().await.unwrap().dht_mode,
+        "client"
+    );
+    let peers = hub.handle.peers().await.unwrap();
+    assert!(
+        peers
+            .iter()
+            .any(|p| p.peer_id == unconfirmed_id.to_string())
+    );
+    let table = hub.handle.routing_table().await.unwrap();
+    assert!(
+        !table.contains(&unconfirmed_id),
+        "a DHT client in {table:?}"
+    );
+    for n in [hub, unconfirmed, confirmed] {
+        n.shutdown().await;
+    }
+}
+
+/// A relay server (`relay_server`) lets a node listen through it
+/// (`<relay>/p2p-circuit`), and another node reach that one by its circuit address
+/// and replicate a repository over the circuit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_listening_through_a_relay_is_reached_and_replicated_from() {
+    use guts_protocol::RepositoryId;
+    use guts_tests::git::WorkRepo;
+    let public = loopback_tcp();
+    let relay = TestNode::start(|c| {
+        c.relay_server = true;
+        c.listen = vec![public.clone()];
+        c.external_addresses = vec![public.clone()];
+    })
+    .await;
+    let circuit: guts_node::Multiaddr = format!("{}/p2p-circuit", relay.addr)
+        .parse()
+        .expect("multiaddr");
+    let behind = TestNode::start(|c| c.listen = vec![circuit.clone()]).await;
+    let behind_id = behind.handle.peer_id();
+    let via_relay: guts_node::Multiaddr = format!("{circuit}/p2p/{behind_id}")
+        .parse()
+        .expect("multiaddr");
+    eventually_async(
+        Duration::from_secs(30),
+        "a reservation on the relay",
+        || async {
+            let status = behind.handle.status().await.map_err(|e| e.to_string())?;
+            if status
+                .listen_addresses
+                .iter()
+                .any(|a| a.contains("/p2p-circuit"))
+            {
+                Ok(())
+            } else {
+                Err(format!("listening on {:?}", status.listen_addresses))
+            }
+        },
+    )
+    .await;
+    let work = WorkRepo::with_history("relayed");
+    let (summary, _) = behind
+        .handle
+        .import(work.path().to_owned(), None)
+        .await
+        .unwrap();
+    let id: RepositoryId = summary.id.parse().unwrap();
+
+    let reacher = TestNode::start(|_| {}).await;
+    assert_eq!(reacher.handle.connect(via_relay).await.unwrap(), behind_id);
+    let peers = reacher.handle.peers().await.unwrap();
+    let report = peers
+        .iter()
+        .find(|p| p.peer_id == behind_id.to_string())
+        .expect("the node behind the relay is a peer");
+    assert!(
+        report.addresses.iter().all(|a| a.contains("/p2p-circuit")),
+        "{:?}",
+        report.addresses
+    );
+    reacher.handle.follow(id).await.unwrap();
+    reacher
+        .handle
+        .sync(id, Some(behind_id), None)
+        .await
+        .unwrap();
+    let held = reacher.handle.repository(id).await.unwrap().expect("held");
+    let source = behind.handle.repository(id).await.unwrap().expect("held");
+    assert!(!source.refs.is_empty());
+    assert_eq!(held.refs, source.refs, "replicated over the circuit");
+    for n in [reacher, behind, relay] {
+        n.shutdown().await;
+    }
+}
