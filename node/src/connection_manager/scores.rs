@@ -191,6 +191,34 @@ fn decayed(value: f64, age: Duration, half_life: Duration) -> f64 {
 mod tests {
     use super::*;
 
+    /// README's penalty table is what operators tune their ban threshold by: every
+    /// penalty is in it, under its metric label, with the weight the code applies.
+    #[test]
+    fn readme_lists_every_penalty_with_its_weight() {
+        let readme = include_str!("../../../README.md");
+        let table: HashMap<&str, f64> = readme
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.trim().split('|').map(str::trim).collect();
+                let label = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                let score: f64 = cells.get(2)?.strip_prefix('-')?.parse().ok()?;
+                Penalty::ALL
+                    .iter()
+                    .any(|p| p.label() == label)
+                    .then_some((label, score))
+            })
+            .collect();
+        for penalty in Penalty::ALL {
+            assert_eq!(
+                table.get(penalty.label()),
+                Some(&penalty.weight()),
+                "README's weight for {}",
+                penalty.label()
+            );
+        }
+        assert_eq!(table.len(), Penalty::ALL.len());
+    }
+
     #[test]
     fn penalties_add_up_to_a_ban_that_resets_the_score() {
         // Two protocol violations (-50 each, a hair of decay between them) cross -99.
