@@ -100,6 +100,14 @@ pub enum StorageError {
         /// libgit2's error.
         source: git2::Error,
     },
+    /// git's `pack-objects` could not run, or failed.
+    #[error("git pack-objects in {path}: {reason}")]
+    PackObjects {
+        /// The repository it was packing.
+        path: PathBuf,
+        /// What went wrong, in git's words where it said any.
+        reason: String,
+    },
     /// An import source is not a git repository.
     #[error("{path} is not a git repository")]
     NotAGitRepository {
@@ -230,6 +238,7 @@ impl StorageError {
             | StorageError::Corrupt { .. }
             | StorageError::Write { .. }
             | StorageError::Git { .. }
+            | StorageError::PackObjects { .. }
             | StorageError::NotAGitRepository { .. }
             | StorageError::NothingToImport { .. }
             | StorageError::BadName { .. }
@@ -319,6 +328,10 @@ mod tests {
             StorageError::Git {
                 context: "x".into(),
                 source: git2::Error::from_str("x"),
+            },
+            StorageError::PackObjects {
+                path: path.clone(),
+                reason: "x".into(),
             },
             StorageError::NotAGitRepository { path: path.clone() },
             StorageError::NothingToImport { path: path.clone() },

@@ -282,6 +282,65 @@ fn main() {
         git_peak = git_peak.max(rss);
     }
 
+    // Import: `guts repo import` into a fresh node vs git's own copy of a local
+    // repository (`git clone --mirror --no-local`: pack-objects into index-pack).
+    let path = guts_tests::process::path_with_helper();
+    let (mut import_guts, mut import_git, mut import_rss) = (Vec::new(), Vec::new(), 0);
+    for r in 0..runs {
+        let node = NodeSpec::loopback(&tmp.path().join(format!("importer-{r}")))
+            .log_filter("warn,guts_node::api=info")
+            .spawn();
+        let started = Instant::now();
+        let out = node.client(["repo", "import", work.to_str().unwrap()]);
+        import_guts.push(started.elapsed());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        import_rss = import_rss.max(peak_rss(node.pid()));
+        let (t, _) = timed(
+            Command::new("git")
+                .args(["clone", "--quiet", "--mirror", "--no-local"])
+                .arg(&work)
+                .arg(tmp.path().join(format!("git-import-{r}"))),
+        );
+        import_git.push(t);
+    }
+
+    // First push: every branch and tag by `git push guts://…` into `guts repo init`, vs
+    // `git push` into `git init --bare`.
+    let refspecs = ["refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"];
+    let (mut push_guts, mut push_git, mut push_rss) = (Vec::new(), Vec::new(), 0);
+    for r in 0..runs {
+        let node = NodeSpec::loopback(&tmp.path().join(format!("pusher-{r}")))
+            .log_filter("warn,guts_node::api=info")
+            .spawn();
+        let created: RepoSummary = node.client_json(&format!("repo init pushed-{r}")).unwrap();
+        let started = Instant::now();
+        run(Command::new("git")
+            .current_dir(&work)
+            .args(["push", "--quiet", &created.url])
+            .args(refspecs)
+            .env("PATH", &path)
+            .env("GUTS_API", node.api().to_string())
+            .env("GUTS_DATA_DIR", node.data_dir()));
+        push_guts.push(started.elapsed());
+        push_rss = push_rss.max(peak_rss(node.pid()));
+        let bare = tmp.path().join(format!("git-push-{r}.git"));
+        git(
+            tmp.path(),
+            &["init", "--quiet", "--bare", bare.to_str().unwrap()],
+        );
+        let (t, _) = timed(
+            Command::new("git")
+                .current_dir(&work)
+                .args(["push", "--quiet", bare.to_str().unwrap()])
+                .args(refspecs),
+        );
+        push_git.push(t);
+    }
+
     // guts: an owner node and a fresh replica per run.
     let owner = NodeSpec::loopback(&tmp.path().join("owner"))
         .log_filter("warn,guts_node::api=info")
@@ -331,7 +390,6 @@ fn main() {
 
     // git clone guts://… on a fresh node (it fetches from the owner, then git clones from
     // its store through git-remote-guts) vs git clone from git daemon.
-    let path = guts_tests::process::path_with_helper();
     let (mut clone_guts, mut clone_git) = (Vec::new(), Vec::new());
     for r in 0..runs {
         let node = NodeSpec::loopback(&tmp.path().join(format!("cloner-{r}")))
@@ -454,6 +512,32 @@ fn main() {
     println!(
         "{:<52} {:>14} {:>14} {:>8}",
         "measure", "guts", "git", "ratio"
+    );
+    let (ig, id_) = (median(import_guts), median(import_git));
+    println!(
+        "{:<52} {:>14} {:>14} {:>7.2}x",
+        "import vs git clone --mirror --no-local",
+        ms(ig),
+        ms(id_),
+        ig.as_secs_f64() / id_.as_secs_f64()
+    );
+    println!(
+        "{:<52} {:>14}",
+        "  peak RSS of the importing node",
+        mib(import_rss)
+    );
+    let (pg, pd) = (median(push_guts), median(push_git));
+    println!(
+        "{:<52} {:>14} {:>14} {:>7.2}x",
+        "first git push guts:// vs git push to a bare repo",
+        ms(pg),
+        ms(pd),
+        pg.as_secs_f64() / pd.as_secs_f64()
+    );
+    println!(
+        "{:<52} {:>14}",
+        "  peak RSS of the node taking the push",
+        mib(push_rss)
     );
     println!(
         "{:<52} {:>14} {:>14} {:>7.2}x",

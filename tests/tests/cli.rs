@@ -479,3 +479,24 @@ fn repo_errors_are_one_line_naming_the_value() {
     let repos: Vec<guts_node::api::types::RepoSummary> = node.client_json("repo list").unwrap();
     assert!(repos.is_empty(), "{repos:?}");
 }
+
+/// The node builds packs with git's pack-objects: without git, an import fails in one
+/// line that names the program and says what to do, and nothing is kept.
+#[test]
+fn an_import_without_git_says_git_is_needed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-git");
+    let node = NodeSpec::loopback(&tmp.path().join("n"))
+        .env("GUTS_GIT", missing.to_str().unwrap())
+        .spawn();
+    let work = guts_tests::git::WorkRepo::with_history("needs-git");
+    let out = node.client(["repo", "import", work.path().to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "not one line:\n{err}");
+    assert!(lines[0].contains("no-such-git"), "{err}");
+    assert!(lines[0].contains("git must be installed"), "{err}");
+    let repos: Vec<guts_node::api::types::RepoSummary> = node.client_json("repo list").unwrap();
+    assert!(repos.is_empty(), "{repos:?}");
+}

@@ -10,7 +10,7 @@ use git2::Repository;
 use guts_protocol::refs::Refs;
 use guts_protocol::{ObjectId, RefName, RepoName, RepositoryId, SignedRefs};
 
-use super::serve::write_pack;
+use super::packer::pack_objects;
 use super::verify::check_snapshot;
 use super::{Imported, PUSH_PREFIX, Pushed, RefUpdate, Repositories, git, object_id, oid};
 use crate::StorageError;
@@ -119,29 +119,39 @@ impl Repositories {
         let snapshot = SignedRefs::sign(key, name, sequence, head, refs)?;
         fail::fail_point!("import-signed");
         let id = snapshot.repository();
-        // libgit2's pack builder walks trees recursively: the source is checked (depth
-        // first of all) before it gets to, so a crafted source costs an error, not the
-        // stack. The store checks the result again as it checks any pack.
-        let known: Vec<git2::Oid> = previous
-            .map(|p| p.refs.values().map(oid).collect())
-            .unwrap_or_default();
-        check_snapshot(&src, &snapshot, &known, &self.limits)?;
         let wants = self.wants(&snapshot)?;
         if wants.is_empty() {
             self.accept_locked(&snapshot, None, &mut |_| {})?;
             return Ok(snapshot);
         }
-        let haves = self.haves(&id)?;
-        self.limit_pack_memory(&src)?;
-        // libgit2 writes the pack on one thread while the indexer reads it on this one,
+        // What the store holds and the source has too: git leaves those objects out and
+        // makes deltas against them (the store's indexer completes the thin pack).
+        let src_odb = src.odb().map_err(git("opening the object database"))?;
+        let haves: Vec<git2::Oid> = self
+            .haves(&id)?
+            .iter()
+            .map(oid)
+            .filter(|h| src_odb.exists(*h))
+            .collect();
+        let wants: Vec<git2::Oid> = wants.iter().map(oid).collect();
+        let git_dir = src.path().to_owned();
+        drop(src_odb);
+        // git writes the pack on one thread while the indexer reads it on this one,
         // through a bounded channel: the pack is never held whole.
         let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
         let accepted = std::thread::scope(|scope| {
             let writer = scope.spawn(move || {
                 let sink_tx = tx.clone();
-                let result = write_pack(&src, &id, &wants, &haves, &mut |_| {}, &mut |chunk| {
-                    sink_tx.send(Ok(chunk.to_vec())).is_ok()
-                });
+                let (thin, depth) = (!haves.is_empty(), self.limits.max_tree_depth);
+                let result = pack_objects(
+                    &git_dir,
+                    &wants,
+                    &haves,
+                    thin,
+                    depth,
+                    &mut |_| {},
+                    &mut |chunk| sink_tx.send(Ok(chunk.to_vec())).is_ok(),
+                );
                 if let Err(e) = &result {
                     let _ = tx.send(Err(io::Error::other(e.to_string())));
                 }
@@ -152,8 +162,21 @@ impl Repositories {
             // Closing the channel unblocks the writer if the indexer stopped early.
             drop(chunks);
             let written = writer.join().unwrap_or(Err(StorageError::Aborted));
-            accepted.and(written.map(|_| ()))
+            match (accepted, written) {
+                (_, Err(e @ StorageError::PackObjects { .. })) => Err(e),
+                (accepted, written) => accepted.and(written.map(|_| ())),
+            }
         });
+        // The store checked everything git sent. When git itself gave up (it refuses
+        // trees deeper than its core.maxTreeDepth, for one), the source is checked here
+        // for an error that names the rule and the object; else git's own words stand.
+        if let Err(e @ StorageError::PackObjects { .. }) = accepted {
+            let known: Vec<git2::Oid> = previous
+                .map(|p| p.refs.values().map(oid).collect())
+                .unwrap_or_default();
+            check_snapshot(&src, &snapshot, &known, &self.limits)?;
+            return Err(e);
+        }
         accepted?;
         Ok(snapshot)
     }

@@ -12,6 +12,7 @@
 mod author;
 mod following;
 mod ingest;
+mod packer;
 mod recover;
 mod scan;
 mod serve;
@@ -25,12 +26,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use git2::{Oid, Repository};
+use git2::Oid;
 use guts_protocol::wire::{self, MAX_RESPONSE_SIZE};
 use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
 
 use crate::StorageError;
-use crate::fs::write_atomically;
 
 /// File (inside the bare repository) holding the latest verified snapshot.
 const SIGNED_REFS_FILE: &str = "guts-signed-refs";
@@ -40,13 +40,6 @@ const QUARANTINE_PREFIX: &str = "guts-quarantine-";
 const PUSH_PREFIX: &str = "guts-push-";
 /// Prefix of directories where a repack writes its new pack.
 const REPACK_PREFIX: &str = "guts-repack-";
-/// Config layer (under `repos/`) bounding libgit2's pack builder memory.
-const PACK_LIMITS_FILE: &str = ".pack-limits.gitconfig";
-/// libgit2 reads these from a repository's config; its defaults let the delta search
-/// window grow without bound and cache up to 256 MiB of deltas. (libgit2 1.9 also takes
-/// its big-file threshold from `pack.deltaCacheSize`: larger objects are stored whole,
-/// not delta-compressed.)
-const PACK_LIMITS: &str = "[pack]\n\twindowMemory = 16m\n\tdeltaCacheSize = 16m\n";
 
 /// File (in the data dir) listing followed repositories, one id per line.
 const FOLLOWING_FILE: &str = "following";
@@ -307,26 +300,5 @@ impl Repositories {
                 path,
                 reason: e.to_string(),
             })
-    }
-
-    /// Bounds what libgit2's pack builder holds in memory when working on `repo`, without
-    /// touching its config files: an in-memory, application-level config layer.
-    fn limit_pack_memory(&self, repo: &Repository) -> Result<(), StorageError> {
-        let file = self.root.join(PACK_LIMITS_FILE);
-        if !file.exists() {
-            fs::create_dir_all(&self.root).map_err(|source| StorageError::Write {
-                path: self.root.clone(),
-                source,
-            })?;
-            write_atomically(&file, PACK_LIMITS.as_bytes()).map_err(|source| {
-                StorageError::Write {
-                    path: file.clone(),
-                    source,
-                }
-            })?;
-        }
-        repo.config()
-            .and_then(|mut c| c.add_file(&file, git2::ConfigLevel::App, true))
-            .map_err(git("limiting pack memory"))
     }
 }

@@ -5,18 +5,19 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use git2::{ObjectType, Repository};
+use git2::Repository;
 use guts_protocol::{ObjectId, RepositoryId};
 
 use super::ingest::Quarantine;
+use super::packer::pack_objects;
 use super::{PackStats, REPACK_PREFIX, Repositories, dedup, git, oid};
 use crate::StorageError;
 
 impl Repositories {
     /// Builds a pack with every object reachable from `wants` and not from `haves`,
     /// telling `on_count` how many objects it holds, then handing it to `sink` chunk by
-    /// chunk as libgit2 writes it (deltas reused). `sink` returns false to abort.
-    /// Blocking.
+    /// chunk as git writes it: stored deltas reused, and thin (deltas against objects
+    /// the requester said it has) when it has some. Blocking.
     pub fn build_pack(
         &self,
         id: &RepositoryId,
@@ -28,12 +29,14 @@ impl Repositories {
         let repo = Repository::open_bare(self.path(id))
             .map_err(|_| StorageError::UnknownRepository(*id))?;
         let odb = repo.odb().map_err(git("opening the object database"))?;
-        let requester_has_some = haves.iter().any(|h| odb.exists(oid(h)));
-        // A requester with nothing gets the repository's one pack as it is: libgit2
-        // cannot reuse deltas, so building a pack means a full delta search, while
-        // the stored pack is already verified, compressed and complete (extra objects
-        // are harmless: the requester verifies what it needs).
-        if !requester_has_some && let Some(pack) = self.single_pack(id)? {
+        // Haves come from the requester: git refuses ids it does not know.
+        let haves: Vec<git2::Oid> = haves.iter().map(oid).filter(|h| odb.exists(*h)).collect();
+        // A requester with nothing gets the repository's one pack as it is: already
+        // verified, compressed and complete (extra objects are harmless: the requester
+        // verifies what it needs), with no walk at all.
+        if haves.is_empty()
+            && let Some(pack) = self.single_pack(id)?
+        {
             match stream_pack_file(&pack, on_count, sink) {
                 // A repack replaced it meanwhile: build one instead.
                 Err(StorageError::Read { source, .. })
@@ -41,8 +44,17 @@ impl Repositories {
                 other => return other,
             }
         }
-        self.limit_pack_memory(&repo)?;
-        write_pack(&repo, id, wants, haves, on_count, sink)
+        let wants: Vec<git2::Oid> = wants.iter().map(oid).collect();
+        let thin = !haves.is_empty();
+        pack_objects(
+            repo.path(),
+            &wants,
+            &haves,
+            thin,
+            self.limits.max_tree_depth,
+            on_count,
+            sink,
+        )
     }
 
     /// The pack files of `id`.
@@ -101,15 +113,23 @@ impl Repositories {
             return Ok(());
         }
         let repo = Repository::open_bare(self.path(id)).map_err(git("opening the repository"))?;
-        self.limit_pack_memory(&repo)?;
         let quarantine = Quarantine::with_prefix(&self.path(id), REPACK_PREFIX)?;
         let odb = repo.odb().map_err(git("opening the object database"))?;
         let mut indexer = git2::Indexer::new(Some(&odb), &quarantine.pack_dir(), 0o444, false)
             .map_err(git("starting to index the pack"))?;
-        let wants: Vec<ObjectId> = dedup(snapshot.refs.values().copied());
-        write_pack(&repo, id, &wants, &[], &mut |_| {}, &mut |chunk| {
-            indexer.write_all(chunk).is_ok()
-        })?;
+        let wants: Vec<git2::Oid> = dedup(snapshot.refs.values().copied())
+            .iter()
+            .map(oid)
+            .collect();
+        pack_objects(
+            repo.path(),
+            &wants,
+            &[],
+            false,
+            self.limits.max_tree_depth,
+            &mut |_| {},
+            &mut |chunk| indexer.write_all(chunk).is_ok(),
+        )?;
         indexer.commit().map_err(git("indexing the new pack"))?;
         let pack_dir = self.path(id).join("objects").join("pack");
         quarantine.promote(&pack_dir)?;
@@ -123,77 +143,6 @@ impl Repositories {
         tracing::debug!(repository = %id, "repacked into one pack");
         Ok(())
     }
-}
-
-/// The pack of everything reachable from `wants` and not from `haves` in `repo`,
-/// handed to `sink` as libgit2 writes it.
-pub(super) fn write_pack(
-    repo: &Repository,
-    id: &RepositoryId,
-    wants: &[ObjectId],
-    haves: &[ObjectId],
-    on_count: &mut dyn FnMut(usize),
-    sink: &mut dyn FnMut(&[u8]) -> bool,
-) -> Result<PackStats, StorageError> {
-    let odb = repo.odb().map_err(git("opening the object database"))?;
-    let mut builder = repo.packbuilder().map_err(git("starting a pack"))?;
-    builder.set_threads(0);
-    let mut walk = repo.revwalk().map_err(git("starting a walk"))?;
-    for want in wants {
-        let mut object =
-            repo.find_object(oid(want), None)
-                .map_err(|_| StorageError::MissingObject {
-                    repository: *id,
-                    object: *want,
-                })?;
-        // Annotated tags go in as themselves, then whatever they point at.
-        while object.kind() == Some(ObjectType::Tag) {
-            builder
-                .insert_object(object.id(), None)
-                .map_err(git("adding a tag to the pack"))?;
-            let tag = object.into_tag().map_err(|_| StorageError::MissingObject {
-                repository: *id,
-                object: *want,
-            })?;
-            object = tag.target().map_err(git("following a tag"))?;
-        }
-        match object.kind() {
-            Some(ObjectType::Commit) => walk.push(object.id()),
-            _ => builder.insert_recursive(object.id(), None),
-        }
-        .map_err(git("adding objects to the pack"))?;
-    }
-    for have in haves {
-        let have = oid(have);
-        if !odb.exists(have) {
-            continue;
-        }
-        if let Ok(commit) = repo
-            .find_object(have, None)
-            .and_then(|o| o.peel_to_commit())
-        {
-            walk.hide(commit.id())
-                .map_err(git("marking what the peer has"))?;
-        }
-    }
-    builder
-        .insert_walk(&mut walk)
-        .map_err(git("adding history to the pack"))?;
-    let objects = builder.object_count();
-    on_count(objects);
-    let mut bytes = 0u64;
-    let mut aborted = false;
-    let result = builder.foreach(|chunk| {
-        bytes += chunk.len() as u64;
-        let keep_going = sink(chunk);
-        aborted = !keep_going;
-        keep_going
-    });
-    if aborted {
-        return Err(StorageError::Aborted);
-    }
-    result.map_err(git("writing the pack"))?;
-    Ok(PackStats { objects, bytes })
 }
 
 /// Sends a stored pack file as it is, in 64 KiB pieces.
@@ -277,5 +226,42 @@ mod tests {
         assert_eq!(stats.objects, 9, "three commits, three trees, three blobs");
         assert_eq!(git_refs(&owner, &id), git_refs(&replica, &id));
         fsck(&replica.path(&id));
+    }
+
+    #[test]
+    fn a_fetch_of_a_small_change_to_a_large_file_gets_a_thin_delta() {
+        // 200 KiB of hex that does not repeat: it compresses to about half, no better.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let big: String = (0..200 * 1024 / 16)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                format!("{state:016x}")
+            })
+            .collect();
+        let fx = Fixture::new();
+        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
+        fx.commit("refs/heads/main", &[("big", &big)], &[main]);
+        let (_a, owner) = store();
+        let s1 = owner.import(fx.path(), None, &key(1)).unwrap().snapshot;
+        let (_b, replica) = store();
+        accept(&replica, &s1, pack_for(&owner, &replica, &s1)).unwrap();
+
+        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
+        let changed = format!("{big}one more line\n");
+        fx.commit("refs/heads/main", &[("big", &changed)], &[main]);
+        let s2 = owner.import(fx.path(), None, &key(1)).unwrap().snapshot;
+        let pack = pack_for(&owner, &replica, &s2);
+        let bytes: usize = pack.iter().map(Vec::len).sum();
+        // Whole, the new blob alone is ~100 KiB; as a delta against the one the replica
+        // has, a few hundred bytes.
+        assert!(bytes < 4096, "{bytes} bytes for a one-line change");
+        accept(&replica, &s2, pack).unwrap();
+        assert_eq!(
+            git_refs(&owner, &s2.repository()),
+            git_refs(&replica, &s2.repository())
+        );
+        fsck(&replica.path(&s2.repository()));
     }
 }

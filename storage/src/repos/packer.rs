@@ -1,0 +1,162 @@
+//! Packs built by git's own `pack-objects`, for imports, pushes and fetches.
+//!
+//! libgit2's pack builder recomputes every delta (an import took 5-6x `git clone`) and
+//! cannot make thin packs. `git pack-objects` copies the deltas already stored, sends
+//! only what the receiver lacks relative to bases it has (`--thin`), and runs in its own
+//! process, so its memory is not the node's. It only reads: what it writes is indexed and
+//! verified by the store like any pack from a peer.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use git2::Oid;
+
+use super::PackStats;
+use crate::StorageError;
+
+/// The git program (`GUTS_GIT` names another).
+fn git_program() -> std::ffi::OsString {
+    std::env::var_os("GUTS_GIT").unwrap_or_else(|| "git".into())
+}
+
+/// Bytes of the pack header: signature, version, object count.
+const HEADER: usize = 12;
+/// Read size from git's output.
+const CHUNK: usize = 64 * 1024;
+/// Most of git's error output kept for the message.
+const STDERR_KEPT: usize = 4096;
+
+/// Streams a pack of every object reachable from `wants` and not from `haves` in the
+/// repository at `git_dir` to `sink`, telling `on_count` its object count first. With
+/// `thin`, deltas may refer to objects reachable from `haves`, which the receiver holds
+/// (libgit2's indexer completes such packs from its object database). `haves` must be in
+/// the repository (git refuses unknown ones). Trees up to `max_tree_depth` levels are
+/// walked (git has its own limit). `sink` returns false to abort. Blocking.
+pub(super) fn pack_objects(
+    git_dir: &Path,
+    wants: &[Oid],
+    haves: &[Oid],
+    thin: bool,
+    max_tree_depth: usize,
+    on_count: &mut dyn FnMut(usize),
+    sink: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<PackStats, StorageError> {
+    let failed = |reason: String| StorageError::PackObjects {
+        path: git_dir.to_owned(),
+        reason,
+    };
+    let mut command = Command::new(git_program());
+    command
+        .arg("--git-dir")
+        .arg(git_dir)
+        // git counts the root tree as a level too.
+        .arg("-c")
+        .arg(format!("core.maxTreeDepth={}", max_tree_depth + 1))
+        .args([
+            "pack-objects",
+            "--stdout",
+            "--revs",
+            "--delta-base-offset",
+            "-q",
+        ])
+        // Nothing from the user's or the system's git config shapes what the node sends.
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if thin {
+        command.arg("--thin");
+    }
+    let mut child = command.spawn().map_err(|e| {
+        failed(if e.kind() == io::ErrorKind::NotFound {
+            format!(
+                "{:?} not found: Guts builds packs with git's pack-objects, so git must be installed (or GUTS_GIT name it)",
+                git_program()
+            )
+        } else {
+            format!("cannot start git: {e}")
+        })
+    })?;
+    // `--revs` reads every line before it writes a byte, so writing all of stdin first
+    // cannot deadlock; stderr is drained on its own thread in case git says a lot.
+    let mut input = String::with_capacity((wants.len() + haves.len()) * 42);
+    for want in wants {
+        input.push_str(&format!("{want}\n"));
+    }
+    for have in haves {
+        input.push_str(&format!("^{have}\n"));
+    }
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| failed("no stdin".into()))?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| failed("no stdout".into()))?;
+    let mut stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| failed("no stderr".into()))?;
+    let errors = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = (&mut stderr)
+            .take(STDERR_KEPT as u64)
+            .read_to_end(&mut text);
+        let _ = io::copy(&mut stderr, &mut io::sink());
+        String::from_utf8_lossy(&text).trim().to_owned()
+    });
+    let wrote = stdin.write_all(input.as_bytes());
+    drop(stdin);
+
+    let mut stats = PackStats::default();
+    let mut header = Vec::with_capacity(HEADER);
+    let mut buf = vec![0u8; CHUNK];
+    let mut aborted = false;
+    let read = loop {
+        let n = match stdout.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(e),
+        };
+        if header.len() < HEADER {
+            let take = (HEADER - header.len()).min(n);
+            header.extend_from_slice(&buf[..take]);
+            if header.len() == HEADER {
+                stats.objects =
+                    u32::from_be_bytes([header[8], header[9], header[10], header[11]]) as usize;
+                on_count(stats.objects);
+            }
+        }
+        stats.bytes += n as u64;
+        if !sink(&buf[..n]) {
+            aborted = true;
+            break Ok(());
+        }
+    };
+    if aborted {
+        let _ = child.kill();
+    }
+    drop(stdout);
+    let status = child
+        .wait()
+        .map_err(|e| failed(format!("waiting for git: {e}")))?;
+    let said = errors.join().unwrap_or_default();
+    if aborted {
+        return Err(StorageError::Aborted);
+    }
+    if !status.success() {
+        let what = if said.is_empty() {
+            status.to_string()
+        } else {
+            said
+        };
+        return Err(failed(what));
+    }
+    wrote.map_err(|e| failed(format!("writing to git: {e}")))?;
+    read.map_err(|e| failed(format!("reading from git: {e}")))?;
+    Ok(stats)
+}
