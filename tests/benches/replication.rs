@@ -423,22 +423,19 @@ fn main() {
         clone_git.push(started.elapsed());
     }
 
-    // One new commit: a line added to a source file.
-    let file = std::fs::read_dir(work.join("src"))
-        .ok()
-        .and_then(|mut d| d.next())
-        .and_then(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .and_then(|d| {
-            std::fs::read_dir(d)
-                .ok()?
-                .flatten()
-                .next()
-                .map(|e| e.path())
+    // One new commit: a line added to a tracked text file, as an everyday change is.
+    let tracked = git(&work, &["ls-files", "-z"]).stdout;
+    let file = tracked
+        .split(|b| *b == 0)
+        .filter_map(|name| std::str::from_utf8(name).ok())
+        .filter(|name| !name.is_empty())
+        .map(|name| work.join(name))
+        .find(|path| {
+            std::fs::read_to_string(path).is_ok_and(|t| !t.is_empty())
+                && !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
         })
-        .unwrap_or_else(|| work.join("NEWS"));
-    let mut text = std::fs::read_to_string(&file).unwrap_or_default();
+        .expect("a tracked text file to change");
+    let mut text = std::fs::read_to_string(&file).unwrap();
     text.push_str("// one more line\n");
     std::fs::write(&file, text).unwrap();
     git(

@@ -291,3 +291,85 @@ async fn a_replicate_all_node_joining_later_adopts_what_its_peers_hold() {
         n.shutdown().await;
     }
 }
+
+/// A sync does not wait on a holder that went away. The newcomer knows two holders: the
+/// owner and a replica that has since gone, whose address now takes connections and never
+/// answers (a dial there waits out the connection timeout: a minute here). The new
+/// snapshot still arrives within seconds, from the owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_does_not_wait_on_a_holder_that_went_away() {
+    let (hour, minute) = (Duration::from_secs(3600), Duration::from_secs(60));
+    let owner = TestNode::start(|c| c.anti_entropy_interval = hour).await;
+    let boot = owner.addr.clone();
+    let gone = TestNode::start(|c| {
+        c.bootstrap = vec![boot.clone()];
+        c.anti_entropy_interval = hour;
+    })
+    .await;
+    let newcomer = TestNode::start(|c| {
+        c.bootstrap = vec![boot.clone()];
+        c.anti_entropy_interval = hour;
+        c.connection_timeout = minute;
+    })
+    .await;
+    let work = WorkRepo::with_history("holders");
+    let (summary, _) = owner
+        .handle
+        .import(work.path().to_owned(), None)
+        .await
+        .unwrap();
+    let id: RepositoryId = summary.id.parse().unwrap();
+    gone.handle.follow(id).await.unwrap();
+    gone.handle.sync(id, None, None).await.unwrap();
+    let gone_id = gone.handle.peer_id();
+    newcomer.handle.connect(gone.addr.clone()).await.unwrap();
+    newcomer.handle.follow(id).await.unwrap();
+    for holder in [gone_id, owner.handle.peer_id()] {
+        newcomer.handle.sync(id, Some(holder), None).await.unwrap();
+    }
+    let known = newcomer
+        .handle
+        .repository(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .holders;
+    assert_eq!(known.len(), 2, "{known:?}");
+
+    // The replica goes; its port swallows connections without a handshake.
+    let port = gone
+        .addr
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+    gone.shutdown().await;
+    let silent = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let swallowed = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().take(1) {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(70));
+    });
+
+    work.commit("refs/heads/main", &[("NEWS", b"more\n".as_slice())], "news");
+    owner
+        .handle
+        .import(work.path().to_owned(), None)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let outcome = newcomer.handle.sync(id, None, None).await.unwrap();
+    let took = started.elapsed();
+    // Waiting for the gone holder would take the whole minute (the request to it fails
+    // only when its dial times out).
+    assert!(took < minute / 2, "the sync waited {took:?}: {outcome:?}");
+    holds(&newcomer.handle, id, 2).await;
+    drop(swallowed);
+    for n in [owner, newcomer] {
+        n.shutdown().await;
+    }
+}

@@ -76,6 +76,9 @@ pub(crate) fn build(
         })
         .map_err(|e| setup("behaviour", &e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        // The builder wraps the whole transport in a timeout of its own (10 s unless told),
+        // which would cap `connection_timeout` there.
+        .with_connection_timeout(timeout)
         .build();
     Ok(swarm)
 }

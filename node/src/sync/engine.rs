@@ -32,6 +32,7 @@ use super::quota::Quota;
 use crate::author::repack_if_needed;
 use crate::config::{Config, Replicate};
 use crate::connection_manager::Penalty;
+use crate::identity::peer_of_owner;
 use crate::metrics::TransferMetrics;
 use crate::network::{Client, RequestError};
 
@@ -440,6 +441,9 @@ impl Engine {
                 asked.push(p);
             }
         }
+        // Holders that failed us lately (gone offline: provider records outlive them by
+        // hours) are asked last, after the ones that answer.
+        self.inner.holders.rank(&id, &mut asked, prefer);
         let held_header = held.as_ref().map(|s| s.signed.header.clone());
         let mut offers = self.ask_refs(&id, &asked, held_header.as_ref()).await;
         let mut searched = false;
@@ -558,7 +562,15 @@ impl Engine {
                             self.inner.client.penalize(peer, Penalty::BadData);
                             continue;
                         }
-                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + REFS_GRACE);
+                        // The owner's own node holds the newest snapshot there is: no
+                        // need to wait for anyone else.
+                        let from_owner = peer_of_owner(&snapshot.signed.signer) == Some(peer);
+                        if from_owner {
+                            deadline = Some(tokio::time::Instant::now());
+                        } else {
+                            deadline
+                                .get_or_insert_with(|| tokio::time::Instant::now() + REFS_GRACE);
+                        }
                         if self
                             .inner
                             .ledger
@@ -588,6 +600,7 @@ impl Engine {
                     }
                     Err(RequestError::Failed(reason)) => {
                         tracing::debug!(%peer, repository = %id, "no refs answer: {reason}");
+                        self.inner.holders.record(id, peer, None);
                     }
                 }
             }
