@@ -22,8 +22,12 @@ const MWINDOW_SIZE: usize = 8 << 20;
 /// make serving a repository map all of it, so a node's memory would grow with the
 /// largest repository it serves.
 const MWINDOW_MAPPED_LIMIT: usize = 32 << 20;
+/// libgit2's cache of parsed objects (256 MiB by default): verification reads each tree
+/// once, so a large cache only grows the node with the repository it checks.
+const OBJECT_CACHE_LIMIT: isize = 8 << 20;
 
-/// Bounds the memory libgit2 maps for pack data (see [`MWINDOW_MAPPED_LIMIT`]).
+/// Bounds the memory libgit2 maps for pack data (see [`MWINDOW_MAPPED_LIMIT`]) and keeps
+/// in its object cache ([`OBJECT_CACHE_LIMIT`]).
 ///
 /// # Safety
 ///
@@ -34,6 +38,7 @@ pub unsafe fn limit_git_memory() -> Result<(), git2::Error> {
     unsafe {
         git2::opts::set_mwindow_size(MWINDOW_SIZE)?;
         git2::opts::set_mwindow_mapped_limit(MWINDOW_MAPPED_LIMIT)?;
+        git2::opts::set_cache_max_size(OBJECT_CACHE_LIMIT)?;
     }
     Ok(())
 }

@@ -236,18 +236,25 @@ async fn bad_data_from_a_hostile_peer_is_refused_and_the_honest_holder_serves() 
         let peers = victim.handle.peers().await.unwrap();
         let score = |id: String| peers.iter().find(|p| p.peer_id == id).map(|p| p.score);
         let hostile_score = score(hostile_id.to_string());
-        let banned = victim
-            .handle
-            .status()
-            .await
-            .unwrap()
-            .connections
-            .banned_peers;
         if misdeed.penalty() == "bad_data" {
-            assert!(
-                hostile_score.is_none() && banned > banned_before,
-                "round {round}: not banned (score {hostile_score:?}, {banned} banned)"
-            );
+            // The ban is counted (and the score reset) before the swarm has closed the
+            // connection: wait for the close.
+            eventually_async(
+                Duration::from_secs(10),
+                &format!("round {round}: the hostile peer banned and gone"),
+                || async {
+                    let peers = victim.handle.peers().await.map_err(|e| e.to_string())?;
+                    let still = peers.iter().any(|p| p.peer_id == hostile_id.to_string());
+                    let status = victim.handle.status().await.map_err(|e| e.to_string())?;
+                    let banned = status.connections.banned_peers;
+                    if !still && banned > banned_before {
+                        Ok(())
+                    } else {
+                        Err(format!("connected: {still}, {banned} banned"))
+                    }
+                },
+            )
+            .await;
         } else {
             assert!(
                 hostile_score.is_some_and(|s| s < 0.0),

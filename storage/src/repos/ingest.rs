@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository};
 use guts_protocol::wire;
 use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
 
+use super::packer::GitIndexer;
 use super::scan::Scanner;
 use super::verify::check_snapshot;
 use super::{
@@ -45,7 +46,7 @@ impl Repositories {
     }
 
     /// Verifies `snapshot` and, with the objects of `pack` (streamed in chunks, indexed
-    /// and verified by libgit2 as they arrive), applies it: see the module docs.
+    /// and hashed by git's index-pack as they arrive), applies it: see the module docs.
     /// `progress` sees objects received and bytes so far. Blocking.
     pub fn accept(
         &self,
@@ -101,7 +102,7 @@ impl Repositories {
         let quarantine = match pack {
             Some(chunks) => {
                 let q = Quarantine::new(&self.path(&id))?;
-                stats = index_pack(&repo, &q.pack_dir(), chunks, &self.limits, progress)?;
+                stats = index_pack(&repo, &q, chunks, &self.limits, progress)?;
                 fail::fail_point!("accept-indexed");
                 Some(q)
             }
@@ -166,61 +167,30 @@ impl Repositories {
     }
 }
 
-/// Writes the pack from `chunks` into `dir` through libgit2's indexer, which checks
-/// every object's hash and resolves deltas (against the repository too, for thin packs).
+/// Indexes `chunks` into `quarantine` with git's index-pack; every byte passes the
+/// scanner first, so no count or size in the pack makes git allocate past the limits.
 fn index_pack(
     repo: &Repository,
-    dir: &Path,
+    quarantine: &Quarantine,
     chunks: &mut dyn Iterator<Item = io::Result<Vec<u8>>>,
     limits: &Limits,
     progress: &mut dyn FnMut(PackStats),
 ) -> Result<PackStats, StorageError> {
-    let odb = repo.odb().map_err(git("opening the object database"))?;
-    // Every byte passes the scanner before libgit2 sees it, so no count or size in the
-    // pack makes libgit2 allocate past the limits.
     let mut scanner = Scanner::new(*limits);
-    let mut indexer = git2::Indexer::new(Some(&odb), dir, 0o444, false)
-        .map_err(git("starting to index the pack"))?;
+    let mut indexer = GitIndexer::start(repo.path(), quarantine.dir())?;
     let mut stats = PackStats::default();
-    let received = std::rc::Rc::new(std::cell::Cell::new(0usize));
-    let counter = received.clone();
-    indexer.progress(move |p| {
-        counter.set(p.received_objects());
-        true
-    });
     for chunk in chunks {
         let chunk = chunk.map_err(|e| StorageError::Transfer(e.to_string()))?;
         scanner.feed(&chunk).map_err(StorageError::BadPack)?;
         stats.bytes += chunk.len() as u64;
-        indexer.write_all(&chunk).map_err(|e| {
-            match e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<git2::Error>())
-            {
-                Some(git_error) => index_error(git_error, dir),
-                None => StorageError::BadPack(e.to_string()),
-            }
-        })?;
-        stats.objects = received.get();
+        indexer.write(&chunk)?;
+        stats.objects = scanner.objects_read();
         progress(stats);
     }
-    indexer.commit().map_err(|e| index_error(&e, dir))?;
-    stats.objects = received.get();
+    indexer.finish()?;
+    stats.objects = scanner.objects_read();
     progress(stats);
     Ok(stats)
-}
-
-/// An indexer error: this node's own trouble writing (a full disk, a read-only file
-/// system) is not the pack's fault, so it must not cost the peer that sent it; anything
-/// else is a bad pack.
-fn index_error(e: &git2::Error, dir: &Path) -> StorageError {
-    match e.class() {
-        git2::ErrorClass::Os | git2::ErrorClass::Filesystem => StorageError::Write {
-            path: dir.to_owned(),
-            source: io::Error::other(e.message().to_owned()),
-        },
-        _ => StorageError::BadPack(e.message().to_owned()),
-    }
 }
 
 /// Points the git refs (branches, tags, HEAD) at `snapshot`'s, in one transaction.
@@ -286,6 +256,11 @@ impl Quarantine {
         Ok(Quarantine { dir })
     }
 
+    /// The quarantine itself: an objects directory with a `pack/` inside.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub(super) fn pack_dir(&self) -> PathBuf {
         self.dir.join("pack")
     }
@@ -310,7 +285,7 @@ impl Quarantine {
                 .iter()
                 .filter(|p| p.extension().is_some_and(|e| e != "pack")),
         );
-        // libgit2's indexer does not fsync. The snapshot that names these objects is
+        // The indexer does not fsync. The snapshot that names these objects is
         // written (and fsynced) next, so the packs must be on disk first, or a power cut
         // could leave a durable snapshot over objects that never reached the disk.
         for file in &ordered {
@@ -453,7 +428,7 @@ mod tests {
         assert_eq!(replica.signed_refs(&id).unwrap().unwrap(), s2);
         assert_eq!(
             pack_files(&replica, &id),
-            packs_before + 2,
+            packs_before + 1,
             "only the verified pack was added"
         );
         assert!(fs::read_dir(replica.path(&id)).unwrap().flatten().all(|e| {

@@ -2,8 +2,8 @@
 //! `repos/`, with the owner's latest verified snapshot beside its objects.
 //!
 //! Everything that reaches a repository goes through [`Repositories::accept`]: the pack
-//! (if any) is indexed by libgit2 into a quarantine directory, which verifies every object
-//! as it is written; the snapshot's signature, sequence and the connectivity of every ref
+//! (if any) is indexed by git's index-pack into a quarantine directory, which hashes every
+//! object as it is written; the snapshot's signature, sequence and the connectivity of every ref
 //! target are then checked against the repository plus the quarantine; only then do the
 //! pack files move into `objects/pack`, the git refs move and the snapshot file is
 //! replaced. A crash at any point leaves the previous verified state once
@@ -104,7 +104,7 @@ pub struct Limits {
     pub max_tree_depth: usize,
     /// Most objects one pack may announce.
     pub max_pack_objects: u32,
-    /// Largest object (or delta) a pack may hold, inflated: libgit2 holds each whole.
+    /// Largest object (or delta) a pack may hold, inflated: the indexer holds each whole.
     pub max_object_size: u64,
     /// How many times its wire bytes a pack's objects may inflate to (past 1 GiB).
     pub max_inflation_ratio: u64,

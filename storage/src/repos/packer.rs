@@ -160,3 +160,144 @@ pub(super) fn pack_objects(
     read.map_err(|e| failed(format!("reading from git: {e}")))?;
     Ok(stats)
 }
+
+/// A pack being indexed by git's `index-pack` into a quarantine directory.
+///
+/// libgit2's indexer resolves deltas on one thread and hashes each object with the
+/// collision-detecting SHA-1, so receiving took 1.3-1.6x `git clone`; git's index-pack
+/// does the same checks (every object hashed with the same SHA-1, compared with any
+/// object of that name already stored; thin packs completed from the store) on every
+/// core, and in its own process. Bytes reach it only after the scanner has passed them.
+pub(super) struct GitIndexer {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    errors: Option<std::thread::JoinHandle<String>>,
+    quarantine: std::path::PathBuf,
+}
+
+impl GitIndexer {
+    /// Starts indexing into `quarantine` (a directory with a `pack/` inside) for the
+    /// repository at `git_dir`, whose objects complete thin packs.
+    pub(super) fn start(git_dir: &Path, quarantine: &Path) -> Result<Self, StorageError> {
+        let failed = |reason: String| StorageError::Write {
+            path: quarantine.to_owned(),
+            source: io::Error::other(reason),
+        };
+        let mut child = Command::new(git_program())
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["index-pack", "--stdin", "--fix-thin"])
+            // The pack lands in the quarantine, as git's own receive-pack quarantines
+            // pushes; the store's objects are read as an alternate.
+            .env("GIT_OBJECT_DIRECTORY", quarantine)
+            .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", git_dir.join("objects"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                failed(if e.kind() == io::ErrorKind::NotFound {
+                    format!(
+                        "{:?} not found: Guts indexes packs with git's index-pack, so git must be installed (or GUTS_GIT name it)",
+                        git_program()
+                    )
+                } else {
+                    format!("cannot start git index-pack: {e}")
+                })
+            })?;
+        let stdin = child.stdin.take();
+        let mut stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| failed("no stderr".into()))?;
+        let errors = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = (&mut stderr)
+                .take(STDERR_KEPT as u64)
+                .read_to_end(&mut text);
+            let _ = io::copy(&mut stderr, &mut io::sink());
+            String::from_utf8_lossy(&text).trim().to_owned()
+        });
+        Ok(GitIndexer {
+            child,
+            stdin,
+            errors: Some(errors),
+            quarantine: quarantine.to_owned(),
+        })
+    }
+
+    /// Hands git the next bytes. When git has stopped (a bad pack), the error is git's.
+    pub(super) fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
+        let written = match self.stdin.as_mut() {
+            Some(stdin) => stdin.write_all(chunk),
+            None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+        };
+        match written {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.finish_failed()),
+        }
+    }
+
+    /// Ends the input and waits for git: `Ok` once the pack and its index are in the
+    /// quarantine.
+    pub(super) fn finish(mut self) -> Result<(), StorageError> {
+        drop(self.stdin.take());
+        let status = self.child.wait();
+        let said = self.said();
+        match status {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(self.classify(if said.is_empty() { s.to_string() } else { said })),
+            Err(e) => Err(self.classify(format!("waiting for git index-pack: {e}"))),
+        }
+    }
+
+    fn finish_failed(&mut self) -> StorageError {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+        let said = self.said();
+        self.classify(if said.is_empty() {
+            "git index-pack stopped".into()
+        } else {
+            said
+        })
+    }
+
+    fn said(&mut self) -> String {
+        self.errors
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+
+    /// This node's own trouble writing (a full disk, a read-only file system, a quota)
+    /// is not the pack's fault, so it must not cost the peer that sent it; anything else
+    /// git refused is a bad pack.
+    fn classify(&self, said: String) -> StorageError {
+        const LOCAL: [&str; 4] = [
+            "No space left on device",
+            "Disk quota exceeded",
+            "Read-only file system",
+            "Permission denied",
+        ];
+        if LOCAL.iter().any(|l| said.contains(l)) || said.contains("not found: Guts") {
+            StorageError::Write {
+                path: self.quarantine.clone(),
+                source: io::Error::other(said),
+            }
+        } else {
+            StorageError::BadPack(said)
+        }
+    }
+}
+
+impl Drop for GitIndexer {
+    fn drop(&mut self) {
+        // Unfinished (the scanner refused the pack, or the stream broke): git stops too.
+        if self.stdin.take().is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

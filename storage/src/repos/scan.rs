@@ -1,10 +1,10 @@
-//! Reads a pack as it streams in, ahead of libgit2's indexer, and refuses one that would
-//! make the indexer allocate more than the limits allow.
+//! Reads a pack as it streams in, ahead of the indexer (git's index-pack), and refuses one
+//! that would make the indexer allocate more than the limits allow.
 //!
 //! A pack entry's header gives its inflated size, but a delta's header gives only the
 //! size of the delta: the size of the object it builds sits in the first bytes of the
 //! inflated delta. A few hundred bytes of delta can ask for a 2 GiB object, which
-//! libgit2 allocates whole. Nothing in libgit2 bounds that, so this scanner inflates each
+//! the indexer allocates whole. Nothing in it bounds that, so this scanner inflates each
 //! entry (output discarded, a 64 KiB scratch buffer) to read those sizes and to find where
 //! the next entry starts. It costs one more inflate of the pack, no memory that grows
 //! with it.
@@ -30,7 +30,7 @@ enum State {
     Entry,
     /// An entry's zlib stream.
     Inflating(Inflating),
-    /// The trailing checksum and anything after it (libgit2 judges those).
+    /// The trailing checksum and anything after it (the indexer judges those).
     Trailer,
 }
 
@@ -50,6 +50,8 @@ pub(super) struct Scanner {
     /// Bytes of a header or entry header not yet complete.
     pending: Vec<u8>,
     objects_left: u32,
+    /// Objects the pack header announced.
+    announced: u32,
     /// Inflated bytes the objects will take, summed.
     inflated: u64,
     /// Pack bytes seen so far.
@@ -64,10 +66,16 @@ impl Scanner {
             state: State::Header,
             pending: Vec::new(),
             objects_left: 0,
+            announced: 0,
             inflated: 0,
             wire: 0,
             scratch: vec![0; SCRATCH],
         }
+    }
+
+    /// Entries read whole so far.
+    pub(super) fn objects_read(&self) -> usize {
+        (self.announced - self.objects_left) as usize
     }
 
     /// Takes the next bytes of the pack; an error says which limit or rule they break.
@@ -158,6 +166,7 @@ impl Scanner {
             ));
         }
         self.objects_left = count;
+        self.announced = count;
         self.state = if count == 0 {
             State::Trailer
         } else {

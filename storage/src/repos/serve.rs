@@ -2,14 +2,14 @@
 //! it is), and the repack that keeps a repository in one pack.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use git2::Repository;
 use guts_protocol::{ObjectId, RepositoryId};
 
 use super::ingest::Quarantine;
-use super::packer::pack_objects;
+use super::packer::{GitIndexer, pack_objects};
 use super::{PackStats, REPACK_PREFIX, Repositories, dedup, git, oid};
 use crate::StorageError;
 
@@ -114,23 +114,30 @@ impl Repositories {
         }
         let repo = Repository::open_bare(self.path(id)).map_err(git("opening the repository"))?;
         let quarantine = Quarantine::with_prefix(&self.path(id), REPACK_PREFIX)?;
-        let odb = repo.odb().map_err(git("opening the object database"))?;
-        let mut indexer = git2::Indexer::new(Some(&odb), &quarantine.pack_dir(), 0o444, false)
-            .map_err(git("starting to index the pack"))?;
+        let mut indexer = GitIndexer::start(repo.path(), quarantine.dir())?;
         let wants: Vec<git2::Oid> = dedup(snapshot.refs.values().copied())
             .iter()
             .map(oid)
             .collect();
-        pack_objects(
+        let mut failed = None;
+        let packed = pack_objects(
             repo.path(),
             &wants,
             &[],
             false,
             self.limits.max_tree_depth,
             &mut |_| {},
-            &mut |chunk| indexer.write_all(chunk).is_ok(),
-        )?;
-        indexer.commit().map_err(git("indexing the new pack"))?;
+            &mut |chunk| match indexer.write(chunk) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            },
+        );
+        // When the indexer stopped git, its reason is the one that matters.
+        packed.map_err(|e| failed.unwrap_or(e))?;
+        indexer.finish()?;
         let pack_dir = self.path(id).join("objects").join("pack");
         quarantine.promote(&pack_dir)?;
         fail::fail_point!("repack-promoted");

@@ -150,9 +150,14 @@ pub(super) fn git_refs(repos: &Repositories, id: &RepositoryId) -> BTreeMap<Stri
     out
 }
 
+/// Pack files (`.pack`) in the repository.
 pub(super) fn pack_files(repos: &Repositories, id: &RepositoryId) -> usize {
     fs::read_dir(repos.path(id).join("objects/pack"))
-        .map(|d| d.count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                .count()
+        })
         .unwrap_or(0)
 }
 
