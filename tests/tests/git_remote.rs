@@ -35,6 +35,11 @@ fn detail(node: &GutsNode, id: &str) -> RepoDetail {
 /// The remote's branches and tags as `git ls-remote` shows them through the helper.
 fn ls_remote(dir: &Path, node: &GutsNode, url: &str) -> Vec<String> {
     let out = node.git(dir, &["ls-remote", url]);
+    assert!(
+        out.status.success(),
+        "git ls-remote {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // As `git for-each-ref` prints them: no HEAD, no peeled tags, a space.
     let mut lines: Vec<String> = text(&out)
         .lines()
