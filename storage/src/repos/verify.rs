@@ -96,6 +96,8 @@ struct TreeChecker<'r> {
     max_depth: usize,
     /// Trees checked, with their height (a tree with no subtrees has height 1).
     heights: HashMap<Oid, usize>,
+    /// Blobs found present: most entries of a new tree name blobs an earlier tree had.
+    blobs: HashSet<Oid>,
 }
 
 impl<'r> TreeChecker<'r> {
@@ -110,6 +112,7 @@ impl<'r> TreeChecker<'r> {
             repository,
             max_depth: limits.max_tree_depth,
             heights: HashMap::new(),
+            blobs: HashSet::new(),
         })
     }
 
@@ -193,17 +196,20 @@ impl<'r> TreeChecker<'r> {
 
     /// Reads one tree: checks its entries and that its blobs are present; returns its
     /// subtrees.
-    fn read(&self, tree_id: Oid) -> Result<Vec<Oid>, StorageError> {
+    fn read(&mut self, tree_id: Oid) -> Result<Vec<Oid>, StorageError> {
         let tree = self
             .repo
             .find_tree(tree_id)
             .map_err(|_| self.missing(tree_id))?;
         let mut subtrees = Vec::new();
-        let mut names: HashSet<Vec<u8>> = HashSet::new();
-        for entry in tree.iter() {
+        // Names are borrowed from the entries: an allocation per tree, not per entry
+        // (a million-object history has tens of millions of entries to check).
+        let entries: Vec<git2::TreeEntry<'_>> = tree.iter().collect();
+        let mut names: HashSet<&[u8]> = HashSet::with_capacity(entries.len());
+        for entry in &entries {
             let name = entry.name_bytes();
             check_entry_name(name).map_err(|why| self.bad(tree_id, why))?;
-            if !names.insert(name.to_vec()) {
+            if !names.insert(name) {
                 return Err(self.bad(
                     tree_id,
                     format!("duplicate entry {:?}", String::from_utf8_lossy(name)),
@@ -218,8 +224,11 @@ impl<'r> TreeChecker<'r> {
                     if is_gitmodules && mode == MODE_SYMLINK {
                         return Err(self.bad(tree_id, ".gitmodules is a symbolic link"));
                     }
-                    if !self.odb.exists(entry.id()) {
-                        return Err(self.missing(entry.id()));
+                    if !self.blobs.contains(&entry.id()) {
+                        if !self.odb.exists(entry.id()) {
+                            return Err(self.missing(entry.id()));
+                        }
+                        self.blobs.insert(entry.id());
                     }
                     if is_gitmodules {
                         let blob = self
@@ -262,6 +271,12 @@ fn check_entry_name(name: &[u8]) -> Result<(), String> {
 /// spaces (NTFS), with characters HFS+ ignores, or as NTFS's 8.3 short name (`git~1` for
 /// `.git`).
 fn is_dotgit_name(name: &[u8], what: &[u8]) -> bool {
+    // A plain ASCII name has nothing to fold away but trailing dots and spaces and case:
+    // it can only be `.<what>` if it starts with a dot, or the short name if it holds a
+    // tilde. Most names are neither, and need no allocation.
+    if name.is_ascii() && name.first() != Some(&b'.') && !name.contains(&b'~') {
+        return false;
+    }
     let Ok(text) = std::str::from_utf8(name) else {
         return false;
     };
@@ -663,6 +678,27 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_entries_are_refused_even_apart() {
+        let (_dir, repos) = store();
+        // A blob and a tree both named `a`: in git's order `a-b` sorts between them.
+        for (i, second_mode) in [MODE_BLOB, MODE_TREE].into_iter().enumerate() {
+            let mut crafted = Crafted::new();
+            let file = crafted.blob(b"x\n");
+            let sub = crafted.tree(&[(b"file", MODE_BLOB, file)]);
+            let second = if second_mode == MODE_TREE { sub } else { file };
+            let root = crafted.tree(&[
+                (b"a", MODE_BLOB, file),
+                (b"a-b", MODE_BLOB, file),
+                (b"a", second_mode, second),
+            ]);
+            refused_for(
+                accept_crafted(&repos, &mut crafted, &format!("dup{i}"), root),
+                "duplicate entry",
+            );
+        }
+    }
+
+    #[test]
     fn names_git_refuses_are_refused() {
         for bad in [
             &b""[..],
@@ -674,6 +710,8 @@ mod tests {
             b".Git.",
             b".git ",
             b"git~1",
+            b"GIT~1",
+            b".git...",
             ".g\u{200c}it".as_bytes(),
         ] {
             assert!(check_entry_name(bad).is_err(), "{bad:?} passed");
@@ -685,6 +723,9 @@ mod tests {
             b"src",
             b"...",
             b"git~2",
+            b"GIT",
+            b" .git",
+            b"a.git",
         ] {
             assert_eq!(check_entry_name(good), Ok(()), "{good:?}");
         }
