@@ -1,4 +1,5 @@
-//! Packs built by git's own `pack-objects`, for imports, pushes and fetches.
+//! git's own pack machinery, run as child processes: `pack-objects` builds the packs of
+//! imports, pushes, fetches and repacks; `index-pack` indexes every pack the store takes.
 //!
 //! libgit2's pack builder recomputes every delta (an import took 5-6x `git clone`) and
 //! cannot make thin packs. `git pack-objects` copies the deltas already stored, sends
@@ -7,8 +8,9 @@
 //! verified by the store like any pack from a peer.
 
 use std::io::{self, Read, Write};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::thread::JoinHandle;
 
 use git2::Oid;
 
@@ -27,10 +29,50 @@ const CHUNK: usize = 64 * 1024;
 /// Most of git's error output kept for the message.
 const STDERR_KEPT: usize = 4096;
 
+/// `git --git-dir <git_dir>`, with nothing from the user's or the system's git config
+/// shaping what the node sends or keeps, and every stream piped.
+fn git_in(git_dir: &Path) -> Command {
+    let mut command = Command::new(git_program());
+    command
+        .arg("--git-dir")
+        .arg(git_dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Starts git's `what` (`command` from [`git_in`]); its stderr is read on a thread of its
+/// own (so git never blocks on it), the first [`STDERR_KEPT`] bytes kept for a message.
+fn spawn(command: &mut Command, what: &str) -> Result<(Child, JoinHandle<String>), String> {
+    let mut child = command.spawn().map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            format!(
+                "{:?} not found: Guts runs git's {what}, so git must be installed (or GUTS_GIT name it)",
+                git_program()
+            )
+        } else {
+            format!("cannot start git {what}: {e}")
+        }
+    })?;
+    let mut stderr = child.stderr.take().ok_or("no stderr from git")?;
+    let errors = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = (&mut stderr)
+            .take(STDERR_KEPT as u64)
+            .read_to_end(&mut text);
+        let _ = io::copy(&mut stderr, &mut io::sink());
+        String::from_utf8_lossy(&text).trim().to_owned()
+    });
+    Ok((child, errors))
+}
+
 /// Streams a pack of every object reachable from `wants` and not from `haves` in the
 /// repository at `git_dir` to `sink`, telling `on_count` its object count first. With
 /// `thin`, deltas may refer to objects reachable from `haves`, which the receiver holds
-/// (libgit2's indexer completes such packs from its object database). `haves` must be in
+/// (its indexer completes such packs from its store). `haves` must be in
 /// the repository (git refuses unknown ones). Trees up to `max_tree_depth` levels are
 /// walked (git has its own limit). `sink` returns false to abort. Blocking.
 pub(super) fn pack_objects(
@@ -46,10 +88,8 @@ pub(super) fn pack_objects(
         path: git_dir.to_owned(),
         reason,
     };
-    let mut command = Command::new(git_program());
+    let mut command = git_in(git_dir);
     command
-        .arg("--git-dir")
-        .arg(git_dir)
         // git counts the root tree as a level too.
         .arg("-c")
         .arg(format!("core.maxTreeDepth={}", max_tree_depth + 1))
@@ -59,28 +99,13 @@ pub(super) fn pack_objects(
             "--revs",
             "--delta-base-offset",
             "-q",
-        ])
-        // Nothing from the user's or the system's git config shapes what the node sends.
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        ]);
     if thin {
         command.arg("--thin");
     }
-    let mut child = command.spawn().map_err(|e| {
-        failed(if e.kind() == io::ErrorKind::NotFound {
-            format!(
-                "{:?} not found: Guts builds packs with git's pack-objects, so git must be installed (or GUTS_GIT name it)",
-                git_program()
-            )
-        } else {
-            format!("cannot start git: {e}")
-        })
-    })?;
+    let (mut child, errors) = spawn(&mut command, "pack-objects").map_err(failed)?;
     // `--revs` reads every line before it writes a byte, so writing all of stdin first
-    // cannot deadlock; stderr is drained on its own thread in case git says a lot.
+    // cannot deadlock.
     let mut input = String::with_capacity((wants.len() + haves.len()) * 42);
     for want in wants {
         input.push_str(&format!("{want}\n"));
@@ -96,18 +121,6 @@ pub(super) fn pack_objects(
         .stdout
         .take()
         .ok_or_else(|| failed("no stdout".into()))?;
-    let mut stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| failed("no stderr".into()))?;
-    let errors = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = (&mut stderr)
-            .take(STDERR_KEPT as u64)
-            .read_to_end(&mut text);
-        let _ = io::copy(&mut stderr, &mut io::sink());
-        String::from_utf8_lossy(&text).trim().to_owned()
-    });
     let wrote = stdin.write_all(input.as_bytes());
     drop(stdin);
 
@@ -169,60 +182,32 @@ pub(super) fn pack_objects(
 /// object of that name already stored; thin packs completed from the store) on every
 /// core, and in its own process. Bytes reach it only after the scanner has passed them.
 pub(super) struct GitIndexer {
-    child: std::process::Child,
-    stdin: Option<std::process::ChildStdin>,
-    errors: Option<std::thread::JoinHandle<String>>,
-    quarantine: std::path::PathBuf,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    errors: Option<JoinHandle<String>>,
+    quarantine: PathBuf,
 }
 
 impl GitIndexer {
     /// Starts indexing into `quarantine` (a directory with a `pack/` inside) for the
     /// repository at `git_dir`, whose objects complete thin packs.
     pub(super) fn start(git_dir: &Path, quarantine: &Path) -> Result<Self, StorageError> {
-        let failed = |reason: String| StorageError::Write {
-            path: quarantine.to_owned(),
-            source: io::Error::other(reason),
-        };
-        let mut child = Command::new(git_program())
-            .arg("--git-dir")
-            .arg(git_dir)
+        let mut command = git_in(git_dir);
+        command
             .args(["index-pack", "--stdin", "--fix-thin"])
             // The pack lands in the quarantine, as git's own receive-pack quarantines
             // pushes; the store's objects are read as an alternate.
             .env("GIT_OBJECT_DIRECTORY", quarantine)
             .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", git_dir.join("objects"))
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                failed(if e.kind() == io::ErrorKind::NotFound {
-                    format!(
-                        "{:?} not found: Guts indexes packs with git's index-pack, so git must be installed (or GUTS_GIT name it)",
-                        git_program()
-                    )
-                } else {
-                    format!("cannot start git index-pack: {e}")
-                })
+            .stdout(Stdio::null());
+        let (mut child, errors) =
+            spawn(&mut command, "index-pack").map_err(|reason| StorageError::Write {
+                path: quarantine.to_owned(),
+                source: io::Error::other(reason),
             })?;
-        let stdin = child.stdin.take();
-        let mut stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| failed("no stderr".into()))?;
-        let errors = std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = (&mut stderr)
-                .take(STDERR_KEPT as u64)
-                .read_to_end(&mut text);
-            let _ = io::copy(&mut stderr, &mut io::sink());
-            String::from_utf8_lossy(&text).trim().to_owned()
-        });
         Ok(GitIndexer {
+            stdin: child.stdin.take(),
             child,
-            stdin,
             errors: Some(errors),
             quarantine: quarantine.to_owned(),
         })
@@ -236,39 +221,37 @@ impl GitIndexer {
         };
         match written {
             Ok(()) => Ok(()),
-            Err(_) => Err(self.finish_failed()),
+            Err(_) => {
+                let said = match self.end() {
+                    Ok(()) => "git index-pack stopped reading".into(),
+                    Err(said) => said,
+                };
+                Err(self.classify(said))
+            }
         }
     }
 
     /// Ends the input and waits for git: `Ok` once the pack and its index are in the
     /// quarantine.
     pub(super) fn finish(mut self) -> Result<(), StorageError> {
+        self.end().map_err(|said| self.classify(said))
+    }
+
+    /// Closes git's input and waits for it; `Err` holds what it said (or how it ended).
+    fn end(&mut self) -> Result<(), String> {
         drop(self.stdin.take());
         let status = self.child.wait();
-        let said = self.said();
-        match status {
-            Ok(s) if s.success() => Ok(()),
-            Ok(s) => Err(self.classify(if said.is_empty() { s.to_string() } else { said })),
-            Err(e) => Err(self.classify(format!("waiting for git index-pack: {e}"))),
-        }
-    }
-
-    fn finish_failed(&mut self) -> StorageError {
-        drop(self.stdin.take());
-        let _ = self.child.wait();
-        let said = self.said();
-        self.classify(if said.is_empty() {
-            "git index-pack stopped".into()
-        } else {
-            said
-        })
-    }
-
-    fn said(&mut self) -> String {
-        self.errors
+        let said = self
+            .errors
             .take()
             .and_then(|h| h.join().ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        match status {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) if said.is_empty() => Err(format!("git index-pack: {s}")),
+            Ok(_) => Err(said),
+            Err(e) => Err(format!("waiting for git index-pack: {e}")),
+        }
     }
 
     /// This node's own trouble writing (a full disk, a read-only file system, a quota)
@@ -281,7 +264,7 @@ impl GitIndexer {
             "Read-only file system",
             "Permission denied",
         ];
-        if LOCAL.iter().any(|l| said.contains(l)) || said.contains("not found: Guts") {
+        if LOCAL.iter().any(|l| said.contains(l)) {
             StorageError::Write {
                 path: self.quarantine.clone(),
                 source: io::Error::other(said),
