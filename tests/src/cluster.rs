@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use guts_node::{Config, Multiaddr, Node, NodeHandle};
+use guts_protocol::RepositoryId;
 use tempfile::TempDir;
 
 /// An in-process node and the temporary data dir it owns.
@@ -26,6 +27,12 @@ impl StoppedNode {
     pub async fn start(self) -> TestNode {
         TestNode::from_config(self.dir, self.config).await
     }
+}
+
+/// Imports the git repository at `path` on `node`, as its owner; returns its id.
+pub async fn import(node: &NodeHandle, path: &std::path::Path) -> RepositoryId {
+    let (summary, _) = node.import(path.to_owned(), None).await.expect("import");
+    summary.id.parse().expect("a repository id")
 }
 
 /// A config for a test node: loopback TCP on a free port, no mDNS, no API, short timers.

@@ -11,6 +11,26 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, identify, noise, tcp, yamux};
 
+/// A swarm with a new identity on TCP (Noise, yamux), its behaviour built from that
+/// identity's key, connections closed after `idle` unused.
+fn tcp_swarm<B: NetworkBehaviour>(
+    idle: Duration,
+    behaviour: impl FnOnce(&libp2p::identity::Keypair) -> B,
+) -> Swarm<B> {
+    SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp transport")
+        .with_behaviour(behaviour)
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build()
+}
+
 /// Identify (so a node takes it for one of its network) and the sync protocol.
 #[derive(NetworkBehaviour)]
 pub struct RawBehaviour {
@@ -38,28 +58,17 @@ impl RawPeer {
     }
 
     async fn build(network: &NetworkName, agent: Option<String>) -> RawPeer {
-        let mut swarm = SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .expect("tcp transport")
-            .with_behaviour(|key| RawBehaviour {
-                identify: identify::Behaviour::new({
-                    let config =
-                        identify::Config::new(network.identify_protocol_version(), key.public());
-                    match agent {
-                        Some(agent) => config.with_agent_version(agent),
-                        None => config,
-                    }
-                }),
-                sync: guts_node::wire::behaviour(network, Duration::from_secs(10)),
-            })
-            .expect("behaviour")
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm = tcp_swarm(Duration::from_secs(60), |key| RawBehaviour {
+            identify: identify::Behaviour::new({
+                let config =
+                    identify::Config::new(network.identify_protocol_version(), key.public());
+                match agent {
+                    Some(agent) => config.with_agent_version(agent),
+                    None => config,
+                }
+            }),
+            sync: guts_node::wire::behaviour(network, Duration::from_secs(10)),
+        });
         swarm
             .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
             .expect("listen");
@@ -155,24 +164,13 @@ struct HostileBehaviour {
 
 /// A swarm that passes for a node of `network` and speaks raw streams.
 fn stream_swarm(network: &NetworkName) -> Swarm<HostileBehaviour> {
-    SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp transport")
-        .with_behaviour(|key| HostileBehaviour {
-            identify: identify::Behaviour::new(
-                identify::Config::new(network.identify_protocol_version(), key.public())
-                    .with_agent_version("guts/0.1.0 (mdns-tag: guts)".into()),
-            ),
-            stream: libp2p_stream::Behaviour::new(),
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .build()
+    tcp_swarm(Duration::from_secs(120), |key| HostileBehaviour {
+        identify: identify::Behaviour::new(
+            identify::Config::new(network.identify_protocol_version(), key.public())
+                .with_agent_version("guts/0.1.0 (mdns-tag: guts)".into()),
+        ),
+        stream: libp2p_stream::Behaviour::new(),
+    })
 }
 
 /// A peer that answers Guts requests from a [`Script`], running in the background.
@@ -404,36 +402,25 @@ impl Flooder {
     pub fn spawn(network: &NetworkName, messages: Vec<Vec<u8>>) -> Flooder {
         use libp2p::gossipsub;
         let topic = gossipsub::IdentTopic::new(network.announce_topic());
-        let mut swarm = SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .expect("tcp transport")
-            .with_behaviour(|key| {
-                let config = gossipsub::ConfigBuilder::default()
-                    .protocol_id_prefix(network.gossipsub_protocol_prefix())
-                    .validation_mode(gossipsub::ValidationMode::Strict)
-                    .max_transmit_size(1 << 16)
-                    .build()
-                    .expect("gossipsub config");
-                GossipBehaviour {
-                    identify: identify::Behaviour::new(
-                        identify::Config::new(network.identify_protocol_version(), key.public())
-                            .with_agent_version("guts/0.1.0 (mdns-tag: guts)".into()),
-                    ),
-                    gossipsub: gossipsub::Behaviour::new(
-                        gossipsub::MessageAuthenticity::Signed(key.clone()),
-                        config,
-                    )
-                    .expect("gossipsub"),
-                }
-            })
-            .expect("behaviour")
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-            .build();
+        let mut swarm = tcp_swarm(Duration::from_secs(120), |key| {
+            let config = gossipsub::ConfigBuilder::default()
+                .protocol_id_prefix(network.gossipsub_protocol_prefix())
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .max_transmit_size(1 << 16)
+                .build()
+                .expect("gossipsub config");
+            GossipBehaviour {
+                identify: identify::Behaviour::new(
+                    identify::Config::new(network.identify_protocol_version(), key.public())
+                        .with_agent_version("guts/0.1.0 (mdns-tag: guts)".into()),
+                ),
+                gossipsub: gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    config,
+                )
+                .expect("gossipsub"),
+            }
+        });
         swarm
             .behaviour_mut()
             .gossipsub
@@ -524,37 +511,25 @@ impl DhtPeer {
     /// A peer of `network`, listening on loopback.
     pub fn spawn(network: &NetworkName) -> DhtPeer {
         use libp2p::kad;
-        let mut swarm = SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .expect("tcp transport")
-            .with_behaviour(|key| {
-                let id = key.public().to_peer_id();
-                let protocol = libp2p::StreamProtocol::try_from_owned(network.kad_protocol())
-                    .expect("kad protocol");
-                // Answers queries, never starts one: with nobody in its routing table
-                // it has no bootstrap to run that would dial the node it hung up on.
-                let mut config = kad::Config::new(protocol);
-                config.set_periodic_bootstrap_interval(None);
-                config.set_kbucket_inserts(kad::BucketInserts::Manual);
-                let mut kad =
-                    kad::Behaviour::with_config(id, kad::store::MemoryStore::new(id), config);
-                kad.set_mode(Some(kad::Mode::Server));
-                DhtBehaviour {
-                    identify: identify::Behaviour::new(identify::Config::new(
-                        network.identify_protocol_version(),
-                        key.public(),
-                    )),
-                    kad,
-                }
-            })
-            .expect("behaviour")
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-            .build();
+        let mut swarm = tcp_swarm(Duration::from_secs(300), |key| {
+            let id = key.public().to_peer_id();
+            let protocol = libp2p::StreamProtocol::try_from_owned(network.kad_protocol())
+                .expect("kad protocol");
+            // Answers queries, never starts one: with nobody in its routing table
+            // it has no bootstrap to run that would dial the node it hung up on.
+            let mut config = kad::Config::new(protocol);
+            config.set_periodic_bootstrap_interval(None);
+            config.set_kbucket_inserts(kad::BucketInserts::Manual);
+            let mut kad = kad::Behaviour::with_config(id, kad::store::MemoryStore::new(id), config);
+            kad.set_mode(Some(kad::Mode::Server));
+            DhtBehaviour {
+                identify: identify::Behaviour::new(identify::Config::new(
+                    network.identify_protocol_version(),
+                    key.public(),
+                )),
+                kad,
+            }
+        });
         swarm
             .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
             .expect("listen");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use guts_tests::cluster::{TestNode, star};
+use guts_tests::cluster::{TestNode, import, star};
 use guts_tests::eventually_async;
 
 /// 30 nodes, each told only node 0's address, fill their routing tables from the DHT.
@@ -275,7 +275,6 @@ async fn dht_mode_auto_turns_server_once_an_external_address_is_confirmed() {
 /// and replicate a repository over the circuit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_listening_through_a_relay_is_reached_and_replicated_from() {
-    use guts_protocol::RepositoryId;
     use guts_tests::git::WorkRepo;
     let public = loopback_tcp();
     let relay = TestNode::start(|c| {
@@ -310,12 +309,7 @@ async fn a_node_listening_through_a_relay_is_reached_and_replicated_from() {
     )
     .await;
     let work = WorkRepo::with_history("relayed");
-    let (summary, _) = behind
-        .handle
-        .import(work.path().to_owned(), None)
-        .await
-        .unwrap();
-    let id: RepositoryId = summary.id.parse().unwrap();
+    let id = import(&behind.handle, work.path()).await;
 
     let reacher = TestNode::start(|_| {}).await;
     assert_eq!(reacher.handle.connect(via_relay).await.unwrap(), behind_id);

@@ -8,7 +8,7 @@ use guts_node::api::types::SyncOutcome;
 use guts_protocol::wire::{PackResponse, SyncResponse};
 use guts_protocol::{NetworkName, ObjectId, RepositoryId, SignedRefs};
 use guts_storage::Repositories;
-use guts_tests::cluster::TestNode;
+use guts_tests::cluster::{TestNode, import};
 use guts_tests::eventually_async;
 use guts_tests::git::{WorkRepo, fsck, refs};
 use guts_tests::peer::{Answer, HostilePeer, Script};
@@ -109,12 +109,7 @@ async fn bad_data_from_a_hostile_peer_is_refused_and_the_honest_holder_serves() 
             &[("round", format!("{round}\n").as_bytes())],
             "round",
         );
-        let (summary, _) = owner
-            .handle
-            .import(work.path().to_owned(), None)
-            .await
-            .unwrap();
-        let id: RepositoryId = summary.id.parse().unwrap();
+        let id = import(&owner.handle, work.path()).await;
         let snapshot = owner_store.signed_refs(&id).unwrap().unwrap();
         history.push(snapshot.clone());
         let wants = victim_store.wants(&snapshot).unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use guts_node::NodeHandle;
 use guts_node::api::types::RepoDetail;
 use guts_protocol::RepositoryId;
-use guts_tests::cluster::TestNode;
+use guts_tests::cluster::{TestNode, import};
 use guts_tests::eventually_async;
 use guts_tests::git::{WorkRepo, fsck, refs};
 
@@ -117,8 +117,7 @@ async fn an_announcement_alone_brings_followers_a_new_snapshot() {
         );
     }
     let work = WorkRepo::with_history("news");
-    let (summary, _) = a.handle.import(work.path().to_owned(), None).await.unwrap();
-    let id: RepositoryId = summary.id.parse().unwrap();
+    let id = import(&a.handle, work.path()).await;
     for f in &followers {
         f.handle.follow(id).await.unwrap();
         f.handle.sync(id, None, None).await.unwrap();
@@ -161,12 +160,7 @@ async fn an_offline_node_catches_up_after_restart() {
     guts_tests::init_logs();
     let mut nodes = cluster(3).await;
     let work = WorkRepo::with_history("offline");
-    let (summary, _) = nodes[0]
-        .handle
-        .import(work.path().to_owned(), None)
-        .await
-        .unwrap();
-    let id: RepositoryId = summary.id.parse().unwrap();
+    let id = import(&nodes[0].handle, work.path()).await;
     for n in &nodes[1..] {
         n.handle.follow(id).await.unwrap();
         holds(&n.handle, id, 1).await;
@@ -224,8 +218,7 @@ async fn replicate_all_takes_every_announced_repository() {
                 &[("round", format!("{round}\n").as_bytes())],
                 "round",
             );
-            let (summary, _) = a.handle.import(work.path().to_owned(), None).await.unwrap();
-            let id: RepositoryId = summary.id.parse().unwrap();
+            let id = import(&a.handle, work.path()).await;
             if let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(1), async {
                 loop {
                     if let Ok(Some(d)) = all.handle.repository(id).await
@@ -313,12 +306,7 @@ async fn a_sync_does_not_wait_on_a_holder_that_went_away() {
     })
     .await;
     let work = WorkRepo::with_history("holders");
-    let (summary, _) = owner
-        .handle
-        .import(work.path().to_owned(), None)
-        .await
-        .unwrap();
-    let id: RepositoryId = summary.id.parse().unwrap();
+    let id = import(&owner.handle, work.path()).await;
     gone.handle.follow(id).await.unwrap();
     gone.handle.sync(id, None, None).await.unwrap();
     let gone_id = gone.handle.peer_id();

@@ -10,7 +10,7 @@ use guts_node::api::types::SyncOutcome;
 use guts_protocol::wire::{PackRequest, PackResponse, SyncResponse};
 use guts_protocol::{NetworkName, ObjectId, RepositoryId};
 use guts_storage::Repositories;
-use guts_tests::cluster::TestNode;
+use guts_tests::cluster::{TestNode, import};
 use guts_tests::crafted::{Crafted, MODE_BLOB, MODE_TREE};
 use guts_tests::eventually_async;
 use guts_tests::git::{Noise, WorkRepo};
@@ -324,12 +324,7 @@ async fn objects_no_snapshot_points_at_are_not_served() {
     guts_tests::init_logs();
     let owner = TestNode::start(|_| {}).await;
     let work = WorkRepo::with_history("rewritten");
-    let (summary, _) = owner
-        .handle
-        .import(work.path().to_owned(), None)
-        .await
-        .unwrap();
-    let id: RepositoryId = summary.id.parse().unwrap();
+    let id = import(&owner.handle, work.path()).await;
     let old_main = work.repo.refname_to_id("refs/heads/main").unwrap();
     // A force push: main starts over from a new root; the old history is dropped.
     let new_root = {

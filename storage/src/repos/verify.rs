@@ -570,49 +570,35 @@ mod tests {
         };
         let (_dir, repos) = store();
         let repos = repos.with_limits(limits);
-        for tagged in [false, true] {
-            // Git allows refs to trees (linux has `v2.6.11-tree`); the commit is fine.
+        // A fine commit on main, and `refs/tags/t` naming the tree `make` builds (given
+        // the commit's tree), straight or through an annotated tag. Git allows refs to
+        // trees (linux has `v2.6.11-tree`).
+        let offer = |name: String, tagged: bool, make: &dyn Fn(&mut Crafted, Oid) -> Oid| {
             let mut crafted = Crafted::new();
             let file = crafted.blob(b"x\n");
             let fine = crafted.tree(&[(b"file", MODE_BLOB, file)]);
             let commit = crafted.commit(fine);
-            let deep = crafted.chain(9);
+            let tree = make(&mut crafted, fine);
             let target = if tagged {
-                crafted.tag(deep, "tree")
+                crafted.tag(tree, "tree")
             } else {
-                deep
+                tree
             };
-            let name = format!("treeref{tagged}");
             let snapshot = crafted.snapshot_with_tag(&name, commit, target);
+            accept(&repos, &snapshot, crafted.pack())
+        };
+        for tagged in [false, true] {
             refused_for(
-                accept(&repos, &snapshot, crafted.pack()),
+                offer(format!("deep{tagged}"), tagged, &|c, _| c.chain(9)),
                 "deeper than 8 levels",
             );
-
-            let mut crafted = Crafted::new();
-            let file = crafted.blob(b"x\n");
-            let fine = crafted.tree(&[(b"file", MODE_BLOB, file)]);
-            let commit = crafted.commit(fine);
-            let bad = crafted.tree(&[(b".git", MODE_TREE, fine)]);
-            let target = if tagged {
-                crafted.tag(bad, "tree")
-            } else {
-                bad
-            };
-            let snapshot = crafted.snapshot_with_tag(&format!("{name}b"), commit, target);
             refused_for(
-                accept(&repos, &snapshot, crafted.pack()),
+                offer(format!("dotgit{tagged}"), tagged, &|c, fine| {
+                    c.tree(&[(b".git", MODE_TREE, fine)])
+                }),
                 "git's own directory",
             );
-
-            let mut crafted = Crafted::new();
-            let file = crafted.blob(b"x\n");
-            let fine = crafted.tree(&[(b"file", MODE_BLOB, file)]);
-            let commit = crafted.commit(fine);
-            let ok = crafted.chain(8);
-            let target = if tagged { crafted.tag(ok, "tree") } else { ok };
-            let snapshot = crafted.snapshot_with_tag(&format!("{name}c"), commit, target);
-            accept(&repos, &snapshot, crafted.pack())
+            offer(format!("fits{tagged}"), tagged, &|c, _| c.chain(8))
                 .unwrap_or_else(|e| panic!("a tree of 8 levels fits: {e}"));
         }
     }
