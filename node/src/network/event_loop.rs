@@ -555,7 +555,10 @@ impl EventLoop {
                 }
             }
             request_response::Event::OutboundFailure {
-                request_id, error, ..
+                peer,
+                request_id,
+                error,
+                ..
             } => {
                 if let Some(reply) = self.requests.remove(&request_id) {
                     let failure = match &error {
@@ -568,7 +571,13 @@ impl EventLoop {
                         },
                         other => RequestError::Failed(other.to_string()),
                     };
-                    let _ = reply.send(Err(failure));
+                    // A requester that stopped waiting (its round ended on other answers)
+                    // cannot apply the penalty: the peer still pays for what it sent.
+                    if let Err(Err(RequestError::Misbehaved { penalty, .. })) =
+                        reply.send(Err(failure))
+                    {
+                        self.manager().penalize(peer, penalty);
+                    }
                 }
             }
             request_response::Event::InboundFailure {

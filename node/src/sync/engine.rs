@@ -251,7 +251,7 @@ impl Engine {
             tracing::info!(%peer, "{} repositories to adopt from its list", unknown.len());
         }
         for id in unknown {
-            if !self.ask_refs(&id, &[peer], None).await.is_empty() && self.wants(&id).await {
+            if !self.ask_refs(&id, &[peer], None, None).await.is_empty() && self.wants(&id).await {
                 self.trigger(id, Some(peer));
             }
         }
@@ -445,7 +445,9 @@ impl Engine {
         // hours) are asked last, after the ones that answer.
         self.inner.holders.rank(&id, &mut asked, prefer);
         let held_header = held.as_ref().map(|s| s.signed.header.clone());
-        let mut offers = self.ask_refs(&id, &asked, held_header.as_ref()).await;
+        let mut offers = self
+            .ask_refs(&id, &asked, held_header.as_ref(), prefer)
+            .await;
         let mut searched = false;
         let mut failures: Vec<(PeerId, FetchError)> = Vec::new();
         let mut tried: HashSet<PeerId> = HashSet::new();
@@ -467,7 +469,7 @@ impl Engine {
                     self.note_holder(id, *p);
                 }
                 asked.extend(&fresh);
-                offers.extend(self.ask_refs(&id, &fresh, held_header.as_ref()).await);
+                offers.extend(self.ask_refs(&id, &fresh, held_header.as_ref(), None).await);
             }
             report(SyncProgress::Holders { asked: asked.len() });
             // The newest verified snapshot on offer, from holders not yet tried.
@@ -519,12 +521,14 @@ impl Engine {
 
     /// Asks `peers` for their refs of `id`; returns the snapshots that verify and are
     /// newer than `held` (and are not a second version of a sequence seen already).
-    /// Peers that send something bad are penalized.
+    /// Peers that send something bad are penalized. The round ends once the owner's own
+    /// node has answered, and `prefer` (a peer the caller named) too.
     async fn ask_refs(
         &self,
         id: &RepositoryId,
         peers: &[PeerId],
         held_header: Option<&RefsHeader>,
+        prefer: Option<PeerId>,
     ) -> Vec<(PeerId, SignedRefs)> {
         let held = held_header.map_or(0, |h| h.sequence);
         let mut asks = FuturesUnordered::new();
@@ -532,6 +536,9 @@ impl Engine {
         // Once one holder has answered, the rest get REFS_GRACE: a holder that went away
         // (its dial waits for the connection timeout) must not hold every sync up.
         let mut deadline: Option<tokio::time::Instant> = None;
+        let mut owner_heard = false;
+        // A peer named by the caller is heard out: `--from` means "try this one".
+        let mut awaited = prefer.filter(|p| peers.contains(p));
         for chunk in peers.chunks(REFS_FANOUT) {
             if deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
                 break;
@@ -550,6 +557,12 @@ impl Engine {
                     None => asks.next().await,
                 };
                 let Some((peer, answer)) = next else { break };
+                if awaited == Some(peer) {
+                    awaited = None;
+                    if owner_heard {
+                        deadline = Some(tokio::time::Instant::now());
+                    }
+                }
                 match answer {
                     Ok(SyncResponse::Refs(snapshot)) => {
                         let snapshot = *snapshot;
@@ -563,9 +576,9 @@ impl Engine {
                             continue;
                         }
                         // The owner's own node holds the newest snapshot there is: no
-                        // need to wait for anyone else.
-                        let from_owner = peer_of_owner(&snapshot.signed.signer) == Some(peer);
-                        if from_owner {
+                        // need to wait for anyone else (but a peer the caller named).
+                        owner_heard |= peer_of_owner(&snapshot.signed.signer) == Some(peer);
+                        if owner_heard && awaited.is_none() {
                             deadline = Some(tokio::time::Instant::now());
                         } else {
                             deadline
