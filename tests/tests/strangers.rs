@@ -253,7 +253,7 @@ async fn requesters_that_never_read_give_their_slots_back() {
     guts_tests::init_logs();
     let owner = TestNode::start(|c| {
         c.max_concurrent_transfers = 2;
-        c.transfer_stall_timeout = Duration::from_secs(2);
+        c.transfer_stall_timeout = Duration::from_secs(4);
     })
     .await;
     let (_work, id) = imported(&owner, "unread", 4).await;
@@ -269,14 +269,16 @@ async fn requesters_that_never_read_give_their_slots_back() {
     let stranger = StreamPeer::spawn(&NetworkName::default_network());
     stranger.connect(&owner.addr);
     wait_connected(&owner, stranger.peer_id()).await;
+    // The honest node is up before the slots are taken: the stall timeout runs from
+    // then, and a node starting on a loaded machine must not use it up.
+    let boot = owner.addr.clone();
+    let honest = TestNode::start(|c| c.bootstrap = vec![boot.clone()]).await;
+    wait_connected(&owner, honest.handle.peer_id()).await;
     // Every transfer slot taken by a stream nobody reads.
     let mut unread = Vec::new();
     for _ in 0..2 {
         unread.push(open_pack_stream(&stranger, &owner, &request).await);
     }
-    let boot = owner.addr.clone();
-    let honest = TestNode::start(|c| c.bootstrap = vec![boot.clone()]).await;
-    wait_connected(&owner, honest.handle.peer_id()).await;
     // First the slots are seen taken...
     eventually_async(
         Duration::from_secs(10),
