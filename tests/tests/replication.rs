@@ -361,3 +361,59 @@ async fn a_sync_does_not_wait_on_a_holder_that_went_away() {
         n.shutdown().await;
     }
 }
+
+/// A sync that reaches no holder fails and says which holders it tried and why; it never
+/// reports "up to date", whether this node holds the repository or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_that_reaches_no_holder_fails_naming_them() {
+    let hour = Duration::from_secs(3600);
+    let owner = TestNode::start(|c| c.anti_entropy_interval = hour).await;
+    let boot = owner.addr.clone();
+    let replica = TestNode::start(|c| {
+        c.bootstrap = vec![boot.clone()];
+        c.anti_entropy_interval = hour;
+    })
+    .await;
+    let fresh = TestNode::start(|c| {
+        c.bootstrap = vec![boot.clone()];
+        c.anti_entropy_interval = hour;
+    })
+    .await;
+    let work = WorkRepo::with_history("unreachable");
+    let id = import(&owner.handle, work.path()).await;
+    let owner_id = owner.handle.peer_id();
+    replica.handle.follow(id).await.unwrap();
+    replica.handle.sync(id, Some(owner_id), None).await.unwrap();
+    holds(&replica.handle, id, 1).await;
+    owner.shutdown().await;
+
+    // The replica holds sequence 1, but with its only holder gone it cannot know that
+    // nothing newer exists.
+    let err = replica
+        .handle
+        .sync(id, None, None)
+        .await
+        .expect_err("a sync with every holder gone must fail");
+    let text = err.to_string();
+    assert!(
+        text.contains("no holder of") && text.contains(&format!("{owner_id}: unreachable")),
+        "{text}"
+    );
+    // A node that never held it, pointed at the gone owner once the replica is gone too:
+    // the same, not "up to date (sequence 0)".
+    let replica_id = replica.handle.peer_id();
+    replica.shutdown().await;
+    let err = fresh
+        .handle
+        .sync(id, Some(owner_id), None)
+        .await
+        .expect_err("a sync of a repository nobody served must fail");
+    let text = err.to_string();
+    assert!(text.contains(&format!("{owner_id}: unreachable")), "{text}");
+    assert!(
+        !text.contains(&replica_id.to_string())
+            || text.contains(&format!("{replica_id}: unreachable")),
+        "{text}"
+    );
+    fresh.shutdown().await;
+}

@@ -51,6 +51,17 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// listing made-up ids can cost; the rest come with the next list.
 const ADOPT_PER_LIST: usize = 256;
 
+/// What one sync's refs requests brought.
+#[derive(Default)]
+struct RefsRound {
+    /// Verified snapshots newer than what this node holds, and who offered each.
+    offers: Vec<(PeerId, SignedRefs)>,
+    /// Whether any holder answered with verified refs, newer or not.
+    heard: bool,
+    /// Each peer whose answer was not refs this node could use, and why.
+    misses: Vec<(PeerId, String)>,
+}
+
 /// Settings the engine reads from the node config.
 #[derive(Debug, Clone)]
 struct Settings {
@@ -251,7 +262,9 @@ impl Engine {
             tracing::info!(%peer, "{} repositories to adopt from its list", unknown.len());
         }
         for id in unknown {
-            if !self.ask_refs(&id, &[peer], None, None).await.is_empty() && self.wants(&id).await {
+            let mut round = RefsRound::default();
+            self.ask_refs(&id, &[peer], None, None, &mut round).await;
+            if !round.offers.is_empty() && self.wants(&id).await {
                 self.trigger(id, Some(peer));
             }
         }
@@ -375,6 +388,11 @@ impl Engine {
                         tracing::debug!(repository = %id, "no holders yet");
                         false
                     }
+                    // Holders that went offline are common; not worth a warning.
+                    Err(e @ SyncError::NoRefs { .. }) => {
+                        tracing::info!(repository = %id, "sync failed: {e}");
+                        true
+                    }
                     Err(e) => {
                         tracing::warn!(repository = %id, "sync failed: {e}");
                         true
@@ -445,14 +463,14 @@ impl Engine {
         // hours) are asked last, after the ones that answer.
         self.inner.holders.rank(&id, &mut asked, prefer);
         let held_header = held.as_ref().map(|s| s.signed.header.clone());
-        let mut offers = self
-            .ask_refs(&id, &asked, held_header.as_ref(), prefer)
+        let mut round = RefsRound::default();
+        self.ask_refs(&id, &asked, held_header.as_ref(), prefer, &mut round)
             .await;
         let mut searched = false;
         let mut failures: Vec<(PeerId, FetchError)> = Vec::new();
         let mut tried: HashSet<PeerId> = HashSet::new();
         loop {
-            if offers.is_empty() || !failures.is_empty() {
+            if round.offers.is_empty() || !failures.is_empty() {
                 if searched {
                     break;
                 }
@@ -469,10 +487,12 @@ impl Engine {
                     self.note_holder(id, *p);
                 }
                 asked.extend(&fresh);
-                offers.extend(self.ask_refs(&id, &fresh, held_header.as_ref(), None).await);
+                self.ask_refs(&id, &fresh, held_header.as_ref(), None, &mut round)
+                    .await;
             }
             report(SyncProgress::Holders { asked: asked.len() });
             // The newest verified snapshot on offer, from holders not yet tried.
+            let offers = &mut round.offers;
             offers.retain(|(p, _)| !tried.contains(p));
             let Some(best) = offers.iter().map(|(_, s)| s.sequence()).max() else {
                 break;
@@ -510,29 +530,39 @@ impl Engine {
         if asked.is_empty() {
             return Err(SyncError::NoHolders(id));
         }
-        if failures.is_empty() {
+        if !failures.is_empty() {
+            return Err(SyncError::AllFailed {
+                repository: id,
+                failures,
+            });
+        }
+        // Up to date only on a holder's word: holders that were all unreachable (or did
+        // not have it) say nothing about what is newest.
+        if round.heard {
             return Ok(SyncOutcome::UpToDate { sequence: held_seq });
         }
-        Err(SyncError::AllFailed {
+        Err(SyncError::NoRefs {
             repository: id,
-            failures,
+            tried: round.misses,
         })
     }
 
-    /// Asks `peers` for their refs of `id`; returns the snapshots that verify and are
-    /// newer than `held` (and are not a second version of a sequence seen already).
-    /// Peers that send something bad are penalized. The round ends once the owner's own
-    /// node has answered, and `prefer` (a peer the caller named) too.
+    /// Asks `peers` for their refs of `id`; adds to `round` the snapshots that verify and
+    /// are newer than `held` (and are not a second version of a sequence seen already),
+    /// and why each other peer offered none. Peers that send something bad are
+    /// penalized. The round ends once the owner's own node has answered, and `prefer` (a
+    /// peer the caller named) too.
     async fn ask_refs(
         &self,
         id: &RepositoryId,
         peers: &[PeerId],
         held_header: Option<&RefsHeader>,
         prefer: Option<PeerId>,
-    ) -> Vec<(PeerId, SignedRefs)> {
+        round: &mut RefsRound,
+    ) {
         let held = held_header.map_or(0, |h| h.sequence);
         let mut asks = FuturesUnordered::new();
-        let mut offers = Vec::new();
+        let mut unanswered: HashSet<PeerId> = HashSet::new();
         // Once one holder has answered, the rest get REFS_GRACE: a holder that went away
         // (its dial waits for the connection timeout) must not hold every sync up.
         let mut deadline: Option<tokio::time::Instant> = None;
@@ -544,6 +574,7 @@ impl Engine {
                 break;
             }
             for peer in chunk {
+                unanswered.insert(*peer);
                 let client = self.inner.client.clone();
                 let (peer, id) = (*peer, *id);
                 asks.push(async move { (peer, client.get_refs(peer, id).await) });
@@ -557,6 +588,8 @@ impl Engine {
                     None => asks.next().await,
                 };
                 let Some((peer, answer)) = next else { break };
+                unanswered.remove(&peer);
+                let mut miss = |why: String| round.misses.push((peer, why));
                 if awaited == Some(peer) {
                     awaited = None;
                     if owner_heard {
@@ -568,13 +601,16 @@ impl Engine {
                         let snapshot = *snapshot;
                         if snapshot.repository() != *id {
                             self.inner.client.penalize(peer, Penalty::BadData);
+                            miss("answered with another repository's refs".into());
                             continue;
                         }
                         if let Err(e) = snapshot.verify() {
                             tracing::info!(%peer, repository = %id, "refused snapshot: {e}");
                             self.inner.client.penalize(peer, Penalty::BadData);
+                            miss(format!("sent refs that do not verify: {e}"));
                             continue;
                         }
+                        round.heard = true;
                         // The owner's own node holds the newest snapshot there is: no
                         // need to wait for anyone else (but a peer the caller named).
                         owner_heard |= peer_of_owner(&snapshot.signed.signer) == Some(peer);
@@ -591,6 +627,10 @@ impl Engine {
                         {
                             // The owner signed this sequence twice: the peer is not at
                             // fault, and the version seen first stays.
+                            miss(format!(
+                                "offered a second version of sequence {}",
+                                snapshot.sequence()
+                            ));
                         } else if snapshot.sequence() < held {
                             // Older than what we hold: a rollback attempt, or a peer far
                             // behind; a light penalty that fades either way.
@@ -599,26 +639,34 @@ impl Engine {
                         } else {
                             self.note_holder(*id, peer);
                             if snapshot.sequence() > held {
-                                offers.push((peer, snapshot));
+                                round.offers.push((peer, snapshot));
                             }
                         }
                     }
-                    Ok(SyncResponse::NotFound) | Ok(SyncResponse::RateLimited) => {}
+                    Ok(SyncResponse::NotFound) => miss("does not hold it".into()),
+                    Ok(SyncResponse::RateLimited) => miss("busy (rate-limited)".into()),
                     Ok(SyncResponse::Repositories(_)) => {
                         self.inner.client.penalize(peer, Penalty::BadData);
+                        miss("answered with a repository list".into());
                     }
                     Err(RequestError::Misbehaved { penalty, reason }) => {
                         tracing::info!(%peer, repository = %id, "bad refs answer: {reason}");
                         self.inner.client.penalize(peer, penalty);
+                        miss(format!("bad answer: {reason}"));
                     }
                     Err(RequestError::Failed(reason)) => {
                         tracing::debug!(%peer, repository = %id, "no refs answer: {reason}");
                         self.inner.holders.record(id, peer, None);
+                        miss(format!("unreachable: {reason}"));
                     }
                 }
             }
         }
-        offers
+        for peer in peers.iter().filter(|p| unanswered.contains(p)) {
+            round
+                .misses
+                .push((*peer, "no answer before another holder's".into()));
+        }
     }
 
     /// Fetches what `snapshot` needs from `peer` and applies it.

@@ -86,6 +86,15 @@ pub enum SyncError {
         "no holder of {0} found (it is not announced nor provided in the DHT by any reachable peer)"
     )]
     NoHolders(RepositoryId),
+    /// Holders were found but none answered with the repository's refs: the sync cannot
+    /// tell whether anything newer exists.
+    #[error("no holder of {repository} answered with its refs: {}", list(tried))]
+    NoRefs {
+        /// The repository.
+        repository: RepositoryId,
+        /// Each holder asked and why it gave no refs.
+        tried: Vec<(PeerId, String)>,
+    },
     /// Holders were found but none could serve a newer snapshot.
     #[error("no holder of {repository} could serve it: {}", list(failures))]
     AllFailed {
@@ -102,7 +111,7 @@ pub enum SyncError {
     Task(#[from] tokio::task::JoinError),
 }
 
-fn list(failures: &[(PeerId, FetchError)]) -> String {
+fn list(failures: &[(PeerId, impl std::fmt::Display)]) -> String {
     failures
         .iter()
         .map(|(peer, e)| format!("{peer}: {e}"))
