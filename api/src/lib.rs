@@ -152,15 +152,20 @@ pub struct ConnectionsReport {
     pub dht_queries_queued: usize,
 }
 
-/// One configured bootstrap address.
+/// One configured bootstrap address, or one address a configured DNS name resolved to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BootstrapReport {
     /// The address as configured.
     pub address: String,
     /// The peer behind it, once known.
     pub peer_id: Option<String>,
-    /// `connected`, `dialing`, `retrying in <time>` or `other network: <protocol version>`.
+    /// For an address: `connected`, `dialing`, `retrying in <time>` or `other network:
+    /// <protocol version>`. For a DNS name: `resolving`, `resolved to <n> address(es); ...`
+    /// or `not resolved: <why>; ...`.
     pub state: String,
+    /// For an address a configured DNS name resolved to: that name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_from: Option<String>,
 }
 
 /// Which side opened a connection.

@@ -466,7 +466,10 @@ pub fn status(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
     let bootstrap: Vec<String> = status
         .bootstrap
         .iter()
-        .map(|b| format!("{} ({})", b.address, b.state))
+        .map(|b| match &b.resolved_from {
+            Some(name) => format!("{} ({}; from {name})", b.address, b.state),
+            None => format!("{} ({})", b.address, b.state),
+        })
         .collect();
     list(&mut out, "bootstrap:", &bootstrap);
     let (l, c) = (&status.limits, &status.connections);

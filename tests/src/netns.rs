@@ -111,6 +111,23 @@ impl Lan {
         format!("{SUBNET}.{}.{}", self.lan, i + 1)
     }
 
+    /// Gives host `i` its own `/etc/hosts`: each name resolves to the addresses listed for
+    /// it, in order. Processes started in the host's namespace (`ip netns exec`) see it
+    /// instead of the machine's; a rewrite reaches those already running, since the file is
+    /// written in place (the bind mount holds its inode).
+    pub fn set_hosts(&self, i: usize, names: &[(&str, Vec<String>)]) {
+        let dir = format!("/etc/netns/{}", self.host(i));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {dir}: {e}"));
+        let mut text = String::from("127.0.0.1 localhost\n");
+        for (name, addrs) in names {
+            for addr in addrs {
+                text.push_str(&format!("{addr} {name}\n"));
+            }
+        }
+        let path = format!("{dir}/hosts");
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
+    }
+
     /// Cuts host `i` off the LAN, or reconnects it.
     pub fn set_link(&self, i: usize, up: bool) {
         let state = if up { "up" } else { "down" };
@@ -123,6 +140,7 @@ impl Drop for Lan {
     fn drop(&mut self) {
         for ns in self.hosts.iter().chain(std::iter::once(&self.switch())) {
             let _ = ip(&["netns", "del", ns]);
+            let _ = std::fs::remove_dir_all(format!("/etc/netns/{ns}"));
         }
     }
 }
@@ -143,6 +161,7 @@ fn remove_stale() {
             && !std::path::Path::new(&format!("/proc/{pid}")).exists()
         {
             let _ = ip(&["netns", "del", name]);
+            let _ = std::fs::remove_dir_all(format!("/etc/netns/{name}"));
         }
     }
 }

@@ -411,11 +411,23 @@ fn unreachable_bootstrap_peer_is_retried_with_backoff() {
         "{gaps:?}"
     );
     let status = node.status();
-    assert!(
+    let state = |address: &str| {
         status
             .bootstrap
             .iter()
-            .all(|b| b.state.starts_with("retrying") || b.state == "dialing"),
+            .find(|b| b.address == address)
+            .map(|b| b.state.clone())
+            .unwrap_or_else(|| panic!("{address} not in {status:?}"))
+    };
+    let dead_state = state(&dead_addr);
+    assert!(
+        dead_state.starts_with("retrying") || dead_state == "dialing",
+        "{status:?}"
+    );
+    // The name that resolves to nothing is looked up again, with its own backoff.
+    let name_state = state("/dns4/nonexistent.invalid/tcp/9000");
+    assert!(
+        name_state.starts_with("not resolved: ") || name_state == "resolving",
         "{status:?}"
     );
 }

@@ -153,6 +153,10 @@ impl EventLoop {
                 },
                 _ = status_tick.tick() => status::log_line(self.sources()),
                 _ = tokio::time::sleep_until(next_dial) => self.dial_bootstrap(),
+                Some(lookup) = self.discovery.next_bootstrap_lookup() => {
+                    let manager = &mut self.swarm.behaviour_mut().connection_manager;
+                    self.discovery.on_bootstrap_lookup(lookup, manager);
+                }
             }
         }
         tracing::info!("node stopped");

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::connection_manager::{self, Protection};
 use crate::metrics::Metrics;
 use bootstrap::Bootstrap;
-pub(crate) use bootstrap::peer_of;
+pub(crate) use bootstrap::{BootstrapLookup, peer_of};
 
 /// The Kademlia behaviour as the node configures it.
 pub(crate) type Kad = kad::Behaviour<kad::store::MemoryStore>;
@@ -76,8 +76,24 @@ impl Discovery {
         self.bootstrap.next_due()
     }
 
-    /// Dials every bootstrap address whose time has come.
+    /// Dials every bootstrap address whose time has come, and looks up every bootstrap
+    /// DNS name whose time has come.
     pub(crate) fn dial_bootstrap(&mut self, manager: &mut connection_manager::Behaviour) {
+        self.bootstrap.dial_due(manager);
+    }
+
+    /// The next bootstrap name lookup to finish; `None` at once when none is under way.
+    pub(crate) async fn next_bootstrap_lookup(&mut self) -> Option<BootstrapLookup> {
+        self.bootstrap.next_lookup().await
+    }
+
+    /// A bootstrap name lookup finished: each address it gave is dialled.
+    pub(crate) fn on_bootstrap_lookup(
+        &mut self,
+        (name, found): BootstrapLookup,
+        manager: &mut connection_manager::Behaviour,
+    ) {
+        self.bootstrap.on_lookup(name, found);
         self.bootstrap.dial_due(manager);
     }
 
