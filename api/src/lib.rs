@@ -60,6 +60,14 @@ pub struct StatusReport {
     pub announcements: std::collections::BTreeMap<String, u64>,
     /// Each configured bootstrap address and how it is doing.
     pub bootstrap: Vec<BootstrapReport>,
+    /// Whether others can dial this node directly, as AutoNAT found: `public`, `private`
+    /// (behind NAT or a firewall) or `unknown` (nothing tested yet).
+    #[serde(default)]
+    pub reachability: String,
+    /// Relay reservations: listening through relays, configured or (when private)
+    /// chosen by the node.
+    #[serde(default)]
+    pub reservations: Vec<ReservationReport>,
     /// The connection manager's limits.
     pub limits: LimitsReport,
     /// Connection and dial counts.
@@ -152,6 +160,17 @@ pub struct ConnectionsReport {
     pub dht_queries_queued: usize,
 }
 
+/// A relay reservation: this node listening through a relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReservationReport {
+    /// `<relay address>/p2p/<relay>/p2p-circuit`.
+    pub address: String,
+    /// Chosen by the node because it is private, not configured with `--listen`.
+    pub automatic: bool,
+    /// `requested`, `active`, or `<why it failed>; retrying in <time>`.
+    pub state: String,
+}
+
 /// One configured bootstrap address, or one address a configured DNS name resolved to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BootstrapReport {
@@ -185,6 +204,9 @@ pub struct PeerReport {
     pub peer_id: String,
     /// Remote address of each open connection.
     pub addresses: Vec<String>,
+    /// Whether every open connection goes through a relay (no direct one yet).
+    #[serde(default)]
+    pub relayed: bool,
     /// Direction of the oldest open connection.
     pub direction: Direction,
     /// Number of open connections.

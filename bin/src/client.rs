@@ -472,6 +472,16 @@ pub fn status(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
         })
         .collect();
     list(&mut out, "bootstrap:", &bootstrap);
+    line(&mut out, "reachability:", &status.reachability);
+    let reservations: Vec<String> = status
+        .reservations
+        .iter()
+        .map(|r| {
+            let how = if r.automatic { "; chosen" } else { "" };
+            format!("{} ({}{how})", r.address, r.state)
+        })
+        .collect();
+    list(&mut out, "relays:", &reservations);
     let (l, c) = (&status.limits, &status.connections);
     line(
         &mut out,
@@ -558,8 +568,8 @@ pub fn peers(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<54} {:<4} {:>9} {:>8} {:>7}  {:<28} ADDRESS",
-        "PEER", "DIR", "RTT", "UP", "SCORE", "AGENT"
+        "{:<54} {:<4} {:<7} {:>9} {:>8} {:>7}  {:<28} ADDRESS",
+        "PEER", "DIR", "VIA", "RTT", "UP", "SCORE", "AGENT"
     );
     for p in &peers {
         let dir = match p.direction {
@@ -573,9 +583,10 @@ pub fn peers(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
         let up = humantime::format_duration(Duration::from_secs(p.connected_secs)).to_string();
         let mark = if p.protected { "*" } else { "" };
         println!(
-            "{:<54} {:<4} {:>9} {:>8} {:>7.1}  {:<28} {}",
+            "{:<54} {:<4} {:<7} {:>9} {:>8} {:>7.1}  {:<28} {}",
             format!("{}{mark}", p.peer_id),
             dir,
+            if p.relayed { "relay" } else { "direct" },
             rtt,
             up,
             p.score,

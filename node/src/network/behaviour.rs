@@ -5,8 +5,8 @@ use std::time::Duration;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    PeerId, StreamProtocol, gossipsub, identify, identity::Keypair, kad, mdns, ping, relay,
-    request_response,
+    PeerId, StreamProtocol, autonat, dcutr, gossipsub, identify, identity::Keypair, kad, mdns,
+    ping, relay, request_response,
 };
 
 use super::discovery::{Kad, agent_version};
@@ -22,6 +22,12 @@ pub(crate) struct Behaviour {
     pub connection_manager: connection_manager::Behaviour,
     pub relay_client: relay::client::Behaviour,
     pub relay_server: Toggle<relay::Behaviour>,
+    /// Asks peers to dial this node's candidate addresses back: confirms the reachable.
+    pub autonat_client: autonat::v2::client::Behaviour,
+    /// Dials peers' candidate addresses back for them.
+    pub autonat_server: autonat::v2::server::Behaviour,
+    /// Turns relayed connections into direct ones (hole punching).
+    pub dcutr: dcutr::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub kad: Kad,
@@ -104,12 +110,14 @@ impl Behaviour {
             },
         );
         let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
-        kad.set_mode(match config.dht_mode {
-            DhtMode::Client => Some(kad::Mode::Client),
-            DhtMode::Server => Some(kad::Mode::Server),
-            // Let kad switch on its own once an external address is confirmed.
-            DhtMode::Auto => None,
-        });
+        kad.set_mode(Some(match config.dht_mode {
+            DhtMode::Server => kad::Mode::Server,
+            // `auto` starts as a client; the event loop makes it a server once AutoNAT
+            // (or a hand-set external address) shows the node reachable. Not kad's own
+            // auto mode: a relayed address would count for it, and DHT peers cannot use
+            // a relayed node.
+            DhtMode::Client | DhtMode::Auto => kad::Mode::Client,
+        }));
 
         let mdns = if config.mdns {
             let behaviour = mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
@@ -158,6 +166,9 @@ impl Behaviour {
             ),
             relay_client,
             relay_server: relay_server.into(),
+            autonat_client: autonat::v2::client::Behaviour::default(),
+            autonat_server: autonat::v2::server::Behaviour::default(),
+            dcutr: dcutr::Behaviour::new(peer_id),
             identify,
             ping: ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval)),
             kad,

@@ -19,6 +19,11 @@ pub(crate) enum Command {
     RefreshGauges(oneshot::Sender<()>),
     Peers(oneshot::Sender<Vec<PeerReport>>),
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
+    /// Answered once `peer` has a direct (not relayed) connection, or has none at all.
+    AwaitDirect {
+        peer: PeerId,
+        reply: oneshot::Sender<()>,
+    },
     RoutingTable(oneshot::Sender<Vec<PeerId>>),
     Connect {
         addr: Multiaddr,
@@ -203,6 +208,12 @@ impl Client {
     /// The peers connected now.
     pub(crate) async fn connected_peers(&self) -> Vec<PeerId> {
         self.ask(Command::ConnectedPeers).await.unwrap_or_default()
+    }
+
+    /// Returns once `peer` has a direct connection (or no connection: a fetch dials it).
+    /// Pending while only relayed connections lead to it.
+    pub(crate) async fn await_direct(&self, peer: PeerId) {
+        let _ = self.ask(|reply| Command::AwaitDirect { peer, reply }).await;
     }
 
     pub(crate) async fn find_providers(&self, repository: RepositoryId) -> Vec<PeerId> {

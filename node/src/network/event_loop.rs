@@ -14,16 +14,17 @@ use libp2p::metrics::Recorder;
 use libp2p::request_response::{self, InboundFailure, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, ping};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, gossipsub, identify, kad, ping, relay};
 use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::client::{Command, Event, RequestError};
 use super::dht::{Dht, Query};
 use super::discovery::{self, Discovery, Verdict};
+use super::nat::{self, Nat, Reachability};
 use super::peers::PeerTable;
 use super::status;
-use crate::config::Config;
+use crate::config::{Config, DhtMode};
 use crate::connection_manager::{self, Protection};
 use crate::error::{NodeError, dial_error_text, transport_error_text};
 use crate::metrics::{Metrics, Reason};
@@ -48,6 +49,12 @@ pub(crate) struct EventLoop {
     peers: PeerTable,
     discovery: Discovery,
     dht: Dht,
+    /// Reachability and relay reservations.
+    nat: Nat,
+    /// The reachability last acted on.
+    reachability: Reachability,
+    /// Fetches waiting for a direct connection to a peer reached only through relays.
+    direct_waiters: HashMap<PeerId, Vec<oneshot::Sender<()>>>,
     /// Connect requests whose dial is under way.
     dialling: HashMap<ConnectionId, PendingConnect>,
     /// Connect requests whose connection is up, waiting for identify.
@@ -69,6 +76,18 @@ impl EventLoop {
         EventLoop {
             discovery: Discovery::new(&config, local),
             dht: Dht::new(local, config.max_concurrent_dht_queries),
+            nat: Nat::new(
+                &config
+                    .listen
+                    .iter()
+                    .filter(|a| nat::is_relayed(a))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+                &config.external_addresses,
+                true,
+            ),
+            reachability: Reachability::Unknown,
+            direct_waiters: HashMap::new(),
             swarm,
             config,
             commands,
@@ -86,7 +105,10 @@ impl EventLoop {
     /// addresses are known (port 0 resolved) when `Node::start` returns.
     pub(crate) async fn start_listening(&mut self) -> Result<(), NodeError> {
         let mut waiting: HashMap<ListenerId, Multiaddr> = HashMap::new();
-        for addr in self.config.listen.clone() {
+        // Listening through a relay is a reservation: asked for (and retried) once the
+        // node runs, not waited on here.
+        let direct = self.config.listen.iter().filter(|a| !nat::is_relayed(a));
+        for addr in direct.cloned().collect::<Vec<_>>() {
             let id = self
                 .swarm
                 .listen_on(addr.clone())
@@ -139,10 +161,12 @@ impl EventLoop {
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         status_tick.tick().await;
         self.dial_bootstrap();
+        self.on_reachability();
         loop {
-            let next_dial = self
-                .discovery
-                .next_bootstrap_dial()
+            let next_dial = [self.discovery.next_bootstrap_dial(), self.nat.next_due()]
+                .into_iter()
+                .flatten()
+                .min()
                 .map(tokio::time::Instant::from_std)
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
@@ -152,10 +176,14 @@ impl EventLoop {
                     Some(command) => self.on_command(command),
                 },
                 _ = status_tick.tick() => status::log_line(self.sources()),
-                _ = tokio::time::sleep_until(next_dial) => self.dial_bootstrap(),
+                _ = tokio::time::sleep_until(next_dial) => {
+                    self.dial_bootstrap();
+                    self.nat.plan(&mut self.swarm);
+                }
                 Some(lookup) = self.discovery.next_bootstrap_lookup() => {
+                    let own: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
                     let manager = &mut self.swarm.behaviour_mut().connection_manager;
-                    self.discovery.on_bootstrap_lookup(lookup, manager);
+                    self.discovery.on_bootstrap_lookup(lookup, &own, manager);
                 }
             }
         }
@@ -169,6 +197,7 @@ impl EventLoop {
             peers: &self.peers,
             discovery: &self.discovery,
             dht: &self.dht,
+            nat: &self.nat,
             metrics: &self.metrics,
             started: self.started,
         }
@@ -177,6 +206,29 @@ impl EventLoop {
     fn dial_bootstrap(&mut self) {
         let manager = &mut self.swarm.behaviour_mut().connection_manager;
         self.discovery.dial_bootstrap(manager);
+    }
+
+    /// Acts on what is known of the node's reachability: `--dht-mode auto` serves the
+    /// DHT only when others can dial it; a private node reserves slots on relays.
+    fn on_reachability(&mut self) {
+        let now = self.nat.reachability();
+        if now != self.reachability {
+            tracing::info!("reachability: {now} (was {})", self.reachability);
+            self.reachability = now;
+            if self.config.dht_mode == DhtMode::Auto {
+                let mode = match now {
+                    Reachability::Public => kad::Mode::Server,
+                    Reachability::Private | Reachability::Unknown => kad::Mode::Client,
+                };
+                self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+            }
+            if now == Reachability::Private && self.config.relay_server {
+                tracing::warn!(
+                    "this node is not reachable from outside: as a relay it serves only peers that can reach it"
+                );
+            }
+        }
+        self.nat.plan(&mut self.swarm);
     }
 
     fn dht(&mut self, query: Query) {
@@ -202,6 +254,13 @@ impl EventLoop {
             }
             Command::ConnectedPeers(reply) => {
                 let _ = reply.send(self.peers.ids());
+            }
+            Command::AwaitDirect { peer, reply } => {
+                if self.peers.relayed_only(&peer) {
+                    self.direct_waiters.entry(peer).or_default().push(reply);
+                } else {
+                    let _ = reply.send(());
+                }
             }
             Command::RoutingTable(reply) => {
                 let _ = reply.send(self.swarm.behaviour_mut().routing_table());
@@ -284,18 +343,35 @@ impl EventLoop {
         self.metrics.libp2p.record(&event);
         match event {
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
-            SwarmEvent::NewListenAddr { address, .. } => {
+            SwarmEvent::NewListenAddr {
+                address,
+                listener_id,
+            } => {
+                if self.nat.on_listen_addr(listener_id) {
+                    // Reachable through the relay: identify and provider records carry
+                    // the circuit address.
+                    self.swarm.add_external_address(address.clone());
+                }
                 let full = address
                     .with_p2p(*self.swarm.local_peer_id())
                     .unwrap_or_else(|a| a);
                 tracing::info!("listening on {full}");
             }
             SwarmEvent::ListenerClosed {
-                addresses, reason, ..
-            } => match reason {
-                Ok(()) => tracing::info!(?addresses, "listener closed"),
-                Err(e) => tracing::error!(?addresses, "listener failed: {e}"),
-            },
+                addresses,
+                reason,
+                listener_id,
+            } => {
+                for addr in addresses.iter().filter(|a| nat::is_relayed(a)) {
+                    self.swarm.remove_external_address(addr);
+                }
+                let error = reason.as_ref().err().map(ToString::to_string);
+                match &error {
+                    None => tracing::info!(?addresses, "listener closed"),
+                    Some(e) => tracing::warn!(?addresses, "listener failed: {e}"),
+                }
+                self.nat.on_listener_closed(listener_id, error);
+            }
             SwarmEvent::ListenerError { error, .. } => {
                 tracing::warn!("listener error: {error}");
             }
@@ -315,7 +391,12 @@ impl EventLoop {
                 tracing::debug!(%peer_id, ?cause, "connection closed");
                 self.peers.connection_closed(&peer_id, connection_id);
                 if num_established == 0 {
+                    // No connection left: a fetch dials afresh.
+                    for waiter in self.direct_waiters.remove(&peer_id).into_iter().flatten() {
+                        let _ = waiter.send(());
+                    }
                     self.discovery.on_disconnected(&peer_id);
+                    self.nat.on_disconnected(&peer_id);
                     for pending in self.identifying.remove(&peer_id).into_iter().flatten() {
                         let _ = pending.reply.send(Err(NodeError::Dial {
                             addr: pending.addr,
@@ -339,6 +420,15 @@ impl EventLoop {
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!("external address confirmed: {address}");
+                if !nat::is_relayed(&address) {
+                    self.nat.on_probe(address, true);
+                    self.on_reachability();
+                }
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                tracing::info!("external address expired: {address}");
+                self.nat.on_external_expired(&address);
+                self.on_reachability();
             }
             _ => {}
         }
@@ -352,6 +442,18 @@ impl EventLoop {
     ) {
         tracing::debug!(%peer, addr = %endpoint.get_remote_address(), "connection established");
         let first = self.peers.len() == 0;
+        let direct = !nat::is_relayed(endpoint.get_remote_address());
+        if direct {
+            // Direct now (hole punched, or dialled): relays cut circuits at a few hundred
+            // KiB, so nothing more goes through them.
+            for relayed in self.peers.relayed_connections(&peer) {
+                tracing::info!(%peer, "direct connection up: closing the relayed one");
+                self.swarm.close_connection(relayed);
+            }
+            for waiter in self.direct_waiters.remove(&peer).into_iter().flatten() {
+                let _ = waiter.send(());
+            }
+        }
         self.peers.connection_established(peer, id, endpoint);
         // Turned away only under a flood; anti-entropy catches up later then.
         let _ = self.emit(Event::PeerConnected { peer, first });
@@ -422,7 +524,43 @@ impl EventLoop {
                 self.metrics.libp2p.record(&event);
                 tracing::debug!(?event, "relay server");
             }
-            BehaviourEvent::RelayClient(event) => tracing::debug!(?event, "relay client"),
+            BehaviourEvent::RelayClient(event) => match event {
+                relay::client::Event::ReservationReqAccepted {
+                    relay_peer_id,
+                    renewal,
+                    ..
+                } => {
+                    tracing::info!(relay = %relay_peer_id, renewal, "relay reservation accepted");
+                }
+                event => tracing::debug!(?event, "relay client"),
+            },
+            BehaviourEvent::AutonatClient(autonat::v2::client::Event {
+                tested_addr,
+                server,
+                result,
+                ..
+            }) => {
+                match &result {
+                    Ok(()) => tracing::info!(%server, "AutoNAT: {tested_addr} is reachable"),
+                    Err(e) => {
+                        tracing::info!(%server, "AutoNAT: {tested_addr} is not reachable: {e}")
+                    }
+                }
+                self.nat.on_probe(tested_addr, result.is_ok());
+                self.on_reachability();
+            }
+            BehaviourEvent::AutonatServer(event) => {
+                tracing::debug!(client = %event.client, tested = %event.tested_addr, ok = event.result.is_ok(), "AutoNAT dial-back");
+            }
+            BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => match result {
+                Ok(id) => {
+                    tracing::info!(peer = %remote_peer_id, ?id, "hole punched: direct connection")
+                }
+                Err(e) => tracing::info!(peer = %remote_peer_id, "hole punching failed: {e}"),
+            },
             BehaviourEvent::ConnectionManager(event) => self.on_manager_event(event),
             // libp2p-stream reports nothing; its streams are served by the sync side.
             BehaviourEvent::Stream(()) => {}
@@ -441,6 +579,12 @@ impl EventLoop {
         );
         match verdict {
             Verdict::Welcome => {
+                if info.protocols.contains(&relay::HOP_PROTOCOL_NAME)
+                    && let Some(addr) = self.peers.dialled_address(&peer)
+                {
+                    self.nat.on_relay_found(peer, addr);
+                    self.nat.plan(&mut self.swarm);
+                }
                 self.peers.identified(&peer, info);
                 for pending in self.identifying.remove(&peer).into_iter().flatten() {
                     let _ = pending.reply.send(Ok(peer));
@@ -691,5 +835,16 @@ impl EventLoop {
                 propagation_source,
                 gossipsub::MessageAcceptance::Ignore,
             );
+    }
+}
+
+impl nat::Listeners for Swarm<Behaviour> {
+    fn listen(&mut self, addr: &Multiaddr) -> Result<ListenerId, String> {
+        self.listen_on(addr.clone())
+            .map_err(|e| transport_error_text(&e))
+    }
+
+    fn stop(&mut self, id: ListenerId) {
+        self.remove_listener(id);
     }
 }

@@ -10,6 +10,7 @@ use libp2p::{PeerId, identify};
 use guts_api::{Direction, PeerReport};
 
 use super::discovery::is_loopback_addr;
+use super::nat::is_relayed;
 
 /// One connected peer.
 #[derive(Debug)]
@@ -20,6 +21,14 @@ pub(crate) struct Peer {
     connected_since: SystemTime,
     identify: Option<identify::Info>,
     last_rtt: Option<Duration>,
+}
+
+impl Peer {
+    fn is_relayed(&self) -> bool {
+        self.connections
+            .values()
+            .all(|e| is_relayed(e.get_remote_address()))
+    }
 }
 
 /// Connected peers, keyed by peer id.
@@ -67,6 +76,34 @@ impl PeerTable {
         }
     }
 
+    /// Whether `peer` is connected only through relays.
+    pub fn relayed_only(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(Peer::is_relayed)
+    }
+
+    /// The relayed connections to `peer`.
+    pub fn relayed_connections(&self, peer: &PeerId) -> Vec<ConnectionId> {
+        self.peers.get(peer).map_or_else(Vec::new, |p| {
+            p.connections
+                .iter()
+                .filter(|(_, e)| is_relayed(e.get_remote_address()))
+                .map(|(id, _)| *id)
+                .collect()
+        })
+    }
+
+    /// Where this node dialled `peer`, if it did (an address that reaches it).
+    pub fn dialled_address(&self, peer: &PeerId) -> Option<libp2p::Multiaddr> {
+        self.peers
+            .get(peer)?
+            .connections
+            .values()
+            .find_map(|e| match e {
+                ConnectedPoint::Dialer { address, .. } => Some(address.clone()),
+                ConnectedPoint::Listener { .. } => None,
+            })
+    }
+
     pub fn pinged(&mut self, peer: &PeerId, rtt: Duration) {
         if let Some(entry) = self.peers.get_mut(peer) {
             entry.last_rtt = Some(rtt);
@@ -106,6 +143,7 @@ impl PeerTable {
                         .values()
                         .map(|e| e.get_remote_address().to_string())
                         .collect(),
+                    relayed: p.is_relayed(),
                     direction: p.direction,
                     connections: p.connections.len(),
                     agent_version: info.map(|i| i.agent_version.clone()),

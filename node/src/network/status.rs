@@ -10,6 +10,7 @@ use libp2p::{Swarm, gossipsub};
 use super::behaviour::Behaviour;
 use super::dht::Dht;
 use super::discovery::Discovery;
+use super::nat::Nat;
 use super::peers::{PeerTable, short_peer_id};
 use crate::config::Config;
 use crate::connection_manager::{self, Penalty};
@@ -22,6 +23,7 @@ pub(super) struct Sources<'a> {
     pub peers: &'a PeerTable,
     pub discovery: &'a Discovery,
     pub dht: &'a Dht,
+    pub nat: &'a Nat,
     pub metrics: &'a Metrics,
     pub started: Instant,
 }
@@ -61,6 +63,8 @@ pub(super) fn report(s: Sources<'_>) -> StatusReport {
             })
             .collect(),
         bootstrap: s.discovery.bootstrap_reports(),
+        reachability: s.nat.reachability().to_string(),
+        reservations: s.nat.reports(),
         limits: limits(s.config, &behaviour.connection_manager),
         connections: connections(behaviour, s.dht, s.metrics),
         transfers: TransfersReport {

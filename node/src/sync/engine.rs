@@ -40,6 +40,8 @@ use crate::network::{Client, RequestError};
 const REFS_FANOUT: usize = 6;
 /// How long other holders may still answer once one has.
 const REFS_GRACE: Duration = Duration::from_secs(1);
+/// How long a fetch waits for a direct connection to a holder reached only through relays.
+const DIRECT_WAIT: Duration = Duration::from_secs(15);
 /// Time allowed to find providers in the DHT.
 const PROVIDERS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Background syncs running at once.
@@ -697,6 +699,11 @@ impl Engine {
             });
         }
 
+        // Hole punching (DCUtR) may need a moment to turn a relayed connection direct.
+        let direct = self.inner.client.await_direct(peer);
+        if tokio::time::timeout(DIRECT_WAIT, direct).await.is_err() {
+            return Err(FetchError::RelayedOnly(DIRECT_WAIT));
+        }
         self.inner.client.set_syncing(peer, true);
         let result = self.fetch_pack(snapshot, peer, wants, haves, report).await;
         self.inner.client.set_syncing(peer, false);

@@ -48,6 +48,12 @@ pub enum FetchError {
     /// node's choice, so an honest holder of a large repository is not at fault.
     #[error("pack larger than the {0}-byte limit (max_pack_size)")]
     Oversized(u64),
+    /// The holder is reached only through relays, and no direct connection came in time:
+    /// relays cut circuits long before a pack is through (no fault of the holder).
+    #[error(
+        "reached only through a relay, and no direct connection came within {0:?} (packs do not go through relays)"
+    )]
+    RelayedOnly(Duration),
     /// The stream broke.
     #[error("transfer failed: {0}")]
     Io(io::Error),
@@ -71,6 +77,7 @@ impl FetchError {
             | FetchError::OverQuota(_)
             | FetchError::Oversized(_)
             | FetchError::Stalled(_)
+            | FetchError::RelayedOnly(_)
             | FetchError::Io(_)
             | FetchError::Storage(_)
             | FetchError::Task(_) => None,
@@ -144,6 +151,11 @@ mod tests {
             "a repository larger than this node's limit is no holder's fault"
         );
         assert_eq!(FetchError::Stalled(Duration::from_secs(1)).penalty(), None);
+        assert_eq!(
+            FetchError::RelayedOnly(Duration::from_secs(1)).penalty(),
+            None,
+            "a holder behind NAT did nothing wrong"
+        );
         assert_eq!(
             FetchError::Declined(PackResponse::Busy).penalty(),
             None,

@@ -178,8 +178,15 @@ impl Bootstrap {
     }
 
     /// A lookup finished: its addresses become entries, due at once (those it no longer
-    /// gives are forgotten unless connected or being dialled).
-    pub fn on_lookup(&mut self, index: usize, found: Result<Vec<IpAddr>, String>) {
+    /// gives are forgotten unless connected or being dialled). Addresses in `own` (this
+    /// node's listen addresses: a headless Service name includes the pod's own) are left
+    /// out.
+    pub fn on_lookup(
+        &mut self,
+        index: usize,
+        found: Result<Vec<IpAddr>, String>,
+        own: &[Multiaddr],
+    ) {
         let now = Instant::now();
         let Some(name) = self.names.get_mut(index) else {
             return;
@@ -209,6 +216,7 @@ impl Bootstrap {
             .iter()
             .take(MAX_ADDRESSES_PER_NAME)
             .filter_map(|ip| with_ip(&name.addr, *ip))
+            .filter(|addr| !own.contains(&without_peer_id(addr)))
             .collect();
         tracing::info!(
             addr = %name.addr,
@@ -544,7 +552,7 @@ mod tests {
         let mut b = Bootstrap::new(&addrs(&[&format!(
             "/dns/tasks.node/udp/9000/quic-v1/p2p/{peer}"
         )]));
-        b.on_lookup(0, Ok(ips(&["10.0.0.2", "fd00::3", "10.0.0.4"])));
+        b.on_lookup(0, Ok(ips(&["10.0.0.2", "fd00::3", "10.0.0.4"])), &[]);
         assert_eq!(
             resolved(&b, 0),
             [
@@ -560,10 +568,18 @@ mod tests {
     }
 
     #[test]
+    fn a_name_leaves_out_this_nodes_own_address() {
+        let mut b = Bootstrap::new(&addrs(&["/dns4/guts-peers/tcp/9000"]));
+        let own = addrs(&["/ip4/127.0.0.1/tcp/9000", "/ip4/10.0.0.2/tcp/9000"]);
+        b.on_lookup(0, Ok(ips(&["10.0.0.2", "10.0.0.3"])), &own);
+        assert_eq!(resolved(&b, 0), ["/ip4/10.0.0.3/tcp/9000"]);
+    }
+
+    #[test]
     fn dns4_and_dns6_keep_only_their_family() {
         let mut b = Bootstrap::new(&addrs(&["/dns4/a/tcp/1", "/dns6/b/tcp/1"]));
-        b.on_lookup(0, Ok(ips(&["10.0.0.2", "fd00::3"])));
-        b.on_lookup(1, Ok(ips(&["10.0.0.2", "fd00::3"])));
+        b.on_lookup(0, Ok(ips(&["10.0.0.2", "fd00::3"])), &[]);
+        b.on_lookup(1, Ok(ips(&["10.0.0.2", "fd00::3"])), &[]);
         assert_eq!(resolved(&b, 0), ["/ip4/10.0.0.2/tcp/1"]);
         assert_eq!(resolved(&b, 1), ["/ip6/fd00::3/tcp/1"]);
     }
@@ -574,7 +590,7 @@ mod tests {
         let many: Vec<IpAddr> = (1..=40)
             .map(|i| format!("10.0.1.{i}").parse().unwrap())
             .collect();
-        b.on_lookup(0, Ok(many));
+        b.on_lookup(0, Ok(many), &[]);
         assert_eq!(resolved(&b, 0).len(), MAX_ADDRESSES_PER_NAME);
         // The count says what the name gave, the entries what is dialled.
         assert_eq!(b.names[0].last, Some(Ok(40)));
@@ -583,9 +599,9 @@ mod tests {
     #[test]
     fn a_new_lookup_forgets_addresses_gone_from_the_name_unless_connected() {
         let mut b = Bootstrap::new(&addrs(&["/dns4/tasks.node/tcp/9000"]));
-        b.on_lookup(0, Ok(ips(&["10.0.0.1", "10.0.0.2", "10.0.0.3"])));
+        b.on_lookup(0, Ok(ips(&["10.0.0.1", "10.0.0.2", "10.0.0.3"])), &[]);
         b.entries[0].state = State::Connected;
-        b.on_lookup(0, Ok(ips(&["10.0.0.3", "10.0.0.4"])));
+        b.on_lookup(0, Ok(ips(&["10.0.0.3", "10.0.0.4"])), &[]);
         assert_eq!(
             resolved(&b, 0),
             [
@@ -600,9 +616,9 @@ mod tests {
     fn a_failed_lookup_is_retried_with_backoff_and_reported() {
         let mut b = Bootstrap::new(&addrs(&["/dns4/tasks.node/tcp/9000"]));
         b.names[0].due = None;
-        b.on_lookup(0, Err("no such host".into()));
+        b.on_lookup(0, Err("no such host".into()), &[]);
         b.names[0].due = None;
-        b.on_lookup(0, Ok(Vec::new()));
+        b.on_lookup(0, Ok(Vec::new()), &[]);
         assert_eq!(b.names[0].backoff, FIRST_BACKOFF * 4);
         assert!(b.entries.is_empty());
         let report = &b.reports()[0];
@@ -618,7 +634,7 @@ mod tests {
     #[test]
     fn a_retried_address_brings_its_name_lookup_forward() {
         let mut b = Bootstrap::new(&addrs(&["/dns4/tasks.node/tcp/9000"]));
-        b.on_lookup(0, Ok(ips(&["10.0.0.1"])));
+        b.on_lookup(0, Ok(ips(&["10.0.0.1"])), &[]);
         let later = b.names[0].due.unwrap();
         let peer = PeerId::random();
         b.entries[0].state = State::Connected;

@@ -87,13 +87,15 @@ impl Discovery {
         self.bootstrap.next_lookup().await
     }
 
-    /// A bootstrap name lookup finished: each address it gave is dialled.
+    /// A bootstrap name lookup finished: each address it gave is dialled, but this node's
+    /// own (`own`: its listen addresses).
     pub(crate) fn on_bootstrap_lookup(
         &mut self,
         (name, found): BootstrapLookup,
+        own: &[Multiaddr],
         manager: &mut connection_manager::Behaviour,
     ) {
-        self.bootstrap.on_lookup(name, found);
+        self.bootstrap.on_lookup(name, found, own);
         self.bootstrap.dial_due(manager);
     }
 
