@@ -5,110 +5,12 @@
 //! container's logs first if the test is failing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use guts_node::api::types::{RepoDetail, RepoSummary, StatusReport};
-use serde::de::DeserializeOwned;
-
-use crate::process::guts_bin;
-
-/// The repository root (where `docker-compose.yml` and `scripts/` are).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_owned()
-}
-
-/// Runs a command to completion and panics with its output if it fails.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}",
-        output_text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn output_text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Test projects are named this plus the test process's id.
-const PROJECT_PREFIX: &str = "gutse2e";
-
-/// Removes what earlier test processes left when they were killed before their teardown
-/// ran (a test timeout): their containers would otherwise restart forever
-/// (`restart: unless-stopped`), and their volumes, networks and images pile up.
-fn remove_leftovers() {
-    let alive = |name: &str| {
-        let digits: String = name
-            .strip_prefix(PROJECT_PREFIX)
-            .unwrap_or("")
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        match digits.parse::<u32>() {
-            Ok(pid) => Path::new(&format!("/proc/{pid}")).exists(),
-            Err(_) => true,
-        }
-    };
-    let list = |args: &[&str]| -> Vec<String> {
-        Command::new("docker")
-            .args(args)
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .map(str::to_owned)
-                    .filter(|n| n.starts_with(PROJECT_PREFIX) && !alive(n))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let filter = format!("name={PROJECT_PREFIX}");
-    let stale: [(&[&str], Vec<String>); 4] = [
-        (
-            &["rm", "--force", "--volumes"],
-            list(&["ps", "--all", "--filter", &filter, "--format", "{{.Names}}"]),
-        ),
-        (
-            &["volume", "rm", "--force"],
-            list(&["volume", "ls", "--filter", &filter, "--format", "{{.Name}}"]),
-        ),
-        (
-            &["network", "rm"],
-            list(&[
-                "network",
-                "ls",
-                "--filter",
-                &filter,
-                "--format",
-                "{{.Name}}",
-            ]),
-        ),
-        (
-            &["image", "rm", "--force"],
-            list(&["image", "ls", "guts", "--format", "{{.Tag}}"])
-                .into_iter()
-                .map(|tag| format!("guts:{tag}"))
-                .collect(),
-        ),
-    ];
-    for (remove, names) in stale {
-        if !names.is_empty() {
-            eprintln!("removing leftovers of killed test runs: {names:?}");
-            let _ = Command::new("docker").args(remove).args(&names).output();
-        }
-    }
-}
+use crate::docker::{self, output_text};
+// The per-container helpers, shared with the swarm harness, where compose tests have
+// always found them.
+pub use crate::docker::{copy_out, guts_json, import, refs, repo_root, repos, run, status};
 
 /// A compose project started from the repository's `docker-compose.yml`.
 pub struct Compose {
@@ -137,20 +39,11 @@ impl Compose {
     }
 
     fn start(nodes: usize, swarm_key: Option<PathBuf>) -> Compose {
-        assert!(
-            Command::new("docker")
-                .arg("info")
-                .output()
-                .is_ok_and(|o| o.status.success()),
-            "this test needs a running Docker engine (`docker info` failed)"
-        );
-        remove_leftovers();
-        let project = format!("{PROJECT_PREFIX}{}", std::process::id());
+        docker::require_engine();
+        docker::remove_leftovers();
+        let project = docker::test_name();
         let image = format!("guts:{project}");
-        run(Command::new(repo_root().join("scripts/docker-image"))
-            .arg("--binary")
-            .arg(guts_bin())
-            .arg(&image));
+        docker::build_image(&image);
         let api_port = free_port();
         let compose = Compose {
             started: std::time::Instant::now(),
@@ -271,14 +164,9 @@ impl Compose {
 
     /// Logs of every container, for a failing test.
     pub fn print_logs(&self) {
-        for c in self.containers().into_iter().chain(self.extra.clone()) {
-            let logs = Command::new("docker")
-                .args(["logs", "--timestamps", &c])
-                .output()
-                .map(|o| output_text(&o))
-                .unwrap_or_else(|e| e.to_string());
-            eprintln!("===== logs of {c} =====\n{logs}");
-        }
+        let mut all = self.containers();
+        all.extend(self.extra.iter().cloned());
+        docker::print_logs(&all);
     }
 }
 
@@ -305,77 +193,6 @@ impl Drop for Compose {
             .args(["image", "rm", "--force", &self.image])
             .output();
     }
-}
-
-/// Runs `guts <args>` inside `container` and parses its JSON output.
-pub fn guts_json<T: DeserializeOwned>(container: &str, args: &[&str]) -> Result<T, String> {
-    let out = Command::new("docker")
-        .args(["exec", container, "/usr/local/bin/guts"])
-        .args(args)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "guts {args:?} in {container}: {}",
-            output_text(&out).trim()
-        ));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("guts {args:?} in {container}: {e}"))
-}
-
-/// A node's status.
-pub fn status(container: &str) -> Result<StatusReport, String> {
-    guts_json(container, &["status", "--json"])
-}
-
-/// A node's branches and tags of repository `id` (empty until it holds a snapshot).
-pub fn refs(
-    container: &str,
-    id: &str,
-) -> Result<std::collections::BTreeMap<String, String>, String> {
-    guts_json::<RepoDetail>(container, &["repo", "show", id, "--json"]).map(|d| d.refs)
-}
-
-/// The repositories a node holds or follows.
-pub fn repos(container: &str) -> Result<Vec<RepoSummary>, String> {
-    guts_json(container, &["repo", "list", "--json"])
-}
-
-/// Copies a local git repository into `container` as `/tmp/<name>`, owned by the node's
-/// user, and imports it there as `name`; returns the repository id.
-pub fn import(container: &str, source: &Path, name: &str) -> String {
-    // A copy owned by the node's user (libgit2 refuses repositories owned by others).
-    // `docker cp --archive` cannot resolve the user of an image without a libc passwd
-    // lookup, but a tar stream keeps the owners it carries.
-    let staged = tempfile::tempdir().expect("temp dir");
-    run(Command::new("cp")
-        .arg("-a")
-        .arg(source)
-        .arg(staged.path().join(name)));
-    run(Command::new("sh")
-        .arg("-c")
-        .arg(r#"tar -C "$1" --owner=10001 --group=10001 -c "$2" | docker cp - "$3:/tmp/""#)
-        .args(["sh", &staged.path().display().to_string(), name, container]));
-    let dest = format!("/tmp/{name}");
-    let imported: serde_json::Value = guts_json(
-        container,
-        &["repo", "import", &dest, "--name", name, "--json"],
-    )
-    .unwrap_or_else(|e| panic!("import failed: {e}"));
-    imported["repository"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id in {imported}"))
-        .to_owned()
-}
-
-/// Copies `path` out of `container` (running or not) into a new local directory.
-pub fn copy_out(container: &str, path: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    run(Command::new("docker")
-        .arg("cp")
-        .arg(format!("{container}:{path}"))
-        .arg(dir.path().join("copy")));
-    dir
 }
 
 /// Runs `args` inside `container`'s network namespace, from the host (the image has no

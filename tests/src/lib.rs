@@ -1,13 +1,16 @@
 //! Test harness: real Guts nodes in this process, as `guts` processes, in network
-//! namespaces and in a docker-compose cluster; and waiting for conditions with a deadline instead of sleeping.
+//! namespaces, in a docker-compose cluster and on a Docker Swarm; and waiting for conditions
+//! with a deadline instead of sleeping.
 
 pub mod cluster;
 pub mod compose;
 pub mod crafted;
+pub mod docker;
 pub mod git;
 pub mod netns;
 pub mod peer;
 pub mod process;
+pub mod swarm;
 pub mod wait;
 
 pub use wait::{eventually, eventually_async};
