@@ -194,7 +194,9 @@ impl Default for Config {
             relay_server: false,
             data_slots: false,
             ping_interval: Duration::from_secs(30),
-            connection_timeout: Duration::from_secs(10),
+            // AutoNAT v2 servers give a dial-back 10 s in all: a dial to a NAT that drops
+            // it silently must fail within that for the node to learn it is private.
+            connection_timeout: Duration::from_secs(5),
             idle_connection_timeout: Duration::from_secs(60),
             status_interval: Duration::from_secs(30),
             api: Some(DEFAULT_API.parse().expect("valid default API address")),

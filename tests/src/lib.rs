@@ -7,6 +7,8 @@ pub mod compose;
 pub mod crafted;
 pub mod docker;
 pub mod git;
+pub mod link;
+pub mod nat;
 pub mod netns;
 pub mod peer;
 pub mod process;

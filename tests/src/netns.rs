@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// Subnet of the test LANs: hosts get 10.77.<lan>.<n>/24.
 const SUBNET: &str = "10.77";
 
-fn ip(args: &[&str]) -> Result<(), String> {
+pub(crate) fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)
         .output()
@@ -147,7 +147,7 @@ impl Drop for Lan {
 
 /// Deletes namespaces left by test processes that no longer exist (e.g. killed by a
 /// timeout before their cleanup ran).
-fn remove_stale() {
+pub(crate) fn remove_stale() {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
     };

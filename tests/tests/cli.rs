@@ -183,7 +183,7 @@ fn settings_precedence_flags_env_file_defaults() {
     assert!(text.contains("network = \"from-env\""), "{text}");
     assert!(text.contains("ping_interval = \"7s\""), "{text}");
     assert!(text.contains("dht_mode = \"auto\""), "{text}");
-    assert!(text.contains("connection_timeout = \"10s\""), "{text}");
+    assert!(text.contains("connection_timeout = \"5s\""), "{text}");
     assert!(text.contains("api = \"127.0.0.1:9080\""), "{text}");
 
     // List settings split on commas in the environment.

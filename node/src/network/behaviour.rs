@@ -26,6 +26,10 @@ pub(crate) struct Behaviour {
     pub autonat_client: autonat::v2::client::Behaviour,
     /// Dials peers' candidate addresses back for them.
     pub autonat_server: autonat::v2::server::Behaviour,
+    /// AutoNAT v1 as well: a v2 server answers only on connections the client dialled, so
+    /// a node that only ever accepts connections (a relay, a bootstrap node) would never
+    /// learn its address; v1 servers answer on any connection.
+    pub autonat_v1: autonat::v1::Behaviour,
     /// Turns relayed connections into direct ones (hole punching).
     pub dcutr: dcutr::Behaviour,
     pub identify: identify::Behaviour,
@@ -168,6 +172,16 @@ impl Behaviour {
             relay_server: relay_server.into(),
             autonat_client: autonat::v2::client::Behaviour::default(),
             autonat_server: autonat::v2::server::Behaviour::default(),
+            autonat_v1: autonat::v1::Behaviour::new(
+                peer_id,
+                autonat::v1::Config {
+                    boot_delay: Duration::from_secs(5),
+                    retry_interval: Duration::from_secs(30),
+                    // Private and LAN deployments (docker networks, namespaces) are real.
+                    only_global_ips: false,
+                    ..Default::default()
+                },
+            ),
             dcutr: dcutr::Behaviour::new(peer_id),
             identify,
             ping: ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval)),

@@ -442,7 +442,7 @@ impl EventLoop {
     ) {
         tracing::debug!(%peer, addr = %endpoint.get_remote_address(), "connection established");
         let first = self.peers.len() == 0;
-        let direct = !nat::is_relayed(endpoint.get_remote_address());
+        let direct = !nat::is_relayed_connection(&endpoint);
         if direct {
             // Direct now (hole punched, or dialled): relays cut circuits at a few hundred
             // KiB, so nothing more goes through them.
@@ -452,6 +452,22 @@ impl EventLoop {
             }
             for waiter in self.direct_waiters.remove(&peer).into_iter().flatten() {
                 let _ = waiter.send(());
+            }
+        } else if self.peers.has_direct(&peer) {
+            tracing::debug!(%peer, "already connected directly: closing a relayed connection");
+            self.swarm.close_connection(id);
+        } else {
+            // One relayed connection per peer at most: two circuits crossing (each side
+            // dialled the other through a relay) would start two hole punches at once,
+            // which spoil each other. A `guts connect` keeps the one it asked for.
+            let others = self.peers.relayed_connections(&peer);
+            if self.dialling.contains_key(&id) {
+                for other in others {
+                    self.swarm.close_connection(other);
+                }
+            } else if !others.is_empty() {
+                tracing::debug!(%peer, "already connected through a relay: closing another circuit");
+                self.swarm.close_connection(id);
             }
         }
         self.peers.connection_established(peer, id, endpoint);
@@ -549,6 +565,16 @@ impl EventLoop {
                 self.nat.on_probe(tested_addr, result.is_ok());
                 self.on_reachability();
             }
+            BehaviourEvent::AutonatV1(autonat::v1::Event::StatusChanged { new, .. }) => {
+                tracing::info!("AutoNAT (v1): {new:?}");
+                match new {
+                    autonat::v1::NatStatus::Public(addr) => self.nat.on_probe(addr, true),
+                    autonat::v1::NatStatus::Private => self.nat.on_private(),
+                    autonat::v1::NatStatus::Unknown => {}
+                }
+                self.on_reachability();
+            }
+            BehaviourEvent::AutonatV1(event) => tracing::debug!(?event, "AutoNAT (v1)"),
             BehaviourEvent::AutonatServer(event) => {
                 tracing::debug!(client = %event.client, tested = %event.tested_addr, ok = event.result.is_ok(), "AutoNAT dial-back");
             }

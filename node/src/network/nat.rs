@@ -77,6 +77,8 @@ pub(crate) struct Nat {
     reachable: HashSet<Multiaddr>,
     /// Addresses AutoNAT found unreachable.
     unreachable: HashSet<Multiaddr>,
+    /// AutoNAT v1 found the node unreachable (it names no address).
+    private: bool,
     /// Connected peers that offer relaying, with the address this node reached each at.
     relays: HashMap<PeerId, Multiaddr>,
     reservations: Vec<Reservation>,
@@ -96,6 +98,7 @@ impl Nat {
                 .cloned()
                 .collect(),
             unreachable: HashSet::new(),
+            private: false,
             relays: HashMap::new(),
             reservations: configured
                 .iter()
@@ -115,7 +118,7 @@ impl Nat {
     pub fn reachability(&self) -> Reachability {
         if !self.reachable.is_empty() {
             Reachability::Public
-        } else if !self.unreachable.is_empty() {
+        } else if !self.unreachable.is_empty() || self.private {
             Reachability::Private
         } else {
             Reachability::Unknown
@@ -134,6 +137,11 @@ impl Nat {
             self.reachable.remove(&addr);
             self.unreachable.insert(addr);
         }
+    }
+
+    /// AutoNAT v1 found no address reachable.
+    pub fn on_private(&mut self) {
+        self.private = true;
     }
 
     /// The swarm dropped an external address (it expired).
@@ -288,6 +296,18 @@ impl Reservation {
 /// Whether `addr` goes through a relay.
 pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// Whether a connection goes through a relay. An inbound circuit's remote address is
+/// only `/p2p/<peer>`: its local address (the circuit this node listens on) tells.
+pub(crate) fn is_relayed_connection(endpoint: &libp2p::core::ConnectedPoint) -> bool {
+    match endpoint {
+        libp2p::core::ConnectedPoint::Dialer { address, .. } => is_relayed(address),
+        libp2p::core::ConnectedPoint::Listener {
+            local_addr,
+            send_back_addr,
+        } => is_relayed(local_addr) || is_relayed(send_back_addr),
+    }
 }
 
 /// The relay of a `<relay>/p2p/<id>/p2p-circuit` address.

@@ -10,7 +10,7 @@ use libp2p::{PeerId, identify};
 use guts_api::{Direction, PeerReport};
 
 use super::discovery::is_loopback_addr;
-use super::nat::is_relayed;
+use super::nat::is_relayed_connection;
 
 /// One connected peer.
 #[derive(Debug)]
@@ -25,9 +25,7 @@ pub(crate) struct Peer {
 
 impl Peer {
     fn is_relayed(&self) -> bool {
-        self.connections
-            .values()
-            .all(|e| is_relayed(e.get_remote_address()))
+        self.connections.values().all(is_relayed_connection)
     }
 }
 
@@ -81,12 +79,19 @@ impl PeerTable {
         self.peers.get(peer).is_some_and(Peer::is_relayed)
     }
 
+    /// Whether some connection to `peer` is direct.
+    pub fn has_direct(&self, peer: &PeerId) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|p| p.connections.values().any(|e| !is_relayed_connection(e)))
+    }
+
     /// The relayed connections to `peer`.
     pub fn relayed_connections(&self, peer: &PeerId) -> Vec<ConnectionId> {
         self.peers.get(peer).map_or_else(Vec::new, |p| {
             p.connections
                 .iter()
-                .filter(|(_, e)| is_relayed(e.get_remote_address()))
+                .filter(|(_, e)| is_relayed_connection(e))
                 .map(|(id, _)| *id)
                 .collect()
         })

@@ -1,0 +1,127 @@
+//! Nodes behind real NAT (namespace routers doing iptables MASQUERADE; see
+//! `guts_tests::nat`), reaching each other through a relay on the public side and then
+//! directly by hole punching. Needs root.
+
+use std::time::Duration;
+
+use guts_node::api::types::{PeerReport, StatusReport};
+use guts_tests::eventually;
+use guts_tests::git::{WorkRepo, refs};
+use guts_tests::nat::NatNet;
+use guts_tests::process::{GutsNode, NodeSpec};
+
+/// A node in namespace `ns` on the built-in listen addresses (TCP and QUIC on port 9000),
+/// plus `args`.
+fn node(ns: &str, dir: &std::path::Path, args: &[&str]) -> GutsNode {
+    let mut spec = NodeSpec::loopback(dir);
+    spec.netns = Some(ns.to_owned());
+    spec.args = args.iter().map(|s| s.to_string()).collect();
+    spec.spawn()
+}
+
+fn status_of(node: &GutsNode) -> Result<StatusReport, String> {
+    node.client_json("status")
+}
+
+fn peer(node: &GutsNode, id: &str) -> Option<PeerReport> {
+    node.peers().into_iter().find(|p| p.peer_id == id)
+}
+
+/// Two nodes behind two different NATs, with the built-in settings and only a relay on the
+/// public side as bootstrap: each learns it is private (AutoNAT), reserves a slot on the
+/// relay by itself, and the relay learns its public address without being told. One
+/// reaches the other by its circuit address: first through the relay, then directly once
+/// DCUtR has punched through both NATs; and replicates a repository from it, directly.
+#[test]
+fn nodes_behind_two_nats_meet_through_a_relay_then_directly() {
+    let net = NatNet::new(1, 2, 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = node(
+        net.public_host(0),
+        &tmp.path().join("relay"),
+        &["--relay-server"],
+    );
+    let relay_id = relay.status().peer_id;
+    let boot = format!("/ip4/{}/tcp/9000/p2p/{relay_id}", net.public_ip(0));
+    let alice = node(
+        net.nat_host(0, 0),
+        &tmp.path().join("alice"),
+        &["--bootstrap", &boot],
+    );
+    let bob = node(
+        net.nat_host(1, 0),
+        &tmp.path().join("bob"),
+        &["--bootstrap", &boot],
+    );
+    let (alice_id, bob_id) = (alice.status().peer_id, bob.status().peer_id);
+
+    // Each node behind NAT finds out, and takes a slot on the relay by itself.
+    let circuit = |n: &GutsNode, who: &str| {
+        eventually(
+            Duration::from_secs(60),
+            &format!("{who} to be private with an active reservation of its own choosing"),
+            || {
+                let s = status_of(n)?;
+                let active = s
+                    .reservations
+                    .iter()
+                    .find(|r| r.automatic && r.state == "active");
+                match active {
+                    Some(r) if s.reachability == "private" => Ok(r.address.clone()),
+                    _ => Err(format!(
+                        "reachability {}, reservations {:?}",
+                        s.reachability, s.reservations
+                    )),
+                }
+            },
+        )
+    };
+    let alice_circuit = circuit(&alice, "alice");
+    circuit(&bob, "bob");
+    // The relay was told no address of its own: AutoNAT confirmed its public one.
+    let relay_status = relay.status();
+    assert_eq!(relay_status.reachability, "public", "{relay_status:?}");
+    let relay_public = format!("/ip4/{}/", net.public_ip(0));
+    assert!(
+        relay_status
+            .external_addresses
+            .iter()
+            .any(|a| a.starts_with(&relay_public)),
+        "{relay_status:?}"
+    );
+
+    let work = WorkRepo::with_history("behind-nat");
+    let out = alice.client(["repo", "import", work.path().to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let imported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = imported["repository"]["id"].as_str().unwrap().to_owned();
+
+    // Bob reaches Alice by her circuit address: through the relay...
+    let via_relay = format!("{alice_circuit}/p2p/{alice_id}");
+    bob.client_ok(&["connect", &via_relay]);
+    // ... and then directly, through both NATs; the relayed connections close.
+    let alice_router = format!("/ip4/{}/", net.router_public_ip(0));
+    eventually(
+        Duration::from_secs(60),
+        "a direct connection from bob to alice (hole punched), and no relayed one",
+        || match peer(&bob, &alice_id) {
+            Some(p) if !p.relayed && p.addresses.iter().all(|a| a.starts_with(&alice_router)) => {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        },
+    );
+
+    bob.client_ok(&["repo", "sync", &id, "--from", &alice_id]);
+    let repos: Vec<guts_node::api::types::RepoSummary> = bob.client_json("repo list").unwrap();
+    let copy = repos.iter().find(|r| r.id == id).expect("bob holds it");
+    assert_eq!(refs(std::path::Path::new(&copy.path)), refs(work.path()));
+    assert!(
+        peer(&alice, &bob_id).is_some_and(|p| !p.relayed),
+        "alice should see bob directly too"
+    );
+}
