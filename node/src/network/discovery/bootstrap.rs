@@ -178,7 +178,7 @@ impl Bootstrap {
     }
 
     /// A lookup finished: its addresses become entries, due at once (those it no longer
-    /// gives are forgotten unless connected or being dialled). Addresses in `own` (this
+    /// gives are forgotten unless connected). Addresses in `own` (this
     /// node's listen addresses: a headless Service name includes the pod's own) are left
     /// out.
     pub fn on_lookup(
@@ -229,10 +229,10 @@ impl Bootstrap {
         name.backoff = FIRST_BACKOFF;
         let peer = peer_of(&name.addr);
         let origin = Origin::Resolved(index);
+        // Kept only if connected: one being dialled again (the lookup starts with its
+        // retry) is gone from the name, and its dial's outcome finds no entry.
         self.entries.retain(|e| {
-            e.origin != origin
-                || addrs.contains(&e.addr)
-                || matches!(e.state, State::Connected | State::Dialing(_))
+            e.origin != origin || addrs.contains(&e.addr) || e.state == State::Connected
         });
         for addr in addrs {
             let held = self.entries.iter().filter(|e| e.origin == origin).count();
@@ -601,6 +601,8 @@ mod tests {
         let mut b = Bootstrap::new(&addrs(&["/dns4/tasks.node/tcp/9000"]));
         b.on_lookup(0, Ok(ips(&["10.0.0.1", "10.0.0.2", "10.0.0.3"])), &[]);
         b.entries[0].state = State::Connected;
+        // Being dialled again is no reason to keep it.
+        b.entries[1].state = State::Dialing(ConnectionId::new_unchecked(7));
         b.on_lookup(0, Ok(ips(&["10.0.0.3", "10.0.0.4"])), &[]);
         assert_eq!(
             resolved(&b, 0),
