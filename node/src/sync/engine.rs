@@ -46,12 +46,23 @@ const DIRECT_WAIT: Duration = Duration::from_secs(15);
 const PROVIDERS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Background syncs running at once.
 const BACKGROUND_SYNCS: usize = 4;
-/// A failed background sync is retried this many times, after this delay, doubling.
-const RETRIES: u32 = 3;
-const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// A failed background sync is retried this many times, after this delay, doubling, each
+/// delay stretched by up to half again at random. Short at first: after an announcement
+/// the owner turns most fetchers away as `Busy`, and the nodes it served become holders
+/// within a fraction of a second (at 100 nodes a 1 s first delay put p99 at 10 s); the
+/// jitter keeps the ones turned away from coming back all at once.
+const RETRIES: u32 = 5;
+const RETRY_DELAY: Duration = Duration::from_millis(250);
 /// Unknown repositories adopted from one peer's list at a time: bounds what a peer
 /// listing made-up ids can cost; the rest come with the next list.
 const ADOPT_PER_LIST: usize = 256;
+
+/// `delay` stretched by a random 0-50 %.
+fn jittered(delay: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = getrandom::fill(&mut byte);
+    delay + delay.mul_f64(f64::from(byte[0]) / 510.0)
+}
 
 /// What one sync's refs requests brought.
 #[derive(Default)]
@@ -107,8 +118,9 @@ struct Inner {
     holders: Holders,
     /// One sync per repository at a time.
     running: Mutex<HashMap<RepositoryId, Arc<tokio::sync::Mutex<()>>>>,
-    /// Background triggers that arrived while a sync of the repository was running.
-    again: Mutex<HashSet<RepositoryId>>,
+    /// Background triggers that arrived while a sync of the repository was running, with
+    /// the newest sequence they announced (0 if none).
+    again: Mutex<HashMap<RepositoryId, u64>>,
     background: Arc<Semaphore>,
     /// With `replicate = all`: how many repositories may still be adopted this hour.
     adoptions: governor::DefaultDirectRateLimiter,
@@ -265,7 +277,7 @@ impl Engine {
         }
         for id in unknown {
             let mut round = RefsRound::default();
-            self.ask_refs(&id, &[peer], None, None, &mut round).await;
+            self.ask_refs(&id, &[peer], None, None, 0, &mut round).await;
             if !round.offers.is_empty() && self.wants(&id).await {
                 self.trigger(id, Some(peer));
             }
@@ -354,6 +366,13 @@ impl Engine {
     /// Syncs `id` in the background; triggers that arrive while it runs make it run once
     /// more afterwards rather than queueing up.
     pub(crate) fn trigger(&self, id: RepositoryId, hint: Option<PeerId>) {
+        self.trigger_to(id, hint, 0);
+    }
+
+    /// [`Self::trigger`] for an announcement of sequence `announced`: the sync goes ahead
+    /// as soon as a holder offers it, and until one has, it counts as failed and is
+    /// retried (holders that were busy, or had not fetched it yet, will have it soon).
+    pub(crate) fn trigger_to(&self, id: RepositoryId, hint: Option<PeerId>, announced: u64) {
         if let Some(peer) = hint {
             self.note_holder(id, peer);
         }
@@ -361,20 +380,18 @@ impl Engine {
         tokio::spawn(async move {
             let lock = engine.repo_lock(&id);
             let Ok(guard) = lock.try_lock() else {
-                engine
-                    .inner
-                    .again
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id);
+                let mut again = engine.inner.again.lock().unwrap_or_else(|e| e.into_inner());
+                let target = again.entry(id).or_default();
+                *target = (*target).max(announced);
                 return;
             };
             let Ok(_slot) = engine.inner.background.clone().acquire_owned().await else {
                 return;
             };
             let mut retries = 0u32;
+            let mut target = announced;
             loop {
-                let failed = match engine.sync_locked(id, None, None).await {
+                let failed = match engine.sync_locked(id, None, target, None).await {
                     Ok(SyncOutcome::Updated {
                         sequence,
                         objects,
@@ -383,7 +400,11 @@ impl Engine {
                         ..
                     }) => {
                         tracing::info!(repository = %id, sequence, objects, bytes, %from, "repository updated");
-                        false
+                        sequence < target
+                    }
+                    Ok(SyncOutcome::UpToDate { sequence }) if sequence < target => {
+                        tracing::debug!(repository = %id, sequence, announced = target, "the announced snapshot is not on offer yet");
+                        true
                     }
                     Ok(SyncOutcome::UpToDate { .. }) => false,
                     Err(SyncError::NoHolders(_)) => {
@@ -406,10 +427,14 @@ impl Engine {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&id);
+                if let Some(announced) = again {
+                    target = target.max(announced);
+                }
+                let again = again.is_some();
                 // Holders that were busy (or went away) may serve in a moment, and those
                 // that just fetched become holders too: retry soon, backing off.
                 if failed && retries < RETRIES {
-                    tokio::time::sleep(RETRY_DELAY * 2u32.pow(retries)).await;
+                    tokio::time::sleep(jittered(RETRY_DELAY * 2u32.pow(retries))).await;
                     retries += 1;
                     continue;
                 }
@@ -436,13 +461,16 @@ impl Engine {
     ) -> Result<SyncOutcome, SyncError> {
         let lock = self.repo_lock(&id);
         let _guard = lock.lock().await;
-        self.sync_locked(id, prefer, progress).await
+        self.sync_locked(id, prefer, 0, progress).await
     }
 
+    /// A sync, for a caller holding the repository's lock. A holder offering `announced`
+    /// (a sequence heard announced; 0 if none) ends the refs round at once.
     async fn sync_locked(
         &self,
         id: RepositoryId,
         prefer: Option<PeerId>,
+        announced: u64,
         progress: Option<mpsc::UnboundedSender<SyncProgress>>,
     ) -> Result<SyncOutcome, SyncError> {
         let report = |p: SyncProgress| {
@@ -466,8 +494,15 @@ impl Engine {
         self.inner.holders.rank(&id, &mut asked, prefer);
         let held_header = held.as_ref().map(|s| s.signed.header.clone());
         let mut round = RefsRound::default();
-        self.ask_refs(&id, &asked, held_header.as_ref(), prefer, &mut round)
-            .await;
+        self.ask_refs(
+            &id,
+            &asked,
+            held_header.as_ref(),
+            prefer,
+            announced,
+            &mut round,
+        )
+        .await;
         let mut searched = false;
         let mut failures: Vec<(PeerId, FetchError)> = Vec::new();
         let mut tried: HashSet<PeerId> = HashSet::new();
@@ -489,8 +524,15 @@ impl Engine {
                     self.note_holder(id, *p);
                 }
                 asked.extend(&fresh);
-                self.ask_refs(&id, &fresh, held_header.as_ref(), None, &mut round)
-                    .await;
+                self.ask_refs(
+                    &id,
+                    &fresh,
+                    held_header.as_ref(),
+                    None,
+                    announced,
+                    &mut round,
+                )
+                .await;
             }
             report(SyncProgress::Holders { asked: asked.len() });
             // The newest verified snapshot on offer, from holders not yet tried.
@@ -552,14 +594,15 @@ impl Engine {
     /// Asks `peers` for their refs of `id`; adds to `round` the snapshots that verify and
     /// are newer than `held` (and are not a second version of a sequence seen already),
     /// and why each other peer offered none. Peers that send something bad are
-    /// penalized. The round ends once the owner's own node has answered, and `prefer` (a
-    /// peer the caller named) too.
+    /// penalized. The round ends once the owner's own node, or a holder of the sequence
+    /// `announced` (when above 0), has answered, and `prefer` (a peer the caller named) too.
     async fn ask_refs(
         &self,
         id: &RepositoryId,
         peers: &[PeerId],
         held_header: Option<&RefsHeader>,
         prefer: Option<PeerId>,
+        announced: u64,
         round: &mut RefsRound,
     ) {
         let held = held_header.map_or(0, |h| h.sequence);
@@ -568,7 +611,7 @@ impl Engine {
         // Once one holder has answered, the rest get REFS_GRACE: a holder that went away
         // (its dial waits for the connection timeout) must not hold every sync up.
         let mut deadline: Option<tokio::time::Instant> = None;
-        let mut owner_heard = false;
+        let mut newest_heard = false;
         // A peer named by the caller is heard out: `--from` means "try this one".
         let mut awaited = prefer.filter(|p| peers.contains(p));
         for chunk in peers.chunks(REFS_FANOUT) {
@@ -594,7 +637,7 @@ impl Engine {
                 let mut miss = |why: String| round.misses.push((peer, why));
                 if awaited == Some(peer) {
                     awaited = None;
-                    if owner_heard {
+                    if newest_heard {
                         deadline = Some(tokio::time::Instant::now());
                     }
                 }
@@ -615,8 +658,9 @@ impl Engine {
                         round.heard = true;
                         // The owner's own node holds the newest snapshot there is: no
                         // need to wait for anyone else (but a peer the caller named).
-                        owner_heard |= peer_of_owner(&snapshot.signed.signer) == Some(peer);
-                        if owner_heard && awaited.is_none() {
+                        newest_heard |= peer_of_owner(&snapshot.signed.signer) == Some(peer)
+                            || (announced > held && snapshot.sequence() >= announced);
+                        if newest_heard && awaited.is_none() {
                             deadline = Some(tokio::time::Instant::now());
                         } else {
                             deadline

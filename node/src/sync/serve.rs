@@ -177,7 +177,8 @@ impl Server {
             return (Ignore, "old");
         }
         if self.engine.wants(&id).await {
-            self.engine.trigger(id, publisher);
+            self.engine
+                .trigger_to(id, publisher, header.header.sequence);
         }
         (Accept, "accepted")
     }
