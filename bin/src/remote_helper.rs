@@ -4,10 +4,13 @@
 //! on stdin/stdout (gitremote-helpers(7)). It works through the local node (`GUTS_API`,
 //! or the default API address):
 //!
-//! - fetch, clone, pull: `connect git-upload-pack`. The node first brings the repository
-//!   to its latest verified snapshot (fetching it from the network if it does not hold
-//!   it yet, with progress on stderr); then this process becomes `git upload-pack` on
-//!   the node's store, so git's own negotiation and progress do the rest.
+//! - fetch, clone, pull: the node first brings the repository to its latest verified
+//!   snapshot (fetching it from the network if it does not hold it yet, with progress on
+//!   stderr). Into a repository with history (`connect git-upload-pack`) this process
+//!   then becomes `git upload-pack` on the node's store, so git's own negotiation sends
+//!   only what is missing. Into an empty one (a clone) it answers `fallback` and takes
+//!   the `fetch` route instead, which hands git the node's verified packs as they are
+//!   ([`handoff`]).
 //! - push: the `push` capability (so each ref's outcome is reported as the node decides
 //!   it). The objects go with `git push` into a push area the node created (it borrows
 //!   the repository's objects, so only new ones travel); then the node checks each update
@@ -23,6 +26,9 @@ use guts_api::{PushAreaResponse, PushRequest, PushResponse, PushUpdate, RepoDeta
 use guts_cli::client::{ApiArgs, Client, SLOW, sync};
 use guts_cli::terminal::{safe, safe_lines};
 use guts_protocol::RepositoryId;
+
+#[path = "remote_helper/handoff.rs"]
+mod handoff;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -61,15 +67,42 @@ fn run(url: &str) -> anyhow::Result<()> {
     let stdin = io::stdin();
     let mut lines = stdin.lock().lines();
     let mut out = io::stdout().lock();
+    // Set by an option that needs git's own negotiation (a shallow clone).
+    let mut negotiate = false;
+    let mut check_connectivity = false;
+    // The node's copy, once the repository has been brought up to date.
+    let mut store: Option<PathBuf> = None;
     while let Some(line) = lines.next() {
         let line = line.context("reading git's commands")?;
         let command = line.trim();
         match command {
             "" => return Ok(()),
             "capabilities" => {
-                writeln!(out, "connect")?;
-                writeln!(out, "push")?;
+                for capability in ["connect", "fetch", "push", "option", "check-connectivity"] {
+                    writeln!(out, "{capability}")?;
+                }
                 writeln!(out)?;
+            }
+            c if c.starts_with("option ") => {
+                let mut words = c["option ".len()..].splitn(2, ' ');
+                let (name, value) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                match name {
+                    "depth" | "deepen-since" | "deepen-not" | "deepen-relative" | "filter" => {
+                        negotiate = true;
+                        // git keeps it for upload-pack's negotiation.
+                        writeln!(out, "unsupported")?;
+                    }
+                    "check-connectivity" => {
+                        check_connectivity = value == "true";
+                        writeln!(out, "ok")?;
+                    }
+                    "cloning" | "progress" | "verbosity" | "followtags" => writeln!(out, "ok")?,
+                    _ => writeln!(out, "unsupported")?,
+                }
+            }
+            "connect git-upload-pack" if !negotiate && handoff::is_empty_repository() => {
+                // A clone: the `fetch` route hands over the node's packs.
+                writeln!(out, "fallback")?;
             }
             "connect git-upload-pack" => {
                 let path = prepare_fetch(&client, &id)?;
@@ -82,6 +115,10 @@ fn run(url: &str) -> anyhow::Result<()> {
                 writeln!(out, "fallback")?;
             }
             "list" | "list for-push" => {
+                if command == "list" && store.is_none() {
+                    // A fetch lists what it will get: the latest verified snapshot.
+                    store = Some(prepare_fetch(&client, &id)?);
+                }
                 let detail = repository(&client, &id)?;
                 if command == "list for-push" && !detail.summary.owned {
                     bail!(
@@ -95,6 +132,33 @@ fn run(url: &str) -> anyhow::Result<()> {
                 }
                 if let Some(head) = &detail.summary.head {
                     writeln!(out, "@{head} HEAD")?;
+                }
+                writeln!(out)?;
+            }
+            c if c.starts_with("fetch ") => {
+                let mut wants = Vec::new();
+                let mut refs = Vec::new();
+                let mut next = Some(c.to_owned());
+                while let Some(line) = next.take() {
+                    let Some(spec) = line.trim().strip_prefix("fetch ") else {
+                        break;
+                    };
+                    let (sha, name) = spec.split_once(' ').unwrap_or((spec, ""));
+                    wants.push(sha.to_owned());
+                    refs.push(name.to_owned());
+                    next = lines.next().transpose().context("reading git's commands")?;
+                }
+                let store = match &store {
+                    Some(s) => s.clone(),
+                    None => prepare_fetch(&client, &id)?,
+                };
+                match handoff::link_packs(&store, &wants) {
+                    Ok(()) if check_connectivity => writeln!(out, "connectivity-ok")?,
+                    Ok(()) => {}
+                    Err(e) => {
+                        eprintln!("guts: {e:#}; fetching through git instead");
+                        handoff::fetch_pack(&store, &refs)?;
+                    }
                 }
                 writeln!(out)?;
             }

@@ -32,6 +32,23 @@ fn detail(node: &GutsNode, id: &str) -> RepoDetail {
     node.client_json(&format!("repo show {id}")).unwrap()
 }
 
+/// The packs in an object directory's `pack/`: (name, inode), so files linked from
+/// elsewhere compare equal.
+fn packs(dir: &Path) -> Vec<(String, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut packs: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".pack"))
+        .map(|e| {
+            let ino = e.metadata().unwrap().ino();
+            (e.file_name().to_string_lossy().into_owned(), ino)
+        })
+        .collect();
+    packs.sort();
+    packs
+}
+
 /// The remote's branches and tags as `git ls-remote` shows them through the helper.
 fn ls_remote(dir: &Path, node: &GutsNode, url: &str) -> Vec<String> {
     let out = node.git(dir, &["ls-remote", url]);
@@ -124,6 +141,29 @@ fn owner_pushes_others_clone_and_pull_and_only_the_owner_moves_refs() {
     );
     let head = |dir: &Path, node: &GutsNode| text(&node.git(dir, &["rev-parse", "HEAD"]));
     assert_eq!(head(&clone, &b), head(&work, &a));
+    // The clone took B's verified packs as they are (linked: same files), not a second
+    // transfer through upload-pack; and git finds nothing wrong with them.
+    let store_packs = packs(&b.data_dir().join("repos").join(&id).join("objects/pack"));
+    let clone_packs = packs(&clone.join(".git/objects/pack"));
+    assert!(!clone_packs.is_empty());
+    assert_eq!(clone_packs, store_packs, "the clone's packs are the node's");
+    ok(b.git(&clone, &["fsck", "--strict"]), "git fsck");
+
+    // A shallow clone still negotiates through git upload-pack.
+    let shallow = tmp.path().join("shallow");
+    ok(
+        b.git(
+            tmp.path(),
+            &["clone", "--depth", "1", &url, shallow.to_str().unwrap()],
+        ),
+        "git clone --depth 1",
+    );
+    assert_eq!(head(&shallow, &b), head(&work, &a));
+    assert_eq!(
+        text(&b.git(&shallow, &["rev-list", "--count", "HEAD"])),
+        "1",
+        "a depth-1 clone has one commit"
+    );
 
     // A new push on A shows up with git pull on B.
     commit(&work, &a, "README", "hello\nagain\n", "second");

@@ -1,0 +1,162 @@
+//! A clone takes the node's verified packs as they are.
+//!
+//! Through `git upload-pack` a clone paid for the repository twice on one machine: the
+//! node fetched and indexed it, then git counted, packed and indexed it all again from
+//! the node's store (2.1x `git clone git://`). The node's packs hold every object its
+//! signed refs reach (it checked connectivity from every tip before taking them), so for
+//! an empty repository they are linked (or copied) in whole, with their indexes: no
+//! second transfer, no second indexing, no connectivity walk.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+/// Whether the repository git runs this helper for (`GIT_DIR`) is empty: no refs, no
+/// objects. Only then are the node's packs handed over whole; a fetch into a repository
+/// with history negotiates through `git upload-pack` and gets only what it lacks.
+pub fn is_empty_repository() -> bool {
+    let Some(git_dir) = std::env::var_os("GIT_DIR").map(PathBuf::from) else {
+        return false;
+    };
+    let no_refs = Command::new("git")
+        .args(["for-each-ref", "--count=1"])
+        .env("GIT_DIR", &git_dir)
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.is_empty());
+    no_refs && !holds_objects(&git_dir.join("objects"))
+}
+
+/// Whether an object directory holds any pack or loose object.
+fn holds_objects(objects: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(objects) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_fanout = name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit());
+        let dir_has = |suffix: Option<&str>| {
+            fs::read_dir(entry.path()).is_ok_and(|mut files| {
+                files.any(|f| {
+                    f.is_ok_and(|f| {
+                        suffix.is_none_or(|s| f.file_name().to_string_lossy().ends_with(s))
+                    })
+                })
+            })
+        };
+        (is_fanout && dir_has(None)) || (name == "pack" && dir_has(Some(".pack")))
+    })
+}
+
+/// Puts the node's packs of the repository at `store` into `GIT_DIR` and checks that
+/// every object of `wants` is there. Hard links where the file system allows them
+/// (packs never change once written), copies otherwise. Retried when the node replaced
+/// its packs meanwhile (a repack), so nothing the listing promised is missing.
+pub fn link_packs(store: &Path, wants: &[String]) -> anyhow::Result<()> {
+    let git_dir = PathBuf::from(std::env::var_os("GIT_DIR").context("git set no GIT_DIR")?);
+    let into = git_dir.join("objects").join("pack");
+    fs::create_dir_all(&into).with_context(|| format!("creating {}", into.display()))?;
+    let from = store.join("objects").join("pack");
+    for _ in 0..3 {
+        match link_all(&from, &into) {
+            Ok(()) if all_present(&git_dir, wants)? => return Ok(()),
+            Ok(()) => {}
+            // A pack went between listing and linking: its replacement is there now.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("copying packs from {}", from.display()));
+            }
+        }
+    }
+    bail!(
+        "the node's packs in {} lack objects it listed",
+        from.display()
+    )
+}
+
+/// Links or copies every pack of `from` into `into`: the pack, its reverse index when
+/// there is one, and its index last (git only sees a pack once its index is there).
+fn link_all(from: &Path, into: &Path) -> io::Result<()> {
+    let mut stems: Vec<String> = fs::read_dir(from)?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".pack").map(str::to_owned)
+        })
+        .collect();
+    stems.sort();
+    for stem in stems {
+        for ext in ["pack", "rev", "idx"] {
+            let (src, dst) = (
+                from.join(format!("{stem}.{ext}")),
+                into.join(format!("{stem}.{ext}")),
+            );
+            if dst.exists() {
+                continue;
+            }
+            match fs::hard_link(&src, &dst) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound && ext == "rev" => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
+                // Another file system, or links to another user's files refused.
+                Err(_) => copy(&src, &dst, ext == "rev")?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies `src` to `dst` through a temporary name, so git never sees half a file.
+fn copy(src: &Path, dst: &Path, optional: bool) -> io::Result<()> {
+    let tmp = dst.with_extension("tmp-guts");
+    match fs::copy(src, &tmp) {
+        Ok(_) => fs::rename(&tmp, dst),
+        Err(e) if optional && e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Whether every object of `wants` is in the repository at `git_dir`.
+fn all_present(git_dir: &Path, wants: &[String]) -> anyhow::Result<bool> {
+    let mut child = Command::new("git")
+        .args(["cat-file", "--batch-check=%(objectname)"])
+        .env("GIT_DIR", git_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("running git cat-file")?;
+    let mut stdin = child.stdin.take().context("no stdin for git cat-file")?;
+    let input: String = wants.iter().map(|w| format!("{w}\n")).collect();
+    // git answers line by line, so writing on another thread keeps both pipes moving.
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().context("running git cat-file")?;
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writing to git cat-file"))?
+        .context("writing to git cat-file")?;
+    Ok(out.status.success() && !String::from_utf8_lossy(&out.stdout).contains(" missing"))
+}
+
+/// Fetches `refs` from the node's store at `store` into `GIT_DIR` through git's own
+/// negotiation (what a clone falls back to when the packs cannot be handed over).
+pub fn fetch_pack(store: &Path, refs: &[String]) -> anyhow::Result<()> {
+    let status = Command::new("git")
+        .args(["fetch-pack", "--quiet", "--no-progress"])
+        .arg(store)
+        .args(refs)
+        .stdout(Stdio::null())
+        .status()
+        .context("running git fetch-pack")?;
+    if !status.success() {
+        bail!("git fetch-pack from {} failed ({status})", store.display());
+    }
+    Ok(())
+}
