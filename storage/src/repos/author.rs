@@ -92,7 +92,7 @@ impl Repositories {
                 changed: false,
             });
         }
-        let snapshot = self.publish(src, key, name, refs, head, previous.as_ref())?;
+        let snapshot = self.publish(src, None, key, name, refs, head, previous.as_ref())?;
         Ok(Imported {
             snapshot,
             changed: true,
@@ -100,11 +100,14 @@ impl Repositories {
     }
 
     /// Signs the next snapshot of `name` with `refs` and `head`, and applies it with the
-    /// objects it needs taken from `src` (as a pack, through the verified path). The
-    /// caller holds the repository's lock.
+    /// objects it needs taken from `src` (as a pack, through the verified path), or, when
+    /// `indexed` names an objects directory holding them in packs git indexed, from
+    /// those packs where they are. The caller holds the repository's lock.
+    #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
         src: Repository,
+        indexed: Option<&Path>,
         key: &SigningKey,
         name: RepoName,
         refs: Refs,
@@ -122,6 +125,10 @@ impl Repositories {
         let wants = self.wants(&snapshot)?;
         if wants.is_empty() {
             self.accept_locked(&snapshot, None, &mut |_| {})?;
+            return Ok(snapshot);
+        }
+        if let Some(objects) = indexed {
+            self.accept_indexed_locked(&snapshot, previous, objects)?;
             return Ok(snapshot);
         }
         // What the store holds and the source has too: git leaves those objects out and
@@ -322,13 +329,52 @@ impl Repositories {
             });
         }
         let name = previous.signed.header.name.clone();
-        let snapshot = self.publish(src, key, name, refs, head, Some(&previous))?;
+        // git receive-pack indexed what it kept as a pack (every object hashed, thin
+        // packs completed): checked in place, not packed and indexed again. Loose
+        // objects (a small push) go the packing way.
+        let objects = staging.join("objects");
+        let indexed = packs_only(&objects).then_some(objects.as_path());
+        let snapshot = self.publish(src, indexed, key, name, refs, head, Some(&previous))?;
         Ok(Pushed {
             snapshot,
             results,
             changed: true,
         })
     }
+}
+
+/// Whether the objects directory `objects` holds its objects only in packs, each with
+/// its index (no loose objects, nothing half-written), and at least one pack.
+fn packs_only(objects: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(objects) else {
+        return false;
+    };
+    let mut packs = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let path = entry.path();
+        if name == "pack" {
+            let Ok(files) = fs::read_dir(&path) else {
+                return false;
+            };
+            for file in files.flatten() {
+                let file = file.path();
+                match file.extension().and_then(|e| e.to_str()) {
+                    Some("pack") if file.with_extension("idx").is_file() => packs += 1,
+                    Some("idx" | "rev") => {}
+                    // A pack without its index, a lock, a temporary file.
+                    _ => return false,
+                }
+            }
+        } else if name.len() == 2
+            && name.bytes().all(|b| b.is_ascii_hexdigit())
+            && fs::read_dir(&path).is_ok_and(|mut d| d.next().is_some())
+        {
+            return false;
+        }
+    }
+    packs > 0
 }
 
 fn check_owner(snapshot: &SignedRefs, key: &SigningKey) -> Result<(), StorageError> {
@@ -501,6 +547,97 @@ mod tests {
         assert!(area.exists());
         repos.push(&id, &area, &[], &key(1)).unwrap();
         assert!(!area.exists(), "a push removes its own area");
+    }
+
+    /// Runs `git push` from the fixture into `area` with git keeping what it receives as
+    /// a pack (as it does for any push of 100 objects or more); returns the area's packs.
+    fn git_push(fx: &Fixture, area: &std::path::Path, spec: &str) -> Vec<String> {
+        let out = std::process::Command::new("git")
+            .args(["push", "--quiet", "--force", "--no-verify"])
+            .arg("--receive-pack=git -c receive.unpackLimit=1 receive-pack")
+            .arg(area)
+            .arg(spec)
+            .current_dir(fx.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git push: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut packs: Vec<String> = std::fs::read_dir(area.join("objects/pack"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".pack"))
+            .collect();
+        packs.sort();
+        packs
+    }
+
+    #[test]
+    fn a_pushed_pack_is_checked_and_kept_where_git_indexed_it() {
+        let fx = Fixture::new();
+        let (_d, repos) = store();
+        let id = repos
+            .import(fx.path(), None, &key(1))
+            .unwrap()
+            .snapshot
+            .repository();
+        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
+        let new = fx.commit("refs/heads/main", &[("README", "pushed\n")], &[main]);
+        let update = crate::RefUpdate {
+            name: "refs/heads/main".into(),
+            new: Some(crate::repos::object_id(new)),
+            force: false,
+        };
+
+        // A pack whose last entry (a blob: git writes commits first) no longer inflates:
+        // the commit still reads, so the refusal is the in-place check's. Nothing is
+        // kept, nothing signed.
+        let area = repos.create_staging(&id, &key(1)).unwrap();
+        let packs = git_push(&fx, &area, &format!("{new}:refs/heads/main"));
+        assert_eq!(packs.len(), 1, "git kept a pack");
+        let pack = area.join("objects/pack").join(&packs[0]);
+        let mut bytes = std::fs::read(&pack).unwrap();
+        // Just before the 20-byte trailer: the last entry's zlib checksum.
+        let last = bytes.len() - 21;
+        bytes[last] ^= 0xff;
+        std::fs::set_permissions(&pack, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        std::fs::write(&pack, bytes).unwrap();
+        let before = std::fs::read_dir(repos.path(&id).join("objects/pack"))
+            .unwrap()
+            .count();
+        let err = repos
+            .push(&id, &area, std::slice::from_ref(&update), &key(1))
+            .unwrap_err();
+        assert!(matches!(err, StorageError::BadPack(_)), "{err}");
+        assert_eq!(repos.signed_refs(&id).unwrap().unwrap().sequence(), 1);
+        assert_eq!(
+            std::fs::read_dir(repos.path(&id).join("objects/pack"))
+                .unwrap()
+                .count(),
+            before
+        );
+
+        // The same push intact: its pack is checked where it is and moved in as it is.
+        let area = repos.create_staging(&id, &key(1)).unwrap();
+        let packs = git_push(&fx, &area, &format!("{new}:refs/heads/main"));
+        let pushed = repos.push(&id, &area, &[update], &key(1)).unwrap();
+        assert!(pushed.changed);
+        assert_eq!(pushed.snapshot.sequence(), 2);
+        assert!(
+            repos
+                .path(&id)
+                .join("objects/pack")
+                .join(&packs[0])
+                .is_file(),
+            "the pack git indexed is the one kept"
+        );
+        fsck(&repos.path(&id));
     }
 
     #[test]

@@ -79,8 +79,12 @@ impl Repositories {
                 offered: snapshot.sequence(),
             });
         }
+        let objects = match pack {
+            Some(chunks) => Objects::Stream(chunks),
+            None => Objects::Held,
+        };
         let created = !self.path(&id).exists();
-        let result = self.accept_inner(snapshot, previous.as_ref(), pack, progress);
+        let result = self.accept_inner(snapshot, previous.as_ref(), objects, progress);
         if result.is_err() && created {
             // Nothing a failed first fetch sent is kept.
             let _ = fs::remove_dir_all(self.path(&id));
@@ -88,25 +92,44 @@ impl Repositories {
         result
     }
 
+    /// Verifies and applies the owner's own `snapshot` whose new objects are in packs
+    /// git has already indexed in `objects` (a push area): they are checked where they
+    /// are instead of being packed and indexed a second time. The caller holds the
+    /// repository's lock and has checked the snapshot is the next one.
+    pub(super) fn accept_indexed_locked(
+        &self,
+        snapshot: &SignedRefs,
+        previous: Option<&SignedRefs>,
+        objects: &Path,
+    ) -> Result<PackStats, StorageError> {
+        snapshot.verify()?;
+        self.accept_inner(snapshot, previous, Objects::Indexed(objects), &mut |_| {})
+    }
+
     fn accept_inner(
         &self,
         snapshot: &SignedRefs,
         previous: Option<&SignedRefs>,
-        pack: Option<&mut dyn Iterator<Item = io::Result<Vec<u8>>>>,
+        objects: Objects<'_>,
         progress: &mut dyn FnMut(PackStats),
     ) -> Result<PackStats, StorageError> {
         let id = snapshot.repository();
         let repo = self.open_or_init(&id)?;
         let started = std::time::Instant::now();
         let mut stats = PackStats::default();
-        let quarantine = match pack {
-            Some(chunks) => {
+        let quarantine = match objects {
+            Objects::Stream(chunks) => {
                 let q = Quarantine::new(&self.path(&id))?;
                 stats = index_pack(&repo, &q, chunks, &self.limits, progress)?;
                 fail::fail_point!("accept-indexed");
                 Some(q)
             }
-            None => None,
+            Objects::Indexed(dir) => {
+                let q = Quarantine::new(&self.path(&id))?;
+                stats = adopt_packs(&dir.join("pack"), &q, &self.limits)?;
+                Some(q)
+            }
+            Objects::Held => None,
         };
         if let Some(q) = &quarantine {
             let odb = repo.odb().map_err(git("opening the object database"))?;
@@ -165,6 +188,67 @@ impl Repositories {
             }
         }
     }
+}
+
+/// Where the new objects of a snapshot being accepted are.
+enum Objects<'a> {
+    /// The store holds them all already.
+    Held,
+    /// A pack streamed in chunks, to be scanned and indexed.
+    Stream(&'a mut dyn Iterator<Item = io::Result<Vec<u8>>>),
+    /// Packs with their indexes in this objects directory's `pack/`, written by git's
+    /// index-pack (as `git receive-pack` runs it for a push).
+    Indexed(&'a Path),
+}
+
+/// Moves the indexed packs of `from` into `quarantine`, each scanned first against the
+/// limits as a streamed pack would be. git's index-pack hashed every object as it wrote
+/// them (and completed thin packs), which is the indexing this store would do; what it
+/// does not check, the scanner and the snapshot check after this do.
+fn adopt_packs(
+    from: &Path,
+    quarantine: &Quarantine,
+    limits: &Limits,
+) -> Result<PackStats, StorageError> {
+    fn read(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
+        move |source| StorageError::Read {
+            path: path.to_owned(),
+            source,
+        }
+    }
+    let mut stats = PackStats::default();
+    let packs: Vec<PathBuf> = fs::read_dir(from)
+        .map_err(read(from))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .collect();
+    for pack in packs {
+        let mut scanner = Scanner::new(*limits);
+        let mut file = fs::File::open(&pack).map_err(read(&pack))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = io::Read::read(&mut file, &mut buf).map_err(read(&pack))?;
+            if n == 0 {
+                break;
+            }
+            scanner.feed(&buf[..n]).map_err(StorageError::BadPack)?;
+            stats.bytes += n as u64;
+        }
+        stats.objects += scanner.objects_read();
+        for ext in ["pack", "rev", "idx"] {
+            let file = pack.with_extension(ext);
+            let to = quarantine
+                .pack_dir()
+                .join(file.file_name().unwrap_or_default());
+            match fs::rename(&file, &to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound && ext == "rev" => {}
+                Err(source) => return Err(StorageError::Write { path: to, source }),
+            }
+        }
+    }
+    Ok(stats)
 }
 
 /// Indexes `chunks` into `quarantine` with git's index-pack; every byte passes the
