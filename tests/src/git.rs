@@ -348,3 +348,101 @@ pub fn disk_size(path: &Path) -> u64 {
     }
     total
 }
+
+/// A large generated history, streamed into `git fast-import`: `commits` commits on
+/// `refs/heads/main`, each rewriting one of 20,000 small text files (20 x 20 directories
+/// of 50 files) to three pseudo-random lines, and an annotated tag every `commits / 10`
+/// commits. Each commit brings five objects (itself, a blob, three trees), so 200,000
+/// commits make a million objects: the scale git servers see, built in a minute or two.
+#[derive(Debug, Clone, Copy)]
+pub struct Wide {
+    pub commits: usize,
+    pub seed: u64,
+}
+
+impl Wide {
+    /// Writes the history into a new bare repository at `path` and returns its object
+    /// count (as `git count-objects` sees it once fast-import has packed it).
+    pub fn build(&self, path: &Path) -> usize {
+        use std::io::Write;
+        let init = Command::new("git")
+            .args(["init", "--quiet", "--bare"])
+            .arg(path)
+            .status()
+            .expect("run git init");
+        assert!(init.success(), "git init --bare {}", path.display());
+        let mut child = Command::new("git")
+            .args(["fast-import", "--quiet", "--done"])
+            .env("GIT_DIR", path)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("run git fast-import");
+        let mut input = std::io::BufWriter::new(child.stdin.take().expect("stdin"));
+        let mut noise = Noise::new(self.seed);
+        let tag_every = (self.commits / 10).max(1);
+        let when = 1_700_000_000u64;
+        for n in 1..=self.commits {
+            let file = noise.next_u64() % 20_000;
+            let path = format!(
+                "d{:02}/s{:02}/f{:02}.txt",
+                file / 1000,
+                file / 50 % 20,
+                file % 50
+            );
+            let content = format!(
+                "{:016x}\n{:016x}\n{:016x}\n",
+                noise.next_u64(),
+                noise.next_u64(),
+                noise.next_u64()
+            );
+            let message = format!("change {n}: {path}\n");
+            write!(
+                input,
+                "commit refs/heads/main\nmark :{n}\n\
+                 committer Wide <wide@example.com> {} +0000\n\
+                 data {}\n{message}",
+                when + n as u64,
+                message.len()
+            )
+            .and_then(|_| {
+                if n > 1 {
+                    writeln!(input, "from :{}", n - 1)?;
+                }
+                write!(
+                    input,
+                    "M 100644 inline {path}\ndata {}\n{content}\n",
+                    content.len()
+                )
+            })
+            .expect("write to git fast-import");
+            if n % tag_every == 0 {
+                let message = format!("release {}\n", n / tag_every);
+                write!(
+                    input,
+                    "tag v{}\nfrom :{n}\ntagger Wide <wide@example.com> {} +0000\ndata {}\n{message}\n",
+                    n / tag_every,
+                    when + n as u64,
+                    message.len()
+                )
+                .expect("write to git fast-import");
+            }
+        }
+        writeln!(input, "done").expect("write to git fast-import");
+        drop(input);
+        let status = child.wait().expect("wait for git fast-import");
+        assert!(status.success(), "git fast-import into {}", path.display());
+        let out = Command::new("git")
+            .args(["count-objects", "-v"])
+            .env("GIT_DIR", path)
+            .output()
+            .expect("run git count-objects");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("count: ")
+                    .or_else(|| l.strip_prefix("in-pack: "))
+            })
+            .filter_map(|v| v.trim().parse::<usize>().ok())
+            .sum()
+    }
+}
