@@ -20,6 +20,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use guts_protocol::NetworkName;
 use guts_tests::process::NodeSpec;
+use guts_tests::procfs;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, Swarm, SwarmBuilder, identify, noise, ping, tcp, yamux};
 use tokio::sync::mpsc;
@@ -157,26 +158,12 @@ impl Target {
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap()
+        procfs::status_kib(self.pid, "VmRSS:").expect("the target's VmRSS")
     }
 
     /// User + system CPU time of the target so far.
     fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap();
-        // Fields after the parenthesised command name; utime and stime are 14th and 15th.
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let f: Vec<u64> = rest
-            .split_whitespace()
-            .map(|x| x.parse().unwrap_or(0))
-            .collect();
-        let ticks = f[11] + f[12];
-        let hz = clock_ticks_per_second();
-        Duration::from_secs_f64(ticks as f64 / hz)
+        procfs::cpu_time(self.pid).expect("the target's CPU time")
     }
 }
 
@@ -187,15 +174,6 @@ impl Drop for Target {
             let _ = c.wait();
         }
     }
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// Opens `n` connections to `addr` from `n` client swarms, at most `parallel` handshakes

@@ -23,6 +23,7 @@ use guts_protocol::{NetworkName, RepositoryId, SignedRefs};
 use guts_tests::git::{Noise, WorkRepo};
 use guts_tests::peer::{Flooder, RawPeer, StreamPeer};
 use guts_tests::process::{GutsNode, NodeSpec, http_get};
+use guts_tests::procfs;
 
 /// What a probe thread saw while a flood ran.
 struct Seen {
@@ -31,14 +32,7 @@ struct Seen {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    procfs::status_kib(pid, "VmRSS:").unwrap_or(0)
 }
 
 /// Probes `/health` and samples RSS every 20 ms until `stop`.

@@ -28,6 +28,7 @@ use guts_protocol::RepositoryId;
 use guts_tests::cluster::TestNode;
 use guts_tests::git::{Synthetic, WorkRepo, disk_size};
 use guts_tests::process::{GutsNode, NodeSpec};
+use guts_tests::procfs;
 use guts_tests::{eventually, eventually_async};
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -171,13 +172,7 @@ fn timed(cmd: &mut Command) -> (Duration, u64) {
 }
 
 fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap()
-        * 1024
+    procfs::status_kib(pid, "VmHWM:").expect("the node's VmHWM") * 1024
 }
 
 fn inbound_wire_bytes(node: &GutsNode) -> u64 {

@@ -51,6 +51,7 @@ use guts_tests::cluster::{TestNode, star, test_config};
 use guts_tests::eventually_async;
 use guts_tests::git::{WorkRepo, disk_size};
 use guts_tests::process::{guts_bin, http};
+use guts_tests::procfs;
 
 /// How often propagation is polled on each node.
 const POLL: Duration = Duration::from_millis(25);
@@ -62,43 +63,14 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// A `/proc/<pid>/status` field, in bytes (`self` for this process).
-fn proc_kib(pid: &str, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
+/// A `/proc/<pid>/status` field, in bytes (`self` for this process; 0 once it is gone).
+fn proc_bytes(pid: &str, field: &str) -> u64 {
+    procfs::status_kib(pid, field).unwrap_or(0) * 1024
 }
 
-/// Clock ticks per second of /proc/<pid>/stat's times.
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
-/// CPU time (user + system) a process has used so far.
+/// CPU time a process has used so far (zero once it is gone).
 fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    Duration::from_secs_f64(ticks as f64 / clock_ticks())
+    procfs::cpu_time(pid).unwrap_or_default()
 }
 
 /// Nearest-rank percentile of sorted samples.
@@ -268,7 +240,7 @@ impl NetworkReport {
 }
 
 async fn network(n: usize, runs: usize) -> NetworkReport {
-    let rss_before = proc_kib("self", "VmRSS:");
+    let rss_before = proc_bytes("self", "VmRSS:");
     eprintln!("starting {n} nodes...");
     let t = Instant::now();
     let nodes = star(n, |c| c.replicate = Replicate::All).await;
@@ -293,7 +265,7 @@ async fn network(n: usize, runs: usize) -> NetworkReport {
     )
     .await;
     let settle = t.elapsed();
-    let rss_after = proc_kib("self", "VmRSS:");
+    let rss_after = proc_bytes("self", "VmRSS:");
 
     // The owner is not the node everyone bootstrapped from: that one is best connected.
     let owner = &nodes[n - 1];
@@ -708,11 +680,13 @@ async fn many_repositories(count: usize, quick: bool) -> ReposReport {
         if !with_peer {
             report.first_round = settled;
             report.first_round_cpu = cpu;
-            report.rss_settled = proc_kib(&idle.pid().to_string(), "VmRSS:");
+            report.rss_settled = proc_bytes(&idle.pid().to_string(), "VmRSS:");
             cli_timings(&idle, count, if quick { 1 } else { 5 }, &mut report);
         }
         let idle_cpu = cpu_over(&pids, window);
-        report.peak = report.peak.max(proc_kib(&idle.pid().to_string(), "VmHWM:"));
+        report.peak = report
+            .peak
+            .max(proc_bytes(&idle.pid().to_string(), "VmHWM:"));
         idle.stop();
         drop(peer);
 
@@ -725,7 +699,9 @@ async fn many_repositories(count: usize, quick: bool) -> ReposReport {
             .collect();
         wait_quiet(&pids, quiet);
         let busy_cpu = cpu_over(&pids, window);
-        report.peak = report.peak.max(proc_kib(&busy.pid().to_string(), "VmHWM:"));
+        report.peak = report
+            .peak
+            .max(proc_bytes(&busy.pid().to_string(), "VmHWM:"));
         // Still whole after its rounds.
         let listed: Vec<RepoSummary> = busy.client_json(&["repo", "list"]);
         assert_eq!(listed.len(), count);
@@ -872,7 +848,7 @@ impl Drop for Guts {
 fn start_big(data_dir: &Path, interval: &str, report: &mut ReposReport) -> Guts {
     let (node, took) = Guts::start(data_dir, &["--anti-entropy-interval", interval]);
     report.starts.push(took);
-    let rss = proc_kib(&node.pid().to_string(), "VmRSS:");
+    let rss = proc_bytes(&node.pid().to_string(), "VmRSS:");
     report.rss_at_start = report.rss_at_start.max(rss);
     node
 }
@@ -910,28 +886,18 @@ fn wait_quiet(pids: &[u32], quiet: Duration) -> (Duration, Duration) {
         if let Some(&(at, cpu, first)) = history.iter().rev().find(|h| now.0 - h.0 >= quiet) {
             let rate = (now.1 - cpu).as_secs_f64() / (now.0 - at).as_secs_f64();
             if rate < 0.03 {
-                return (age(pids[0]).saturating_sub(now.0 - at), first);
+                return (
+                    procfs::age(pids[0])
+                        .unwrap_or_default()
+                        .saturating_sub(now.0 - at),
+                    first,
+                );
             }
         }
         assert!(
             t.elapsed() < Duration::from_secs(300),
             "the nodes never went quiet"
         );
-    }
-}
-
-/// How long ago process `pid` was started (its start time in /proc, 10 ms ticks).
-fn age(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let start_ticks: Option<f64> = stat
-        .rsplit_once(')')
-        .and_then(|(_, r)| r.split_whitespace().nth(19)?.parse().ok());
-    let uptime: Option<f64> = std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|u| u.split_whitespace().next()?.parse().ok());
-    match (start_ticks, uptime) {
-        (Some(start), Some(up)) => Duration::from_secs_f64((up - start / clock_ticks()).max(0.0)),
-        _ => Duration::ZERO,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod nat;
 pub mod netns;
 pub mod peer;
 pub mod process;
+pub mod procfs;
 pub mod swarm;
 pub mod wait;
 
