@@ -23,6 +23,9 @@ use crate::sync::{Engine, Me, Quota, Server};
 const COMMAND_QUEUE: usize = 256;
 /// Events queued for the sync side before the event loop turns new ones away.
 const EVENT_QUEUE: usize = 256;
+/// How long a shutdown waits for writes under way before it leaves the store to the
+/// next start's crash recovery (within the binary's 5 s grace).
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 /// A running node. Dropping it does not stop it; call [`Node::shutdown`].
 pub struct Node {
@@ -34,6 +37,9 @@ pub struct Node {
     api: Option<api::Server>,
     /// Tells the sync engine's background tasks to stop.
     stop_engine: watch::Sender<bool>,
+    repos: guts_storage::Repositories,
+    /// Locked until the store is closed, so no other node opens it in between.
+    data_dir: Arc<guts_storage::DataDir>,
 }
 
 impl Node {
@@ -85,14 +91,16 @@ impl Node {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let client = Client::new(commands_tx);
         let key = identity.signing_key().clone();
-        let quota = {
-            let (repos, own) = (repos.clone(), *key.verifying_key().as_bytes());
-            let (total, per_owner) = (config.max_storage.as_u64(), config.storage_per_owner());
-            Arc::new(
-                tokio::task::spawn_blocking(move || Quota::load(&repos, own, total, per_owner))
-                    .await??,
-            )
-        };
+        let quota = Arc::new(Quota::new(
+            *key.verifying_key().as_bytes(),
+            config.max_storage.as_u64(),
+            config.storage_per_owner(),
+        ));
+        {
+            // Measured after start: fetches of replicas wait for it, nothing else does.
+            let (repos, quota) = (repos.clone(), quota.clone());
+            tokio::task::spawn_blocking(move || quota.load(&repos));
+        }
         let engine = Engine::new(
             &config,
             repos.clone(),
@@ -119,6 +127,7 @@ impl Node {
             owners: crate::sync::owner_limiter(config.owner_announcements_per_minute),
             announcements: metrics.announcements.clone(),
         };
+        let repos_for_close = repos.clone();
         let handle = NodeHandle::new(
             peer_id,
             client.clone(),
@@ -144,10 +153,15 @@ impl Node {
             "guts node {} started: peer id {peer_id}",
             env!("CARGO_PKG_VERSION")
         );
-        let event_loop = tokio::spawn(async move {
-            // The data dir stays locked for as long as the node runs.
-            let _data_dir = data_dir;
-            event_loop.run().await;
+        let data_dir = Arc::new(data_dir);
+        let event_loop = tokio::spawn({
+            // The data dir stays locked for as long as the node runs, even if `Node`
+            // is dropped without a shutdown.
+            let data_dir = data_dir.clone();
+            async move {
+                let _data_dir = data_dir;
+                event_loop.run().await;
+            }
         });
         let serving = vec![
             tokio::spawn(server.clone().route(events)),
@@ -166,6 +180,8 @@ impl Node {
             serving,
             api,
             stop_engine,
+            repos: repos_for_close,
+            data_dir,
         })
     }
 
@@ -196,12 +212,25 @@ impl Node {
         }
         self.client.shutdown().await;
         let _ = self.event_loop.await;
+        let repos = self.repos;
+        match tokio::task::spawn_blocking(move || repos.close(CLOSE_WAIT)).await {
+            Ok(Ok(true)) => tracing::debug!("store closed cleanly"),
+            Ok(Ok(false)) => tracing::warn!(
+                "writes were still under way at shutdown; the next start checks every repository"
+            ),
+            Ok(Err(e)) => tracing::warn!("closing the store: {e}"),
+            Err(e) => tracing::warn!("closing the store: {e}"),
+        }
+        drop(self.data_dir);
     }
 }
 
 /// Logs what crash recovery did: set-aside repositories loudly (the node runs without
 /// them until they are fetched again or restored), the rest quietly.
 fn report_recovery(r: &guts_storage::Recovered) {
+    if r.after_crash {
+        tracing::info!("the store was not closed cleanly last time: checked every repository");
+    }
     for (id, path, why) in &r.set_aside {
         tracing::error!(
             "repository {id} could not be recovered ({why}); moved to {} so the node can start, \

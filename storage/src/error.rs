@@ -131,6 +131,9 @@ pub enum StorageError {
     /// This node does not hold the repository.
     #[error("no repository {0} on this node")]
     UnknownRepository(RepositoryId),
+    /// The store was closed for shutdown; nothing more is written.
+    #[error("the node is shutting down; nothing more is written to its store")]
+    Closed,
     /// The repository is owned by another key.
     #[error(
         "repository {repository} is owned by key {owner}, not by this node; only its owner can push to it"
@@ -250,6 +253,7 @@ impl StorageError {
             | StorageError::Stale { .. }
             | StorageError::Transfer(_)
             | StorageError::Aborted
+            | StorageError::Closed
             | StorageError::Randomness(_) => false,
         }
     }

@@ -37,7 +37,7 @@ impl Repositories {
         };
         let id = RepositoryId::derive(key.verifying_key().as_bytes(), &name);
         let lock = self.lock(&id);
-        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.write(&lock)?;
 
         let mut refs = Refs::new();
         let mut skipped = Vec::new();
@@ -192,7 +192,7 @@ impl Repositories {
     pub fn init(&self, name: RepoName, key: &SigningKey) -> Result<SignedRefs, StorageError> {
         let id = RepositoryId::derive(key.verifying_key().as_bytes(), &name);
         let lock = self.lock(&id);
-        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.write(&lock)?;
         if self.signed_refs(&id)?.is_some() {
             return Err(StorageError::AlreadyExists(id));
         }
@@ -210,6 +210,9 @@ impl Repositories {
         id: &RepositoryId,
         key: &SigningKey,
     ) -> Result<PathBuf, StorageError> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StorageError::Closed);
+        }
         let snapshot = self
             .signed_refs(id)?
             .ok_or(StorageError::UnknownRepository(*id))?;
@@ -292,7 +295,7 @@ impl Repositories {
         key: &SigningKey,
     ) -> Result<Pushed, StorageError> {
         let lock = self.lock(id);
-        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.write(&lock)?;
         let previous = self
             .signed_refs(id)?
             .ok_or(StorageError::UnknownRepository(*id))?;

@@ -55,7 +55,7 @@ impl Repositories {
         progress: &mut dyn FnMut(PackStats),
     ) -> Result<PackStats, StorageError> {
         let lock = self.lock(&snapshot.repository());
-        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.write(&lock)?;
         self.accept_locked(snapshot, pack, progress)
     }
 

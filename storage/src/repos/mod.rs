@@ -24,7 +24,8 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use git2::Oid;
 use guts_protocol::wire::{self, MAX_RESPONSE_SIZE};
@@ -54,6 +55,10 @@ pub struct Recovered {
     pub incomplete: Vec<RepositoryId>,
     /// Lock files a killed writer left behind, removed.
     pub stale_locks: Vec<PathBuf>,
+    /// Whether the store held repositories and the last node did not close it cleanly,
+    /// so every repository was checked (otherwise only half-created ones were looked
+    /// for).
+    pub after_crash: bool,
 }
 
 /// What [`Repositories::import`] did.
@@ -131,6 +136,8 @@ pub struct Repositories {
     // One writer per repository at a time; readers (pack building) need no lock because
     // objects are only ever added and refs move atomically.
     locks: Arc<Mutex<HashMap<RepositoryId, Arc<Mutex<()>>>>>,
+    /// Set by [`Repositories::close`]: no write starts after it.
+    closed: Arc<AtomicBool>,
     limits: Limits,
     /// The follow list, read from its file once and kept in step with it; the mutex
     /// also makes each follow's check-and-append one step.
@@ -187,6 +194,7 @@ impl Repositories {
             root: data_dir.join("repos"),
             following: data_dir.join(FOLLOWING_FILE),
             locks: Arc::default(),
+            closed: Arc::default(),
             limits: Limits::default(),
             follows: Arc::default(),
             seen_elsewhere: SeenElsewhere::default(),
@@ -250,6 +258,17 @@ impl Repositories {
     fn lock(&self, id: &RepositoryId) -> Arc<Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(*id).or_default().clone()
+    }
+
+    /// Takes `lock` (from [`Self::lock`]) to write; refused once the store is closed.
+    /// The check comes after the lock is held, so [`Self::close`], which sets the flag
+    /// and then takes every lock once, knows no write is left under way.
+    fn write<'a>(&self, lock: &'a Mutex<()>) -> Result<MutexGuard<'a, ()>, StorageError> {
+        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StorageError::Closed);
+        }
+        Ok(guard)
     }
 
     /// Every repository this node holds a verified snapshot of.

@@ -2,7 +2,11 @@
 //! its last verified snapshot.
 
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::TryLockError;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use git2::Repository;
 use guts_protocol::RepositoryId;
@@ -12,9 +16,18 @@ use super::{
     PUSH_PREFIX, QUARANTINE_PREFIX, REPACK_PREFIX, Recovered, Repositories, SIGNED_REFS_FILE, git,
 };
 use crate::StorageError;
+use crate::fs::sync_dir;
 
 /// Refs an earlier version of import used as a staging area; cleared by recovery.
 const IMPORT_NAMESPACE: &str = "refs/guts-import/";
+
+/// File beside the store that says the last node closed it with no write under way
+/// ([`Repositories::close`]). A start that finds it skips the walk of every repository;
+/// one that does not (a crash, a kill, an older version) walks them all.
+const CLEAN_FILE: &str = "clean-shutdown";
+
+/// How often [`Repositories::close`] looks again at a lock a writer still holds.
+const CLOSE_POLL: Duration = Duration::from_millis(10);
 
 impl Repositories {
     /// Brings every repository back to its last verified state after a crash: removes
@@ -22,15 +35,45 @@ impl Repositories {
     /// snapshot. A repository that cannot be brought back is set aside rather than
     /// stopping the node; one a crash left without a snapshot is removed. Runs while the
     /// data dir is locked by this process, so no lock file can belong to a live writer.
+    ///
+    /// After a clean shutdown only the cheap part runs (half-created repositories), so
+    /// a node with many repositories starts at once.
     pub fn recover(&self) -> Result<Recovered, StorageError> {
-        let mut recovered = Recovered::default();
-        for (id, path) in self.repository_dirs()? {
+        let marker = self.clean_marker();
+        let clean = match fs::remove_file(&marker) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(source) => {
+                return Err(StorageError::Write {
+                    path: marker,
+                    source,
+                });
+            }
+        };
+        if clean {
+            // Gone for good before the first write: a crash from here on must not look
+            // like a clean shutdown at the next start.
+            let dir = self.root.parent().unwrap_or(&self.root);
+            sync_dir(dir).map_err(|source| StorageError::Write {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let dirs = self.repository_dirs()?;
+        let mut recovered = Recovered {
+            after_crash: !clean && !dirs.is_empty(),
+            ..Recovered::default()
+        };
+        for (id, path) in dirs {
             if !path.join(SIGNED_REFS_FILE).exists() {
                 fs::remove_dir_all(&path).map_err(|source| StorageError::Write {
                     path: path.clone(),
                     source,
                 })?;
                 recovered.incomplete.push(id);
+                continue;
+            }
+            if clean {
                 continue;
             }
             if let Err(e) = self.recover_one(&id, &path, &mut recovered.stale_locks) {
@@ -51,6 +94,61 @@ impl Repositories {
             }
         }
         Ok(recovered)
+    }
+
+    /// Closes the store for shutdown: refuses every write from now on, waits up to
+    /// `wait` for those under way, and, if they all finished and no push area is left,
+    /// records a clean shutdown so the next [`Self::recover`] can skip the walk.
+    /// Returns whether it did. Blocking.
+    pub fn close(&self, wait: Duration) -> Result<bool, StorageError> {
+        self.closed.store(true, Ordering::SeqCst);
+        let locks: Vec<_> = self
+            .locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let deadline = Instant::now() + wait;
+        for lock in locks {
+            loop {
+                match lock.try_lock() {
+                    Ok(_) => break,
+                    // A writer panicked mid-write: leave it to the next start's walk.
+                    Err(TryLockError::Poisoned(_)) => return Ok(false),
+                    Err(TryLockError::WouldBlock) if Instant::now() >= deadline => {
+                        return Ok(false);
+                    }
+                    Err(TryLockError::WouldBlock) => std::thread::sleep(CLOSE_POLL),
+                }
+            }
+        }
+        // A push area outlives its lock (git writes into it before the push is applied).
+        for (_, path) in self.repository_dirs()? {
+            let Ok(entries) = fs::read_dir(&path) else {
+                continue;
+            };
+            let busy = entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(PUSH_PREFIX));
+            if busy {
+                return Ok(false);
+            }
+        }
+        let marker = self.clean_marker();
+        let dir = self.root.parent().unwrap_or(&self.root);
+        fs::File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .and_then(|()| sync_dir(dir))
+            .map_err(|source| StorageError::Write {
+                path: marker.clone(),
+                source,
+            })?;
+        Ok(true)
+    }
+
+    fn clean_marker(&self) -> PathBuf {
+        self.root.with_file_name(CLEAN_FILE)
     }
 
     /// Where repositories that could not be recovered go (beside the store).
@@ -150,8 +248,11 @@ mod tests {
     use git2::{Oid, Repository};
     use guts_protocol::RefName;
 
+    use std::time::Duration;
+
+    use crate::StorageError;
     use crate::repos::test_support::{Fixture, fsck, git_refs, key, store};
-    use crate::repos::{QUARANTINE_PREFIX, oid};
+    use crate::repos::{QUARANTINE_PREFIX, Repositories, oid};
 
     #[test]
     fn recover_restores_the_verified_state() {
@@ -256,5 +357,83 @@ mod tests {
         // Recovering again finds nothing more to do and the store is sound.
         repos.recover().unwrap();
         fsck(&path);
+    }
+
+    #[test]
+    fn a_clean_close_lets_the_next_start_skip_the_walk_once() {
+        let fx = Fixture::new();
+        let (dir, repos) = store();
+        let id = repos
+            .import(fx.path(), None, &key(1))
+            .unwrap()
+            .snapshot
+            .repository();
+        let lock = repos.path(&id).join("HEAD.lock");
+
+        assert!(
+            repos.close(Duration::from_secs(1)).unwrap(),
+            "nothing under way"
+        );
+        assert!(matches!(
+            repos.import(fx.path(), None, &key(1)),
+            Err(StorageError::Closed)
+        ));
+        assert!(matches!(
+            repos.create_staging(&id, &key(1)),
+            Err(StorageError::Closed)
+        ));
+
+        // The next node: a lock file only a crash leaves is not looked for...
+        let repos = Repositories::new(dir.path());
+        fs::write(&lock, b"").unwrap();
+        let recovered = repos.recover().unwrap();
+        assert!(!recovered.after_crash && recovered.stale_locks.is_empty());
+        assert!(
+            lock.exists(),
+            "a clean start does not walk the repositories"
+        );
+        // ...but the marker is used up: without another close, the start after is full.
+        let recovered = repos.recover().unwrap();
+        assert!(recovered.after_crash);
+        assert_eq!(recovered.stale_locks, vec![lock.clone()]);
+        assert!(!lock.exists());
+    }
+
+    #[test]
+    fn a_close_with_a_push_under_way_is_not_clean() {
+        let fx = Fixture::new();
+        let (dir, repos) = store();
+        let id = repos
+            .import(fx.path(), None, &key(1))
+            .unwrap()
+            .snapshot
+            .repository();
+        let area = repos.create_staging(&id, &key(1)).unwrap();
+        assert!(!repos.close(Duration::from_secs(1)).unwrap());
+        let recovered = Repositories::new(dir.path()).recover().unwrap();
+        assert!(
+            recovered.after_crash,
+            "the push area is cleared by a full walk"
+        );
+        assert!(!area.exists());
+    }
+
+    #[test]
+    fn a_close_waits_for_a_write_under_way() {
+        let fx = Fixture::new();
+        let (_dir, repos) = store();
+        let id = repos
+            .import(fx.path(), None, &key(1))
+            .unwrap()
+            .snapshot
+            .repository();
+        let lock = repos.lock(&id);
+        let held = lock.lock().unwrap();
+        assert!(
+            !repos.close(Duration::from_millis(50)).unwrap(),
+            "a writer still holds the lock"
+        );
+        drop(held);
+        assert!(repos.close(Duration::from_millis(50)).unwrap());
     }
 }

@@ -104,7 +104,7 @@ impl Repositories {
     /// them: the files are removed only after the new pack is in place. Blocking.
     pub fn repack(&self, id: &RepositoryId) -> Result<(), StorageError> {
         let lock = self.lock(id);
-        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.write(&lock)?;
         let Some(snapshot) = self.signed_refs(id)? else {
             return Err(StorageError::UnknownRepository(*id));
         };
