@@ -47,15 +47,28 @@ const PROVIDERS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Background syncs running at once.
 const BACKGROUND_SYNCS: usize = 4;
 /// A failed background sync is retried this many times, after this delay, doubling, each
-/// delay stretched by up to half again at random. Short at first: after an announcement
-/// the owner turns most fetchers away as `Busy`, and the nodes it served become holders
-/// within a fraction of a second (at 100 nodes a 1 s first delay put p99 at 10 s); the
-/// jitter keeps the ones turned away from coming back all at once.
+/// delay stretched by up to half again at random (the jitter keeps the ones turned away
+/// from coming back all at once).
 const RETRIES: u32 = 5;
 const RETRY_DELAY: Duration = Duration::from_millis(250);
+/// A sync that failed only because the holders of the announced snapshot were busy, or
+/// because none offered it yet, is retried after `RETRY_DELAY` without doubling, this
+/// many times: after an announcement the owner turns most fetchers away as `Busy`, and
+/// the nodes it served become holders within a fraction of a second, so the next try
+/// finds more holders; each wave of fetchers serves the next (doubling the delay put the
+/// last of 100 nodes 10 s behind).
+const BUSY_RETRIES: u32 = 40;
 /// Unknown repositories adopted from one peer's list at a time: bounds what a peer
 /// listing made-up ids can cost; the rest come with the next list.
 const ADOPT_PER_LIST: usize = 256;
+
+/// When a failed background sync goes again.
+enum Retry {
+    /// Busy holders, or the announced snapshot not on offer yet: it will be shortly.
+    Soon,
+    /// Anything else: holders unreachable, bad data, disk trouble.
+    BackOff,
+}
 
 /// `delay` stretched by a random 0-50 %.
 fn jittered(delay: Duration) -> Duration {
@@ -388,7 +401,7 @@ impl Engine {
             let Ok(_slot) = engine.inner.background.clone().acquire_owned().await else {
                 return;
             };
-            let mut retries = 0u32;
+            let (mut retries, mut busy_retries) = (0u32, 0u32);
             let mut target = announced;
             loop {
                 let failed = match engine.sync_locked(id, None, target, None).await {
@@ -400,25 +413,29 @@ impl Engine {
                         ..
                     }) => {
                         tracing::info!(repository = %id, sequence, objects, bytes, %from, "repository updated");
-                        sequence < target
+                        (sequence < target).then_some(Retry::Soon)
                     }
                     Ok(SyncOutcome::UpToDate { sequence }) if sequence < target => {
                         tracing::debug!(repository = %id, sequence, announced = target, "the announced snapshot is not on offer yet");
-                        true
+                        Some(Retry::Soon)
                     }
-                    Ok(SyncOutcome::UpToDate { .. }) => false,
+                    Ok(SyncOutcome::UpToDate { .. }) => None,
                     Err(SyncError::NoHolders(_)) => {
                         tracing::debug!(repository = %id, "no holders yet");
-                        false
+                        None
+                    }
+                    Err(e) if e.only_busy() => {
+                        tracing::debug!(repository = %id, "holders busy: {e}");
+                        Some(Retry::Soon)
                     }
                     // Holders that went offline are common; not worth a warning.
                     Err(e @ SyncError::NoRefs { .. }) => {
                         tracing::info!(repository = %id, "sync failed: {e}");
-                        true
+                        Some(Retry::BackOff)
                     }
                     Err(e) => {
                         tracing::warn!(repository = %id, "sync failed: {e}");
-                        true
+                        Some(Retry::BackOff)
                     }
                 };
                 let again = engine
@@ -433,10 +450,18 @@ impl Engine {
                 let again = again.is_some();
                 // Holders that were busy (or went away) may serve in a moment, and those
                 // that just fetched become holders too: retry soon, backing off.
-                if failed && retries < RETRIES {
-                    tokio::time::sleep(jittered(RETRY_DELAY * 2u32.pow(retries))).await;
-                    retries += 1;
-                    continue;
+                match failed {
+                    Some(Retry::Soon) if busy_retries < BUSY_RETRIES => {
+                        tokio::time::sleep(jittered(RETRY_DELAY)).await;
+                        busy_retries += 1;
+                        continue;
+                    }
+                    Some(Retry::BackOff) if retries < RETRIES => {
+                        tokio::time::sleep(jittered(RETRY_DELAY * 2u32.pow(retries))).await;
+                        retries += 1;
+                        continue;
+                    }
+                    _ => {}
                 }
                 if !again {
                     break;
@@ -795,7 +820,11 @@ impl Engine {
         report: &(dyn Fn(SyncProgress) + Send + Sync),
     ) -> Result<(u64, u64), FetchError> {
         // The quota for the owner caps the transfer below the pack size limit.
-        let room = self.inner.quota.room(snapshot.signed.signer.as_bytes());
+        let room = self
+            .inner
+            .quota
+            .room(snapshot.signed.signer.as_bytes())
+            .await;
         let max = room.map_or(self.inner.settings.max_pack, |r| {
             r.min(self.inner.settings.max_pack)
         });

@@ -118,6 +118,15 @@ pub enum SyncError {
     Task(#[from] tokio::task::JoinError),
 }
 
+impl SyncError {
+    /// Whether every holder that had the snapshot was only busy: one of them, or a node
+    /// that has just fetched it from them, will serve it in a moment.
+    pub(crate) fn only_busy(&self) -> bool {
+        matches!(self, SyncError::AllFailed { failures, .. }
+            if failures.iter().all(|(_, e)| matches!(e, FetchError::Declined(PackResponse::Busy))))
+    }
+}
+
 fn list(failures: &[(PeerId, impl std::fmt::Display)]) -> String {
     failures
         .iter()
@@ -173,6 +182,7 @@ mod tests {
                 (b, FetchError::Oversized(10)),
             ],
         };
+        assert!(!e.only_busy(), "one holder refused for another reason");
         let text = e.to_string();
         assert!(
             text.contains(&format!("{a}: the holder answered Busy")),
