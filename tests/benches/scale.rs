@@ -126,6 +126,13 @@ async fn main() {
 
 // ---- Part 1: a network of many in-process nodes -------------------------------------
 
+/// The window over which part 1 watches the network's CPU with nothing to do.
+const IDLE_WINDOW: Duration = Duration::from_secs(3);
+/// The network has settled once it uses less than this share of a core over a window...
+const QUIET_SHARE: f64 = 0.25;
+/// ...or after this long.
+const SETTLE_MAX: Duration = Duration::from_secs(120);
+
 /// What part 1 measured.
 struct NetworkReport {
     start_all: Duration,
@@ -133,6 +140,12 @@ struct NetworkReport {
     mean_peers: f64,
     rss_before: u64,
     rss_after: u64,
+    /// From the mesh forming until the network settled.
+    quiet: Duration,
+    /// CPU the settled network used over `IDLE_WINDOW` with nothing to do.
+    idle_cpu: Duration,
+    /// CPU used and wall time taken by the rounds of new commits.
+    rounds_cpu: (Duration, Duration),
     new_repo: Duration,
     imports: Vec<Duration>,
     /// Every (node, round) propagation time.
@@ -164,6 +177,26 @@ impl NetworkReport {
             "until every node is in the gossip mesh",
             &ms(self.settle),
             &format!("{:.1} connected peers per node", self.mean_peers),
+        );
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let share = |cpu: Duration, wall: Duration| {
+            format!(
+                "{:.0}% of a core",
+                cpu.as_secs_f64() / wall.as_secs_f64() * 100.0
+            )
+        };
+        line(
+            "then until the network settled (joining ends)",
+            &ms(self.quiet),
+            &format!(
+                "CPU then {} over {IDLE_WINDOW:?}; the machine has {cores} cores",
+                share(self.idle_cpu, IDLE_WINDOW)
+            ),
+        );
+        line(
+            "CPU while the commits propagate",
+            &share(self.rounds_cpu.0, self.rounds_cpu.1),
+            &format!("{} over {}", ms(self.rounds_cpu.0), ms(self.rounds_cpu.1)),
         );
         let per_node = self.rss_after.saturating_sub(self.rss_before) / n as u64;
         line(
@@ -266,6 +299,20 @@ async fn network(n: usize, runs: usize) -> NetworkReport {
     .await;
     let settle = t.elapsed();
     let rss_after = proc_bytes("self", "VmRSS:");
+    let me = std::process::id();
+    // Joining goes on after the mesh forms (DHT bootstrap, more connections, identify):
+    // the commits are timed on a network that has settled, as a running one has.
+    eprintln!("waiting for the network to settle...");
+    let t = Instant::now();
+    let idle_cpu = loop {
+        let before = cpu_time(me);
+        tokio::time::sleep(IDLE_WINDOW).await;
+        let used = cpu_time(me).saturating_sub(before);
+        if used < IDLE_WINDOW.mul_f64(QUIET_SHARE) || t.elapsed() > SETTLE_MAX {
+            break used;
+        }
+    };
+    let quiet = t.elapsed();
 
     // The owner is not the node everyone bootstrapped from: that one is best connected.
     let owner = &nodes[n - 1];
@@ -280,6 +327,7 @@ async fn network(n: usize, runs: usize) -> NetworkReport {
     let id: RepositoryId = imported.expect("import").0.id.parse().unwrap();
     let new_repo = *seen.iter().max().unwrap();
     let (mut imports, mut propagation, mut last_node) = (Vec::new(), Vec::new(), Vec::new());
+    let (rounds_started, cpu_before) = (Instant::now(), cpu_time(me));
     for round in 0..runs {
         work.commit(
             "refs/heads/main",
@@ -300,6 +348,10 @@ async fn network(n: usize, runs: usize) -> NetworkReport {
         last_node.push(*seen.iter().max().unwrap());
         propagation.extend(seen);
     }
+    let rounds_cpu = (
+        cpu_time(me).saturating_sub(cpu_before),
+        rounds_started.elapsed(),
+    );
     // Correctness: every node holds exactly the owner's refs.
     let want = owner.handle.repository(id).await.unwrap().unwrap().refs;
     for node in &others {
@@ -363,6 +415,9 @@ async fn network(n: usize, runs: usize) -> NetworkReport {
         mean_peers,
         rss_before,
         rss_after,
+        quiet,
+        idle_cpu,
+        rounds_cpu,
         new_repo,
         imports,
         propagation,

@@ -582,7 +582,12 @@ impl Engine {
                 tried.insert(peer);
                 match self.fetch(&snapshot, peer, &report).await {
                     Ok(outcome) => {
-                        self.inner.client.provide(id);
+                        // A provider record names the repository, not a snapshot: a
+                        // new holder says so once, and anti-entropy renews it. Providing
+                        // again on every fetch cost every node a DHT write per commit.
+                        if held.is_none() {
+                            self.inner.client.provide(id);
+                        }
                         report(SyncProgress::Done(outcome.clone()));
                         return Ok(outcome);
                     }
