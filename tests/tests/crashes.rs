@@ -14,6 +14,38 @@ use guts_tests::git::{Noise, Synthetic, WorkRepo};
 use guts_tests::process::{GutsNode, NodeSpec};
 
 #[test]
+fn only_a_start_after_a_crash_walks_every_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let marker = dir.join("clean-shutdown");
+    let walked = "not closed cleanly last time: checked every repository";
+    let mut node = NodeSpec::loopback(&dir).spawn();
+    let work = WorkRepo::with_history("demo");
+    let out = node.client(["repo", "import", work.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    node.stop();
+    assert!(marker.exists(), "SIGTERM closed the store cleanly");
+
+    let mut node = NodeSpec::loopback(&dir).spawn();
+    assert!(!node.log_text().contains(walked), "{}", node.log_text());
+    assert!(!marker.exists(), "a running node's store is not closed");
+    node.stop_with("KILL", Duration::from_secs(5));
+    assert!(!marker.exists());
+
+    // After the kill: a lock file the walk must find.
+    let repos: Vec<RepoSummary> = {
+        let node = NodeSpec::loopback(&dir).spawn();
+        assert!(node.log_text().contains(walked), "{}", node.log_text());
+        node.client_json("repo list").unwrap()
+    };
+    assert_eq!(repos.len(), 1, "the repository survived both stops");
+}
+
+#[test]
 fn a_node_killed_mid_update_starts_again_and_sets_aside_what_it_cannot_recover() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
