@@ -88,7 +88,7 @@ const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     // SAFETY: nothing else runs yet; this is the first thing the process does.
-    if let Err(e) = unsafe { guts_storage::limit_git_memory() } {
+    if let Err(e) = unsafe { guts_storage::tune_libgit2() } {
         eprintln!("error: cannot configure libgit2: {e}");
         return ExitCode::FAILURE;
     }

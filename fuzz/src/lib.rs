@@ -306,7 +306,7 @@ pub fn scratch_repos() -> &'static Repositories {
     REPOS.get_or_init(|| {
         // As the node does first thing: bound what libgit2 maps.
         // SAFETY: called from the fuzz target's one thread before it uses libgit2.
-        unsafe { guts_storage::limit_git_memory() }.expect("libgit2 options");
+        unsafe { guts_storage::tune_libgit2() }.expect("libgit2 options");
         // scripts/fuzz names a scratch directory (on tmpfs when there is one: every run
         // creates and removes a repository) and removes it afterwards.
         let base = std::env::var_os("GUTS_FUZZ_TMP")

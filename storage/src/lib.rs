@@ -23,23 +23,26 @@ const MWINDOW_SIZE: usize = 2 << 20;
 /// largest repository it serves. 8 MiB (from 32) took 15 MiB off the peak of a node
 /// receiving tokio's history, at no cost in speed the replication benchmark could see.
 const MWINDOW_MAPPED_LIMIT: usize = 8 << 20;
-/// libgit2's cache of parsed objects (256 MiB by default): verification reads each tree
-/// once, so a large cache only grows the node with the repository it checks.
-const OBJECT_CACHE_LIMIT: isize = 8 << 20;
 
-/// Bounds the memory libgit2 maps for pack data (see [`MWINDOW_MAPPED_LIMIT`]) and keeps
-/// in its object cache ([`OBJECT_CACHE_LIMIT`]).
+/// Sets libgit2's globals for a node: bounds the memory it maps for pack data (see
+/// [`MWINDOW_MAPPED_LIMIT`]); turns off its object cache, which only grew the node with
+/// the repository it checked (verification reads each object once: with the cache,
+/// checking a million objects spent 12 % longer evicting and peaked 12 MiB higher,
+/// tokio's history 11 MiB higher, no faster); and turns off hashing each object again
+/// on every read. Every object enters the store through git's index-pack, which hashes
+/// it; git itself does not hash again on reads either.
 ///
 /// # Safety
 ///
 /// Sets libgit2 globals without synchronization: call it before any other thread starts
 /// (first thing in `main`).
-pub unsafe fn limit_git_memory() -> Result<(), git2::Error> {
+pub unsafe fn tune_libgit2() -> Result<(), git2::Error> {
     // SAFETY: the caller guarantees no other thread is running.
     unsafe {
         git2::opts::set_mwindow_size(MWINDOW_SIZE)?;
         git2::opts::set_mwindow_mapped_limit(MWINDOW_MAPPED_LIMIT)?;
-        git2::opts::set_cache_max_size(OBJECT_CACHE_LIMIT)?;
     }
+    git2::opts::enable_caching(false);
+    git2::opts::strict_hash_verification(false);
     Ok(())
 }

@@ -17,8 +17,6 @@ use crate::StorageError;
 const MODE_TREE: i32 = 0o040000;
 const MODE_BLOB: i32 = 0o100644;
 const MODE_EXECUTABLE: i32 = 0o100755;
-/// Group-writable blobs, written by git before 2005 and still found in old histories.
-const MODE_BLOB_GROUP_WRITABLE: i32 = 0o100664;
 const MODE_SYMLINK: i32 = 0o120000;
 /// A submodule: its object lives in another repository, so it is not followed.
 const MODE_GITLINK: i32 = 0o160000;
@@ -197,17 +195,22 @@ impl<'r> TreeChecker<'r> {
     /// Reads one tree: checks its entries and that its blobs are present; returns its
     /// subtrees.
     fn read(&mut self, tree_id: Oid) -> Result<Vec<Oid>, StorageError> {
-        let tree = self
-            .repo
-            .find_tree(tree_id)
-            .map_err(|_| self.missing(tree_id))?;
+        // Straight from the object database rather than `find_tree`: libgit2's object
+        // cache stored each tree of the history only to evict it again (a fifth of the
+        // CPU of checking a million objects went to its hash table), and each tree is
+        // read once here anyway.
+        let object = self.odb.read(tree_id).map_err(|_| self.missing(tree_id))?;
+        if object.kind() != ObjectType::Tree {
+            return Err(self.bad(
+                tree_id,
+                format!("named as a tree but is a {}", object.kind().str()),
+            ));
+        }
+        let entries = parse_tree(object.data()).map_err(|why| self.bad(tree_id, why))?;
         let mut subtrees = Vec::new();
-        // Names are borrowed from the entries: an allocation per tree, not per entry
-        // (a million-object history has tens of millions of entries to check).
-        let entries: Vec<git2::TreeEntry<'_>> = tree.iter().collect();
         let mut names: HashSet<&[u8]> = HashSet::with_capacity(entries.len());
         for entry in &entries {
-            let name = entry.name_bytes();
+            let name = entry.name;
             check_entry_name(name).map_err(|why| self.bad(tree_id, why))?;
             if !names.insert(name) {
                 return Err(self.bad(
@@ -215,28 +218,27 @@ impl<'r> TreeChecker<'r> {
                     format!("duplicate entry {:?}", String::from_utf8_lossy(name)),
                 ));
             }
-            let mode = entry.filemode();
+            let mode = entry.mode;
             let is_gitmodules = is_dotgit_name(name, b"gitmodules");
             match mode {
                 MODE_GITLINK => continue,
-                MODE_TREE => subtrees.push(entry.id()),
-                MODE_BLOB | MODE_EXECUTABLE | MODE_BLOB_GROUP_WRITABLE | MODE_SYMLINK => {
+                MODE_TREE => subtrees.push(entry.id),
+                MODE_BLOB | MODE_EXECUTABLE | MODE_SYMLINK => {
                     if is_gitmodules && mode == MODE_SYMLINK {
                         return Err(self.bad(tree_id, ".gitmodules is a symbolic link"));
                     }
-                    if !self.blobs.contains(&entry.id()) {
-                        if !self.odb.exists(entry.id()) {
-                            return Err(self.missing(entry.id()));
+                    if !self.blobs.contains(&entry.id) {
+                        if !self.odb.exists(entry.id) {
+                            return Err(self.missing(entry.id));
                         }
-                        self.blobs.insert(entry.id());
+                        self.blobs.insert(entry.id);
                     }
                     if is_gitmodules {
                         let blob = self
                             .repo
-                            .find_blob(entry.id())
-                            .map_err(|_| self.missing(entry.id()))?;
-                        check_gitmodules(blob.content())
-                            .map_err(|why| self.bad(entry.id(), why))?;
+                            .find_blob(entry.id)
+                            .map_err(|_| self.missing(entry.id))?;
+                        check_gitmodules(blob.content()).map_err(|why| self.bad(entry.id, why))?;
                     }
                 }
                 other => {
@@ -245,6 +247,75 @@ impl<'r> TreeChecker<'r> {
             }
         }
         Ok(subtrees)
+    }
+}
+
+/// One entry of a tree, borrowed from the tree's bytes.
+struct TreeEntry<'a> {
+    /// The file mode, normalized as libgit2 and git read it.
+    mode: i32,
+    name: &'a [u8],
+    id: Oid,
+}
+
+/// Parses a tree's bytes (entries of `<octal mode> <name>\0<20-byte id>`), refusing what
+/// libgit2's own parser refuses. By hand because libgit2 parses trees only through its
+/// object cache (see [`TreeChecker::read`]).
+fn parse_tree(mut data: &[u8]) -> Result<Vec<TreeEntry<'_>>, String> {
+    const ID_LEN: usize = 20;
+    let mut entries = Vec::new();
+    while !data.is_empty() {
+        let space = data
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or("an entry without a space after its mode")?;
+        let (digits, rest) = data.split_at(space);
+        let mode = digits
+            .iter()
+            .try_fold(0u32, |mode, &d| match d {
+                b'0'..=b'7' if mode <= u32::from(u16::MAX) => Some(mode * 8 + u32::from(d - b'0')),
+                _ => None,
+            })
+            .filter(|m| !digits.is_empty() && *m <= u32::from(u16::MAX))
+            .ok_or_else(|| {
+                format!(
+                    "entry mode {:?} is not an octal file mode",
+                    String::from_utf8_lossy(digits)
+                )
+            })?;
+        let rest = &rest[1..];
+        let nul = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or("an entry name without its end")?;
+        let (name, rest) = rest.split_at(nul);
+        if name.is_empty() || name.len() > usize::from(u16::MAX) {
+            return Err("an entry with an empty or over-long name".into());
+        }
+        let (id, rest) = rest[1..]
+            .split_at_checked(ID_LEN)
+            .ok_or("an entry cut short in its object id")?;
+        let id = Oid::from_bytes(id).map_err(|e| e.message().to_owned())?;
+        entries.push(TreeEntry {
+            mode: normalize_mode(mode as i32),
+            name,
+            id,
+        });
+        data = rest;
+    }
+    Ok(entries)
+}
+
+/// Git's reading of a mode (libgit2's `normalize_filemode`): old histories hold modes
+/// such as 100664 or 040755, which git reads as the five it writes.
+fn normalize_mode(mode: i32) -> i32 {
+    const TYPE: i32 = 0o170000;
+    match mode & TYPE {
+        MODE_TREE => MODE_TREE,
+        _ if mode & 0o100 != 0 => MODE_EXECUTABLE,
+        MODE_GITLINK => MODE_GITLINK,
+        MODE_SYMLINK => MODE_SYMLINK,
+        _ => MODE_BLOB,
     }
 }
 
@@ -601,6 +672,57 @@ mod tests {
             offer(format!("fits{tagged}"), tagged, &|c, _| c.chain(8))
                 .unwrap_or_else(|e| panic!("a tree of 8 levels fits: {e}"));
         }
+    }
+
+    #[test]
+    fn malformed_trees_are_refused_and_odd_modes_read_as_git_reads_them() {
+        let (_dir, repos) = store();
+        let mut crafted = Crafted::new();
+        let file = crafted.blob(b"x\n");
+        let entry = |head: &[u8], id: &[u8]| [head, id].concat();
+        let cases: [(Vec<u8>, &str); 6] = [
+            (b"100644".to_vec(), "without a space"),
+            (entry(b"100644 file", b""), "without its end"),
+            (entry(b"100644 file\0", &file.as_bytes()[..12]), "cut short"),
+            (entry(b"10x644 file\0", file.as_bytes()), "octal file mode"),
+            (entry(b"2000000 file\0", file.as_bytes()), "octal file mode"),
+            (entry(b"100644 \0", file.as_bytes()), "empty"),
+        ];
+        for (i, (bytes, why)) in cases.into_iter().enumerate() {
+            let mut crafted = Crafted::new();
+            crafted.blob(b"x\n");
+            let root = crafted.write(ObjectType::Tree, &bytes);
+            refused_for(
+                accept_crafted(&repos, &mut crafted, &format!("bad{i}"), root),
+                why,
+            );
+        }
+        // A commit may not name a blob as its tree.
+        let mut crafted = Crafted::new();
+        let blob = crafted.blob(b"not a tree\n");
+        refused_for(
+            accept_crafted(&repos, &mut crafted, "blob-as-tree", blob),
+            "but is a blob",
+        );
+        // Modes git wrote long ago (group-writable, a tree with permission bits) are
+        // read as the ones git writes today, and checked as such.
+        let mut crafted = Crafted::new();
+        let ok = crafted.blob(b"ok\n");
+        let sub = crafted.chain(2);
+        let root = crafted.tree(&[(b"old.txt", 0o100664, ok), (b"dir", 0o40755, sub)]);
+        accept_crafted(&repos, &mut crafted, "odd-modes", root).expect("odd but valid modes");
+        // ...a subtree so marked still counts toward the depth limit.
+        let repos = repos.with_limits(Limits {
+            max_tree_depth: 4,
+            ..Limits::default()
+        });
+        let mut crafted = Crafted::new();
+        let deep = crafted.chain(4);
+        let root = crafted.tree(&[(b"dir", 0o40755, deep)]);
+        refused_for(
+            accept_crafted(&repos, &mut crafted, "odd-deep", root),
+            "deeper than 4",
+        );
     }
 
     #[test]
