@@ -238,6 +238,57 @@ fn become_upload_pack(path: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// The object each of `sources` names (the ref itself, e.g. an annotated tag, is what
+/// moves), `None` where it names nothing or peels to nothing. One `git cat-file` for all
+/// of them: a process per ref took a second of a first push of tokio's 470 refs.
+fn resolve(sources: &[&str]) -> anyhow::Result<Vec<Option<String>>> {
+    if sources.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut child = Command::new("git")
+        .args(["cat-file", "--batch-check=%(objectname)"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running git cat-file")?;
+    let mut stdin = child.stdin.take().context("git cat-file's input")?;
+    // Each source, then the same peeled; written from a thread so that git's answers
+    // never wait on a full pipe while this side is still writing.
+    let input: String = sources
+        .iter()
+        .map(|src| format!("{src}\n{src}^{{}}\n"))
+        .collect();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child
+        .wait_with_output()
+        .context("waiting for git cat-file")?;
+    writer
+        .join()
+        .map_err(|_| anyhow!("writing to git cat-file panicked"))?
+        .context("writing to git cat-file")?;
+    if !out.status.success() {
+        bail!("git cat-file failed ({})", out.status);
+    }
+    // An answer is the object's name, or the input followed by "missing"/"ambiguous".
+    let is_name =
+        |line: &str| matches!(line.len(), 40 | 64) && line.bytes().all(|b| b.is_ascii_hexdigit());
+    let answers: Vec<&str> = std::str::from_utf8(&out.stdout)
+        .context("git cat-file's answer is not text")?
+        .lines()
+        .collect();
+    if answers.len() != sources.len() * 2 {
+        bail!(
+            "git cat-file answered {} lines for {} names",
+            answers.len(),
+            sources.len() * 2
+        );
+    }
+    Ok(answers
+        .chunks(2)
+        .map(|pair| (is_name(pair[0]) && is_name(pair[1])).then(|| pair[0].to_owned()))
+        .collect())
+}
+
 /// Runs a push: objects into a push area, then the node decides each ref. Returns the
 /// helper-protocol status lines (`ok <ref>` / `error <ref> <why>`).
 fn push(client: &Client, id: &RepositoryId, specs: &[String]) -> anyhow::Result<Vec<String>> {
@@ -246,8 +297,7 @@ fn push(client: &Client, id: &RepositoryId, specs: &[String]) -> anyhow::Result<
         &serde_json::json!({}),
     )?;
     let area_dir = client.local_path(&area.path)?;
-    let mut updates = Vec::new();
-    let mut to_send = Vec::new();
+    let mut parsed = Vec::new();
     for spec in specs {
         let (force, spec) = match spec.strip_prefix('+') {
             Some(s) => (true, s),
@@ -256,22 +306,24 @@ fn push(client: &Client, id: &RepositoryId, specs: &[String]) -> anyhow::Result<
         let (src, dst) = spec
             .split_once(':')
             .ok_or_else(|| anyhow!("unexpected refspec from git: {spec:?}"))?;
+        parsed.push((force, src, dst));
+    }
+    let sources: Vec<&str> = parsed
+        .iter()
+        .map(|(_, src, _)| *src)
+        .filter(|src| !src.is_empty())
+        .collect();
+    let mut resolved = resolve(&sources)?.into_iter();
+    let mut updates = Vec::new();
+    let mut to_send = Vec::new();
+    for (force, src, dst) in parsed {
         let new = if src.is_empty() {
             None
         } else {
-            let out = Command::new("git")
-                .args(["rev-parse", "--verify", "--quiet", &format!("{src}^{{}}")])
-                .output()
-                .context("running git rev-parse")?;
-            // `^{}` peels; the ref itself (e.g. an annotated tag) is what moves.
-            let raw = Command::new("git")
-                .args(["rev-parse", "--verify", "--quiet", src])
-                .output()
-                .context("running git rev-parse")?;
-            if !out.status.success() || !raw.status.success() {
-                bail!("{src} is not a ref or object in this repository");
-            }
-            let sha = String::from_utf8_lossy(&raw.stdout).trim().to_owned();
+            let sha = resolved
+                .next()
+                .flatten()
+                .ok_or_else(|| anyhow!("{src} is not a ref or object in this repository"))?;
             to_send.push(format!("{sha}:{dst}"));
             Some(sha)
         };
