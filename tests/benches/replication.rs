@@ -13,7 +13,9 @@
 //! Run: `scripts/bench replication`. The repository is synthetic (thousands of commits,
 //! source edits that delta well, binary assets) unless `GUTS_BENCH_REPO` names a local
 //! git repository. `GUTS_BENCH_RUNS` (default 3) repeats the timed parts;
-//! `GUTS_BENCH_COMMITS` (default 3000) sizes the synthetic history.
+//! `GUTS_BENCH_COMMITS` (default 3000) sizes the synthetic history;
+//! `GUTS_BENCH_OBJECTS=1000000` instead generates a wide history of that many objects
+//! (five per commit, see [`Wide`]), the scale a large git server sees.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use guts_node::api::types::{RepoSummary, StatusReport};
 use guts_protocol::RepositoryId;
 use guts_tests::cluster::TestNode;
-use guts_tests::git::{Synthetic, WorkRepo, disk_size};
+use guts_tests::git::{Synthetic, Wide, WorkRepo, disk_size};
 use guts_tests::process::{GutsNode, NodeSpec};
 use guts_tests::procfs;
 use guts_tests::{eventually, eventually_async};
@@ -205,8 +207,19 @@ fn main() {
 
     // The repository: a local one, or a synthetic one.
     let synthetic;
+    let objects = env_or("GUTS_BENCH_OBJECTS", 0);
     let (source, label): (PathBuf, String) = match std::env::var_os("GUTS_BENCH_REPO") {
         Some(p) => (PathBuf::from(&p), format!("{}", PathBuf::from(p).display())),
+        None if objects > 0 => {
+            eprintln!("generating a wide repository of {objects} objects...");
+            let path = tmp.path().join("wide.git");
+            let made = Wide {
+                commits: objects.div_ceil(5),
+                seed: 7,
+            }
+            .build(&path);
+            (path, format!("generated: {made} objects in a wide history"))
+        }
         None => {
             let commits = env_or("GUTS_BENCH_COMMITS", 3000);
             eprintln!("generating a synthetic repository of {commits} commits...");

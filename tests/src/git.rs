@@ -371,6 +371,13 @@ impl Wide {
             .status()
             .expect("run git init");
         assert!(init.success(), "git init --bare {}", path.display());
+        // HEAD names the branch the history is on, so a clone checks it out.
+        let head = Command::new("git")
+            .args(["symbolic-ref", "HEAD", "refs/heads/main"])
+            .env("GIT_DIR", path)
+            .status()
+            .expect("run git symbolic-ref");
+        assert!(head.success(), "git symbolic-ref in {}", path.display());
         let mut child = Command::new("git")
             .args(["fast-import", "--quiet", "--done"])
             .env("GIT_DIR", path)
