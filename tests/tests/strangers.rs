@@ -312,10 +312,19 @@ async fn requesters_that_never_read_give_their_slots_back() {
         matches!(outcome, SyncOutcome::Updated { .. }),
         "{outcome:?}"
     );
-    assert!(
-        penalties(&owner, "too_slow").await >= 2,
-        "each unread transfer costs the stranger"
-    );
+    // Both stalls end at about the same moment, but the honest fetch can take the first
+    // slot given back before the second penalty is counted.
+    eventually_async(
+        Duration::from_secs(10),
+        "each unread transfer costs the stranger",
+        || async {
+            match penalties(&owner, "too_slow").await {
+                n if n >= 2 => Ok(()),
+                n => Err(format!("{n} too_slow penalties")),
+            }
+        },
+    )
+    .await;
     drop(unread);
     owner.shutdown().await;
     honest.shutdown().await;
