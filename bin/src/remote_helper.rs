@@ -12,8 +12,9 @@
 //!   the `fetch` route instead, which hands git the node's verified packs as they are
 //!   ([`handoff`]).
 //! - push: the `push` capability (so each ref's outcome is reported as the node decides
-//!   it). The objects go with `git push` into a push area the node created (it borrows
-//!   the repository's objects, so only new ones travel); then the node checks each update
+//!   it). The objects go as one thin pack (git's pack-objects into git's index-pack)
+//!   into a push area the node created (it borrows the repository's objects, so only
+//!   new ones travel); then the node checks each update
 //!   (owner only, fast-forward unless forced, deletes allowed), signs the next snapshot
 //!   and announces it.
 
@@ -238,6 +239,68 @@ fn become_upload_pack(path: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Sends the objects of `tips` that `held` (tips the node holds) does not reach into
+/// the push area, as one pack: git's pack-objects, thin, into git's index-pack, which
+/// hashes every object and completes the pack from the node's objects (the area borrows
+/// them). Not `git push`: its receive-pack also walks all the new history to check it is
+/// connected, which the node does again, completely, before it signs anything.
+fn send_objects(area: &Path, tips: &[String], held: &[String]) -> anyhow::Result<()> {
+    let mut packer = Command::new("git")
+        .args([
+            "pack-objects",
+            "--revs",
+            "--thin",
+            "--stdout",
+            "--delta-base-offset",
+            "-q",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running git pack-objects")?;
+    let mut input = packer.stdin.take().context("git pack-objects' input")?;
+    let pack = packer.stdout.take().context("git pack-objects' output")?;
+    let revs: String = tips
+        .iter()
+        .map(|t| format!("{t}\n"))
+        .chain(held.iter().map(|h| format!("^{h}\n")))
+        .collect();
+    let writer = std::thread::spawn(move || input.write_all(revs.as_bytes()));
+    let mut indexer = Command::new("git");
+    // The area is its own repository: nothing of the pushing one's may leak in.
+    for var in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_COMMON_DIR",
+        "GIT_SHALLOW_FILE",
+        "GIT_GRAFT_FILE",
+    ] {
+        indexer.env_remove(var);
+    }
+    let indexed = indexer
+        .args(["index-pack", "--stdin", "--fix-thin"])
+        .env("GIT_DIR", area)
+        .stdin(Stdio::from(pack))
+        .stdout(Stdio::null())
+        .status()
+        .context("running git index-pack into the node's push area")?;
+    let wrote = writer
+        .join()
+        .map_err(|_| anyhow!("writing to git pack-objects panicked"))?;
+    let packed = packer.wait().context("waiting for git pack-objects")?;
+    if !packed.success() {
+        bail!("packing the objects to push failed ({packed})");
+    }
+    wrote.context("writing to git pack-objects")?;
+    if !indexed.success() {
+        bail!("sending objects to the node failed ({indexed})");
+    }
+    Ok(())
+}
+
 /// The object each of `sources` names (the ref itself, e.g. an annotated tag, is what
 /// moves), `None` where it names nothing or peels to nothing. One `git cat-file` for all
 /// of them: a process per ref took a second of a first push of tokio's 470 refs.
@@ -324,7 +387,7 @@ fn push(client: &Client, id: &RepositoryId, specs: &[String]) -> anyhow::Result<
                 .next()
                 .flatten()
                 .ok_or_else(|| anyhow!("{src} is not a ref or object in this repository"))?;
-            to_send.push(format!("{sha}:{dst}"));
+            to_send.push(sha.clone());
             Some(sha)
         };
         updates.push(PushUpdate {
@@ -334,18 +397,12 @@ fn push(client: &Client, id: &RepositoryId, specs: &[String]) -> anyhow::Result<
         });
     }
     if !to_send.is_empty() {
-        // The objects travel with git itself; the area has no refs of its own, so every
-        // ref is new there. Its output goes to stderr: stdout is git's protocol channel.
-        let status = Command::new("git")
-            .args(["push", "--quiet", "--force", "--no-verify"])
-            .arg(&area_dir)
-            .args(&to_send)
-            .stdout(Stdio::from(io::stderr()))
-            .status()
-            .context("running git push into the node's push area")?;
-        if !status.success() {
-            bail!("sending objects to the node failed ({status})");
-        }
+        // What the node's refs hold is not sent again; refs this repository lacks
+        // cannot be named to git, so they are left out.
+        let detail = repository(client, id)?;
+        let targets: Vec<&str> = detail.refs.values().map(String::as_str).collect();
+        let held: Vec<String> = resolve(&targets)?.into_iter().flatten().collect();
+        send_objects(&area_dir, &to_send, &held)?;
     }
     let response: PushResponse = client.post(
         &format!("/api/v1/repos/{id}/push"),

@@ -332,9 +332,9 @@ impl Repositories {
             });
         }
         let name = previous.signed.header.name.clone();
-        // git receive-pack indexed what it kept as a pack (every object hashed, thin
-        // packs completed): checked in place, not packed and indexed again. Loose
-        // objects (a small push) go the packing way.
+        // git's index-pack indexed the pushed pack (every object hashed, thin packs
+        // completed): checked in place, not packed and indexed again. Loose objects
+        // (put there by anything else that writes into the area) go the packing way.
         let objects = staging.join("objects");
         let indexed = packs_only(&objects).then_some(objects.as_path());
         let snapshot = self.publish(src, indexed, key, name, refs, head, Some(&previous))?;

@@ -197,7 +197,7 @@ enum Objects<'a> {
     /// A pack streamed in chunks, to be scanned and indexed.
     Stream(&'a mut dyn Iterator<Item = io::Result<Vec<u8>>>),
     /// Packs with their indexes in this objects directory's `pack/`, written by git's
-    /// index-pack (as `git receive-pack` runs it for a push).
+    /// index-pack (as `git-remote-guts` runs it for a push).
     Indexed(&'a Path),
 }
 
