@@ -305,22 +305,40 @@ fn send_objects(area: &Path, tips: &[String], held: &[String]) -> anyhow::Result
 /// moves), `None` where it names nothing or peels to nothing. One `git cat-file` for all
 /// of them: a process per ref took a second of a first push of tokio's 470 refs.
 fn resolve(sources: &[&str]) -> anyhow::Result<Vec<Option<String>>> {
-    if sources.is_empty() {
+    let names: Vec<String> = sources
+        .iter()
+        .flat_map(|src| [src.to_string(), format!("{src}^{{}}")])
+        .collect();
+    Ok(batch_check(None, &names)?
+        .chunks(2)
+        .map(|pair| match pair {
+            [Some(raw), Some(_peeled)] => Some(raw.clone()),
+            _ => None,
+        })
+        .collect())
+}
+
+/// What `git cat-file --batch-check` says of each of `names` in the repository at
+/// `git_dir` (the one git runs this helper for when `None`): the object's full name, or
+/// `None` where the name is missing or ambiguous.
+fn batch_check(git_dir: Option<&Path>, names: &[String]) -> anyhow::Result<Vec<Option<String>>> {
+    if names.is_empty() {
         return Ok(Vec::new());
     }
-    let mut child = Command::new("git")
+    let mut command = Command::new("git");
+    if let Some(dir) = git_dir {
+        command.env("GIT_DIR", dir);
+    }
+    let mut child = command
         .args(["cat-file", "--batch-check=%(objectname)"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .context("running git cat-file")?;
     let mut stdin = child.stdin.take().context("git cat-file's input")?;
-    // Each source, then the same peeled; written from a thread so that git's answers
-    // never wait on a full pipe while this side is still writing.
-    let input: String = sources
-        .iter()
-        .map(|src| format!("{src}\n{src}^{{}}\n"))
-        .collect();
+    let input: String = names.iter().map(|n| format!("{n}\n")).collect();
+    // git answers line by line, so writing on another thread keeps both pipes moving.
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let out = child
         .wait_with_output()
@@ -333,22 +351,22 @@ fn resolve(sources: &[&str]) -> anyhow::Result<Vec<Option<String>>> {
         bail!("git cat-file failed ({})", out.status);
     }
     // An answer is the object's name, or the input followed by "missing"/"ambiguous".
-    let is_name =
-        |line: &str| matches!(line.len(), 40 | 64) && line.bytes().all(|b| b.is_ascii_hexdigit());
     let answers: Vec<&str> = std::str::from_utf8(&out.stdout)
         .context("git cat-file's answer is not text")?
         .lines()
         .collect();
-    if answers.len() != sources.len() * 2 {
+    if answers.len() != names.len() {
         bail!(
             "git cat-file answered {} lines for {} names",
             answers.len(),
-            sources.len() * 2
+            names.len()
         );
     }
+    let is_name =
+        |line: &str| matches!(line.len(), 40 | 64) && line.bytes().all(|b| b.is_ascii_hexdigit());
     Ok(answers
-        .chunks(2)
-        .map(|pair| (is_name(pair[0]) && is_name(pair[1])).then(|| pair[0].to_owned()))
+        .into_iter()
+        .map(|line| is_name(line).then(|| line.to_owned()))
         .collect())
 }
 

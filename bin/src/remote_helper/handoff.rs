@@ -8,7 +8,7 @@
 //! second transfer, no second indexing, no connectivity walk.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -125,24 +125,9 @@ fn copy(src: &Path, dst: &Path, optional: bool) -> io::Result<()> {
 
 /// Whether every object of `wants` is in the repository at `git_dir`.
 fn all_present(git_dir: &Path, wants: &[String]) -> anyhow::Result<bool> {
-    let mut child = Command::new("git")
-        .args(["cat-file", "--batch-check=%(objectname)"])
-        .env("GIT_DIR", git_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("running git cat-file")?;
-    let mut stdin = child.stdin.take().context("no stdin for git cat-file")?;
-    let input: String = wants.iter().map(|w| format!("{w}\n")).collect();
-    // git answers line by line, so writing on another thread keeps both pipes moving.
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().context("running git cat-file")?;
-    writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("writing to git cat-file"))?
-        .context("writing to git cat-file")?;
-    Ok(out.status.success() && !String::from_utf8_lossy(&out.stdout).contains(" missing"))
+    Ok(super::batch_check(Some(git_dir), wants)?
+        .iter()
+        .all(Option::is_some))
 }
 
 /// Fetches `refs` from the node's store at `store` into `GIT_DIR` through git's own
