@@ -102,9 +102,27 @@ fn main() -> ExitCode {
             }
         }
     }
+    // A child the node starts to check a long history (see guts_storage::check_workers).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == guts_storage::CHECK_WORKER_ARG)
+    {
+        let status = guts_storage::check_worker_main(&args[2..]);
+        return ExitCode::from(u8::try_from(status).unwrap_or(1));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Node(args) => return node_cmd::run(*args),
+        Command::Node(args) => {
+            // On Linux the running image itself, even if an upgrade replaced the file.
+            let program = Some(std::path::PathBuf::from("/proc/self/exe"))
+                .filter(|p| p.exists())
+                .or_else(|| std::env::current_exe().ok());
+            if let Some(program) = program {
+                guts_storage::use_check_workers(program);
+            }
+            return node_cmd::run(*args);
+        }
         Command::Status { api, json } => client::status(&api, json),
         Command::Health { api } => client::health(&api),
         Command::Peers { api, json } => client::peers(&api, json),

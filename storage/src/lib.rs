@@ -14,7 +14,10 @@ pub mod failpoints;
 pub use data_dir::DataDir;
 pub use error::StorageError;
 pub use identity::{IDENTITY_FILE, Identity};
-pub use repos::{Imported, Limits, PackStats, Pushed, Recovered, RefUpdate, Repositories};
+pub use repos::{
+    CHECK_WORKER_ARG, Imported, Limits, PackStats, Pushed, Recovered, RefUpdate, Repositories,
+    check_worker_main, use_check_workers,
+};
 
 /// Pack data libgit2 maps at once: windows of this size...
 const MWINDOW_SIZE: usize = 2 << 20;

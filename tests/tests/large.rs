@@ -78,3 +78,83 @@ fn a_repository_of_120_mb_replicates_with_bounded_memory() {
         "owner peak RSS {a_peak} for a {size}-byte repository"
     );
 }
+
+/// Writes a linear history of `commits` commits into a new bare repository at `path`,
+/// each changing one of 500 files; with `poison`, the first commit also holds a file at
+/// `d/.GIT/config` (a tree entry git refuses to check out), which the second removes.
+fn long_history(path: &std::path::Path, commits: usize, poison: bool) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let init = Command::new("git")
+        .args(["init", "--quiet", "--bare"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(init.success());
+    let mut child = Command::new("git")
+        .args(["fast-import", "--quiet", "--done"])
+        .env("GIT_DIR", path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = std::io::BufWriter::new(child.stdin.take().unwrap());
+    for n in 1..=commits {
+        write!(
+            input,
+            "commit refs/heads/main\nmark :{n}\ncommitter T <t@example.com> {n} +0000\ndata 0\n"
+        )
+        .unwrap();
+        if n > 1 {
+            writeln!(input, "from :{}", n - 1).unwrap();
+        }
+        writeln!(input, "M 100644 inline f/{}.txt\ndata 8\n{n:07}\n", n % 500).unwrap();
+        match (poison, n) {
+            (true, 1) => writeln!(input, "M 100644 inline d/.GIT/config\ndata 2\nx\n").unwrap(),
+            (true, 2) => writeln!(input, "D d\n").unwrap(),
+            _ => {}
+        }
+    }
+    writeln!(input, "done").unwrap();
+    drop(input);
+    assert!(child.wait().unwrap().success(), "git fast-import");
+}
+
+#[test]
+fn a_long_history_is_checked_to_its_first_commit_in_child_processes() {
+    // Past the length from which the node checks a history in child processes (4096
+    // commits a process), with the one bad tree in the first commit: the last process's
+    // run.
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good.git");
+    let bad = tmp.path().join("bad.git");
+    long_history(&good, 10_000, false);
+    long_history(&bad, 10_000, true);
+    let node = NodeSpec::loopback(&tmp.path().join("node"))
+        .log_filter("info,guts_storage=debug")
+        .spawn();
+
+    let out = node.client(["repo", "import", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a history with .GIT was taken");
+    assert!(
+        stderr.contains(".GIT") && stderr.contains("git's own directory"),
+        "{stderr}"
+    );
+    assert!(
+        node.log_text()
+            .contains("history checked in child processes"),
+        "the check ran in the node itself:\n{}",
+        node.log_text()
+    );
+
+    let out = node.client(["repo", "import", good.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.log_text()
+    );
+    let repos: Vec<RepoSummary> = node.client_json("repo list").unwrap();
+    assert_eq!(repos.len(), 1, "{repos:?}");
+    assert_eq!(refs(std::path::Path::new(&repos[0].path)), refs(&good));
+}

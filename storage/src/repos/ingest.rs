@@ -140,7 +140,13 @@ impl Repositories {
         let known: Vec<Oid> = previous
             .map(|p| p.refs.values().map(oid).collect())
             .unwrap_or_default();
-        check_snapshot(&repo, snapshot, &known, &self.limits)?;
+        check_snapshot(
+            &repo,
+            quarantine.as_ref().map(Quarantine::dir),
+            snapshot,
+            &known,
+            &self.limits,
+        )?;
         let verified = started.elapsed();
 
         if let Some(q) = quarantine {

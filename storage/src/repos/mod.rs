@@ -10,6 +10,7 @@
 //! [`Repositories::recover`] has run: unreferenced objects at worst, which git tolerates.
 
 mod author;
+mod check_workers;
 mod following;
 mod ingest;
 mod packer;
@@ -32,6 +33,8 @@ use guts_protocol::wire::{self, MAX_RESPONSE_SIZE};
 use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
 
 use crate::StorageError;
+
+pub use check_workers::{CHECK_WORKER_ARG, check_worker_main, use_check_workers};
 
 /// File (inside the bare repository) holding the latest verified snapshot.
 const SIGNED_REFS_FILE: &str = "guts-signed-refs";

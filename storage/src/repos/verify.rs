@@ -5,12 +5,13 @@
 //! Everything here iterates: a tree nesting 30,000 levels deep must cost a refusal, not
 //! the stack of the thread that reads it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::path::Path;
 
 use git2::{ObjectType, Oid, Repository};
 use guts_protocol::{RepositoryId, SignedRefs};
 
-use super::{Limits, git, object_id, oid};
+use super::{Limits, check_workers, git, object_id, oid};
 use crate::StorageError;
 
 /// Git file modes of tree entries.
@@ -21,17 +22,35 @@ const MODE_SYMLINK: i32 = 0o120000;
 /// A submodule: its object lives in another repository, so it is not followed.
 const MODE_GITLINK: i32 = 0o160000;
 
+/// An object id as a map key. Not git2's `Oid`: it compares through an FFI call, and
+/// with std's SipHash the maps took a sixth of the check's CPU at a million objects.
+type Key = [u8; 20];
+
+/// A map keyed by object ids. foldhash with a random seed: fast, and ids a peer chose
+/// (it can grind their low bits) still spread over the table.
+type IdMap<V> = HashMap<Key, V, foldhash::quality::RandomState>;
+
+fn key(id: Oid) -> Key {
+    let mut key = [0; 20];
+    key.copy_from_slice(id.as_bytes());
+    key
+}
+
 /// Checks that every ref target of `snapshot` is present and fully connected: for
 /// commits, all history not reachable from `known` (tips already verified) with every
 /// tree and blob; for tags, what they point at. Each new tree is checked against
-/// `limits` and git's rules for entries.
+/// `limits` and git's rules for entries. `quarantine` is an objects directory `repo`
+/// reads as an alternate (the received packs), which processes that open `repo` again
+/// must add too.
 pub(super) fn check_snapshot(
     repo: &Repository,
+    quarantine: Option<&Path>,
     snapshot: &SignedRefs,
     known: &[Oid],
     limits: &Limits,
 ) -> Result<(), StorageError> {
-    let mut trees = TreeChecker::new(repo, snapshot.repository(), limits)?;
+    let id = snapshot.repository();
+    let mut trees = TreeChecker::new(repo, id, limits)?;
     let mut walk = repo.revwalk().map_err(git("starting a walk"))?;
     let mut pushed = false;
     for target in snapshot.refs.values() {
@@ -67,13 +86,34 @@ pub(super) fn check_snapshot(
     if !pushed {
         return Ok(());
     }
-    for commit_id in walk {
-        // A walk error means a parent is missing.
-        let commit_id = commit_id.map_err(|e| StorageError::Incomplete {
-            repository: snapshot.repository(),
-            reason: e.message().to_owned(),
-        })?;
-        let commit = repo
+    // The walk reads every new commit and fails on a missing parent; the commits' trees
+    // are checked after it, in child processes when there are many.
+    let commits = walk
+        .by_ref()
+        .map(|commit| {
+            commit.map_err(|e| StorageError::Incomplete {
+                repository: id,
+                reason: e.message().to_owned(),
+            })
+        })
+        .collect::<Result<Vec<Oid>, _>>()?;
+    drop(walk);
+    if let Some(outcome) =
+        check_workers::check_in_workers(repo.path(), quarantine, id, &commits, limits)
+    {
+        return outcome;
+    }
+    check_commits(&mut trees, &commits)
+}
+
+/// Checks each of `commits`: its parents present, its tree by `trees`' rules.
+pub(super) fn check_commits(
+    trees: &mut TreeChecker<'_>,
+    commits: &[Oid],
+) -> Result<(), StorageError> {
+    for &commit_id in commits {
+        let commit = trees
+            .repo
             .find_commit(commit_id)
             .map_err(|_| trees.missing(commit_id))?;
         for parent in commit.parent_ids() {
@@ -87,7 +127,7 @@ pub(super) fn check_snapshot(
 }
 
 /// Walks trees once each, remembering how many levels each one spans.
-struct TreeChecker<'r> {
+pub(super) struct TreeChecker<'r> {
     repo: &'r Repository,
     odb: git2::Odb<'r>,
     repository: RepositoryId,
@@ -95,13 +135,15 @@ struct TreeChecker<'r> {
     /// Trees checked, with their height (a tree with no subtrees has height 1). A u32
     /// rather than a usize: at a million objects this map is the check's largest
     /// allocation (600,000 trees), and no tree nests four billion levels.
-    heights: HashMap<Oid, u32>,
+    heights: IdMap<u32>,
     /// Blobs found present: most entries of a new tree name blobs an earlier tree had.
-    blobs: HashSet<Oid>,
+    blobs: IdMap<()>,
+    /// A tree's entry names, sorted to find duplicates (kept to reuse its allocation).
+    names: Vec<(usize, usize)>,
 }
 
 impl<'r> TreeChecker<'r> {
-    fn new(
+    pub(super) fn new(
         repo: &'r Repository,
         repository: RepositoryId,
         limits: &Limits,
@@ -111,8 +153,9 @@ impl<'r> TreeChecker<'r> {
             odb: repo.odb().map_err(git("opening the object database"))?,
             repository,
             max_depth: limits.max_tree_depth,
-            heights: HashMap::new(),
-            blobs: HashSet::new(),
+            heights: IdMap::default(),
+            blobs: IdMap::default(),
+            names: Vec::new(),
         })
     }
 
@@ -131,9 +174,9 @@ impl<'r> TreeChecker<'r> {
         }
     }
 
-    fn too_deep(&self, object: Oid) -> StorageError {
+    fn too_deep(&self, object: Key) -> StorageError {
         self.bad(
-            object,
+            oid_of(&object),
             format!(
                 "trees nest deeper than {} levels (max_tree_depth)",
                 self.max_depth
@@ -142,7 +185,7 @@ impl<'r> TreeChecker<'r> {
     }
 
     /// The height of a tree already checked.
-    fn height(&self, tree: &Oid) -> Option<usize> {
+    fn height(&self, tree: &Key) -> Option<usize> {
         self.heights.get(tree).map(|&h| h as usize)
     }
 
@@ -150,6 +193,7 @@ impl<'r> TreeChecker<'r> {
     /// (level 1); heights are kept per tree, so a subtree reached through two paths is
     /// read once but still counted at its deepest.
     fn check(&mut self, root: Oid) -> Result<(), StorageError> {
+        let root = key(root);
         if let Some(height) = self.height(&root) {
             return if height > self.max_depth {
                 Err(self.too_deep(root))
@@ -158,7 +202,7 @@ impl<'r> TreeChecker<'r> {
             };
         }
         // (tree, depth of the tree, its subtrees once read)
-        let mut stack: Vec<(Oid, usize, Option<Vec<Oid>>)> = vec![(root, 1, None)];
+        let mut stack: Vec<(Key, usize, Option<Vec<Key>>)> = vec![(root, 1, None)];
         while let Some((tree_id, depth, subtrees)) = stack.pop() {
             match subtrees {
                 None => {
@@ -172,7 +216,7 @@ impl<'r> TreeChecker<'r> {
                         continue;
                     }
                     let subtrees = self.read(tree_id)?;
-                    let unseen: Vec<Oid> = subtrees
+                    let unseen: Vec<Key> = subtrees
                         .iter()
                         .copied()
                         .filter(|t| !self.heights.contains_key(t))
@@ -201,7 +245,8 @@ impl<'r> TreeChecker<'r> {
 
     /// Reads one tree: checks its entries and that its blobs are present; returns its
     /// subtrees.
-    fn read(&mut self, tree_id: Oid) -> Result<Vec<Oid>, StorageError> {
+    fn read(&mut self, tree: Key) -> Result<Vec<Key>, StorageError> {
+        let tree_id = oid_of(&tree);
         // Straight from the object database rather than `find_tree`: libgit2's object
         // cache stored each tree of the history only to evict it again (a fifth of the
         // CPU of checking a million objects went to its hash table), and each tree is
@@ -213,18 +258,34 @@ impl<'r> TreeChecker<'r> {
                 format!("named as a tree but is a {}", object.kind().str()),
             ));
         }
-        let entries = parse_tree(object.data()).map_err(|why| self.bad(tree_id, why))?;
+        let data = object.data();
+        let entries = parse_tree(data).map_err(|why| self.bad(tree_id, why))?;
+        // Duplicates by sorting the names (as offsets into the tree's bytes): a tree's
+        // entries are few, and git's order can set equal names apart (a file `a` and a
+        // directory `a` sort as `a` and `a/`).
+        self.names.clear();
+        self.names.extend(
+            entries
+                .iter()
+                .map(|e| (e.name_at, e.name_at + e.name.len())),
+        );
+        self.names
+            .sort_unstable_by(|a, b| data[a.0..a.1].cmp(&data[b.0..b.1]));
+        if let Some(pair) = self
+            .names
+            .windows(2)
+            .find(|pair| data[pair[0].0..pair[0].1] == data[pair[1].0..pair[1].1])
+        {
+            let name = &data[pair[0].0..pair[0].1];
+            return Err(self.bad(
+                tree_id,
+                format!("duplicate entry {:?}", String::from_utf8_lossy(name)),
+            ));
+        }
         let mut subtrees = Vec::new();
-        let mut names: HashSet<&[u8]> = HashSet::with_capacity(entries.len());
         for entry in &entries {
             let name = entry.name;
             check_entry_name(name).map_err(|why| self.bad(tree_id, why))?;
-            if !names.insert(name) {
-                return Err(self.bad(
-                    tree_id,
-                    format!("duplicate entry {:?}", String::from_utf8_lossy(name)),
-                ));
-            }
             let mode = entry.mode;
             let is_gitmodules = is_dotgit_name(name, b"gitmodules");
             match mode {
@@ -234,18 +295,19 @@ impl<'r> TreeChecker<'r> {
                     if is_gitmodules && mode == MODE_SYMLINK {
                         return Err(self.bad(tree_id, ".gitmodules is a symbolic link"));
                     }
-                    if !self.blobs.contains(&entry.id) {
-                        if !self.odb.exists(entry.id) {
-                            return Err(self.missing(entry.id));
+                    if !self.blobs.contains_key(&entry.id) {
+                        if !self.odb.exists(oid_of(&entry.id)) {
+                            return Err(self.missing(oid_of(&entry.id)));
                         }
-                        self.blobs.insert(entry.id);
+                        self.blobs.insert(entry.id, ());
                     }
                     if is_gitmodules {
+                        let blob_id = oid_of(&entry.id);
                         let blob = self
                             .repo
-                            .find_blob(entry.id)
-                            .map_err(|_| self.missing(entry.id))?;
-                        check_gitmodules(blob.content()).map_err(|why| self.bad(entry.id, why))?;
+                            .find_blob(blob_id)
+                            .map_err(|_| self.missing(blob_id))?;
+                        check_gitmodules(blob.content()).map_err(|why| self.bad(blob_id, why))?;
                     }
                 }
                 other => {
@@ -257,20 +319,28 @@ impl<'r> TreeChecker<'r> {
     }
 }
 
+/// The `Oid` of a key (always 20 bytes, so never an error).
+fn oid_of(key: &Key) -> Oid {
+    Oid::from_bytes(key).unwrap_or(Oid::ZERO_SHA1)
+}
+
 /// One entry of a tree, borrowed from the tree's bytes.
 struct TreeEntry<'a> {
     /// The file mode, normalized as libgit2 and git read it.
     mode: i32,
     name: &'a [u8],
-    id: Oid,
+    /// Where `name` starts in the tree's bytes.
+    name_at: usize,
+    id: Key,
 }
 
 /// Parses a tree's bytes (entries of `<octal mode> <name>\0<20-byte id>`), refusing what
 /// libgit2's own parser refuses. By hand because libgit2 parses trees only through its
 /// object cache (see [`TreeChecker::read`]).
-fn parse_tree(mut data: &[u8]) -> Result<Vec<TreeEntry<'_>>, String> {
+fn parse_tree(tree: &[u8]) -> Result<Vec<TreeEntry<'_>>, String> {
     const ID_LEN: usize = 20;
     let mut entries = Vec::new();
+    let mut data = tree;
     while !data.is_empty() {
         let space = data
             .iter()
@@ -301,11 +371,13 @@ fn parse_tree(mut data: &[u8]) -> Result<Vec<TreeEntry<'_>>, String> {
         let (id, rest) = rest[1..]
             .split_at_checked(ID_LEN)
             .ok_or("an entry cut short in its object id")?;
-        let id = Oid::from_bytes(id).map_err(|e| e.message().to_owned())?;
+        let mut key = [0; ID_LEN];
+        key.copy_from_slice(id);
         entries.push(TreeEntry {
             mode: normalize_mode(i32::from(mode)),
             name,
-            id,
+            name_at: tree.len() - data.len() + space + 1,
+            id: key,
         });
         data = rest;
     }
