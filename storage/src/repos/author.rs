@@ -181,7 +181,7 @@ impl Repositories {
             let known: Vec<git2::Oid> = previous
                 .map(|p| p.refs.values().map(oid).collect())
                 .unwrap_or_default();
-            check_snapshot(&src, None, &snapshot, &known, &self.limits)?;
+            check_snapshot(&src, None, &snapshot, &known, 0, &self.limits)?;
             return Err(e);
         }
         accepted?;

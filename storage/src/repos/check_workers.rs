@@ -4,9 +4,10 @@
 //! (two threads checked a million objects slower than one), and processes share no
 //! locks. Each child takes one contiguous run of the walk, so consecutive commits, which
 //! share most of their trees, meet the same checker; the memory a check grows with (the
-//! height of every tree it read) goes with the child. The protocol is a few lines: the
-//! commits in hex on the child's stdin, nothing on its stdout if they pass, else one
-//! verdict line.
+//! height of every tree it read) goes with the child. A large pack's history is walked
+//! in a child too, for the same reason. The protocol is a few lines: the commits in hex
+//! on the child's stdin, nothing on its stdout if they pass, else one verdict line; a
+//! walker takes `tip <id>` and `hide <id>` lines and prints the commits it walked.
 
 use std::ffi::OsString;
 use std::io::{BufRead, Read, Write};
@@ -18,7 +19,7 @@ use std::sync::OnceLock;
 use git2::{Oid, Repository};
 use guts_protocol::RepositoryId;
 
-use super::verify::{TreeChecker, check_commits};
+use super::verify::{TreeChecker, check_commits, walk};
 use super::{Limits, git, object_id};
 use crate::StorageError;
 
@@ -29,6 +30,10 @@ pub const CHECK_WORKER_ARG: &str = "internal-check-history";
 /// New commits each child takes at least: below this a history is checked in the
 /// node's own process (starting a child and reading the first full tree cost more).
 const COMMITS_PER_WORKER: usize = 4096;
+/// Objects a pack brings from which its history is walked in a child: the walk reads
+/// the pack's index all over (28 MB at a million objects) and libgit2's walk state grows
+/// with the commits, memory the node would keep as its peak.
+const WALK_IN_WORKER_OBJECTS: usize = 4096;
 /// Children that check one history, at most.
 const MAX_WORKERS: usize = 4;
 
@@ -40,6 +45,106 @@ static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
 /// tests of this crate, say) every check runs in the calling thread.
 pub fn use_check_workers(program: PathBuf) {
     let _ = PROGRAM.set(program);
+}
+
+/// Starts a checker (`walk`: a walker) for the repository at `repo`.
+fn spawn(
+    program: &Path,
+    repo: &Path,
+    quarantine: Option<&Path>,
+    id: RepositoryId,
+    limits: &Limits,
+    walk: bool,
+) -> std::io::Result<Child> {
+    let mut command = Command::new(program);
+    command
+        .arg(CHECK_WORKER_ARG)
+        .arg(repo)
+        .arg(quarantine.map_or_else(|| OsString::from("-"), |q| q.as_os_str().to_owned()))
+        .arg(id.to_string())
+        .arg(limits.max_tree_depth.to_string());
+    if walk {
+        command.arg("walk");
+    }
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+}
+
+/// Walks the history from `tips`, not into `hidden`, in a child when the pack brought
+/// at least [`WALK_IN_WORKER_OBJECTS`] objects; `None` when it did not, no program is
+/// set, or the child could not start: the caller walks itself.
+pub(super) fn walk_in_worker(
+    repo: &Path,
+    quarantine: Option<&Path>,
+    id: RepositoryId,
+    tips: &[Oid],
+    hidden: &[Oid],
+    new_objects: usize,
+) -> Option<Result<Vec<Oid>, StorageError>> {
+    let program = PROGRAM.get()?;
+    if new_objects < WALK_IN_WORKER_OBJECTS {
+        return None;
+    }
+    let mut child = match spawn(program, repo, quarantine, id, &Limits::default(), true) {
+        Ok(child) => child,
+        Err(e) => {
+            tracing::warn!(
+                "cannot start a history walker ({}): walking in process: {e}",
+                program.display()
+            );
+            return None;
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut lines = String::new();
+    for (kind, ids) in [("tip", tips), ("hide", hidden)] {
+        for commit in ids {
+            lines.push_str(&format!("{kind} {commit}\n"));
+        }
+    }
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let read = std::thread::scope(|scope| {
+        if let Some(mut stdin) = stdin {
+            scope.spawn(move || stdin.write_all(lines.as_bytes()));
+        }
+        let mut commits = Vec::new();
+        let mut verdict = None;
+        if let Some(stdout) = stdout {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match Oid::from_str(&line) {
+                    Ok(commit) if line.len() == 40 => commits.push(commit),
+                    _ => {
+                        verdict = Some(line);
+                        break;
+                    }
+                }
+            }
+        }
+        (commits, verdict)
+    });
+    let (commits, verdict) = read;
+    let status = child.wait();
+    tracing::debug!(
+        repository = %id,
+        commits = commits.len(),
+        elapsed = ?started.elapsed(),
+        "history walked in a child process"
+    );
+    Some(match (status, verdict) {
+        (Ok(status), None) if status.success() => Ok(commits),
+        (Ok(status), Some(line)) if !status.success() => Err(parse_verdict(&line, id)),
+        (status, line) => Err(StorageError::Git {
+            context: format!("walking the history of {id} in a child process"),
+            source: git2::Error::from_str(&format!(
+                "the walker ended with {status:?} saying {line:?}"
+            )),
+        }),
+    })
 }
 
 /// Checks `commits` of the repository at `repo` (reading `quarantine` as an alternate)
@@ -64,17 +169,7 @@ pub(super) fn check_in_workers(
     let runs: Vec<&[Oid]> = commits.chunks(commits.len().div_ceil(workers)).collect();
     let mut children = Vec::new();
     for _ in &runs {
-        let child = Command::new(program)
-            .arg(CHECK_WORKER_ARG)
-            .arg(repo)
-            .arg(quarantine.map_or_else(|| OsString::from("-"), |q| q.as_os_str().to_owned()))
-            .arg(id.to_string())
-            .arg(limits.max_tree_depth.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn();
-        match child {
+        match spawn(program, repo, quarantine, id, limits, false) {
             Ok(child) => children.push(child),
             Err(e) => {
                 tracing::warn!(
@@ -199,11 +294,17 @@ fn parse_verdict(line: &str, repository: RepositoryId) -> StorageError {
 /// The checker's side: `args` are the repository's git dir, the quarantine objects
 /// directory (or `-`), the repository id and the tree depth limit; stdin holds the
 /// commits to check, one id per line. Prints nothing and returns 0 if they pass, else
-/// prints one verdict line and returns 1 (2 for bad arguments).
+/// prints one verdict line and returns 1 (2 for bad arguments). With a fifth argument
+/// `walk`, stdin holds `tip <id>` and `hide <id>` lines and the commits walked are
+/// printed, one id per line, before any verdict.
 pub fn check_worker_main(args: &[OsString]) -> i32 {
+    let (args, walking) = match args {
+        [rest @ .., last] if last == "walk" => (rest, true),
+        _ => (args, false),
+    };
     let [repo, quarantine, id, depth] = args else {
         eprintln!(
-            "usage: {CHECK_WORKER_ARG} GIT_DIR QUARANTINE|- REPOSITORY MAX_TREE_DEPTH < commits"
+            "usage: {CHECK_WORKER_ARG} GIT_DIR QUARANTINE|- REPOSITORY MAX_TREE_DEPTH [walk] < commits"
         );
         return 2;
     };
@@ -225,10 +326,24 @@ pub fn check_worker_main(args: &[OsString]) -> i32 {
                 .map_err(git("reading the received pack"))?;
         }
         let mut commits = Vec::new();
+        let (mut tips, mut hidden) = (Vec::new(), Vec::new());
         for line in std::io::stdin().lock().lines() {
             let line = line.map_err(|e| StorageError::Transfer(e.to_string()))?;
-            let commit = Oid::from_str(line.trim()).map_err(git("reading a commit id"))?;
-            commits.push(commit);
+            let (list, hex) = match line.split_once(' ') {
+                Some(("tip", hex)) if walking => (&mut tips, hex),
+                Some(("hide", hex)) if walking => (&mut hidden, hex),
+                _ => (&mut commits, line.as_str()),
+            };
+            list.push(Oid::from_str(hex.trim()).map_err(git("reading a commit id"))?);
+        }
+        if walking {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for commit in walk(&repo, id, &tips, &hidden)? {
+                writeln!(out, "{commit}").map_err(|e| StorageError::Transfer(e.to_string()))?;
+            }
+            return out
+                .flush()
+                .map_err(|e| StorageError::Transfer(e.to_string()));
         }
         let mut trees = TreeChecker::new(&repo, id, &limits)?;
         check_commits(&mut trees, &commits)

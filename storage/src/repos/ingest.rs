@@ -145,6 +145,7 @@ impl Repositories {
             quarantine.as_ref().map(Quarantine::dir),
             snapshot,
             &known,
+            stats.objects,
             &self.limits,
         )?;
         let verified = started.elapsed();

@@ -47,12 +47,12 @@ pub(super) fn check_snapshot(
     quarantine: Option<&Path>,
     snapshot: &SignedRefs,
     known: &[Oid],
+    new_objects: usize,
     limits: &Limits,
 ) -> Result<(), StorageError> {
     let id = snapshot.repository();
     let mut trees = TreeChecker::new(repo, id, limits)?;
-    let mut walk = repo.revwalk().map_err(git("starting a walk"))?;
-    let mut pushed = false;
+    let mut tips = Vec::new();
     for target in snapshot.refs.values() {
         let mut object = repo
             .find_object(oid(target), None)
@@ -69,41 +69,70 @@ pub(super) fn check_snapshot(
             object = tag.target().map_err(|_| trees.missing(target_id))?;
         }
         match object.kind() {
-            Some(ObjectType::Commit) => {
-                walk.push(object.id())
-                    .map_err(|_| trees.missing(object.id()))?;
-                pushed = true;
-            }
+            Some(ObjectType::Commit) => tips.push(object.id()),
             Some(ObjectType::Tree) => trees.check(object.id())?,
             _ => {}
         }
     }
-    for k in known {
-        if let Ok(commit) = repo.find_object(*k, None).and_then(|o| o.peel_to_commit()) {
-            let _ = walk.hide(commit.id());
-        }
-    }
-    if !pushed {
+    if tips.is_empty() {
         return Ok(());
     }
-    // The walk reads every new commit and fails on a missing parent; the commits' trees
-    // are checked after it, in child processes when there are many.
-    let commits = walk
-        .by_ref()
-        .map(|commit| {
-            commit.map_err(|e| StorageError::Incomplete {
-                repository: id,
-                reason: e.message().to_owned(),
-            })
+    let hidden: Vec<Oid> = known
+        .iter()
+        .filter_map(|k| {
+            repo.find_object(*k, None)
+                .and_then(|o| o.peel_to_commit())
+                .ok()
         })
-        .collect::<Result<Vec<Oid>, _>>()?;
-    drop(walk);
+        .map(|commit| commit.id())
+        .collect();
+    // The walk reads every new commit and fails on a missing parent; the commits' trees
+    // are checked after it. Both run in child processes when there are many.
+    let commits = match check_workers::walk_in_worker(
+        repo.path(),
+        quarantine,
+        id,
+        &tips,
+        &hidden,
+        new_objects,
+    ) {
+        Some(walked) => walked?,
+        None => walk(repo, id, &tips, &hidden)?,
+    };
     if let Some(outcome) =
         check_workers::check_in_workers(repo.path(), quarantine, id, &commits, limits)
     {
         return outcome;
     }
     check_commits(&mut trees, &commits)
+}
+
+/// The commits reachable from `tips` and not from `hidden`, in libgit2's walk order
+/// (newest first along each line of history); a missing parent makes the history
+/// incomplete.
+pub(super) fn walk(
+    repo: &Repository,
+    id: RepositoryId,
+    tips: &[Oid],
+    hidden: &[Oid],
+) -> Result<Vec<Oid>, StorageError> {
+    let mut walk = repo.revwalk().map_err(git("starting a walk"))?;
+    for tip in tips {
+        walk.push(*tip).map_err(|_| StorageError::MissingObject {
+            repository: id,
+            object: object_id(*tip),
+        })?;
+    }
+    for commit in hidden {
+        let _ = walk.hide(*commit);
+    }
+    walk.map(|commit| {
+        commit.map_err(|e| StorageError::Incomplete {
+            repository: id,
+            reason: e.message().to_owned(),
+        })
+    })
+    .collect()
 }
 
 /// Checks each of `commits`: its parents present, its tree by `trees`' rules.
