@@ -154,8 +154,14 @@ fn run(url: &str) -> anyhow::Result<()> {
                     None => prepare_fetch(&client, &id)?,
                 };
                 match handoff::link_packs(&store, &wants) {
-                    Ok(()) if check_connectivity => writeln!(out, "connectivity-ok")?,
-                    Ok(()) => {}
+                    Ok(keep) => {
+                        if let Some(keep) = keep {
+                            writeln!(out, "lock {}", keep.display())?;
+                        }
+                        if check_connectivity {
+                            writeln!(out, "connectivity-ok")?;
+                        }
+                    }
                     Err(e) => {
                         eprintln!("guts: {e:#}; fetching through git instead");
                         handoff::fetch_pack(&store, &refs)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use guts_node::api::types::{RepoDetail, RepoSummary};
 use guts_tests::eventually;
-use guts_tests::process::{GutsNode, NodeSpec, path_with_helper};
+use guts_tests::process::{GutsNode, NodeSpec, git_against, path_with_helper};
 
 fn ok(out: Output, what: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -130,10 +130,13 @@ fn owner_pushes_others_clone_and_pull_and_only_the_owner_moves_refs() {
 
     // B clones by URL: the same refs and content.
     let clone = tmp.path().join("clone");
-    ok(
-        b.git(tmp.path(), &["clone", &url, clone.to_str().unwrap()]),
-        "git clone",
-    );
+    let cloned = git_against(tmp.path(), b.api(), b.data_dir())
+        .env("GIT_TRANSPORT_HELPER_DEBUG", "1")
+        .args(["clone", &url, clone.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let helper_said = String::from_utf8_lossy(&cloned.stderr).into_owned();
+    ok(cloned, "git clone");
     assert_eq!(ls_remote(&clone, &b, &url), expected);
     assert_eq!(
         std::fs::read_to_string(clone.join("feature.txt")).unwrap(),
@@ -147,6 +150,22 @@ fn owner_pushes_others_clone_and_pull_and_only_the_owner_moves_refs() {
     let clone_packs = packs(&clone.join(".git/objects/pack"));
     assert!(!clone_packs.is_empty());
     assert_eq!(clone_packs, store_packs, "the clone's packs are the node's");
+    // One pack, handed over as the fetch's lock with connectivity-ok: git trusts it
+    // rather than walking every object again, and removes the lock after.
+    assert_eq!(store_packs.len(), 1, "{store_packs:?}");
+    for line in [".keep", "<- connectivity-ok"] {
+        assert!(
+            helper_said.contains(line),
+            "the helper did not say {line:?}:\n{helper_said}"
+        );
+    }
+    assert!(
+        !std::fs::read_dir(clone.join(".git/objects/pack"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".keep")),
+        "the lock outlived the clone"
+    );
     ok(b.git(&clone, &["fsck", "--strict"]), "git fsck");
 
     // A shallow clone still negotiates through git upload-pack.

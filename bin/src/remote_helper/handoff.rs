@@ -55,15 +55,16 @@ fn holds_objects(objects: &Path) -> bool {
 /// Puts the node's packs of the repository at `store` into `GIT_DIR` and checks that
 /// every object of `wants` is there. Hard links where the file system allows them
 /// (packs never change once written), copies otherwise. Retried when the node replaced
-/// its packs meanwhile (a repack), so nothing the listing promised is missing.
-pub fn link_packs(store: &Path, wants: &[String]) -> anyhow::Result<()> {
+/// its packs meanwhile (a repack), so nothing the listing promised is missing. Returns
+/// the `.keep` file it wrote when it linked one pack (see [`keep_single_pack`]).
+pub fn link_packs(store: &Path, wants: &[String]) -> anyhow::Result<Option<PathBuf>> {
     let git_dir = PathBuf::from(std::env::var_os("GIT_DIR").context("git set no GIT_DIR")?);
     let into = git_dir.join("objects").join("pack");
     fs::create_dir_all(&into).with_context(|| format!("creating {}", into.display()))?;
     let from = store.join("objects").join("pack");
     for _ in 0..3 {
         match link_all(&from, &into) {
-            Ok(()) if all_present(&git_dir, wants)? => return Ok(()),
+            Ok(()) if all_present(&git_dir, wants)? => return Ok(keep_single_pack(&into)),
             Ok(()) => {}
             // A pack went between listing and linking: its replacement is there now.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -76,6 +77,26 @@ pub fn link_packs(store: &Path, wants: &[String]) -> anyhow::Result<()> {
         "the node's packs in {} lack objects it listed",
         from.display()
     )
+}
+
+/// When `pack_dir` holds one pack, marks it kept and returns the `.keep` file. git takes
+/// it as the fetch's pack lock (and removes it after): with the helper's
+/// `connectivity-ok`, git clone then trusts the tips found in that pack instead of
+/// walking every object from them again (`git rev-list --objects`, 5.8 s of a 23 s clone
+/// of a million objects). git takes one lock only, so with several packs it walks.
+fn keep_single_pack(pack_dir: &Path) -> Option<PathBuf> {
+    let mut packs = fs::read_dir(pack_dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"));
+    let pack = packs.next()?;
+    if packs.next().is_some() {
+        return None;
+    }
+    let keep = pack.with_extension("keep");
+    fs::write(&keep, "guts: clone handoff\n").ok()?;
+    Some(keep)
 }
 
 /// Links or copies every pack of `from` into `into`: the pack, its reverse index when
