@@ -14,10 +14,9 @@ pub mod failpoints;
 pub use data_dir::DataDir;
 pub use error::StorageError;
 pub use identity::{IDENTITY_FILE, Identity};
-pub use repos::{
-    CHECK_WORKER_ARG, Imported, Limits, PackStats, Pushed, Recovered, RefUpdate, Repositories,
-    check_worker_main, use_check_workers,
-};
+pub use repos::check_workers::{CHECK_WORKER_ARG, use_check_workers};
+pub use repos::verify::check_worker_main;
+pub use repos::{Imported, Limits, PackStats, Pushed, Recovered, RefUpdate, Repositories};
 
 /// Pack data libgit2 maps at once: windows of this size...
 const MWINDOW_SIZE: usize = 2 << 20;

@@ -13,18 +13,16 @@ use std::ffi::OsString;
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
 use std::sync::OnceLock;
 
-use git2::{Oid, Repository};
+use git2::Oid;
 use guts_protocol::RepositoryId;
 
-use super::verify::{TreeChecker, check_commits, walk};
-use super::{Limits, git, object_id};
+use super::{Limits, object_id};
 use crate::StorageError;
 
 /// The first argument that makes the node's binary a history checker: see
-/// [`check_worker_main`].
+/// [`check_worker_main`](super::check_worker_main).
 pub const CHECK_WORKER_ARG: &str = "internal-check-history";
 
 /// New commits each child takes at least: below this a history is checked in the
@@ -41,7 +39,8 @@ const MAX_WORKERS: usize = 4;
 static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
 
 /// Has histories of many new commits checked in child processes started as `program
-/// internal-check-history …`, which must reach [`check_worker_main`]. Without it (in
+/// internal-check-history …`, which must reach
+/// [`check_worker_main`](super::check_worker_main). Without it (in
 /// tests of this crate, say) every check runs in the calling thread.
 pub fn use_check_workers(program: PathBuf) {
     let _ = PROGRAM.set(program);
@@ -258,7 +257,7 @@ fn reap(children: &mut [Child]) {
 }
 
 /// One verdict line for a refusal; a failure of the checker itself starts with `error`.
-fn verdict_line(error: &StorageError) -> String {
+pub(super) fn verdict_line(error: &StorageError) -> String {
     let line = match error {
         StorageError::MissingObject { object, .. } => format!("missing {object}"),
         StorageError::BadObject { object, reason, .. } => format!("bad {object} {reason}"),
@@ -288,72 +287,6 @@ fn parse_verdict(line: &str, repository: RepositoryId) -> StorageError {
             context: format!("checking the history of {repository} in a child process"),
             source: git2::Error::from_str(line),
         },
-    }
-}
-
-/// The checker's side: `args` are the repository's git dir, the quarantine objects
-/// directory (or `-`), the repository id and the tree depth limit; stdin holds the
-/// commits to check, one id per line. Prints nothing and returns 0 if they pass, else
-/// prints one verdict line and returns 1 (2 for bad arguments). With a fifth argument
-/// `walk`, stdin holds `tip <id>` and `hide <id>` lines and the commits walked are
-/// printed, one id per line, before any verdict.
-pub fn check_worker_main(args: &[OsString]) -> i32 {
-    let (args, walking) = match args {
-        [rest @ .., last] if last == "walk" => (rest, true),
-        _ => (args, false),
-    };
-    let [repo, quarantine, id, depth] = args else {
-        eprintln!(
-            "usage: {CHECK_WORKER_ARG} GIT_DIR QUARANTINE|- REPOSITORY MAX_TREE_DEPTH [walk] < commits"
-        );
-        return 2;
-    };
-    let id = id.to_str().and_then(|s| RepositoryId::from_str(s).ok());
-    let depth = depth.to_str().and_then(|s| s.parse::<usize>().ok());
-    let (Some(id), Some(max_tree_depth)) = (id, depth) else {
-        eprintln!("{CHECK_WORKER_ARG}: bad repository id or depth: {args:?}");
-        return 2;
-    };
-    let limits = Limits {
-        max_tree_depth,
-        ..Limits::default()
-    };
-    let outcome = (|| -> Result<(), StorageError> {
-        let repo = Repository::open(repo).map_err(git(format!("opening {repo:?}")))?;
-        if quarantine != "-" {
-            repo.odb()
-                .and_then(|odb| odb.add_disk_alternate(&quarantine.to_string_lossy()))
-                .map_err(git("reading the received pack"))?;
-        }
-        let mut commits = Vec::new();
-        let (mut tips, mut hidden) = (Vec::new(), Vec::new());
-        for line in std::io::stdin().lock().lines() {
-            let line = line.map_err(|e| StorageError::Transfer(e.to_string()))?;
-            let (list, hex) = match line.split_once(' ') {
-                Some(("tip", hex)) if walking => (&mut tips, hex),
-                Some(("hide", hex)) if walking => (&mut hidden, hex),
-                _ => (&mut commits, line.as_str()),
-            };
-            list.push(Oid::from_str(hex.trim()).map_err(git("reading a commit id"))?);
-        }
-        if walking {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for commit in walk(&repo, id, &tips, &hidden)? {
-                writeln!(out, "{commit}").map_err(|e| StorageError::Transfer(e.to_string()))?;
-            }
-            return out
-                .flush()
-                .map_err(|e| StorageError::Transfer(e.to_string()));
-        }
-        let mut trees = TreeChecker::new(&repo, id, &limits)?;
-        check_commits(&mut trees, &commits)
-    })();
-    match outcome {
-        Ok(()) => 0,
-        Err(e) => {
-            println!("{}", verdict_line(&e));
-            1
-        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! [`Repositories::recover`] has run: unreferenced objects at worst, which git tolerates.
 
 mod author;
-mod check_workers;
+pub(crate) mod check_workers;
 mod following;
 mod ingest;
 mod packer;
@@ -19,7 +19,7 @@ mod scan;
 mod serve;
 #[cfg(test)]
 mod test_support;
-mod verify;
+pub(crate) mod verify;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -33,8 +33,6 @@ use guts_protocol::wire::{self, MAX_RESPONSE_SIZE};
 use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
 
 use crate::StorageError;
-
-pub use check_workers::{CHECK_WORKER_ARG, check_worker_main, use_check_workers};
 
 /// File (inside the bare repository) holding the latest verified snapshot.
 const SIGNED_REFS_FILE: &str = "guts-signed-refs";

@@ -6,7 +6,10 @@
 //! the stack of the thread that reads it.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{BufRead, Write};
 use std::path::Path;
+use std::str::FromStr;
 
 use git2::{ObjectType, Oid, Repository};
 use guts_protocol::{RepositoryId, SignedRefs};
@@ -153,6 +156,76 @@ pub(super) fn check_commits(
         trees.check(commit.tree_id())?;
     }
     Ok(())
+}
+
+/// The checker's side: `args` are the repository's git dir, the quarantine objects
+/// directory (or `-`), the repository id and the tree depth limit; stdin holds the
+/// commits to check, one id per line. Prints nothing and returns 0 if they pass, else
+/// prints one verdict line and returns 1 (2 for bad arguments). With a fifth argument
+/// `walk`, stdin holds `tip <id>` and `hide <id>` lines and the commits walked are
+/// printed, one id per line, before any verdict.
+pub fn check_worker_main(args: &[OsString]) -> i32 {
+    let (args, walking) = match args {
+        [rest @ .., last] if last == "walk" => (rest, true),
+        _ => (args, false),
+    };
+    let [repo, quarantine, id, depth] = args else {
+        eprintln!(
+            "usage: {} GIT_DIR QUARANTINE|- REPOSITORY MAX_TREE_DEPTH [walk] < commits",
+            check_workers::CHECK_WORKER_ARG
+        );
+        return 2;
+    };
+    let id = id.to_str().and_then(|s| RepositoryId::from_str(s).ok());
+    let depth = depth.to_str().and_then(|s| s.parse::<usize>().ok());
+    let (Some(id), Some(max_tree_depth)) = (id, depth) else {
+        eprintln!(
+            "{}: bad repository id or depth: {args:?}",
+            check_workers::CHECK_WORKER_ARG
+        );
+        return 2;
+    };
+    let limits = Limits {
+        max_tree_depth,
+        ..Limits::default()
+    };
+    let outcome = (|| -> Result<(), StorageError> {
+        let repo = Repository::open(repo).map_err(git(format!("opening {repo:?}")))?;
+        if quarantine != "-" {
+            repo.odb()
+                .and_then(|odb| odb.add_disk_alternate(&quarantine.to_string_lossy()))
+                .map_err(git("reading the received pack"))?;
+        }
+        let mut commits = Vec::new();
+        let (mut tips, mut hidden) = (Vec::new(), Vec::new());
+        for line in std::io::stdin().lock().lines() {
+            let line = line.map_err(|e| StorageError::Transfer(e.to_string()))?;
+            let (list, hex) = match line.split_once(' ') {
+                Some(("tip", hex)) if walking => (&mut tips, hex),
+                Some(("hide", hex)) if walking => (&mut hidden, hex),
+                _ => (&mut commits, line.as_str()),
+            };
+            list.push(Oid::from_str(hex.trim()).map_err(git("reading a commit id"))?);
+        }
+        if walking {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for commit in walk(&repo, id, &tips, &hidden)? {
+                writeln!(out, "{commit}").map_err(|e| StorageError::Transfer(e.to_string()))?;
+            }
+            return out
+                .flush()
+                .map_err(|e| StorageError::Transfer(e.to_string()));
+        }
+        let mut trees = TreeChecker::new(&repo, id, &limits)?;
+        check_commits(&mut trees, &commits)
+    })();
+    match outcome {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("{}", check_workers::verdict_line(&e));
+            1
+        }
+    }
 }
 
 /// Walks trees once each, remembering how many levels each one spans.
