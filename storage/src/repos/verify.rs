@@ -12,7 +12,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use git2::{ObjectType, Oid, Repository};
-use guts_protocol::{RepositoryId, SignedRefs};
+use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
 
 use super::{Limits, check_workers, git, object_id, oid};
 use crate::StorageError;
@@ -25,19 +25,11 @@ const MODE_SYMLINK: i32 = 0o120000;
 /// A submodule: its object lives in another repository, so it is not followed.
 const MODE_GITLINK: i32 = 0o160000;
 
-/// An object id as a map key. Not git2's `Oid`: it compares through an FFI call, and
-/// with std's SipHash the maps took a sixth of the check's CPU at a million objects.
-type Key = [u8; 20];
-
-/// A map keyed by object ids. foldhash with a random seed: fast, and ids a peer chose
-/// (it can grind their low bits) still spread over the table.
-type IdMap<V> = HashMap<Key, V, foldhash::quality::RandomState>;
-
-fn key(id: Oid) -> Key {
-    let mut key = [0; 20];
-    key.copy_from_slice(id.as_bytes());
-    key
-}
+/// A map keyed by object ids: `ObjectId`, not git2's `Oid`, which compares through an
+/// FFI call (with std's SipHash the maps took a sixth of the check's CPU at a million
+/// objects). foldhash with a random seed: fast, and ids a peer chose (it can grind their
+/// low bits) still spread over the table.
+type IdMap<V> = HashMap<ObjectId, V, foldhash::quality::RandomState>;
 
 /// Checks that every ref target of `snapshot` is present and fully connected: for
 /// commits, all history not reachable from `known` (tips already verified) with every
@@ -240,8 +232,6 @@ pub(super) struct TreeChecker<'r> {
     heights: IdMap<u32>,
     /// Blobs found present: most entries of a new tree name blobs an earlier tree had.
     blobs: IdMap<()>,
-    /// A tree's entry names, sorted to find duplicates (kept to reuse its allocation).
-    names: Vec<(usize, usize)>,
 }
 
 impl<'r> TreeChecker<'r> {
@@ -257,7 +247,6 @@ impl<'r> TreeChecker<'r> {
             max_depth: limits.max_tree_depth,
             heights: IdMap::default(),
             blobs: IdMap::default(),
-            names: Vec::new(),
         })
     }
 
@@ -276,9 +265,9 @@ impl<'r> TreeChecker<'r> {
         }
     }
 
-    fn too_deep(&self, object: Key) -> StorageError {
+    fn too_deep(&self, object: ObjectId) -> StorageError {
         self.bad(
-            oid_of(&object),
+            oid(&object),
             format!(
                 "trees nest deeper than {} levels (max_tree_depth)",
                 self.max_depth
@@ -287,7 +276,7 @@ impl<'r> TreeChecker<'r> {
     }
 
     /// The height of a tree already checked.
-    fn height(&self, tree: &Key) -> Option<usize> {
+    fn height(&self, tree: &ObjectId) -> Option<usize> {
         self.heights.get(tree).map(|&h| h as usize)
     }
 
@@ -295,7 +284,7 @@ impl<'r> TreeChecker<'r> {
     /// (level 1); heights are kept per tree, so a subtree reached through two paths is
     /// read once but still counted at its deepest.
     fn check(&mut self, root: Oid) -> Result<(), StorageError> {
-        let root = key(root);
+        let root = object_id(root);
         if let Some(height) = self.height(&root) {
             return if height > self.max_depth {
                 Err(self.too_deep(root))
@@ -304,7 +293,7 @@ impl<'r> TreeChecker<'r> {
             };
         }
         // (tree, depth of the tree, its subtrees once read)
-        let mut stack: Vec<(Key, usize, Option<Vec<Key>>)> = vec![(root, 1, None)];
+        let mut stack: Vec<(ObjectId, usize, Option<Vec<ObjectId>>)> = vec![(root, 1, None)];
         while let Some((tree_id, depth, subtrees)) = stack.pop() {
             match subtrees {
                 None => {
@@ -318,7 +307,7 @@ impl<'r> TreeChecker<'r> {
                         continue;
                     }
                     let subtrees = self.read(tree_id)?;
-                    let unseen: Vec<Key> = subtrees
+                    let unseen: Vec<ObjectId> = subtrees
                         .iter()
                         .copied()
                         .filter(|t| !self.heights.contains_key(t))
@@ -347,8 +336,8 @@ impl<'r> TreeChecker<'r> {
 
     /// Reads one tree: checks its entries and that its blobs are present; returns its
     /// subtrees.
-    fn read(&mut self, tree: Key) -> Result<Vec<Key>, StorageError> {
-        let tree_id = oid_of(&tree);
+    fn read(&mut self, tree: ObjectId) -> Result<Vec<ObjectId>, StorageError> {
+        let tree_id = oid(&tree);
         // Straight from the object database rather than `find_tree`: libgit2's object
         // cache stored each tree of the history only to evict it again (a fifth of the
         // CPU of checking a million objects went to its hash table), and each tree is
@@ -362,26 +351,14 @@ impl<'r> TreeChecker<'r> {
         }
         let data = object.data();
         let entries = parse_tree(data).map_err(|why| self.bad(tree_id, why))?;
-        // Duplicates by sorting the names (as offsets into the tree's bytes): a tree's
-        // entries are few, and git's order can set equal names apart (a file `a` and a
-        // directory `a` sort as `a` and `a/`).
-        self.names.clear();
-        self.names.extend(
-            entries
-                .iter()
-                .map(|e| (e.name_at, e.name_at + e.name.len())),
-        );
-        self.names
-            .sort_unstable_by(|a, b| data[a.0..a.1].cmp(&data[b.0..b.1]));
-        if let Some(pair) = self
-            .names
-            .windows(2)
-            .find(|pair| data[pair[0].0..pair[0].1] == data[pair[1].0..pair[1].1])
-        {
-            let name = &data[pair[0].0..pair[0].1];
+        // Duplicates by sorting the names: a tree's entries are few, and git's order can
+        // set equal names apart (a file `a` and a directory `a` sort as `a` and `a/`).
+        let mut names: Vec<&[u8]> = entries.iter().map(|e| e.name).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
             return Err(self.bad(
                 tree_id,
-                format!("duplicate entry {:?}", String::from_utf8_lossy(name)),
+                format!("duplicate entry {:?}", String::from_utf8_lossy(pair[0])),
             ));
         }
         let mut subtrees = Vec::new();
@@ -398,13 +375,13 @@ impl<'r> TreeChecker<'r> {
                         return Err(self.bad(tree_id, ".gitmodules is a symbolic link"));
                     }
                     if !self.blobs.contains_key(&entry.id) {
-                        if !self.odb.exists(oid_of(&entry.id)) {
-                            return Err(self.missing(oid_of(&entry.id)));
+                        if !self.odb.exists(oid(&entry.id)) {
+                            return Err(self.missing(oid(&entry.id)));
                         }
                         self.blobs.insert(entry.id, ());
                     }
                     if is_gitmodules {
-                        let blob_id = oid_of(&entry.id);
+                        let blob_id = oid(&entry.id);
                         let blob = self
                             .repo
                             .find_blob(blob_id)
@@ -421,28 +398,20 @@ impl<'r> TreeChecker<'r> {
     }
 }
 
-/// The `Oid` of a key (always 20 bytes, so never an error).
-fn oid_of(key: &Key) -> Oid {
-    Oid::from_bytes(key).unwrap_or(Oid::ZERO_SHA1)
-}
-
 /// One entry of a tree, borrowed from the tree's bytes.
 struct TreeEntry<'a> {
     /// The file mode, normalized as libgit2 and git read it.
     mode: i32,
     name: &'a [u8],
-    /// Where `name` starts in the tree's bytes.
-    name_at: usize,
-    id: Key,
+    id: ObjectId,
 }
 
 /// Parses a tree's bytes (entries of `<octal mode> <name>\0<20-byte id>`), refusing what
 /// libgit2's own parser refuses. By hand because libgit2 parses trees only through its
 /// object cache (see [`TreeChecker::read`]).
-fn parse_tree(tree: &[u8]) -> Result<Vec<TreeEntry<'_>>, String> {
+fn parse_tree(mut data: &[u8]) -> Result<Vec<TreeEntry<'_>>, String> {
     const ID_LEN: usize = 20;
     let mut entries = Vec::new();
-    let mut data = tree;
     while !data.is_empty() {
         let space = data
             .iter()
@@ -478,8 +447,7 @@ fn parse_tree(tree: &[u8]) -> Result<Vec<TreeEntry<'_>>, String> {
         entries.push(TreeEntry {
             mode: normalize_mode(i32::from(mode)),
             name,
-            name_at: tree.len() - data.len() + space + 1,
-            id: key,
+            id: ObjectId(key),
         });
         data = rest;
     }
