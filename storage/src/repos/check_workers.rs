@@ -82,12 +82,13 @@ pub(super) fn walk_in_worker(
     tips: &[Oid],
     hidden: &[Oid],
     new_objects: usize,
+    limits: &Limits,
 ) -> Option<Result<Vec<Oid>, StorageError>> {
     let program = PROGRAM.get()?;
     if new_objects < WALK_IN_WORKER_OBJECTS {
         return None;
     }
-    let mut child = match spawn(program, repo, quarantine, id, &Limits::default(), true) {
+    let mut child = match spawn(program, repo, quarantine, id, limits, true) {
         Ok(child) => child,
         Err(e) => {
             tracing::warn!(
@@ -127,22 +128,17 @@ pub(super) fn walk_in_worker(
         (commits, verdict)
     });
     let (commits, verdict) = read;
-    let status = child.wait();
+    let ended = outcome(&mut child, verdict.as_deref().unwrap_or_default());
     tracing::debug!(
         repository = %id,
         commits = commits.len(),
         elapsed = ?started.elapsed(),
         "history walked in a child process"
     );
-    Some(match (status, verdict) {
-        (Ok(status), None) if status.success() => Ok(commits),
-        (Ok(status), Some(line)) if !status.success() => Err(parse_verdict(&line, id)),
-        (status, line) => Err(StorageError::Git {
-            context: format!("walking the history of {id} in a child process"),
-            source: git2::Error::from_str(&format!(
-                "the walker ended with {status:?} saying {line:?}"
-            )),
-        }),
+    Some(match ended {
+        Ok(None) => Ok(commits),
+        Ok(Some(line)) => Err(parse_verdict(&line, id)),
+        Err(why) => Err(child_failed(id, "walking", &why)),
     })
 }
 
@@ -220,31 +216,40 @@ pub(super) fn check_in_workers(
         match verdict {
             Ok(None) => {}
             Ok(Some(line)) => return Some(Err(parse_verdict(&line, id))),
-            Err(why) => {
-                return Some(Err(StorageError::Git {
-                    context: format!("checking the history of {id} in a child process"),
-                    source: git2::Error::from_str(&why),
-                }));
-            }
+            Err(why) => return Some(Err(child_failed(id, "checking", &why))),
         }
     }
     Some(Ok(()))
 }
 
-/// Waits for `child`: `Ok(None)` if it passed its run, `Ok(Some(verdict))` if it
-/// refused it, `Err` if it failed without a verdict.
+/// Waits for a checker: see [`outcome`].
 fn wait(child: &mut Child) -> Result<Option<String>, String> {
     let mut out = String::new();
     if let Some(mut stdout) = child.stdout.take() {
         // A verdict is one short line; anything longer is not one.
         let _ = (&mut stdout).take(64 * 1024).read_to_string(&mut out);
     }
+    outcome(child, &out)
+}
+
+/// How `child`, which `said` this after its work, ended: `Ok(None)` if it passed,
+/// `Ok(Some(verdict))` if it refused, `Err` if it failed without a verdict.
+fn outcome(child: &mut Child, said: &str) -> Result<Option<String>, String> {
     let status = child.wait().map_err(|e| e.to_string())?;
-    let line = out.lines().next().unwrap_or_default().to_owned();
+    let line = said.lines().next().unwrap_or_default().to_owned();
     match (status.success(), line.is_empty()) {
         (true, true) => Ok(None),
         (false, false) => Ok(Some(line)),
-        _ => Err(format!("the checker exited with {status} saying {line:?}")),
+        _ => Err(format!("the child exited with {status} saying {line:?}")),
+    }
+}
+
+/// A child that failed without a verdict (or with one that makes no sense): this node's
+/// trouble, not the peer's.
+fn child_failed(id: RepositoryId, doing: &str, why: &str) -> StorageError {
+    StorageError::Git {
+        context: format!("{doing} the history of {id} in a child process"),
+        source: git2::Error::from_str(why),
     }
 }
 
@@ -283,10 +288,7 @@ fn parse_verdict(line: &str, repository: RepositoryId) -> StorageError {
             repository,
             reason: rest.to_owned(),
         },
-        _ => StorageError::Git {
-            context: format!("checking the history of {repository} in a child process"),
-            source: git2::Error::from_str(line),
-        },
+        _ => child_failed(repository, "checking", line),
     }
 }
 

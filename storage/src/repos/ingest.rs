@@ -15,6 +15,7 @@ use super::scan::Scanner;
 use super::verify::check_snapshot;
 use super::{
     Limits, PackStats, QUARANTINE_PREFIX, Repositories, SIGNED_REFS_FILE, dedup, git, oid,
+    read_quarantine,
 };
 use crate::StorageError;
 use crate::fs::{sync_dir, write_atomically};
@@ -132,9 +133,7 @@ impl Repositories {
             Objects::Held => None,
         };
         if let Some(q) = &quarantine {
-            let odb = repo.odb().map_err(git("opening the object database"))?;
-            odb.add_disk_alternate(&q.dir.to_string_lossy())
-                .map_err(git("reading the received pack"))?;
+            read_quarantine(&repo, q.dir())?;
         }
         let indexed = started.elapsed();
         let known: Vec<Oid> = previous

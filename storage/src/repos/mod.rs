@@ -173,6 +173,14 @@ fn git(context: impl Into<String>) -> impl FnOnce(git2::Error) -> StorageError {
     move |source| StorageError::Git { context, source }
 }
 
+/// Makes `repo` read the objects in the quarantine directory `dir` too (received packs
+/// not moved in yet).
+fn read_quarantine(repo: &git2::Repository, dir: &Path) -> Result<(), StorageError> {
+    repo.odb()
+        .and_then(|odb| odb.add_disk_alternate(&dir.to_string_lossy()))
+        .map_err(git("reading the received pack"))
+}
+
 fn oid(id: &ObjectId) -> Oid {
     Oid::from_bytes(&id.0).expect("20 bytes make an oid")
 }

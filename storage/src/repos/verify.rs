@@ -14,7 +14,7 @@ use std::str::FromStr;
 use git2::{ObjectType, Oid, Repository};
 use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
 
-use super::{Limits, check_workers, git, object_id, oid};
+use super::{Limits, check_workers, git, object_id, oid, read_quarantine};
 use crate::StorageError;
 
 /// Git file modes of tree entries.
@@ -90,6 +90,7 @@ pub(super) fn check_snapshot(
         &tips,
         &hidden,
         new_objects,
+        limits,
     ) {
         Some(walked) => walked?,
         None => walk(repo, id, &tips, &hidden)?,
@@ -184,9 +185,7 @@ pub fn check_worker_main(args: &[OsString]) -> i32 {
     let outcome = (|| -> Result<(), StorageError> {
         let repo = Repository::open(repo).map_err(git(format!("opening {repo:?}")))?;
         if quarantine != "-" {
-            repo.odb()
-                .and_then(|odb| odb.add_disk_alternate(&quarantine.to_string_lossy()))
-                .map_err(git("reading the received pack"))?;
+            read_quarantine(&repo, Path::new(quarantine))?;
         }
         let mut commits = Vec::new();
         let (mut tips, mut hidden) = (Vec::new(), Vec::new());
