@@ -108,11 +108,14 @@ pub enum StorageError {
         /// What went wrong, in git's words where it said any.
         reason: String,
     },
-    /// An import source is not a git repository.
-    #[error("{path} is not a git repository")]
+    /// An import source is not a git repository git can open (none there, or one git
+    /// refuses, e.g. for its owner).
+    #[error("{path} is not a git repository this node can open: {reason}")]
     NotAGitRepository {
         /// The path given.
         path: PathBuf,
+        /// Why, in libgit2's words.
+        reason: String,
     },
     /// An import source has no branches or tags.
     #[error("{path} has no branches or tags to import")]
@@ -337,7 +340,10 @@ mod tests {
                 path: path.clone(),
                 reason: "x".into(),
             },
-            StorageError::NotAGitRepository { path: path.clone() },
+            StorageError::NotAGitRepository {
+                path: path.clone(),
+                reason: "x".into(),
+            },
             StorageError::NothingToImport { path: path.clone() },
             StorageError::BadName {
                 path: path.clone(),

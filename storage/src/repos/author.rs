@@ -27,8 +27,11 @@ impl Repositories {
         name: Option<RepoName>,
         key: &SigningKey,
     ) -> Result<Imported, StorageError> {
-        let not_git = |_| StorageError::NotAGitRepository {
+        // libgit2's reason is the useful part: "could not find repository", or that
+        // the directory's owner is not this user (git's safe.directory rule).
+        let not_git = |e: git2::Error| StorageError::NotAGitRepository {
             path: source.to_owned(),
+            reason: e.message().to_owned(),
         };
         let src = Repository::open(source).map_err(not_git)?;
         let name = match name {

@@ -103,6 +103,33 @@ impl Repositories {
         Ok(true)
     }
 
+    /// Stops following `id`: the file is written again without it (a new file renamed
+    /// over the old, so a crash leaves one or the other). Returns false if it was not
+    /// followed.
+    pub fn unfollow(&self, id: &RepositoryId) -> Result<bool, StorageError> {
+        let mut guard = self.follow_list()?;
+        let list = guard.get_or_insert_with(FollowList::default);
+        if !list.set.contains(id) {
+            return Ok(false);
+        }
+        let kept: Vec<RepositoryId> = list.order.iter().filter(|i| *i != id).copied().collect();
+        let text: String = kept.iter().map(|i| format!("{i}\n")).collect();
+        let tmp = self.following.with_extension("new");
+        let write = || -> io::Result<()> {
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_data()?;
+            fs::rename(&tmp, &self.following)
+        };
+        write().map_err(|source| StorageError::Write {
+            path: self.following.clone(),
+            source,
+        })?;
+        list.set.remove(id);
+        list.order = kept;
+        Ok(true)
+    }
+
     /// The repositories this node follows, in the order they were followed.
     pub fn followed(&self) -> Result<Vec<RepositoryId>, StorageError> {
         Ok(self
@@ -147,6 +174,26 @@ mod tests {
         assert_eq!(reopened.followed().unwrap(), vec![id]);
         assert!(reopened.is_followed(&id).unwrap());
         assert_eq!(reopened.follow_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn an_unfollow_is_kept_and_leaves_the_others() {
+        let (dir, repos) = store();
+        let [a, b, c] = [1u8, 2, 3].map(|n| RepositoryId::from_bytes([n; 20]));
+        for id in [a, b, c] {
+            repos.follow(&id).unwrap();
+        }
+        assert!(repos.unfollow(&b).unwrap());
+        assert!(!repos.unfollow(&b).unwrap());
+        assert_eq!(repos.followed().unwrap(), vec![a, c]);
+        let reopened = Repositories::new(dir.path());
+        assert_eq!(reopened.followed().unwrap(), vec![a, c]);
+        // Following again after an unfollow appends as usual.
+        assert!(reopened.follow(&b).unwrap());
+        assert_eq!(
+            Repositories::new(dir.path()).followed().unwrap(),
+            vec![a, c, b]
+        );
     }
 
     #[test]

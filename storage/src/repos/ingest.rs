@@ -182,17 +182,20 @@ impl Repositories {
 
     fn open_or_init(&self, id: &RepositoryId) -> Result<Repository, StorageError> {
         let path = self.path(id);
-        match Repository::open_bare(&path) {
-            Ok(r) => Ok(r),
+        let repo = match Repository::open_bare(&path) {
+            Ok(r) => r,
             Err(_) => {
                 fs::create_dir_all(&self.root).map_err(|source| StorageError::Write {
                     path: self.root.clone(),
                     source,
                 })?;
                 Repository::init_bare(&path)
-                    .map_err(git(format!("creating repository {}", path.display())))
+                    .map_err(git(format!("creating repository {}", path.display())))?
             }
-        }
+        };
+        // Stores made before the guard existed get it at their next update.
+        super::store_guard::install(&repo, id)?;
+        Ok(repo)
     }
 }
 

@@ -17,6 +17,7 @@ mod packer;
 mod recover;
 mod scan;
 mod serve;
+mod store_guard;
 #[cfg(test)]
 mod test_support;
 pub(crate) mod verify;
@@ -290,6 +291,30 @@ impl Repositories {
             .collect();
         ids.sort();
         Ok(ids)
+    }
+
+    /// Deletes `id` from this store (it stays followed if it was: see
+    /// [`Self::unfollow`]). The snapshot goes first, so a crash in the middle leaves a
+    /// repository without one, which the next start removes. Returns false if the
+    /// store did not hold it.
+    pub fn remove(&self, id: &RepositoryId) -> Result<bool, StorageError> {
+        let lock = self.lock(id);
+        let _guard = self.write(&lock)?;
+        let path = self.path(id);
+        let write = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StorageError::Write { path, source }
+        };
+        let snapshot = path.join(SIGNED_REFS_FILE);
+        match fs::remove_file(&snapshot) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !path.exists() => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(write(&snapshot)(e)),
+        }
+        crate::fs::sync_dir(&path).map_err(write(&path))?;
+        fs::remove_dir_all(&path).map_err(write(&path))?;
+        Ok(true)
     }
 
     /// Every directory of the store named like a repository, snapshot or not.
