@@ -2,7 +2,11 @@
 //! default address and data dir, and the credential ([`auth`]). Its own crate so the CLI
 //! and `git-remote-guts` need neither libp2p nor an HTTP server to speak to a node.
 
+mod address;
 pub mod auth;
+pub mod settings;
+
+pub use address::{ApiAddress, ApiAddressError};
 
 /// Where a node's control API listens unless told otherwise.
 pub const DEFAULT_API_ADDR: &str = "127.0.0.1:9080";
@@ -44,6 +48,10 @@ pub struct StatusReport {
     pub mdns: bool,
     /// Whether the node is a circuit relay for others.
     pub relay_server: bool,
+    /// Which repositories the node keeps: `followed` (those it owns or follows) or
+    /// `all` (every one it hears of).
+    #[serde(default)]
+    pub replicate: String,
     /// Whether a swarm key makes this a private network.
     #[serde(default)]
     pub private_network: bool,

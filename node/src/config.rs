@@ -745,13 +745,18 @@ pub fn parse_multiaddr(s: &str) -> Result<Multiaddr, String> {
         .map_err(|e| format!("invalid multiaddr {s:?}: {e}"))
 }
 
-/// Parses a control API address: `IP:PORT`, or `off` for no API.
+/// Parses a control API address to listen on: `IP:PORT`, `localhost:PORT` or the URL form
+/// `http://IP:PORT`; or `off` for no API.
 pub fn parse_api_addr(s: &str) -> Result<Option<SocketAddr>, String> {
     if s == "off" {
         return Ok(None);
     }
-    s.parse::<SocketAddr>().map(Some).map_err(|_| {
-        format!("invalid API address {s:?}: expected IP:PORT (e.g. {DEFAULT_API}) or off")
+    let addr: guts_api::ApiAddress = s.parse().map_err(|e| format!("{e}, or off"))?;
+    addr.socket_addr().map(Some).ok_or_else(|| {
+        format!(
+            "invalid API address {s:?}: the node listens on an IP address or localhost, not on \
+             another name; e.g. {DEFAULT_API}"
+        )
     })
 }
 

@@ -51,6 +51,12 @@ pub enum NodeError {
     /// The node's event loop has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// Removing a repository this node owns was asked for without saying so.
+    #[error(
+        "guts://{0} is owned by this node: removing it deletes the only copy this node \
+         signs from (other nodes may still hold it); add --force to remove it anyway"
+    )]
+    RemoveOwned(guts_protocol::RepositoryId),
 }
 
 /// A transport error in one line.
@@ -75,9 +81,11 @@ pub(crate) fn dial_error_text(e: &DialError) -> String {
     }
 }
 
-/// A failed handshake in a private network is most often a peer without the same swarm
-/// key (pnet gives no clearer sign: the other side just sees noise); say so.
-pub(crate) fn with_private_network_hint(reason: String) -> String {
+/// Why a handshake failed, with a hint when a swarm key is the likely cause: pnet gives
+/// no clear sign, the side without the key just reads noise. A node in a private network
+/// asks whether the peer holds the same key; a node in an open one that reads garbled
+/// frames says the peer may be in a private network.
+pub(crate) fn with_private_network_hint(reason: String, private: bool) -> String {
     let lower = reason.to_ascii_lowercase();
     let garbled = [
         "handshake",
@@ -86,18 +94,22 @@ pub(crate) fn with_private_network_hint(reason: String) -> String {
         "frame length",
         "unexpected eof",
     ];
-    if garbled.iter().any(|s| lower.contains(s)) {
+    if !garbled.iter().any(|s| lower.contains(s)) {
+        reason
+    } else if private {
         format!(
             "{reason} (this node is in a private network: does the peer hold the same swarm key?)"
         )
     } else {
-        reason
+        format!(
+            "{reason} (if the peer is in a private network, only nodes given its swarm key \
+             with --swarm-key can connect to it)"
+        )
     }
 }
 
-/// An error and its sources in one line. libp2p nests errors and spreads some over
-/// several lines ("Multiple dial errors occurred:\n - ..."); keep only what says something.
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources in one line, without the repetitions libp2p's nest.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = next {
@@ -118,4 +130,40 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         next = err.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_garbled_handshake_names_the_swarm_key_on_either_side() {
+        let garbled = "Handshake failed: Maximum frame length exceeded".to_owned();
+        let keyed = with_private_network_hint(garbled.clone(), true);
+        assert!(
+            keyed.contains("does the peer hold the same swarm key"),
+            "{keyed}"
+        );
+        let keyless = with_private_network_hint(garbled, false);
+        assert!(keyless.contains("--swarm-key"), "{keyless}");
+        let refused = "Connection refused (os error 111)".to_owned();
+        assert_eq!(with_private_network_hint(refused.clone(), false), refused);
+        assert_eq!(with_private_network_hint(refused.clone(), true), refused);
+    }
+
+    #[test]
+    fn an_error_chain_keeps_the_reason_its_sources_give() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("Failed to get Reservation.")]
+        struct Outer(#[source] Inner);
+        #[derive(Debug, thiserror::Error)]
+        #[error("reservation refused: resource limit exceeded")]
+        struct Inner;
+        let io = std::io::Error::other(Outer(Inner));
+        let text = error_chain(&io);
+        assert!(
+            text.contains("Failed to get Reservation") && text.contains("resource limit exceeded"),
+            "{text}"
+        );
+    }
 }

@@ -140,6 +140,27 @@ impl NodeHandle {
         Ok(added)
     }
 
+    /// Stops following `id`: the node no longer keeps it up to date, and keeps (and
+    /// serves) the copy it holds. Returns false if it was not followed.
+    pub async fn unfollow(&self, id: RepositoryId) -> Result<bool, NodeError> {
+        self.read(move |repos| repos.unfollow(&id)).await
+    }
+
+    /// Deletes this node's copy of `id` and stops following and providing it. A
+    /// repository this node owns is removed only with `force`. Returns false if the
+    /// node neither held nor followed it.
+    pub async fn remove(&self, id: RepositoryId, force: bool) -> Result<bool, NodeError> {
+        let owned = self.summary(id).await?.owned;
+        if owned && !force {
+            return Err(NodeError::RemoveOwned(id));
+        }
+        let (unfollowed, removed) = self
+            .read(move |repos| Ok((repos.unfollow(&id)?, repos.remove(&id)?)))
+            .await?;
+        self.client.stop_providing(id);
+        Ok(unfollowed || removed)
+    }
+
     /// Brings `id` up to date now, trying `prefer` first; progress goes to `progress`.
     pub async fn sync(
         &self,

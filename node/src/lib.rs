@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod config;
+pub mod logs;
 pub mod wire;
 
 mod author;

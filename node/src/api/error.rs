@@ -21,6 +21,7 @@ impl From<NodeError> for ApiError {
         use guts_storage::StorageError as S;
         let code = match &e {
             NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::RemoveOwned(_) => StatusCode::CONFLICT,
             NodeError::Dial { .. } => StatusCode::BAD_GATEWAY,
             NodeError::Storage(
                 S::NotAGitRepository { .. }

@@ -1,8 +1,10 @@
 //! The local HTTP control API: health, Prometheus metrics, status, peers, connect,
 //! repositories. Everything but `/health` needs the node's token ([`guard`]).
 
+mod body;
 mod error;
 mod guard;
+mod logs;
 
 /// The JSON bodies, from their own crate (re-exported for the node's embedders).
 pub use guts_api as types;
@@ -17,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use guts_protocol::{RepoName, RepositoryId};
@@ -25,6 +27,7 @@ use guts_protocol::{RepoName, RepositoryId};
 use crate::config::parse_multiaddr;
 use crate::error::NodeError;
 use crate::handle::NodeHandle;
+use body::JsonBody;
 use error::ApiError;
 use types::{ConnectRequest, ConnectResponse};
 
@@ -32,6 +35,8 @@ use types::{ConnectRequest, ConnectResponse};
 struct ApiState {
     node: NodeHandle,
     registry: Arc<Registry>,
+    /// True once the server stops: answers that follow something end then.
+    stopping: watch::Receiver<bool>,
 }
 
 /// The running API server.
@@ -39,7 +44,7 @@ pub(crate) struct Server {
     local_addr: SocketAddr,
     token_file: PathBuf,
     token: guts_api::auth::Token,
-    stop: oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -57,6 +62,7 @@ impl Server {
                 guts_api::auth::token_path(data_dir).display()
             );
         }
+        let stop = watch::Sender::new(false);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| NodeError::Api { addr, source })?;
@@ -70,15 +76,23 @@ impl Server {
             .route("/api/v1/peers", get(peers))
             .route("/api/v1/routing-table", get(routing_table))
             .route("/api/v1/connect", post(connect))
+            .route("/api/v1/logs", get(logs::logs))
             .route("/api/v1/repos", get(repos))
             .route("/api/v1/repos/import", post(import))
             .route("/api/v1/repos/init", post(init))
             .route("/api/v1/repos/{id}/push-area", post(push_area))
             .route("/api/v1/repos/{id}/push", post(push))
-            .route("/api/v1/repos/{id}", get(repo))
+            .route("/api/v1/repos/{id}", get(repo).delete(remove))
             .route("/api/v1/repos/{id}/follow", post(follow))
+            .route("/api/v1/repos/{id}/unfollow", post(unfollow))
             .route("/api/v1/repos/{id}/sync", post(sync))
-            .with_state(ApiState { node, registry });
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(ApiState {
+                node,
+                registry,
+                stopping: stop.subscribe(),
+            });
         let (token, loose) = guts_api::auth::write_token_file(data_dir)?;
         let token_file = guts_api::auth::token_path(data_dir);
         if let Some(mode) = loose {
@@ -93,10 +107,10 @@ impl Server {
                 guard::guard,
             ))
             .into_make_service_with_connect_info::<SocketAddr>();
-        let (stop, stopped) = oneshot::channel::<()>();
+        let mut stopped = stop.subscribe();
         let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
             });
             if let Err(e) = serve.await {
                 tracing::error!("control API failed: {e}");
@@ -122,13 +136,36 @@ impl Server {
     /// Stops serving and removes the token file (unless a newer node rewrote it), so
     /// clients say "no node" rather than "wrong token".
     pub async fn shutdown(self) {
-        let _ = self.stop.send(());
+        self.stop.send_replace(true);
         let _ = self.task.await;
         let ours = guts_api::auth::read_token_file(&self.token_file).is_ok_and(|t| t == self.token);
         if ours {
             let _ = std::fs::remove_file(&self.token_file);
         }
     }
+}
+
+/// Unknown paths answer in the API's error shape, naming what was asked.
+async fn not_found(request: axum::extract::Request) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no such endpoint: {} {} (see the Control API section of docs/api.md)",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+async fn method_not_allowed(request: axum::extract::Request) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} does not take {} (see docs/api.md)",
+            request.uri().path(),
+            request.method()
+        ),
+    )
 }
 
 fn bad_request(message: impl ToString) -> ApiError {
@@ -175,9 +212,8 @@ async fn routing_table(State(s): State<ApiState>) -> Result<Json<Vec<String>>, A
 
 async fn connect(
     State(s): State<ApiState>,
-    body: Result<Json<ConnectRequest>, axum::extract::rejection::JsonRejection>,
+    JsonBody(req): JsonBody<ConnectRequest>,
 ) -> Result<Json<ConnectResponse>, ApiError> {
-    let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let addr = parse_multiaddr(&req.address).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
     let peer = s.node.connect(addr).await?;
     Ok(Json(ConnectResponse {
@@ -191,9 +227,8 @@ async fn repos(State(s): State<ApiState>) -> Result<Json<Vec<types::RepoSummary>
 
 async fn import(
     State(s): State<ApiState>,
-    body: Result<Json<types::ImportRequest>, axum::extract::rejection::JsonRejection>,
+    JsonBody(req): JsonBody<types::ImportRequest>,
 ) -> Result<Json<types::ImportResponse>, ApiError> {
-    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
     let name = match req.name.as_deref() {
         Some(n) => Some(n.parse::<RepoName>().map_err(bad_request)?),
         None => None,
@@ -237,15 +272,50 @@ async fn follow(
     ))
 }
 
+async fn unfollow(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let was = s.node.unfollow(id).await?;
+    Ok(Json(
+        serde_json::json!({ "repository": id.to_string(), "was_followed": was }),
+    ))
+}
+
+/// `?force=true` to remove a repository this node owns.
+#[derive(serde::Deserialize)]
+struct RemoveQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn remove(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<RemoveQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    if !s.node.remove(id, q.force).await? {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("repository {id} is not on this node"),
+        ));
+    }
+    Ok(Json(
+        serde_json::json!({ "repository": id.to_string(), "removed": true }),
+    ))
+}
+
 /// Runs a sync and streams its progress as JSON lines; the last line is `done` or
 /// `failed`.
 async fn sync(
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    body: Option<Json<types::SyncRequestBody>>,
+    JsonBody(body): JsonBody<types::SyncRequestBody>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let prefer = match body.and_then(|Json(b)| b.prefer) {
+    let prefer = match body.prefer {
         Some(p) => Some(
             p.parse::<libp2p::PeerId>()
                 .map_err(|e| bad_request(format!("invalid peer id {p:?}: {e}")))?,
@@ -285,9 +355,8 @@ async fn sync(
 
 async fn init(
     State(s): State<ApiState>,
-    body: Result<Json<types::InitRequest>, axum::extract::rejection::JsonRejection>,
+    JsonBody(req): JsonBody<types::InitRequest>,
 ) -> Result<Json<types::RepoSummary>, ApiError> {
-    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
     let name: RepoName = req.name.parse().map_err(bad_request)?;
     Ok(Json(s.node.init_repo(name).await?))
 }
@@ -306,10 +375,9 @@ async fn push_area(
 async fn push(
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    body: Result<Json<types::PushRequest>, axum::extract::rejection::JsonRejection>,
+    JsonBody(req): JsonBody<types::PushRequest>,
 ) -> Result<Json<types::PushResponse>, ApiError> {
     let id = parse_id(&id)?;
-    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
     let mut updates = Vec::new();
     for u in req.updates {
         let new = match u.new {

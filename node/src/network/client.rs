@@ -51,6 +51,9 @@ pub(crate) enum Command {
     Provide {
         repository: RepositoryId,
     },
+    StopProviding {
+        repository: RepositoryId,
+    },
     Announce {
         announcement: Box<Announcement>,
     },
@@ -224,6 +227,12 @@ impl Client {
 
     pub(crate) fn provide(&self, repository: RepositoryId) {
         self.tell(Command::Provide { repository });
+    }
+
+    /// Stops renewing this node's provider record of `repository` (others' copies of it
+    /// expire on their own).
+    pub(crate) fn stop_providing(&self, repository: RepositoryId) {
+        self.tell(Command::StopProviding { repository });
     }
 
     pub(crate) fn announce(&self, announcement: Announcement) {

@@ -289,6 +289,11 @@ impl EventLoop {
                 self.dht(Query::GetProviders(repository, reply));
             }
             Command::Provide { repository } => self.dht(Query::StartProviding(repository)),
+            Command::StopProviding { repository } => {
+                // Local only: the records others keep expire by themselves.
+                let key = libp2p::kad::RecordKey::new(&repository.provider_key());
+                self.swarm.behaviour_mut().kad.stop_providing(&key);
+            }
             Command::Announce { announcement } => self.announce(&announcement),
             Command::Penalize { peer, penalty } => self.manager().penalize(peer, penalty),
             Command::SetSyncing { peer, syncing } => {
@@ -365,7 +370,9 @@ impl EventLoop {
                 for addr in addresses.iter().filter(|a| nat::is_relayed(a)) {
                     self.swarm.remove_external_address(addr);
                 }
-                let error = reason.as_ref().err().map(ToString::to_string);
+                // With its sources: a relay's "Failed to get Reservation." says why
+                // only in them.
+                let error = reason.as_ref().err().map(|e| crate::error::error_chain(e));
                 match &error {
                     None => tracing::info!(?addresses, "listener closed"),
                     Some(e) => tracing::warn!(?addresses, "listener failed: {e}"),
@@ -651,11 +658,8 @@ impl EventLoop {
                 error,
                 already_connected,
             } => {
-                let error = if self.config.swarm_key.is_some() {
-                    crate::error::with_private_network_hint(error)
-                } else {
-                    error
-                };
+                let error =
+                    crate::error::with_private_network_hint(error, self.config.swarm_key.is_some());
                 let connected = peer.filter(|p| self.swarm.is_connected(p));
                 self.discovery.on_dial_failed(
                     id,

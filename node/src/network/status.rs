@@ -51,6 +51,11 @@ pub(super) fn report(s: Sources<'_>) -> StatusReport {
         dht_mode: behaviour.kad.mode().to_string(),
         mdns: behaviour.mdns.is_enabled(),
         relay_server: behaviour.relay_server.is_enabled(),
+        replicate: match s.config.replicate {
+            crate::config::Replicate::Followed => "followed",
+            crate::config::Replicate::All => "all",
+        }
+        .to_owned(),
         private_network: s.config.swarm_key.is_some(),
         allowed_peers: behaviour.connection_manager.allowed_count(),
         // Filled in by the handle, from the sync engine's ledger.
