@@ -3,13 +3,13 @@
 use std::cell::OnceCell;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use guts_api::auth::{self, Token};
+use guts_api::{ApiAddress, settings};
 use guts_api::{
     ConnectRequest, ConnectResponse, Direction, ErrorBody, PeerReport, StatusReport, SyncOutcome,
     SyncProgress, SyncRequestBody,
@@ -24,34 +24,73 @@ use crate::terminal::{safe, safe_lines};
 pub const SLOW: Duration = Duration::from_secs(3600);
 
 /// Where the node's control API is, and where its token is.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct ApiArgs {
-    /// The node's control API address.
-    #[arg(long, env = "GUTS_API", value_name = "ADDR", default_value = guts_api::DEFAULT_API_ADDR)]
-    api: SocketAddr,
-    /// The node's data dir, where it writes its API token [default: the platform data
-    /// dir, as for `guts node`]. GUTS_API_TOKEN, if set, is used instead.
+    /// The node's control API: HOST:PORT or http://HOST:PORT [default: the config file's
+    /// `api`, else 127.0.0.1:9080].
+    #[arg(long, env = "GUTS_API", value_name = "ADDR")]
+    api: Option<ApiAddress>,
+    /// The node's data dir, where it writes its API token [default: the config file's
+    /// `data_dir`, else the platform data dir, as for `guts node`]. GUTS_API_TOKEN, if
+    /// set, is used instead.
     #[arg(long, env = "GUTS_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The node's config file, read for its `api` and `data_dir` [default:
+    /// ~/.config/guts/config.toml, if it exists].
+    #[arg(long, env = "GUTS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 impl ApiArgs {
-    /// The API address.
-    pub fn addr(&self) -> SocketAddr {
-        self.api
-    }
-
-    /// `GUTS_API` and `GUTS_DATA_DIR`, or the defaults (for programs git runs, which
-    /// take no flags).
+    /// `GUTS_API`, `GUTS_DATA_DIR` and `GUTS_CONFIG` (for programs git runs, which take
+    /// no flags).
     pub fn from_env() -> anyhow::Result<Self> {
         let api = match std::env::var("GUTS_API") {
-            Ok(v) => v
-                .parse()
-                .map_err(|_| anyhow!("GUTS_API={v:?} is not an address like 127.0.0.1:9080"))?,
-            Err(_) => guts_api::DEFAULT_API_ADDR.parse()?,
+            Ok(v) => Some(v.parse().context("GUTS_API")?),
+            Err(_) => None,
         };
-        let data_dir = std::env::var_os("GUTS_DATA_DIR").map(PathBuf::from);
-        Ok(ApiArgs { api, data_dir })
+        Ok(ApiArgs {
+            api,
+            data_dir: std::env::var_os("GUTS_DATA_DIR").map(PathBuf::from),
+            config: std::env::var_os("GUTS_CONFIG").map(PathBuf::from),
+        })
+    }
+
+    /// The address and data dir: flags and variables first, then the config file.
+    pub fn resolve(&self) -> anyhow::Result<Endpoint> {
+        let file = match self.config.clone().or_else(settings::default_config_file) {
+            Some(path) => Some((settings::read_file_settings(&path)?, path)),
+            None => None,
+        };
+        let from_file = file.as_ref().map(|(f, _)| f.clone()).unwrap_or_default();
+        let api = match (&self.api, from_file.api) {
+            (Some(a), _) => a.clone(),
+            (None, Some(Some(a))) => settings::connectable(a),
+            (None, Some(None)) => bail!(
+                "{} says api = \"off\": that node has no control API; give --api for another",
+                file.map(|(_, p)| p.display().to_string())
+                    .unwrap_or_default()
+            ),
+            (None, None) => guts_api::DEFAULT_API_ADDR.parse()?,
+        };
+        Ok(Endpoint {
+            api,
+            data_dir: self.data_dir.clone().or(from_file.data_dir),
+        })
+    }
+}
+
+/// A node's control API address and, if known, its data dir.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    api: ApiAddress,
+    data_dir: Option<PathBuf>,
+}
+
+impl Endpoint {
+    /// The API address.
+    pub fn api(&self) -> &ApiAddress {
+        &self.api
     }
 
     /// The data dir named, or the default one.
@@ -80,29 +119,42 @@ struct Credential {
 /// A client of one node's control API. Before it sends the token it has the node prove
 /// it holds it (see [`guts_api::auth`]), and it checks that proof on every answer.
 pub struct Client {
-    args: ApiArgs,
+    endpoint: Endpoint,
     agent: ureq::Agent,
     credential: OnceCell<Credential>,
 }
 
 impl Client {
-    pub fn new(args: &ApiArgs, timeout: Duration) -> Self {
+    /// A client of the node `args` name (flags, variables, config file), answering
+    /// within `timeout`.
+    pub fn new(args: &ApiArgs, timeout: Duration) -> anyhow::Result<Self> {
+        Self::with_timeout(args, Some(timeout))
+    }
+
+    /// A client whose requests may take as long as the node keeps answering (a followed
+    /// log), or `timeout` at most.
+    pub fn with_timeout(args: &ApiArgs, timeout: Option<Duration>) -> anyhow::Result<Self> {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(3)))
-            .timeout_global(Some(timeout))
+            .timeout_global(timeout)
             .build()
             .into();
-        Client {
-            args: args.clone(),
+        Ok(Client {
+            endpoint: args.resolve()?,
             agent,
             credential: OnceCell::new(),
-        }
+        })
     }
 
     /// The API address.
-    pub fn addr(&self) -> SocketAddr {
-        self.args.api
+    pub fn addr(&self) -> &ApiAddress {
+        &self.endpoint.api
+    }
+
+    /// The node's endpoint, for programs this client starts (git and its helper).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// The node's data dir: where the token that it proved it holds was found, or the
@@ -113,7 +165,7 @@ impl Client {
             .credential()?
             .dir
             .clone()
-            .unwrap_or_else(|| self.args.data_dir()))
+            .unwrap_or_else(|| self.endpoint.data_dir()))
     }
 
     /// `path` from the node, resolved (no `..`, no links), once it is known to lie inside
@@ -127,7 +179,7 @@ impl Client {
                 "the node at {} keeps this repository at {}, which this machine cannot see; \
                  git-remote-guts needs a node on the same filesystem (a node in a container: run \
                  `guts repo sync` / `guts repo import` inside it instead)",
-                self.args.api,
+                self.endpoint.api,
                 safe(path)
             )
         })?;
@@ -136,7 +188,7 @@ impl Client {
         if !resolved.starts_with(&root) {
             bail!(
                 "the node at {} named {} as the repository's path, which is outside its data dir {}; refused",
-                self.args.api,
+                self.endpoint.api,
                 safe(path),
                 root.display()
             );
@@ -149,6 +201,11 @@ impl Client {
         self.decode(response)
     }
 
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let response = self.send_authorized(self.agent.delete(self.url(path)), |r| r.call())?;
+        self.decode(response)
+    }
+
     pub fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
@@ -158,14 +215,30 @@ impl Client {
         self.decode(response)
     }
 
+    /// GETs `path` and returns the answer's lines as they arrive (JSON lines).
+    pub fn get_lines(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<impl Iterator<Item = std::io::Result<String>> + use<>> {
+        let response = self.send_authorized(self.agent.get(self.url(path)), |r| r.call())?;
+        self.lines(response)
+    }
+
     /// POSTs `body` and returns the answer's lines as they arrive (JSON lines).
     pub fn post_lines<B: Serialize>(
         &self,
         path: &str,
         body: &B,
     ) -> anyhow::Result<impl Iterator<Item = std::io::Result<String>> + use<B>> {
-        use std::io::BufRead;
         let response = self.send_post(path, body)?;
+        self.lines(response)
+    }
+
+    fn lines(
+        &self,
+        response: ureq::http::Response<ureq::Body>,
+    ) -> anyhow::Result<impl Iterator<Item = std::io::Result<String>> + use<>> {
+        use std::io::BufRead;
         if !response.status().is_success() {
             return Err(self
                 .decode::<serde_json::Value>(response)
@@ -208,7 +281,7 @@ impl Client {
         if !proved {
             bail!(
                 "the answer from {} carries no valid proof that it comes from the node; ignored",
-                self.args.api
+                self.endpoint.api
             )
         }
         Ok(response)
@@ -226,7 +299,7 @@ impl Client {
         if !status.is_success() {
             bail!(
                 "the node at {} answered {path} with HTTP {status}: {}",
-                self.args.api,
+                self.endpoint.api,
                 safe(body.trim())
             );
         }
@@ -234,12 +307,12 @@ impl Client {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.args.api)
+        format!("{}{path}", self.endpoint.api.url())
     }
 
     /// The `Host` ureq sends, which the node's proof covers.
     fn host(&self) -> String {
-        self.args.api.to_string()
+        self.endpoint.api.to_string()
     }
 
     fn credential(&self) -> anyhow::Result<&Credential> {
@@ -267,7 +340,7 @@ impl Client {
             if let Some(problem) = problems.into_iter().next() {
                 return Err(problem);
             }
-            let dir = self.args.data_dir();
+            let dir = self.endpoint.data_dir();
             bail!(
                 "no API token in {} (looked for {}): is a node running with this data dir? \
                  Start one with `guts node`; run this as the node's user, or point --data-dir / \
@@ -292,7 +365,7 @@ impl Client {
         {
             bail!(
                 "the node at {} refused: {}",
-                self.args.api,
+                self.endpoint.api,
                 safe(&body.error)
             );
         }
@@ -301,7 +374,7 @@ impl Client {
             "whatever answers at {} could not prove it holds the API token in {}, so it is \
              not that node (it may have restarted with a new token, or another program has \
              the port); nothing was sent to it",
-            self.args.api,
+            self.endpoint.api,
             sources.join(", ")
         );
         for problem in problems {
@@ -326,7 +399,7 @@ impl Client {
                 vec![],
             ));
         }
-        let dir = self.args.data_dir();
+        let dir = self.endpoint.data_dir();
         let mut dirs = vec![dir.clone()];
         if let Ok(entries) = std::fs::read_dir(&dir) {
             let mut slots: Vec<PathBuf> = entries
@@ -367,7 +440,7 @@ impl Client {
             return response.body_mut().read_json().with_context(|| {
                 format!(
                     "the node at {} sent an answer this client cannot read",
-                    self.args.api
+                    self.endpoint.api
                 )
             });
         }
@@ -380,7 +453,7 @@ impl Client {
     }
 
     fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
-        let addr = self.args.api;
+        let addr = &self.endpoint.api;
         match e {
             ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
                 let why = match e {
@@ -407,21 +480,28 @@ fn proof(response: &ureq::http::Response<ureq::Body>) -> Option<&str> {
 
 /// Prints the token of the node at the API address (the one it proves it holds), for a
 /// client elsewhere (`GUTS_API_TOKEN`), e.g. on the host of a node in a container.
-pub fn api_token(args: &ApiArgs) -> anyhow::Result<()> {
-    let client = Client::new(args, Duration::from_secs(10));
-    println!("{}", client.credential()?.token.to_hex());
+pub fn api_token(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
+    let client = Client::new(args, Duration::from_secs(10))?;
+    let token = client.credential()?.token.to_hex();
+    if json {
+        return print_json(&serde_json::json!({ "token": token }));
+    }
+    println!("{token}");
     Ok(())
 }
 
 /// Succeeds only while the node's event loop answers: for container healthchecks.
-pub fn health(args: &ApiArgs) -> anyhow::Result<()> {
-    let body = Client::new(args, Duration::from_secs(5)).get_open_text("/health")?;
+pub fn health(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
+    let body = Client::new(args, Duration::from_secs(5))?.get_open_text("/health")?;
+    if json {
+        return print_json(&serde_json::json!({ "health": body.trim() }));
+    }
     print!("{body}");
     Ok(())
 }
 
 pub fn status(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
-    let status: StatusReport = Client::new(args, Duration::from_secs(10)).get("/api/v1/status")?;
+    let status: StatusReport = Client::new(args, Duration::from_secs(10))?.get("/api/v1/status")?;
     if json {
         return print_json(&status);
     }
@@ -456,6 +536,7 @@ pub fn status(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
         "relay server:",
         if status.relay_server { "on" } else { "off" },
     );
+    line(&mut out, "replicate:", &status.replicate);
     let access = match (status.private_network, status.allowed_peers) {
         (false, None) => "open".to_owned(),
         (true, None) => "private network (swarm key)".to_owned(),
@@ -559,7 +640,8 @@ fn list(out: &mut String, label: &str, items: &[String]) {
 }
 
 pub fn peers(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
-    let peers: Vec<PeerReport> = Client::new(args, Duration::from_secs(10)).get("/api/v1/peers")?;
+    let peers: Vec<PeerReport> =
+        Client::new(args, Duration::from_secs(10))?.get("/api/v1/peers")?;
     if json {
         return print_json(&peers);
     }
@@ -601,9 +683,9 @@ pub fn peers(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
 }
 
 /// `address` is a multiaddr the caller has already parsed (and so checked).
-pub fn connect(args: &ApiArgs, address: &str) -> anyhow::Result<()> {
+pub fn connect(args: &ApiArgs, address: &str, json: bool) -> anyhow::Result<()> {
     // The node bounds the dial by its connection timeout; leave room for that.
-    let client = Client::new(args, Duration::from_secs(60));
+    let client = Client::new(args, Duration::from_secs(60))?;
     let reply: ConnectResponse = client.post(
         "/api/v1/connect",
         &ConnectRequest {
@@ -613,13 +695,55 @@ pub fn connect(args: &ApiArgs, address: &str) -> anyhow::Result<()> {
     if reply.peer_id.is_empty() {
         bail!("the node did not say which peer it connected to");
     }
+    if json {
+        return print_json(&reply);
+    }
     println!("connected to {}", reply.peer_id);
     Ok(())
 }
 
-fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+/// `guts logs`: the node's recent log lines, and with `follow` each new one until the
+/// node stops (or this command is interrupted).
+pub fn logs(args: &ApiArgs, lines: usize, follow: bool, json: bool) -> anyhow::Result<()> {
+    // A followed answer stays open as long as the node runs.
+    let timeout = (!follow).then_some(Duration::from_secs(30));
+    let client = Client::with_timeout(args, timeout)?;
+    let answer = client.get_lines(&format!("/api/v1/logs?lines={lines}&follow={follow}"))?;
+    let mut out = std::io::stdout().lock();
+    for line in answer {
+        let line = line.context("the node stopped answering")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if json {
+            writeln!(out, "{line}")?;
+            continue;
+        }
+        let entry: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("unexpected line from the node: {line}"))?;
+        if let Some(text) = entry.get("line").and_then(|l| l.as_str()) {
+            writeln!(out, "{}", safe(text))?;
+        } else if let Some(n) = entry.get("skipped") {
+            writeln!(out, "... {n} lines skipped (this reader fell behind)")?;
+        }
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// Prints `value` as pretty JSON: what every client command prints with `--json`.
+pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// Whether a sync prints its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Progress and the outcome on stderr.
+    Shown,
+    /// Nothing but failures (`git clone --quiet`).
+    Quiet,
 }
 
 /// Runs a sync on the node, printing progress and the outcome on stderr the way git
@@ -628,13 +752,19 @@ pub fn sync(
     client: &Client,
     id: &RepositoryId,
     from: Option<String>,
+    progress: Progress,
 ) -> anyhow::Result<SyncOutcome> {
     let lines = client.post_lines(
         &format!("/api/v1/repos/{id}/sync"),
         &SyncRequestBody { prefer: from },
     )?;
     let tty = std::io::stderr().is_terminal();
-    let mut err = std::io::stderr();
+    let mut shown = std::io::stderr();
+    let mut sink = std::io::sink();
+    let err: &mut dyn std::io::Write = match progress {
+        Progress::Shown => &mut shown,
+        Progress::Quiet => &mut sink,
+    };
     for line in lines {
         let line = line.context("the node stopped answering")?;
         if line.trim().is_empty() {
@@ -671,7 +801,7 @@ pub fn sync(
                 }
                 match &outcome {
                     SyncOutcome::UpToDate { sequence } => {
-                        eprintln!("guts://{id} is up to date (sequence {sequence})")
+                        let _ = writeln!(err, "guts://{id} is up to date (sequence {sequence})");
                     }
                     SyncOutcome::Updated {
                         sequence,
@@ -679,11 +809,14 @@ pub fn sync(
                         objects,
                         bytes,
                         millis,
-                    } => eprintln!(
-                        "guts://{id} updated to sequence {sequence} from {from}: {objects} objects, {} in {:.1}s",
-                        bytesize::ByteSize::b(*bytes).display().iec(),
-                        *millis as f64 / 1000.0
-                    ),
+                    } => {
+                        let _ = writeln!(
+                            err,
+                            "guts://{id} updated to sequence {sequence} from {from}: {objects} objects, {} in {:.1}s",
+                            bytesize::ByteSize::b(*bytes).display().iec(),
+                            *millis as f64 / 1000.0
+                        );
+                    }
                 }
                 return Ok(outcome);
             }

@@ -9,7 +9,7 @@ use guts_cli::client;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Guts: git repositories hosted peer to peer, with no central server.
 #[derive(Parser)]
@@ -35,6 +35,9 @@ enum Command {
     Health {
         #[command(flatten)]
         api: client::ApiArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// List a running node's connected peers.
     Peers {
@@ -51,6 +54,23 @@ enum Command {
         /// The peer's multiaddr, with or without /p2p/<peer-id>.
         #[arg(value_name = "MULTIADDR", value_parser = guts_node::config::parse_multiaddr)]
         address: guts_node::Multiaddr,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what the node logged lately; with --follow, each new line as it comes.
+    Logs {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        /// Keep printing new lines until the node stops (or Ctrl-C).
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// How many past lines to print (the node keeps the last 1000).
+        #[arg(long, short = 'n', default_value_t = 100, value_name = "N")]
+        lines: usize,
+        /// Print each line as the node's JSON (`{"line": ...}`).
+        #[arg(long)]
+        json: bool,
     },
     /// Repositories: import, list, show, follow, sync.
     #[command(subcommand)]
@@ -60,26 +80,48 @@ enum Command {
         /// The repository id (or guts://<id>).
         #[arg(value_parser = repo_cmd::parse_id)]
         id: guts_protocol::RepositoryId,
-        /// Where to put the working copy.
-        dir: PathBuf,
+        /// Where to put the working copy [default: the repository's name].
+        dir: Option<PathBuf>,
         #[command(flatten)]
         api: client::ApiArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the control API token of the running node (found in its data dir, checked
     /// against the node), for `GUTS_API_TOKEN` where the data dir is out of reach.
     ApiToken {
         #[command(flatten)]
         api: client::ApiArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a new private network key (swarm.key format) for --swarm-key: every node
     /// of the network gets a copy, and no one else.
     SwarmKey,
-    /// Print the peer id of the node whose data dir this is (creating its identity if
-    /// there is none yet). Works offline.
+    /// Print a shell's completion script for guts, e.g.
+    /// `guts completions bash > ~/.local/share/bash-completion/completions/guts`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page of guts (roff), e.g. `guts man | man -l -`; with --dir, write
+    /// one page per command there (guts.1, guts-node.1, guts-repo-init.1, ...).
+    Man {
+        /// A directory to write every command's page into, e.g. ~/.local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Print the peer id of the node whose data dir this is. Works offline.
     Id {
-        /// The node's data dir.
+        /// The node's data dir [default: ~/.local/share/guts].
         #[arg(long, env = "GUTS_DATA_DIR", value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Create the identity if the data dir has none yet (as `guts node` does at its
+        /// first start), instead of refusing.
+        #[arg(long)]
+        create: bool,
     },
 }
 
@@ -112,6 +154,9 @@ fn main() -> ExitCode {
         return ExitCode::from(u8::try_from(status).unwrap_or(1));
     }
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Node(_)) {
+        restore_sigpipe();
+    }
     let result = match cli.command {
         Command::Node(args) => {
             // On Linux the running image itself, even if an upgrade replaced the file.
@@ -124,16 +169,29 @@ fn main() -> ExitCode {
             return node_cmd::run(*args);
         }
         Command::Status { api, json } => client::status(&api, json),
-        Command::Health { api } => client::health(&api),
+        Command::Health { api, json } => client::health(&api, json),
         Command::Peers { api, json } => client::peers(&api, json),
-        Command::Connect { api, address } => client::connect(&api, &address.to_string()),
-        Command::Id { data_dir } => print_id(data_dir),
-        Command::ApiToken { api } => client::api_token(&api),
+        Command::Connect { api, address, json } => {
+            client::connect(&api, &address.to_string(), json)
+        }
+        Command::Id { data_dir, create } => print_id(data_dir, create),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "guts", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => man(dir),
+        Command::ApiToken { api, json } => client::api_token(&api, json),
+        Command::Logs {
+            api,
+            follow,
+            lines,
+            json,
+        } => client::logs(&api, lines, follow, json),
         Command::SwarmKey => guts_node::config::new_swarm_key()
             .map(|key| print!("{key}"))
             .map_err(Into::into),
         Command::Repo(command) => repo_cmd::run(command),
-        Command::Clone { id, dir, api } => repo_cmd::clone(&api, &id, &dir),
+        Command::Clone { id, dir, api, json } => repo_cmd::clone(&api, &id, dir, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,8 +205,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_id(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+fn print_id(data_dir: Option<PathBuf>, create: bool) -> anyhow::Result<()> {
     let dir = data_dir.unwrap_or_else(guts_node::config::default_data_dir);
+    let key = dir.join(guts_storage::IDENTITY_FILE);
+    // A mistyped path must not mint a new identity that looks like the node's.
+    if !create && !key.exists() {
+        anyhow::bail!(
+            "no node identity in {} ({} does not exist): is that the node's data dir? \
+             `guts node --data-dir {0}` creates one at its first start, or `guts id --create` now",
+            dir.display(),
+            key.display()
+        );
+    }
     let identity = guts_storage::DataDir::open_unlocked(&dir)?.identity()?;
     let peer_id = guts_node::peer_id_of(&identity)?;
     if identity.was_created() {
@@ -156,4 +224,32 @@ fn print_id(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     }
     println!("{peer_id}");
     Ok(())
+}
+
+fn man(dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let command = Cli::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+            clap_mangen::generate_to(command, &dir)
+                .map_err(|e| anyhow::anyhow!("cannot write man pages to {}: {e}", dir.display()))?;
+            eprintln!("wrote the man pages of guts into {}", dir.display());
+        }
+        None => clap_mangen::Man::new(command).render(&mut std::io::stdout())?,
+    }
+    Ok(())
+}
+
+/// Client commands die quietly of SIGPIPE, as other command-line tools do, so that
+/// `guts status | head -1` prints a line and no panic ("failed printing to stdout").
+/// Rust ignores SIGPIPE by default; the node keeps it ignored (its sockets and pipes
+/// report EPIPE as errors instead), and socket writes never raise it (std sends with
+/// MSG_NOSIGNAL).
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: resets one signal's disposition before any thread or handler exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

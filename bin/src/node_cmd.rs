@@ -20,7 +20,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// that is not given leaves the config file's value (or the default) in place.
 #[derive(Args, Debug)]
 pub struct NodeArgs {
-    /// TOML config file (any key left out keeps its default).
+    /// TOML config file (any key left out keeps its default) [default:
+    /// ~/.config/guts/config.toml, if it exists].
     #[arg(long, env = "GUTS_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Print the effective config as TOML and exit.
@@ -326,9 +327,14 @@ pub struct NodeArgs {
 struct ApiSetting(Option<SocketAddr>);
 
 impl NodeArgs {
-    /// The effective config: these flags over the file over the defaults.
-    fn config(&self) -> Result<Config, guts_node::ConfigError> {
-        let mut c = match &self.config {
+    /// The effective config (these flags over the file over the defaults), and the file
+    /// read, if any.
+    fn config(&self) -> Result<(Config, Option<PathBuf>), guts_node::ConfigError> {
+        let file = self
+            .config
+            .clone()
+            .or_else(guts_api::settings::default_config_file);
+        let mut c = match &file {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
@@ -365,12 +371,12 @@ impl NodeArgs {
         }
         c.apply_private_defaults();
         c.validate()?;
-        Ok(c)
+        Ok((c, file))
     }
 }
 
 pub fn run(args: NodeArgs) -> ExitCode {
-    let config = match args.config() {
+    let (config, file) = match args.config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -378,10 +384,16 @@ pub fn run(args: NodeArgs) -> ExitCode {
         }
     };
     if args.print_config {
+        if let Some(file) = &file {
+            println!("# read from {}", file.display());
+        }
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
     logging::init(config.log_format);
+    if let Some(file) = &file {
+        tracing::info!("settings from {}", file.display());
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -24,7 +24,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, anyhow, bail};
 use guts_api::{PushAreaResponse, PushRequest, PushResponse, PushUpdate, RepoDetail, StatusReport};
-use guts_cli::client::{ApiArgs, Client, SLOW, sync};
+use guts_cli::client::{ApiArgs, Client, Progress, SLOW, sync};
 use guts_cli::terminal::{safe, safe_lines};
 use guts_protocol::RepositoryId;
 
@@ -64,13 +64,14 @@ fn run(url: &str) -> anyhow::Result<()> {
     let id = parse_url(url)?;
     let api = ApiArgs::from_env()?;
     // One client: it has the node prove it holds the token once, then checks every answer.
-    let client = Client::new(&api, SLOW);
+    let client = Client::new(&api, SLOW)?;
     let stdin = io::stdin();
     let mut lines = stdin.lock().lines();
     let mut out = io::stdout().lock();
     // Set by an option that needs git's own negotiation (a shallow clone).
     let mut negotiate = false;
     let mut check_connectivity = false;
+    let mut progress = Progress::Shown;
     // The node's copy, once the repository has been brought up to date.
     let mut store: Option<PathBuf> = None;
     while let Some(line) = lines.next() {
@@ -97,7 +98,16 @@ fn run(url: &str) -> anyhow::Result<()> {
                         check_connectivity = value == "true";
                         writeln!(out, "ok")?;
                     }
-                    "cloning" | "progress" | "verbosity" | "followtags" => writeln!(out, "ok")?,
+                    "verbosity" => {
+                        // `git clone --quiet` says 0: no sync progress either.
+                        progress = if value == "0" {
+                            Progress::Quiet
+                        } else {
+                            Progress::Shown
+                        };
+                        writeln!(out, "ok")?;
+                    }
+                    "cloning" | "progress" | "followtags" => writeln!(out, "ok")?,
                     _ => writeln!(out, "unsupported")?,
                 }
             }
@@ -106,7 +116,7 @@ fn run(url: &str) -> anyhow::Result<()> {
                 writeln!(out, "fallback")?;
             }
             "connect git-upload-pack" => {
-                let path = prepare_fetch(&client, &id)?;
+                let path = prepare_fetch(&client, &id, progress)?;
                 writeln!(out)?;
                 out.flush()?;
                 return become_upload_pack(&path);
@@ -118,7 +128,7 @@ fn run(url: &str) -> anyhow::Result<()> {
             "list" | "list for-push" => {
                 if command == "list" && store.is_none() {
                     // A fetch lists what it will get: the latest verified snapshot.
-                    store = Some(prepare_fetch(&client, &id)?);
+                    store = Some(prepare_fetch(&client, &id, progress)?);
                 }
                 let detail = repository(&client, &id)?;
                 if command == "list for-push" && !detail.summary.owned {
@@ -151,7 +161,7 @@ fn run(url: &str) -> anyhow::Result<()> {
                 }
                 let store = match &store {
                     Some(s) => s.clone(),
-                    None => prepare_fetch(&client, &id)?,
+                    None => prepare_fetch(&client, &id, progress)?,
                 };
                 match handoff::link_packs(&store, &wants) {
                     Ok(keep) => {
@@ -201,7 +211,11 @@ fn repository(client: &Client, id: &RepositoryId) -> anyhow::Result<RepoDetail> 
 }
 
 /// Brings the node's copy up to date (fetching it first if needed); returns its path.
-fn prepare_fetch(client: &Client, id: &RepositoryId) -> anyhow::Result<PathBuf> {
+fn prepare_fetch(
+    client: &Client,
+    id: &RepositoryId,
+    progress: Progress,
+) -> anyhow::Result<PathBuf> {
     node_peer_id(client)?;
     let held = repository(client, id)
         .ok()
@@ -209,7 +223,7 @@ fn prepare_fetch(client: &Client, id: &RepositoryId) -> anyhow::Result<PathBuf> 
     if let Some(d) = held.as_ref().filter(|d| d.summary.owned) {
         return client.local_path(&d.summary.path);
     }
-    match sync(client, id, None) {
+    match sync(client, id, None, progress) {
         Ok(_) => {}
         Err(e) if held.is_some() => eprintln!(
             "guts: warning: could not reach holders ({e:#}); using the copy this node has"

@@ -1,6 +1,7 @@
 //! `guts repo …` and `guts clone`: repositories, through the node's control API.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -8,7 +9,7 @@ use clap::Subcommand;
 use guts_api::{ImportRequest, ImportResponse, RepoDetail, RepoSummary};
 use guts_protocol::RepositoryId;
 
-use guts_cli::client::{ApiArgs, Client, SLOW, sync};
+use guts_cli::client::{ApiArgs, Client, Progress, SLOW, print_json, sync};
 use guts_cli::terminal::safe;
 
 /// Repository commands.
@@ -65,6 +66,36 @@ pub enum RepoCommand {
         id: RepositoryId,
         #[command(flatten)]
         api: ApiArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop following a repository: the node stops fetching it, and keeps (and serves)
+    /// the copy it has.
+    Unfollow {
+        /// The repository id.
+        #[arg(value_parser = parse_id)]
+        id: RepositoryId,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete this node's copy of a repository and stop following it.
+    Remove {
+        /// The repository id.
+        #[arg(value_parser = parse_id)]
+        id: RepositoryId,
+        /// Remove it even if this node owns it (other nodes may keep their copies; this
+        /// node's key can still sign for it).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Fetch the latest verified snapshot of a repository now, showing progress.
     Sync {
@@ -76,6 +107,9 @@ pub enum RepoCommand {
         from: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
+        /// Print the outcome as JSON (progress still goes to stderr).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -94,10 +128,10 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
             json,
         } => import(&api, &path, name, json),
         RepoCommand::Init { name, api, json } => {
-            let r: RepoSummary = Client::new(&api, Duration::from_secs(30))
+            let r: RepoSummary = Client::new(&api, Duration::from_secs(30))?
                 .post("/api/v1/repos/init", &guts_api::InitRequest { name })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                print_json(&r)?;
             } else {
                 println!("created {} as {}", r.name.as_deref().unwrap_or("?"), r.url);
                 println!(
@@ -109,19 +143,70 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
         }
         RepoCommand::List { api, json } => list(&api, json),
         RepoCommand::Show { id, api, json } => show(&api, &id, json),
-        RepoCommand::Follow { id, api } => {
-            let client = Client::new(&api, Duration::from_secs(30));
-            client.post::<_, serde_json::Value>(
+        RepoCommand::Follow { id, api, json } => {
+            let client = Client::new(&api, Duration::from_secs(30))?;
+            let reply: serde_json::Value = client.post(
                 &format!("/api/v1/repos/{id}/follow"),
                 &serde_json::json!({}),
             )?;
+            if json {
+                return print_json(&reply);
+            }
             println!(
                 "following guts://{id}; the node fetches it in the background (`guts repo sync {id}` to wait)"
             );
             Ok(())
         }
-        RepoCommand::Sync { id, from, api } => {
-            sync(&Client::new(&api, SLOW), &id, from).map(|_| ())
+        RepoCommand::Unfollow { id, api, json } => {
+            let client = Client::new(&api, Duration::from_secs(30))?;
+            let reply: serde_json::Value = client.post(
+                &format!("/api/v1/repos/{id}/unfollow"),
+                &serde_json::json!({}),
+            )?;
+            if json {
+                return print_json(&reply);
+            }
+            if reply["was_followed"] == true {
+                println!(
+                    "no longer following guts://{id}; the copy this node holds stays (`guts repo remove {id}` deletes it)"
+                );
+            } else {
+                println!("guts://{id} was not followed");
+            }
+            Ok(())
+        }
+        RepoCommand::Remove {
+            id,
+            force,
+            api,
+            json,
+        } => {
+            let client = Client::new(&api, Duration::from_secs(60))?;
+            let reply: serde_json::Value =
+                client.delete(&format!("/api/v1/repos/{id}?force={force}"))?;
+            if json {
+                return print_json(&reply);
+            }
+            println!("removed guts://{id} from this node");
+            let status: guts_api::StatusReport = client.get("/api/v1/status")?;
+            if status.replicate == "all" {
+                println!(
+                    "note: this node keeps every repository it hears of (replicate = all), so it fetches guts://{id} again at its next announcement"
+                );
+            }
+            Ok(())
+        }
+        RepoCommand::Sync {
+            id,
+            from,
+            api,
+            json,
+        } => {
+            let outcome = sync(&Client::new(&api, SLOW)?, &id, from, Progress::Shown)?;
+            if json {
+                print_json(&outcome)?;
+            }
+            Ok(())
         }
     }
 }
@@ -130,7 +215,7 @@ fn import(api: &ApiArgs, path: &Path, name: Option<String>, json: bool) -> anyho
     let abs = path
         .canonicalize()
         .with_context(|| format!("cannot import {}", path.display()))?;
-    let client = Client::new(api, SLOW);
+    let client = Client::new(api, SLOW)?;
     let reply: ImportResponse = client.post(
         "/api/v1/repos/import",
         &ImportRequest {
@@ -139,8 +224,7 @@ fn import(api: &ApiArgs, path: &Path, name: Option<String>, json: bool) -> anyho
         },
     )?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
-        return Ok(());
+        return print_json(&reply);
     }
     let r = &reply.repository;
     let name = r.name.as_deref().unwrap_or("?");
@@ -159,10 +243,10 @@ fn import(api: &ApiArgs, path: &Path, name: Option<String>, json: bool) -> anyho
 }
 
 fn list(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
-    let repos: Vec<RepoSummary> = Client::new(api, Duration::from_secs(30)).get("/api/v1/repos")?;
+    let repos: Vec<RepoSummary> =
+        Client::new(api, Duration::from_secs(30))?.get("/api/v1/repos")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&repos)?);
-        return Ok(());
+        return print_json(&repos);
     }
     if repos.is_empty() {
         println!("no repositories (guts repo import PATH, or guts repo follow ID)");
@@ -191,10 +275,9 @@ fn list(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
 
 fn show(api: &ApiArgs, id: &RepositoryId, json: bool) -> anyhow::Result<()> {
     let r: RepoDetail =
-        Client::new(api, Duration::from_secs(30)).get(&format!("/api/v1/repos/{id}"))?;
+        Client::new(api, Duration::from_secs(30))?.get(&format!("/api/v1/repos/{id}"))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-        return Ok(());
+        return print_json(&r);
     }
     let s = &r.summary;
     println!("id:        {}", s.id);
@@ -225,36 +308,85 @@ fn show(api: &ApiArgs, id: &RepositoryId, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `guts clone ID DIR`: the node fetches the repository if needed, then a working copy
-/// is cloned from the node's store.
-pub fn clone(api: &ApiArgs, id: &RepositoryId, dir: &Path) -> anyhow::Result<()> {
-    if dir.exists()
-        && dir
-            .read_dir()
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        bail!("{} already exists and is not empty", dir.display());
+/// `guts clone ID [DIR]`: the node fetches the repository if needed (and follows it),
+/// then `git clone guts://ID` makes the working copy, so `origin` is the `guts://` URL
+/// and a later `git push` goes through the node, which signs and announces it.
+pub fn clone(
+    api: &ApiArgs,
+    id: &RepositoryId,
+    dir: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if let Some(dir) = &dir {
+        refuse_non_empty(dir)?;
     }
-    let client = Client::new(api, SLOW);
+    let client = Client::new(api, SLOW)?;
     let detail: Result<RepoDetail, _> = client.get(&format!("/api/v1/repos/{id}"));
-    let held = matches!(&detail, Ok(d) if d.summary.sequence > 0);
-    if !held {
-        sync(&client, id, None)?;
+    if !matches!(&detail, Ok(d) if d.summary.sequence > 0) {
+        // git clone's helper would fetch it too; here the progress is shown once.
+        sync(&client, id, None, Progress::Shown)?;
         client.post::<_, serde_json::Value>(
             &format!("/api/v1/repos/{id}/follow"),
             &serde_json::json!({}),
         )?;
     }
     let detail: RepoDetail = client.get(&format!("/api/v1/repos/{id}"))?;
-    let source = client.local_path(&detail.summary.path)?;
-    git2::Repository::clone(&source.to_string_lossy(), dir).with_context(|| {
-        format!(
-            "cloning from the node's store {} into {}",
-            source.display(),
-            dir.display()
-        )
-    })?;
-    eprintln!("cloned guts://{id} into {}", dir.display());
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            let name = detail.summary.name.as_deref().unwrap_or("repository");
+            let dir = PathBuf::from(safe(name).into_owned());
+            refuse_non_empty(&dir)?;
+            dir
+        }
+    };
+    let url = format!("guts://{id}");
+    let mut git = Command::new("git");
+    git.args(["clone", "--quiet", &url])
+        .arg(&dir)
+        .env("GUTS_API", client.addr().to_string())
+        .env("GUTS_DATA_DIR", client.data_dir()?);
+    // git finds git-remote-guts on PATH; the one installed beside this program first.
+    if let Some(path) = path_with_own_dir() {
+        git.env("PATH", path);
+    }
+    let status = git.status().context("cannot run git (is it installed?)")?;
+    if !status.success() {
+        bail!("git clone {url} {} failed ({status})", dir.display());
+    }
+    if json {
+        return print_json(&serde_json::json!({
+            "id": id.to_string(),
+            "url": url,
+            "dir": dir.display().to_string(),
+        }));
+    }
+    eprintln!("cloned {url} into {} (origin: {url})", dir.display());
     Ok(())
+}
+
+fn refuse_non_empty(dir: &Path) -> anyhow::Result<()> {
+    let non_empty = dir.exists()
+        && dir
+            .read_dir()
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true);
+    if non_empty {
+        bail!("{} already exists and is not empty", dir.display());
+    }
+    Ok(())
+}
+
+/// `PATH` with this program's directory in front, if it holds `git-remote-guts`.
+fn path_with_own_dir() -> Option<std::ffi::OsString> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    if !dir.join("git-remote-guts").exists() {
+        return None;
+    }
+    let mut dirs = vec![dir.to_path_buf()];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs).ok()
 }
