@@ -96,6 +96,10 @@ fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
         .max()
 }
 
+/// Where test processes look for a default config file: nowhere that exists, so a
+/// `~/.config/guts/config.toml` on the machine running the tests changes nothing.
+pub const NO_CONFIG_HOME: &str = "/nonexistent/guts-tests/config";
+
 /// `PATH` with the directory of the binaries under test first, so git finds this build's
 /// `git-remote-guts`.
 pub fn path_with_helper() -> String {
@@ -115,6 +119,8 @@ pub fn git_against(dir: &Path, api: SocketAddr, data_dir: &Path) -> Command {
         .env("GUTS_API", api.to_string())
         .env("GUTS_DATA_DIR", data_dir)
         .env_remove("GUTS_API_TOKEN")
+        .env_remove("GUTS_CONFIG")
+        .env("XDG_CONFIG_HOME", NO_CONFIG_HOME)
         .env("GIT_AUTHOR_NAME", "Test")
         .env("GIT_AUTHOR_EMAIL", "test@example.com")
         .env("GIT_COMMITTER_NAME", "Test")
@@ -128,6 +134,8 @@ pub fn guts(args: &[&str]) -> Output {
         .args(args)
         .env_remove("GUTS_API")
         .env_remove("GUTS_DATA_DIR")
+        .env_remove("GUTS_CONFIG")
+        .env("XDG_CONFIG_HOME", NO_CONFIG_HOME)
         .output()
         .expect("run guts")
 }
@@ -258,6 +266,8 @@ impl NodeSpec {
             .args(&self.args)
             .env_remove("GUTS_API")
             .env_remove("GUTS_FAILPOINTS")
+            .env_remove("GUTS_CONFIG")
+            .env("XDG_CONFIG_HOME", NO_CONFIG_HOME)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", &self.log_filter)
             .stdin(Stdio::null())
@@ -363,6 +373,8 @@ impl GutsNode {
             .arg(self.api().to_string())
             .env("GUTS_DATA_DIR", &self.data_dir)
             .env_remove("GUTS_API_TOKEN")
+            .env_remove("GUTS_CONFIG")
+            .env("XDG_CONFIG_HOME", NO_CONFIG_HOME)
             .output()
             .expect("run guts client")
     }

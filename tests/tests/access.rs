@@ -570,6 +570,9 @@ fn a_private_network_admits_only_nodes_with_its_key() {
     for outsider in [&c, &d] {
         let out = outsider.client(["connect", &a_addr]);
         assert!(!out.status.success(), "an outsider connected");
+        // Both are told why it may be: the keyed one asks about the key, the keyless
+        // one that the peer may be in a private network.
+        assert!(stderr(&out).contains("swarm key"), "{}", stderr(&out));
         let out = a.client(["connect", &outsider.tcp_addr()]);
         assert!(!out.status.success(), "a member connected to an outsider");
         assert!(stderr(&out).contains("same swarm key"), "{}", stderr(&out));

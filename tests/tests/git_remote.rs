@@ -312,3 +312,72 @@ fn git_errors_say_what_is_wrong_in_one_line() {
         "{line}"
     );
 }
+
+#[test]
+fn guts_clone_pushes_through_the_node_and_a_store_path_takes_no_push() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = NodeSpec::loopback(&tmp.path().join("a")).spawn();
+    let b = NodeSpec::loopback(&tmp.path().join("b"))
+        .args(["--bootstrap", &a.tcp_addr()])
+        .spawn();
+    let created: RepoSummary = a.client_json("repo init demo").unwrap();
+    let (url, id) = (created.url.clone(), created.id.clone());
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    ok(a.git(&work, &["init", "-q", "-b", "main"]), "git init");
+    commit(&work, &a, "README", "hello\n", "first");
+    ok(a.git(&work, &["push", "-q", &url, "main"]), "git push");
+
+    // B clones with `guts clone` (fetching first); A's own clone pushes.
+    let on_b = tmp.path().join("on-b");
+    ok(
+        b.client(["clone", &id, on_b.to_str().unwrap()]),
+        "guts clone on b",
+    );
+    assert_eq!(text(&b.git(&on_b, &["remote", "get-url", "origin"])), url);
+    let mine = tmp.path().join("mine");
+    ok(
+        a.client(["clone", &id, mine.to_str().unwrap()]),
+        "guts clone on a",
+    );
+    assert_eq!(text(&a.git(&mine, &["remote", "get-url", "origin"])), url);
+    let before = detail(&a, &id).summary.sequence;
+    commit(&mine, &a, "README", "hello again\n", "second");
+    let pushed = ok(a.git(&mine, &["push"]), "git push from guts clone");
+    assert!(pushed.contains("signed snapshot"), "{pushed}");
+    let after = detail(&a, &id);
+    assert_eq!(after.summary.sequence, before + 1, "signed");
+    let tip = text(&a.git(&mine, &["rev-parse", "HEAD"]));
+    assert_eq!(after.refs["refs/heads/main"], tip);
+    // Announced: B, which follows what it cloned, gets it without asking.
+    eventually(Duration::from_secs(20), "b to hear of the push", || {
+        let held = detail(&b, &id);
+        if held.refs.get("refs/heads/main") == Some(&tip) {
+            Ok(())
+        } else {
+            Err(format!("{:?}", held.refs))
+        }
+    });
+
+    // Plain git pointed at the store's path is refused, naming the URL to use.
+    let store = after.summary.path.clone();
+    let plain = tmp.path().join("plain");
+    ok(
+        a.git(
+            tmp.path(),
+            &["clone", "-q", &store, plain.to_str().unwrap()],
+        ),
+        "git clone of the store path",
+    );
+    commit(&plain, &a, "README", "unsigned\n", "not signed");
+    let out = a.git(&plain, &["push", "origin", "main"]);
+    assert!(!out.status.success(), "a push into the store was taken");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("push to {url}")), "{err}");
+    assert_eq!(detail(&a, &id).refs, after.refs, "no ref moved");
+    let store_main = Command::new("git")
+        .args(["-C", &store, "rev-parse", "refs/heads/main"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&store_main), tip, "the store's own ref did not move");
+}
