@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod compose;
 pub mod crafted;
 pub mod docker;
+pub mod docs;
 pub mod git;
 pub mod link;
 pub mod nat;
