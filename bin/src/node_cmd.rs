@@ -61,7 +61,7 @@ pub struct NodeArgs {
     /// Interval between pings, e.g. 30s [default: 30s].
     #[arg(long, env = "GUTS_PING_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     ping_interval: Option<Duration>,
-    /// Time allowed to set up a connection [default: 10s].
+    /// Time allowed to set up a connection [default: 5s].
     #[arg(long, env = "GUTS_CONNECTION_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     connection_timeout: Option<Duration>,
     /// Close connections no protocol uses after this long [default: 60s].

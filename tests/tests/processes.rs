@@ -206,7 +206,7 @@ fn connect_status_health_and_metrics() {
     let (code, body) = http_get(b.api(), "/metrics").unwrap();
     assert_eq!(code, 200);
     assert!(body.contains("guts_connected_peers 1"), "{body}");
-    // Every metric README lists is exported, with its type.
+    // Every metric docs/configuration.md lists is exported, with its type.
     for name in [
         "connected_peers",
         "routing_table_size",

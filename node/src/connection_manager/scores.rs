@@ -191,11 +191,12 @@ fn decayed(value: f64, age: Duration, half_life: Duration) -> f64 {
 mod tests {
     use super::*;
 
-    /// README's penalty table is what operators tune their ban threshold by: every
-    /// penalty is in it, under its metric label, with the weight the code applies.
+    /// The penalty table of docs/configuration.md is what operators tune their ban
+    /// threshold by: every penalty is in it, under its metric label, with the weight the
+    /// code applies.
     #[test]
-    fn readme_lists_every_penalty_with_its_weight() {
-        let readme = include_str!("../../../README.md");
+    fn the_docs_list_every_penalty_with_its_weight() {
+        let readme = include_str!("../../../docs/configuration.md");
         let table: HashMap<&str, f64> = readme
             .lines()
             .filter_map(|line| {
@@ -212,7 +213,7 @@ mod tests {
             assert_eq!(
                 table.get(penalty.label()),
                 Some(&penalty.weight()),
-                "README's weight for {}",
+                "docs/configuration.md's weight for {}",
                 penalty.label()
             );
         }
