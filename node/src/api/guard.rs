@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use guts_api::auth::{self, Token};
 
-use super::ApiError;
+use super::error::ApiError;
 
 /// The API's credential and address.
 pub(crate) struct Guard {

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::ApiState;
+use super::state::ApiState;
 use crate::logs::{self, RECENT};
 
 /// Query of `GET /api/v1/logs`.

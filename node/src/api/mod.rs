@@ -5,6 +5,7 @@ mod body;
 mod error;
 mod guard;
 mod logs;
+mod state;
 
 /// The JSON bodies, from their own crate (re-exported for the node's embedders).
 pub use guts_api as types;
@@ -29,15 +30,8 @@ use crate::error::NodeError;
 use crate::handle::NodeHandle;
 use body::JsonBody;
 use error::ApiError;
+use state::ApiState;
 use types::{ConnectRequest, ConnectResponse};
-
-#[derive(Clone)]
-struct ApiState {
-    node: NodeHandle,
-    registry: Arc<Registry>,
-    /// True once the server stops: answers that follow something end then.
-    stopping: watch::Receiver<bool>,
-}
 
 /// The running API server.
 pub(crate) struct Server {
