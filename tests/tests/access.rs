@@ -402,7 +402,7 @@ fn the_helper_takes_no_path_outside_the_nodes_data_dir() {
     detail.summary.path = format!("{}/../outside.git", data_dir.display());
     let fake = FakeApi::start(
         vec![
-            ("/api/v1/status".into(), status),
+            ("/api/v1/status".into(), status.clone()),
             (
                 format!("/api/v1/repos/{}", repo.id),
                 serde_json::to_string(&detail).unwrap(),
@@ -439,11 +439,15 @@ fn the_helper_takes_no_path_outside_the_nodes_data_dir() {
     std::fs::rename(&outside, &repo.path).unwrap();
     detail.summary.path = repo.path.clone();
     let (token, _) = auth::write_token_file(&data_dir).unwrap();
+    // guts clone is git clone guts://, so git-remote-guts asks for the status too.
     let fake = FakeApi::start(
-        vec![(
-            format!("/api/v1/repos/{}", repo.id),
-            serde_json::to_string(&detail).unwrap(),
-        )],
+        vec![
+            ("/api/v1/status".into(), status),
+            (
+                format!("/api/v1/repos/{}", repo.id),
+                serde_json::to_string(&detail).unwrap(),
+            ),
+        ],
         Some(token),
     );
     let out = Command::new(guts_bin())

@@ -119,7 +119,8 @@ fn run(page: &Path, bin_dirs: &[PathBuf]) {
     );
 }
 
-/// `git status` of the checkout: what is changed or new, ignored files left out.
+/// Files in the checkout that git does not track or ignore. (Changed tracked files are
+/// left out: a developer may be editing while the test runs.)
 fn checkout_changes() -> Vec<String> {
     let out = Command::new("git")
         .args(["status", "--porcelain", "--untracked-files=all"])
@@ -128,6 +129,7 @@ fn checkout_changes() -> Vec<String> {
         .expect("git status");
     String::from_utf8_lossy(&out.stdout)
         .lines()
+        .filter(|l| l.starts_with("??"))
         .map(str::to_owned)
         .collect()
 }

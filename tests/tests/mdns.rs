@@ -89,7 +89,7 @@ fn an_allow_list_node_refuses_a_stranger_found_by_mdns() {
     let tmp = tempfile::tempdir().unwrap();
     let b_dir = tmp.path().join("b");
     std::fs::create_dir_all(&b_dir).unwrap();
-    let out = guts_tests::process::guts(&["id", "--data-dir", b_dir.to_str().unwrap()]);
+    let out = guts_tests::process::guts(&["id", "--create", "--data-dir", b_dir.to_str().unwrap()]);
     assert!(out.status.success());
     let b_id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let a = NodeSpec::on_lan(&lan, 0, &tmp.path().join("a"))
