@@ -238,9 +238,19 @@ fn prepare_fetch(
     client.local_path(&repository(client, id)?.summary.path)
 }
 
+/// git in the repository git runs this helper for (its `GIT_DIR`, else found from the
+/// working directory), in the fixed environment: the helper runs no hook, fsmonitor or
+/// lazy fetch of that repository's config either.
+fn user_git() -> Command {
+    match std::env::var_os("GIT_DIR") {
+        Some(dir) => guts_git::in_dir(dir),
+        None => guts_git::command(),
+    }
+}
+
 /// Replaces this process with `git upload-pack` on the node's store.
 fn become_upload_pack(path: &Path) -> anyhow::Result<()> {
-    let mut cmd = Command::new("git");
+    let mut cmd = guts_git::command();
     cmd.args(["upload-pack", "--strict"]).arg(path);
     #[cfg(unix)]
     {
@@ -265,7 +275,7 @@ fn become_upload_pack(path: &Path) -> anyhow::Result<()> {
 /// them). Not `git push`: its receive-pack also walks all the new history to check it is
 /// connected, which the node does again, completely, before it signs anything.
 fn send_objects(area: &Path, tips: &[String], held: &[String]) -> anyhow::Result<()> {
-    let mut packer = Command::new("git")
+    let mut packer = user_git()
         .args([
             "pack-objects",
             "--revs",
@@ -286,23 +296,10 @@ fn send_objects(area: &Path, tips: &[String], held: &[String]) -> anyhow::Result
         .chain(held.iter().map(|h| format!("^{h}\n")))
         .collect();
     let writer = std::thread::spawn(move || input.write_all(revs.as_bytes()));
-    let mut indexer = Command::new("git");
-    // The area is its own repository: nothing of the pushing one's may leak in.
-    for var in [
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_COMMON_DIR",
-        "GIT_SHALLOW_FILE",
-        "GIT_GRAFT_FILE",
-    ] {
-        indexer.env_remove(var);
-    }
-    let indexed = indexer
+    // The area is its own repository: nothing of the pushing one's leaks in (the fixed
+    // environment drops GIT_DIR, GIT_OBJECT_DIRECTORY and the like).
+    let indexed = guts_git::in_dir(area)
         .args(["index-pack", "--stdin", "--fix-thin"])
-        .env("GIT_DIR", area)
         .stdin(Stdio::from(pack))
         .stdout(Stdio::null())
         .status()
@@ -345,10 +342,10 @@ fn batch_check(git_dir: Option<&Path>, names: &[String]) -> anyhow::Result<Vec<O
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let mut command = Command::new("git");
-    if let Some(dir) = git_dir {
-        command.env("GIT_DIR", dir);
-    }
+    let mut command = match git_dir {
+        Some(dir) => guts_git::in_dir(dir),
+        None => user_git(),
+    };
     let mut child = command
         .args(["cat-file", "--batch-check=%(objectname)"])
         .stdin(Stdio::piped())

@@ -10,7 +10,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use anyhow::{Context, bail};
 
@@ -21,9 +21,8 @@ pub fn is_empty_repository() -> bool {
     let Some(git_dir) = std::env::var_os("GIT_DIR").map(PathBuf::from) else {
         return false;
     };
-    let no_refs = Command::new("git")
+    let no_refs = guts_git::in_dir(&git_dir)
         .args(["for-each-ref", "--count=1"])
-        .env("GIT_DIR", &git_dir)
         .stderr(Stdio::null())
         .output()
         .is_ok_and(|o| o.status.success() && o.stdout.is_empty());
@@ -154,7 +153,12 @@ fn all_present(git_dir: &Path, wants: &[String]) -> anyhow::Result<bool> {
 /// Fetches `refs` from the node's store at `store` into `GIT_DIR` through git's own
 /// negotiation (what a clone falls back to when the packs cannot be handed over).
 pub fn fetch_pack(store: &Path, refs: &[String]) -> anyhow::Result<()> {
-    let status = Command::new("git")
+    let mut fetch = match std::env::var_os("GIT_DIR") {
+        Some(dir) => guts_git::in_dir(dir),
+        None => guts_git::command(),
+    };
+    guts_git::allow_local_transport(&mut fetch);
+    let status = fetch
         .args(["fetch-pack", "--quiet", "--no-progress"])
         .arg(store)
         .args(refs)

@@ -17,11 +17,6 @@ use git2::Oid;
 use super::PackStats;
 use crate::StorageError;
 
-/// The git program (`GUTS_GIT` names another).
-fn git_program() -> std::ffi::OsString {
-    std::env::var_os("GUTS_GIT").unwrap_or_else(|| "git".into())
-}
-
 /// Bytes of the pack header: signature, version, object count.
 const HEADER: usize = 12;
 /// Read size from git's output.
@@ -29,15 +24,12 @@ const CHUNK: usize = 64 * 1024;
 /// Most of git's error output kept for the message.
 const STDERR_KEPT: usize = 4096;
 
-/// `git --git-dir <git_dir>`, with nothing from the user's or the system's git config
-/// shaping what the node sends or keeps, and every stream piped.
+/// `git --git-dir <git_dir>` in git's fixed environment (see [`guts_git`]: nothing from
+/// any config shapes what the node sends or keeps, or runs a command), every stream
+/// piped.
 fn git_in(git_dir: &Path) -> Command {
-    let mut command = Command::new(git_program());
+    let mut command = guts_git::in_dir(git_dir);
     command
-        .arg("--git-dir")
-        .arg(git_dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -51,7 +43,7 @@ fn spawn(command: &mut Command, what: &str) -> Result<(Child, JoinHandle<String>
         if e.kind() == io::ErrorKind::NotFound {
             format!(
                 "{:?} not found: Guts runs git's {what}, so git must be installed (or GUTS_GIT name it)",
-                git_program()
+                guts_git::program()
             )
         } else {
             format!("cannot start git {what}: {e}")
