@@ -286,13 +286,13 @@ fn index_pack(
     Ok(stats)
 }
 
-/// Points the git refs (branches, tags, HEAD) at `snapshot`'s, in one transaction.
+/// Moves the repository's branches and tags to `snapshot`'s all at once: one new
+/// `packed-refs` file (git's own format) renamed over the old, then every loose ref
+/// under `refs/heads` and `refs/tags` removed, as those would shadow it. One file however
+/// many refs: a ref transaction held a lock file open per ref, so a snapshot of a few
+/// thousand refs ran out of descriptors. Nothing is written when the refs are already
+/// the snapshot's (start-up recovery calls this for every repository).
 pub(super) fn apply_refs(repo: &Repository, snapshot: &SignedRefs) -> Result<(), StorageError> {
-    let wanted: BTreeMap<&str, Oid> = snapshot
-        .refs
-        .iter()
-        .map(|(n, t)| (n.as_str(), oid(t)))
-        .collect();
     let mut current: BTreeMap<String, Oid> = BTreeMap::new();
     for glob in ["refs/heads/*", "refs/tags/*"] {
         for r in repo
@@ -305,24 +305,91 @@ pub(super) fn apply_refs(repo: &Repository, snapshot: &SignedRefs) -> Result<(),
             }
         }
     }
-    let mut tx = repo
-        .transaction()
-        .map_err(git("starting a ref transaction"))?;
-    let message = format!("guts: snapshot {}", snapshot.sequence());
-    for (name, target) in &wanted {
-        if current.get(*name) != Some(target) {
-            tx.lock_ref(name).map_err(git(format!("locking {name}")))?;
-            tx.set_target(name, *target, None, &message)
-                .map_err(git(format!("moving {name}")))?;
-        }
+    let same = current.len() == snapshot.refs.len()
+        && snapshot
+            .refs
+            .iter()
+            .all(|(n, t)| current.get(n.as_str()) == Some(&oid(t)));
+    if !same {
+        write_packed_refs(repo.path(), snapshot)?;
+        remove_loose_refs(repo.path())?;
     }
-    for name in current.keys().filter(|n| !wanted.contains_key(n.as_str())) {
-        tx.lock_ref(name).map_err(git(format!("locking {name}")))?;
-        tx.remove(name).map_err(git(format!("deleting {name}")))?;
-    }
-    tx.commit().map_err(git("moving refs"))?;
     if let Some(head) = &snapshot.signed.header.head {
         repo.set_head(head.as_str()).map_err(git("setting HEAD"))?;
+    }
+    Ok(())
+}
+
+/// Replaces `packed-refs` with the snapshot's refs, keeping any line of the old file
+/// outside `refs/heads/` and `refs/tags/`. Without the `peeled` trait git and libgit2
+/// peel annotated tags themselves when they need to.
+fn write_packed_refs(git_dir: &Path, snapshot: &SignedRefs) -> Result<(), StorageError> {
+    let path = git_dir.join("packed-refs");
+    let ours = |name: &str| name.starts_with("refs/heads/") || name.starts_with("refs/tags/");
+    let mut lines: Vec<(String, String)> = snapshot
+        .refs
+        .iter()
+        .map(|(n, t)| (n.as_str().to_owned(), t.to_string()))
+        .collect();
+    let old = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(source) => return Err(StorageError::Read { path, source }),
+    };
+    for line in old.lines() {
+        if let Some((target, name)) = line.split_once(' ')
+            && !line.starts_with('#')
+            && !line.starts_with('^')
+            && !ours(name)
+        {
+            lines.push((name.to_owned(), target.to_owned()));
+        }
+    }
+    // `sorted`: git reads the file by binary search, on the names' bytes.
+    lines.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut text = String::with_capacity(32 + lines.len() * 64);
+    text.push_str("# pack-refs with: sorted \n");
+    for (name, target) in &lines {
+        text.push_str(target);
+        text.push(' ');
+        text.push_str(name);
+        text.push('\n');
+    }
+    write_atomically(&path, text.as_bytes()).map_err(|source| StorageError::Write { path, source })
+}
+
+/// Removes every loose ref (and emptied directory) under `refs/heads` and `refs/tags`.
+fn remove_loose_refs(git_dir: &Path) -> Result<(), StorageError> {
+    for top in ["refs/heads", "refs/tags"] {
+        let root = git_dir.join(top);
+        // Depth first with an explicit stack: ref names nest as deep as a peer made them.
+        let mut stack = vec![(root.clone(), false)];
+        while let Some((dir, visited)) = stack.pop() {
+            if visited {
+                if dir != root {
+                    let _ = fs::remove_dir(&dir);
+                }
+                continue;
+            }
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(StorageError::Read { path: dir, source }),
+            };
+            stack.push((dir, true));
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => stack.push((path, false)),
+                    _ => fs::remove_file(&path)
+                        .or_else(|e| match e.kind() {
+                            io::ErrorKind::NotFound => Ok(()),
+                            _ => Err(e),
+                        })
+                        .map_err(|source| StorageError::Write { path, source })?,
+                }
+            }
+        }
     }
     Ok(())
 }
