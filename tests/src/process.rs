@@ -154,6 +154,8 @@ pub struct NodeSpec {
     pub log_filter: String,
     /// An address-space limit (RLIMIT_AS, bytes), set with `prlimit`.
     pub address_space: Option<u64>,
+    /// A limit on open files (RLIMIT_NOFILE), set with `prlimit`.
+    pub open_files: Option<u64>,
     /// More environment variables for the process.
     pub env: Vec<(String, String)>,
 }
@@ -181,6 +183,7 @@ impl NodeSpec {
             log: data_dir.with_extension("log"),
             log_filter: TEST_LOG_FILTER.to_owned(),
             address_space: None,
+            open_files: None,
             env: Vec::new(),
         }
     }
@@ -202,6 +205,7 @@ impl NodeSpec {
             log: data_dir.with_extension("log"),
             log_filter: TEST_LOG_FILTER.to_owned(),
             address_space: None,
+            open_files: None,
             env: Vec::new(),
         }
     }
@@ -216,6 +220,12 @@ impl NodeSpec {
     /// instead of succeeding lazily, as in a memory-limited container.
     pub fn address_space_limit(mut self, bytes: u64) -> Self {
         self.address_space = Some(bytes);
+        self
+    }
+
+    /// Runs the node with at most `n` open files, as under `ulimit -n n`.
+    pub fn open_files_limit(mut self, n: u64) -> Self {
+        self.open_files = Some(n);
         self
     }
 
@@ -245,19 +255,26 @@ impl NodeSpec {
 
     pub fn spawn(&self) -> GutsNode {
         let log = fs::File::create(&self.log).expect("create log file");
-        let mut cmd = match (&self.netns, self.address_space) {
-            (Some(ns), _) => {
+        let limits: Vec<String> = [
+            self.address_space.map(|b| format!("--as={b}")),
+            self.open_files.map(|n| format!("--nofile={n}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut cmd = match &self.netns {
+            Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns]).arg(guts_bin());
                 c
             }
-            // prlimit execs the node: same pid, limit in place.
-            (None, Some(bytes)) => {
+            // prlimit execs the node: same pid, limits in place.
+            None if !limits.is_empty() => {
                 let mut c = Command::new("prlimit");
-                c.arg(format!("--as={bytes}")).arg("--").arg(guts_bin());
+                c.args(&limits).arg("--").arg(guts_bin());
                 c
             }
-            (None, None) => Command::new(guts_bin()),
+            None => Command::new(guts_bin()),
         };
         cmd.arg("node")
             .arg("--data-dir")

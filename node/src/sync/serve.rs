@@ -3,7 +3,7 @@
 //! which are decoded, verified and compared with what this node holds before gossipsub may
 //! relay them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use guts_protocol::wire::{
     self, Announcement, MAX_ANNOUNCEMENT_SIZE, MAX_LISTED_REPOSITORIES, MAX_PACK_REQUEST_SIZE,
     PackRequest, PackResponse, SyncRequest, SyncResponse,
 };
-use guts_protocol::{RepositoryId, SignedHeader};
+use guts_protocol::{ObjectId, RepositoryId, SignedHeader, SignedRefs};
 use guts_storage::Repositories;
 use libp2p::{PeerId, Stream, gossipsub};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -245,25 +245,28 @@ impl Server {
             return reply_and_close(&mut stream, PackResponse::Busy).await;
         };
         let id = request.repository;
-        let held = {
+        // Off the runtime: the snapshot may hold 100,000 refs and the request 245,000
+        // wants, so reading one and checking the other is blocking work.
+        let checked = {
             let repos = self.repos.clone();
-            tokio::task::spawn_blocking(move || repos.signed_refs(&id)).await
+            let wants = request.wants.clone();
+            tokio::task::spawn_blocking(move || {
+                let snapshot = repos.signed_refs(&id).ok().flatten()?;
+                Some(unsigned_want(&snapshot, &wants).map(|want| {
+                    format!(
+                        "{want} is not a ref target of snapshot {} of {id}",
+                        snapshot.sequence()
+                    )
+                }))
+            })
+            .await
         };
-        let Ok(Ok(Some(snapshot))) = held else {
-            return reply_and_close(&mut stream, PackResponse::NotFound).await;
-        };
-        // Only what the current snapshot points at is served: objects a force push
-        // dropped, or that were never signed, are nobody's to ask for.
-        if let Some(want) = request
-            .wants
-            .iter()
-            .find(|w| !snapshot.refs.values().any(|t| t == *w))
-        {
-            let reason = format!(
-                "{want} is not a ref target of snapshot {} of {id}",
-                snapshot.sequence()
-            );
-            return reply_and_close(&mut stream, PackResponse::Refused(reason)).await;
+        match checked {
+            Ok(Some(None)) => {}
+            Ok(Some(Some(reason))) => {
+                return reply_and_close(&mut stream, PackResponse::Refused(reason)).await;
+            }
+            _ => return reply_and_close(&mut stream, PackResponse::NotFound).await,
         }
 
         // libgit2 writes the pack on a blocking thread; a bounded channel carries it here.
@@ -336,6 +339,14 @@ impl Server {
         tracing::debug!(%peer, repository = %id, objects, bytes = sent, "pack sent");
         Ok(())
     }
+}
+
+/// The first of `wants` that no ref of `snapshot` points at: only what the current
+/// snapshot points at is served (objects a force push dropped, or that were never signed,
+/// are nobody's to ask for). Linear: the targets go into a set once.
+fn unsigned_want(snapshot: &SignedRefs, wants: &[ObjectId]) -> Option<ObjectId> {
+    let targets: HashSet<&ObjectId> = snapshot.refs.values().collect();
+    wants.iter().find(|w| !targets.contains(w)).copied()
 }
 
 /// One of a peer's pack streams, counted while it is open.

@@ -1,0 +1,154 @@
+//! A repository of 100,000 refs (the most a snapshot may hold), each at a commit of its
+//! own: it applies on nodes held to 1,024 open files, and a stranger's pack requests of
+//! the largest size against it leave the node answering.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use guts_node::api::types::RepoDetail;
+use guts_protocol::wire::{PackRequest, PackResponse};
+use guts_protocol::{NetworkName, ObjectId, RepositoryId};
+use guts_tests::eventually_async;
+use guts_tests::peer::StreamPeer;
+use guts_tests::process::{GutsNode, NodeSpec, http_get};
+
+/// Refs in the repository: the most a snapshot may hold.
+const REFS: usize = 100_000;
+
+/// A bare repository of `REFS - 1` root commits, each the target of a tag of its own, and
+/// `main`: `REFS` refs, made by git fast-import in a few seconds.
+fn many_refs_repo(dir: &Path) {
+    let out = Command::new("git")
+        .args(["init", "-q", "--bare"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut import = Command::new("git")
+        .arg("--git-dir")
+        .arg(dir)
+        .args(["fast-import", "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stream = String::with_capacity(REFS * 110);
+    for i in 0..REFS - 1 {
+        let message = format!("commit {i}\n");
+        stream.push_str(&format!(
+            "commit refs/tags/t{i:06}\ncommitter T <t@example.com> {} +0000\ndata {}\n{message}\n",
+            1_600_000_000 + i,
+            message.len()
+        ));
+    }
+    // HEAD's branch, so the repository has one.
+    stream.push_str("reset refs/heads/main\nfrom refs/tags/t000000\n\n");
+    import
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stream.as_bytes())
+        .unwrap();
+    assert!(import.wait().unwrap().success());
+}
+
+fn import(node: &GutsNode, path: &Path) -> RepositoryId {
+    let out = node.client_ok(&["repo", "import", path.to_str().unwrap(), "--json"]);
+    let reply: serde_json::Value = serde_json::from_str(&out).unwrap();
+    reply["repository"]["id"].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_snapshot_of_100000_refs_applies_within_1024_open_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("many.git");
+    many_refs_repo(&source);
+    let a = NodeSpec::loopback(&tmp.path().join("a"))
+        .open_files_limit(1024)
+        .spawn();
+    let id = import(&a, &source);
+    let b = NodeSpec::loopback(&tmp.path().join("b"))
+        .open_files_limit(1024)
+        .args(["--bootstrap", &a.tcp_addr()])
+        .spawn();
+    let out = b.client(["repo", "sync", &id.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        b.log_text()
+    );
+    let held: RepoDetail = b.client_json(&format!("repo show {id}")).unwrap();
+    assert_eq!(held.refs.len(), REFS);
+    assert_eq!(held.refs, guts_tests::git::refs(&source));
+    let packed =
+        std::fs::read_to_string(Path::new(&held.summary.path).join("packed-refs")).unwrap();
+    // All of them in the one packed-refs file, nothing else.
+    let names: Vec<&str> = packed
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' ').map(|(_, name)| name))
+        .collect();
+    assert_eq!(names.len(), REFS);
+    assert!(names.iter().all(|n| held.refs.contains_key(*n)));
+}
+
+/// Before: each want was checked against every ref, on the async runtime; 8 such requests
+/// (200,000 wants x 100,000 refs) stalled `/health` for tens of seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_pack_requests_against_100000_refs_leave_the_node_answering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("many.git");
+    many_refs_repo(&source);
+    let a = NodeSpec::loopback(&tmp.path().join("a")).spawn();
+    let id = import(&a, &source);
+    let detail: RepoDetail = a.client_json(&format!("repo show {id}")).unwrap();
+    // The target of the last ref in the snapshot's order: a scan of the refs for each
+    // want finds it last.
+    let last: ObjectId = detail.refs.values().last().unwrap().parse().unwrap();
+    let peer = a.status().peer_id.parse().unwrap();
+    let stranger = StreamPeer::spawn(&NetworkName::default_network());
+    stranger.connect(&a.tcp_addr().parse().unwrap());
+    let request = PackRequest {
+        repository: id,
+        wants: vec![last; 200_000],
+        haves: Vec::new(),
+    };
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        let stream = eventually_async(Duration::from_secs(10), "a pack stream", || async {
+            stranger
+                .request_pack(peer, &request)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        streams.push(stream);
+    }
+    // The node keeps answering while it judges them.
+    let api = a.api();
+    let worst = tokio::task::spawn_blocking(move || {
+        let mut worst = Duration::ZERO;
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            let asked = Instant::now();
+            let (code, _) = http_get(api, "/health").expect("health");
+            assert_eq!(code, 200);
+            worst = worst.max(asked.elapsed());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        worst
+    })
+    .await
+    .unwrap();
+    assert!(worst < Duration::from_secs(2), "/health took {worst:?}");
+    // And it served them: the one target they want is the snapshot's.
+    for mut stream in streams {
+        match StreamPeer::read_pack_header(&mut stream).await.unwrap() {
+            PackResponse::Pack { objects } => assert!(objects >= 1),
+            PackResponse::RateLimited | PackResponse::Busy => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
