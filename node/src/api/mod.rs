@@ -4,6 +4,7 @@
 mod body;
 mod error;
 mod guard;
+mod listener;
 mod logs;
 mod state;
 
@@ -96,20 +97,12 @@ impl Server {
             );
         }
         let app = app
+            .layer(axum::extract::DefaultBodyLimit::max(body::MAX_BODY))
             .layer(axum::middleware::from_fn_with_state(
                 guard::Guard::new(token.clone(), local_addr),
                 guard::guard,
-            ))
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let mut stopped = stop.subscribe();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!("control API failed: {e}");
-            }
-        });
+            ));
+        let task = tokio::spawn(listener::serve(listener, app, stop.subscribe()));
         tracing::info!(
             "control API on http://{local_addr} (token in {})",
             token_file.display()
