@@ -97,7 +97,8 @@ impl DataDir {
     }
 }
 
-/// Creates `dir` (and parents) with mode 0700 when it does not exist yet.
+/// Creates `dir` (and parents) with mode 0700 when it does not exist yet, and refuses it
+/// if another user owns it or can change it (see [`crate::ownership`]).
 fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -115,7 +116,7 @@ fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
             source: std::io::Error::other("exists and is not a directory"),
         });
     }
-    Ok(())
+    crate::ownership::check(dir, crate::ownership::Kind::Dir)
 }
 
 #[cfg(test)]

@@ -15,6 +15,19 @@ pub enum StorageError {
         /// What the OS said.
         source: io::Error,
     },
+    /// A data dir, a directory above it or the identity key that another user owns or
+    /// can change (or, for the key, read).
+    #[error(
+        "{path} {reason}; refused, as another user could have chosen or could change this node's identity and data: {fix}"
+    )]
+    UnsafePath {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong with its owner or mode.
+        reason: String,
+        /// What to do.
+        fix: String,
+    },
     /// The data dir exists but files cannot be written in it.
     #[error("data dir {path} is not writable: {source}")]
     NotWritable {
@@ -234,6 +247,7 @@ impl StorageError {
             | StorageError::Incomplete { .. }
             | StorageError::InvalidSnapshot(_) => true,
             StorageError::CreateDir { .. }
+            | StorageError::UnsafePath { .. }
             | StorageError::NotWritable { .. }
             | StorageError::Locked { .. }
             | StorageError::NoFreeSlot { .. }

@@ -87,7 +87,7 @@ impl Identity {
                 "its public_key does not match its secret_key".into(),
             ));
         }
-        warn_if_readable_by_others(path);
+        crate::ownership::check(path, crate::ownership::Kind::SecretFile)?;
         Ok(Identity {
             key,
             created: false,
@@ -170,23 +170,6 @@ fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_owned();
     name.push(format!(".tmp-{}", std::process::id()));
     path.with_file_name(name)
-}
-
-fn warn_if_readable_by_others(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = fs::metadata(path) {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    "identity file {} is readable by others (mode {mode:o}); run: chmod 600 {}",
-                    path.display(),
-                    path.display()
-                );
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod data_dir;
 mod error;
 mod fs;
 mod identity;
+mod ownership;
 mod repos;
 
 pub mod failpoints;
