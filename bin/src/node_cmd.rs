@@ -132,6 +132,15 @@ pub struct NodeArgs {
     /// IP or network exempt from --max-peers-per-ip, repeatable (loopback always is).
     #[arg(long = "per-ip-allow", env = "GUTS_PER_IP_ALLOW", value_name = "IP|CIDR", value_delimiter = ',', value_parser = parse_ip_net, help_heading = "Connection limits")]
     per_ip_allow: Vec<ipnet::IpNet>,
+    /// IPv6 addresses sharing this many leading bits count as one IP in every per-IP
+    /// limit [default: 64].
+    #[arg(
+        long,
+        env = "GUTS_IPV6_PREFIX",
+        value_name = "BITS",
+        help_heading = "Connection limits"
+    )]
+    ipv6_prefix: Option<u8>,
     /// Dial more peers below this many [default: 32].
     #[arg(
         long,
@@ -349,7 +358,7 @@ impl NodeArgs {
             options: data_dir, data_slots, network, mdns, mdns_service_tag, dht_mode, relay_server,
                 ping_interval, connection_timeout, idle_connection_timeout, status_interval,
                 log_format, max_connections, max_pending_inbound, max_connections_per_peer,
-                max_peers_per_ip, low_watermark, high_watermark, trim_interval,
+                max_peers_per_ip, ipv6_prefix, low_watermark, high_watermark, trim_interval,
                 trim_grace_period, dials_per_second, max_concurrent_dials,
                 max_concurrent_dht_queries, requests_per_second_per_peer, ban_threshold,
                 ban_duration, score_half_life, replicate, anti_entropy_interval,

@@ -88,6 +88,9 @@ pub struct Config {
     /// Addresses (`10.0.0.5`) or networks (`10.0.0.0/8`) exempt from `max_peers_per_ip`.
     #[serde(with = "ip_nets")]
     pub per_ip_allow: Vec<ipnet::IpNet>,
+    /// IPv6 addresses sharing this many leading bits count as one IP wherever IPs are
+    /// counted (a host usually holds a whole /64 and picks addresses in it at will).
+    pub ipv6_prefix: u8,
     /// Below this many connected peers the node dials peers it learned of.
     pub low_watermark: u32,
     /// Above this many connected peers the node trims down to `low_watermark`.
@@ -209,6 +212,7 @@ impl Default for Config {
             max_connections_per_peer: 2,
             max_peers_per_ip: 3,
             per_ip_allow: Vec::new(),
+            ipv6_prefix: 64,
             low_watermark: 32,
             high_watermark: 128,
             trim_interval: Duration::from_secs(10),
@@ -418,6 +422,15 @@ impl Config {
             }
         }
         check_tag(&self.mdns_service_tag)?;
+        if !(16..=128).contains(&self.ipv6_prefix) {
+            return Err(ConfigError::Invalid {
+                field: "ipv6_prefix",
+                value: self.ipv6_prefix.to_string(),
+                reason: "must be from 16 to 128 (the bits of an IPv6 address that count as \
+                         one IP)"
+                    .to_owned(),
+            });
+        }
         self.validate_limits()?;
         self.validate_private()?;
         for (field, value) in [
@@ -449,6 +462,11 @@ impl Config {
     pub fn apply_private_defaults(&mut self) {
         if self.swarm_key.is_some() && self.listen == Config::default().listen {
             self.listen.retain(|a| !is_quic(a));
+        }
+        // mDNS answers carry the peer id and addresses in the clear, to anyone on the
+        // LAN: nothing of a private node may be learned without its key.
+        if self.swarm_key.is_some() {
+            self.mdns = false;
         }
     }
 

@@ -49,7 +49,8 @@ use crate::config::Config;
 use crate::metrics::{Direction, ManagerMetrics, Reason};
 use dial_queue::{Blocked, DialQueue};
 use handler::Handler;
-use inbound_ips::{InboundIps, ip_of};
+use inbound_ips::InboundIps;
+pub(crate) use inbound_ips::{ip_group, ip_of};
 pub use scores::Penalty;
 use scores::Scores;
 use trim::Candidate;
@@ -207,7 +208,7 @@ impl Behaviour {
             metrics,
             connected: HashMap::new(),
             pending_inbound: HashSet::new(),
-            inbound_ips: InboundIps::new(config.per_ip_allow.clone()),
+            inbound_ips: InboundIps::new(config.per_ip_allow.clone(), config.ipv6_prefix),
             dials: DialQueue::new(config.dials_per_second, config.max_concurrent_dials),
             scores: Scores::new(
                 config.ban_threshold,
@@ -588,7 +589,8 @@ impl NetworkBehaviour for Behaviour {
                 return Err(self.deny(
                     "per_ip",
                     format!(
-                        "{count} inbound connections from {ip} already, max_peers_per_ip is {}",
+                        "{count} inbound connections from {} already, max_peers_per_ip is {}",
+                        self.inbound_ips.group(ip),
                         self.limits.max_peers_per_ip
                     ),
                 ));

@@ -123,7 +123,9 @@ impl Behaviour {
             DhtMode::Client | DhtMode::Auto => kad::Mode::Client,
         }));
 
-        let mdns = if config.mdns {
+        // Never in a private network: mDNS answers carry the peer id and addresses in
+        // the clear (see Config::apply_private_defaults).
+        let mdns = if config.mdns && config.swarm_key.is_none() {
             let behaviour = mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
                 .map_err(|e| NodeError::Setup(format!("mDNS: {e}")))?;
             Some(behaviour)
@@ -160,7 +162,7 @@ impl Behaviour {
 
         let relay_server = config
             .relay_server
-            .then(|| relay::Behaviour::new(peer_id, relay::Config::default()));
+            .then(|| relay::Behaviour::new(peer_id, relay_config(config.ipv6_prefix)));
 
         Ok(Behaviour {
             connection_manager: connection_manager::Behaviour::new(
@@ -205,4 +207,25 @@ impl Behaviour {
             .flat_map(|b| b.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
             .collect()
     }
+}
+
+/// libp2p's relay limits, with its per-IP rate limits counted per IP group (see
+/// [`super::ip_rate`]): a reservation and a circuit a minute, 60 in a burst.
+fn relay_config(v6_prefix: u8) -> relay::Config {
+    let per_peer = relay::Config::default();
+    let minute = std::time::Duration::from_secs(60);
+    let mut config = relay::Config {
+        reservation_rate_limiters: Vec::new(),
+        circuit_src_rate_limiters: Vec::new(),
+        ..per_peer
+    }
+    .reservation_rate_per_peer(std::num::NonZeroU32::new(30).expect("30 > 0"), 2 * minute)
+    .circuit_src_per_peer(std::num::NonZeroU32::new(30).expect("30 > 0"), 2 * minute);
+    config
+        .reservation_rate_limiters
+        .push(super::ip_rate::per_ip_group(60, minute, v6_prefix));
+    config
+        .circuit_src_rate_limiters
+        .push(super::ip_rate::per_ip_group(60, minute, v6_prefix));
+    config
 }

@@ -7,6 +7,7 @@ mod client;
 mod dht;
 mod discovery;
 mod event_loop;
+mod ip_rate;
 mod nat;
 mod peers;
 mod status;
