@@ -11,7 +11,8 @@ use libp2p::{Multiaddr, PeerId};
 
 use crate::connection_manager::{ip_group, ip_of};
 
-/// Groups remembered at most; past it, those whose bucket has refilled are forgotten.
+/// Groups remembered at most: past it, those whose bucket has refilled are forgotten
+/// (at most once an interval), and while all are still in use a new group is refused.
 const MAX_GROUPS: usize = 4096;
 
 /// A token bucket per IP group: `limit` at once, one more every `interval`.
@@ -20,6 +21,7 @@ struct GroupRate {
     interval: Duration,
     v6_prefix: u8,
     buckets: HashMap<IpNet, (u32, Instant)>,
+    pruned: Option<Instant>,
 }
 
 impl GroupRate {
@@ -27,16 +29,25 @@ impl GroupRate {
         let Some(ip) = ip_of(addr) else {
             return true;
         };
-        if self.buckets.len() >= MAX_GROUPS {
-            let (limit, interval) = (self.limit, self.interval);
-            self.buckets
-                .retain(|_, (tokens, since)| refill(tokens, since, now, limit, interval) < limit);
-        }
         let (limit, interval) = (self.limit, self.interval);
-        let (tokens, since) = self
-            .buckets
-            .entry(ip_group(ip, self.v6_prefix))
-            .or_insert((limit, now));
+        let group = ip_group(ip, self.v6_prefix);
+        if self.buckets.len() >= MAX_GROUPS && !self.buckets.contains_key(&group) {
+            // A pass over the map at most once an interval: a flood of new groups must
+            // not make every call cost as much as the map is long.
+            if self
+                .pruned
+                .is_none_or(|at| now.saturating_duration_since(at) >= interval)
+            {
+                self.pruned = Some(now);
+                self.buckets.retain(|_, (tokens, since)| {
+                    refill(tokens, since, now, limit, interval) < limit
+                });
+            }
+            if self.buckets.len() >= MAX_GROUPS {
+                return false;
+            }
+        }
+        let (tokens, since) = self.buckets.entry(group).or_insert((limit, now));
         if refill(tokens, since, now, limit, interval) == 0 {
             return false;
         }
@@ -68,6 +79,7 @@ pub(super) fn per_ip_group(limit: u32, interval: Duration, v6_prefix: u8) -> Box
         interval,
         v6_prefix,
         buckets: HashMap::new(),
+        pruned: None,
     };
     Box::new(move |_peer: PeerId, addr: &Multiaddr, now: Instant| rate.try_next(addr, now))
 }
@@ -92,5 +104,24 @@ mod tests {
         let later = t0 + Duration::from_secs(61);
         assert!(limiter.try_next(peer, &at("2001:db8::4"), later));
         assert!(!limiter.try_next(peer, &at("2001:db8::5"), later));
+    }
+
+    #[test]
+    fn groups_beyond_the_cap_are_refused_until_some_refill() {
+        let mut limiter = per_ip_group(2, Duration::from_secs(60), 64);
+        let peer = PeerId::random();
+        let t0 = Instant::now();
+        let at = |i: usize| format!("/ip6/2001:db8:{:x}:{:x}::1/tcp/1", i >> 16, i & 0xffff);
+        for i in 0..MAX_GROUPS {
+            assert!(limiter.try_next(peer, &at(i).parse().unwrap(), t0));
+        }
+        let new: Multiaddr = at(MAX_GROUPS).parse().unwrap();
+        assert!(
+            !limiter.try_next(peer, &new, t0),
+            "every bucket still in use"
+        );
+        // Two intervals on, every bucket has refilled and is forgotten.
+        let later = t0 + Duration::from_secs(121);
+        assert!(limiter.try_next(peer, &new, later));
     }
 }
