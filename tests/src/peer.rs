@@ -13,7 +13,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, identify, noise, tcp, yamux
 
 /// A swarm with a new identity on TCP (Noise, yamux), its behaviour built from that
 /// identity's key, connections closed after `idle` unused.
-fn tcp_swarm<B: NetworkBehaviour>(
+pub fn tcp_swarm<B: NetworkBehaviour>(
     idle: Duration,
     behaviour: impl FnOnce(&libp2p::identity::Keypair) -> B,
 ) -> Swarm<B> {

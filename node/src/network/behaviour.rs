@@ -34,7 +34,7 @@ pub(crate) struct Behaviour {
     pub dcutr: dcutr::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
-    pub kad: Kad,
+    pub kad: super::kad_limit::Limited<Kad>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub gossipsub: gossipsub::Behaviour,
     pub sync: request_response::Behaviour<wire::Codec>,
@@ -103,16 +103,8 @@ impl Behaviour {
             .map_err(|e| NodeError::Setup(format!("Kademlia protocol name: {e}")))?;
         let mut kad_config = kad::Config::new(kad_protocol);
         kad_config.set_query_timeout(Duration::from_secs(30));
-        let store = kad::store::MemoryStore::with_config(
-            peer_id,
-            kad::store::MemoryStoreConfig {
-                // Every repository a node holds is one provider key; the default 1024 is
-                // too few for a node that replicates everything.
-                max_provided_keys: 1 << 16,
-                max_records: 1 << 14,
-                ..Default::default()
-            },
-        );
+        // Provider records of repositories only, bounded per peer (see provider_store).
+        let store = super::provider_store::ProviderStore::new(peer_id);
         let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
         kad.set_mode(Some(match config.dht_mode {
             DhtMode::Server => kad::Mode::Server,
@@ -122,6 +114,15 @@ impl Behaviour {
             // a relayed node.
             DhtMode::Client | DhtMode::Auto => kad::Mode::Client,
         }));
+        // Kademlia messages are small and come in bursts (a lookup, a node announcing its
+        // repositories), so their budget is ten times the per-protocol request rate, in
+        // bursts of a hundred times; a peer past it is dropped and penalized (kad_limit).
+        let kad_rate = config.requests_per_second_per_peer.saturating_mul(10);
+        let kad = super::kad_limit::Limited::new(
+            kad,
+            kad_rate,
+            config.requests_per_second_per_peer.saturating_mul(100),
+        );
 
         // Never in a private network: mDNS answers carry the peer id and addresses in
         // the clear (see Config::apply_private_defaults).

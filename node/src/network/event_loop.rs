@@ -508,10 +508,15 @@ impl EventLoop {
                     self.on_identified(peer_id, info);
                 }
             }
-            BehaviourEvent::Kad(event) => {
+            BehaviourEvent::Kad(super::kad_limit::Event::Kad(event)) => {
                 self.metrics.libp2p.record(&event);
                 self.dht
                     .on_event(&mut self.swarm.behaviour_mut().kad, &event);
+            }
+            BehaviourEvent::Kad(super::kad_limit::Event::OverBudget(peer)) => {
+                tracing::debug!(%peer, "Kademlia messages over the peer's budget dropped");
+                self.manager()
+                    .penalize(peer, connection_manager::Penalty::RateLimited);
             }
             BehaviourEvent::Mdns(event) => {
                 let manager = &mut self.swarm.behaviour_mut().connection_manager;

@@ -8,8 +8,10 @@ mod dht;
 mod discovery;
 mod event_loop;
 mod ip_rate;
+mod kad_limit;
 mod nat;
 mod peers;
+mod provider_store;
 mod status;
 mod swarm;
 

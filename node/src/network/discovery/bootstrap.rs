@@ -18,7 +18,7 @@ use guts_api::BootstrapReport;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::{Multiaddr, PeerId, kad};
+use libp2p::{Multiaddr, PeerId};
 
 use crate::connection_manager;
 use crate::metrics::{Metrics, Outcome};
@@ -256,7 +256,7 @@ impl Bootstrap {
         &mut self,
         peer: PeerId,
         id: ConnectionId,
-        kad: &mut kad::Behaviour<kad::store::MemoryStore>,
+        kad: &mut super::Kad,
         metrics: &Metrics,
     ) -> bool {
         let mut is_bootstrap = false;

@@ -22,7 +22,7 @@ use bootstrap::Bootstrap;
 pub(crate) use bootstrap::{BootstrapLookup, peer_of};
 
 /// The Kademlia behaviour as the node configures it.
-pub(crate) type Kad = kad::Behaviour<kad::store::MemoryStore>;
+pub(crate) type Kad = kad::Behaviour<crate::network::provider_store::ProviderStore>;
 
 /// How long a peer found to be on another network (or with another mDNS tag) is not
 /// dialled again through discovery.
