@@ -24,8 +24,8 @@ pub(crate) struct Behaviour {
     pub relay_server: Toggle<relay::Behaviour>,
     /// Asks peers to dial this node's candidate addresses back: confirms the reachable.
     pub autonat_client: autonat::v2::client::Behaviour,
-    /// Dials peers' candidate addresses back for them.
-    pub autonat_server: autonat::v2::server::Behaviour,
+    /// Dials peers' candidate addresses back for them (only on their own host).
+    pub autonat_server: super::autonat_guard::Guarded,
     /// AutoNAT v1 as well: a v2 server answers only on connections the client dialled, so
     /// a node that only ever accepts connections (a relay, a bootstrap node) would never
     /// learn its address; v1 servers answer on any connection.
@@ -174,7 +174,7 @@ impl Behaviour {
             relay_client,
             relay_server: relay_server.into(),
             autonat_client: autonat::v2::client::Behaviour::default(),
-            autonat_server: autonat::v2::server::Behaviour::default(),
+            autonat_server: super::autonat_guard::Guarded::new(config.ipv6_prefix),
             autonat_v1: autonat::v1::Behaviour::new(
                 peer_id,
                 autonat::v1::Config {

@@ -2,6 +2,7 @@
 //! owns the swarm, discovery, the DHT queries, status reports, and the [`Client`] through
 //! which the rest of the node drives it.
 
+mod autonat_guard;
 mod behaviour;
 mod client;
 mod dht;
