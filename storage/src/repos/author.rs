@@ -144,6 +144,7 @@ impl Repositories {
             .filter(|h| src_odb.exists(*h))
             .collect();
         let wants: Vec<git2::Oid> = wants.iter().map(oid).collect();
+        let from_tips_alone = haves.is_empty();
         let git_dir = src.path().to_owned();
         drop(src_odb);
         // git writes the pack on one thread while the indexer reads it on this one,
@@ -188,6 +189,11 @@ impl Repositories {
             return Err(e);
         }
         accepted?;
+        if from_tips_alone {
+            // Built from the snapshot's tips alone: if it is the only pack, it holds
+            // exactly what the snapshot reaches and may be sent as it is.
+            self.record_clean_pack(&id)?;
+        }
         Ok(snapshot)
     }
 
@@ -557,12 +563,13 @@ mod tests {
 
     /// Runs `git push` from the fixture into `area` with git keeping what it receives as
     /// a pack (as it does for any push of 100 objects or more); returns the area's packs.
+    /// `spec` is one refspec or several separated by spaces.
     fn git_push(fx: &Fixture, area: &std::path::Path, spec: &str) -> Vec<String> {
         let out = std::process::Command::new("git")
             .args(["push", "--quiet", "--force", "--no-verify"])
             .arg("--receive-pack=git -c receive.unpackLimit=1 receive-pack")
             .arg(area)
-            .arg(spec)
+            .args(spec.split_whitespace())
             .current_dir(fx.path())
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -644,6 +651,102 @@ mod tests {
             "the pack git indexed is the one kept"
         );
         fsck(&repos.path(&id));
+    }
+
+    /// The object ids in a pack, as git's own index-pack reads them.
+    fn pack_ids(pack: &[u8]) -> std::collections::HashSet<git2::Oid> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.pack");
+        std::fs::write(&file, pack).unwrap();
+        let indexed = std::process::Command::new("git")
+            .args(["index-pack"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(indexed.status.success(), "{indexed:?}");
+        let idx = std::fs::File::open(file.with_extension("idx")).unwrap();
+        let listed = std::process::Command::new("git")
+            .arg("show-index")
+            .stdin(idx)
+            .output()
+            .unwrap();
+        String::from_utf8(listed.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn objects_of_refused_updates_are_never_served() {
+        let fx = Fixture::new();
+        let (_d, repos) = store();
+        let id = repos
+            .init("pushed".parse().unwrap(), &key(1))
+            .unwrap()
+            .repository();
+        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
+        // A commit only a refused update reaches: a ref outside heads and tags.
+        let secret = fx.commit(
+            "refs/heads/secret",
+            &[("secret", "do not pass on\n")],
+            &[main],
+        );
+        let update = |name: &str, new: git2::Oid| crate::RefUpdate {
+            name: name.into(),
+            new: Some(crate::repos::object_id(new)),
+            force: false,
+        };
+        let area = repos.create_staging(&id, &key(1)).unwrap();
+        // One push, one pack, holding both.
+        let packs = git_push(
+            &fx,
+            &area,
+            &format!("{main}:refs/heads/main {secret}:refs/notes/secret"),
+        );
+        assert_eq!(packs.len(), 1);
+        let pushed = repos
+            .push(
+                &id,
+                &area,
+                &[
+                    update("refs/heads/main", main),
+                    update("refs/notes/secret", secret),
+                ],
+                &key(1),
+            )
+            .unwrap();
+        assert!(pushed.results[0].1.is_ok());
+        assert!(pushed.results[1].1.is_err(), "{:?}", pushed.results);
+
+        // A requester with nothing asks for everything the snapshot names.
+        let wants: Vec<_> = pushed.snapshot.refs.values().copied().collect();
+        let mut served = Vec::new();
+        repos
+            .build_pack(&id, &wants, &[], &mut |_| {}, &mut |c| {
+                served.extend_from_slice(c);
+                true
+            })
+            .unwrap();
+        let ids = pack_ids(&served);
+        assert!(ids.contains(&main));
+        assert!(!ids.contains(&secret), "a refused commit was served");
+
+        // After a repack the one pack is clean, and sent as it is.
+        repos.repack(&id).unwrap();
+        let stored = std::fs::read(repos.packs(&id).unwrap().pop().unwrap()).unwrap();
+        assert!(
+            !pack_ids(&stored).contains(&secret),
+            "a repack keeps only what is reached"
+        );
+        let mut again = Vec::new();
+        repos
+            .build_pack(&id, &wants, &[], &mut |_| {}, &mut |c| {
+                again.extend_from_slice(c);
+                true
+            })
+            .unwrap();
+        assert_eq!(again, stored, "the clean pack is sent as it is");
     }
 
     #[test]

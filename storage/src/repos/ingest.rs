@@ -116,6 +116,8 @@ impl Repositories {
     ) -> Result<PackStats, StorageError> {
         let id = snapshot.repository();
         let repo = self.open_or_init(&id)?;
+        // What is reachable is about to change: no pack is known clean until a repack.
+        self.forget_clean_pack(&id)?;
         let started = std::time::Instant::now();
         let mut stats = PackStats::default();
         let quarantine = match objects {

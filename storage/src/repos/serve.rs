@@ -12,6 +12,14 @@ use super::ingest::Quarantine;
 use super::packer::{GitIndexer, pack_objects};
 use super::{PackStats, REPACK_PREFIX, Repositories, dedup, git, oid};
 use crate::StorageError;
+use crate::fs::write_atomically;
+
+/// File (inside the bare repository) naming the one pack that holds exactly what the
+/// current snapshot reaches, the only pack ever sent as it is.
+const CLEAN_PACK_FILE: &str = "guts-clean-pack";
+/// Its first line, the format version; a file of another version is ignored (the pack
+/// is then served by a walk until the next repack rewrites the file).
+const CLEAN_PACK_V1: &str = "guts-clean-pack 1";
 
 impl Repositories {
     /// Builds a pack with every object reachable from `wants` and not from `haves`,
@@ -31,11 +39,12 @@ impl Repositories {
         let odb = repo.odb().map_err(git("opening the object database"))?;
         // Haves come from the requester: git refuses ids it does not know.
         let haves: Vec<git2::Oid> = haves.iter().map(oid).filter(|h| odb.exists(*h)).collect();
-        // A requester with nothing gets the repository's one pack as it is: already
-        // verified, compressed and complete (extra objects are harmless: the requester
-        // verifies what it needs), with no walk at all.
+        // A requester with nothing gets the repository's one pack as it is, with no walk
+        // at all, but only a pack known to hold exactly what the current snapshot
+        // reaches: a pushed or fetched pack may carry objects of refused updates or
+        // anything a peer added, and those must never be passed on.
         if haves.is_empty()
-            && let Some(pack) = self.single_pack(id)?
+            && let Some(pack) = self.clean_single_pack(id)?
         {
             match stream_pack_file(&pack, on_count, sink) {
                 // A repack replaced it meanwhile: build one instead.
@@ -58,7 +67,7 @@ impl Repositories {
     }
 
     /// The pack files of `id`.
-    fn packs(&self, id: &RepositoryId) -> Result<Vec<PathBuf>, StorageError> {
+    pub(super) fn packs(&self, id: &RepositoryId) -> Result<Vec<PathBuf>, StorageError> {
         let dir = self.path(id).join("objects").join("pack");
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
@@ -93,6 +102,50 @@ impl Repositories {
         })
     }
 
+    /// The repository's only pack if it is the one recorded as holding exactly the
+    /// objects the current snapshot reaches (see [`Self::record_clean_pack`]).
+    fn clean_single_pack(&self, id: &RepositoryId) -> Result<Option<PathBuf>, StorageError> {
+        let Some(pack) = self.single_pack(id)? else {
+            return Ok(None);
+        };
+        let marker = fs::read_to_string(self.path(id).join(CLEAN_PACK_FILE)).unwrap_or_default();
+        let mut lines = marker.lines();
+        let recorded = match (lines.next(), lines.next()) {
+            (Some(CLEAN_PACK_V1), Some(name)) => name,
+            // Missing, or a version this build does not know: walk instead.
+            _ => return Ok(None),
+        };
+        let name = pack.file_name().and_then(|n| n.to_str());
+        Ok((name == Some(recorded)).then_some(pack))
+    }
+
+    /// Records that the repository's only pack holds exactly the objects the current
+    /// snapshot reaches (it was built from the snapshot's tips alone). Any change of
+    /// snapshot forgets it ([`Self::forget_clean_pack`]). The caller holds the lock.
+    pub(super) fn record_clean_pack(&self, id: &RepositoryId) -> Result<(), StorageError> {
+        let Some(pack) = self.single_pack(id)? else {
+            return Ok(());
+        };
+        let name = pack
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let path = self.path(id).join(CLEAN_PACK_FILE);
+        write_atomically(&path, format!("{CLEAN_PACK_V1}\n{name}\n").as_bytes())
+            .map_err(|source| StorageError::Write { path, source })
+    }
+
+    /// Forgets which pack was clean: called before a snapshot changes what is reachable.
+    pub(super) fn forget_clean_pack(&self, id: &RepositoryId) -> Result<(), StorageError> {
+        let path = self.path(id).join(CLEAN_PACK_FILE);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(StorageError::Write { path, source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Number of pack files `id` has (each fetch or import adds one).
     pub fn pack_count(&self, id: &RepositoryId) -> Result<usize, StorageError> {
         Ok(self.packs(id)?.len())
@@ -100,8 +153,9 @@ impl Repositories {
 
     /// Rewrites every object reachable from the held snapshot into one pack and removes
     /// the old packs, so that full fetches can send it as it is (and unreachable
-    /// objects, e.g. after a force push, go away). Readers of the old packs finish on
-    /// them: the files are removed only after the new pack is in place. Blocking.
+    /// objects, e.g. after a force push or in a pushed or fetched pack, go away).
+    /// Readers of the old packs finish on them: the files are removed only after the
+    /// new pack is in place. Blocking.
     pub fn repack(&self, id: &RepositoryId) -> Result<(), StorageError> {
         let lock = self.lock(id);
         let _guard = self.write(&lock)?;
@@ -109,7 +163,7 @@ impl Repositories {
             return Err(StorageError::UnknownRepository(*id));
         };
         let old = self.packs(id)?;
-        if old.len() <= 1 {
+        if old.is_empty() || self.clean_single_pack(id)?.is_some() {
             return Ok(());
         }
         let repo = Repository::open_bare(self.path(id)).map_err(git("opening the repository"))?;
@@ -147,6 +201,7 @@ impl Repositories {
             let _ = fs::remove_file(pack.with_extension("rev"));
             let _ = fs::remove_file(&pack);
         }
+        self.record_clean_pack(id)?;
         tracing::debug!(repository = %id, "repacked into one pack");
         Ok(())
     }
