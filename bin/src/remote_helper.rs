@@ -111,7 +111,9 @@ fn run(url: &str) -> anyhow::Result<()> {
                     _ => writeln!(out, "unsupported")?,
                 }
             }
-            "connect git-upload-pack" if !negotiate && handoff::is_empty_repository() => {
+            "connect git-upload-pack"
+                if !negotiate && handoff::is_empty_repository() && !handoff::user_wants_fsck() =>
+            {
                 // A clone: the `fetch` route hands over the node's packs.
                 writeln!(out, "fallback")?;
             }
@@ -299,7 +301,12 @@ fn send_objects(area: &Path, tips: &[String], held: &[String]) -> anyhow::Result
     // The area is its own repository: nothing of the pushing one's leaks in (the fixed
     // environment drops GIT_DIR, GIT_OBJECT_DIRECTORY and the like).
     let indexed = guts_git::in_dir(area)
-        .args(["index-pack", "--stdin", "--fix-thin"])
+        .args([
+            "index-pack",
+            "--stdin",
+            "--fix-thin",
+            guts_git::INDEX_PACK_STRICT,
+        ])
         .stdin(Stdio::from(pack))
         .stdout(Stdio::null())
         .status()

@@ -87,6 +87,19 @@ pub fn apply(command: &mut Command) {
     }
 }
 
+/// The `--strict` argument every `git index-pack` of objects from elsewhere gets: git's
+/// own fsck of each object as it is indexed, with the checks git only warns about for
+/// tree entries (`.`, `..`, `.git` in any spelling a file system folds to it, empty and
+/// full-path names) raised to errors, as a checkout would refuse them; the
+/// `.gitmodules` checks are errors already. Malformed author and date lines, which
+/// harm no one and which real histories hold (git's fsck refuses them), are only
+/// warned about, so such repositories still replicate.
+pub const INDEX_PACK_STRICT: &str = "--strict=\
+emptyName=error,fullPathname=error,hasDot=error,hasDotdot=error,hasDotgit=error,\
+badDate=warn,badDateOverflow=warn,badEmail=warn,badName=warn,badTimezone=warn,\
+missingEmail=warn,missingNameBeforeEmail=warn,missingSpaceBeforeDate=warn,\
+missingSpaceBeforeEmail=warn,zeroPaddedDate=warn,zeroPaddedFilemode=warn";
+
 /// Lets git fetch from a local path (`git fetch-pack <store>`), and nothing else.
 pub fn allow_local_transport(command: &mut Command) {
     command.env("GIT_ALLOW_PROTOCOL", "file");

@@ -168,6 +168,24 @@ fn owner_pushes_others_clone_and_pull_and_only_the_owner_moves_refs() {
     );
     ok(b.git(&clone, &["fsck", "--strict"]), "git fsck");
 
+    // A user who asked git to check what it fetches gets git's own fetch, and its
+    // fsck, not the node's packs linked in.
+    let checked = tmp.path().join("checked");
+    ok(
+        git_against(tmp.path(), b.api(), b.data_dir())
+            .args(["-c", "transfer.fsckObjects=true", "clone", &url])
+            .arg(&checked)
+            .output()
+            .unwrap(),
+        "git clone with fsck",
+    );
+    assert_eq!(ls_remote(&checked, &b, &url), expected);
+    let checked_packs = packs(&checked.join(".git/objects/pack"));
+    assert!(
+        checked_packs.iter().all(|p| !store_packs.contains(p)),
+        "a clone that asked for fsck took the node's packs: {checked_packs:?}"
+    );
+
     // A shallow clone still negotiates through git upload-pack.
     let shallow = tmp.path().join("shallow");
     ok(

@@ -29,6 +29,26 @@ pub fn is_empty_repository() -> bool {
     no_refs && !holds_objects(&git_dir.join("objects"))
 }
 
+/// Whether the user asked git to check what it fetches (`fetch.fsckObjects`, else
+/// `transfer.fsckObjects`, in any config of theirs). Then a clone goes through git's own
+/// fetch, which runs that fsck with the user's own `fsck.*` settings, instead of taking
+/// the node's packs (checked by the node with its settings) as they are. Reading config
+/// runs nothing the config names, so this git runs in the user's environment.
+pub fn user_wants_fsck() -> bool {
+    let get = |key: &str| {
+        std::process::Command::new(guts_git::program())
+            .args(["config", "--type=bool", "--get", key])
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "true")
+    };
+    get("fetch.fsckObjects")
+        .or_else(|| get("transfer.fsckObjects"))
+        .unwrap_or(false)
+}
+
 /// Whether an object directory holds any pack or loose object.
 fn holds_objects(objects: &Path) -> bool {
     let Ok(entries) = fs::read_dir(objects) else {

@@ -186,7 +186,12 @@ impl GitIndexer {
     pub(super) fn start(git_dir: &Path, quarantine: &Path) -> Result<Self, StorageError> {
         let mut command = git_in(git_dir);
         command
-            .args(["index-pack", "--stdin", "--fix-thin"])
+            .args([
+                "index-pack",
+                "--stdin",
+                "--fix-thin",
+                guts_git::INDEX_PACK_STRICT,
+            ])
             // The pack lands in the quarantine, as git's own receive-pack quarantines
             // pushes; the store's objects are read as an alternate.
             .env("GIT_OBJECT_DIRECTORY", quarantine)

@@ -365,7 +365,7 @@ impl<'r> TreeChecker<'r> {
             let name = entry.name;
             check_entry_name(name).map_err(|why| self.bad(tree_id, why))?;
             let mode = entry.mode;
-            let is_gitmodules = is_dotgit_name(name, b"gitmodules");
+            let is_gitmodules = names_dotgit(name, b"gitmodules");
             match mode {
                 MODE_GITLINK => continue,
                 MODE_TREE => subtrees.push(entry.id),
@@ -479,15 +479,26 @@ fn check_entry_name(name: &[u8]) -> Result<(), String> {
     if name.contains(&b'/') || name.contains(&0) {
         return Err(format!("an entry name with a path separator: {}", shown()));
     }
-    if is_dotgit_name(name, b"git") {
+    if names_dotgit(name, b"git") {
         return Err(format!("an entry named {} (git's own directory)", shown()));
     }
     Ok(())
 }
 
+/// Whether `name`, or any part of it after a backslash (a directory separator on
+/// Windows), is `.<what>` as some file system sees it: git's fsck looks at both.
+fn names_dotgit(name: &[u8], what: &[u8]) -> bool {
+    is_dotgit_name(name, what)
+        || (name.contains(&b'\\')
+            && name
+                .split(|b| *b == b'\\')
+                .skip(1)
+                .any(|part| is_dotgit_name(part, what)))
+}
+
 /// Whether `name` is `.<what>` as some filesystem sees it: any case, with trailing dots or
-/// spaces (NTFS), with characters HFS+ ignores, or as NTFS's 8.3 short name (`git~1` for
-/// `.git`).
+/// spaces or an alternate data stream (`.git::$INDEX_ALLOCATION`, NTFS), with characters
+/// HFS+ ignores, or as NTFS's 8.3 short name (`git~1` for `.git`).
 fn is_dotgit_name(name: &[u8], what: &[u8]) -> bool {
     // A plain ASCII name has nothing to fold away but trailing dots and spaces and case:
     // it can only be `.<what>` if it starts with a dot, or the short name if it holds a
@@ -498,6 +509,8 @@ fn is_dotgit_name(name: &[u8], what: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(name) else {
         return false;
     };
+    // NTFS reads what follows a colon as a stream of the file before it.
+    let text = text.split(':').next().unwrap_or_default();
     let folded: String = text
         .chars()
         .filter(|c| !is_hfs_ignorable(*c))
@@ -517,27 +530,43 @@ fn is_hfs_ignorable(c: char) -> bool {
     )
 }
 
-/// Refuses a `.gitmodules` that would make `git submodule` run an option or leave the
-/// repository: a name with `..`, a url or path starting with `-`.
+/// Refuses a `.gitmodules` that would make `git submodule` run an option or a command, or
+/// leave the repository: a name with `..`, a url or path starting with `-`, an `update`
+/// that runs a command. Read as git reads config: section and key names in any case,
+/// quoted values, and a value continued onto the next line by a trailing backslash.
 fn check_gitmodules(content: &[u8]) -> Result<(), String> {
     let text = String::from_utf8_lossy(content);
-    for line in text.lines() {
+    // Continuation lines joined first: `url = \` then `-oProxyCommand=...` is one value.
+    let joined = text.replace("\\\r\n", "").replace("\\\n", "");
+    let mut in_submodule = false;
+    for line in joined.lines() {
         let line = line.trim();
-        if let Some(section) = line.strip_prefix("[submodule")
-            && let Some(name) = section.trim().strip_suffix(']')
-        {
-            let name = name.trim().trim_matches('"');
-            if name.split(['/', '\\']).any(|part| part == "..") {
+        if let Some(header) = line.strip_prefix('[') {
+            let header = header.split(']').next().unwrap_or_default().trim();
+            let (section, name) = match header.split_once(|c: char| c.is_whitespace() || c == '.') {
+                Some((section, name)) => (section, name.trim().trim_matches('"')),
+                None => (header, ""),
+            };
+            in_submodule = section.eq_ignore_ascii_case("submodule");
+            if in_submodule && name.split(['/', '\\']).any(|part| part == "..") {
                 return Err(format!(".gitmodules names a submodule {name:?}"));
             }
+            continue;
+        }
+        if !in_submodule {
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
             continue;
         };
         let key = key.trim().to_ascii_lowercase();
-        let value = value.trim().trim_matches('"');
-        if (key == "url" || key == "path") && value.starts_with('-') {
+        let value = value.trim().trim_matches('"').trim_start();
+        let refused = match key.as_str() {
+            "url" | "path" => value.starts_with('-'),
+            "update" => value.starts_with('!'),
+            _ => false,
+        };
+        if refused {
             return Err(format!(".gitmodules sets {key} to {value:?}"));
         }
     }
@@ -657,8 +686,12 @@ mod tests {
         }
     }
 
+    /// Refused, by the store's own check for `what`, or before it by git's index-pack
+    /// (its fsck, or its check that every object an object names is there) (the store's check is pinned against git's in
+    /// `the_hand_check_agrees_with_git_fsck`).
     fn refused_for(result: Result<crate::PackStats, StorageError>, what: &str) {
         match result {
+            Err(StorageError::BadPack(said)) if said.contains("fatal: ") => {}
             Err(StorageError::BadObject { reason, .. }) => {
                 assert!(
                     reason.contains(what),
@@ -983,6 +1016,86 @@ mod tests {
         ] {
             assert_eq!(check_entry_name(good), Ok(()), "{good:?}");
         }
+    }
+
+    /// git's verdict on a tree holding one entry named `name` (and `.gitmodules`
+    /// holding `modules`, if any), with the severities the store gives index-pack.
+    fn git_refuses(name: &[u8], modules: Option<&[u8]>) -> bool {
+        let mut crafted = Crafted::new();
+        let blob = crafted.blob(modules.unwrap_or(b"x\n"));
+        let root = crafted.tree(&[(name, MODE_BLOB, blob)]);
+        crafted.commit(root);
+        let strict = guts_git::INDEX_PACK_STRICT.trim_start_matches("--strict=");
+        let mut command = guts_git::in_dir(crafted.repo.path());
+        for setting in strict.split(',') {
+            let (id, severity) = setting.split_once('=').unwrap();
+            command.arg("-c").arg(format!("fsck.{id}={severity}"));
+        }
+        let out = command
+            .args(["fsck", "--strict", "--no-dangling"])
+            .output()
+            .unwrap();
+        !out.status.success()
+    }
+
+    #[test]
+    fn the_hand_check_agrees_with_git_fsck() {
+        let names: [&[u8]; 22] = [
+            b".git",
+            b".GIT",
+            b".Git.",
+            b".git ",
+            b"git~1",
+            b".git...",
+            b".git::$INDEX_ALLOCATION",
+            b".git:stream",
+            b"GIT~1:x",
+            b"a\\.git",
+            b"a\\.GIT.\\b",
+            b"x\\git~1",
+            b"..",
+            b"git",
+            b".gitignore",
+            b".github",
+            b"a.git",
+            b"git~2",
+            b"a\\b",
+            b"src",
+            b".gi:t",
+            b"...",
+        ];
+        for name in names {
+            assert_eq!(
+                check_entry_name(name).is_err(),
+                git_refuses(name, None),
+                "{:?}: the store and git disagree",
+                String::from_utf8_lossy(name)
+            );
+        }
+        let modules: [&[u8]; 8] = [
+            b"[submodule \"x\"]\n\tpath = x\n\turl = https://example.invalid/x\n",
+            b"[submodule \"x\"]\n\tpath = x\n\turl = --upload-pack=evil\n",
+            b"[SUBMODULE \"x\"]\n\tpath = x\n\tURL = -oProxyCommand=evil\n",
+            b"[Submodule \"../../hooks\"]\n\tpath = x\n\turl = ../x\n",
+            b"[submodule \"x\"]\n\tpath = x\n\turl = \\\n-oProxyCommand=evil\n",
+            b"[submodule \"x\"]\n\tpath = -x\n\turl = ../x\n",
+            b"[submodule \"x\"]\n\tpath = x\n\turl = ../x\n\tupdate = !sh evil\n",
+            b"[core]\n\tbare = false\n",
+        ];
+        for content in modules {
+            assert_eq!(
+                check_gitmodules(content).is_err(),
+                git_refuses(b".gitmodules", Some(content)),
+                "{:?}: the store and git disagree",
+                String::from_utf8_lossy(content)
+            );
+        }
+        // .gitmodules reached through a backslash or as a short name is checked too.
+        assert!(names_dotgit(b"a\\.gitmodules", b"gitmodules"));
+        assert!(git_refuses(
+            b"a\\.gitmodules",
+            Some(b"[submodule \"x\"]\n\turl = -x\n")
+        ));
     }
 
     #[test]
