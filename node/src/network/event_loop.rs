@@ -606,12 +606,12 @@ impl EventLoop {
     }
 
     fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
-        let on_loopback = self.peers.is_loopback(&peer);
+        let scope = self.peers.scope(&peer);
         let behaviour = self.swarm.behaviour_mut();
         let verdict = self.discovery.on_identified(
             peer,
             &info,
-            on_loopback,
+            scope,
             &mut behaviour.kad,
             &mut behaviour.connection_manager,
         );

@@ -9,7 +9,7 @@ use libp2p::{PeerId, identify};
 
 use guts_api::{Direction, PeerReport};
 
-use super::discovery::is_loopback_addr;
+use super::discovery::{Scope, scope_of};
 use super::nat::is_relayed_connection;
 
 /// One connected peer.
@@ -126,12 +126,18 @@ impl PeerTable {
 
     /// Whether every connection to `peer` goes over loopback (so its loopback listen
     /// addresses are reachable from here).
-    pub fn is_loopback(&self, peer: &PeerId) -> bool {
-        self.peers.get(peer).is_some_and(|p| {
-            p.connections
-                .values()
-                .all(|e| is_loopback_addr(e.get_remote_address()))
-        })
+    /// The narrowest scope among the addresses `peer` is connected from (see
+    /// [`Scope`]): where the peer is, as far as this node can tell.
+    pub fn scope(&self, peer: &PeerId) -> Scope {
+        self.peers
+            .get(peer)
+            .and_then(|p| {
+                p.connections
+                    .values()
+                    .map(|e| scope_of(e.get_remote_address()))
+                    .min()
+            })
+            .unwrap_or(Scope::Global)
     }
 
     pub fn reports(&self, manager: &crate::connection_manager::Behaviour) -> Vec<PeerReport> {

@@ -144,7 +144,7 @@ impl Discovery {
         &mut self,
         peer: PeerId,
         info: &identify::Info,
-        peer_on_loopback: bool,
+        peer_scope: Scope,
         kad: &mut Kad,
         manager: &mut connection_manager::Behaviour,
     ) -> Verdict {
@@ -182,7 +182,7 @@ impl Discovery {
             .iter()
             .any(|p| p.as_ref() == self.kad_protocol)
         {
-            for addr in routable_addrs(&info.listen_addrs, peer_on_loopback) {
+            for addr in routable_addrs(&info.listen_addrs, peer_scope) {
                 kad.add_address(&peer, addr);
             }
         }
@@ -313,14 +313,68 @@ pub(crate) fn is_loopback_addr(addr: &Multiaddr) -> bool {
     }
 }
 
+/// How far an address reaches, narrowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Scope {
+    /// This host only.
+    Loopback,
+    /// A private network: RFC 1918, CGNAT, link-local, IPv6 unique-local.
+    Private,
+    /// Anything else: global addresses, DNS names, relayed addresses.
+    Global,
+}
+
+/// The scope of `addr`.
+pub(crate) fn scope_of(addr: &Multiaddr) -> Scope {
+    if is_loopback_addr(addr) {
+        return Scope::Loopback;
+    }
+    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        return Scope::Global;
+    }
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => {
+            let cgnat = ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64;
+            if ip.is_private() || ip.is_link_local() || cgnat {
+                Scope::Private
+            } else {
+                Scope::Global
+            }
+        }
+        Some(Protocol::Ip6(ip)) => {
+            let first = ip.segments()[0];
+            let unique_local = (first & 0xfe00) == 0xfc00;
+            let link_local = (first & 0xffc0) == 0xfe80;
+            if unique_local || link_local {
+                Scope::Private
+            } else {
+                Scope::Global
+            }
+        }
+        Some(Protocol::Dns(h) | Protocol::Dns4(h) | Protocol::Dns6(h))
+            if h.ends_with(".localhost") =>
+        {
+            Scope::Loopback
+        }
+        _ => Scope::Global,
+    }
+}
+
+/// Addresses taken from one peer's identify: enough for its transports on both IP
+/// versions, and no pile a peer could make the routing table carry.
+const MAX_ANNOUNCED_ADDRS: usize = 8;
+
 /// The listen addresses a peer announced that are worth giving to the DHT: never
-/// unspecified addresses, and loopback ones only when we reach the peer over loopback
-/// (elsewhere they would lead other nodes to dial themselves).
-fn routable_addrs(announced: &[Multiaddr], peer_on_loopback: bool) -> Vec<Multiaddr> {
+/// unspecified addresses, and none narrower than the scope we reach the peer from
+/// (`peer_scope`): a peer that comes from the internet may not plant loopback or LAN
+/// addresses (which would have this node, and every node it tells, dial its own host or
+/// LAN), and a LAN peer no loopback ones. At most [`MAX_ANNOUNCED_ADDRS`].
+fn routable_addrs(announced: &[Multiaddr], peer_scope: Scope) -> Vec<Multiaddr> {
     announced
         .iter()
         .filter(|a| !is_unspecified(a))
-        .filter(|a| peer_on_loopback || !is_loopback_addr(a))
+        .filter(|a| scope_of(a) >= peer_scope)
+        .take(MAX_ANNOUNCED_ADDRS)
         .cloned()
         .collect()
 }
@@ -342,19 +396,39 @@ mod tests {
     }
 
     #[test]
-    fn loopback_addresses_only_for_loopback_peers() {
+    fn a_peer_plants_no_address_narrower_than_where_it_comes_from() {
         let announced = addrs(&[
             "/ip4/127.0.0.1/tcp/1",
+            "/dns4/localhost/tcp/1",
             "/ip4/10.0.0.2/tcp/1",
+            "/ip4/192.168.1.1/tcp/1",
+            "/ip4/100.64.0.1/tcp/1",
+            "/ip6/fd00::1/tcp/1",
+            "/ip6/fe80::1/tcp/1",
             "/ip4/0.0.0.0/tcp/1",
+            "/ip4/203.0.113.9/tcp/1",
+            "/dns4/node.example.org/tcp/1",
         ]);
+        let global = addrs(&["/ip4/203.0.113.9/tcp/1", "/dns4/node.example.org/tcp/1"]);
+        assert_eq!(routable_addrs(&announced, Scope::Global), global);
+        let private = routable_addrs(&announced, Scope::Private);
+        assert_eq!(private.len(), 7, "{private:?}");
+        assert!(private.iter().all(|a| scope_of(a) != Scope::Loopback));
         assert_eq!(
-            routable_addrs(&announced, false),
-            addrs(&["/ip4/10.0.0.2/tcp/1"])
+            routable_addrs(&announced, Scope::Loopback).len(),
+            MAX_ANNOUNCED_ADDRS,
+            "all but the unspecified, up to the cap"
         );
+    }
+
+    #[test]
+    fn announced_addresses_are_capped() {
+        let many: Vec<Multiaddr> = (1..=300u16)
+            .map(|port| format!("/ip4/203.0.113.9/tcp/{port}").parse().unwrap())
+            .collect();
         assert_eq!(
-            routable_addrs(&announced, true),
-            addrs(&["/ip4/127.0.0.1/tcp/1", "/ip4/10.0.0.2/tcp/1"])
+            routable_addrs(&many, Scope::Global).len(),
+            MAX_ANNOUNCED_ADDRS
         );
     }
 
