@@ -239,8 +239,10 @@ impl FromStr for RefName {
         {
             return Err(err("it contains '..', '@{', '//', or ends with '/' or '.'"));
         }
+        // Beyond git's rules: C1 controls (U+0080-U+009F) and bidirectional overrides,
+        // which git passes to terminals as they are, are refused like C0 controls.
         if s.chars()
-            .any(|c| c.is_ascii_control() || " ~^:?*[\\\x7f".contains(c))
+            .any(|c| c.is_control() || is_bidi_control(c) || " ~^:?*[\\".contains(c))
         {
             return Err(err(
                 "it contains a space, a control character or one of ~^:?*[\\",
@@ -257,6 +259,11 @@ impl FromStr for RefName {
         }
         Ok(RefName(s.to_owned()))
     }
+}
+
+/// Characters that reorder how text around them is shown (so a name can read as another).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 impl TryFrom<String> for RefName {
@@ -314,6 +321,8 @@ mod tests {
             "refs/heads/main",
             "refs/tags/v1.0",
             "refs/heads/feature/x-y_z",
+            "refs/heads/caf\u{e9}",
+            "refs/tags/\u{65e5}\u{672c}",
         ] {
             ok.parse::<RefName>().unwrap();
         }
@@ -330,6 +339,12 @@ mod tests {
             "refs/heads/a~1",
             "refs/heads/@",
             "refs/heads/end.",
+            "refs/heads/tab\there",
+            "refs/heads/del\u{7f}",
+            "refs/heads/c1\u{9b}31m",
+            "refs/heads/c1\u{85}",
+            "refs/tags/v1\u{202e}4pm",
+            "refs/heads/iso\u{2066}x",
         ] {
             assert!(bad.parse::<RefName>().is_err(), "{bad} should be refused");
         }
