@@ -135,8 +135,10 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 }
 
 /// Decodes a message of at most `max` bytes. The length is checked before anything is
-/// decoded; trailing bytes are an error.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, WireError> {
+/// decoded; trailing bytes are an error, and so is any encoding but the one [`encode`]
+/// gives (postcard reads over-long varints too, so one message could be sent as many
+/// byte strings, each with its own gossipsub message id).
+pub fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8], max: usize) -> Result<T, WireError> {
     if bytes.len() > max {
         return Err(WireError::Oversized {
             len: bytes.len(),
@@ -156,6 +158,14 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, WireEr
             "{} trailing bytes",
             rest.len()
         )));
+    }
+    // Re-encoding is linear in the message, which is already bounded by `max`.
+    let canonical = postcard::to_extend(&msg, Vec::with_capacity(body.len()))
+        .map_err(|e| WireError::Undecodable(e.to_string()))?;
+    if canonical != body {
+        return Err(WireError::Undecodable(
+            "not in canonical form (an over-long number?)".into(),
+        ));
     }
     Ok(msg)
 }
@@ -223,5 +233,26 @@ mod tests {
             decode::<SyncRequest>(&[], 100),
             Err(WireError::Undecodable(_))
         ));
+    }
+
+    #[test]
+    fn only_the_canonical_encoding_is_read() {
+        // 300 as a varint is [0xac, 0x02]; [0xac, 0x82, 0x00] reads as 300 too.
+        let canonical = encode(&300u32);
+        assert_eq!(canonical, [WIRE_VERSION, 0xac, 0x02]);
+        assert_eq!(decode::<u32>(&canonical, 10).unwrap(), 300);
+        assert!(matches!(
+            decode::<u32>(&[WIRE_VERSION, 0xac, 0x82, 0x00], 10),
+            Err(WireError::Undecodable(_))
+        ));
+        // A request's enum tag padded the same way.
+        let request = SyncRequest::GetRefs {
+            repository: crate::RepositoryId::from_bytes([7; 20]),
+        };
+        let bytes = encode(&request);
+        let mut padded = vec![WIRE_VERSION, bytes[1] | 0x80, 0x00];
+        padded.extend_from_slice(&bytes[2..]);
+        assert!(decode::<SyncRequest>(&padded, 100).is_err());
+        assert_eq!(decode::<SyncRequest>(&bytes, 100).unwrap(), request);
     }
 }

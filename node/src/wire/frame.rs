@@ -50,7 +50,7 @@ pub(crate) async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, body: &[u8]) 
 }
 
 /// Reads and decodes one message of at most `max` bytes.
-pub(crate) async fn read_message<M: DeserializeOwned, T: AsyncRead + Unpin>(
+pub(crate) async fn read_message<M: DeserializeOwned + serde::Serialize, T: AsyncRead + Unpin>(
     io: &mut T,
     max: usize,
 ) -> io::Result<M> {
