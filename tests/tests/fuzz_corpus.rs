@@ -64,14 +64,16 @@ fn frames_corpus() {
 
 /// Replays a pack target's corpus into a store of its own. The seeds named `seed-ok-*`
 /// are valid: if they stop being accepted, the fuzzer no longer reaches the checks
-/// after indexing.
+/// after indexing. Every other `seed-*` is an attack (a delta bomb, a `.git` entry, a
+/// thin pack, a count one too high, ...) that must be refused; files the fuzzer added
+/// (not `seed-*`) need only not panic.
 fn replay_packs(
     target: &str,
     body: impl Fn(&Repositories, &[u8]) -> Option<Result<PackStats, StorageError>>,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let repos = Repositories::new(dir.path());
-    let mut accepted = 0;
+    let (mut accepted, mut refused) = (0, 0);
     replay(target, |name, data| {
         let result = body(&repos, data);
         if name.starts_with("seed-ok-") {
@@ -79,9 +81,15 @@ fn replay_packs(
                 Some(Ok(_)) => accepted += 1,
                 other => panic!("{name}: {other:?}"),
             }
+        } else if name.starts_with("seed-") {
+            match result {
+                Some(Err(_)) => refused += 1,
+                other => panic!("{name} must be refused: {other:?}"),
+            }
         }
     });
     assert!(accepted > 0, "no seed-ok-* seed accepted");
+    assert!(refused > 0, "no attack seed in the corpus");
 }
 
 #[test]

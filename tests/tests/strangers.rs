@@ -76,11 +76,13 @@ async fn crafted_trees_from_a_peer_are_refused_and_the_node_lives() {
     let network = NetworkName::default_network();
     // The stranger signs with a key of its own: it is the owner of what it serves.
     let key = SigningKey::from_bytes(&[42; 32]);
+    // Why each is refused: the store's own words, or git's fsck (index-pack --strict
+    // sees the entries first).
     let cases: [(&str, &str); 4] = [
         ("deep", "deeper than 4096 levels"),
-        ("dotgit", "git's own directory"),
-        ("dotdot", "\"..\""),
-        ("slash", "path separator"),
+        ("dotgit", "hasDotgit"),
+        ("dotdot", "hasDotdot"),
+        ("slash", "fullPathname"),
     ];
     for (name, why) in cases {
         let mut crafted = Crafted::new();
@@ -485,6 +487,68 @@ async fn a_flood_of_announcements_from_fresh_keys_stays_within_the_settings() {
     );
     // Nobody serves those repositories: nothing was stored for them.
     assert!(store.list().unwrap().is_empty());
+    victim.shutdown().await;
+}
+
+/// One key announcing repository after repository: past `owner_announcements_per_minute`
+/// the rest are ignored, however many relayers carry them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_owner_key_is_held_to_its_announcement_rate() {
+    guts_tests::init_logs();
+    let victim = TestNode::start(|c| {
+        c.owner_announcements_per_minute = 5;
+        // The relayer's own rate must not be what stops them.
+        c.requests_per_second_per_peer = 10_000;
+        c.api = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let api = victim.node.api_addr().expect("API on");
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let messages: Vec<Vec<u8>> = (0..60u32)
+        .map(|i| {
+            let snapshot = guts_protocol::SignedRefs::sign(
+                &key,
+                format!("one-owner-{i}").parse().unwrap(),
+                1,
+                None,
+                Default::default(),
+            )
+            .unwrap();
+            guts_protocol::wire::encode(&guts_protocol::wire::Announcement::of(&snapshot))
+        })
+        .collect();
+    let flooder = guts_tests::peer::Flooder::spawn(&NetworkName::default_network(), messages);
+    flooder.connect(&victim.addr);
+    let (accepted, owner_rate) = eventually_async(
+        Duration::from_secs(60),
+        "60 announcements judged",
+        || async {
+            let (_, text) =
+                guts_tests::process::http_get(api, "/metrics").map_err(|e| e.to_string())?;
+            let count = |verdict: &str| {
+                metric(
+                    &text,
+                    &format!("guts_announcements_total{{verdict=\"{verdict}\"}}"),
+                )
+            };
+            let judged = count("accepted") + count("owner_rate") + count("busy");
+            if judged >= 60 {
+                Ok((count("accepted"), count("owner_rate")))
+            } else {
+                Err(format!(
+                    "{judged} judged, {} published",
+                    flooder.published()
+                ))
+            }
+        },
+    )
+    .await;
+    // A burst of five, then one every 12 s: the test takes far less than a minute.
+    assert!(
+        (5..=7).contains(&accepted),
+        "{accepted} accepted, {owner_rate} over the owner's rate"
+    );
+    assert!(owner_rate >= 50, "{owner_rate} over the owner's rate");
     victim.shutdown().await;
 }
 
