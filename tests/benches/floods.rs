@@ -8,7 +8,12 @@
 //!   (the node replicates everything);
 //! - `sync requests`: one peer sending GetRefs as fast as request-response takes them;
 //! - `maximal frames`: 500 pack streams each announcing the largest request, then silent;
-//! - `unread transfers`: every transfer slot taken by a requester that never reads.
+//! - `unread transfers`: every transfer slot taken by a requester that never reads;
+//! - `DHT store`: ADD_PROVIDER of 4,000-byte keys with 300 addresses each, and 60 KB
+//!   PUT_VALUE records, from one peer;
+//! - `DHT lookups`: one peer's lookups as fast as its Kademlia sends them;
+//! - `maximal pack requests, 100,000 refs`: 8 pack requests of 200,000 wants each against
+//!   a repository of 100,000 refs.
 //!
 //! Run: `scripts/bench floods`. `GUTS_BENCH_QUICK=1` runs each flood briefly (a check that
 //! the benchmark works, not a measurement).
@@ -20,7 +25,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use guts_protocol::wire::{Announcement, PackRequest, SyncRequest};
 use guts_protocol::{NetworkName, RepositoryId, SignedRefs};
-use guts_tests::git::{Noise, WorkRepo};
+use guts_tests::git::{Noise, WorkRepo, many_refs_repo};
+use guts_tests::kad_flood::{kad_swarm, lookup_flood, store_flood};
 use guts_tests::peer::{Flooder, RawPeer, StreamPeer};
 use guts_tests::process::{GutsNode, NodeSpec, http_get};
 use guts_tests::procfs;
@@ -247,6 +253,107 @@ async fn main() {
     stop.store(true, Ordering::Relaxed);
     row("8 transfers never read", seen.join().unwrap());
     drop((unread, stranger, node));
+
+    // One peer using the node as its DHT store.
+    let (keys, values) = if quick { (300, 20) } else { (3000, 200) };
+    let node = spawn_node(
+        dir.path(),
+        "dht-store",
+        &[
+            "--requests-per-second-per-peer",
+            "1000",
+            "--dht-mode",
+            "server",
+        ],
+    );
+    let node_id: libp2p::PeerId = node.status().peer_id.parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = probe(&node, stop.clone());
+    let mut swarm = kad_swarm(&network, node_id, node.tcp_addr().parse().unwrap(), 300);
+    let started = Instant::now();
+    store_flood(&mut swarm, keys, values, period * 6).await;
+    tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
+    stop.store(true, Ordering::Relaxed);
+    row(
+        &format!("DHT store: {keys} provider keys x 300 addresses, {values} values of 60 KB"),
+        seen.join().unwrap(),
+    );
+    drop((swarm, node));
+
+    // One peer's lookups as fast as they go.
+    let node = spawn_node(dir.path(), "dht-lookups", &["--dht-mode", "server"]);
+    let node_id: libp2p::PeerId = node.status().peer_id.parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = probe(&node, stop.clone());
+    let mut swarm = kad_swarm(&network, node_id, node.tcp_addr().parse().unwrap(), 0);
+    let started = Instant::now();
+    let flood = lookup_flood(&mut swarm, node_id, 20_000, period).await;
+    tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
+    stop.store(true, Ordering::Relaxed);
+    row(
+        &format!(
+            "DHT lookups: 20000 started, {} ended, {}",
+            flood.ended,
+            if flood.cut_off {
+                "banned"
+            } else {
+                "not banned"
+            }
+        ),
+        seen.join().unwrap(),
+    );
+    drop((swarm, node));
+
+    // The largest pack requests against the most refs a snapshot may hold.
+    let refs = if quick { 2_000 } else { 100_000 };
+    let source = dir.path().join("many.git");
+    many_refs_repo(&source, refs);
+    let node = spawn_node(dir.path(), "many-refs", &[]);
+    let out = node.client(["repo", "import", source.to_str().unwrap(), "--json"]);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id: RepositoryId = summary["repository"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let detail = node.client(["repo", "show", &id.to_string(), "--json"]);
+    let detail: serde_json::Value = serde_json::from_slice(&detail.stdout).unwrap();
+    // The snapshot's last target: a scan of the refs per want would find it last.
+    let last: guts_protocol::ObjectId = detail["refs"]
+        .as_object()
+        .and_then(|refs| refs.values().next_back())
+        .and_then(|v| v.as_str())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let request = PackRequest {
+        repository: id,
+        wants: vec![last; 200_000],
+        haves: Vec::new(),
+    };
+    let node_id: libp2p::PeerId = node.status().peer_id.parse().unwrap();
+    let stranger = StreamPeer::spawn(&network);
+    stranger.connect(&node.tcp_addr().parse().unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = probe(&node, stop.clone());
+    let mut asked = Vec::new();
+    let until = Instant::now() + period;
+    while asked.len() < 8 && Instant::now() < until {
+        match stranger.request_pack(node_id, &request).await {
+            Ok(s) => asked.push(s),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    tokio::time::sleep(period).await;
+    stop.store(true, Ordering::Relaxed);
+    row(
+        &format!(
+            "{} pack requests of 200,000 wants, {refs} refs",
+            asked.len()
+        ),
+        seen.join().unwrap(),
+    );
+    drop((asked, stranger, node));
     println!();
     let build = if cfg!(debug_assertions) {
         "debug"

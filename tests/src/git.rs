@@ -1,8 +1,9 @@
 //! Real git repositories for tests and benchmarks, built with libgit2.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use git2::{IndexEntry, IndexTime, Oid, Repository, Signature};
@@ -452,4 +453,40 @@ impl Wide {
             .filter_map(|v| v.trim().parse::<usize>().ok())
             .sum()
     }
+}
+
+/// A bare repository at `dir` of `refs - 1` root commits, each the target of a tag of its
+/// own, and `main`: `refs` refs, made by git fast-import (100,000 in a few seconds).
+pub fn many_refs_repo(dir: &Path, refs: usize) {
+    let out = Command::new("git")
+        .args(["init", "-q", "--bare"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut import = Command::new("git")
+        .arg("--git-dir")
+        .arg(dir)
+        .args(["fast-import", "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stream = String::with_capacity(refs * 110);
+    for i in 0..refs - 1 {
+        let message = format!("commit {i}\n");
+        stream.push_str(&format!(
+            "commit refs/tags/t{i:06}\ncommitter T <t@example.com> {} +0000\ndata {}\n{message}\n",
+            1_600_000_000 + i,
+            message.len()
+        ));
+    }
+    // HEAD's branch, so the repository has one.
+    stream.push_str("reset refs/heads/main\nfrom refs/tags/t000000\n\n");
+    import
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stream.as_bytes())
+        .unwrap();
+    assert!(import.wait().unwrap().success());
 }

@@ -8,6 +8,7 @@ pub mod crafted;
 pub mod docker;
 pub mod docs;
 pub mod git;
+pub mod kad_flood;
 pub mod link;
 pub mod nat;
 pub mod netns;

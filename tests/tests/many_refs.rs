@@ -2,56 +2,19 @@
 //! own: it applies on nodes held to 1,024 open files, and a stranger's pack requests of
 //! the largest size against it leave the node answering.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use guts_node::api::types::RepoDetail;
 use guts_protocol::wire::{PackRequest, PackResponse};
 use guts_protocol::{NetworkName, ObjectId, RepositoryId};
 use guts_tests::eventually_async;
+use guts_tests::git::many_refs_repo;
 use guts_tests::peer::StreamPeer;
 use guts_tests::process::{GutsNode, NodeSpec, http_get};
 
 /// Refs in the repository: the most a snapshot may hold.
 const REFS: usize = 100_000;
-
-/// A bare repository of `REFS - 1` root commits, each the target of a tag of its own, and
-/// `main`: `REFS` refs, made by git fast-import in a few seconds.
-fn many_refs_repo(dir: &Path) {
-    let out = Command::new("git")
-        .args(["init", "-q", "--bare"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let mut import = Command::new("git")
-        .arg("--git-dir")
-        .arg(dir)
-        .args(["fast-import", "--quiet"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stream = String::with_capacity(REFS * 110);
-    for i in 0..REFS - 1 {
-        let message = format!("commit {i}\n");
-        stream.push_str(&format!(
-            "commit refs/tags/t{i:06}\ncommitter T <t@example.com> {} +0000\ndata {}\n{message}\n",
-            1_600_000_000 + i,
-            message.len()
-        ));
-    }
-    // HEAD's branch, so the repository has one.
-    stream.push_str("reset refs/heads/main\nfrom refs/tags/t000000\n\n");
-    import
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stream.as_bytes())
-        .unwrap();
-    assert!(import.wait().unwrap().success());
-}
 
 fn import(node: &GutsNode, path: &Path) -> RepositoryId {
     let out = node.client_ok(&["repo", "import", path.to_str().unwrap(), "--json"]);
@@ -63,7 +26,7 @@ fn import(node: &GutsNode, path: &Path) -> RepositoryId {
 fn a_snapshot_of_100000_refs_applies_within_1024_open_files() {
     let tmp = tempfile::tempdir().unwrap();
     let source = tmp.path().join("many.git");
-    many_refs_repo(&source);
+    many_refs_repo(&source, REFS);
     let a = NodeSpec::loopback(&tmp.path().join("a"))
         .open_files_limit(1024)
         .spawn();
@@ -100,7 +63,7 @@ fn a_snapshot_of_100000_refs_applies_within_1024_open_files() {
 async fn the_largest_pack_requests_against_100000_refs_leave_the_node_answering() {
     let tmp = tempfile::tempdir().unwrap();
     let source = tmp.path().join("many.git");
-    many_refs_repo(&source);
+    many_refs_repo(&source, REFS);
     let a = NodeSpec::loopback(&tmp.path().join("a")).spawn();
     let id = import(&a, &source);
     let detail: RepoDetail = a.client_json(&format!("repo show {id}")).unwrap();
