@@ -206,37 +206,31 @@ async fn replicate_all_takes_every_announced_repository() {
     })
     .await;
     let followed = TestNode::start(|c| c.bootstrap = vec![boot.clone()]).await;
-    // Announcements need the gossip mesh: wait until both are subscribed peers of A.
+    // Announcements need the gossip mesh: wait until both are in A's mesh, then import
+    // once. Only the announcement can tell `all` in time: its list exchange with A
+    // happened before the repository existed, and the next is a minute away.
     a.wait_for_peers(2, Duration::from_secs(20)).await;
-    let work = WorkRepo::with_history("everyone");
-    let id: RepositoryId = {
-        let mut imported = None;
-        // Until the mesh forms, publishing finds no peers; re-import with a new commit.
-        for round in 0..20 {
-            work.commit(
-                "refs/heads/main",
-                &[("round", format!("{round}\n").as_bytes())],
-                "round",
-            );
-            let id = import(&a.handle, work.path()).await;
-            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(1), async {
-                loop {
-                    if let Ok(Some(d)) = all.handle.repository(id).await
-                        && d.summary.sequence > 0
-                    {
-                        return Some(d);
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            })
-            .await
-            {
-                imported = Some(id);
-                break;
-            }
+    eventually_async(Duration::from_secs(30), "A's gossip mesh", || async {
+        match a.handle.status().await {
+            Ok(s) if s.gossip_mesh_peers >= 2 => Ok(()),
+            Ok(s) => Err(format!("{} mesh peers", s.gossip_mesh_peers)),
+            Err(e) => Err(e.to_string()),
         }
-        imported.expect("the replicate-all node fetched the announced repository")
-    };
+    })
+    .await;
+    let work = WorkRepo::with_history("everyone");
+    let id = import(&a.handle, work.path()).await;
+    eventually_async(
+        Duration::from_secs(15),
+        "the replicate-all node fetched the announced repository",
+        || async {
+            match all.handle.repository(id).await {
+                Ok(Some(d)) if d.summary.sequence > 0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
     holds(&all.handle, id, 1).await;
     assert!(
         followed.handle.repository(id).await.unwrap().is_none(),

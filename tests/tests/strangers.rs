@@ -664,10 +664,18 @@ async fn replicas_stay_within_the_storage_quota() {
     guts_tests::init_logs();
     let big = TestNode::start(|_| {}).await;
     let small = TestNode::start(|_| {}).await;
-    let boot = vec![big.addr.clone(), small.addr.clone()];
+    let third = TestNode::start(|_| {}).await;
+    let fourth = TestNode::start(|_| {}).await;
+    let boot = vec![
+        big.addr.clone(),
+        small.addr.clone(),
+        third.addr.clone(),
+        fourth.addr.clone(),
+    ];
+    // Each owner may take 1.5 MiB, all of them 2.5 MiB.
     let victim = TestNode::start(|c| {
         c.bootstrap = boot.clone();
-        c.max_storage = bytesize::ByteSize::mib(4);
+        c.max_storage = bytesize::ByteSize::kib(2560);
         c.max_storage_per_owner = bytesize::ByteSize::kib(1536);
     })
     .await;
@@ -702,7 +710,26 @@ async fn replicas_stay_within_the_storage_quota() {
         .await
         .expect_err("over the owner's share");
     assert!(err.to_string().contains("storage quota"), "{err}");
-    big.shutdown().await;
-    small.shutdown().await;
-    victim.shutdown().await;
+
+    // A third owner's 1 MiB is within its share and the total (2 MiB held then); a
+    // fourth's is within its share too, but past the total.
+    let (_third_work, third_id) = imported(&third, "third", 1).await;
+    wait_connected(&victim, third.handle.peer_id()).await;
+    victim
+        .handle
+        .sync(third_id, Some(third.handle.peer_id()), None)
+        .await
+        .expect("a new owner's 1 MiB fits the total");
+    let (_fourth_work, fourth_id) = imported(&fourth, "fourth", 1).await;
+    wait_connected(&victim, fourth.handle.peer_id()).await;
+    let err = victim
+        .handle
+        .sync(fourth_id, Some(fourth.handle.peer_id()), None)
+        .await
+        .expect_err("3 MiB in all is over max_storage");
+    assert!(err.to_string().contains("storage quota"), "{err}");
+    assert_eq!(victim.handle.repository(fourth_id).await.unwrap(), None);
+    for node in [big, small, third, fourth, victim] {
+        node.shutdown().await;
+    }
 }
