@@ -232,7 +232,14 @@ fn a_node_killed_at_every_failpoint_restarts_sound() {
         "accept-refs-applied",
         "accept-done",
     ] {
+        let sequence = |node: &GutsNode| {
+            let detail: RepoDetail = node.client_json(&format!("repo show {id}")).unwrap();
+            detail.summary.sequence
+        };
+        let old = sequence(&a);
         commit(&a);
+        let new = sequence(&a);
+        assert!(new > old, "{point}: the import signed nothing new");
         let mut b = follower(Some(point));
         let _ = b.client(["repo", "sync", &id]);
         aborted(&mut b, point);
@@ -240,6 +247,14 @@ fn a_node_killed_at_every_failpoint_restarts_sound() {
         // lock of its own while the check looks for stale ones.
         let b = NodeSpec::loopback(&b_dir).spawn();
         check_after_crash(&b, std::slice::from_ref(&id), point);
+        // Killed once the snapshot file was written, the new snapshot stands; killed
+        // before, the old one, whole: a recovery never throws a sound repository away.
+        let expected = if point == "accept-done" { new } else { old };
+        assert_eq!(
+            sequence(&b),
+            expected,
+            "{point}: the sequence held after the crash"
+        );
         b.client_ok(&["connect", &a_addr]);
         b.client_ok(&["repo", "sync", &id]);
         let held: RepoDetail = b.client_json(&format!("repo show {id}")).unwrap();
