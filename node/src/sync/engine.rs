@@ -233,6 +233,8 @@ impl Engine {
         let all = self.inner.settings.replicate == Replicate::All;
         tokio::task::spawn_blocking(move || {
             let mut ids = repos.followed().unwrap_or_default();
+            // A set beside the list: linear in the repositories, not quadratic.
+            let mut seen: HashSet<RepositoryId> = ids.iter().copied().collect();
             for id in repos.list().unwrap_or_default() {
                 let owned = || {
                     repos
@@ -241,7 +243,8 @@ impl Engine {
                         .flatten()
                         .is_some_and(|s| s.signed.signer == owner)
                 };
-                if !ids.contains(&id) && (all || owned()) {
+                if !seen.contains(&id) && (all || owned()) {
+                    seen.insert(id);
                     ids.push(id);
                 }
             }
@@ -323,7 +326,19 @@ impl Engine {
     /// new repositories without end).
     pub(crate) async fn wants(&self, id: &RepositoryId) -> bool {
         if self.inner.settings.replicate != Replicate::All {
-            return self.kept().await.contains(id);
+            // Followed, or the node's own: two reads for this one repository, not a
+            // listing of all of them (this runs for every verified announcement).
+            let (repos, id, owner) = (self.inner.repos.clone(), *id, self.inner.owner);
+            return tokio::task::spawn_blocking(move || {
+                repos.is_followed(&id).unwrap_or(false)
+                    || repos
+                        .signed_refs(&id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|s| s.signed.signer == owner)
+            })
+            .await
+            .unwrap_or(false);
         }
         let (repos, id) = (self.inner.repos.clone(), *id);
         let (held, followed, count) = {
@@ -509,8 +524,11 @@ impl Engine {
         // Known holders first; the DHT only if they have nothing newer, or if fetching
         // from them fails.
         let mut asked: Vec<PeerId> = prefer.into_iter().collect();
+        // Beside `asked`, so membership is constant time (holders are capped, the DHT's
+        // answers are not).
+        let mut asked_set: HashSet<PeerId> = asked.iter().copied().collect();
         for p in self.holders(&id) {
-            if !asked.contains(&p) {
+            if asked_set.insert(p) {
                 asked.push(p);
             }
         }
@@ -543,7 +561,7 @@ impl Engine {
                         .unwrap_or_default();
                 let fresh: Vec<PeerId> = found
                     .into_iter()
-                    .filter(|p| *p != self.inner.local && !asked.contains(p))
+                    .filter(|p| *p != self.inner.local && asked_set.insert(*p))
                     .collect();
                 for p in &fresh {
                     self.note_holder(id, *p);

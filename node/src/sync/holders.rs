@@ -18,6 +18,11 @@ struct Stats {
 /// Weight of the newest measurement in the smoothed throughput.
 const SMOOTHING: f64 = 0.3;
 
+/// Holders kept per repository: plenty to fetch from, and a bound on what announcements
+/// and provider records (any peer can send them) make the node remember. A new holder
+/// past it replaces the one that served worst.
+pub(crate) const MAX_HOLDERS: usize = 64;
+
 /// Known holders of each repository (in memory: re-learnt from announcements, answers and
 /// the DHT after a restart).
 pub(crate) struct Holders {
@@ -41,9 +46,15 @@ impl Holders {
 
     /// Remembers that `peer` holds `id`.
     pub(crate) fn note(&self, id: RepositoryId, peer: PeerId) {
-        if peer != self.local {
-            self.known().entry(id).or_default().entry(peer).or_default();
+        if peer == self.local {
+            return;
         }
+        let mut known = self.known();
+        let holders = known.entry(id).or_default();
+        if holders.len() >= MAX_HOLDERS && !holders.contains_key(&peer) {
+            make_room(holders);
+        }
+        holders.entry(peer).or_default();
     }
 
     /// Known holders of `id`.
@@ -72,7 +83,11 @@ impl Holders {
     /// Records a transfer from `peer`: its throughput, or `None` for a failure.
     pub(crate) fn record(&self, id: &RepositoryId, peer: PeerId, throughput: Option<f64>) {
         let mut known = self.known();
-        let s = known.entry(*id).or_default().entry(peer).or_default();
+        let holders = known.entry(*id).or_default();
+        if holders.len() >= MAX_HOLDERS && !holders.contains_key(&peer) {
+            make_room(holders);
+        }
+        let s = holders.entry(peer).or_default();
         match throughput {
             Some(t) => {
                 s.failures = 0;
@@ -83,6 +98,24 @@ impl Holders {
             }
             None => s.failures = s.failures.saturating_add(1),
         }
+    }
+}
+
+/// Forgets the holder that served worst: most failures, then slowest (unmeasured
+/// counting as slowest). Linear in at most [`MAX_HOLDERS`].
+fn make_room(holders: &mut HashMap<PeerId, Stats>) {
+    let worst = holders
+        .iter()
+        .max_by(|(_, a), (_, b)| {
+            a.failures.cmp(&b.failures).then(
+                b.throughput
+                    .unwrap_or(0.0)
+                    .total_cmp(&a.throughput.unwrap_or(0.0)),
+            )
+        })
+        .map(|(p, _)| *p);
+    if let Some(worst) = worst {
+        holders.remove(&worst);
     }
 }
 
@@ -143,5 +176,21 @@ mod tests {
         let mut peers = vec![b, a];
         holders.rank(&repo(), &mut peers, None);
         assert_eq!(peers, vec![a, b]);
+    }
+
+    #[test]
+    fn holders_are_capped_and_the_worst_makes_room() {
+        let holders = Holders::new(PeerId::random());
+        let good = PeerId::random();
+        holders.record(&repo(), good, Some(1_000_000.0));
+        let failing = PeerId::random();
+        holders.record(&repo(), failing, None);
+        for _ in 0..10 * MAX_HOLDERS {
+            holders.note(repo(), PeerId::random());
+        }
+        let known = holders.of(&repo());
+        assert_eq!(known.len(), MAX_HOLDERS);
+        assert!(known.contains(&good), "a holder that served well stays");
+        assert!(!known.contains(&failing), "the failing one went first");
     }
 }
