@@ -86,7 +86,7 @@ async fn a_stranger_cannot_use_the_node_as_its_store() {
 async fn a_peer_flooding_kademlia_is_cut_off() {
     let tmp = tempfile::tempdir().unwrap();
     // Kademlia's budget is ten times this per second, in bursts of a hundred times. A DHT
-    // server from the start (`auto` answers no Kademlia until its address is confirmed).
+    // server said out loud (the default), since a client answers no Kademlia at all.
     let a = NodeSpec::loopback(&tmp.path().join("a"))
         .args([
             "--requests-per-second-per-peer",
