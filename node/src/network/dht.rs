@@ -9,6 +9,18 @@ use libp2p::{PeerId, kad};
 use tokio::sync::oneshot;
 
 use super::discovery::Kad;
+use super::nat::Reachability;
+use crate::config::DhtMode;
+
+/// The Kademlia mode `dht_mode` asks for once the node's reachability is `now`: `auto`
+/// serves the DHT only while others can dial the node, and stops when they no longer
+/// can; `None` for a fixed mode, which never changes.
+pub(crate) fn mode_for(dht_mode: DhtMode, now: Reachability) -> Option<kad::Mode> {
+    (dht_mode == DhtMode::Auto).then_some(match now {
+        Reachability::Public => kad::Mode::Server,
+        Reachability::Private | Reachability::Unknown => kad::Mode::Client,
+    })
+}
 
 /// A DHT query the node starts.
 pub(crate) enum Query {
@@ -145,5 +157,49 @@ impl Dht {
             };
             self.query(kad, query);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_serves_only_while_reachable_and_fixed_modes_never_change() {
+        use Reachability::*;
+        let auto = |now| mode_for(DhtMode::Auto, now);
+        assert_eq!(auto(Unknown), Some(kad::Mode::Client));
+        assert_eq!(auto(Public), Some(kad::Mode::Server));
+        assert_eq!(auto(Private), Some(kad::Mode::Client), "back to client");
+        for now in [Unknown, Public, Private] {
+            assert_eq!(mode_for(DhtMode::Server, now), None);
+            assert_eq!(mode_for(DhtMode::Client, now), None);
+        }
+    }
+
+    #[test]
+    fn queries_past_the_limit_wait_their_turn() {
+        let local = PeerId::random();
+        let store = crate::network::provider_store::ProviderStore::new(local);
+        let protocol = libp2p::StreamProtocol::new("/guts-test/kad/1.0.0");
+        let mut kad = Kad::with_config(local, store, kad::Config::new(protocol));
+        let mut dht = Dht::new(local, 2);
+        for i in 0..5u8 {
+            let repository = RepositoryId::from_bytes([i; 20]);
+            dht.query(&mut kad, Query::StartProviding(repository));
+        }
+        assert_eq!(kad.iter_queries().count(), 2, "max_concurrent_dht_queries");
+        assert_eq!(dht.queued(), 3);
+        // Bootstraps queue once, however often they are asked for.
+        dht.query(&mut kad, Query::Bootstrap);
+        dht.query(&mut kad, Query::Bootstrap);
+        assert_eq!(dht.queued(), 4);
+        // A query that ends lets the next one start.
+        let running: Vec<kad::QueryId> = kad.iter_queries().map(|q| q.id()).collect();
+        if let Some(mut query) = kad.query_mut(&running[0]) {
+            query.finish();
+        }
+        dht.run_queued(&mut kad);
+        assert!(kad.iter_queries().count() <= 2);
     }
 }

@@ -14,7 +14,7 @@ use libp2p::metrics::Recorder;
 use libp2p::request_response::{self, InboundFailure, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, gossipsub, identify, kad, ping, relay};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, gossipsub, identify, ping, relay};
 use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
@@ -24,7 +24,7 @@ use super::discovery::{self, Discovery, Verdict};
 use super::nat::{self, Nat, Reachability};
 use super::peers::PeerTable;
 use super::status;
-use crate::config::{Config, DhtMode};
+use crate::config::Config;
 use crate::connection_manager::{self, Protection};
 use crate::error::{NodeError, dial_error_text, transport_error_text};
 use crate::metrics::{Metrics, Reason};
@@ -215,11 +215,7 @@ impl EventLoop {
         if now != self.reachability {
             tracing::info!("reachability: {now} (was {})", self.reachability);
             self.reachability = now;
-            if self.config.dht_mode == DhtMode::Auto {
-                let mode = match now {
-                    Reachability::Public => kad::Mode::Server,
-                    Reachability::Private | Reachability::Unknown => kad::Mode::Client,
-                };
+            if let Some(mode) = super::dht::mode_for(self.config.dht_mode, now) {
                 self.swarm.behaviour_mut().kad.set_mode(Some(mode));
             }
             if now == Reachability::Private && self.config.relay_server {
