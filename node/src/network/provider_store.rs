@@ -18,6 +18,8 @@ use libp2p::kad::store::{Error, RecordStore, Result};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
 use libp2p::{Multiaddr, PeerId};
 
+/// The Kademlia behaviour as the node configures it: its store is this one.
+pub(crate) type Kad = libp2p::kad::Behaviour<ProviderStore>;
 /// Providers kept per key (Kademlia's replication factor).
 pub(crate) const PER_KEY: usize = 20;
 /// Records one providing peer may hold here.

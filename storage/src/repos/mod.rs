@@ -11,6 +11,7 @@
 
 mod author;
 pub(crate) mod check_workers;
+mod entry_rules;
 mod following;
 mod ingest;
 mod packer;

@@ -256,7 +256,7 @@ impl Bootstrap {
         &mut self,
         peer: PeerId,
         id: ConnectionId,
-        kad: &mut super::Kad,
+        kad: &mut crate::network::provider_store::Kad,
         metrics: &Metrics,
     ) -> bool {
         let mut is_bootstrap = false;

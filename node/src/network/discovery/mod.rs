@@ -13,7 +13,7 @@ use guts_api::BootstrapReport;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::{Multiaddr, PeerId, identify, kad, mdns};
+use libp2p::{Multiaddr, PeerId, identify, mdns};
 
 use crate::config::Config;
 use crate::connection_manager::{self, Protection};
@@ -21,8 +21,7 @@ use crate::metrics::Metrics;
 use bootstrap::Bootstrap;
 pub(crate) use bootstrap::{BootstrapLookup, peer_of};
 
-/// The Kademlia behaviour as the node configures it.
-pub(crate) type Kad = kad::Behaviour<crate::network::provider_store::ProviderStore>;
+pub(crate) use crate::network::provider_store::Kad;
 
 /// How long a peer found to be on another network (or with another mDNS tag) is not
 /// dialled again through discovery.
