@@ -10,7 +10,7 @@ use git2::Repository;
 use guts_protocol::refs::Refs;
 use guts_protocol::{ObjectId, RefName, RepoName, RepositoryId, SignedRefs};
 
-use super::packer::pack_objects;
+use super::packer::{Fsck, pack_objects};
 use super::verify::check_snapshot;
 use super::{Imported, PUSH_PREFIX, Pushed, RefUpdate, Repositories, git, object_id, oid};
 use crate::StorageError;
@@ -169,7 +169,8 @@ impl Repositories {
                 result
             });
             let mut chunks = rx.into_iter();
-            let accepted = self.accept_locked(&snapshot, Some(&mut chunks), &mut |_| {});
+            let accepted =
+                self.accept_locked_as(&snapshot, Some(&mut chunks), Fsck::StoreOnly, &mut |_| {});
             // Closing the channel unblocks the writer if the indexer stopped early.
             drop(chunks);
             let written = writer.join().unwrap_or(Err(StorageError::Aborted));

@@ -166,6 +166,16 @@ pub(super) fn pack_objects(
     Ok(stats)
 }
 
+/// Whether git's index-pack also runs its fsck on each object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fsck {
+    /// `--strict` with [`guts_git::INDEX_PACK_STRICT`]'s severities: for packs from
+    /// peers.
+    Strict,
+    /// The store's own checks only: for objects the owner's git or this store wrote.
+    StoreOnly,
+}
+
 /// A pack being indexed by git's `index-pack` into a quarantine directory.
 ///
 /// libgit2's indexer resolves deltas on one thread and hashes each object with the
@@ -183,15 +193,17 @@ pub(super) struct GitIndexer {
 impl GitIndexer {
     /// Starts indexing into `quarantine` (a directory with a `pack/` inside) for the
     /// repository at `git_dir`, whose objects complete thin packs.
-    pub(super) fn start(git_dir: &Path, quarantine: &Path) -> Result<Self, StorageError> {
+    pub(super) fn start(
+        git_dir: &Path,
+        quarantine: &Path,
+        fsck: Fsck,
+    ) -> Result<Self, StorageError> {
         let mut command = git_in(git_dir);
+        command.args(["index-pack", "--stdin", "--fix-thin"]);
+        if fsck == Fsck::Strict {
+            command.arg(guts_git::INDEX_PACK_STRICT);
+        }
         command
-            .args([
-                "index-pack",
-                "--stdin",
-                "--fix-thin",
-                guts_git::INDEX_PACK_STRICT,
-            ])
             // The pack lands in the quarantine, as git's own receive-pack quarantines
             // pushes; the store's objects are read as an alternate.
             .env("GIT_OBJECT_DIRECTORY", quarantine)

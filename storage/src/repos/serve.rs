@@ -9,7 +9,7 @@ use git2::Repository;
 use guts_protocol::{ObjectId, RepositoryId};
 
 use super::ingest::Quarantine;
-use super::packer::{GitIndexer, pack_objects};
+use super::packer::{Fsck, GitIndexer, pack_objects};
 use super::{PackStats, REPACK_PREFIX, Repositories, dedup, git, oid};
 use crate::StorageError;
 use crate::fs::write_atomically;
@@ -168,7 +168,8 @@ impl Repositories {
         }
         let repo = Repository::open_bare(self.path(id)).map_err(git("opening the repository"))?;
         let quarantine = Quarantine::with_prefix(&self.path(id), REPACK_PREFIX)?;
-        let mut indexer = GitIndexer::start(repo.path(), quarantine.dir())?;
+        // Objects this store verified when it took them.
+        let mut indexer = GitIndexer::start(repo.path(), quarantine.dir(), Fsck::StoreOnly)?;
         let wants: Vec<git2::Oid> = dedup(snapshot.refs.values().copied())
             .iter()
             .map(oid)
