@@ -287,12 +287,13 @@ async fn main() {
     let seen = probe(&node, stop.clone());
     let mut swarm = kad_swarm(&network, node_id, node.tcp_addr().parse().unwrap(), 0);
     let started = Instant::now();
-    let flood = lookup_flood(&mut swarm, node_id, 20_000, period).await;
+    let lookups = if quick { 2_000 } else { 20_000 };
+    let flood = lookup_flood(&mut swarm, node_id, lookups, period).await;
     tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
     stop.store(true, Ordering::Relaxed);
     row(
         &format!(
-            "DHT lookups: 20000 started, {} ended, {}",
+            "DHT lookups: {lookups} started, {} ended, {}",
             flood.ended,
             if flood.cut_off {
                 "banned"
@@ -334,6 +335,8 @@ async fn main() {
     let node_id: libp2p::PeerId = node.status().peer_id.parse().unwrap();
     let stranger = StreamPeer::spawn(&network);
     stranger.connect(&node.tcp_addr().parse().unwrap());
+    // What the import of that many refs left resident, before any request.
+    let resident = rss_kib(node.pid()) as f64 / 1024.0;
     let stop = Arc::new(AtomicBool::new(false));
     let seen = probe(&node, stop.clone());
     let mut asked = Vec::new();
@@ -348,7 +351,7 @@ async fn main() {
     stop.store(true, Ordering::Relaxed);
     row(
         &format!(
-            "{} pack requests of 200,000 wants, {refs} refs",
+            "{} pack requests of 200,000 wants, {refs} refs ({resident:.1} MiB before)",
             asked.len()
         ),
         seen.join().unwrap(),

@@ -247,27 +247,38 @@ impl Server {
         let id = request.repository;
         // Off the runtime: the snapshot may hold 100,000 refs and the request 245,000
         // wants, so reading one and checking the other is blocking work.
+        // Repeats go first: a request of 245,000 copies of one want is one want to git
+        // (and to the memory each transfer holds).
         let checked = {
             let repos = self.repos.clone();
-            let wants = request.wants.clone();
+            let PackRequest {
+                mut wants,
+                mut haves,
+                ..
+            } = request;
             tokio::task::spawn_blocking(move || {
+                wants.sort_unstable();
+                wants.dedup();
+                haves.sort_unstable();
+                haves.dedup();
                 let snapshot = repos.signed_refs(&id).ok().flatten()?;
-                Some(unsigned_want(&snapshot, &wants).map(|want| {
-                    format!(
+                Some(match unsigned_want(&snapshot, &wants) {
+                    Some(want) => Err(format!(
                         "{want} is not a ref target of snapshot {} of {id}",
                         snapshot.sequence()
-                    )
-                }))
+                    )),
+                    None => Ok((wants, haves)),
+                })
             })
             .await
         };
-        match checked {
-            Ok(Some(None)) => {}
-            Ok(Some(Some(reason))) => {
+        let (wants, haves) = match checked {
+            Ok(Some(Ok(asked))) => asked,
+            Ok(Some(Err(reason))) => {
                 return reply_and_close(&mut stream, PackResponse::Refused(reason)).await;
             }
             _ => return reply_and_close(&mut stream, PackResponse::NotFound).await,
-        }
+        };
 
         // libgit2 writes the pack on a blocking thread; a bounded channel carries it here.
         let (count_tx, count_rx) = oneshot::channel::<usize>();
@@ -277,8 +288,8 @@ impl Server {
             let mut count_tx = Some(count_tx);
             repos.build_pack(
                 &id,
-                &request.wants,
-                &request.haves,
+                &wants,
+                &haves,
                 &mut |n| {
                     if let Some(tx) = count_tx.take() {
                         let _ = tx.send(n);
