@@ -399,3 +399,53 @@ fn guts_clone_pushes_through_the_node_and_a_store_path_takes_no_push() {
         .unwrap();
     assert_eq!(text(&store_main), tip, "the store's own ref did not move");
 }
+
+/// A push whose one update the node refuses (a ref outside heads and tags) still carries
+/// that update's commit in its pack; the node signs the rest, and no other node ever
+/// gets the refused commit, though the pack is the repository's only one.
+#[test]
+fn a_refused_update_of_a_push_never_reaches_another_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = NodeSpec::loopback(&tmp.path().join("a")).spawn();
+    let b = NodeSpec::loopback(&tmp.path().join("b"))
+        .args(["--bootstrap", &a.tcp_addr()])
+        .spawn();
+    let created: RepoSummary = a.client_json("repo init demo").unwrap();
+    let (url, id) = (created.url.clone(), created.id.clone());
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    ok(a.git(&work, &["init", "-q", "-b", "main"]), "git init");
+    commit(&work, &a, "README", "hello\n", "first");
+    ok(
+        a.git(&work, &["checkout", "-q", "-b", "secret"]),
+        "git checkout",
+    );
+    commit(&work, &a, "secret.txt", "not for anyone\n", "secret");
+    let secret = text(&a.git(&work, &["rev-parse", "HEAD"]));
+    // One push, one pack: main, and the secret under a name the node refuses.
+    let pushed = a.git(&work, &["push", &url, "main", "secret:refs/notes/secret"]);
+    assert!(!pushed.status.success(), "the notes ref must be refused");
+    let signed = detail(&a, &id);
+    assert!(
+        signed.refs.contains_key("refs/heads/main"),
+        "{:?}",
+        signed.refs
+    );
+    assert!(!signed.refs.contains_key("refs/notes/secret"));
+
+    // B fetches the repository with nothing of its own: it gets what the snapshot
+    // reaches, not the pack as it arrived.
+    ok(b.client(["repo", "sync", &id]), "repo sync on b");
+    let held = detail(&b, &id);
+    assert_eq!(held.refs, signed.refs);
+    let has_secret = Command::new("git")
+        .arg("--git-dir")
+        .arg(&held.summary.path)
+        .args(["cat-file", "-e", &secret])
+        .output()
+        .unwrap();
+    assert!(
+        !has_secret.status.success(),
+        "B received the commit of an update A refused"
+    );
+}
