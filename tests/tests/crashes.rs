@@ -384,6 +384,8 @@ fn a_node_killed_at_random_moments_of_fetches_restarts_sound() {
     };
     let mut followed = false;
     let began = Instant::now();
+    // Rounds whose kill landed with a pack being fetched and not yet applied.
+    let mut mid_fetch = 0;
     for round in 0..rounds {
         // A fresh follower every few rounds, so first fetches (the whole repository) are
         // cut too, not only increments.
@@ -391,7 +393,8 @@ fn a_node_killed_at_random_moments_of_fetches_restarts_sound() {
             let _ = std::fs::remove_dir_all(&b_dir);
             followed = false;
         }
-        let bytes = noise.bytes(32 * 1024);
+        // Incompressible, so each increment takes a while to fetch, index and check.
+        let bytes = noise.bytes(512 * 1024);
         work.commit(
             "refs/heads/main",
             &[("asset.bin", bytes.as_slice())],
@@ -403,11 +406,20 @@ fn a_node_killed_at_random_moments_of_fetches_restarts_sound() {
             b.client_ok(&["repo", "follow", &id]);
             followed = true;
         }
-        // The follower is fetching now (it follows, and was just started); the kill
-        // lands somewhere in the first 400 ms of that.
-        let delay = Duration::from_millis(noise.next_u64() % 400);
+        // The follower fetches now (it follows, and was just started): once its log says
+        // the pack is on its way, the kill lands somewhere in the next 100 ms.
+        let asked = Instant::now();
+        while !b.log_text().contains("fetching a pack") && asked.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let delay = Duration::from_millis(noise.next_u64() % 100);
         std::thread::sleep(delay);
         b.stop_with("KILL", Duration::from_secs(5));
+        let log = b.log_text();
+        if log.contains("fetching a pack") && !log.contains("repository updated") {
+            mid_fetch += 1;
+        }
         // Restarted offline for the check, as in the failpoint rounds.
         let b = NodeSpec::loopback(&b_dir).spawn();
         let what = format!("round {round} (seed {seed}, killed after {delay:?})");
@@ -418,6 +430,12 @@ fn a_node_killed_at_random_moments_of_fetches_restarts_sound() {
         assert_eq!(held.refs, guts_tests::git::refs(work.path()), "{what}");
         eprintln!("{what}: sound, {:?} since the test began", began.elapsed());
     }
+    // The kills are shown to land where they matter, not all before or after a fetch.
+    eprintln!("{mid_fetch} of {rounds} kills landed during a fetch");
+    assert!(
+        mid_fetch * 3 >= rounds,
+        "only {mid_fetch} of {rounds} kills landed during a fetch (seed {seed})"
+    );
 }
 
 /// A tmpfs mounted for the length of a test (needs root).

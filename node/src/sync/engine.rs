@@ -842,6 +842,7 @@ impl Engine {
         haves: Vec<ObjectId>,
         report: &(dyn Fn(SyncProgress) + Send + Sync),
     ) -> Result<(u64, u64), FetchError> {
+        tracing::debug!(repository = %snapshot.repository(), %peer, sequence = snapshot.sequence(), wants = wants.len(), "fetching a pack");
         // The quota for the owner caps the transfer below the pack size limit.
         let room = self
             .inner
