@@ -159,15 +159,44 @@ pub fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8], max: usize) -> Resu
             rest.len()
         )));
     }
-    // Re-encoding is linear in the message, which is already bounded by `max`.
-    let canonical = postcard::to_extend(&msg, Vec::with_capacity(body.len()))
-        .map_err(|e| WireError::Undecodable(e.to_string()))?;
-    if canonical != body {
+    // Re-encoded against the input as it goes, with no copy: linear in the message,
+    // which `max` already bounds, and stopped at the first byte that differs.
+    let same = postcard::serialize_with_flavor(&msg, SameAs { rest: body }).unwrap_or(false);
+    if !same {
         return Err(WireError::Undecodable(
             "not in canonical form (an over-long number?)".into(),
         ));
     }
     Ok(msg)
+}
+
+/// A postcard output that compares what is encoded with `rest`, byte by byte; it ends
+/// `true` when the encoding is exactly `rest`.
+struct SameAs<'a> {
+    rest: &'a [u8],
+}
+
+impl postcard::ser_flavors::Flavor for SameAs<'_> {
+    type Output = bool;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        match self.rest.strip_prefix(data) {
+            Some(rest) => {
+                self.rest = rest;
+                Ok(())
+            }
+            // Any error stops the encoder; `decode` takes it as "not canonical".
+            None => Err(postcard::Error::SerializeBufferFull),
+        }
+    }
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.try_extend(&[byte])
+    }
+
+    fn finalize(self) -> postcard::Result<bool> {
+        Ok(self.rest.is_empty())
+    }
 }
 
 #[cfg(test)]
