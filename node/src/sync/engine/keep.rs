@@ -1,0 +1,181 @@
+//! What the engine keeps up to date and what it takes on: the repositories it owns,
+//! follows or (with `replicate = all`) holds; adoption from peers' lists and
+//! announcements, within `max_adoptions_per_hour` and `max_followed`; and the periodic
+//! anti-entropy pass over all of them.
+
+use std::collections::HashSet;
+
+use guts_protocol::{RepositoryId, SignedRefs};
+use guts_storage::StorageError;
+use libp2p::PeerId;
+
+use super::{Engine, RefsRound};
+use crate::config::Replicate;
+use crate::network::RequestError;
+use crate::sync::error::SyncError;
+
+/// Unknown repositories adopted from one peer's list at a time: bounds what a peer
+/// listing made-up ids can cost; the rest come with the next list.
+const ADOPT_PER_LIST: usize = 256;
+
+impl Engine {
+    /// The repositories to keep up to date: those this node owns or follows, and with
+    /// `replicate = all` every one it holds. (A repository fetched once with an explicit
+    /// sync is not followed by that alone.)
+    pub(super) async fn kept(&self) -> Vec<RepositoryId> {
+        let repos = self.inner.repos.clone();
+        let owner = self.inner.owner;
+        let all = self.inner.settings.replicate == Replicate::All;
+        tokio::task::spawn_blocking(move || {
+            let mut ids = repos.followed().unwrap_or_default();
+            // A set beside the list: linear in the repositories, not quadratic.
+            let mut seen: HashSet<RepositoryId> = ids.iter().copied().collect();
+            for id in repos.list().unwrap_or_default() {
+                let owned = || {
+                    repos
+                        .signed_refs(&id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|s| s.signed.signer == owner)
+                };
+                if !seen.contains(&id) && (all || owned()) {
+                    seen.insert(id);
+                    ids.push(id);
+                }
+            }
+            ids
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Checks every kept repository against its holders now.
+    pub(crate) fn catch_up(&self, peer: PeerId) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            engine.adopt_listed(peer).await;
+            engine.anti_entropy(false).await
+        });
+    }
+
+    /// With `replicate = all`, fetches the repositories `peer` holds that this node does
+    /// not: those announced before it joined (or while it was cut off), which no
+    /// announcement repeats. Only ids the peer backs with a valid snapshot are fetched.
+    pub(super) async fn adopt_listed(&self, peer: PeerId) {
+        if self.inner.settings.replicate != Replicate::All {
+            return;
+        }
+        let listed = match self.inner.client.list_repositories(peer).await {
+            Ok(ids) => ids,
+            Err(RequestError::Misbehaved { penalty, reason }) => {
+                tracing::info!(%peer, "bad repository list: {reason}");
+                self.inner.client.penalize(peer, penalty);
+                return;
+            }
+            Err(RequestError::Failed(reason)) => {
+                tracing::debug!(%peer, "no repository list: {reason}");
+                return;
+            }
+        };
+        let kept: HashSet<RepositoryId> = self.kept().await.into_iter().collect();
+        let unknown: Vec<RepositoryId> = listed
+            .into_iter()
+            .filter(|id| !kept.contains(id))
+            .take(ADOPT_PER_LIST)
+            .collect();
+        if !unknown.is_empty() {
+            tracing::info!(%peer, "{} repositories to adopt from its list", unknown.len());
+        }
+        for id in unknown {
+            let mut round = RefsRound::default();
+            self.ask_refs(&id, &[peer], None, None, 0, &mut round).await;
+            if !round.offers.is_empty() && self.wants(&id).await {
+                self.trigger(id, Some(peer));
+            }
+        }
+    }
+
+    pub(super) async fn anti_entropy(&self, provide: bool) {
+        for id in self.kept().await {
+            if provide && self.holds(&id).await {
+                self.inner.client.provide(id);
+            }
+            self.trigger(id, None);
+        }
+    }
+
+    pub(super) async fn holds(&self, id: &RepositoryId) -> bool {
+        matches!(self.signed_refs(id).await, Ok(Some(_)))
+    }
+
+    pub(super) async fn signed_refs(
+        &self,
+        id: &RepositoryId,
+    ) -> Result<Option<SignedRefs>, SyncError> {
+        let (repos, id) = (self.inner.repos.clone(), *id);
+        Ok(tokio::task::spawn_blocking(move || repos.signed_refs(&id)).await??)
+    }
+
+    /// Whether a verified announcement of `id` is for a repository this node replicates.
+    /// With `replicate = all` the node adopts it: it follows it from now on, so a fetch
+    /// that fails now is retried by anti-entropy.
+    /// Adoption is bounded: at most `max_adoptions_per_hour`, and none once
+    /// `max_followed` repositories are followed (keys are free, so a stranger can sign
+    /// new repositories without end).
+    pub(crate) async fn wants(&self, id: &RepositoryId) -> bool {
+        if self.inner.settings.replicate != Replicate::All {
+            // Followed, or the node's own: two reads for this one repository, not a
+            // listing of all of them (this runs for every verified announcement).
+            let (repos, id, owner) = (self.inner.repos.clone(), *id, self.inner.owner);
+            return tokio::task::spawn_blocking(move || {
+                repos.is_followed(&id).unwrap_or(false)
+                    || repos
+                        .signed_refs(&id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|s| s.signed.signer == owner)
+            })
+            .await
+            .unwrap_or(false);
+        }
+        let (repos, id) = (self.inner.repos.clone(), *id);
+        let (held, followed, count) = {
+            let repos = repos.clone();
+            match tokio::task::spawn_blocking(move || {
+                Ok::<_, StorageError>((
+                    repos.signed_refs(&id)?.is_some(),
+                    repos.is_followed(&id)?,
+                    repos.follow_count()?,
+                ))
+            })
+            .await
+            {
+                Ok(Ok(state)) => state,
+                Ok(Err(e)) => {
+                    tracing::warn!(repository = %id, "cannot read the follow list: {e}");
+                    return false;
+                }
+                Err(_) => return false,
+            }
+        };
+        if held || followed {
+            return true;
+        }
+        if count >= self.inner.settings.max_followed {
+            tracing::debug!(repository = %id, count, "not adopted: max_followed reached");
+            return false;
+        }
+        if self.inner.adoptions.check().is_err() {
+            tracing::debug!(repository = %id, "not adopted: max_adoptions_per_hour reached");
+            return false;
+        }
+        match tokio::task::spawn_blocking(move || repos.follow(&id)).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(repository = %id, "cannot follow: {e}");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+}
