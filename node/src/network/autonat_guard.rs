@@ -16,12 +16,12 @@ use libp2p::PeerId;
 use libp2p::autonat::v2::server;
 use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, Multiaddr};
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{
     ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler,
     THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 
+use super::nat::is_relayed;
 use crate::connection_manager::{ip_group, ip_of};
 
 /// Why a dial-back was refused.
@@ -54,7 +54,7 @@ impl Guarded {
 
     /// Whether `addr` is a direct address on a host `peer` is connected from.
     fn allowed(&self, peer: &PeerId, addr: &Multiaddr) -> bool {
-        if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        if is_relayed(addr) {
             return false;
         }
         let Some(ip) = ip_of(addr) else {
@@ -96,9 +96,7 @@ impl NetworkBehaviour for Guarded {
         )?;
         // Relayed connections have no IP of the peer's own: nothing to dial back.
         if let Some(ip) = ip_of(remote_addr)
-            && !remote_addr
-                .iter()
-                .any(|p| matches!(p, Protocol::P2pCircuit))
+            && !is_relayed(remote_addr)
         {
             self.from
                 .entry(peer)

@@ -49,12 +49,7 @@ impl Holders {
         if peer == self.local {
             return;
         }
-        let mut known = self.known();
-        let holders = known.entry(id).or_default();
-        if holders.len() >= MAX_HOLDERS && !holders.contains_key(&peer) {
-            make_room(holders);
-        }
-        holders.entry(peer).or_default();
+        slot(self.known().entry(id).or_default(), peer);
     }
 
     /// Known holders of `id`.
@@ -83,11 +78,7 @@ impl Holders {
     /// Records a transfer from `peer`: its throughput, or `None` for a failure.
     pub(crate) fn record(&self, id: &RepositoryId, peer: PeerId, throughput: Option<f64>) {
         let mut known = self.known();
-        let holders = known.entry(*id).or_default();
-        if holders.len() >= MAX_HOLDERS && !holders.contains_key(&peer) {
-            make_room(holders);
-        }
-        let s = holders.entry(peer).or_default();
+        let s = slot(known.entry(*id).or_default(), peer);
         match throughput {
             Some(t) => {
                 s.failures = 0;
@@ -99,6 +90,14 @@ impl Holders {
             None => s.failures = s.failures.saturating_add(1),
         }
     }
+}
+
+/// `peer`'s stats among `holders`, made room for if it is new and the list is full.
+fn slot(holders: &mut HashMap<PeerId, Stats>, peer: PeerId) -> &mut Stats {
+    if holders.len() >= MAX_HOLDERS && !holders.contains_key(&peer) {
+        make_room(holders);
+    }
+    holders.entry(peer).or_default()
 }
 
 /// Forgets the holder that served worst: most failures, then slowest (unmeasured

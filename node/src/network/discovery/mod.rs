@@ -328,7 +328,7 @@ pub(crate) fn scope_of(addr: &Multiaddr) -> Scope {
     if is_loopback_addr(addr) {
         return Scope::Loopback;
     }
-    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+    if super::nat::is_relayed(addr) {
         return Scope::Global;
     }
     match addr.iter().next() {

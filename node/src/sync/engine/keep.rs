@@ -5,8 +5,9 @@
 
 use std::collections::HashSet;
 
+use ed25519_dalek::VerifyingKey;
 use guts_protocol::{RepositoryId, SignedRefs};
-use guts_storage::StorageError;
+use guts_storage::{Repositories, StorageError};
 use libp2p::PeerId;
 
 use super::{Engine, RefsRound};
@@ -31,14 +32,7 @@ impl Engine {
             // A set beside the list: linear in the repositories, not quadratic.
             let mut seen: HashSet<RepositoryId> = ids.iter().copied().collect();
             for id in repos.list().unwrap_or_default() {
-                let owned = || {
-                    repos
-                        .signed_refs(&id)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|s| s.signed.signer == owner)
-                };
-                if !seen.contains(&id) && (all || owned()) {
+                if !seen.contains(&id) && (all || owned_by(&repos, &id, &owner)) {
                     seen.insert(id);
                     ids.push(id);
                 }
@@ -128,12 +122,7 @@ impl Engine {
             // listing of all of them (this runs for every verified announcement).
             let (repos, id, owner) = (self.inner.repos.clone(), *id, self.inner.owner);
             return tokio::task::spawn_blocking(move || {
-                repos.is_followed(&id).unwrap_or(false)
-                    || repos
-                        .signed_refs(&id)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|s| s.signed.signer == owner)
+                repos.is_followed(&id).unwrap_or(false) || owned_by(&repos, &id, &owner)
             })
             .await
             .unwrap_or(false);
@@ -178,4 +167,14 @@ impl Engine {
             Err(_) => false,
         }
     }
+}
+
+/// Whether the snapshot held of `id` is signed by `owner` (this node's own repository).
+/// Blocking: it reads the snapshot.
+fn owned_by(repos: &Repositories, id: &RepositoryId, owner: &VerifyingKey) -> bool {
+    repos
+        .signed_refs(id)
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.signed.signer == *owner)
 }
