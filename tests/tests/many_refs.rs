@@ -80,11 +80,17 @@ async fn the_largest_pack_requests_against_100000_refs_leave_the_node_answering(
     };
     let mut streams = Vec::new();
     for _ in 0..8 {
-        let stream = eventually_async(Duration::from_secs(10), "a pack stream", || async {
-            stranger
-                .request_pack(peer, &request)
-                .await
-                .map_err(|e| e.to_string())
+        // Each attempt bounded: a stream that never opens is retried, not waited on.
+        let stream = eventually_async(Duration::from_secs(30), "a pack stream", || async {
+            match tokio::time::timeout(
+                Duration::from_secs(10),
+                stranger.request_pack(peer, &request),
+            )
+            .await
+            {
+                Ok(sent) => sent.map_err(|e| e.to_string()),
+                Err(_) => Err("no stream within 10 s".into()),
+            }
         })
         .await;
         streams.push(stream);
@@ -107,8 +113,14 @@ async fn the_largest_pack_requests_against_100000_refs_leave_the_node_answering(
     .unwrap();
     assert!(worst < Duration::from_secs(2), "/health took {worst:?}");
     // And it served them: the one target they want is the snapshot's.
-    for mut stream in streams {
-        match StreamPeer::read_pack_header(&mut stream).await.unwrap() {
+    for (i, mut stream) in streams.into_iter().enumerate() {
+        let header = tokio::time::timeout(
+            Duration::from_secs(60),
+            StreamPeer::read_pack_header(&mut stream),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("request {i}: no answer header within 60 s"));
+        match header.unwrap() {
             PackResponse::Pack { objects } => assert!(objects >= 1),
             PackResponse::RateLimited | PackResponse::Busy => {}
             other => panic!("{other:?}"),
