@@ -30,7 +30,8 @@ fn peer(node: &GutsNode, id: &str) -> Option<PeerReport> {
 /// Two nodes behind two different NATs, with the built-in settings and only a relay on the
 /// public side as bootstrap: each learns it is private (AutoNAT), reserves a slot on the
 /// relay by itself, and the relay learns its public address without being told. One
-/// reaches the other by its circuit address: first through the relay, then directly once
+/// reaches the other by its circuit address (both at once, so the circuits cross): first
+/// through the relay, then directly once
 /// DCUtR has punched through both NATs; and replicates a repository from it, directly.
 #[test]
 fn nodes_behind_two_nats_meet_through_a_relay_then_directly() {
@@ -77,7 +78,7 @@ fn nodes_behind_two_nats_meet_through_a_relay_then_directly() {
         )
     };
     let alice_circuit = circuit(&alice, "alice");
-    circuit(&bob, "bob");
+    let bob_circuit = circuit(&bob, "bob");
     // The relay was told no address of its own: AutoNAT confirmed its public one.
     let relay_status = relay.status();
     assert_eq!(relay_status.reachability, "public", "{relay_status:?}");
@@ -100,9 +101,14 @@ fn nodes_behind_two_nats_meet_through_a_relay_then_directly() {
     let imported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = imported["repository"]["id"].as_str().unwrap().to_owned();
 
-    // Bob reaches Alice by her circuit address: through the relay...
-    let via_relay = format!("{alice_circuit}/p2p/{alice_id}");
-    bob.client_ok(&["connect", &via_relay]);
+    // Each reaches the other by its circuit address, at once: through the relay, the two
+    // circuits crossing. Both ends keep the same one, so both connects succeed...
+    let to_alice = format!("{alice_circuit}/p2p/{alice_id}");
+    let to_bob = format!("{bob_circuit}/p2p/{bob_id}");
+    std::thread::scope(|s| {
+        s.spawn(|| alice.client_ok(&["connect", &to_bob]));
+        bob.client_ok(&["connect", &to_alice]);
+    });
     // ... and then directly, through both NATs; the relayed connections close.
     let alice_router = format!("/ip4/{}/", net.router_public_ip(0));
     eventually(

@@ -74,6 +74,11 @@ impl PeerTable {
         }
     }
 
+    /// Whether `peer` has identified itself (and was welcome) on some connection.
+    pub fn is_identified(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.identify.is_some())
+    }
+
     /// Whether `peer` is connected only through relays.
     pub fn relayed_only(&self, peer: &PeerId) -> bool {
         self.peers.get(peer).is_some_and(Peer::is_relayed)
@@ -88,13 +93,32 @@ impl PeerTable {
 
     /// The relayed connections to `peer`.
     pub fn relayed_connections(&self, peer: &PeerId) -> Vec<ConnectionId> {
+        self.relayed(peer).into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// The relayed connections to `peer`, each with whether this node dialled it.
+    fn relayed(&self, peer: &PeerId) -> Vec<(ConnectionId, bool)> {
         self.peers.get(peer).map_or_else(Vec::new, |p| {
             p.connections
                 .iter()
                 .filter(|(_, e)| is_relayed_connection(e))
-                .map(|(id, _)| *id)
+                .map(|(id, e)| (*id, e.is_dialer()))
                 .collect()
         })
+    }
+
+    /// Which relayed connections to close now that `new` (relayed too; `dialled` when
+    /// this node dialled it, `asked` when a user asked for it) joins those to `peer`:
+    /// see [`circuits_to_close`].
+    pub fn circuits_to_close(
+        &self,
+        local: &PeerId,
+        peer: &PeerId,
+        new: ConnectionId,
+        dialled: bool,
+        asked: bool,
+    ) -> Vec<ConnectionId> {
+        circuits_to_close(local < peer, (new, dialled), asked, &self.relayed(peer))
     }
 
     /// Where this node dialled `peer`, if it did (an address that reaches it).
@@ -124,8 +148,6 @@ impl PeerTable {
         self.peers.len()
     }
 
-    /// Whether every connection to `peer` goes over loopback (so its loopback listen
-    /// addresses are reachable from here).
     /// The narrowest scope among the addresses `peer` is connected from (see
     /// [`Scope`]): where the peer is, as far as this node can tell.
     pub fn scope(&self, peer: &PeerId) -> Scope {
@@ -185,6 +207,41 @@ impl PeerTable {
     }
 }
 
+/// One relayed connection per peer at most: two circuits to one peer would start two hole
+/// punches at once, which spoil each other. When circuits cross (each side dialled the
+/// other), both sides must close the same one, or each closes the other's and none is
+/// left: the one dialled by the lower peer id stays (`local_is_lower` says whether that
+/// is this node). When one side dialled both, that side alone chooses: the one a user
+/// asked for, else the older one. Returns the connections to close, `new` among them
+/// if it is the one to go.
+fn circuits_to_close(
+    local_is_lower: bool,
+    (new, dialled): (ConnectionId, bool),
+    asked: bool,
+    others: &[(ConnectionId, bool)],
+) -> Vec<ConnectionId> {
+    let mut close = Vec::new();
+    let mut close_new = false;
+    for &(other, other_dialled) in others {
+        let new_stays = if dialled != other_dialled {
+            dialled == local_is_lower
+        } else if dialled {
+            asked
+        } else {
+            continue;
+        };
+        if new_stays {
+            close.push(other);
+        } else {
+            close_new = true;
+        }
+    }
+    if close_new {
+        close.push(new);
+    }
+    close
+}
+
 fn direction_of(endpoint: &ConnectedPoint) -> Direction {
     if endpoint.is_dialer() {
         Direction::Outbound
@@ -200,4 +257,54 @@ pub fn short_peer_id(peer: &PeerId) -> String {
         return s;
     }
     format!("{}…{}", &s[..6], &s[s.len() - 6..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: usize) -> ConnectionId {
+        ConnectionId::new_unchecked(n)
+    }
+
+    /// Both ends of two crossing circuits, each seeing them arrive in its own order,
+    /// close the same one: the one the lower peer id dialled.
+    #[test]
+    fn crossing_circuits_leave_the_same_one_on_both_sides() {
+        // Circuit 1 dialled by the lower peer (L), circuit 2 by the higher (H).
+        for l_first in [true, false] {
+            for asked in [true, false] {
+                // L sees 1 as outbound, 2 as inbound; H the other way round.
+                let l = if l_first {
+                    circuits_to_close(true, (id(2), false), false, &[(id(1), true)])
+                } else {
+                    circuits_to_close(true, (id(1), true), asked, &[(id(2), false)])
+                };
+                let h = if l_first {
+                    circuits_to_close(false, (id(2), true), asked, &[(id(1), false)])
+                } else {
+                    circuits_to_close(false, (id(1), false), false, &[(id(2), true)])
+                };
+                assert_eq!(l, vec![id(2)], "L first {l_first}, asked {asked}");
+                assert_eq!(h, vec![id(2)], "L first {l_first}, asked {asked}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_side_that_dialled_both_chooses_and_the_other_leaves_them() {
+        let others = [(id(1), true)];
+        assert_eq!(
+            circuits_to_close(true, (id(2), true), true, &others),
+            vec![id(1)]
+        );
+        assert_eq!(
+            circuits_to_close(false, (id(2), true), false, &others),
+            vec![id(2)]
+        );
+        let inbound = [(id(1), false)];
+        assert!(circuits_to_close(true, (id(2), false), false, &inbound).is_empty());
+        assert!(circuits_to_close(false, (id(2), false), false, &inbound).is_empty());
+        assert!(circuits_to_close(true, (id(2), true), false, &[]).is_empty());
+    }
 }

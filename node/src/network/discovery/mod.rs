@@ -241,18 +241,24 @@ impl Discovery {
                 continue;
             }
             let known = self.mdns_peers.entry(peer).or_default();
+            let mut new = false;
             for addr in addrs {
                 if !known.contains(&addr) {
                     known.push(addr);
+                    new = true;
                 }
             }
-            // Above the low watermark the peer stays a candidate for later.
+            if new {
+                tracing::debug!(%peer, addrs = ?known, "found by mDNS");
+            }
+            // Above the low watermark the peer stays a candidate for later; one that
+            // found us first is connected already.
             if manager.is_connected(&peer)
                 || manager.connected_peers() >= manager.limits().low_watermark
             {
                 continue;
             }
-            tracing::debug!(%peer, addrs = ?self.mdns_peers[&peer], "found by mDNS; dialling");
+            tracing::debug!(%peer, "dialling a peer found by mDNS");
             self.mdns_dialled.insert(peer, Instant::now());
             let opts = DialOpts::peer_id(peer)
                 .addresses(self.mdns_peers[&peer].clone())

@@ -461,17 +461,14 @@ impl EventLoop {
             tracing::debug!(%peer, "already connected directly: closing a relayed connection");
             self.swarm.close_connection(id);
         } else {
-            // One relayed connection per peer at most: two circuits crossing (each side
-            // dialled the other through a relay) would start two hole punches at once,
-            // which spoil each other. A `guts connect` keeps the one it asked for.
-            let others = self.peers.relayed_connections(&peer);
-            if self.dialling.contains_key(&id) {
-                for other in others {
-                    self.swarm.close_connection(other);
-                }
-            } else if !others.is_empty() {
-                tracing::debug!(%peer, "already connected through a relay: closing another circuit");
-                self.swarm.close_connection(id);
+            let local = *self.swarm.local_peer_id();
+            let asked = self.dialling.contains_key(&id);
+            let close =
+                self.peers
+                    .circuits_to_close(&local, &peer, id, endpoint.is_dialer(), asked);
+            for circuit in close {
+                tracing::debug!(%peer, "one circuit to a peer at most: closing {circuit}");
+                self.swarm.close_connection(circuit);
             }
         }
         self.peers.connection_established(peer, id, endpoint);
@@ -493,7 +490,13 @@ impl EventLoop {
         }
         if let Some(pending) = self.dialling.remove(&id) {
             self.manager().protect(peer, Protection::Explicit);
-            self.identifying.entry(peer).or_default().push(pending);
+            if self.peers.is_identified(&peer) {
+                // Known and welcome on another connection (which may be the one that
+                // stays, if this one crossed it): identify will not speak again.
+                let _ = pending.reply.send(Ok(peer));
+            } else {
+                self.identifying.entry(peer).or_default().push(pending);
+            }
         }
     }
 
