@@ -15,6 +15,7 @@ pub mod netns;
 pub mod peer;
 pub mod process;
 pub mod procfs;
+pub mod raw_frames;
 pub mod swarm;
 pub mod wait;
 

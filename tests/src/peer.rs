@@ -349,16 +349,46 @@ impl StreamPeer {
         peer: PeerId,
         bytes: &[u8],
     ) -> std::io::Result<libp2p::Stream> {
+        let protocol = guts_node::wire::pack_protocol(&self.network);
+        self.raw_stream(peer, protocol, bytes).await
+    }
+
+    /// Opens a stream of any `protocol` to `peer` and sends `bytes` on it: libp2p's own
+    /// protocols spoken by hand.
+    pub async fn raw_stream(
+        &self,
+        peer: PeerId,
+        protocol: libp2p::StreamProtocol,
+        bytes: &[u8],
+    ) -> std::io::Result<libp2p::Stream> {
         use futures::AsyncWriteExt;
         let mut stream = self
             .control
             .clone()
-            .open_stream(peer, guts_node::wire::pack_protocol(&self.network))
+            .open_stream(peer, protocol)
             .await
             .map_err(std::io::Error::other)?;
         stream.write_all(bytes).await?;
         stream.flush().await?;
         Ok(stream)
+    }
+
+    /// Takes the streams of `protocol` a node opens to this peer, reading and dropping
+    /// what comes: some libp2p behaviours (gossipsub) listen to a peer only once their
+    /// own outbound stream to it is taken.
+    pub fn accept(&self, protocol: libp2p::StreamProtocol) {
+        use futures::AsyncReadExt;
+        let Ok(mut incoming) = self.control.clone().accept(protocol) else {
+            return;
+        };
+        tokio::spawn(async move {
+            while let Some((_, mut stream)) = incoming.next().await {
+                tokio::spawn(async move {
+                    let mut sink = vec![0u8; 1 << 14];
+                    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
     }
 
     /// Reads the answer header a node sends first on a pack stream.

@@ -36,10 +36,18 @@ pub(crate) struct Behaviour {
     pub ping: ping::Behaviour,
     pub kad: super::kad_limit::Limited<Kad>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    pub gossipsub: gossipsub::Behaviour,
+    pub gossipsub: Gossip,
     pub sync: request_response::Behaviour<wire::Codec>,
     pub stream: libp2p_stream::Behaviour,
 }
+
+/// Gossipsub taking subscriptions to the node's own topic only: libp2p's default filter
+/// keeps up to 100 topics a peer names, of up to a frame (16 KiB) each, for as long as
+/// it stays connected; the node has no use for any but its own.
+/// (No count per RPC on top: libp2p logs an error for each RPC over it, which would let a
+/// peer fill the node's log instead; an RPC is 16 KiB at most.)
+pub type Gossip =
+    gossipsub::Behaviour<gossipsub::IdentityTransform, gossipsub::WhitelistSubscriptionFilter>;
 
 /// Gossipsub's peer scoring, tuned for a topic where news is rare: peers lose score for
 /// announcements that fail validation (and for gossipsub misbehaviour), never for quiet
@@ -148,9 +156,12 @@ impl Behaviour {
             .max_transmit_size(guts_protocol::wire::MAX_ANNOUNCEMENT_SIZE * 4)
             .build()
             .map_err(|e| NodeError::Setup(format!("gossipsub: {e}")))?;
-        let mut gossipsub = gossipsub::Behaviour::new(
+        let topic = gossipsub::IdentTopic::new(network.announce_topic());
+        let filter = gossipsub::WhitelistSubscriptionFilter([topic.hash()].into());
+        let mut gossipsub = Gossip::new_with_subscription_filter(
             gossipsub::MessageAuthenticity::Signed(key.clone()),
             gossipsub_config,
+            filter,
         )
         .map_err(|e| NodeError::Setup(format!("gossipsub: {e}")))?;
         let (params, thresholds) = gossip_scoring(network);
@@ -158,7 +169,7 @@ impl Behaviour {
             .with_peer_score(params, thresholds)
             .map_err(|e| NodeError::Setup(format!("gossipsub peer scoring: {e}")))?;
         gossipsub
-            .subscribe(&gossipsub::IdentTopic::new(network.announce_topic()))
+            .subscribe(&topic)
             .map_err(|e| NodeError::Setup(format!("gossipsub subscribe: {e}")))?;
 
         let relay_server = config
