@@ -27,6 +27,12 @@ fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(
 ) -> Option<T> {
     let msg: T = wire::decode(data, max).ok()?;
     let bytes = wire::encode(&msg);
+    // Only the canonical encoding decodes: one message, one byte string (so one
+    // gossipsub message id, one signature input).
+    assert_eq!(
+        bytes, data,
+        "a message decoded from bytes that are not its encoding"
+    );
     let back: T = wire::decode(&bytes, max).expect("a re-encoded message decodes");
     assert_eq!(back, msg);
     Some(msg)
@@ -71,6 +77,22 @@ pub fn signed_refs(data: &[u8]) {
     }
     if let Ok(oid) = text.parse::<ObjectId>() {
         assert_eq!(oid.to_string().parse::<ObjectId>().unwrap(), oid);
+    }
+}
+
+/// Tree entry names and `.gitmodules` blobs through the store's hand copy of git's
+/// fsck rules: no panic on any bytes, and no name accepted that a checkout would write
+/// as `.`, `..`, through a separator, or as `.git` in plain letters of any case.
+pub fn entry_rules(data: &[u8]) {
+    let _ = guts_storage::check_gitmodules(data);
+    if guts_storage::check_entry_name(data).is_ok() {
+        assert!(!data.is_empty() && data != b"." && data != b"..");
+        assert!(!data.contains(&b'/') && !data.contains(&0));
+        let trimmed = data
+            .iter()
+            .rposition(|b| *b != b'.' && *b != b' ')
+            .map_or(&data[..0], |end| &data[..=end]);
+        assert!(!trimmed.eq_ignore_ascii_case(b".git"), "{data:?}");
     }
 }
 

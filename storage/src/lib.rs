@@ -16,6 +16,7 @@ pub use data_dir::DataDir;
 pub use error::StorageError;
 pub use identity::{IDENTITY_FILE, Identity};
 pub use repos::check_workers::{CHECK_WORKER_ARG, use_check_workers};
+pub use repos::entry_rules::{check_entry_name, check_gitmodules};
 pub use repos::verify::check_worker_main;
 pub use repos::{Imported, Limits, PackStats, Pushed, Recovered, RefUpdate, Repositories};
 

@@ -12,6 +12,10 @@
 //! - `DHT store`: ADD_PROVIDER of 4,000-byte keys with 300 addresses each, and 60 KB
 //!   PUT_VALUE records, from one peer;
 //! - `DHT lookups`: one peer's lookups as fast as its Kademlia sends them;
+//! - every other protocol the node answers (identify, ping, gossipsub, AutoNAT v1 and v2,
+//!   DCUtR, relay hop on a relay): streams opened as fast as one connection takes them,
+//!   each sending a frame that claims 1 MiB (gossipsub: an RPC of 90 made-up topics and
+//!   an IHAVE of 400 made-up ids) and then held open;
 //! - `maximal pack requests, 100,000 refs`: 8 pack requests of 200,000 wants each against
 //!   a repository of 100,000 refs.
 //!
@@ -30,6 +34,7 @@ use guts_tests::kad_flood::{kad_swarm, lookup_flood, store_flood};
 use guts_tests::peer::{Flooder, RawPeer, StreamPeer};
 use guts_tests::process::{GutsNode, NodeSpec, http_get};
 use guts_tests::procfs;
+use guts_tests::raw_frames::{gossipsub_protocol, ihave_rpc, subscribe_rpc};
 
 /// What a probe thread saw while a flood ran.
 struct Seen {
@@ -304,6 +309,97 @@ async fn main() {
         seen.join().unwrap(),
     );
     drop((swarm, node));
+
+    // Every other protocol the node answers, streams opened as fast as they go.
+    let topics: Vec<String> = (0..90).map(|i| format!("{i:0>150}")).collect();
+    let mut gossip = subscribe_rpc(topics.iter().map(String::as_str));
+    let ids: Vec<Vec<u8>> = (0..400u32).map(|i| i.to_le_bytes().repeat(8)).collect();
+    gossip.extend(ihave_rpc(&network.announce_topic(), &ids));
+    // An unsigned-varint length of 1 MiB, then 4 KiB of it.
+    let mut claim = vec![0x80, 0x80, 0x40];
+    claim.extend(vec![0xa5; 4096]);
+    let protocols: [(&str, libp2p::StreamProtocol, &[u8]); 8] = [
+        (
+            "identify",
+            libp2p::StreamProtocol::new("/ipfs/id/1.0.0"),
+            &[],
+        ),
+        (
+            "identify push",
+            libp2p::StreamProtocol::new("/ipfs/id/push/1.0.0"),
+            &claim,
+        ),
+        (
+            "ping",
+            libp2p::StreamProtocol::new("/ipfs/ping/1.0.0"),
+            &[7; 32],
+        ),
+        ("gossipsub", gossipsub_protocol(&network), &gossip),
+        (
+            "AutoNAT v1",
+            libp2p::StreamProtocol::new("/libp2p/autonat/1.0.0"),
+            &claim,
+        ),
+        (
+            "AutoNAT v2",
+            libp2p::StreamProtocol::new("/libp2p/autonat/2/dial-request"),
+            &claim,
+        ),
+        (
+            "DCUtR (direct connection)",
+            libp2p::StreamProtocol::new("/libp2p/dcutr"),
+            &claim,
+        ),
+        (
+            "relay hop (a relay)",
+            libp2p::StreamProtocol::new("/libp2p/circuit/relay/0.2.0/hop"),
+            &claim,
+        ),
+    ];
+    for (name, protocol, frame) in protocols {
+        let args: &[&str] = if name.starts_with("relay") {
+            &["--relay-server"]
+        } else {
+            &[]
+        };
+        let node = spawn_node(dir.path(), &name.replace(' ', "-"), args);
+        let node_id: libp2p::PeerId = node.status().peer_id.parse().unwrap();
+        let stranger = StreamPeer::spawn(&network);
+        // Gossipsub listens to a peer only once its own stream to the peer is taken.
+        stranger.accept(gossipsub_protocol(&network));
+        stranger.connect(&node.tcp_addr().parse().unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = probe(&node, stop.clone());
+        let (mut held, mut opened, mut refused) = (Vec::new(), 0u64, 0u64);
+        let until = Instant::now() + period;
+        while Instant::now() < until {
+            match tokio::time::timeout(
+                Duration::from_secs(1),
+                stranger.raw_stream(node_id, protocol.clone(), frame),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => {
+                    held.push(stream);
+                    opened += 1;
+                }
+                _ => {
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            // What one connection keeps open; older ones go.
+            if held.len() > 1000 {
+                held.remove(0);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        row(
+            &format!("{name}: {opened} streams opened, {refused} refused"),
+            seen.join().unwrap(),
+        );
+        drop((held, stranger, node));
+    }
 
     // The largest pack requests against the most refs a snapshot may hold.
     let refs = if quick { 2_000 } else { 100_000 };

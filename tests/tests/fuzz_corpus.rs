@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use guts_storage::{PackStats, Repositories, StorageError};
-use targets::{frames, pack_ingest, pack_objects, signed_refs, wire_messages};
+use targets::{entry_rules, frames, pack_ingest, pack_objects, signed_refs, wire_messages};
 
 /// The fuzz targets' bodies: the very file the cargo-fuzz binaries build on.
 /// (`scratch_repos` there is the fuzz binaries' own; the replays make their stores.)
@@ -60,6 +60,27 @@ fn signed_refs_corpus() {
 #[test]
 fn frames_corpus() {
     replay("frames", |_, data| frames(data));
+}
+
+/// `seed-bad-name-*` must be refused as tree entry names, `seed-bad-gitmodules-*` as
+/// `.gitmodules` contents, `seed-ok-*` accepted as both's kind: the seeds pin the rules,
+/// not only the absence of panics.
+#[test]
+fn entry_rules_corpus() {
+    replay("entry_rules", |name, data| {
+        entry_rules(data);
+        let name_ok = guts_storage::check_entry_name(data).is_ok();
+        let modules_ok = guts_storage::check_gitmodules(data).is_ok();
+        if name.starts_with("seed-bad-name-") {
+            assert!(!name_ok, "{name} accepted as an entry name");
+        } else if name.starts_with("seed-bad-gitmodules-") {
+            assert!(!modules_ok, "{name} accepted as .gitmodules");
+        } else if name == "seed-ok-name" {
+            assert!(name_ok, "{name} refused");
+        } else if name == "seed-ok-gitmodules" {
+            assert!(modules_ok, "{name} refused");
+        }
+    });
 }
 
 /// Replays a pack target's corpus into a store of its own. The seeds named `seed-ok-*`

@@ -6,7 +6,7 @@
 
 /// Refuses names git would refuse to check out (or that would write outside the working
 /// tree, or into `.git`, on some filesystem).
-pub(super) fn check_entry_name(name: &[u8]) -> Result<(), String> {
+pub fn check_entry_name(name: &[u8]) -> Result<(), String> {
     let shown = || format!("{:?}", String::from_utf8_lossy(name));
     if name.is_empty() {
         return Err("an entry with an empty name".into());
@@ -72,7 +72,7 @@ fn is_hfs_ignorable(c: char) -> bool {
 /// leave the repository: a name with `..`, a url or path starting with `-`, an `update`
 /// that runs a command. Read as git reads config: section and key names in any case,
 /// quoted values, and a value continued onto the next line by a trailing backslash.
-pub(super) fn check_gitmodules(content: &[u8]) -> Result<(), String> {
+pub fn check_gitmodules(content: &[u8]) -> Result<(), String> {
     let text = String::from_utf8_lossy(content);
     // Continuation lines joined first: `url = \` then `-oProxyCommand=...` is one value.
     let joined = text.replace("\\\r\n", "").replace("\\\n", "");

@@ -11,7 +11,7 @@
 
 mod author;
 pub(crate) mod check_workers;
-mod entry_rules;
+pub(crate) mod entry_rules;
 mod following;
 mod ingest;
 mod packer;

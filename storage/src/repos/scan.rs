@@ -460,4 +460,190 @@ mod tests {
         let err = scan(&pack, Limits::default(), 4096).unwrap_err();
         assert!(err.contains("declares"), "{err}");
     }
+
+    fn pack_header(version: u32, count: u32) -> Vec<u8> {
+        let mut pack = b"PACK".to_vec();
+        pack.extend(version.to_be_bytes());
+        pack.extend(count.to_be_bytes());
+        pack
+    }
+
+    fn limits(max_object_size: u64, max_pack_objects: u32, ratio: u64) -> Limits {
+        Limits {
+            max_object_size,
+            max_pack_objects,
+            max_inflation_ratio: ratio,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn the_pack_header_is_held_to_its_signature_version_and_count() {
+        let l = limits(1 << 20, 5, 1000);
+        for version in [2, 3] {
+            scan(&pack_header(version, 5), l, 1).unwrap();
+        }
+        for version in [0, 1, 4] {
+            let err = scan(&pack_header(version, 1), l, 12).unwrap_err();
+            assert_eq!(err, format!("pack version {version}"));
+        }
+        let mut bad = pack_header(2, 1);
+        bad[3] = b'X';
+        assert_eq!(scan(&bad, l, 12).unwrap_err(), "no pack signature");
+        let err = scan(&pack_header(2, 6), l, 12).unwrap_err();
+        assert!(
+            err.contains("6 objects") && err.contains("max_pack_objects"),
+            "{err}"
+        );
+        // No objects: what follows is the trailer, not an entry.
+        let mut empty = pack_header(2, 0);
+        empty.extend([0xff; 20]);
+        scan(&empty, l, 5).unwrap();
+    }
+
+    #[test]
+    fn objects_and_deltas_are_held_to_the_size_limit_exactly() {
+        let max = 1000;
+        let l = limits(max, 10, 1000);
+        for (kind, what, base) in [(3, "an object", 0), (OBJ_REF_DELTA, "a delta", 20)] {
+            // The header (and a delta's base id): the size is judged before any data.
+            let mut at_limit = pack_header(2, 1);
+            at_limit.extend(entry_header(kind, max));
+            at_limit.extend(vec![0u8; base]);
+            scan(&at_limit, l, 1).unwrap();
+            let mut over = pack_header(2, 1);
+            over.extend(entry_header(kind, max + 1));
+            over.extend(vec![0u8; base]);
+            let err = scan(&over, l, 1).unwrap_err();
+            assert!(err.starts_with(what) && err.contains("1001 bytes"), "{err}");
+        }
+        // The object a delta builds, from the delta's own first bytes.
+        for (built, refused) in [(max, false), (max + 1, true)] {
+            let mut delta = varint(10);
+            delta.extend(varint(built));
+            let mut pack = pack_header(2, 1);
+            pack.extend(entry_header(OBJ_REF_DELTA, delta.len() as u64));
+            pack.extend([1u8; 20]);
+            pack.extend(zlib(&delta));
+            let result = scan(&pack, l, 3);
+            assert_eq!(result.is_err(), refused, "{built}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_too_long_to_read_are_refused() {
+        let l = Limits::default();
+        // An entry size over 64 bits: continuation bytes past the last shift.
+        let mut pack = pack_header(2, 1);
+        pack.push(0xb0);
+        pack.extend([0xff; 9]);
+        pack.push(0);
+        let err = scan(&pack, l, 1).unwrap_err();
+        assert_eq!(err, "an entry size too large to read");
+        // The longest size that still reads (57 bits) is judged by its value instead.
+        let mut pack = pack_header(2, 1);
+        pack.push(0xb0);
+        pack.extend([0xff; 7]);
+        pack.push(0x01);
+        let err = scan(&pack, l, 1).unwrap_err();
+        assert!(err.contains("max_object_size"), "{err}");
+        // A base offset of more than ten bytes, and one of exactly ten.
+        let mut pack = pack_header(2, 1);
+        pack.extend(entry_header(OBJ_OFS_DELTA, 5));
+        pack.extend([0x80; 11]);
+        pack.push(0);
+        let err = scan(&pack, l, 1).unwrap_err();
+        assert_eq!(err, "a delta base offset too large to read");
+        let mut pack = pack_header(2, 1);
+        pack.extend(entry_header(OBJ_OFS_DELTA, 5));
+        pack.extend([0x80; 9]);
+        pack.push(0);
+        pack.extend(zlib(&[5, 5, 0x90, 1, 0]));
+        scan(&pack, l, 1).unwrap();
+        // A delta whose size varints run past the bytes they may take.
+        let delta = [0x80u8; 30];
+        let mut pack = pack_header(2, 1);
+        pack.extend(entry_header(OBJ_REF_DELTA, delta.len() as u64));
+        pack.extend([1u8; 20]);
+        pack.extend(zlib(&delta));
+        let err = scan(&pack, l, 1).unwrap_err();
+        assert_eq!(err, "a delta size too large to read");
+        // A delta that ends before it says its sizes.
+        let mut pack = pack_header(2, 1);
+        pack.extend(entry_header(OBJ_REF_DELTA, 1));
+        pack.extend([1u8; 20]);
+        pack.extend(zlib(&[0x80]));
+        let err = scan(&pack, l, 64).unwrap_err();
+        assert_eq!(err, "a delta too short to say its sizes");
+        // Types 0 and 5 do not exist.
+        for kind in [0, 5] {
+            let mut pack = pack_header(2, 1);
+            pack.extend(entry_header(kind, 1));
+            let err = scan(&pack, l, 1).unwrap_err();
+            assert_eq!(err, format!("an entry of unknown type {kind}"));
+        }
+    }
+
+    #[test]
+    fn the_inflation_allowance_grows_with_the_wire_bytes() {
+        // 2 MiB of incompressible blob first: then the allowance is its wire bytes times
+        // the ratio, not the floor.
+        let mut noise = Vec::with_capacity(2 << 20);
+        let mut x: u32 = 1;
+        while noise.len() < 2 << 20 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            noise.extend(x.to_le_bytes());
+        }
+        let mut pack = pack_header(2, 2);
+        pack.extend(entry_header(3, noise.len() as u64));
+        pack.extend(zlib(&noise));
+        let wire = pack.len() as u64;
+        let l = limits(u64::MAX / 4, 10, 1000);
+        let allowed = wire * 1000;
+        assert!(allowed > INFLATE_FLOOR);
+        // The second object's header alone (3 more wire bytes at most) is judged.
+        for (size, refused) in [(allowed - (2 << 20) - 1, false), (allowed + 8000, true)] {
+            let mut two = pack.clone();
+            two.extend(entry_header(3, size));
+            let mut scanner = Scanner::new(l);
+            let mut result = Ok(());
+            for chunk in two.chunks(65_536) {
+                result = scanner.feed(chunk);
+                if result.is_err() {
+                    break;
+                }
+            }
+            assert_eq!(result.is_err(), refused, "{size}: {result:?}");
+            if let Err(err) = result {
+                assert!(err.contains("max_inflation_ratio"), "{err}");
+            }
+            assert_eq!(scanner.objects_read(), 1);
+        }
+        // Under the floor, no wire bytes are needed.
+        let mut small = pack_header(2, 1);
+        small.extend(entry_header(3, INFLATE_FLOOR));
+        scan(&small, l, 1).unwrap();
+        let mut over = pack_header(2, 1);
+        over.extend(entry_header(3, INFLATE_FLOOR + 1));
+        assert!(
+            scan(&over, l, 1)
+                .unwrap_err()
+                .contains("max_inflation_ratio")
+        );
+    }
+
+    #[test]
+    fn a_large_compressible_object_read_at_once_is_not_stuck() {
+        // 4 MiB of zeros inflate through the 64 KiB scratch many times per feed.
+        let blob = vec![0u8; 4 << 20];
+        let mut pack = pack_header(2, 1);
+        pack.extend(entry_header(3, blob.len() as u64));
+        pack.extend(zlib(&blob));
+        pack.extend([0u8; 20]);
+        let mut scanner = Scanner::new(Limits::default());
+        scanner.feed(&pack).unwrap();
+        assert_eq!(scanner.objects_read(), 1);
+    }
 }
