@@ -275,3 +275,78 @@ fn an_external_address_is_announced_to_peers() {
         }
     });
 }
+
+/// A bootstrap peer that goes away and comes back (same identity, same port) is dialled
+/// again by the node that had it in its list, with no one asking: the redial after a
+/// lost connection, in real processes. The restarted peer has no list of its own, so the
+/// connection can only come from the node's side.
+#[test]
+fn a_bootstrap_peer_that_restarts_is_dialled_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut boot_spec = NodeSpec::loopback(&tmp.path().join("boot"));
+    for arg in &mut boot_spec.args {
+        if arg == "/ip4/127.0.0.1/tcp/0" {
+            *arg = format!("/ip4/127.0.0.1/tcp/{port}");
+        }
+    }
+    let mut boot = boot_spec.spawn();
+    let boot_id = boot.status().peer_id;
+    let node = NodeSpec::loopback(&tmp.path().join("node"))
+        .args([
+            "--bootstrap",
+            &format!("/ip4/127.0.0.1/tcp/{port}/p2p/{boot_id}"),
+        ])
+        .spawn();
+    let bootstrap_state = |node: &GutsNode| node.status().bootstrap[0].state.clone();
+    eventually(
+        Duration::from_secs(30),
+        "the first connection",
+        || match bootstrap_state(&node).as_str() {
+            "connected" => Ok(()),
+            other => Err(other.to_owned()),
+        },
+    );
+    let dials = |node: &GutsNode| {
+        node.log_text()
+            .matches("connected to bootstrap peer")
+            .count()
+    };
+    assert_eq!(dials(&node), 1);
+
+    boot.stop();
+    eventually(Duration::from_secs(30), "the loss to be noticed", || {
+        if peer_ids(&node).contains(&boot_id) {
+            Err("still connected".into())
+        } else {
+            Ok(())
+        }
+    });
+    // Down for a while: the node's redials fail and back off.
+    eventually(Duration::from_secs(30), "a failed redial", || {
+        let state = bootstrap_state(&node);
+        if state.starts_with("retrying in") && dials(&node) == 1 {
+            Ok(())
+        } else {
+            Err(state)
+        }
+    });
+    let boot = boot_spec.spawn();
+    assert_eq!(boot.status().peer_id, boot_id);
+    eventually(Duration::from_secs(60), "the node to dial it again", || {
+        if dials(&node) == 2 && bootstrap_state(&node) == "connected" {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} dials, {}",
+                dials(&node),
+                bootstrap_state(&node)
+            ))
+        }
+    });
+    wait_connected(&boot, &[&node.status().peer_id]);
+}
