@@ -30,6 +30,15 @@ const MODE_GITLINK: i32 = 0o160000;
 /// FFI call (with std's SipHash the maps took a sixth of the check's CPU at a million
 /// objects). foldhash with a random seed: fast, and ids a peer chose (it can grind their
 /// low bits) still spread over the table.
+/// Where a ref's target leads once its tags are followed.
+#[derive(Clone, Copy)]
+struct Peeled {
+    id: Oid,
+    kind: Option<ObjectType>,
+    /// Tags followed to get there.
+    tags: usize,
+}
+
 type IdMap<V> = HashMap<ObjectId, V, foldhash::quality::RandomState>;
 
 /// Checks that every ref target of `snapshot` is present and fully connected: for
@@ -48,28 +57,63 @@ pub(super) fn check_snapshot(
 ) -> Result<(), StorageError> {
     let id = snapshot.repository();
     let mut trees = TreeChecker::new(repo, id, limits)?;
+    // Where each tag already followed leads, and through how many tags, so a chain
+    // that many refs share is read once: linear in the refs and the tags, not their
+    // product. The depth is the whole chain's, whichever ref reached it first.
+    let mut peeled: HashMap<Oid, Peeled> = HashMap::new();
     let mut tips = Vec::new();
     for target in snapshot.refs.values() {
+        let start = oid(target);
+        if peeled.contains_key(&start) {
+            // Seen before: its commit is a tip already, its tree checked.
+            continue;
+        }
         let mut object = repo
-            .find_object(oid(target), None)
-            .map_err(|_| trees.missing(oid(target)))?;
-        let mut peeled = 0usize;
+            .find_object(start, None)
+            .map_err(|_| trees.missing(start))?;
+        let mut chain = Vec::new();
+        let mut end = None;
         while object.kind() == Some(ObjectType::Tag) {
-            // A chain of tags is a chain of objects to read: bounded like tree depth.
-            peeled += 1;
-            if peeled > limits.max_tree_depth {
-                return Err(trees.bad(object.id(), "a chain of tags too long to follow"));
+            if let Some(known) = peeled.get(&object.id()) {
+                end = Some(*known);
+                break;
+            }
+            chain.push(object.id());
+            if chain.len() > limits.max_tree_depth {
+                break;
             }
             let tag = object.into_tag().map_err(|o| trees.missing(o.id()))?;
             let target_id = tag.target_id();
             object = tag.target().map_err(|_| trees.missing(target_id))?;
         }
-        match object.kind() {
-            Some(ObjectType::Commit) => tips.push(object.id()),
-            Some(ObjectType::Tree) => trees.check(object.id())?,
+        let end = end.unwrap_or(Peeled {
+            id: object.id(),
+            kind: object.kind(),
+            tags: 0,
+        });
+        // A chain of tags is a chain of objects to read: bounded like tree depth.
+        if chain.len() + end.tags > limits.max_tree_depth {
+            return Err(trees.bad(start, "a chain of tags too long to follow"));
+        }
+        for (i, tag) in chain.iter().enumerate() {
+            let tags = end.tags + chain.len() - i;
+            peeled.insert(*tag, Peeled { tags, ..end });
+        }
+        peeled.insert(
+            start,
+            Peeled {
+                tags: end.tags + chain.len(),
+                ..end
+            },
+        );
+        match end.kind {
+            Some(ObjectType::Commit) => tips.push(end.id),
+            Some(ObjectType::Tree) => trees.check(end.id)?,
             _ => {}
         }
     }
+    tips.sort_unstable();
+    tips.dedup();
     if tips.is_empty() {
         return Ok(());
     }
@@ -230,8 +274,10 @@ pub(super) struct TreeChecker<'r> {
     /// rather than a usize: at a million objects this map is the check's largest
     /// allocation (600,000 trees), and no tree nests four billion levels.
     heights: IdMap<u32>,
-    /// Blobs found present: most entries of a new tree name blobs an earlier tree had.
-    blobs: IdMap<()>,
+    /// Blobs found present (most entries of a new tree name blobs an earlier tree had),
+    /// with whether one passed the `.gitmodules` rules: every commit's tree may name the
+    /// same `.gitmodules`, read and parsed once.
+    blobs: IdMap<bool>,
 }
 
 impl<'r> TreeChecker<'r> {
@@ -374,19 +420,24 @@ impl<'r> TreeChecker<'r> {
                     if is_gitmodules && mode == MODE_SYMLINK {
                         return Err(self.bad(tree_id, ".gitmodules is a symbolic link"));
                     }
-                    if !self.blobs.contains_key(&entry.id) {
-                        if !self.odb.exists(oid(&entry.id)) {
-                            return Err(self.missing(oid(&entry.id)));
+                    let checked = match self.blobs.get(&entry.id) {
+                        Some(checked) => *checked,
+                        None => {
+                            if !self.odb.exists(oid(&entry.id)) {
+                                return Err(self.missing(oid(&entry.id)));
+                            }
+                            self.blobs.insert(entry.id, false);
+                            false
                         }
-                        self.blobs.insert(entry.id, ());
-                    }
-                    if is_gitmodules {
+                    };
+                    if is_gitmodules && !checked {
                         let blob_id = oid(&entry.id);
                         let blob = self
                             .repo
                             .find_blob(blob_id)
                             .map_err(|_| self.missing(blob_id))?;
                         check_gitmodules(blob.content()).map_err(|why| self.bad(blob_id, why))?;
+                        self.blobs.insert(entry.id, true);
                     }
                 }
                 other => {
@@ -703,6 +754,56 @@ pub(super) mod tests {
                 result.unwrap_or_else(|e| panic!("{tags} tags fit in 8: {e}"));
             } else {
                 refused_for(result, "a chain of tags too long");
+            }
+        }
+    }
+
+    /// Refs at every level of one chain are judged by the whole chain, whichever ref
+    /// reaches a shared part first: the walk remembers where tags lead (one read per
+    /// tag), not only whether a ref was seen.
+    #[test]
+    fn refs_sharing_a_chain_of_tags_are_judged_by_its_whole_depth() {
+        let limits = Limits {
+            max_tree_depth: 8,
+            ..Limits::default()
+        };
+        let (_dir, repos) = store();
+        let repos = repos.with_limits(limits);
+        // Ref names sort before and after the deepest one: both orders of the walk.
+        for (case, (low, deep)) in [
+            ("refs/tags/a", "refs/tags/z"),
+            ("refs/tags/z", "refs/tags/a"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for (tags, fits) in [(8, true), (9, false)] {
+                let mut crafted = Crafted::new();
+                let file = crafted.blob(b"x\n");
+                let tree = crafted.tree(&[(b"file", MODE_BLOB, file)]);
+                let commit = crafted.commit(tree);
+                let mut chain = vec![crafted.tag(commit, "commit")];
+                for _ in 1..tags {
+                    let top = *chain.last().unwrap();
+                    chain.push(crafted.tag(top, "tag"));
+                }
+                let main: RefName = "refs/heads/main".parse().unwrap();
+                let refs = [
+                    (main.clone(), object_id(commit)),
+                    (low.parse().unwrap(), object_id(chain[tags / 2])),
+                    (deep.parse().unwrap(), object_id(chain[tags - 1])),
+                ]
+                .into_iter()
+                .collect();
+                let name = format!("shared{case}x{tags}");
+                let snapshot =
+                    SignedRefs::sign(&key(5), name.parse().unwrap(), 1, Some(main), refs).unwrap();
+                let result = accept(&repos, &snapshot, crafted.pack());
+                if fits {
+                    result.unwrap_or_else(|e| panic!("{tags} tags fit in 8: {e}"));
+                } else {
+                    refused_for(result, "a chain of tags too long");
+                }
             }
         }
     }

@@ -3,7 +3,7 @@
 //! announcements, within `max_adoptions_per_hour` and `max_followed`; and the periodic
 //! anti-entropy pass over all of them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use ed25519_dalek::VerifyingKey;
 use guts_protocol::{RepositoryId, SignedRefs};
@@ -26,13 +26,21 @@ impl Engine {
     pub(super) async fn kept(&self) -> Vec<RepositoryId> {
         let repos = self.inner.repos.clone();
         let owner = self.inner.owner;
+        let owners = self.inner.owners.clone();
         let all = self.inner.settings.replicate == Replicate::All;
         tokio::task::spawn_blocking(move || {
             let mut ids = repos.followed().unwrap_or_default();
             // A set beside the list: linear in the repositories, not quadratic.
             let mut seen: HashSet<RepositoryId> = ids.iter().copied().collect();
-            for id in repos.list().unwrap_or_default() {
-                if !seen.contains(&id) && (all || owned_by(&repos, &id, &owner)) {
+            let listed = repos.list().unwrap_or_default();
+            let mut owners = owners.lock().unwrap_or_else(|e| e.into_inner());
+            // Removed repositories leave the memo with the list.
+            owners.retain(|id, _| listed.binary_search(id).is_ok());
+            for id in listed {
+                if seen.contains(&id) {
+                    continue;
+                }
+                if all || is_ours(&repos, &mut owners, &id, &owner) {
                     seen.insert(id);
                     ids.push(id);
                 }
@@ -121,8 +129,10 @@ impl Engine {
             // Followed, or the node's own: two reads for this one repository, not a
             // listing of all of them (this runs for every verified announcement).
             let (repos, id, owner) = (self.inner.repos.clone(), *id, self.inner.owner);
+            let owners = self.inner.owners.clone();
             return tokio::task::spawn_blocking(move || {
-                repos.is_followed(&id).unwrap_or(false) || owned_by(&repos, &id, &owner)
+                let mut owners = owners.lock().unwrap_or_else(|e| e.into_inner());
+                repos.is_followed(&id).unwrap_or(false) || is_ours(&repos, &mut owners, &id, &owner)
             })
             .await
             .unwrap_or(false);
@@ -171,10 +181,20 @@ impl Engine {
 
 /// Whether the snapshot held of `id` is signed by `owner` (this node's own repository).
 /// Blocking: it reads the snapshot.
-fn owned_by(repos: &Repositories, id: &RepositoryId, owner: &VerifyingKey) -> bool {
-    repos
-        .signed_refs(id)
-        .ok()
-        .flatten()
-        .is_some_and(|s| s.signed.signer == *owner)
+/// Whether `owner` signs repository `id`, from `memo` or else from its snapshot (then
+/// remembered: the owner is fixed by the id). No snapshot (or none readable now): not
+/// ours, and asked again next time.
+fn is_ours(
+    repos: &Repositories,
+    memo: &mut HashMap<RepositoryId, bool>,
+    id: &RepositoryId,
+    owner: &VerifyingKey,
+) -> bool {
+    if let Some(ours) = memo.get(id) {
+        return *ours;
+    }
+    match repos.signed_refs(id) {
+        Ok(Some(snapshot)) => *memo.entry(*id).or_insert(snapshot.signed.signer == *owner),
+        _ => false,
+    }
 }

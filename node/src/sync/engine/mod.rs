@@ -138,6 +138,9 @@ struct Inner {
     quota: Arc<Quota>,
     /// Headers seen on the network, for equivocations.
     ledger: Ledger,
+    /// Whether each held repository is this node's own: fixed by its id (derived from
+    /// the owner's key), so each snapshot is decoded for it once, not at every pass.
+    owners: Arc<Mutex<HashMap<RepositoryId, bool>>>,
 }
 
 impl Engine {
@@ -176,6 +179,7 @@ impl Engine {
                 background: Arc::new(Semaphore::new(BACKGROUND_SYNCS)),
                 quota,
                 ledger,
+                owners: Arc::default(),
                 adoptions: governor::RateLimiter::direct(governor::Quota::per_hour(
                     std::num::NonZeroU32::new(config.max_adoptions_per_hour)
                         .unwrap_or(std::num::NonZeroU32::MIN),
