@@ -357,8 +357,13 @@ async fn main() {
         ),
     ];
     for (name, protocol, frame) in protocols {
+        // A relay serves only once it has an address others can reach it at.
         let args: &[&str] = if name.starts_with("relay") {
-            &["--relay-server"]
+            &[
+                "--relay-server",
+                "--external-address",
+                "/ip4/127.0.0.1/tcp/4001",
+            ]
         } else {
             &[]
         };
