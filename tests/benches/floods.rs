@@ -13,9 +13,10 @@
 //!   PUT_VALUE records, from one peer;
 //! - `DHT lookups`: one peer's lookups as fast as its Kademlia sends them;
 //! - every other protocol the node answers (identify, ping, gossipsub, AutoNAT v1 and v2,
-//!   DCUtR, relay hop on a relay): streams opened as fast as one connection takes them,
-//!   each sending a frame that claims 1 MiB (gossipsub: an RPC of 90 made-up topics and
-//!   an IHAVE of 400 made-up ids) and then held open;
+//!   DCUtR, relay reservations on a relay): streams opened as fast as one connection
+//!   takes them, each sending a frame that claims 1 MiB (gossipsub: an RPC of 90 made-up
+//!   topics and an IHAVE of 400 made-up ids; the relay: a reservation request) and then
+//!   held open;
 //! - `maximal pack requests, 100,000 refs`: 8 pack requests of 200,000 wants each against
 //!   a repository of 100,000 refs.
 //!
@@ -318,6 +319,8 @@ async fn main() {
     // An unsigned-varint length of 1 MiB, then 4 KiB of it.
     let mut claim = vec![0x80, 0x80, 0x40];
     claim.extend(vec![0xa5; 4096]);
+    // HopMessage { type: RESERVE }, framed.
+    let reserve = [2u8, 0x08, 0x00];
     let protocols: [(&str, libp2p::StreamProtocol, &[u8]); 8] = [
         (
             "identify",
@@ -351,9 +354,9 @@ async fn main() {
             &claim,
         ),
         (
-            "relay hop (a relay)",
+            "relay reservations (a relay)",
             libp2p::StreamProtocol::new("/libp2p/circuit/relay/0.2.0/hop"),
-            &claim,
+            &reserve,
         ),
     ];
     for (name, protocol, frame) in protocols {
