@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 use ipnet::IpNet;
 use libp2p::PeerId;
 use libp2p::autonat::v2::server;
-use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, Multiaddr};
 use libp2p::swarm::{
     ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler,
@@ -71,15 +70,7 @@ impl NetworkBehaviour for Guarded {
     type ConnectionHandler = <server::Behaviour as NetworkBehaviour>::ConnectionHandler;
     type ToSwarm = server::Event;
 
-    fn handle_pending_inbound_connection(
-        &mut self,
-        connection_id: ConnectionId,
-        local_addr: &Multiaddr,
-        remote_addr: &Multiaddr,
-    ) -> Result<(), ConnectionDenied> {
-        self.inner
-            .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
-    }
+    pass_to_inner!(pending_inbound);
 
     fn handle_established_inbound_connection(
         &mut self,
@@ -129,22 +120,7 @@ impl NetworkBehaviour for Guarded {
         )
     }
 
-    fn handle_established_outbound_connection(
-        &mut self,
-        connection_id: ConnectionId,
-        peer: PeerId,
-        addr: &Multiaddr,
-        role_override: Endpoint,
-        port_use: PortUse,
-    ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.inner.handle_established_outbound_connection(
-            connection_id,
-            peer,
-            addr,
-            role_override,
-            port_use,
-        )
-    }
+    pass_to_inner!(established_outbound);
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
         match &event {

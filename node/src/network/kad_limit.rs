@@ -15,7 +15,6 @@ use std::ops::{Deref, DerefMut};
 use std::task::{Context, Poll};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, Multiaddr};
 use libp2p::swarm::{
     ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
@@ -78,15 +77,7 @@ where
     type ConnectionHandler = B::ConnectionHandler;
     type ToSwarm = Event;
 
-    fn handle_pending_inbound_connection(
-        &mut self,
-        connection_id: ConnectionId,
-        local_addr: &Multiaddr,
-        remote_addr: &Multiaddr,
-    ) -> Result<(), ConnectionDenied> {
-        self.inner
-            .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
-    }
+    pass_to_inner!(pending_inbound);
 
     fn handle_established_inbound_connection(
         &mut self,
@@ -118,22 +109,7 @@ where
         )
     }
 
-    fn handle_established_outbound_connection(
-        &mut self,
-        connection_id: ConnectionId,
-        peer: PeerId,
-        addr: &Multiaddr,
-        role_override: Endpoint,
-        port_use: PortUse,
-    ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.inner.handle_established_outbound_connection(
-            connection_id,
-            peer,
-            addr,
-            role_override,
-            port_use,
-        )
-    }
+    pass_to_inner!(established_outbound);
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
         self.inner.on_swarm_event(event)
