@@ -540,6 +540,13 @@ mod tests {
         pack.push(0);
         let err = scan(&pack, l, 1).unwrap_err();
         assert_eq!(err, "an entry size too large to read");
+        // A last byte at bit 60 would carry bits past 64: refused, not read.
+        let mut pack = pack_header(2, 1);
+        pack.push(0xb0);
+        pack.extend([0xff; 8]);
+        pack.push(0x01);
+        let err = scan(&pack, l, 1).unwrap_err();
+        assert_eq!(err, "an entry size too large to read");
         // The longest size that still reads (57 bits) is judged by its value instead.
         let mut pack = pack_header(2, 1);
         pack.push(0xb0);
@@ -547,13 +554,15 @@ mod tests {
         pack.push(0x01);
         let err = scan(&pack, l, 1).unwrap_err();
         assert!(err.contains("max_object_size"), "{err}");
-        // A base offset of more than ten bytes, and one of exactly ten.
-        let mut pack = pack_header(2, 1);
-        pack.extend(entry_header(OBJ_OFS_DELTA, 5));
-        pack.extend([0x80; 11]);
-        pack.push(0);
-        let err = scan(&pack, l, 1).unwrap_err();
-        assert_eq!(err, "a delta base offset too large to read");
+        // A base offset of more than ten bytes (eleven, and twelve), and one of ten.
+        for long in [10, 11] {
+            let mut pack = pack_header(2, 1);
+            pack.extend(entry_header(OBJ_OFS_DELTA, 5));
+            pack.extend(vec![0x80; long]);
+            pack.push(0);
+            let err = scan(&pack, l, 1).unwrap_err();
+            assert_eq!(err, "a delta base offset too large to read");
+        }
         let mut pack = pack_header(2, 1);
         pack.extend(entry_header(OBJ_OFS_DELTA, 5));
         pack.extend([0x80; 9]);
