@@ -8,7 +8,9 @@
 //! repository's (`/guts/repo/` and 20 bytes), at most [`ADDRESSES`] short addresses each,
 //! [`PER_KEY`] providers per key, [`PER_PEER`] records per providing peer and
 //! [`FOREIGN`] in all; the node's own records are always kept. It refuses every
-//! PUT_VALUE. Expired records of others go at most [`SWEEP_EVERY`] apart.
+//! PUT_VALUE. Expired records of others go at most [`SWEEP_EVERY`] apart. A record keeps
+//! no address narrower than where its provider connects from (as identify's addresses:
+//! a peer from the internet cannot make the node hand out loopback or LAN addresses).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -17,6 +19,8 @@ use std::time::{Duration, Instant};
 use libp2p::kad::store::{Error, RecordStore, Result};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
 use libp2p::{Multiaddr, PeerId};
+
+use super::discovery::{Scope, scope_of};
 
 /// The Kademlia behaviour as the node configures it: its store is this one.
 pub(crate) type Kad = libp2p::kad::Behaviour<ProviderStore>;
@@ -47,6 +51,9 @@ pub(crate) struct ProviderStore {
     per_peer: HashMap<PeerId, usize>,
     foreign: usize,
     swept: Instant,
+    /// Where each connected peer connects from (the event loop tells): the narrowest
+    /// scope its records' addresses may have. A peer not in it counts as global.
+    scopes: HashMap<PeerId, Scope>,
 }
 
 impl ProviderStore {
@@ -58,7 +65,18 @@ impl ProviderStore {
             per_peer: HashMap::new(),
             foreign: 0,
             swept: Instant::now(),
+            scopes: HashMap::new(),
         }
+    }
+
+    /// `peer` is connected, from `scope` (the narrowest of its connections).
+    pub fn set_scope(&mut self, peer: PeerId, scope: Scope) {
+        self.scopes.insert(peer, scope);
+    }
+
+    /// `peer` has no connection left.
+    pub fn forget_scope(&mut self, peer: &PeerId) {
+        self.scopes.remove(peer);
     }
 
     /// Records of others held, for tests and status.
@@ -101,12 +119,12 @@ impl ProviderStore {
     }
 }
 
-/// A peer's record as kept: its first few short addresses.
-fn trimmed(mut record: ProviderRecord) -> ProviderRecord {
+/// A peer's record as kept: its first few short addresses no narrower than `scope`.
+fn trimmed(mut record: ProviderRecord, scope: Scope) -> ProviderRecord {
     record.addresses = record
         .addresses
         .into_iter()
-        .filter(|a: &Multiaddr| a.as_ref().len() <= ADDRESS_BYTES)
+        .filter(|a: &Multiaddr| a.as_ref().len() <= ADDRESS_BYTES && scope_of(a) >= scope)
         .take(ADDRESSES)
         .collect();
     record
@@ -139,7 +157,12 @@ impl RecordStore for ProviderStore {
             }
             self.sweep(Instant::now());
         }
-        let record = if own { record } else { trimmed(record) };
+        let record = if own {
+            record
+        } else {
+            let scope = self.scopes.get(&record.provider).copied();
+            trimmed(record, scope.unwrap_or(Scope::Global))
+        };
         let list = self.providers.entry(record.key.clone()).or_default();
         if let Some(held) = list.iter_mut().find(|p| p.provider == record.provider) {
             if own {
@@ -196,6 +219,46 @@ impl RecordStore for ProviderStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record keeps only addresses as wide as where its provider connects from; a
+    /// provider the store was told nothing of counts as global.
+    #[test]
+    fn addresses_narrower_than_the_provider_are_dropped() {
+        let local = PeerId::random();
+        let addrs: Vec<Multiaddr> = [
+            "/ip4/127.0.0.1/tcp/1",
+            "/ip4/10.0.0.1/tcp/1",
+            "/ip4/8.8.8.8/tcp/1",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        for (scope, kept) in [
+            (Some(Scope::Loopback), 3),
+            (Some(Scope::Private), 2),
+            (Some(Scope::Global), 1),
+            (None, 1),
+        ] {
+            let mut store = ProviderStore::new(local);
+            let peer = PeerId::random();
+            if let Some(scope) = scope {
+                store.set_scope(peer, scope);
+            }
+            let mut record = ProviderRecord::new(key(1), peer, addrs.clone());
+            record.expires = None;
+            store.add_provider(record).unwrap();
+            let held = store.providers(&key(1));
+            assert_eq!(
+                held[0].addresses.len(),
+                kept,
+                "{scope:?}: {:?}",
+                held[0].addresses
+            );
+            assert!(held[0].addresses.contains(&addrs[2]));
+            store.forget_scope(&peer);
+            assert!(store.scopes.is_empty());
+        }
+    }
 
     fn key(n: u32) -> RecordKey {
         let mut bytes = b"/guts/repo/".to_vec();

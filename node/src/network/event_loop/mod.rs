@@ -394,6 +394,12 @@ impl EventLoop {
             } => {
                 tracing::debug!(%peer_id, ?cause, "connection closed");
                 self.peers.connection_closed(&peer_id, connection_id);
+                let store = self.swarm.behaviour_mut().kad.store_mut();
+                if num_established == 0 {
+                    store.forget_scope(&peer_id);
+                } else {
+                    store.set_scope(peer_id, self.peers.scope(&peer_id));
+                }
                 if num_established == 0 {
                     // No connection left: a fetch dials afresh.
                     for waiter in self.direct_waiters.remove(&peer_id).into_iter().flatten() {
@@ -472,6 +478,12 @@ impl EventLoop {
             }
         }
         self.peers.connection_established(peer, id, endpoint);
+        let scope = self.peers.scope(&peer);
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .store_mut()
+            .set_scope(peer, scope);
         // Turned away only under a flood; anti-entropy catches up later then.
         let _ = self.emit(Event::PeerConnected { peer, first });
         self.metrics.connected_peers.set(self.peers.len() as i64);
