@@ -48,6 +48,7 @@ mod kad_limit;
 mod nat;
 mod peers;
 mod provider_store;
+mod scope;
 mod status;
 mod swarm;
 

@@ -9,8 +9,8 @@ use libp2p::{PeerId, identify};
 
 use guts_api::{Direction, PeerReport};
 
-use super::discovery::{Scope, scope_of};
 use super::nat::is_relayed_connection;
+use super::scope::{Scope, scope_of};
 
 /// One connected peer.
 #[derive(Debug)]

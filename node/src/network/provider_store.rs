@@ -20,7 +20,7 @@ use libp2p::kad::store::{Error, RecordStore, Result};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
 use libp2p::{Multiaddr, PeerId};
 
-use super::discovery::{Scope, scope_of};
+use super::scope::{Scope, scope_of};
 
 /// The Kademlia behaviour as the node configures it: its store is this one.
 pub(crate) type Kad = libp2p::kad::Behaviour<ProviderStore>;
