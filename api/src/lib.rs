@@ -114,17 +114,17 @@ pub struct TransfersReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LimitsReport {
     /// Established connections, all peers.
-    pub max_connections: usize,
+    pub max_connections: u32,
     /// Inbound connections in their handshake.
-    pub max_pending_inbound: usize,
+    pub max_pending_inbound: u32,
     /// Connections to one peer.
-    pub max_connections_per_peer: usize,
+    pub max_connections_per_peer: u32,
     /// Inbound connections from one IP.
     pub max_peers_per_ip: u32,
     /// Below it the node dials more peers.
-    pub low_watermark: usize,
+    pub low_watermark: u32,
     /// Above it the node trims to the low watermark.
-    pub high_watermark: usize,
+    pub high_watermark: u32,
     /// Dials started per second.
     pub dials_per_second: u32,
     /// Dials in flight at once.

@@ -68,7 +68,9 @@ impl Node {
         }
         // A crash may have left a transfer half done: back to the last verified state
         // before anything reads the store.
-        let repos = data_dir.repositories().with_limits(config.storage_limits());
+        let repos = data_dir
+            .repositories()
+            .with_limits(config.replication.storage_limits());
         {
             let repos = repos.clone();
             let recovered = tokio::task::spawn_blocking(move || repos.recover()).await??;
@@ -93,8 +95,8 @@ impl Node {
         let key = identity.signing_key().clone();
         let quota = Arc::new(Quota::new(
             *key.verifying_key().as_bytes(),
-            config.max_storage.as_u64(),
-            config.storage_per_owner(),
+            config.replication.max_storage.as_u64(),
+            config.replication.storage_per_owner(),
         ));
         {
             // Measured after start: fetches of replicas wait for it, nothing else does.
@@ -122,9 +124,9 @@ impl Node {
             client: client.clone(),
             engine: engine.clone(),
             metrics: metrics.transfers.clone(),
-            stall: config.transfer_stall_timeout,
+            stall: config.replication.transfer_stall_timeout,
             floor: crate::sync::RateFloor::of(&config),
-            owners: crate::sync::owner_limiter(config.owner_announcements_per_minute),
+            owners: crate::sync::owner_limiter(config.replication.owner_announcements_per_minute),
             announcements: metrics.announcements.clone(),
         };
         let repos_for_close = repos.clone();
@@ -136,7 +138,7 @@ impl Node {
             repos,
             data_dir.path().to_owned(),
             // Dials may wait in the connection manager's queue before they start.
-            config.connection_timeout + Duration::from_secs(30),
+            config.net.connection_timeout + Duration::from_secs(30),
         );
 
         let mut event_loop = EventLoop::new(swarm, config.clone(), commands, events_tx, metrics);
@@ -167,12 +169,12 @@ impl Node {
             tokio::spawn(server.clone().route(events)),
             tokio::spawn(server.serve_packs(
                 incoming_packs,
-                config.max_concurrent_transfers as usize,
-                config.max_streams_per_peer as usize,
+                config.replication.max_concurrent_transfers as usize,
+                config.replication.max_streams_per_peer as usize,
             )),
         ];
         let (stop_engine, stopped) = watch::channel(false);
-        engine.start(config.anti_entropy_interval, stopped);
+        engine.start(config.replication.anti_entropy_interval, stopped);
         Ok(Node {
             handle,
             client,

@@ -85,7 +85,7 @@ async fn main() {
     };
     for run in 0..runs {
         let started = Instant::now();
-        let joiner = TestNode::start(|c| c.bootstrap = vec![boot.clone()]).await;
+        let joiner = TestNode::start(|c| c.net.bootstrap = vec![boot.clone()]).await;
         let mut first = None;
         loop {
             let status = joiner.handle.status().await.expect("status");

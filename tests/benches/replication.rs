@@ -599,8 +599,8 @@ async fn propagation(n: usize) -> (Duration, Duration) {
     for _ in 1..n {
         nodes.push(
             TestNode::start(|c| {
-                c.bootstrap = vec![boot.clone()];
-                c.replicate = guts_node::Replicate::All;
+                c.net.bootstrap = vec![boot.clone()];
+                c.replication.replicate = guts_node::Replicate::All;
             })
             .await,
         );

@@ -276,7 +276,7 @@ async fn network(n: usize, runs: usize) -> NetworkReport {
     let rss_before = proc_bytes("self", "VmRSS:");
     eprintln!("starting {n} nodes...");
     let t = Instant::now();
-    let nodes = star(n, |c| c.replicate = Replicate::All).await;
+    let nodes = star(n, |c| c.replication.replicate = Replicate::All).await;
     let start_all = t.elapsed();
     // Announcements travel the gossip mesh: measure once every node is in it.
     let t = Instant::now();
@@ -489,7 +489,7 @@ fn held_sequence(data_dir: &Path, id: RepositoryId) -> u64 {
 /// A fresh node (replicating only what it follows) joined to the network through `via`,
 /// its routing table filled a little, so a lookup is not its first DHT query.
 async fn join(via: &guts_node::Multiaddr, n: usize) -> TestNode {
-    let joiner = TestNode::start(|c| c.bootstrap = vec![via.clone()]).await;
+    let joiner = TestNode::start(|c| c.net.bootstrap = vec![via.clone()]).await;
     let want = 8.min(n - 1);
     eventually_async(Duration::from_secs(60), "the joiner's DHT", || async {
         let s = joiner.handle.status().await.map_err(|e| e.to_string())?;

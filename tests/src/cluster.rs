@@ -37,14 +37,15 @@ pub async fn import(node: &NodeHandle, path: &std::path::Path) -> RepositoryId {
 
 /// A config for a test node: loopback TCP on a free port, no mDNS, no API, short timers.
 pub fn test_config(dir: &TempDir) -> Config {
-    Config {
+    let mut config = Config {
         data_dir: dir.path().to_owned(),
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
-        mdns: false,
         api: None,
         status_interval: Duration::from_secs(3600),
         ..Config::default()
-    }
+    };
+    config.net.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
+    config.net.mdns = false;
+    config
 }
 
 impl TestNode {
@@ -118,7 +119,7 @@ pub async fn star(n: usize, tweak: impl Fn(&mut Config)) -> Vec<TestNode> {
         nodes.push(
             TestNode::start(|c| {
                 tweak(c);
-                c.bootstrap = vec![boot.clone()];
+                c.net.bootstrap = vec![boot.clone()];
             })
             .await,
         );

@@ -198,12 +198,17 @@ fn settings_precedence_flags_env_file_defaults() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let config = guts_node::Config::from_toml(&String::from_utf8_lossy(&out.stdout)).unwrap();
-    let bootstrap: Vec<String> = config.bootstrap.iter().map(|a| a.to_string()).collect();
+    let bootstrap: Vec<String> = config.net.bootstrap.iter().map(|a| a.to_string()).collect();
     assert_eq!(
         bootstrap,
         ["/ip4/10.0.0.1/tcp/9000", "/dns4/b.example/tcp/9001"]
     );
-    let allow: Vec<String> = config.per_ip_allow.iter().map(|n| n.to_string()).collect();
+    let allow: Vec<String> = config
+        .connections
+        .per_ip_allow
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     assert_eq!(allow, ["10.0.0.0/8", "192.0.2.7/32"]);
 }
 

@@ -328,7 +328,7 @@ fn completions_and_man_pages_cover_every_command() {
         assert!(out.status.success(), "{shell}: {}", stderr(&out));
         let text = stdout(&out);
         assert!(
-            text.contains("unfollow") && text.contains("--data-dir"),
+            text.contains("unfollow") && text.contains("data-dir"),
             "{shell}"
         );
     }

@@ -113,8 +113,8 @@ async fn watermarks_trim_and_keep_protected_peers() {
     for _ in 0..40 {
         dialers.push(
             TestNode::start(|c| {
-                c.low_watermark = 0;
-                c.dht_mode = guts_node::DhtMode::Client;
+                c.connections.low_watermark = 0;
+                c.net.dht_mode = guts_node::DhtMode::Client;
             })
             .await,
         );
@@ -123,11 +123,11 @@ async fn watermarks_trim_and_keep_protected_peers() {
     // done by then, so that trim sees all 40 (no grace period: a connection still within
     // one would be spared and kept above the low watermark, which the unit tests cover).
     let target = TestNode::start(|c| {
-        c.high_watermark = 20;
-        c.low_watermark = 10;
-        c.max_connections = 100;
-        c.trim_interval = Duration::from_secs(8);
-        c.trim_grace_period = Duration::ZERO;
+        c.connections.high_watermark = 20;
+        c.connections.low_watermark = 10;
+        c.connections.max_connections = 100;
+        c.connections.trim_interval = Duration::from_secs(8);
+        c.connections.trim_grace_period = Duration::ZERO;
     })
     .await;
     let results = join_all(
@@ -187,10 +187,10 @@ async fn watermarks_trim_and_keep_protected_peers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_high_watermark_close_when_idle() {
     let target = TestNode::start(|c| {
-        c.high_watermark = 2;
-        c.low_watermark = 1;
-        c.trim_interval = Duration::from_secs(3600);
-        c.idle_connection_timeout = Duration::from_secs(2);
+        c.connections.high_watermark = 2;
+        c.connections.low_watermark = 1;
+        c.connections.trim_interval = Duration::from_secs(3600);
+        c.net.idle_connection_timeout = Duration::from_secs(2);
     })
     .await;
     let network = NetworkName::default_network();
@@ -256,12 +256,12 @@ async fn dials_wait_their_turn_under_rate_and_concurrency_limits() {
     const RATE: u64 = 20;
     const MAX_IN_FLIGHT: usize = 10;
     let target = TestNode::start(|c| {
-        c.dials_per_second = RATE as u32;
-        c.max_concurrent_dials = MAX_IN_FLIGHT as u32;
-        c.connection_timeout = Duration::from_secs(1);
-        c.low_watermark = 0;
-        c.max_connections = 200;
-        c.high_watermark = 200;
+        c.connections.dials_per_second = RATE as u32;
+        c.connections.max_concurrent_dials = MAX_IN_FLIGHT as u32;
+        c.net.connection_timeout = Duration::from_secs(1);
+        c.connections.low_watermark = 0;
+        c.connections.max_connections = 200;
+        c.connections.high_watermark = 200;
     })
     .await;
     let mut real = Vec::new();
@@ -326,8 +326,8 @@ async fn dials_wait_their_turn_under_rate_and_concurrency_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_peer_is_banned_then_let_back() {
     let target = TestNode::start(|c| {
-        c.requests_per_second_per_peer = 5;
-        c.ban_duration = Duration::from_secs(3);
+        c.connections.requests_per_second_per_peer = 5;
+        c.connections.ban_duration = Duration::from_secs(3);
     })
     .await;
     let target_id = target.handle.peer_id();
@@ -499,9 +499,9 @@ async fn a_flooding_peer_is_banned_then_let_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_below_its_low_watermark_dials_peers_it_knows() {
     let node = TestNode::start(|c| {
-        c.low_watermark = 8;
-        c.high_watermark = 30;
-        c.trim_interval = Duration::from_millis(300);
+        c.connections.low_watermark = 8;
+        c.connections.high_watermark = 30;
+        c.connections.trim_interval = Duration::from_millis(300);
     })
     .await;
     let network = NetworkName::default_network();
@@ -588,15 +588,15 @@ async fn a_node_below_its_low_watermark_dials_peers_it_knows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_connections_is_a_hard_cap() {
     let target = TestNode::start(|c| {
-        c.max_connections = 5;
-        c.high_watermark = 5;
-        c.low_watermark = 2;
-        c.trim_grace_period = Duration::from_secs(3600);
+        c.connections.max_connections = 5;
+        c.connections.high_watermark = 5;
+        c.connections.low_watermark = 2;
+        c.connections.trim_grace_period = Duration::from_secs(3600);
     })
     .await;
     let mut peers = Vec::new();
     for _ in 0..8 {
-        peers.push(TestNode::start(|c| c.low_watermark = 0).await);
+        peers.push(TestNode::start(|c| c.connections.low_watermark = 0).await);
     }
     let results = join_all(peers.iter().map(|p| p.handle.connect(target.addr.clone()))).await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
@@ -616,9 +616,9 @@ async fn max_connections_is_a_hard_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_per_peer_and_pending_handshakes_are_capped() {
     let node = TestNode::start(|c| {
-        c.max_connections_per_peer = 2;
-        c.max_pending_inbound = 2;
-        c.connection_timeout = Duration::from_secs(30);
+        c.connections.max_connections_per_peer = 2;
+        c.connections.max_pending_inbound = 2;
+        c.net.connection_timeout = Duration::from_secs(30);
     })
     .await;
     let mut raw = RawPeer::new(&NetworkName::default_network()).await;

@@ -55,12 +55,12 @@ async fn nodes_of_different_networks_never_connect_at_the_protocol_level() {
     let boot = alpha.addr.clone();
     let beta = TestNode::start(|c| {
         c.network = "beta".parse().unwrap();
-        c.bootstrap = vec![boot.clone()];
+        c.net.bootstrap = vec![boot.clone()];
     })
     .await;
     let alpha2 = TestNode::start(|c| {
         c.network = "alpha".parse().unwrap();
-        c.bootstrap = vec![boot.clone()];
+        c.net.bootstrap = vec![boot.clone()];
     })
     .await;
 
@@ -141,10 +141,10 @@ async fn dht_clients_find_servers_and_stay_out_of_routing_tables() {
     use guts_node::config::DhtMode;
     let hub = TestNode::start(|_| {}).await;
     let boot = hub.addr.clone();
-    let server = TestNode::start(|c| c.bootstrap = vec![boot.clone()]).await;
+    let server = TestNode::start(|c| c.net.bootstrap = vec![boot.clone()]).await;
     let client = TestNode::start(|c| {
-        c.bootstrap = vec![boot.clone()];
-        c.dht_mode = DhtMode::Client;
+        c.net.bootstrap = vec![boot.clone()];
+        c.net.dht_mode = DhtMode::Client;
     })
     .await;
     let (hub_id, server_id, client_id) = (
@@ -219,16 +219,16 @@ async fn dht_mode_auto_turns_server_once_an_external_address_is_confirmed() {
     let hub = TestNode::start(|_| {}).await;
     let boot = hub.addr.clone();
     let unconfirmed = TestNode::start(|c| {
-        c.bootstrap = vec![boot.clone()];
-        c.dht_mode = DhtMode::Auto;
+        c.net.bootstrap = vec![boot.clone()];
+        c.net.dht_mode = DhtMode::Auto;
     })
     .await;
     let public = loopback_tcp();
     let confirmed = TestNode::start(|c| {
-        c.bootstrap = vec![boot.clone()];
-        c.dht_mode = DhtMode::Auto;
-        c.listen = vec![public.clone()];
-        c.external_addresses = vec![public.clone()];
+        c.net.bootstrap = vec![boot.clone()];
+        c.net.dht_mode = DhtMode::Auto;
+        c.net.listen = vec![public.clone()];
+        c.net.external_addresses = vec![public.clone()];
     })
     .await;
     let (unconfirmed_id, confirmed_id) = (unconfirmed.handle.peer_id(), confirmed.handle.peer_id());
@@ -279,15 +279,15 @@ async fn a_node_listening_through_a_relay_is_reached_and_replicated_from() {
     use guts_tests::git::WorkRepo;
     let public = loopback_tcp();
     let relay = TestNode::start(|c| {
-        c.relay_server = true;
-        c.listen = vec![public.clone()];
-        c.external_addresses = vec![public.clone()];
+        c.net.relay_server = true;
+        c.net.listen = vec![public.clone()];
+        c.net.external_addresses = vec![public.clone()];
     })
     .await;
     let circuit: guts_node::Multiaddr = format!("{}/p2p-circuit", relay.addr)
         .parse()
         .expect("multiaddr");
-    let behind = TestNode::start(|c| c.listen = vec![loopback_tcp(), circuit.clone()]).await;
+    let behind = TestNode::start(|c| c.net.listen = vec![loopback_tcp(), circuit.clone()]).await;
     let behind_id = behind.handle.peer_id();
     let via_relay: guts_node::Multiaddr = format!("{circuit}/p2p/{behind_id}")
         .parse()

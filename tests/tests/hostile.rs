@@ -56,7 +56,7 @@ async fn bad_data_from_a_hostile_peer_is_refused_and_the_honest_holder_serves() 
     let owner = TestNode::start(|_| {}).await;
     let boot = owner.addr.clone();
     // The victim does not follow: it syncs only when told, so each round is ours.
-    let victim = TestNode::start(|c| c.bootstrap = vec![boot.clone()]).await;
+    let victim = TestNode::start(|c| c.net.bootstrap = vec![boot.clone()]).await;
     let owner_store = Repositories::new(owner.data_dir());
     let victim_store = Repositories::new(victim.data_dir());
     let work = WorkRepo::with_history("target");

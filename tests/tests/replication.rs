@@ -26,14 +26,14 @@ async fn holds(node: &NodeHandle, id: RepositoryId, sequence: u64) -> RepoDetail
 }
 
 async fn cluster(n: usize) -> Vec<TestNode> {
-    let a = TestNode::start(|c| c.anti_entropy_interval = Duration::from_secs(1)).await;
+    let a = TestNode::start(|c| c.replication.anti_entropy_interval = Duration::from_secs(1)).await;
     let boot = a.addr.clone();
     let mut nodes = vec![a];
     for _ in 1..n {
         nodes.push(
             TestNode::start(|c| {
-                c.bootstrap = vec![boot.clone()];
-                c.anti_entropy_interval = Duration::from_secs(1);
+                c.net.bootstrap = vec![boot.clone()];
+                c.replication.anti_entropy_interval = Duration::from_secs(1);
             })
             .await,
         );
@@ -103,15 +103,15 @@ async fn an_imported_repository_replicates_and_then_only_new_objects_cross() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_announcement_alone_brings_followers_a_new_snapshot() {
     let hour = Duration::from_secs(3600);
-    let a = TestNode::start(|c| c.anti_entropy_interval = hour).await;
+    let a = TestNode::start(|c| c.replication.anti_entropy_interval = hour).await;
     let boot = a.addr.clone();
     let mut followers = Vec::new();
     for _ in 0..2 {
         let boot = boot.clone();
         followers.push(
             TestNode::start(move |c| {
-                c.bootstrap = vec![boot];
-                c.anti_entropy_interval = hour;
+                c.net.bootstrap = vec![boot];
+                c.replication.anti_entropy_interval = hour;
             })
             .await,
         );
@@ -201,11 +201,11 @@ async fn replicate_all_takes_every_announced_repository() {
     let a = TestNode::start(|_| {}).await;
     let boot = a.addr.clone();
     let all = TestNode::start(|c| {
-        c.bootstrap = vec![boot.clone()];
-        c.replicate = guts_node::Replicate::All;
+        c.net.bootstrap = vec![boot.clone()];
+        c.replication.replicate = guts_node::Replicate::All;
     })
     .await;
-    let followed = TestNode::start(|c| c.bootstrap = vec![boot.clone()]).await;
+    let followed = TestNode::start(|c| c.net.bootstrap = vec![boot.clone()]).await;
     // Announcements need the gossip mesh: wait until both are in A's mesh, then import
     // once. Only the announcement can tell `all` in time: its list exchange with A
     // happened before the repository existed, and the next is a minute away.
@@ -250,8 +250,8 @@ async fn a_replicate_all_node_joining_later_adopts_what_its_peers_hold() {
     // Joins after the announcement: only A's repository list can tell it.
     let boot = a.addr.clone();
     let late = TestNode::start(|c| {
-        c.bootstrap = vec![boot];
-        c.replicate = guts_node::Replicate::All;
+        c.net.bootstrap = vec![boot];
+        c.replication.replicate = guts_node::Replicate::All;
     })
     .await;
     let detail = holds(&late.handle, id, summary.sequence).await;
@@ -259,13 +259,13 @@ async fn a_replicate_all_node_joining_later_adopts_what_its_peers_hold() {
     // A followed-only node connects, then a replicate-all control joins: once the
     // control has adopted the repository, the followed-only node has had longer to.
     let boot = a.addr.clone();
-    let followed_only = TestNode::start(|c| c.bootstrap = vec![boot.clone()]).await;
+    let followed_only = TestNode::start(|c| c.net.bootstrap = vec![boot.clone()]).await;
     followed_only
         .wait_for_peers(1, Duration::from_secs(20))
         .await;
     let control = TestNode::start(|c| {
-        c.bootstrap = vec![boot];
-        c.replicate = guts_node::Replicate::All;
+        c.net.bootstrap = vec![boot];
+        c.replication.replicate = guts_node::Replicate::All;
     })
     .await;
     holds(&control.handle, id, summary.sequence).await;
@@ -286,17 +286,17 @@ async fn a_replicate_all_node_joining_later_adopts_what_its_peers_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_does_not_wait_on_a_holder_that_went_away() {
     let (hour, minute) = (Duration::from_secs(3600), Duration::from_secs(60));
-    let owner = TestNode::start(|c| c.anti_entropy_interval = hour).await;
+    let owner = TestNode::start(|c| c.replication.anti_entropy_interval = hour).await;
     let boot = owner.addr.clone();
     let gone = TestNode::start(|c| {
-        c.bootstrap = vec![boot.clone()];
-        c.anti_entropy_interval = hour;
+        c.net.bootstrap = vec![boot.clone()];
+        c.replication.anti_entropy_interval = hour;
     })
     .await;
     let newcomer = TestNode::start(|c| {
-        c.bootstrap = vec![boot.clone()];
-        c.anti_entropy_interval = hour;
-        c.connection_timeout = minute;
+        c.net.bootstrap = vec![boot.clone()];
+        c.replication.anti_entropy_interval = hour;
+        c.net.connection_timeout = minute;
     })
     .await;
     let work = WorkRepo::with_history("holders");
@@ -361,16 +361,16 @@ async fn a_sync_does_not_wait_on_a_holder_that_went_away() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_that_reaches_no_holder_fails_naming_them() {
     let hour = Duration::from_secs(3600);
-    let owner = TestNode::start(|c| c.anti_entropy_interval = hour).await;
+    let owner = TestNode::start(|c| c.replication.anti_entropy_interval = hour).await;
     let boot = owner.addr.clone();
     let replica = TestNode::start(|c| {
-        c.bootstrap = vec![boot.clone()];
-        c.anti_entropy_interval = hour;
+        c.net.bootstrap = vec![boot.clone()];
+        c.replication.anti_entropy_interval = hour;
     })
     .await;
     let fresh = TestNode::start(|c| {
-        c.bootstrap = vec![boot.clone()];
-        c.anti_entropy_interval = hour;
+        c.net.bootstrap = vec![boot.clone()];
+        c.replication.anti_entropy_interval = hour;
     })
     .await;
     let work = WorkRepo::with_history("unreachable");

@@ -196,9 +196,9 @@ async fn a_holder_that_trickles_loses_to_an_honest_one() {
     let owner = TestNode::start(|_| {}).await;
     let boot = owner.addr.clone();
     let victim = TestNode::start(|c| {
-        c.bootstrap = vec![boot.clone()];
-        c.transfer_stall_timeout = Duration::from_secs(2);
-        c.min_transfer_rate = bytesize::ByteSize::kib(256);
+        c.net.bootstrap = vec![boot.clone()];
+        c.replication.transfer_stall_timeout = Duration::from_secs(2);
+        c.replication.min_transfer_rate = bytesize::ByteSize::kib(256);
     })
     .await;
     let (_work, id) = imported(&owner, "trickled", 2).await;
@@ -254,8 +254,8 @@ async fn a_holder_that_trickles_loses_to_an_honest_one() {
 async fn requesters_that_never_read_give_their_slots_back() {
     guts_tests::init_logs();
     let owner = TestNode::start(|c| {
-        c.max_concurrent_transfers = 2;
-        c.transfer_stall_timeout = Duration::from_secs(4);
+        c.replication.max_concurrent_transfers = 2;
+        c.replication.transfer_stall_timeout = Duration::from_secs(4);
     })
     .await;
     let (_work, id) = imported(&owner, "unread", 4).await;
@@ -274,7 +274,7 @@ async fn requesters_that_never_read_give_their_slots_back() {
     // The honest node is up before the slots are taken: the stall timeout runs from
     // then, and a node starting on a loaded machine must not use it up.
     let boot = owner.addr.clone();
-    let honest = TestNode::start(|c| c.bootstrap = vec![boot.clone()]).await;
+    let honest = TestNode::start(|c| c.net.bootstrap = vec![boot.clone()]).await;
     wait_connected(&owner, honest.handle.peer_id()).await;
     // Every transfer slot taken by a stream nobody reads.
     let mut unread = Vec::new();
@@ -395,9 +395,9 @@ async fn a_flood_of_announcements_from_fresh_keys_stays_within_the_settings() {
 
     guts_tests::init_logs();
     let victim = TestNode::start(|c| {
-        c.replicate = guts_node::Replicate::All;
-        c.max_adoptions_per_hour = 10;
-        c.max_followed = 1000;
+        c.replication.replicate = guts_node::Replicate::All;
+        c.replication.max_adoptions_per_hour = 10;
+        c.replication.max_followed = 1000;
         c.api = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
@@ -496,9 +496,9 @@ async fn a_flood_of_announcements_from_fresh_keys_stays_within_the_settings() {
 async fn one_owner_key_is_held_to_its_announcement_rate() {
     guts_tests::init_logs();
     let victim = TestNode::start(|c| {
-        c.owner_announcements_per_minute = 5;
+        c.replication.owner_announcements_per_minute = 5;
         // The relayer's own rate must not be what stops them.
-        c.requests_per_second_per_peer = 10_000;
+        c.connections.requests_per_second_per_peer = 10_000;
         c.api = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
@@ -674,9 +674,9 @@ async fn replicas_stay_within_the_storage_quota() {
     ];
     // Each owner may take 1.5 MiB, all of them 2.5 MiB.
     let victim = TestNode::start(|c| {
-        c.bootstrap = boot.clone();
-        c.max_storage = bytesize::ByteSize::kib(2560);
-        c.max_storage_per_owner = bytesize::ByteSize::kib(1536);
+        c.net.bootstrap = boot.clone();
+        c.replication.max_storage = bytesize::ByteSize::kib(2560);
+        c.replication.max_storage_per_owner = bytesize::ByteSize::kib(1536);
     })
     .await;
     let (_big_work, big_id) = imported(&big, "big", 2).await;

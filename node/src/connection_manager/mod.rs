@@ -27,6 +27,7 @@ mod dial_queue;
 mod handler;
 mod inbound_ips;
 mod scores;
+pub mod settings;
 mod trim;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -45,7 +46,6 @@ use libp2p::swarm::{
     THandlerOutEvent, ToSwarm,
 };
 
-use crate::config::Config;
 use crate::metrics::{Direction, ManagerMetrics, Reason};
 use dial_queue::{Blocked, DialQueue};
 use handler::Handler;
@@ -53,6 +53,7 @@ use inbound_ips::InboundIps;
 pub(crate) use inbound_ips::{ip_group, ip_of};
 pub use scores::Penalty;
 use scores::Scores;
+pub use settings::Limits;
 use trim::Candidate;
 
 /// Why a peer is protected (kept connected, never trimmed).
@@ -76,34 +77,6 @@ pub const DENIAL_REASONS: [&str; 7] = [
     "banned",
     "dial_concurrency",
 ];
-
-/// The limits the manager enforces (from [`Config`]).
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_connections: usize,
-    pub max_pending_inbound: usize,
-    pub max_connections_per_peer: usize,
-    pub max_peers_per_ip: u32,
-    pub low_watermark: usize,
-    pub high_watermark: usize,
-    pub trim_interval: Duration,
-    pub trim_grace_period: Duration,
-}
-
-impl From<&Config> for Limits {
-    fn from(c: &Config) -> Self {
-        Limits {
-            max_connections: c.max_connections as usize,
-            max_pending_inbound: c.max_pending_inbound as usize,
-            max_connections_per_peer: c.max_connections_per_peer as usize,
-            max_peers_per_ip: c.max_peers_per_ip,
-            low_watermark: c.low_watermark as usize,
-            high_watermark: c.high_watermark as usize,
-            trim_interval: c.trim_interval,
-            trim_grace_period: c.trim_grace_period,
-        }
-    }
-}
 
 /// What the manager tells the event loop.
 #[derive(Debug)]
@@ -187,8 +160,7 @@ pub struct Behaviour {
 
 impl Behaviour {
     /// Must be called within a tokio runtime (the heartbeat is a tokio timer).
-    pub fn new(config: &Config, allowed: Option<HashSet<PeerId>>, metrics: ManagerMetrics) -> Self {
-        let limits = Limits::from(config);
+    pub fn new(limits: &Limits, allowed: Option<HashSet<PeerId>>, metrics: ManagerMetrics) -> Self {
         // Every label value starts at 0, so each series is exported before its first event.
         for direction in ["inbound", "outbound"] {
             let _ = metrics.connections.get_or_create(&Direction { direction });
@@ -208,13 +180,13 @@ impl Behaviour {
             metrics,
             connected: HashMap::new(),
             pending_inbound: HashSet::new(),
-            inbound_ips: InboundIps::new(config.per_ip_allow.clone(), config.ipv6_prefix),
-            dials: DialQueue::new(config.dials_per_second, config.max_concurrent_dials),
+            inbound_ips: InboundIps::new(limits.per_ip_allow.clone(), limits.ipv6_prefix),
+            dials: DialQueue::new(limits.dials_per_second, limits.max_concurrent_dials),
             scores: Scores::new(
-                config.ban_threshold,
-                config.ban_duration,
-                config.score_half_life,
-                config.requests_per_second_per_peer,
+                limits.ban_threshold,
+                limits.ban_duration,
+                limits.score_half_life,
+                limits.requests_per_second_per_peer,
             ),
             protected: HashMap::new(),
             last_useful: HashMap::new(),
@@ -222,7 +194,7 @@ impl Behaviour {
             dial_timer: None,
             events: VecDeque::new(),
             waker: None,
-            limits,
+            limits: limits.clone(),
         }
     }
 
@@ -429,22 +401,22 @@ impl Behaviour {
             return Err(self.deny("banned", format!("peer {peer} is banned")));
         }
         let total = self.total_connections();
-        if total >= self.limits.max_connections {
+        if total >= self.limits.max_connections as usize {
             return Err(self.deny(
                 "max_connections",
                 format!(
                     "{total} connections open, max_connections is {}",
-                    self.limits.max_connections
+                    self.limits.max_connections as usize
                 ),
             ));
         }
         let to_peer = self.connected.get(peer).map_or(0, |p| p.connections.len());
-        if to_peer >= self.limits.max_connections_per_peer {
+        if to_peer >= self.limits.max_connections_per_peer as usize {
             return Err(self.deny(
                 "max_per_peer",
                 format!(
                     "{to_peer} connections to {peer}, max_connections_per_peer is {}",
-                    self.limits.max_connections_per_peer
+                    self.limits.max_connections_per_peer as usize
                 ),
             ));
         }
@@ -454,7 +426,7 @@ impl Behaviour {
     /// Whether a new connection to `peer` is kept alive: its peer is protected or the
     /// node is not above the high watermark. The heartbeat revisits this.
     fn wanted_on_arrival(&self, peer: &PeerId) -> bool {
-        self.is_protected(peer) || self.connected.len() < self.limits.high_watermark
+        self.is_protected(peer) || self.connected.len() < self.limits.high_watermark as usize
     }
 
     fn handler_for(&self, peer: &PeerId) -> Handler {
@@ -501,15 +473,19 @@ impl Behaviour {
                 connected_since: c.since,
             })
             .collect();
-        if candidates.len() > self.limits.high_watermark {
+        if candidates.len() > self.limits.high_watermark as usize {
             let grace_until = now
                 .checked_sub(self.limits.trim_grace_period)
                 .unwrap_or(now);
-            let trimmed = trim::to_trim(candidates.clone(), self.limits.low_watermark, grace_until);
+            let trimmed = trim::to_trim(
+                candidates.clone(),
+                self.limits.low_watermark as usize,
+                grace_until,
+            );
             tracing::info!(
                 peers = candidates.len(),
-                high_watermark = self.limits.high_watermark,
-                low_watermark = self.limits.low_watermark,
+                high_watermark = self.limits.high_watermark as usize,
+                low_watermark = self.limits.low_watermark as usize,
                 "above the high watermark: trimming {} peers",
                 trimmed.len()
             );
@@ -528,15 +504,15 @@ impl Behaviour {
 
         trim::rank(&mut candidates);
         for (i, c) in candidates.iter().enumerate() {
-            let wanted = c.protected || i < self.limits.high_watermark;
+            let wanted = c.protected || i < self.limits.high_watermark as usize;
             self.set_keep_alive(&c.peer, wanted);
         }
 
         let coming = candidates.len() + self.dials.in_flight() + self.dials.queued();
-        if coming < self.limits.low_watermark {
+        if coming < self.limits.low_watermark as usize {
             self.events
                 .push_back(ToSwarm::GenerateEvent(Event::NeedPeers(
-                    self.limits.low_watermark - coming,
+                    self.limits.low_watermark as usize - coming,
                 )));
         }
         self.metrics.banned.set(self.scores.banned_count() as i64);
@@ -573,13 +549,13 @@ impl NetworkBehaviour for Behaviour {
         _local: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
-        if self.pending_inbound.len() >= self.limits.max_pending_inbound {
+        if self.pending_inbound.len() >= self.limits.max_pending_inbound as usize {
             return Err(self.deny(
                 "max_pending_inbound",
                 format!(
                     "{} inbound handshakes under way, max_pending_inbound is {}",
                     self.pending_inbound.len(),
-                    self.limits.max_pending_inbound
+                    self.limits.max_pending_inbound as usize
                 ),
             ));
         }
@@ -789,12 +765,12 @@ mod tests {
     use libp2p::swarm::behaviour::ConnectionEstablished;
 
     fn manager(low: u32) -> Behaviour {
-        let config = Config {
+        let limits = Limits {
             low_watermark: low,
             trim_interval: Duration::from_millis(10),
-            ..Config::default()
+            ..Limits::default()
         };
-        Behaviour::new(&config, None, ManagerMetrics::default())
+        Behaviour::new(&limits, None, ManagerMetrics::default())
     }
 
     fn addr() -> Vec<Multiaddr> {
@@ -806,7 +782,7 @@ mod tests {
         let friend = PeerId::random();
         let stranger = PeerId::random();
         let mut m = Behaviour::new(
-            &Config::default(),
+            &Limits::default(),
             Some([friend].into()),
             ManagerMetrics::default(),
         );
@@ -852,13 +828,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_heartbeat_before_trimmed_connections_close_does_not_trim_again() {
-        let config = Config {
+        let limits = Limits {
             low_watermark: 2,
             high_watermark: 4,
             trim_grace_period: Duration::ZERO,
-            ..Config::default()
+            ..Limits::default()
         };
-        let mut m = Behaviour::new(&config, None, ManagerMetrics::default());
+        let mut m = Behaviour::new(&limits, None, ManagerMetrics::default());
         let endpoint = ConnectedPoint::Listener {
             local_addr: "/ip4/127.0.0.1/tcp/9000".parse().unwrap(),
             send_back_addr: "/ip4/127.0.0.1/tcp/4000".parse().unwrap(),

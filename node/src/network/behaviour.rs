@@ -103,7 +103,7 @@ impl Behaviour {
 
         let identify = identify::Behaviour::new(
             identify::Config::new(network.identify_protocol_version(), key.public())
-                .with_agent_version(agent_version(&config.mdns_service_tag))
+                .with_agent_version(agent_version(&config.net.mdns_service_tag))
                 .with_push_listen_addr_updates(true),
         );
 
@@ -114,7 +114,7 @@ impl Behaviour {
         // Provider records of repositories only, bounded per peer (see provider_store).
         let store = super::provider_store::ProviderStore::new(peer_id);
         let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
-        kad.set_mode(Some(match config.dht_mode {
+        kad.set_mode(Some(match config.net.dht_mode {
             DhtMode::Server => kad::Mode::Server,
             // `auto` starts as a client; the event loop makes it a server once AutoNAT
             // (or a hand-set external address) shows the node reachable. Not kad's own
@@ -125,16 +125,22 @@ impl Behaviour {
         // Kademlia messages are small and come in bursts (a lookup, a node announcing its
         // repositories), so their budget is ten times the per-protocol request rate, in
         // bursts of a hundred times; a peer past it is dropped and penalized (kad_limit).
-        let kad_rate = config.requests_per_second_per_peer.saturating_mul(10);
+        let kad_rate = config
+            .connections
+            .requests_per_second_per_peer
+            .saturating_mul(10);
         let kad = super::kad_limit::Limited::new(
             kad,
             kad_rate,
-            config.requests_per_second_per_peer.saturating_mul(100),
+            config
+                .connections
+                .requests_per_second_per_peer
+                .saturating_mul(100),
         );
 
         // Never in a private network: mDNS answers carry the peer id and addresses in
         // the clear (see Config::apply_private_defaults).
-        let mdns = if config.mdns && config.swarm_key.is_none() {
+        let mdns = if config.net.mdns && config.net.swarm_key.is_none() {
             let behaviour = mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
                 .map_err(|e| NodeError::Setup(format!("mDNS: {e}")))?;
             Some(behaviour)
@@ -173,19 +179,20 @@ impl Behaviour {
             .map_err(|e| NodeError::Setup(format!("gossipsub subscribe: {e}")))?;
 
         let relay_server = config
+            .net
             .relay_server
-            .then(|| relay::Behaviour::new(peer_id, relay_config(config.ipv6_prefix)));
+            .then(|| relay::Behaviour::new(peer_id, relay_config(config.connections.ipv6_prefix)));
 
         Ok(Behaviour {
             connection_manager: connection_manager::Behaviour::new(
-                config,
-                config.allowed_peers()?,
+                &config.connections,
+                config.net.allowed_peers()?,
                 manager_metrics,
             ),
             relay_client,
             relay_server: relay_server.into(),
             autonat_client: autonat::v2::client::Behaviour::default(),
-            autonat_server: super::autonat_guard::Guarded::new(config.ipv6_prefix),
+            autonat_server: super::autonat_guard::Guarded::new(config.connections.ipv6_prefix),
             autonat_v1: autonat::v1::Behaviour::new(
                 peer_id,
                 autonat::v1::Config {
@@ -198,11 +205,14 @@ impl Behaviour {
             ),
             dcutr: dcutr::Behaviour::new(peer_id),
             identify,
-            ping: ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval)),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(config.net.ping_interval)),
             kad,
             mdns: mdns.into(),
             gossipsub,
-            sync: wire::behaviour(network, config.connection_timeout + Duration::from_secs(20)),
+            sync: wire::behaviour(
+                network,
+                config.net.connection_timeout + Duration::from_secs(20),
+            ),
             stream: libp2p_stream::Behaviour::new(),
         })
     }

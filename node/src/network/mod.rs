@@ -49,6 +49,7 @@ mod nat;
 mod peers;
 mod provider_store;
 mod scope;
+pub mod settings;
 mod status;
 mod swarm;
 

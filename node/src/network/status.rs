@@ -51,12 +51,12 @@ pub(super) fn report(s: Sources<'_>) -> StatusReport {
         dht_mode: behaviour.kad.mode().to_string(),
         mdns: behaviour.mdns.is_enabled(),
         relay_server: behaviour.relay_server.is_enabled(),
-        replicate: match s.config.replicate {
+        replicate: match s.config.replication.replicate {
             crate::config::Replicate::Followed => "followed",
             crate::config::Replicate::All => "all",
         }
         .to_owned(),
-        private_network: s.config.swarm_key.is_some(),
+        private_network: s.config.net.swarm_key.is_some(),
         allowed_peers: behaviour.connection_manager.allowed_count(),
         // Filled in by the handle, from the sync engine's ledger.
         equivocations: Vec::new(),
@@ -70,7 +70,7 @@ pub(super) fn report(s: Sources<'_>) -> StatusReport {
         bootstrap: s.discovery.bootstrap_reports(),
         reachability: s.nat.reachability().to_string(),
         reservations: s.nat.reports(),
-        limits: limits(s.config, &behaviour.connection_manager),
+        limits: limits(behaviour.connection_manager.limits()),
         connections: connections(behaviour, s.dht, s.metrics),
         transfers: TransfersReport {
             fetched_packs: t.fetched_packs.get(),
@@ -82,8 +82,7 @@ pub(super) fn report(s: Sources<'_>) -> StatusReport {
     }
 }
 
-fn limits(config: &Config, manager: &connection_manager::Behaviour) -> LimitsReport {
-    let l = manager.limits();
+fn limits(l: &connection_manager::Limits) -> LimitsReport {
     LimitsReport {
         max_connections: l.max_connections,
         max_pending_inbound: l.max_pending_inbound,
@@ -91,10 +90,10 @@ fn limits(config: &Config, manager: &connection_manager::Behaviour) -> LimitsRep
         max_peers_per_ip: l.max_peers_per_ip,
         low_watermark: l.low_watermark,
         high_watermark: l.high_watermark,
-        dials_per_second: config.dials_per_second,
-        max_concurrent_dials: config.max_concurrent_dials,
-        max_concurrent_dht_queries: config.max_concurrent_dht_queries,
-        requests_per_second_per_peer: config.requests_per_second_per_peer,
+        dials_per_second: l.dials_per_second,
+        max_concurrent_dials: l.max_concurrent_dials,
+        max_concurrent_dht_queries: l.max_concurrent_dht_queries,
+        requests_per_second_per_peer: l.requests_per_second_per_peer,
     }
 }
 

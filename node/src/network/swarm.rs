@@ -21,9 +21,9 @@ pub(crate) fn build(
     registry: &mut Registry,
     manager_metrics: crate::metrics::ManagerMetrics,
 ) -> Result<Swarm<Behaviour>, NodeError> {
-    let timeout = config.connection_timeout;
+    let timeout = config.net.connection_timeout;
     let setup = |what: &str, e: &dyn std::fmt::Display| NodeError::Setup(format!("{what}: {e}"));
-    let psk = config.swarm_psk()?;
+    let psk = config.net.swarm_psk()?;
     if let Some(psk) = &psk {
         tracing::info!(
             "private network: swarm key fingerprint {}; TCP only",
@@ -75,7 +75,7 @@ pub(crate) fn build(
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|e| setup("behaviour", &e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.net.idle_connection_timeout))
         // The builder wraps the whole transport in a timeout of its own (10 s unless told),
         // which would cap `connection_timeout` there.
         .with_connection_timeout(timeout)

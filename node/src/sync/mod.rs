@@ -9,6 +9,7 @@ mod holders;
 mod pack;
 mod quota;
 mod serve;
+pub mod settings;
 
 pub(crate) use engine::{Accounts, Engine, Me};
 pub(crate) use equivocation::Ledger;

@@ -67,8 +67,8 @@ impl RateFloor {
     /// The floor `config` sets.
     pub(crate) fn of(config: &crate::config::Config) -> Self {
         RateFloor {
-            min_rate: config.min_transfer_rate.as_u64(),
-            grace: config.transfer_stall_timeout,
+            min_rate: config.replication.min_transfer_rate.as_u64(),
+            grace: config.replication.transfer_stall_timeout,
         }
     }
 

@@ -63,8 +63,8 @@ impl Discovery {
             local,
             network_version: config.network.identify_protocol_version(),
             kad_protocol: config.network.kad_protocol(),
-            mdns_tag: config.mdns_service_tag.clone(),
-            bootstrap: Bootstrap::new(&config.bootstrap),
+            mdns_tag: config.net.mdns_service_tag.clone(),
+            bootstrap: Bootstrap::new(&config.net.bootstrap),
             rejected: HashMap::new(),
             mdns_dialled: HashMap::new(),
             mdns_peers: HashMap::new(),
@@ -255,7 +255,7 @@ impl Discovery {
             // Above the low watermark the peer stays a candidate for later; one that
             // found us first is connected already.
             if manager.is_connected(&peer)
-                || manager.connected_peers() >= manager.limits().low_watermark
+                || manager.connected_peers() >= manager.limits().low_watermark as usize
             {
                 continue;
             }

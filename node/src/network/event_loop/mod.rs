@@ -76,15 +76,16 @@ impl EventLoop {
         let local = *swarm.local_peer_id();
         EventLoop {
             discovery: Discovery::new(&config, local),
-            dht: Dht::new(local, config.max_concurrent_dht_queries),
+            dht: Dht::new(local, config.connections.max_concurrent_dht_queries),
             nat: Nat::new(
                 &config
+                    .net
                     .listen
                     .iter()
                     .filter(|a| nat::is_relayed(a))
                     .cloned()
                     .collect::<Vec<_>>(),
-                &config.external_addresses,
+                &config.net.external_addresses,
                 true,
             ),
             reachability: Reachability::Unknown,
@@ -108,7 +109,12 @@ impl EventLoop {
         let mut waiting: HashMap<ListenerId, Multiaddr> = HashMap::new();
         // Listening through a relay is a reservation: asked for (and retried) once the
         // node runs, not waited on here.
-        let direct = self.config.listen.iter().filter(|a| !nat::is_relayed(a));
+        let direct = self
+            .config
+            .net
+            .listen
+            .iter()
+            .filter(|a| !nat::is_relayed(a));
         for addr in direct.cloned().collect::<Vec<_>>() {
             let id = self
                 .swarm
@@ -119,7 +125,7 @@ impl EventLoop {
                 })?;
             waiting.insert(id, addr);
         }
-        for addr in self.config.external_addresses.clone() {
+        for addr in self.config.net.external_addresses.clone() {
             self.swarm.add_external_address(addr);
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -216,10 +222,10 @@ impl EventLoop {
         if now != self.reachability {
             tracing::info!("reachability: {now} (was {})", self.reachability);
             self.reachability = now;
-            if let Some(mode) = super::dht::mode_for(self.config.dht_mode, now) {
+            if let Some(mode) = super::dht::mode_for(self.config.net.dht_mode, now) {
                 self.swarm.behaviour_mut().kad.set_mode(Some(mode));
             }
-            if now == Reachability::Private && self.config.relay_server {
+            if now == Reachability::Private && self.config.net.relay_server {
                 tracing::warn!(
                     "this node is not reachable from outside: as a relay it serves only peers that can reach it"
                 );
@@ -675,8 +681,10 @@ impl EventLoop {
                 error,
                 already_connected,
             } => {
-                let error =
-                    crate::error::with_private_network_hint(error, self.config.swarm_key.is_some());
+                let error = crate::error::with_private_network_hint(
+                    error,
+                    self.config.net.swarm_key.is_some(),
+                );
                 let connected = peer.filter(|p| self.swarm.is_connected(p));
                 self.discovery.on_dial_failed(
                     id,

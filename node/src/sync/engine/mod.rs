@@ -167,11 +167,11 @@ impl Engine {
                 owner: me.owner,
                 local: me.peer,
                 settings: Settings {
-                    replicate: config.replicate,
-                    max_followed: config.max_followed as usize,
-                    stall: config.transfer_stall_timeout,
+                    replicate: config.replication.replicate,
+                    max_followed: config.replication.max_followed as usize,
+                    stall: config.replication.transfer_stall_timeout,
                     floor: pack::RateFloor::of(config),
-                    max_pack: config.max_pack_size.as_u64(),
+                    max_pack: config.replication.max_pack_size.as_u64(),
                 },
                 holders: Holders::new(me.peer),
                 running: Mutex::default(),
@@ -181,7 +181,7 @@ impl Engine {
                 ledger,
                 owners: Arc::default(),
                 adoptions: governor::RateLimiter::direct(governor::Quota::per_hour(
-                    std::num::NonZeroU32::new(config.max_adoptions_per_hour)
+                    std::num::NonZeroU32::new(config.replication.max_adoptions_per_hour)
                         .unwrap_or(std::num::NonZeroU32::MIN),
                 )),
             }),
