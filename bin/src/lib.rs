@@ -2,4 +2,5 @@
 //! control API, and making text from the network safe to print.
 
 pub mod client;
+pub mod sync_progress;
 pub mod terminal;

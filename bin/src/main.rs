@@ -1,5 +1,6 @@
 //! `guts`: run a Guts node, or talk to a running one through its control API.
 
+mod api_cmd;
 mod logging;
 mod node_cmd;
 mod repo_cmd;
@@ -168,11 +169,11 @@ fn main() -> ExitCode {
             }
             return node_cmd::run(*args);
         }
-        Command::Status { api, json } => client::status(&api, json),
-        Command::Health { api, json } => client::health(&api, json),
-        Command::Peers { api, json } => client::peers(&api, json),
+        Command::Status { api, json } => api_cmd::status(&api, json),
+        Command::Health { api, json } => api_cmd::health(&api, json),
+        Command::Peers { api, json } => api_cmd::peers(&api, json),
         Command::Connect { api, address, json } => {
-            client::connect(&api, &address.to_string(), json)
+            api_cmd::connect(&api, &address.to_string(), json)
         }
         Command::Id { data_dir, create } => print_id(data_dir, create),
         Command::Completions { shell } => {
@@ -180,13 +181,13 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Man { dir } => man(dir),
-        Command::ApiToken { api, json } => client::api_token(&api, json),
+        Command::ApiToken { api, json } => api_cmd::api_token(&api, json),
         Command::Logs {
             api,
             follow,
             lines,
             json,
-        } => client::logs(&api, lines, follow, json),
+        } => api_cmd::logs(&api, lines, follow, json),
         Command::SwarmKey => guts_node::config::new_swarm_key()
             .map(|key| print!("{key}"))
             .map_err(Into::into),

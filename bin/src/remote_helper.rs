@@ -24,7 +24,8 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, anyhow, bail};
 use guts_api::{PushAreaResponse, PushRequest, PushResponse, PushUpdate, RepoDetail, StatusReport};
-use guts_cli::client::{ApiArgs, Client, Progress, SLOW, sync};
+use guts_cli::client::{ApiArgs, Client, SLOW};
+use guts_cli::sync_progress::{Progress, sync};
 use guts_cli::terminal::{safe, safe_lines};
 use guts_protocol::RepositoryId;
 

@@ -9,7 +9,9 @@ use clap::Subcommand;
 use guts_api::{ImportRequest, ImportResponse, RepoDetail, RepoSummary};
 use guts_protocol::RepositoryId;
 
-use guts_cli::client::{ApiArgs, Client, Progress, SLOW, print_json, sync};
+use guts_cli::client::{ApiArgs, Client, SLOW};
+use guts_cli::sync_progress::{Progress, sync};
+use guts_cli::terminal::print_json;
 use guts_cli::terminal::safe;
 
 /// Repository commands.

@@ -1,0 +1,104 @@
+//! A sync run on the node, its progress printed the way git prints a fetch's.
+
+use std::io::IsTerminal;
+
+use anyhow::{Context, anyhow, bail};
+use guts_api::{SyncOutcome, SyncProgress, SyncRequestBody};
+use guts_protocol::RepositoryId;
+
+use crate::client::Client;
+use crate::terminal::safe_lines;
+
+/// Whether a sync prints its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Progress and the outcome on stderr.
+    Shown,
+    /// Nothing but failures (`git clone --quiet`).
+    Quiet,
+}
+
+/// Runs a sync on the node, printing progress and the outcome on stderr the way git
+/// does (stdout may be git's protocol channel); returns the outcome.
+pub fn sync(
+    client: &Client,
+    id: &RepositoryId,
+    from: Option<String>,
+    progress: Progress,
+) -> anyhow::Result<SyncOutcome> {
+    let lines = client.post_lines(
+        &format!("/api/v1/repos/{id}/sync"),
+        &SyncRequestBody { prefer: from },
+    )?;
+    let tty = std::io::stderr().is_terminal();
+    let mut shown = std::io::stderr();
+    let mut sink = std::io::sink();
+    let err: &mut dyn std::io::Write = match progress {
+        Progress::Shown => &mut shown,
+        Progress::Quiet => &mut sink,
+    };
+    for line in lines {
+        let line = line.context("the node stopped answering")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: SyncProgress = serde_json::from_str(&line)
+            .with_context(|| format!("unexpected line from the node: {line}"))?;
+        match event {
+            SyncProgress::Holders { asked } => {
+                let _ = writeln!(err, "Asking {asked} holder(s) for refs");
+            }
+            SyncProgress::Refs { sequence } => {
+                let _ = writeln!(err, "Fetching snapshot {sequence}");
+            }
+            SyncProgress::Receiving {
+                objects,
+                total,
+                bytes,
+            } => {
+                let pct = (objects * 100).checked_div(total).unwrap_or(100);
+                let text = format!(
+                    "Receiving objects: {pct:3}% ({objects}/{total}), {}",
+                    bytesize::ByteSize::b(bytes).display().iec()
+                );
+                if tty {
+                    let _ = write!(err, "\r{text}");
+                } else if objects == total {
+                    let _ = writeln!(err, "{text}");
+                }
+            }
+            SyncProgress::Done(outcome) => {
+                if tty {
+                    let _ = writeln!(err);
+                }
+                match &outcome {
+                    SyncOutcome::UpToDate { sequence } => {
+                        let _ = writeln!(err, "guts://{id} is up to date (sequence {sequence})");
+                    }
+                    SyncOutcome::Updated {
+                        sequence,
+                        from,
+                        objects,
+                        bytes,
+                        millis,
+                    } => {
+                        let _ = writeln!(
+                            err,
+                            "guts://{id} updated to sequence {sequence} from {from}: {objects} objects, {} in {:.1}s",
+                            bytesize::ByteSize::b(*bytes).display().iec(),
+                            *millis as f64 / 1000.0
+                        );
+                    }
+                }
+                return Ok(outcome);
+            }
+            SyncProgress::Failed { error } => {
+                if tty {
+                    let _ = writeln!(err);
+                }
+                bail!("{}", safe_lines(&error));
+            }
+        }
+    }
+    Err(anyhow!("the node ended the sync without an outcome"))
+}
