@@ -10,6 +10,7 @@ use guts_protocol::{RepositoryId, SignedRefs};
 use guts_storage::{Repositories, StorageError};
 use libp2p::PeerId;
 
+use super::policy::{self, Adoption};
 use super::{Engine, RefsRound};
 use crate::config::Replicate;
 use crate::network::RequestError;
@@ -157,16 +158,20 @@ impl Engine {
                 Err(_) => return false,
             }
         };
-        if held || followed {
-            return true;
-        }
-        if count >= self.inner.settings.max_followed {
-            tracing::debug!(repository = %id, count, "not adopted: max_followed reached");
-            return false;
-        }
-        if self.inner.adoptions.check().is_err() {
-            tracing::debug!(repository = %id, "not adopted: max_adoptions_per_hour reached");
-            return false;
+        let adoption = policy::adoption(
+            held,
+            followed,
+            count,
+            self.inner.settings.max_followed,
+            || self.inner.adoptions.check().is_ok(),
+        );
+        match adoption {
+            Adoption::Kept => return true,
+            Adoption::Refused(why) => {
+                tracing::debug!(repository = %id, count, "not adopted: {why}");
+                return false;
+            }
+            Adoption::Follow => {}
         }
         match tokio::task::spawn_blocking(move || repos.follow(&id)).await {
             Ok(Ok(_)) => true,

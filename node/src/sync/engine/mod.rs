@@ -39,6 +39,9 @@ use crate::network::{Client, RequestError};
 /// Holders asked for refs at once.
 const REFS_FANOUT: usize = 6;
 mod keep;
+mod policy;
+
+use policy::RetryBudget;
 
 /// How long other holders may still answer once one has.
 const REFS_GRACE: Duration = Duration::from_secs(1);
@@ -48,26 +51,6 @@ const DIRECT_WAIT: Duration = Duration::from_secs(15);
 const PROVIDERS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Background syncs running at once.
 const BACKGROUND_SYNCS: usize = 4;
-/// A failed background sync is retried this many times, after this delay, doubling, each
-/// delay stretched by up to half again at random (the jitter keeps the ones turned away
-/// from coming back all at once).
-const RETRIES: u32 = 5;
-const RETRY_DELAY: Duration = Duration::from_millis(250);
-/// A sync that failed only because the holders of the announced snapshot were busy, or
-/// because none offered it yet, is retried after `RETRY_DELAY` without doubling, this
-/// many times: after an announcement the owner turns most fetchers away as `Busy`, and
-/// the nodes it served become holders within a fraction of a second, so the next try
-/// finds more holders; each wave of fetchers serves the next (doubling the delay put the
-/// last of 100 nodes 10 s behind).
-const BUSY_RETRIES: u32 = 40;
-/// When a failed background sync goes again.
-enum Retry {
-    /// Busy holders, or the announced snapshot not on offer yet: it will be shortly.
-    Soon,
-    /// Anything else: holders unreachable, bad data, disk trouble.
-    BackOff,
-}
-
 /// `delay` stretched by a random 0-50 %.
 fn jittered(delay: Duration) -> Duration {
     let mut byte = [0u8; 1];
@@ -261,10 +244,11 @@ impl Engine {
             let Ok(_slot) = engine.inner.background.clone().acquire_owned().await else {
                 return;
             };
-            let (mut retries, mut busy_retries) = (0u32, 0u32);
+            let mut budget = RetryBudget::default();
             let mut target = announced;
             loop {
-                let failed = match engine.sync_locked(id, None, target, None).await {
+                let result = engine.sync_locked(id, None, target, None).await;
+                match &result {
                     Ok(SyncOutcome::Updated {
                         sequence,
                         objects,
@@ -273,31 +257,26 @@ impl Engine {
                         ..
                     }) => {
                         tracing::info!(repository = %id, sequence, objects, bytes, %from, "repository updated");
-                        (sequence < target).then_some(Retry::Soon)
                     }
-                    Ok(SyncOutcome::UpToDate { sequence }) if sequence < target => {
+                    Ok(SyncOutcome::UpToDate { sequence }) if *sequence < target => {
                         tracing::debug!(repository = %id, sequence, announced = target, "the announced snapshot is not on offer yet");
-                        Some(Retry::Soon)
                     }
-                    Ok(SyncOutcome::UpToDate { .. }) => None,
+                    Ok(SyncOutcome::UpToDate { .. }) => {}
                     Err(SyncError::NoHolders(_)) => {
                         tracing::debug!(repository = %id, "no holders yet");
-                        None
                     }
                     Err(e) if e.only_busy() => {
                         tracing::debug!(repository = %id, "holders busy: {e}");
-                        Some(Retry::Soon)
                     }
                     // Holders that went offline are common; not worth a warning.
                     Err(e @ SyncError::NoRefs { .. }) => {
                         tracing::info!(repository = %id, "sync failed: {e}");
-                        Some(Retry::BackOff)
                     }
                     Err(e) => {
                         tracing::warn!(repository = %id, "sync failed: {e}");
-                        Some(Retry::BackOff)
                     }
-                };
+                }
+                let retry = policy::retry_after(&result, target);
                 let again = engine
                     .inner
                     .again
@@ -310,18 +289,9 @@ impl Engine {
                 let again = again.is_some();
                 // Holders that were busy (or went away) may serve in a moment, and those
                 // that just fetched become holders too: retry soon, backing off.
-                match failed {
-                    Some(Retry::Soon) if busy_retries < BUSY_RETRIES => {
-                        tokio::time::sleep(jittered(RETRY_DELAY)).await;
-                        busy_retries += 1;
-                        continue;
-                    }
-                    Some(Retry::BackOff) if retries < RETRIES => {
-                        tokio::time::sleep(jittered(RETRY_DELAY * 2u32.pow(retries))).await;
-                        retries += 1;
-                        continue;
-                    }
-                    _ => {}
+                if let Some(delay) = budget.next_delay(retry) {
+                    tokio::time::sleep(jittered(delay)).await;
+                    continue;
                 }
                 if !again {
                     break;
@@ -396,7 +366,7 @@ impl Engine {
         let mut tried: HashSet<PeerId> = HashSet::new();
         loop {
             if round.offers.is_empty() || !failures.is_empty() {
-                if searched {
+                if !policy::search_dht(searched, round.offers.len(), failures.len()) {
                     break;
                 }
                 searched = true;
@@ -464,24 +434,14 @@ impl Engine {
                 }
             }
         }
-        if asked.is_empty() {
-            return Err(SyncError::NoHolders(id));
-        }
-        if !failures.is_empty() {
-            return Err(SyncError::AllFailed {
-                repository: id,
-                failures,
-            });
-        }
-        // Up to date only on a holder's word: holders that were all unreachable (or did
-        // not have it) say nothing about what is newest.
-        if round.heard {
-            return Ok(SyncOutcome::UpToDate { sequence: held_seq });
-        }
-        Err(SyncError::NoRefs {
-            repository: id,
-            tried: round.misses,
-        })
+        policy::conclusion(
+            id,
+            !asked.is_empty(),
+            failures,
+            round.heard,
+            held_seq,
+            round.misses,
+        )
     }
 
     /// Asks `peers` for their refs of `id`; adds to `round` the snapshots that verify and
