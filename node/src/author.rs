@@ -9,6 +9,8 @@ use guts_protocol::wire::Announcement;
 use guts_protocol::{RepoName, RepositoryId, SignedRefs};
 use guts_storage::{Imported, Pushed, RefUpdate, Repositories, StorageError};
 
+use crate::store::Store;
+
 use crate::error::NodeError;
 use crate::network::Client;
 
@@ -18,14 +20,14 @@ const REPACK_ABOVE: usize = 4;
 /// Signs and publishes the owner's changes.
 #[derive(Clone)]
 pub(crate) struct Author {
-    repos: Repositories,
+    store: Store,
     key: SigningKey,
     client: Client,
 }
 
 impl Author {
-    pub(crate) fn new(repos: Repositories, key: SigningKey, client: Client) -> Self {
-        Author { repos, key, client }
+    pub(crate) fn new(store: Store, key: SigningKey, client: Client) -> Self {
+        Author { store, key, client }
     }
 
     /// The public key that owns this node's repositories.
@@ -38,14 +40,14 @@ impl Author {
         &self,
         work: impl FnOnce(&Repositories, &SigningKey) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, NodeError> {
-        let (repos, key) = (self.repos.clone(), self.key.clone());
-        Ok(tokio::task::spawn_blocking(move || work(&repos, &key)).await??)
+        let key = self.key.clone();
+        Ok(self.store.run(move |repos| work(repos, &key)).await??)
     }
 
     /// Tells the network about a new snapshot of ours.
     fn publish(&self, snapshot: &SignedRefs) {
         let id = snapshot.repository();
-        repack_if_needed(&self.repos, id);
+        repack_if_needed(&self.store, id);
         self.client.provide(id);
         self.client.announce(Announcement::of(snapshot));
     }
@@ -100,9 +102,8 @@ impl Author {
 
 /// Repacks `id` in the background once its packs pile up, so full fetches from this
 /// node can send one stored pack as it is.
-pub(crate) fn repack_if_needed(repos: &Repositories, id: RepositoryId) {
-    let repos = repos.clone();
-    tokio::task::spawn_blocking(move || {
+pub(crate) fn repack_if_needed(store: &Store, id: RepositoryId) {
+    store.spawn(move |repos| {
         if repos.pack_count(&id).is_ok_and(|n| n > REPACK_ABOVE)
             && let Err(e) = repos.repack(&id)
         {

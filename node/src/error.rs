@@ -19,8 +19,8 @@ pub enum NodeError {
     Setup(String),
     /// A task doing work off the event loop (disk reads, signing) panicked or was
     /// cancelled.
-    #[error("a background task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Task(#[from] crate::store::TaskFailed),
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {reason}")]
     Listen {

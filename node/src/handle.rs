@@ -6,6 +6,8 @@ use std::time::Duration;
 use guts_api::{PeerReport, RepoDetail, RepoSummary, StatusReport, SyncOutcome, SyncProgress};
 use guts_protocol::{RepoName, RepositoryId, SignedRefs};
 use guts_storage::{Pushed, RefUpdate, Repositories, StorageError};
+
+use crate::store::Store;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
@@ -21,7 +23,7 @@ pub struct NodeHandle {
     client: Client,
     engine: Engine,
     author: Author,
-    repos: Repositories,
+    store: Store,
     data_dir: PathBuf,
     connect_timeout: Duration,
 }
@@ -32,7 +34,7 @@ impl NodeHandle {
         client: Client,
         engine: Engine,
         author: Author,
-        repos: Repositories,
+        store: Store,
         data_dir: PathBuf,
         connect_timeout: Duration,
     ) -> Self {
@@ -41,7 +43,7 @@ impl NodeHandle {
             client,
             engine,
             author,
-            repos,
+            store,
             data_dir,
             connect_timeout,
         }
@@ -52,8 +54,7 @@ impl NodeHandle {
         &self,
         read: impl FnOnce(&Repositories) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, NodeError> {
-        let repos = self.repos.clone();
-        Ok(tokio::task::spawn_blocking(move || read(&repos)).await??)
+        Ok(self.store.run(read).await??)
     }
 
     /// This node's peer id.
@@ -242,7 +243,7 @@ impl NodeHandle {
             head: snapshot
                 .as_ref()
                 .and_then(|s| s.signed.header.head.as_ref().map(|h| h.to_string())),
-            path: self.repos.path(&id).display().to_string(),
+            path: self.store.repos().path(&id).display().to_string(),
         })
     }
 

@@ -24,6 +24,7 @@ mod identity;
 mod metrics;
 mod network;
 mod node;
+mod store;
 mod sync;
 
 pub use config::{Config, ConfigError, DhtMode, LogFormat, Replicate};
@@ -34,4 +35,5 @@ pub use identity::peer_id_of;
 pub use libp2p::{Multiaddr, PeerId};
 pub use network::short_peer_id;
 pub use node::Node;
+pub use store::TaskFailed;
 pub use sync::{FetchError, SyncError};

@@ -17,6 +17,7 @@ use crate::error::NodeError;
 use crate::handle::NodeHandle;
 use crate::metrics::Metrics;
 use crate::network::{self, Client, EventLoop};
+use crate::store::Store;
 use crate::sync::{Engine, Me, Quota, Server};
 
 /// Commands queued for the event loop before senders wait.
@@ -37,7 +38,7 @@ pub struct Node {
     api: Option<api::Server>,
     /// Tells the sync engine's background tasks to stop.
     stop_engine: watch::Sender<bool>,
-    repos: guts_storage::Repositories,
+    store: Store,
     /// Locked until the store is closed, so no other node opens it in between.
     data_dir: Arc<guts_storage::DataDir>,
 }
@@ -71,18 +72,15 @@ impl Node {
         let repos = data_dir
             .repositories()
             .with_limits(config.replication.storage_limits());
-        {
-            let repos = repos.clone();
-            let recovered = tokio::task::spawn_blocking(move || repos.recover()).await??;
-            report_recovery(&recovered);
-        }
+        let recovered = Store::new(repos.clone()).run(|r| r.recover()).await??;
+        report_recovery(&recovered);
 
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
         let ledger = crate::sync::Ledger::new(metrics.equivocations.clone());
-        let repos = {
+        let store = {
             let ledger = ledger.clone();
-            repos.with_seen_elsewhere(move |id| ledger.newest_seen(id))
+            Store::new(repos.with_seen_elsewhere(move |id| ledger.newest_seen(id)))
         };
         let swarm = network::build_swarm(keypair, &config, &mut registry, metrics.manager.clone())?;
         let mut control = swarm.behaviour().stream.new_control();
@@ -100,12 +98,12 @@ impl Node {
         ));
         {
             // Measured after start: fetches of replicas wait for it, nothing else does.
-            let (repos, quota) = (repos.clone(), quota.clone());
-            tokio::task::spawn_blocking(move || quota.load(&repos));
+            let quota = quota.clone();
+            store.spawn(move |repos| quota.load(repos));
         }
         let engine = Engine::new(
             &config,
-            repos.clone(),
+            store.clone(),
             client.clone(),
             control,
             Me {
@@ -118,9 +116,9 @@ impl Node {
                 ledger,
             },
         );
-        let author = Author::new(repos.clone(), key, client.clone());
+        let author = Author::new(store.clone(), key, client.clone());
         let server = Server {
-            repos: repos.clone(),
+            store: store.clone(),
             client: client.clone(),
             engine: engine.clone(),
             metrics: metrics.transfers.clone(),
@@ -129,13 +127,12 @@ impl Node {
             owners: crate::sync::owner_limiter(config.replication.owner_announcements_per_minute),
             announcements: metrics.announcements.clone(),
         };
-        let repos_for_close = repos.clone();
         let handle = NodeHandle::new(
             peer_id,
             client.clone(),
             engine.clone(),
             author,
-            repos,
+            store.clone(),
             data_dir.path().to_owned(),
             // Dials may wait in the connection manager's queue before they start.
             config.net.connection_timeout + Duration::from_secs(30),
@@ -182,7 +179,7 @@ impl Node {
             serving,
             api,
             stop_engine,
-            repos: repos_for_close,
+            store,
             data_dir,
         })
     }
@@ -214,8 +211,7 @@ impl Node {
         }
         self.client.shutdown().await;
         let _ = self.event_loop.await;
-        let repos = self.repos;
-        match tokio::task::spawn_blocking(move || repos.close(CLOSE_WAIT)).await {
+        match self.store.run(|r| r.close(CLOSE_WAIT)).await {
             Ok(Ok(true)) => tracing::debug!("store closed cleanly"),
             Ok(Ok(false)) => tracing::warn!(
                 "writes were still under way at shutdown; the next start checks every repository"

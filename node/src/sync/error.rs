@@ -61,8 +61,8 @@ pub enum FetchError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// The task indexing the pack failed.
-    #[error("the ingest task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Task(#[from] crate::store::TaskFailed),
 }
 
 impl FetchError {
@@ -114,8 +114,8 @@ pub enum SyncError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// A task doing the sync's disk work failed.
-    #[error("a sync task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Task(#[from] crate::store::TaskFailed),
 }
 
 impl SyncError {

@@ -15,6 +15,8 @@ use guts_protocol::wire::{
 };
 use guts_protocol::{ObjectId, RepositoryId, SignedHeader, SignedRefs};
 use guts_storage::Repositories;
+
+use crate::store::Store;
 use libp2p::{PeerId, Stream, gossipsub};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -34,7 +36,7 @@ const CHANNEL_DEPTH: usize = 16;
 /// What answering peers needs.
 #[derive(Clone)]
 pub(crate) struct Server {
-    pub repos: Repositories,
+    pub store: Store,
     pub client: Client,
     pub engine: Engine,
     pub metrics: TransferMetrics,
@@ -121,8 +123,8 @@ impl Server {
 
     /// The answer to a sync request.
     async fn answer(&self, request: SyncRequest) -> SyncResponse {
-        let repos = self.repos.clone();
-        tokio::task::spawn_blocking(move || answer(&repos, request, MAX_LISTED_REPOSITORIES))
+        self.store
+            .run(move |repos| answer(repos, request, MAX_LISTED_REPOSITORIES))
             .await
             .unwrap_or_else(|e| {
                 tracing::error!("answering a sync request failed: {e}");
@@ -156,8 +158,7 @@ impl Server {
             return (Ignore, "owner_rate");
         }
         let id = header.repository();
-        let repos = self.repos.clone();
-        let held = tokio::task::spawn_blocking(move || repos.signed_refs(&id))
+        let held = (self.store.run(move |repos| repos.signed_refs(&id)))
             .await
             .ok()
             .and_then(|r| r.ok())
@@ -250,27 +251,27 @@ impl Server {
         // Repeats go first: a request of 245,000 copies of one want is one want to git
         // (and to the memory each transfer holds).
         let checked = {
-            let repos = self.repos.clone();
             let PackRequest {
                 mut wants,
                 mut haves,
                 ..
             } = request;
-            tokio::task::spawn_blocking(move || {
-                wants.sort_unstable();
-                wants.dedup();
-                haves.sort_unstable();
-                haves.dedup();
-                let snapshot = repos.signed_refs(&id).ok().flatten()?;
-                Some(match unsigned_want(&snapshot, &wants) {
-                    Some(want) => Err(format!(
-                        "{want} is not a ref target of snapshot {} of {id}",
-                        snapshot.sequence()
-                    )),
-                    None => Ok((wants, haves)),
+            self.store
+                .run(move |repos| {
+                    wants.sort_unstable();
+                    wants.dedup();
+                    haves.sort_unstable();
+                    haves.dedup();
+                    let snapshot = repos.signed_refs(&id).ok().flatten()?;
+                    Some(match unsigned_want(&snapshot, &wants) {
+                        Some(want) => Err(format!(
+                            "{want} is not a ref target of snapshot {} of {id}",
+                            snapshot.sequence()
+                        )),
+                        None => Ok((wants, haves)),
+                    })
                 })
-            })
-            .await
+                .await
         };
         let (wants, haves) = match checked {
             Ok(Some(Ok(asked))) => asked,
@@ -283,8 +284,7 @@ impl Server {
         // libgit2 writes the pack on a blocking thread; a bounded channel carries it here.
         let (count_tx, count_rx) = oneshot::channel::<usize>();
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<Vec<u8>>(CHANNEL_DEPTH);
-        let repos = self.repos.clone();
-        let build = tokio::task::spawn_blocking(move || {
+        let build = self.store.run(move |repos| {
             let mut count_tx = Some(count_tx);
             repos.build_pack(
                 &id,
@@ -342,7 +342,10 @@ impl Server {
             }
         }
         // Dropping the receiver on a write error above aborts the builder.
-        build.await?.map_err(io::Error::other)?;
+        build
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io::Error::other)?;
         stream.close().await?;
         drop(permit);
         self.metrics.served_packs.inc();

@@ -25,31 +25,32 @@ impl Engine {
     /// `replicate = all` every one it holds. (A repository fetched once with an explicit
     /// sync is not followed by that alone.)
     pub(super) async fn kept(&self) -> Vec<RepositoryId> {
-        let repos = self.inner.repos.clone();
         let owner = self.inner.owner;
         let owners = self.inner.owners.clone();
         let all = self.inner.settings.replicate == Replicate::All;
-        tokio::task::spawn_blocking(move || {
-            let mut ids = repos.followed().unwrap_or_default();
-            // A set beside the list: linear in the repositories, not quadratic.
-            let mut seen: HashSet<RepositoryId> = ids.iter().copied().collect();
-            let listed = repos.list().unwrap_or_default();
-            let mut owners = owners.lock().unwrap_or_else(|e| e.into_inner());
-            // Removed repositories leave the memo with the list.
-            owners.retain(|id, _| listed.binary_search(id).is_ok());
-            for id in listed {
-                if seen.contains(&id) {
-                    continue;
+        self.inner
+            .store
+            .run(move |repos| {
+                let mut ids = repos.followed().unwrap_or_default();
+                // A set beside the list: linear in the repositories, not quadratic.
+                let mut seen: HashSet<RepositoryId> = ids.iter().copied().collect();
+                let listed = repos.list().unwrap_or_default();
+                let mut owners = owners.lock().unwrap_or_else(|e| e.into_inner());
+                // Removed repositories leave the memo with the list.
+                owners.retain(|id, _| listed.binary_search(id).is_ok());
+                for id in listed {
+                    if seen.contains(&id) {
+                        continue;
+                    }
+                    if all || is_ours(repos, &mut owners, &id, &owner) {
+                        seen.insert(id);
+                        ids.push(id);
+                    }
                 }
-                if all || is_ours(&repos, &mut owners, &id, &owner) {
-                    seen.insert(id);
-                    ids.push(id);
-                }
-            }
-            ids
-        })
-        .await
-        .unwrap_or_default()
+                ids
+            })
+            .await
+            .unwrap_or_default()
     }
 
     /// Checks every kept repository against its holders now.
@@ -115,8 +116,12 @@ impl Engine {
         &self,
         id: &RepositoryId,
     ) -> Result<Option<SignedRefs>, SyncError> {
-        let (repos, id) = (self.inner.repos.clone(), *id);
-        Ok(tokio::task::spawn_blocking(move || repos.signed_refs(&id)).await??)
+        let id = *id;
+        Ok(self
+            .inner
+            .store
+            .run(move |repos| repos.signed_refs(&id))
+            .await??)
     }
 
     /// Whether a verified announcement of `id` is for a repository this node replicates.
@@ -129,26 +134,32 @@ impl Engine {
         if self.inner.settings.replicate != Replicate::All {
             // Followed, or the node's own: two reads for this one repository, not a
             // listing of all of them (this runs for every verified announcement).
-            let (repos, id, owner) = (self.inner.repos.clone(), *id, self.inner.owner);
+            let (id, owner) = (*id, self.inner.owner);
             let owners = self.inner.owners.clone();
-            return tokio::task::spawn_blocking(move || {
-                let mut owners = owners.lock().unwrap_or_else(|e| e.into_inner());
-                repos.is_followed(&id).unwrap_or(false) || is_ours(&repos, &mut owners, &id, &owner)
-            })
-            .await
-            .unwrap_or(false);
+            return self
+                .inner
+                .store
+                .run(move |repos| {
+                    let mut owners = owners.lock().unwrap_or_else(|e| e.into_inner());
+                    repos.is_followed(&id).unwrap_or(false)
+                        || is_ours(repos, &mut owners, &id, &owner)
+                })
+                .await
+                .unwrap_or(false);
         }
-        let (repos, id) = (self.inner.repos.clone(), *id);
+        let id = *id;
         let (held, followed, count) = {
-            let repos = repos.clone();
-            match tokio::task::spawn_blocking(move || {
-                Ok::<_, StorageError>((
-                    repos.signed_refs(&id)?.is_some(),
-                    repos.is_followed(&id)?,
-                    repos.follow_count()?,
-                ))
-            })
-            .await
+            match self
+                .inner
+                .store
+                .run(move |repos| {
+                    Ok::<_, StorageError>((
+                        repos.signed_refs(&id)?.is_some(),
+                        repos.is_followed(&id)?,
+                        repos.follow_count()?,
+                    ))
+                })
+                .await
             {
                 Ok(Ok(state)) => state,
                 Ok(Err(e)) => {
@@ -173,7 +184,7 @@ impl Engine {
             }
             Adoption::Follow => {}
         }
-        match tokio::task::spawn_blocking(move || repos.follow(&id)).await {
+        match self.inner.store.run(move |repos| repos.follow(&id)).await {
             Ok(Ok(_)) => true,
             Ok(Err(e)) => {
                 tracing::warn!(repository = %id, "cannot follow: {e}");

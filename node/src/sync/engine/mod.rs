@@ -20,7 +20,9 @@ use guts_api::{SyncOutcome, SyncProgress};
 use guts_protocol::refs::RefsHeader;
 use guts_protocol::wire::{PackRequest, SyncResponse};
 use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
-use guts_storage::{Repositories, StorageError};
+use guts_storage::StorageError;
+
+use crate::store::Store;
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -101,7 +103,7 @@ pub(crate) struct Engine {
 
 struct Inner {
     metrics: TransferMetrics,
-    repos: Repositories,
+    store: Store,
     client: Client,
     control: Mutex<libp2p_stream::Control>,
     pack_protocol: StreamProtocol,
@@ -129,7 +131,7 @@ struct Inner {
 impl Engine {
     pub(crate) fn new(
         config: &Config,
-        repos: Repositories,
+        store: Store,
         client: Client,
         control: libp2p_stream::Control,
         me: Me,
@@ -143,7 +145,7 @@ impl Engine {
         Engine {
             inner: Arc::new(Inner {
                 metrics,
-                repos,
+                store,
                 client,
                 control: Mutex::new(control),
                 pack_protocol: crate::wire::pack_protocol(&config.network),
@@ -576,17 +578,21 @@ impl Engine {
         report: &(dyn Fn(SyncProgress) + Send + Sync),
     ) -> Result<SyncOutcome, FetchError> {
         let id = snapshot.repository();
-        let repos = self.inner.repos.clone();
         let snap = snapshot.clone();
-        let (wants, haves) = tokio::task::spawn_blocking(move || {
-            Ok::<_, StorageError>((repos.wants(&snap)?, repos.haves(&snap.repository())?))
-        })
-        .await??;
+        let (wants, haves) = self
+            .inner
+            .store
+            .run(move |repos| {
+                Ok::<_, StorageError>((repos.wants(&snap)?, repos.haves(&snap.repository())?))
+            })
+            .await??;
         let started = Instant::now();
         if wants.is_empty() {
             // Every object is here already (e.g. a ref was deleted): apply the snapshot.
-            let (repos, snap) = (self.inner.repos.clone(), snapshot.clone());
-            tokio::task::spawn_blocking(move || repos.accept(&snap, None, &mut |_| {})).await??;
+            let snap = snapshot.clone();
+            (self.inner.store)
+                .run(move |repos| repos.accept(&snap, None, &mut |_| {}))
+                .await??;
             return Ok(SyncOutcome::Updated {
                 sequence: snapshot.sequence(),
                 from: peer.to_string(),
@@ -613,13 +619,17 @@ impl Engine {
         };
         let elapsed = started.elapsed();
         {
-            let (repos, quota) = (self.inner.repos.clone(), self.inner.quota.clone());
-            let measured = tokio::task::spawn_blocking(move || quota.measure(&repos, &id)).await;
+            let quota = self.inner.quota.clone();
+            let measured = self
+                .inner
+                .store
+                .run(move |repos| quota.measure(repos, &id))
+                .await;
             if let Ok(Err(e)) = measured {
                 tracing::warn!(repository = %id, "cannot measure its disk usage: {e}");
             }
         }
-        repack_if_needed(&self.inner.repos, id);
+        repack_if_needed(&self.inner.store, id);
         let m = &self.inner.metrics;
         m.fetched_packs.inc();
         m.fetched_objects.inc_by(objects);
@@ -679,8 +689,8 @@ impl Engine {
         // The indexer runs on a blocking thread, fed through a bounded channel.
         let (tx, mut rx) = mpsc::channel::<io::Result<Vec<u8>>>(16);
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<guts_storage::PackStats>();
-        let (repos, snap) = (self.inner.repos.clone(), snapshot.clone());
-        let ingest = tokio::task::spawn_blocking(move || {
+        let snap = snapshot.clone();
+        let ingest = self.inner.store.run(move |repos| {
             let mut chunks = std::iter::from_fn(|| rx.blocking_recv());
             repos.accept(&snap, Some(&mut chunks), &mut |stats| {
                 let _ = progress_tx.send(stats);
