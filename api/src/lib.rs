@@ -1,10 +1,14 @@
 //! The node's control API as its clients see it: the JSON bodies of every endpoint, the
-//! default address and data dir, and the credential ([`auth`]). Its own crate so the CLI
-//! and `git-remote-guts` need neither libp2p nor an HTTP server to speak to a node.
+//! default address and data dir, the credential ([`auth`]), and with the `client` feature
+//! the client itself ([`client`]). Its own crate so the CLI and `git-remote-guts` need
+//! neither libp2p nor an HTTP server to speak to a node.
 
 mod address;
 pub mod auth;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod settings;
+pub mod terminal;
 
 pub use address::{ApiAddress, ApiAddressError};
 

@@ -6,14 +6,16 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use guts_api::client::Client;
+use guts_api::terminal::safe;
 use guts_api::{ConnectRequest, ConnectResponse, Direction, PeerReport, StatusReport};
-use guts_cli::client::{ApiArgs, Client};
-use guts_cli::terminal::{print_json, safe};
+
+use crate::api_args::{ApiArgs, print_json};
 
 /// Prints the token of the node at the API address (the one it proves it holds), for a
 /// client elsewhere (`GUTS_API_TOKEN`), e.g. on the host of a node in a container.
 pub fn api_token(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
-    let client = Client::new(args, Duration::from_secs(10))?;
+    let client = Client::new(&args.target(), Duration::from_secs(10))?;
     let token = client.token_hex()?;
     if json {
         return print_json(&serde_json::json!({ "token": token }));
@@ -24,7 +26,7 @@ pub fn api_token(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
 
 /// Succeeds only while the node's event loop answers: for container healthchecks.
 pub fn health(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
-    let body = Client::new(args, Duration::from_secs(5))?.get_open_text("/health")?;
+    let body = Client::new(&args.target(), Duration::from_secs(5))?.get_open_text("/health")?;
     if json {
         return print_json(&serde_json::json!({ "health": body.trim() }));
     }
@@ -33,7 +35,8 @@ pub fn health(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
 }
 
 pub fn status(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
-    let status: StatusReport = Client::new(args, Duration::from_secs(10))?.get("/api/v1/status")?;
+    let status: StatusReport =
+        Client::new(&args.target(), Duration::from_secs(10))?.get("/api/v1/status")?;
     if json {
         return print_json(&status);
     }
@@ -173,7 +176,7 @@ fn list(out: &mut String, label: &str, items: &[String]) {
 
 pub fn peers(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
     let peers: Vec<PeerReport> =
-        Client::new(args, Duration::from_secs(10))?.get("/api/v1/peers")?;
+        Client::new(&args.target(), Duration::from_secs(10))?.get("/api/v1/peers")?;
     if json {
         return print_json(&peers);
     }
@@ -217,7 +220,7 @@ pub fn peers(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
 /// `address` is a multiaddr the caller has already parsed (and so checked).
 pub fn connect(args: &ApiArgs, address: &str, json: bool) -> anyhow::Result<()> {
     // The node bounds the dial by its connection timeout; leave room for that.
-    let client = Client::new(args, Duration::from_secs(60))?;
+    let client = Client::new(&args.target(), Duration::from_secs(60))?;
     let reply: ConnectResponse = client.post(
         "/api/v1/connect",
         &ConnectRequest {
@@ -239,7 +242,7 @@ pub fn connect(args: &ApiArgs, address: &str, json: bool) -> anyhow::Result<()> 
 pub fn logs(args: &ApiArgs, lines: usize, follow: bool, json: bool) -> anyhow::Result<()> {
     // A followed answer stays open as long as the node runs.
     let timeout = (!follow).then_some(Duration::from_secs(30));
-    let client = Client::with_timeout(args, timeout)?;
+    let client = Client::with_timeout(&args.target(), timeout)?;
     let answer = client.get_lines(&format!("/api/v1/logs?lines={lines}&follow={follow}"))?;
     let mut out = std::io::stdout().lock();
     for line in answer {

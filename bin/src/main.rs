@@ -1,11 +1,10 @@
 //! `guts`: run a Guts node, or talk to a running one through its control API.
 
+mod api_args;
 mod api_cmd;
 mod logging;
 mod node_cmd;
 mod repo_cmd;
-
-use guts_cli::client;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,7 +26,7 @@ enum Command {
     /// Show a running node's status.
     Status {
         #[command(flatten)]
-        api: client::ApiArgs,
+        api: api_args::ApiArgs,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -35,7 +34,7 @@ enum Command {
     /// Exit 0 if a running node answers its health check (for container healthchecks).
     Health {
         #[command(flatten)]
-        api: client::ApiArgs,
+        api: api_args::ApiArgs,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -43,7 +42,7 @@ enum Command {
     /// List a running node's connected peers.
     Peers {
         #[command(flatten)]
-        api: client::ApiArgs,
+        api: api_args::ApiArgs,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -51,7 +50,7 @@ enum Command {
     /// Ask a running node to connect to a peer (and keep that connection).
     Connect {
         #[command(flatten)]
-        api: client::ApiArgs,
+        api: api_args::ApiArgs,
         /// The peer's multiaddr, with or without /p2p/<peer-id>.
         #[arg(value_name = "MULTIADDR", value_parser = guts_node::config::parse_multiaddr)]
         address: guts_node::Multiaddr,
@@ -62,7 +61,7 @@ enum Command {
     /// Show what the node logged lately; with --follow, each new line as it comes.
     Logs {
         #[command(flatten)]
-        api: client::ApiArgs,
+        api: api_args::ApiArgs,
         /// Keep printing new lines until the node stops (or Ctrl-C).
         #[arg(long, short = 'f')]
         follow: bool,
@@ -84,7 +83,7 @@ enum Command {
         /// Where to put the working copy [default: the repository's name].
         dir: Option<PathBuf>,
         #[command(flatten)]
-        api: client::ApiArgs,
+        api: api_args::ApiArgs,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -93,7 +92,7 @@ enum Command {
     /// against the node), for `GUTS_API_TOKEN` where the data dir is out of reach.
     ApiToken {
         #[command(flatten)]
-        api: client::ApiArgs,
+        api: api_args::ApiArgs,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -199,7 +198,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!(
                 "error: {}",
-                guts_cli::terminal::safe_lines(&format!("{e:#}"))
+                guts_api::terminal::safe_lines(&format!("{e:#}"))
             );
             ExitCode::FAILURE
         }

@@ -9,10 +9,10 @@ use clap::Subcommand;
 use guts_api::{ImportRequest, ImportResponse, RepoDetail, RepoSummary};
 use guts_protocol::RepositoryId;
 
-use guts_cli::client::{ApiArgs, Client, SLOW};
-use guts_cli::sync_progress::{Progress, sync};
-use guts_cli::terminal::print_json;
-use guts_cli::terminal::safe;
+use guts_api::client::{Client, Progress, SLOW, sync};
+use guts_api::terminal::safe;
+
+use crate::api_args::{ApiArgs, print_json};
 
 /// Repository commands.
 #[derive(Subcommand)]
@@ -130,7 +130,7 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
             json,
         } => import(&api, &path, name, json),
         RepoCommand::Init { name, api, json } => {
-            let r: RepoSummary = Client::new(&api, Duration::from_secs(30))?
+            let r: RepoSummary = Client::new(&api.target(), Duration::from_secs(30))?
                 .post("/api/v1/repos/init", &guts_api::InitRequest { name })?;
             if json {
                 print_json(&r)?;
@@ -146,7 +146,7 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
         RepoCommand::List { api, json } => list(&api, json),
         RepoCommand::Show { id, api, json } => show(&api, &id, json),
         RepoCommand::Follow { id, api, json } => {
-            let client = Client::new(&api, Duration::from_secs(30))?;
+            let client = Client::new(&api.target(), Duration::from_secs(30))?;
             let reply: serde_json::Value = client.post(
                 &format!("/api/v1/repos/{id}/follow"),
                 &serde_json::json!({}),
@@ -160,7 +160,7 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
             Ok(())
         }
         RepoCommand::Unfollow { id, api, json } => {
-            let client = Client::new(&api, Duration::from_secs(30))?;
+            let client = Client::new(&api.target(), Duration::from_secs(30))?;
             let reply: serde_json::Value = client.post(
                 &format!("/api/v1/repos/{id}/unfollow"),
                 &serde_json::json!({}),
@@ -183,7 +183,7 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
             api,
             json,
         } => {
-            let client = Client::new(&api, Duration::from_secs(60))?;
+            let client = Client::new(&api.target(), Duration::from_secs(60))?;
             let reply: serde_json::Value =
                 client.delete(&format!("/api/v1/repos/{id}?force={force}"))?;
             if json {
@@ -204,7 +204,12 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
             api,
             json,
         } => {
-            let outcome = sync(&Client::new(&api, SLOW)?, &id, from, Progress::Shown)?;
+            let outcome = sync(
+                &Client::new(&api.target(), SLOW)?,
+                &id,
+                from,
+                Progress::Shown,
+            )?;
             if json {
                 print_json(&outcome)?;
             }
@@ -217,7 +222,7 @@ fn import(api: &ApiArgs, path: &Path, name: Option<String>, json: bool) -> anyho
     let abs = path
         .canonicalize()
         .with_context(|| format!("cannot import {}", path.display()))?;
-    let client = Client::new(api, SLOW)?;
+    let client = Client::new(&api.target(), SLOW)?;
     let reply: ImportResponse = client.post(
         "/api/v1/repos/import",
         &ImportRequest {
@@ -246,7 +251,7 @@ fn import(api: &ApiArgs, path: &Path, name: Option<String>, json: bool) -> anyho
 
 fn list(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
     let repos: Vec<RepoSummary> =
-        Client::new(api, Duration::from_secs(30))?.get("/api/v1/repos")?;
+        Client::new(&api.target(), Duration::from_secs(30))?.get("/api/v1/repos")?;
     if json {
         return print_json(&repos);
     }
@@ -277,7 +282,7 @@ fn list(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
 
 fn show(api: &ApiArgs, id: &RepositoryId, json: bool) -> anyhow::Result<()> {
     let r: RepoDetail =
-        Client::new(api, Duration::from_secs(30))?.get(&format!("/api/v1/repos/{id}"))?;
+        Client::new(&api.target(), Duration::from_secs(30))?.get(&format!("/api/v1/repos/{id}"))?;
     if json {
         return print_json(&r);
     }
@@ -322,7 +327,7 @@ pub fn clone(
     if let Some(dir) = &dir {
         refuse_non_empty(dir)?;
     }
-    let client = Client::new(api, SLOW)?;
+    let client = Client::new(&api.target(), SLOW)?;
     let detail: Result<RepoDetail, _> = client.get(&format!("/api/v1/repos/{id}"));
     if !matches!(&detail, Ok(d) if d.summary.sequence > 0) {
         // git clone's helper would fetch it too; here the progress is shown once.

@@ -37,7 +37,7 @@ fn ensure_fresh(bin_dir: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root");
-    let newest_source = ["api", "bin", "node", "protocol", "storage"]
+    let newest_source = ["api", "bin", "git", "node", "protocol", "remote", "storage"]
         .iter()
         .map(|c| newest_mtime(&root.join(c)))
         .chain(["Cargo.toml", "Cargo.lock"].map(|f| newest_mtime(&root.join(f))))

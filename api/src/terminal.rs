@@ -4,8 +4,6 @@
 
 use std::borrow::Cow;
 
-use serde::Serialize;
-
 /// `text` with control characters (C0, DEL, C1) and Unicode bidirectional controls
 /// replaced by `\u{…}` escapes; borrowed when there is nothing to escape.
 pub fn safe(text: &str) -> Cow<'_, str> {
@@ -44,12 +42,6 @@ fn needs_escape(c: char) -> bool {
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}')
         || ('\u{202a}'..='\u{202e}').contains(&c)
         || ('\u{2066}'..='\u{2069}').contains(&c)
-}
-
-/// Prints `value` as pretty JSON: what every client command prints with `--json`.
-pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,58 +1,64 @@
-//! A client of a running node's control API: where the node is, the token handshake,
-//! and requests whose answers must prove they come from the node.
+//! A client of a running node's control API: where the node is (flags, variables, its
+//! config file), the token handshake, and requests whose answers must prove they come
+//! from the node. What `guts` and `git-remote-guts` share.
+
+mod error;
+mod sync;
 
 use std::cell::OnceCell;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
-use clap::Args;
-use guts_api::ErrorBody;
-use guts_api::auth::{self, Token};
-use guts_api::{ApiAddress, settings};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::auth::{self, Token};
 use crate::terminal::safe;
+use crate::{ApiAddress, ErrorBody, settings};
+
+pub use error::ClientError;
+pub use sync::{Progress, sync};
 
 /// Timeout for long operations (imports, fetches).
 pub const SLOW: Duration = Duration::from_secs(3600);
 
-/// Where the node's control API is, and where its token is.
-#[derive(Args, Debug, Clone, Default)]
-pub struct ApiArgs {
-    /// The node's control API: HOST:PORT or http://HOST:PORT [default: the config file's
-    /// `api`, else 127.0.0.1:9080].
-    #[arg(long, env = "GUTS_API", value_name = "ADDR")]
-    api: Option<ApiAddress>,
-    /// The node's data dir, where it writes its API token [default: the config file's
-    /// `data_dir`, else the platform data dir, as for `guts node`]. GUTS_API_TOKEN, if
-    /// set, is used instead.
-    #[arg(long, env = "GUTS_DATA_DIR", value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// The node's config file, read for its `api` and `data_dir` [default:
-    /// ~/.config/guts/config.toml, if it exists].
-    #[arg(long, env = "GUTS_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
+/// Which node to ask, as a user named it; what is not named comes from the node's
+/// config file, then the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// The node's control API address.
+    pub api: Option<ApiAddress>,
+    /// The node's data dir, where it writes its API token.
+    pub data_dir: Option<PathBuf>,
+    /// The node's config file, read for its `api` and `data_dir`.
+    pub config: Option<PathBuf>,
 }
 
-impl ApiArgs {
+impl Target {
     /// `GUTS_API`, `GUTS_DATA_DIR` and `GUTS_CONFIG` (for programs git runs, which take
     /// no flags).
-    pub fn from_env() -> anyhow::Result<Self> {
+    pub fn from_env() -> Result<Self, ClientError> {
         let api = match std::env::var("GUTS_API") {
-            Ok(v) => Some(v.parse().context("GUTS_API")?),
+            Ok(v) => {
+                Some(
+                    v.parse()
+                        .map_err(|e: crate::ApiAddressError| ClientError::Variable {
+                            var: "GUTS_API",
+                            message: e.to_string(),
+                        })?,
+                )
+            }
             Err(_) => None,
         };
-        Ok(ApiArgs {
+        Ok(Target {
             api,
             data_dir: std::env::var_os("GUTS_DATA_DIR").map(PathBuf::from),
             config: std::env::var_os("GUTS_CONFIG").map(PathBuf::from),
         })
     }
 
-    /// The address and data dir: flags and variables first, then the config file.
-    pub fn resolve(&self) -> anyhow::Result<Endpoint> {
+    /// The address and data dir: what was named first, then the config file.
+    pub fn resolve(&self) -> Result<Endpoint, ClientError> {
         let file = match self.config.clone().or_else(settings::default_config_file) {
             Some(path) => Some((settings::read_file_settings(&path)?, path)),
             None => None,
@@ -61,12 +67,14 @@ impl ApiArgs {
         let api = match (&self.api, from_file.api) {
             (Some(a), _) => a.clone(),
             (None, Some(Some(a))) => settings::connectable(a),
-            (None, Some(None)) => bail!(
-                "{} says api = \"off\": that node has no control API; give --api for another",
-                file.map(|(_, p)| p.display().to_string())
-                    .unwrap_or_default()
-            ),
-            (None, None) => guts_api::DEFAULT_API_ADDR.parse()?,
+            (None, Some(None)) => {
+                return Err(ClientError::ApiOff {
+                    file: file.map(|(_, p)| p).unwrap_or_default(),
+                });
+            }
+            (None, None) => crate::DEFAULT_API_ADDR
+                .parse()
+                .expect("the default API address parses"),
         };
         Ok(Endpoint {
             api,
@@ -92,7 +100,7 @@ impl Endpoint {
     fn data_dir(&self) -> PathBuf {
         self.data_dir
             .clone()
-            .unwrap_or_else(guts_api::default_data_dir)
+            .unwrap_or_else(crate::default_data_dir)
     }
 }
 
@@ -120,15 +128,14 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the node `args` name (flags, variables, config file), answering
-    /// within `timeout`.
-    pub fn new(args: &ApiArgs, timeout: Duration) -> anyhow::Result<Self> {
-        Self::with_timeout(args, Some(timeout))
+    /// A client of the node `target` names, answering within `timeout`.
+    pub fn new(target: &Target, timeout: Duration) -> Result<Self, ClientError> {
+        Self::with_timeout(target, Some(timeout))
     }
 
     /// A client whose requests may take as long as the node keeps answering (a followed
     /// log), or `timeout` at most.
-    pub fn with_timeout(args: &ApiArgs, timeout: Option<Duration>) -> anyhow::Result<Self> {
+    pub fn with_timeout(target: &Target, timeout: Option<Duration>) -> Result<Self, ClientError> {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(3)))
@@ -136,7 +143,7 @@ impl Client {
             .build()
             .into();
         Ok(Client {
-            endpoint: args.resolve()?,
+            endpoint: target.resolve()?,
             agent,
             credential: OnceCell::new(),
         })
@@ -155,7 +162,7 @@ impl Client {
     /// The node's data dir: where the token that it proved it holds was found, or the
     /// one named (or the default) when the token came from `GUTS_API_TOKEN`. Paths the
     /// node gives this client must lie inside it.
-    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+    pub fn data_dir(&self) -> Result<PathBuf, ClientError> {
         Ok(self
             .credential()?
             .dir
@@ -167,36 +174,32 @@ impl Client {
     /// the node's data dir: git runs on it, so a node (or whatever answered) cannot point
     /// this helper anywhere else. Callers read and write the node's store directly, so the
     /// node must share this machine's filesystem (not, say, run in a container).
-    pub fn local_path(&self, path: &str) -> anyhow::Result<PathBuf> {
+    pub fn local_path(&self, path: &str) -> Result<PathBuf, ClientError> {
         let data_dir = self.data_dir()?;
-        let resolved = std::fs::canonicalize(path).map_err(|_| {
-            anyhow!(
-                "the node at {} keeps this repository at {}, which this machine cannot see; \
-                 git-remote-guts needs a node on the same filesystem (a node in a container: run \
-                 `guts repo sync` / `guts repo import` inside it instead)",
-                self.endpoint.api,
-                safe(path)
-            )
+        let resolved = std::fs::canonicalize(path).map_err(|_| ClientError::NotHere {
+            addr: self.endpoint.api.clone(),
+            path: safe(path).into_owned(),
         })?;
-        let root = std::fs::canonicalize(&data_dir)
-            .with_context(|| format!("resolving the node's data dir {}", data_dir.display()))?;
+        let root = std::fs::canonicalize(&data_dir).map_err(|source| ClientError::DataDir {
+            dir: data_dir.clone(),
+            source,
+        })?;
         if !resolved.starts_with(&root) {
-            bail!(
-                "the node at {} named {} as the repository's path, which is outside its data dir {}; refused",
-                self.endpoint.api,
-                safe(path),
-                root.display()
-            );
+            return Err(ClientError::OutsideDataDir {
+                addr: self.endpoint.api.clone(),
+                path: safe(path).into_owned(),
+                root,
+            });
         }
         Ok(resolved)
     }
 
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let response = self.send_authorized(self.agent.get(self.url(path)), |r| r.call())?;
         self.decode(response)
     }
 
-    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let response = self.send_authorized(self.agent.delete(self.url(path)), |r| r.call())?;
         self.decode(response)
     }
@@ -205,7 +208,7 @@ impl Client {
         &self,
         path: &str,
         body: &B,
-    ) -> anyhow::Result<T> {
+    ) -> Result<T, ClientError> {
         let response = self.send_post(path, body)?;
         self.decode(response)
     }
@@ -214,7 +217,7 @@ impl Client {
     pub fn get_lines(
         &self,
         path: &str,
-    ) -> anyhow::Result<impl Iterator<Item = std::io::Result<String>> + use<>> {
+    ) -> Result<impl Iterator<Item = std::io::Result<String>> + use<>, ClientError> {
         let response = self.send_authorized(self.agent.get(self.url(path)), |r| r.call())?;
         self.lines(response)
     }
@@ -224,7 +227,7 @@ impl Client {
         &self,
         path: &str,
         body: &B,
-    ) -> anyhow::Result<impl Iterator<Item = std::io::Result<String>> + use<B>> {
+    ) -> Result<impl Iterator<Item = std::io::Result<String>> + use<B>, ClientError> {
         let response = self.send_post(path, body)?;
         self.lines(response)
     }
@@ -232,13 +235,13 @@ impl Client {
     fn lines(
         &self,
         response: ureq::http::Response<ureq::Body>,
-    ) -> anyhow::Result<impl Iterator<Item = std::io::Result<String>> + use<>> {
+    ) -> Result<impl Iterator<Item = std::io::Result<String>> + use<>, ClientError> {
         use std::io::BufRead;
         if !response.status().is_success() {
             return Err(self
                 .decode::<serde_json::Value>(response)
                 .err()
-                .unwrap_or_else(|| anyhow!("unexpected answer")));
+                .unwrap_or_else(|| ClientError::Node("unexpected answer".into())));
         }
         let reader = std::io::BufReader::new(response.into_body().into_reader());
         Ok(reader.lines())
@@ -248,7 +251,7 @@ impl Client {
         &self,
         path: &str,
         body: &B,
-    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
         self.send_authorized(self.agent.post(self.url(path)), |r| r.send_json(body))
     }
 
@@ -261,7 +264,7 @@ impl Client {
         send: impl FnOnce(
             ureq::RequestBuilder<K>,
         ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
         let credential = self.credential()?;
         let nonce = auth::nonce()?;
         let request = request
@@ -274,16 +277,15 @@ impl Client {
         let proved = proof(&response)
             .is_some_and(|p| credential.token.verify_proof(&nonce, &self.host(), p));
         if !proved {
-            bail!(
-                "the answer from {} carries no valid proof that it comes from the node; ignored",
-                self.endpoint.api
-            )
+            return Err(ClientError::NoProof {
+                addr: self.endpoint.api.clone(),
+            });
         }
         Ok(response)
     }
 
     /// GETs an open plain-text path (`/health`) without the token; the body on success.
-    pub fn get_open_text(&self, path: &str) -> anyhow::Result<String> {
+    pub fn get_open_text(&self, path: &str) -> Result<String, ClientError> {
         let mut response = self
             .agent
             .get(self.url(path))
@@ -292,11 +294,12 @@ impl Client {
         let status = response.status();
         let body = response.body_mut().read_to_string().unwrap_or_default();
         if !status.is_success() {
-            bail!(
-                "the node at {} answered {path} with HTTP {status}: {}",
-                self.endpoint.api,
-                safe(body.trim())
-            );
+            return Err(ClientError::Status {
+                addr: self.endpoint.api.clone(),
+                path: path.to_owned(),
+                status: status.as_u16(),
+                body: safe(body.trim()).into_owned(),
+            });
         }
         Ok(body)
     }
@@ -311,11 +314,11 @@ impl Client {
     }
 
     /// The token the node proved it holds, in hex (`guts api-token`).
-    pub fn token_hex(&self) -> anyhow::Result<String> {
+    pub fn token_hex(&self) -> Result<String, ClientError> {
         Ok(self.credential()?.token.to_hex())
     }
 
-    fn credential(&self) -> anyhow::Result<&Credential> {
+    fn credential(&self) -> Result<&Credential, ClientError> {
         if let Some(c) = self.credential.get() {
             return Ok(c);
         }
@@ -326,7 +329,7 @@ impl Client {
     /// Finds which of the tokens this client can read the node at the address holds,
     /// by a challenge on the open `/health` endpoint: no token is sent to a program that
     /// cannot prove it has it.
-    fn handshake(&self) -> anyhow::Result<Credential> {
+    fn handshake(&self) -> Result<Credential, ClientError> {
         // Ask first: "no node here" is the likelier story than a missing token.
         let nonce = auth::nonce()?;
         let mut response = self
@@ -341,14 +344,10 @@ impl Client {
                 return Err(problem);
             }
             let dir = self.endpoint.data_dir();
-            bail!(
-                "no API token in {} (looked for {}): is a node running with this data dir? \
-                 Start one with `guts node`; run this as the node's user, or point --data-dir / \
-                 GUTS_DATA_DIR at its data dir ({} for a node whose data dir is elsewhere)",
-                dir.display(),
-                auth::token_path(&dir).display(),
-                auth::TOKEN_ENV
-            );
+            return Err(ClientError::NoToken {
+                file: auth::token_path(&dir),
+                dir,
+            });
         }
         if let Some(proof) = proof(&response)
             && let Some(c) = candidates
@@ -363,30 +362,22 @@ impl Client {
         if !response.status().is_success()
             && let Ok(body) = response.body_mut().read_json::<ErrorBody>()
         {
-            bail!(
-                "the node at {} refused: {}",
-                self.endpoint.api,
-                safe(&body.error)
-            );
+            return Err(ClientError::Refused {
+                addr: self.endpoint.api.clone(),
+                message: safe(&body.error).into_owned(),
+            });
         }
-        let sources: Vec<&str> = candidates.iter().map(|c| c.source.as_str()).collect();
-        let mut message = format!(
-            "whatever answers at {} could not prove it holds the API token in {}, so it is \
-             not that node (it may have restarted with a new token, or another program has \
-             the port); nothing was sent to it",
-            self.endpoint.api,
-            sources.join(", ")
-        );
-        for problem in problems {
-            message.push_str(&format!("; also: {problem:#}"));
-        }
-        Err(anyhow!(message))
+        Err(ClientError::NotTheNode {
+            addr: self.endpoint.api.clone(),
+            sources: candidates.into_iter().map(|c| c.source).collect(),
+            problems: problems.iter().map(|p| p.to_string()).collect(),
+        })
     }
 
     /// Tokens to try: `GUTS_API_TOKEN`, or the token files of the data dir (and of its
     /// `node-N` slots, for nodes that share one). Files that cannot be used are returned
     /// as problems, reported if nothing else works.
-    fn candidates(&self) -> anyhow::Result<(Vec<Candidate>, Vec<anyhow::Error>)> {
+    fn candidates(&self) -> Result<(Vec<Candidate>, Vec<ClientError>), ClientError> {
         if let Ok(value) = std::env::var(auth::TOKEN_ENV) {
             let token = Token::parse(&value, auth::TOKEN_ENV)?;
             let source = auth::TOKEN_ENV.to_owned();
@@ -421,10 +412,9 @@ impl Client {
                 }),
                 Err(auth::AuthError::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e @ auth::AuthError::Io { .. }) => problems.push(anyhow!(
-                    "{e} (run this as the node's user, or set {})",
-                    auth::TOKEN_ENV
-                )),
+                Err(e @ auth::AuthError::Io { .. }) => {
+                    problems.push(ClientError::TokenUnreadable(e))
+                }
                 Err(e) => problems.push(e.into()),
             }
         }
@@ -434,25 +424,26 @@ impl Client {
     fn decode<T: DeserializeOwned>(
         &self,
         mut response: ureq::http::Response<ureq::Body>,
-    ) -> anyhow::Result<T> {
+    ) -> Result<T, ClientError> {
         let status = response.status();
         if status.is_success() {
-            return response.body_mut().read_json().with_context(|| {
-                format!(
-                    "the node at {} sent an answer this client cannot read",
-                    self.endpoint.api
-                )
-            });
+            return response
+                .body_mut()
+                .read_json()
+                .map_err(|e| ClientError::Unreadable {
+                    addr: self.endpoint.api.clone(),
+                    why: e.to_string(),
+                });
         }
         let message = response
             .body_mut()
             .read_json::<ErrorBody>()
             .map(|b| b.error)
             .unwrap_or_else(|_| format!("HTTP {status}"));
-        Err(anyhow!(safe(&message).into_owned()))
+        Err(ClientError::Node(safe(&message).into_owned()))
     }
 
-    fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
+    fn unreachable(&self, e: ureq::Error) -> ClientError {
         let addr = &self.endpoint.api;
         match e {
             ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
@@ -460,12 +451,16 @@ impl Client {
                     ureq::Error::Io(io) => io.to_string(),
                     other => other.to_string(),
                 };
-                anyhow!(
-                    "no node at {addr} ({why}); start one with `guts node`, or point --api / GUTS_API at a running node"
-                )
+                ClientError::NoNode {
+                    addr: addr.clone(),
+                    why,
+                }
             }
-            ureq::Error::Timeout(_) => anyhow!("the node at {addr} did not answer in time"),
-            other => anyhow!("cannot talk to the node at {addr}: {other}"),
+            ureq::Error::Timeout(_) => ClientError::Timeout { addr: addr.clone() },
+            other => ClientError::Http {
+                addr: addr.clone(),
+                why: other.to_string(),
+            },
         }
     }
 }

@@ -23,13 +23,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, anyhow, bail};
+use guts_api::client::{Client, Progress, SLOW, Target, sync};
+use guts_api::terminal::{safe, safe_lines};
 use guts_api::{PushAreaResponse, PushRequest, PushResponse, PushUpdate, RepoDetail, StatusReport};
-use guts_cli::client::{ApiArgs, Client, SLOW};
-use guts_cli::sync_progress::{Progress, sync};
-use guts_cli::terminal::{safe, safe_lines};
 use guts_protocol::RepositoryId;
 
-#[path = "remote_helper/handoff.rs"]
 mod handoff;
 
 fn main() -> ExitCode {
@@ -63,7 +61,7 @@ fn parse_url(url: &str) -> anyhow::Result<RepositoryId> {
 
 fn run(url: &str) -> anyhow::Result<()> {
     let id = parse_url(url)?;
-    let api = ApiArgs::from_env()?;
+    let api = Target::from_env()?;
     // One client: it has the node prove it holds the token once, then checks every answer.
     let client = Client::new(&api, SLOW)?;
     let stdin = io::stdin();
@@ -210,7 +208,7 @@ fn node_peer_id(client: &Client) -> anyhow::Result<String> {
 }
 
 fn repository(client: &Client, id: &RepositoryId) -> anyhow::Result<RepoDetail> {
-    client.get(&format!("/api/v1/repos/{id}"))
+    Ok(client.get(&format!("/api/v1/repos/{id}"))?)
 }
 
 /// Brings the node's copy up to date (fetching it first if needed); returns its path.
@@ -224,21 +222,21 @@ fn prepare_fetch(
         .ok()
         .filter(|d| d.summary.sequence > 0);
     if let Some(d) = held.as_ref().filter(|d| d.summary.owned) {
-        return client.local_path(&d.summary.path);
+        return Ok(client.local_path(&d.summary.path)?);
     }
     match sync(client, id, None, progress) {
         Ok(_) => {}
         Err(e) if held.is_some() => eprintln!(
             "guts: warning: could not reach holders ({e:#}); using the copy this node has"
         ),
-        Err(e) => return Err(e.context(format!("cannot fetch guts://{id}"))),
+        Err(e) => return Err(anyhow::Error::from(e).context(format!("cannot fetch guts://{id}"))),
     }
     // Whoever clones or fetches a repository wants it kept up to date.
     client.post::<_, serde_json::Value>(
         &format!("/api/v1/repos/{id}/follow"),
         &serde_json::json!({}),
     )?;
-    client.local_path(&repository(client, id)?.summary.path)
+    Ok(client.local_path(&repository(client, id)?.summary.path)?)
 }
 
 /// git in the repository git runs this helper for (its `GIT_DIR`, else found from the

@@ -2,12 +2,9 @@
 
 use std::io::IsTerminal;
 
-use anyhow::{Context, anyhow, bail};
-use guts_api::{SyncOutcome, SyncProgress, SyncRequestBody};
-use guts_protocol::RepositoryId;
-
-use crate::client::Client;
+use super::{Client, ClientError};
 use crate::terminal::safe_lines;
+use crate::{SyncOutcome, SyncProgress, SyncRequestBody};
 
 /// Whether a sync prints its progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,10 +19,10 @@ pub enum Progress {
 /// does (stdout may be git's protocol channel); returns the outcome.
 pub fn sync(
     client: &Client,
-    id: &RepositoryId,
+    id: &impl std::fmt::Display,
     from: Option<String>,
     progress: Progress,
-) -> anyhow::Result<SyncOutcome> {
+) -> Result<SyncOutcome, ClientError> {
     let lines = client.post_lines(
         &format!("/api/v1/repos/{id}/sync"),
         &SyncRequestBody { prefer: from },
@@ -38,12 +35,17 @@ pub fn sync(
         Progress::Quiet => &mut sink,
     };
     for line in lines {
-        let line = line.context("the node stopped answering")?;
+        let line =
+            line.map_err(|e| ClientError::Stream(format!("the node stopped answering: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
-        let event: SyncProgress = serde_json::from_str(&line)
-            .with_context(|| format!("unexpected line from the node: {line}"))?;
+        let event: SyncProgress = serde_json::from_str(&line).map_err(|e| {
+            ClientError::Stream(format!(
+                "unexpected line from the node: {}: {e}",
+                crate::terminal::safe(&line)
+            ))
+        })?;
         match event {
             SyncProgress::Holders { asked } => {
                 let _ = writeln!(err, "Asking {asked} holder(s) for refs");
@@ -96,9 +98,11 @@ pub fn sync(
                 if tty {
                     let _ = writeln!(err);
                 }
-                bail!("{}", safe_lines(&error));
+                return Err(ClientError::Node(safe_lines(&error).into_owned()));
             }
         }
     }
-    Err(anyhow!("the node ended the sync without an outcome"))
+    Err(ClientError::Stream(
+        "the node ended the sync without an outcome".into(),
+    ))
 }
