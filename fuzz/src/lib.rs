@@ -9,6 +9,7 @@ use ed25519_dalek::SigningKey;
 use futures::executor::block_on;
 use futures::io::Cursor;
 use git2::{ObjectType, Oid};
+use guts_crafted::{entry_header, sha1, zlib_stored};
 use guts_node::wire::{Codec, penalty_for};
 use guts_protocol::wire::{
     self, Announcement, MAX_ANNOUNCEMENT_SIZE, MAX_PACK_HEADER_SIZE, MAX_PACK_REQUEST_SIZE,
@@ -219,91 +220,6 @@ pub fn build_pack(data: &[u8]) -> Option<(Oid, Vec<u8>)> {
     pack.extend(trailer);
     let target = ids.len().saturating_sub(1 + usize::from(pick));
     Some((*ids.get(target)?, pack))
-}
-
-/// A pack entry's header: its type and inflated size.
-pub fn entry_header(kind: u8, mut size: u64) -> Vec<u8> {
-    let mut out = vec![(kind << 4) | (size & 0x0f) as u8];
-    size >>= 4;
-    while size > 0 {
-        *out.last_mut().unwrap() |= 0x80;
-        out.push((size & 0x7f) as u8);
-        size >>= 7;
-    }
-    out
-}
-
-/// `data` as a zlib stream of stored (uncompressed) blocks.
-pub fn zlib_stored(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x78, 0x01];
-    let mut blocks = data.chunks(65_535).peekable();
-    if data.is_empty() {
-        out.extend([1, 0, 0, 0xff, 0xff]);
-    }
-    while let Some(block) = blocks.next() {
-        out.push(u8::from(blocks.peek().is_none()));
-        let len = block.len() as u16;
-        out.extend(len.to_le_bytes());
-        out.extend((!len).to_le_bytes());
-        out.extend(block);
-    }
-    let (mut a, mut b) = (1u32, 0u32);
-    for &x in data {
-        a = (a + u32::from(x)) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    out.extend(((b << 16) | a).to_be_bytes());
-    out
-}
-
-/// SHA-1, for a pack's trailer (git2 hashes objects, not raw bytes).
-pub fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [
-        0x6745_2301,
-        0xefcd_ab89,
-        0x98ba_dcfe,
-        0x1032_5476,
-        0xc3d2_e1f0,
-    ];
-    let mut message = data.to_vec();
-    message.push(0x80);
-    while message.len() % 64 != 56 {
-        message.push(0);
-    }
-    message.extend((data.len() as u64).wrapping_mul(8).to_be_bytes());
-    for block in message.chunks_exact(64) {
-        let mut w = [0u32; 80];
-        for (word, bytes) in w.iter_mut().zip(block.chunks_exact(4)) {
-            *word = u32::from_be_bytes(bytes.try_into().unwrap());
-        }
-        for i in 16..80 {
-            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = h;
-        for (i, word) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..=19 => ((b & c) | (!b & d), 0x5a82_7999),
-                20..=39 => (b ^ c ^ d, 0x6ed9_eba1),
-                40..=59 => ((b & c) | (b & d) | (c & d), 0x8f1b_bcdc),
-                _ => (b ^ c ^ d, 0xca62_c1d6),
-            };
-            let t = a
-                .rotate_left(5)
-                .wrapping_add(f)
-                .wrapping_add(e)
-                .wrapping_add(k)
-                .wrapping_add(*word);
-            (e, d, c, b, a) = (d, c, b.rotate_left(30), a, t);
-        }
-        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
-            *x = x.wrapping_add(y);
-        }
-    }
-    let mut out = [0u8; 20];
-    for (bytes, x) in out.chunks_exact_mut(4).zip(h) {
-        bytes.copy_from_slice(&x.to_be_bytes());
-    }
-    out
 }
 
 /// [`pack_ingest`] of a pack built from objects, so that mutations reach what is checked

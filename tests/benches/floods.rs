@@ -226,13 +226,7 @@ async fn main() {
         .map(|(n, b)| (n.as_str(), b.as_slice()))
         .collect();
     work.commit("refs/heads/main", &files, "blobs");
-    let out = node.client(["repo", "import", work.path().to_str().unwrap(), "--json"]);
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id: RepositoryId = summary["repository"]["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let id: RepositoryId = node.import(work.path()).id.parse().unwrap();
     let tip = work.repo.refname_to_id("refs/heads/main").unwrap();
     let request = PackRequest {
         repository: id,
@@ -414,13 +408,7 @@ async fn main() {
     let source = dir.path().join("many.git");
     many_refs_repo(&source, refs);
     let node = spawn_node(dir.path(), "many-refs", &[]);
-    let out = node.client(["repo", "import", source.to_str().unwrap(), "--json"]);
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id: RepositoryId = summary["repository"]["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let id: RepositoryId = node.import(&source).id.parse().unwrap();
     let detail = node.client(["repo", "show", &id.to_string(), "--json"]);
     let detail: serde_json::Value = serde_json::from_slice(&detail.stdout).unwrap();
     // The snapshot's last target: a scan of the refs per want would find it last.

@@ -132,14 +132,7 @@ fn main() {
     let proxy = link.proxy(9100, 9000);
     let (ip, port) = proxy.split_once(':').expect("ip:port");
     let bootstrap = format!("/ip4/{ip}/tcp/{port}");
-    let out = owner.client(["repo", "import", work.path().to_str().unwrap(), "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let imported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = imported["repository"]["id"].as_str().unwrap().to_owned();
+    let id = owner.import(work.path()).id;
 
     let (mut git_times, mut guts_times) = (Vec::new(), Vec::new());
     for r in 0..runs {

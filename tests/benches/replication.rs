@@ -353,14 +353,7 @@ fn main() {
     let owner = NodeSpec::loopback(&tmp.path().join("owner"))
         .log_filter("warn,guts_node::api=info")
         .spawn();
-    let out = owner.client(["repo", "import", work.to_str().unwrap(), "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let imported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = imported["repository"]["id"].as_str().unwrap().to_owned();
+    let id = owner.import(&work).id;
     let owner_id = owner.status().peer_id;
     let mut guts_times = Vec::new();
     let (mut guts_peak, mut guts_base) = (0, 0);

@@ -4,7 +4,6 @@
 
 pub mod cluster;
 pub mod compose;
-pub mod crafted;
 pub mod docker;
 pub mod docs;
 pub mod git;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use guts_node::api::types::{PeerReport, StatusReport};
+use guts_node::api::types::{ImportResponse, PeerReport, RepoSummary, StatusReport};
 use serde::de::DeserializeOwned;
 
 use crate::eventually;
@@ -407,6 +407,15 @@ impl GutsNode {
             self.log_text()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `guts repo import PATH --json`, which must succeed: the repository as the node
+    /// now holds it (its id, sequence, path). A failure panics with stderr and the log.
+    pub fn import(&self, path: &Path) -> RepoSummary {
+        let out = self.client_ok(&["repo", "import", &path.display().to_string(), "--json"]);
+        let reply: ImportResponse = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("guts repo import --json: {e}: {out}"));
+        reply.repository
     }
 
     /// Runs `git <args>` in `dir` against this node (see [`git_against`]).

@@ -40,11 +40,7 @@ fn entries(dir: &Path) -> Vec<String> {
 fn node_with_repo(dir: &Path) -> (GutsNode, WorkRepo, RepoSummary) {
     let node = NodeSpec::loopback(dir).spawn();
     let work = WorkRepo::with_history("demo");
-    let out = node.client(["repo", "import", work.path().to_str().unwrap()]);
-    assert!(out.status.success(), "import: {}", stderr(&out));
-    let repos: Vec<RepoSummary> = node.client_json("repo list").unwrap();
-    assert_eq!(repos.len(), 1);
-    let repo = repos[0].clone();
+    let repo = node.import(work.path());
     (node, work, repo)
 }
 
@@ -548,10 +544,7 @@ fn a_private_network_admits_only_nodes_with_its_key() {
 
     // Members connect and replicate.
     let work = WorkRepo::with_history("demo");
-    let out = a.client(["repo", "import", work.path().to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let repos: Vec<RepoSummary> = a.client_json("repo list").unwrap();
-    let id = repos[0].id.clone();
+    let id = a.import(work.path()).id;
     eventually(Duration::from_secs(20), "b to connect to a", || {
         if b.peers().iter().any(|p| p.peer_id == a_id) {
             Ok(())

@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use guts_node::api::types::RepoSummary;
 use guts_protocol::NetworkName;
 use guts_tests::git::WorkRepo;
 use guts_tests::kad_flood::{KadFlooderEvent, kad_swarm, lookup_flood, store_flood};
@@ -29,8 +28,7 @@ async fn a_stranger_cannot_use_the_node_as_its_store() {
         ])
         .spawn();
     let work = WorkRepo::with_history("held");
-    a.client_ok(&["repo", "import", work.path().to_str().unwrap()]);
-    let held: Vec<RepoSummary> = a.client_json("repo list").unwrap();
+    let held = a.import(work.path());
     let a_addr: Multiaddr = a.tcp_addr().parse().unwrap();
     let a_id: PeerId = a.status().peer_id.parse().unwrap();
     // Hundreds of addresses in every record it sends.
@@ -72,7 +70,7 @@ async fn a_stranger_cannot_use_the_node_as_its_store() {
     let b = NodeSpec::loopback(&tmp.path().join("b"))
         .args(["--bootstrap", &a.tcp_addr()])
         .spawn();
-    let out = b.client(["repo", "sync", &held[0].id]);
+    let out = b.client(["repo", "sync", &held.id]);
     assert!(
         out.status.success(),
         "{}",

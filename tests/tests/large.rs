@@ -39,14 +39,7 @@ fn a_repository_of_120_mb_replicates_with_bounded_memory() {
     let b = NodeSpec::loopback(&tmp.path().join("b"))
         .args(["--bootstrap", &a.tcp_addr()])
         .spawn();
-    let out = a.client(["repo", "import", work.path().to_str().unwrap(), "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let imported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = imported["repository"]["id"].as_str().unwrap().to_owned();
+    let id = a.import(work.path()).id;
 
     let out = b.client(["repo", "follow", &id]);
     assert!(

@@ -17,9 +17,7 @@ use guts_tests::process::{GutsNode, NodeSpec, http_get};
 const REFS: usize = 100_000;
 
 fn import(node: &GutsNode, path: &Path) -> RepositoryId {
-    let out = node.client_ok(&["repo", "import", path.to_str().unwrap(), "--json"]);
-    let reply: serde_json::Value = serde_json::from_str(&out).unwrap();
-    reply["repository"]["id"].as_str().unwrap().parse().unwrap()
+    node.import(path).id.parse().unwrap()
 }
 
 #[test]

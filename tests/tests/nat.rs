@@ -92,14 +92,7 @@ fn nodes_behind_two_nats_meet_through_a_relay_then_directly() {
     );
 
     let work = WorkRepo::with_history("behind-nat");
-    let out = alice.client(["repo", "import", work.path().to_str().unwrap(), "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let imported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = imported["repository"]["id"].as_str().unwrap().to_owned();
+    let id = alice.import(work.path()).id;
 
     // Each reaches the other by its circuit address, at once: through the relay, the two
     // circuits crossing. Both ends keep the same one, so both connects succeed...

@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
+use guts_crafted::{Crafted, MODE_BLOB, MODE_TREE};
 use guts_node::api::types::SyncOutcome;
 use guts_protocol::wire::{PackRequest, PackResponse, SyncResponse};
 use guts_protocol::{NetworkName, ObjectId, RepositoryId};
 use guts_storage::Repositories;
 use guts_tests::cluster::{TestNode, import};
-use guts_tests::crafted::{Crafted, MODE_BLOB, MODE_TREE};
 use guts_tests::eventually_async;
 use guts_tests::git::{Noise, WorkRepo};
 use guts_tests::peer::{Answer, HostilePeer, Script, StreamPeer};
@@ -560,7 +560,7 @@ async fn a_delta_bomb_is_refused_by_a_node_with_512_mib_of_address_space() {
         .address_space_limit(512 << 20)
         .spawn();
     // A few KiB that would make libgit2 allocate a 2 GiB object.
-    let pack = guts_tests::crafted::delta_bomb(2 << 30);
+    let pack = guts_crafted::delta_bomb(2 << 30);
     assert!(pack.len() < 64 * 1024, "{} bytes", pack.len());
     let mut crafted = Crafted::new();
     let root = crafted.chain(1);

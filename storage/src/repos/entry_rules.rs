@@ -114,7 +114,7 @@ pub fn check_gitmodules(content: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repos::verify::tests::Crafted;
+    use guts_crafted::Crafted;
 
     /// A blob entry's file mode.
     const MODE_BLOB: i32 = 0o100644;

@@ -287,87 +287,8 @@ fn delta_result_size(head: &[u8]) -> Result<Option<u64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use guts_crafted::{delta_bomb as bomb, delta_varint as varint, entry_header, zlib};
     use std::io::Write;
-
-    fn zlib(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
-
-    fn varint(mut n: u64) -> Vec<u8> {
-        let mut out = Vec::new();
-        loop {
-            let b = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(b);
-                return out;
-            }
-            out.push(b | 0x80);
-        }
-    }
-
-    fn entry_header(kind: u8, mut size: u64) -> Vec<u8> {
-        let mut first = (kind << 4) | (size & 0x0f) as u8;
-        size >>= 4;
-        let mut out = Vec::new();
-        if size > 0 {
-            first |= 0x80;
-        }
-        out.push(first);
-        while size > 0 {
-            let mut b = (size & 0x7f) as u8;
-            size >>= 7;
-            if size > 0 {
-                b |= 0x80;
-            }
-            out.push(b);
-        }
-        out
-    }
-
-    /// A pack of a 64 KiB blob and a delta on it that builds an object of `result`
-    /// bytes by copying the blob over and over: a few KiB on the wire.
-    fn bomb(result: u64) -> Vec<u8> {
-        let base: Vec<u8> = (0..65_536u32).map(|i| (i * 7919 % 251) as u8).collect();
-        let mut delta = varint(base.len() as u64);
-        delta.extend(varint(result));
-        let mut left = result;
-        while left > 0 {
-            // Copy from offset 0, 0x10000 bytes (a size byte of 0 means 0x10000).
-            let n = left.min(0x10000);
-            if n == 0x10000 {
-                delta.push(0x80);
-            } else {
-                delta.push(0x80 | 0x10 | 0x20);
-                delta.push((n & 0xff) as u8);
-                delta.push((n >> 8) as u8);
-            }
-            left -= n;
-        }
-        let mut pack = b"PACK".to_vec();
-        pack.extend(2u32.to_be_bytes());
-        pack.extend(2u32.to_be_bytes());
-        let base_offset = pack.len();
-        pack.extend(entry_header(3, base.len() as u64));
-        pack.extend(zlib(&base));
-        let delta_offset = pack.len();
-        pack.extend(entry_header(OBJ_OFS_DELTA, delta.len() as u64));
-        // The base's offset, backwards from this entry (git's offset encoding).
-        let mut back = (delta_offset - base_offset) as u64;
-        let mut enc = vec![(back & 0x7f) as u8];
-        back >>= 7;
-        while back > 0 {
-            back -= 1;
-            enc.insert(0, 0x80 | (back & 0x7f) as u8);
-            back >>= 7;
-        }
-        pack.extend(enc);
-        pack.extend(zlib(&delta));
-        pack.extend([0u8; 20]);
-        pack
-    }
 
     fn scan(pack: &[u8], limits: Limits, piece: usize) -> Result<(), String> {
         let mut scanner = Scanner::new(limits);

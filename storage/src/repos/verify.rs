@@ -523,113 +523,8 @@ pub(super) mod tests {
     use super::super::test_support::{accept, key, store};
     use super::*;
     use crate::repos::Repositories;
+    use guts_crafted::Crafted;
     use guts_protocol::{RefName, SignedRefs};
-
-    /// A repository of hand-written objects: whatever a hostile owner could sign.
-    pub(in crate::repos) struct Crafted {
-        _dir: tempfile::TempDir,
-        pub(in crate::repos) repo: Repository,
-        objects: Vec<Oid>,
-    }
-
-    impl Crafted {
-        pub(in crate::repos) fn new() -> Crafted {
-            let dir = tempfile::tempdir().unwrap();
-            let repo = Repository::init_bare(dir.path()).unwrap();
-            Crafted {
-                _dir: dir,
-                repo,
-                objects: Vec::new(),
-            }
-        }
-
-        fn write(&mut self, kind: ObjectType, data: &[u8]) -> Oid {
-            let id = self.repo.odb().unwrap().write(kind, data).unwrap();
-            self.objects.push(id);
-            id
-        }
-
-        pub(in crate::repos) fn blob(&mut self, data: &[u8]) -> Oid {
-            self.write(ObjectType::Blob, data)
-        }
-
-        /// A tree written as raw bytes, so no name or mode is vetted on the way in.
-        pub(in crate::repos) fn tree(&mut self, entries: &[(&[u8], i32, Oid)]) -> Oid {
-            let mut sorted = entries.to_vec();
-            // Git orders entries by name, a subtree's name as if it ended in '/'.
-            let key = |(name, mode, _): &(&[u8], i32, Oid)| {
-                let mut k = name.to_vec();
-                if *mode == MODE_TREE {
-                    k.push(b'/');
-                }
-                k
-            };
-            sorted.sort_by_key(key);
-            let mut data = Vec::new();
-            for (name, mode, id) in sorted {
-                data.extend(format!("{mode:o} ").as_bytes());
-                data.extend(name);
-                data.push(0);
-                data.extend(id.as_bytes());
-            }
-            self.write(ObjectType::Tree, &data)
-        }
-
-        /// A chain of `levels` trees, the deepest holding one file; returns the top.
-        fn chain(&mut self, levels: usize) -> Oid {
-            let file = self.blob(b"deep\n");
-            let mut top = self.tree(&[(b"file", MODE_BLOB, file)]);
-            for _ in 1..levels {
-                top = self.tree(&[(b"d", MODE_TREE, top)]);
-            }
-            top
-        }
-
-        pub(in crate::repos) fn commit(&mut self, tree: Oid) -> Oid {
-            let text = format!(
-                "tree {tree}\nauthor T <t@example.com> 0 +0000\ncommitter T <t@example.com> 0 +0000\n\ncrafted\n"
-            );
-            self.write(ObjectType::Commit, text.as_bytes())
-        }
-
-        /// Every object written, in one pack.
-        fn pack(&self) -> Vec<Vec<u8>> {
-            let mut builder = self.repo.packbuilder().unwrap();
-            for id in &self.objects {
-                builder.insert_object(*id, None).unwrap();
-            }
-            let mut buf = git2::Buf::new();
-            builder.write_buf(&mut buf).unwrap();
-            vec![buf.to_vec()]
-        }
-
-        /// `commit` as `refs/heads/main` of a repository signed by a key of our own.
-        fn snapshot(&self, name: &str, commit: Oid) -> SignedRefs {
-            let main: RefName = "refs/heads/main".parse().unwrap();
-            let refs = [(main.clone(), object_id(commit))].into_iter().collect();
-            SignedRefs::sign(&key(5), name.parse().unwrap(), 1, Some(main), refs).unwrap()
-        }
-    }
-
-    impl Crafted {
-        /// An annotated tag of `target`, of kind `kind`.
-        fn tag(&mut self, target: Oid, kind: &str) -> Oid {
-            let text = format!(
-                "object {target}\ntype {kind}\ntag t\ntagger T <t@example.com> 0 +0000\n\ncrafted\n"
-            );
-            self.write(ObjectType::Tag, text.as_bytes())
-        }
-
-        /// `commit` as `refs/heads/main` and `target` as `refs/tags/t`.
-        fn snapshot_with_tag(&self, name: &str, commit: Oid, target: Oid) -> SignedRefs {
-            let main: RefName = "refs/heads/main".parse().unwrap();
-            let tag: RefName = "refs/tags/t".parse().unwrap();
-            let refs = [(main.clone(), object_id(commit)), (tag, object_id(target))]
-                .into_iter()
-                .collect();
-            SignedRefs::sign(&key(5), name.parse().unwrap(), 1, Some(main), refs).unwrap()
-        }
-    }
 
     /// Refused, by the store's own check for `what`, or before it by git's index-pack
     /// (its fsck, or its check that every object an object names is there) (the store's check is pinned against git's in
@@ -654,8 +549,8 @@ pub(super) mod tests {
         root: Oid,
     ) -> Result<crate::PackStats, StorageError> {
         let commit = crafted.commit(root);
-        let snapshot = crafted.snapshot(name, commit);
-        accept(repos, &snapshot, crafted.pack())
+        let snapshot = crafted.snapshot(&key(5), name, commit);
+        accept(repos, &snapshot, vec![crafted.pack()])
     }
 
     #[test]
@@ -670,7 +565,7 @@ pub(super) mod tests {
             "deeper than 4096 levels",
         );
         let commit = crafted.commit(root);
-        let id = crafted.snapshot("deep", commit).repository();
+        let id = crafted.snapshot(&key(5), "deep", commit).repository();
         assert_eq!(repos.signed_refs(&id).unwrap(), None, "nothing kept");
     }
 
@@ -748,8 +643,8 @@ pub(super) mod tests {
             for _ in 1..tags {
                 top = crafted.tag(top, "tag");
             }
-            let snapshot = crafted.snapshot_with_tag(&format!("tags{tags}"), commit, top);
-            let result = accept(&repos, &snapshot, crafted.pack());
+            let snapshot = crafted.snapshot_with_tag(&key(5), &format!("tags{tags}"), commit, top);
+            let result = accept(&repos, &snapshot, vec![crafted.pack()]);
             if fits {
                 result.unwrap_or_else(|e| panic!("{tags} tags fit in 8: {e}"));
             } else {
@@ -798,7 +693,7 @@ pub(super) mod tests {
                 let name = format!("shared{case}x{tags}");
                 let snapshot =
                     SignedRefs::sign(&key(5), name.parse().unwrap(), 1, Some(main), refs).unwrap();
-                let result = accept(&repos, &snapshot, crafted.pack());
+                let result = accept(&repos, &snapshot, vec![crafted.pack()]);
                 if fits {
                     result.unwrap_or_else(|e| panic!("{tags} tags fit in 8: {e}"));
                 } else {
@@ -830,8 +725,8 @@ pub(super) mod tests {
             } else {
                 tree
             };
-            let snapshot = crafted.snapshot_with_tag(&name, commit, target);
-            accept(&repos, &snapshot, crafted.pack())
+            let snapshot = crafted.snapshot_with_tag(&key(5), &name, commit, target);
+            accept(&repos, &snapshot, vec![crafted.pack()])
         };
         for tagged in [false, true] {
             refused_for(
@@ -952,8 +847,8 @@ pub(super) mod tests {
         let mut crafted = Crafted::new();
         let root = crafted.chain(3);
         let commit = crafted.commit(root);
-        let snapshot = crafted.snapshot("many", commit);
-        match accept(&repos, &snapshot, crafted.pack()) {
+        let snapshot = crafted.snapshot(&key(5), "many", commit);
+        match accept(&repos, &snapshot, vec![crafted.pack()]) {
             Err(StorageError::BadPack(why)) => assert!(why.contains("max_pack_objects"), "{why}"),
             other => panic!("{other:?}"),
         }

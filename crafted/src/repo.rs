@@ -1,5 +1,5 @@
-//! Repositories written object by object, as a hostile owner would: trees nested without
-//! limit, entry names git refuses. Nothing on the way in vets them (raw object writes).
+//! A repository written object by object (raw object writes), and what it makes: a pack
+//! of exactly its objects, a snapshot signing one of them.
 
 use std::path::Path;
 
@@ -40,7 +40,8 @@ impl Crafted {
         self.dir.path()
     }
 
-    fn write(&mut self, kind: ObjectType, data: &[u8]) -> Oid {
+    /// An object of `kind` holding exactly `data`.
+    pub fn write(&mut self, kind: ObjectType, data: &[u8]) -> Oid {
         let id = self
             .repo
             .odb()
@@ -85,12 +86,25 @@ impl Crafted {
         top
     }
 
-    /// A commit of `tree`, made `refs/heads/main` (and HEAD).
-    pub fn commit_main(&mut self, tree: Oid) -> Oid {
+    /// A commit of `tree`, with no parent and no ref.
+    pub fn commit(&mut self, tree: Oid) -> Oid {
         let text = format!(
             "tree {tree}\nauthor T <t@example.com> 0 +0000\ncommitter T <t@example.com> 0 +0000\n\ncrafted\n"
         );
-        let commit = self.write(ObjectType::Commit, text.as_bytes());
+        self.write(ObjectType::Commit, text.as_bytes())
+    }
+
+    /// An annotated tag of `target`, which it says is of type `kind`.
+    pub fn tag(&mut self, target: Oid, kind: &str) -> Oid {
+        let text = format!(
+            "object {target}\ntype {kind}\ntag t\ntagger T <t@example.com> 0 +0000\n\ncrafted\n"
+        );
+        self.write(ObjectType::Tag, text.as_bytes())
+    }
+
+    /// A commit of `tree`, made `refs/heads/main` (and HEAD).
+    pub fn commit_main(&mut self, tree: Oid) -> Oid {
+        let commit = self.commit(tree);
         self.repo
             .reference("refs/heads/main", commit, true, "crafted")
             .expect("main");
@@ -111,79 +125,38 @@ impl Crafted {
 
     /// `commit` as `refs/heads/main` of repository `name`, signed by `key`.
     pub fn snapshot(&self, key: &SigningKey, name: &str, commit: Oid) -> SignedRefs {
-        let main: RefName = "refs/heads/main".parse().expect("ref name");
-        let mut target = [0u8; 20];
-        target.copy_from_slice(commit.as_bytes());
-        let refs = [(main.clone(), ObjectId(target))].into_iter().collect();
-        SignedRefs::sign(key, name.parse().expect("repo name"), 1, Some(main), refs).expect("sign")
+        self.snapshot_of(key, name, &[("refs/heads/main", commit)])
+    }
+
+    /// `commit` as `refs/heads/main` and `target` as `refs/tags/t`.
+    pub fn snapshot_with_tag(
+        &self,
+        key: &SigningKey,
+        name: &str,
+        commit: Oid,
+        target: Oid,
+    ) -> SignedRefs {
+        self.snapshot_of(
+            key,
+            name,
+            &[("refs/heads/main", commit), ("refs/tags/t", target)],
+        )
+    }
+
+    /// These refs (the first is HEAD) of repository `name`, sequence 1, signed by `key`.
+    pub fn snapshot_of(&self, key: &SigningKey, name: &str, refs: &[(&str, Oid)]) -> SignedRefs {
+        let head: Option<RefName> = refs.first().map(|(r, _)| r.parse().expect("ref name"));
+        let refs = refs
+            .iter()
+            .map(|(r, id)| (r.parse().expect("ref name"), object_id(*id)))
+            .collect();
+        SignedRefs::sign(key, name.parse().expect("repo name"), 1, head, refs).expect("sign")
     }
 }
 
-/// A delta's size varint (7 bits a byte, low first).
-pub fn delta_varint(mut n: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            return out;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-/// How far back an `OFS_DELTA` entry's base starts, in git's offset encoding (7 bits a
-/// byte, high first, each continuation byte counting one more).
-pub fn ofs_delta_offset(mut back: u64) -> Vec<u8> {
-    let mut offset = vec![(back & 0x7f) as u8];
-    back >>= 7;
-    while back > 0 {
-        back -= 1;
-        offset.insert(0, 0x80 | (back & 0x7f) as u8);
-        back >>= 7;
-    }
-    offset
-}
-
-/// A pack of two entries: a 64 KiB blob, and a delta on it that builds an object of
-/// `result` bytes by copying the blob again and again. A few KiB on the wire.
-pub fn delta_bomb(result: u64) -> Vec<u8> {
-    use std::io::Write;
-    let zlib = |data: &[u8]| {
-        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-        e.write_all(data).expect("deflate");
-        e.finish().expect("deflate")
-    };
-    // Type in bits 4-6 of the first byte, the size in 4 bits then 7 per byte.
-    let entry = |kind: u8, mut size: u64| {
-        let mut out = vec![(kind << 4) | (size & 0x0f) as u8];
-        size >>= 4;
-        while size > 0 {
-            *out.last_mut().expect("a byte") |= 0x80;
-            out.push((size & 0x7f) as u8);
-            size >>= 7;
-        }
-        out
-    };
-    let base: Vec<u8> = (0..65_536u32).map(|i| (i * 7919 % 251) as u8).collect();
-    let mut delta = delta_varint(base.len() as u64);
-    delta.extend(delta_varint(result));
-    // Each 0x80 copies 0x10000 bytes from offset 0 of the base.
-    delta.extend(std::iter::repeat_n(
-        0x80u8,
-        result.div_ceil(0x10000) as usize,
-    ));
-    let mut pack = b"PACK".to_vec();
-    pack.extend(2u32.to_be_bytes());
-    pack.extend(2u32.to_be_bytes());
-    let base_at = pack.len();
-    pack.extend(entry(3, base.len() as u64));
-    pack.extend(zlib(&base));
-    let delta_at = pack.len();
-    pack.extend(entry(6, delta.len() as u64));
-    pack.extend(ofs_delta_offset((delta_at - base_at) as u64));
-    pack.extend(zlib(&delta));
-    pack.extend([0u8; 20]);
-    pack
+/// A git2 id as the protocol's.
+pub fn object_id(id: Oid) -> ObjectId {
+    let mut bytes = [0u8; 20];
+    bytes.copy_from_slice(id.as_bytes());
+    ObjectId(bytes)
 }
