@@ -10,8 +10,9 @@ use guts_protocol::{RepositoryId, SignedRefs};
 use guts_storage::{Repositories, StorageError};
 use libp2p::PeerId;
 
+use super::Engine;
+use super::policy::RefsRound;
 use super::policy::{self, Adoption};
-use super::{Engine, RefsRound};
 use crate::config::Replicate;
 use crate::network::RequestError;
 use crate::sync::error::SyncError;

@@ -9,18 +9,12 @@
 //!    pack streams into storage, which verifies and applies it or keeps nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use guts_api::{SyncOutcome, SyncProgress};
-use guts_protocol::refs::RefsHeader;
-use guts_protocol::wire::{PackRequest, SyncResponse};
-use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
-use guts_storage::StorageError;
+use guts_protocol::RepositoryId;
 
 use crate::store::Store;
 use libp2p::{PeerId, StreamProtocol};
@@ -31,24 +25,17 @@ use super::error::{FetchError, SyncError};
 use super::holders::Holders;
 use super::pack;
 use super::quota::Quota;
-use crate::author::repack_if_needed;
 use crate::config::{Config, Replicate};
-use crate::connection_manager::Penalty;
-use crate::identity::peer_of_owner;
 use crate::metrics::TransferMetrics;
-use crate::network::{Client, RequestError};
+use crate::network::Client;
 
-/// Holders asked for refs at once.
-const REFS_FANOUT: usize = 6;
+mod fetch;
 mod keep;
 mod policy;
+mod refs;
 
-use policy::RetryBudget;
+use policy::{RefsRound, RetryBudget};
 
-/// How long other holders may still answer once one has.
-const REFS_GRACE: Duration = Duration::from_secs(1);
-/// How long a fetch waits for a direct connection to a holder reached only through relays.
-const DIRECT_WAIT: Duration = Duration::from_secs(15);
 /// Time allowed to find providers in the DHT.
 const PROVIDERS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Background syncs running at once.
@@ -58,17 +45,6 @@ fn jittered(delay: Duration) -> Duration {
     let mut byte = [0u8; 1];
     let _ = getrandom::fill(&mut byte);
     delay + delay.mul_f64(f64::from(byte[0]) / 510.0)
-}
-
-/// What one sync's refs requests brought.
-#[derive(Default)]
-struct RefsRound {
-    /// Verified snapshots newer than what this node holds, and who offered each.
-    offers: Vec<(PeerId, SignedRefs)>,
-    /// Whether any holder answered with verified refs, newer or not.
-    heard: bool,
-    /// Each peer whose answer was not refs this node could use, and why.
-    misses: Vec<(PeerId, String)>,
 }
 
 /// Settings the engine reads from the node config.
@@ -444,296 +420,5 @@ impl Engine {
             held_seq,
             round.misses,
         )
-    }
-
-    /// Asks `peers` for their refs of `id`; adds to `round` the snapshots that verify and
-    /// are newer than `held` (and are not a second version of a sequence seen already),
-    /// and why each other peer offered none. Peers that send something bad are
-    /// penalized. The round ends once the owner's own node, or a holder of the sequence
-    /// `announced` (when above 0), has answered, and `prefer` (a peer the caller named) too.
-    async fn ask_refs(
-        &self,
-        id: &RepositoryId,
-        peers: &[PeerId],
-        held_header: Option<&RefsHeader>,
-        prefer: Option<PeerId>,
-        announced: u64,
-        round: &mut RefsRound,
-    ) {
-        let held = held_header.map_or(0, |h| h.sequence);
-        let mut asks = FuturesUnordered::new();
-        let mut unanswered: HashSet<PeerId> = HashSet::new();
-        // Once one holder has answered, the rest get REFS_GRACE: a holder that went away
-        // (its dial waits for the connection timeout) must not hold every sync up.
-        let mut deadline: Option<tokio::time::Instant> = None;
-        let mut newest_heard = false;
-        // A peer named by the caller is heard out: `--from` means "try this one".
-        let mut awaited = prefer.filter(|p| peers.contains(p));
-        for chunk in peers.chunks(REFS_FANOUT) {
-            if deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
-                break;
-            }
-            for peer in chunk {
-                unanswered.insert(*peer);
-                let client = self.inner.client.clone();
-                let (peer, id) = (*peer, *id);
-                asks.push(async move { (peer, client.get_refs(peer, id).await) });
-            }
-            loop {
-                let next = match deadline {
-                    Some(d) => match tokio::time::timeout_at(d, asks.next()).await {
-                        Ok(next) => next,
-                        Err(_) => break,
-                    },
-                    None => asks.next().await,
-                };
-                let Some((peer, answer)) = next else { break };
-                unanswered.remove(&peer);
-                let mut miss = |why: String| round.misses.push((peer, why));
-                if awaited == Some(peer) {
-                    awaited = None;
-                    if newest_heard {
-                        deadline = Some(tokio::time::Instant::now());
-                    }
-                }
-                match answer {
-                    Ok(SyncResponse::Refs(snapshot)) => {
-                        let snapshot = *snapshot;
-                        if snapshot.repository() != *id {
-                            self.inner.client.penalize(peer, Penalty::BadData);
-                            miss("answered with another repository's refs".into());
-                            continue;
-                        }
-                        if let Err(e) = snapshot.verify() {
-                            tracing::info!(%peer, repository = %id, "refused snapshot: {e}");
-                            self.inner.client.penalize(peer, Penalty::BadData);
-                            miss(format!("sent refs that do not verify: {e}"));
-                            continue;
-                        }
-                        round.heard = true;
-                        // The owner's own node holds the newest snapshot there is: no
-                        // need to wait for anyone else (but a peer the caller named).
-                        newest_heard |= peer_of_owner(&snapshot.signed.signer) == Some(peer)
-                            || (announced > held && snapshot.sequence() >= announced);
-                        if newest_heard && awaited.is_none() {
-                            deadline = Some(tokio::time::Instant::now());
-                        } else {
-                            deadline
-                                .get_or_insert_with(|| tokio::time::Instant::now() + REFS_GRACE);
-                        }
-                        if self
-                            .inner
-                            .ledger
-                            .observe(&snapshot.signed.header, peer, held_header)
-                        {
-                            // The owner signed this sequence twice: the peer is not at
-                            // fault, and the version seen first stays.
-                            miss(format!(
-                                "offered a second version of sequence {}",
-                                snapshot.sequence()
-                            ));
-                        } else if snapshot.sequence() < held {
-                            // Older than what we hold: a rollback attempt, or a peer far
-                            // behind; a light penalty that fades either way.
-                            tracing::info!(%peer, repository = %id, offered = snapshot.sequence(), held, "refused an older snapshot");
-                            self.inner.client.penalize(peer, Penalty::Stale);
-                        } else {
-                            self.note_holder(*id, peer);
-                            if snapshot.sequence() > held {
-                                round.offers.push((peer, snapshot));
-                            }
-                        }
-                    }
-                    Ok(SyncResponse::NotFound) => miss("does not hold it".into()),
-                    Ok(SyncResponse::RateLimited) => miss("busy (rate-limited)".into()),
-                    Ok(SyncResponse::Repositories(_)) => {
-                        self.inner.client.penalize(peer, Penalty::BadData);
-                        miss("answered with a repository list".into());
-                    }
-                    Err(RequestError::Misbehaved { penalty, reason }) => {
-                        tracing::info!(%peer, repository = %id, "bad refs answer: {reason}");
-                        self.inner.client.penalize(peer, penalty);
-                        miss(format!("bad answer: {reason}"));
-                    }
-                    Err(RequestError::Failed(reason)) => {
-                        tracing::debug!(%peer, repository = %id, "no refs answer: {reason}");
-                        self.inner.holders.record(id, peer, None);
-                        miss(format!("unreachable: {reason}"));
-                    }
-                }
-            }
-        }
-        for peer in peers.iter().filter(|p| unanswered.contains(p)) {
-            round
-                .misses
-                .push((*peer, "no answer before another holder's".into()));
-        }
-    }
-
-    /// Fetches what `snapshot` needs from `peer` and applies it.
-    async fn fetch(
-        &self,
-        snapshot: &SignedRefs,
-        peer: PeerId,
-        report: &(dyn Fn(SyncProgress) + Send + Sync),
-    ) -> Result<SyncOutcome, FetchError> {
-        let id = snapshot.repository();
-        let snap = snapshot.clone();
-        let (wants, haves) = self
-            .inner
-            .store
-            .run(move |repos| {
-                Ok::<_, StorageError>((repos.wants(&snap)?, repos.haves(&snap.repository())?))
-            })
-            .await??;
-        let started = Instant::now();
-        if wants.is_empty() {
-            // Every object is here already (e.g. a ref was deleted): apply the snapshot.
-            let snap = snapshot.clone();
-            (self.inner.store)
-                .run(move |repos| repos.accept(&snap, None, &mut |_| {}))
-                .await??;
-            return Ok(SyncOutcome::Updated {
-                sequence: snapshot.sequence(),
-                from: peer.to_string(),
-                objects: 0,
-                bytes: 0,
-                millis: started.elapsed().as_millis() as u64,
-            });
-        }
-
-        // Hole punching (DCUtR) may need a moment to turn a relayed connection direct.
-        let direct = self.inner.client.await_direct(peer);
-        if tokio::time::timeout(DIRECT_WAIT, direct).await.is_err() {
-            return Err(FetchError::RelayedOnly(DIRECT_WAIT));
-        }
-        self.inner.client.set_syncing(peer, true);
-        let result = self.fetch_pack(snapshot, peer, wants, haves, report).await;
-        self.inner.client.set_syncing(peer, false);
-        let (objects, bytes) = match result {
-            Ok(stats) => stats,
-            Err(e) => {
-                self.inner.holders.record(&id, peer, None);
-                return Err(e);
-            }
-        };
-        let elapsed = started.elapsed();
-        {
-            let quota = self.inner.quota.clone();
-            let measured = self
-                .inner
-                .store
-                .run(move |repos| quota.measure(repos, &id))
-                .await;
-            if let Ok(Err(e)) = measured {
-                tracing::warn!(repository = %id, "cannot measure its disk usage: {e}");
-            }
-        }
-        repack_if_needed(&self.inner.store, id);
-        let m = &self.inner.metrics;
-        m.fetched_packs.inc();
-        m.fetched_objects.inc_by(objects);
-        m.fetched_bytes.inc_by(bytes);
-        self.inner.holders.record(
-            &id,
-            peer,
-            Some(bytes as f64 / elapsed.as_secs_f64().max(1e-3)),
-        );
-        self.inner.client.record_useful(peer);
-        Ok(SyncOutcome::Updated {
-            sequence: snapshot.sequence(),
-            from: peer.to_string(),
-            objects,
-            bytes,
-            millis: elapsed.as_millis() as u64,
-        })
-    }
-
-    async fn fetch_pack(
-        &self,
-        snapshot: &SignedRefs,
-        peer: PeerId,
-        wants: Vec<ObjectId>,
-        haves: Vec<ObjectId>,
-        report: &(dyn Fn(SyncProgress) + Send + Sync),
-    ) -> Result<(u64, u64), FetchError> {
-        tracing::debug!(repository = %snapshot.repository(), %peer, sequence = snapshot.sequence(), wants = wants.len(), "fetching a pack");
-        // The quota for the owner caps the transfer below the pack size limit.
-        let room = self
-            .inner
-            .quota
-            .room(snapshot.signed.signer.as_bytes())
-            .await;
-        let max = room.map_or(self.inner.settings.max_pack, |r| {
-            r.min(self.inner.settings.max_pack)
-        });
-        let request = PackRequest {
-            repository: snapshot.repository(),
-            wants,
-            haves,
-        };
-        let mut control = self
-            .inner
-            .control
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let (mut stream, total) = pack::request(
-            &mut control,
-            self.inner.pack_protocol.clone(),
-            peer,
-            &request,
-        )
-        .await?;
-
-        // The indexer runs on a blocking thread, fed through a bounded channel.
-        let (tx, mut rx) = mpsc::channel::<io::Result<Vec<u8>>>(16);
-        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<guts_storage::PackStats>();
-        let snap = snapshot.clone();
-        let ingest = self.inner.store.run(move |repos| {
-            let mut chunks = std::iter::from_fn(|| rx.blocking_recv());
-            repos.accept(&snap, Some(&mut chunks), &mut |stats| {
-                let _ = progress_tx.send(stats);
-            })
-        });
-        let pumped = {
-            let pump = pack::pump(
-                &mut stream,
-                &tx,
-                self.inner.settings.stall,
-                self.inner.settings.floor,
-                max,
-            );
-            tokio::pin!(pump);
-            loop {
-                tokio::select! {
-                    result = &mut pump => break result,
-                    Some(stats) = progress_rx.recv() => report(SyncProgress::Receiving {
-                        objects: stats.objects as u64,
-                        total: total as u64,
-                        bytes: stats.bytes,
-                    }),
-                }
-            }
-        };
-        if let Err(e) = &pumped {
-            // The indexer must not take a cut-off pack for a whole one.
-            let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
-        }
-        drop(tx);
-        let accepted = ingest.await?;
-        match pumped {
-            Err(FetchError::Oversized(_)) if room.is_some_and(|r| r == max) => {
-                return Err(FetchError::OverQuota(max));
-            }
-            other => other?,
-        };
-        let stats = accepted?;
-        report(SyncProgress::Receiving {
-            objects: stats.objects as u64,
-            total: total as u64,
-            bytes: stats.bytes,
-        });
-        Ok((stats.objects as u64, stats.bytes))
     }
 }

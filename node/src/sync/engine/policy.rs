@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use guts_api::SyncOutcome;
-use guts_protocol::RepositoryId;
+use guts_protocol::{RepositoryId, SignedRefs};
 use libp2p::PeerId;
 
 use crate::sync::error::{FetchError, SyncError};
@@ -20,6 +20,17 @@ pub(super) const RETRY_DELAY: Duration = Duration::from_millis(250);
 /// finds more holders; each wave of fetchers serves the next (doubling the delay put the
 /// last of 100 nodes 10 s behind).
 pub(super) const BUSY_RETRIES: u32 = 40;
+
+/// What one sync's refs requests brought.
+#[derive(Default)]
+pub(super) struct RefsRound {
+    /// Verified snapshots newer than what this node holds, and who offered each.
+    pub(super) offers: Vec<(PeerId, SignedRefs)>,
+    /// Whether any holder answered with verified refs, newer or not.
+    pub(super) heard: bool,
+    /// Each peer whose answer was not refs this node could use, and why.
+    pub(super) misses: Vec<(PeerId, String)>,
+}
 
 /// When a failed background sync goes again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,189 @@
+//! Fetching from one holder: the pack a snapshot needs, streamed into storage, which
+//! verifies and applies it or keeps nothing.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use guts_api::{SyncOutcome, SyncProgress};
+use guts_protocol::wire::PackRequest;
+use guts_protocol::{ObjectId, SignedRefs};
+use guts_storage::StorageError;
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+
+use super::Engine;
+use crate::author::repack_if_needed;
+use crate::sync::error::FetchError;
+use crate::sync::pack;
+
+/// How long a fetch waits for a direct connection to a holder reached only through relays.
+const DIRECT_WAIT: Duration = Duration::from_secs(15);
+
+impl Engine {
+    /// Fetches what `snapshot` needs from `peer` and applies it.
+    pub(super) async fn fetch(
+        &self,
+        snapshot: &SignedRefs,
+        peer: PeerId,
+        report: &(dyn Fn(SyncProgress) + Send + Sync),
+    ) -> Result<SyncOutcome, FetchError> {
+        let id = snapshot.repository();
+        let snap = snapshot.clone();
+        let (wants, haves) = self
+            .inner
+            .store
+            .run(move |repos| {
+                Ok::<_, StorageError>((repos.wants(&snap)?, repos.haves(&snap.repository())?))
+            })
+            .await??;
+        let started = Instant::now();
+        if wants.is_empty() {
+            // Every object is here already (e.g. a ref was deleted): apply the snapshot.
+            let snap = snapshot.clone();
+            (self.inner.store)
+                .run(move |repos| repos.accept(&snap, None, &mut |_| {}))
+                .await??;
+            return Ok(SyncOutcome::Updated {
+                sequence: snapshot.sequence(),
+                from: peer.to_string(),
+                objects: 0,
+                bytes: 0,
+                millis: started.elapsed().as_millis() as u64,
+            });
+        }
+
+        // Hole punching (DCUtR) may need a moment to turn a relayed connection direct.
+        let direct = self.inner.client.await_direct(peer);
+        if tokio::time::timeout(DIRECT_WAIT, direct).await.is_err() {
+            return Err(FetchError::RelayedOnly(DIRECT_WAIT));
+        }
+        self.inner.client.set_syncing(peer, true);
+        let result = self.fetch_pack(snapshot, peer, wants, haves, report).await;
+        self.inner.client.set_syncing(peer, false);
+        let (objects, bytes) = match result {
+            Ok(stats) => stats,
+            Err(e) => {
+                self.inner.holders.record(&id, peer, None);
+                return Err(e);
+            }
+        };
+        let elapsed = started.elapsed();
+        {
+            let quota = self.inner.quota.clone();
+            let measured = self
+                .inner
+                .store
+                .run(move |repos| quota.measure(repos, &id))
+                .await;
+            if let Ok(Err(e)) = measured {
+                tracing::warn!(repository = %id, "cannot measure its disk usage: {e}");
+            }
+        }
+        repack_if_needed(&self.inner.store, id);
+        let m = &self.inner.metrics;
+        m.fetched_packs.inc();
+        m.fetched_objects.inc_by(objects);
+        m.fetched_bytes.inc_by(bytes);
+        self.inner.holders.record(
+            &id,
+            peer,
+            Some(bytes as f64 / elapsed.as_secs_f64().max(1e-3)),
+        );
+        self.inner.client.record_useful(peer);
+        Ok(SyncOutcome::Updated {
+            sequence: snapshot.sequence(),
+            from: peer.to_string(),
+            objects,
+            bytes,
+            millis: elapsed.as_millis() as u64,
+        })
+    }
+
+    async fn fetch_pack(
+        &self,
+        snapshot: &SignedRefs,
+        peer: PeerId,
+        wants: Vec<ObjectId>,
+        haves: Vec<ObjectId>,
+        report: &(dyn Fn(SyncProgress) + Send + Sync),
+    ) -> Result<(u64, u64), FetchError> {
+        tracing::debug!(repository = %snapshot.repository(), %peer, sequence = snapshot.sequence(), wants = wants.len(), "fetching a pack");
+        // The quota for the owner caps the transfer below the pack size limit.
+        let room = self
+            .inner
+            .quota
+            .room(snapshot.signed.signer.as_bytes())
+            .await;
+        let max = room.map_or(self.inner.settings.max_pack, |r| {
+            r.min(self.inner.settings.max_pack)
+        });
+        let request = PackRequest {
+            repository: snapshot.repository(),
+            wants,
+            haves,
+        };
+        let mut control = self
+            .inner
+            .control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let (mut stream, total) = pack::request(
+            &mut control,
+            self.inner.pack_protocol.clone(),
+            peer,
+            &request,
+        )
+        .await?;
+
+        // The indexer runs on a blocking thread, fed through a bounded channel.
+        let (tx, mut rx) = mpsc::channel::<io::Result<Vec<u8>>>(16);
+        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<guts_storage::PackStats>();
+        let snap = snapshot.clone();
+        let ingest = self.inner.store.run(move |repos| {
+            let mut chunks = std::iter::from_fn(|| rx.blocking_recv());
+            repos.accept(&snap, Some(&mut chunks), &mut |stats| {
+                let _ = progress_tx.send(stats);
+            })
+        });
+        let pumped = {
+            let pump = pack::pump(
+                &mut stream,
+                &tx,
+                self.inner.settings.stall,
+                self.inner.settings.floor,
+                max,
+            );
+            tokio::pin!(pump);
+            loop {
+                tokio::select! {
+                    result = &mut pump => break result,
+                    Some(stats) = progress_rx.recv() => report(SyncProgress::Receiving {
+                        objects: stats.objects as u64,
+                        total: total as u64,
+                        bytes: stats.bytes,
+                    }),
+                }
+            }
+        };
+        if let Err(e) = &pumped {
+            // The indexer must not take a cut-off pack for a whole one.
+            let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
+        }
+        drop(tx);
+        let accepted = ingest.await?;
+        match pumped {
+            Err(FetchError::Oversized(_)) if room.is_some_and(|r| r == max) => {
+                return Err(FetchError::OverQuota(max));
+            }
+            other => other?,
+        };
+        let stats = accepted?;
+        report(SyncProgress::Receiving {
+            objects: stats.objects as u64,
+            total: total as u64,
+            bytes: stats.bytes,
+        });
+        Ok((stats.objects as u64, stats.bytes))
+    }
+}
