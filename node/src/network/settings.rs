@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use libp2p::multiaddr::Protocol;
@@ -132,7 +131,7 @@ fn host_has_ipv6() -> bool {
 }
 
 /// Kademlia DHT mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DhtMode {
     /// Query the DHT but do not answer queries.
@@ -141,21 +140,6 @@ pub enum DhtMode {
     Server,
     /// Server once an external address is confirmed, client until then.
     Auto,
-}
-
-impl FromStr for DhtMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "client" => Ok(DhtMode::Client),
-            "server" => Ok(DhtMode::Server),
-            "auto" => Ok(DhtMode::Auto),
-            _ => Err(format!(
-                "invalid DHT mode {s:?}: expected client, server or auto"
-            )),
-        }
-    }
 }
 
 impl fmt::Display for DhtMode {
@@ -498,9 +482,14 @@ mod tests {
     fn parse_errors_name_the_value() {
         let err = parse_multiaddr("not-an-addr").unwrap_err();
         assert!(err.contains("not-an-addr"));
-        assert_eq!(
-            "sometimes".parse::<DhtMode>().unwrap_err(),
-            "invalid DHT mode \"sometimes\": expected client, server or auto"
+        let cmd = Config::add_flags(clap::Command::new("node"));
+        let err = cmd
+            .try_get_matches_from(["node", "--dht-mode", "sometimes"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'sometimes'") && err.contains("client, server, auto"),
+            "{err}"
         );
     }
 }

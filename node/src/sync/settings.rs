@@ -2,7 +2,6 @@
 //! it accepts from peers. One field each is a TOML key, a `guts node` flag and a `GUTS_*`
 //! variable.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use bytesize::ByteSize;
@@ -12,27 +11,13 @@ use crate::config::error::{ConfigError, at_least_one, not_zero};
 use crate::config::values::parse_duration;
 
 /// Which repositories a node replicates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Replicate {
     /// Those it owns or follows (`guts repo follow`).
     Followed,
     /// Every repository it hears announced.
     All,
-}
-
-impl FromStr for Replicate {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "followed" => Ok(Replicate::Followed),
-            "all" => Ok(Replicate::All),
-            _ => Err(format!(
-                "invalid replicate mode {s:?}: expected followed or all"
-            )),
-        }
-    }
 }
 
 /// How this node replicates repositories.
