@@ -149,26 +149,20 @@ impl Engine {
                 .unwrap_or(false);
         }
         let id = *id;
-        let (held, followed, count) = {
-            match self
-                .inner
-                .store
-                .run(move |repos| {
-                    Ok::<_, StorageError>((
-                        repos.signed_refs(&id)?.is_some(),
-                        repos.is_followed(&id)?,
-                        repos.follow_count()?,
-                    ))
-                })
-                .await
-            {
-                Ok(Ok(state)) => state,
-                Ok(Err(e)) => {
-                    tracing::warn!(repository = %id, "cannot read the follow list: {e}");
-                    return false;
-                }
-                Err(_) => return false,
+        let read = self.inner.store.run(move |repos| {
+            Ok::<_, StorageError>((
+                repos.signed_refs(&id)?.is_some(),
+                repos.is_followed(&id)?,
+                repos.follow_count()?,
+            ))
+        });
+        let (held, followed, count) = match read.await {
+            Ok(Ok(state)) => state,
+            Ok(Err(e)) => {
+                tracing::warn!(repository = %id, "cannot read the follow list: {e}");
+                return false;
             }
+            Err(_) => return false,
         };
         let adoption = policy::adoption(
             held,

@@ -412,13 +412,6 @@ impl Engine {
                 }
             }
         }
-        policy::conclusion(
-            id,
-            !asked.is_empty(),
-            failures,
-            round.heard,
-            held_seq,
-            round.misses,
-        )
+        policy::conclusion(id, !asked.is_empty(), failures, round, held_seq)
     }
 }

@@ -79,16 +79,15 @@ impl RetryBudget {
     }
 }
 
-/// What a sync that fetched nothing concludes: no one to ask; every fetch failed; up to
-/// date on a holder's word; or no refs from anyone (holders that were all unreachable,
-/// or did not have it, say nothing about what is newest).
+/// What a sync that fetched nothing concludes from its refs `round`: no one to ask; every
+/// fetch failed; up to date on a holder's word; or no refs from anyone (holders that were
+/// all unreachable, or did not have it, say nothing about what is newest).
 pub(super) fn conclusion(
     id: RepositoryId,
     asked_anyone: bool,
     failures: Vec<(PeerId, FetchError)>,
-    heard: bool,
+    round: RefsRound,
     held_sequence: u64,
-    misses: Vec<(PeerId, String)>,
 ) -> Result<SyncOutcome, SyncError> {
     if !asked_anyone {
         return Err(SyncError::NoHolders(id));
@@ -99,14 +98,14 @@ pub(super) fn conclusion(
             failures,
         });
     }
-    if heard {
+    if round.heard {
         return Ok(SyncOutcome::UpToDate {
             sequence: held_sequence,
         });
     }
     Err(SyncError::NoRefs {
         repository: id,
-        tried: misses,
+        tried: round.misses,
     })
 }
 
@@ -226,24 +225,36 @@ mod tests {
         assert_eq!(delays, expected);
     }
 
+    /// A round in which a holder answered with refs, none newer.
+    fn heard() -> RefsRound {
+        RefsRound {
+            heard: true,
+            ..RefsRound::default()
+        }
+    }
+
     #[test]
     fn a_sync_concludes_from_what_holders_said() {
         let peer = PeerId::random();
         assert!(matches!(
-            conclusion(id(), false, vec![], true, 3, vec![]),
+            conclusion(id(), false, vec![], heard(), 3),
             Err(SyncError::NoHolders(_))
         ));
         let failed = vec![(peer, FetchError::Declined(PackResponse::Busy))];
         assert!(matches!(
-            conclusion(id(), true, failed, true, 3, vec![]),
+            conclusion(id(), true, failed, heard(), 3),
             Err(SyncError::AllFailed { .. })
         ));
         assert!(matches!(
-            conclusion(id(), true, vec![], true, 3, vec![]),
+            conclusion(id(), true, vec![], heard(), 3),
             Ok(SyncOutcome::UpToDate { sequence: 3 })
         ));
         // Nobody answered with refs: not "up to date", but why each gave none.
-        match conclusion(id(), true, vec![], false, 3, vec![(peer, "offline".into())]) {
+        let silent = RefsRound {
+            misses: vec![(peer, "offline".into())],
+            ..RefsRound::default()
+        };
+        match conclusion(id(), true, vec![], silent, 3) {
             Err(SyncError::NoRefs { tried, .. }) => {
                 assert_eq!(tried, vec![(peer, "offline".into())])
             }
