@@ -3,14 +3,21 @@
 //! This crate does no I/O and knows nothing about libp2p swarms or libgit2; it only
 //! defines identifiers, protocol names and messages, and bounds what may be decoded.
 
+pub mod canonical;
+pub mod identity;
 pub mod ids;
 pub mod network;
 pub mod refs;
+pub mod repository;
+pub mod views;
 pub mod wire;
 
+pub use canonical::{Ancestry, Canonical};
+pub use identity::{IdentityDoc, IdentityHistory, SignedVersion, VersionId};
 pub use ids::{ObjectId, RefName, RepoName, RepositoryId};
 pub use network::{NetworkName, NetworkNameError};
 pub use refs::{SignedHeader, SignedRefs};
+pub use views::Views;
 
 /// Version of the Guts protocol family spoken by this build; carried in every protocol name.
 pub const PROTOCOL_VERSION: &str = "1.0.0";

@@ -1,4 +1,8 @@
-//! Signed refs: the owner's snapshot of a repository's branches and tags.
+//! Signed refs: one key's snapshot of a repository's branches and tags.
+//!
+//! In a single-owner repository the owner's snapshot is the repository; with several
+//! maintainers each signs one of these, its *view* (see [`crate::views`]), and the
+//! canonical refs are computed from them ([`crate::canonical`]).
 //!
 //! The owner signs a small header: repository, name, sequence number, HEAD, and a digest
 //! of the refs. A snapshot is that signed header plus the refs; an announcement is the
@@ -110,9 +114,21 @@ impl SignedHeader {
                 signer: hex_key(&self.signer),
             });
         }
+        self.verify_signature()
+    }
+
+    /// Checks only that the signer signed this header; whether the signer may publish
+    /// for the repository is the caller's to judge (a view: see [`crate::views`]).
+    pub fn verify_signature(&self) -> Result<(), RefsError> {
+        let h = &self.header;
         self.signer
             .verify_strict(&h.signing_bytes(), &self.signature)
             .map_err(|_| RefsError::BadSignature(h.repository))
+    }
+
+    /// SHA-256 of what was signed: tells two different headers of one sequence apart.
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.header.signing_bytes()).into()
     }
 
     /// The repository.
@@ -135,15 +151,51 @@ impl SignedRefs {
         head: Option<RefName>,
         refs: Refs,
     ) -> Result<Self, RefsError> {
+        let repository = RepositoryId::derive(key.verifying_key().as_bytes(), &name);
+        Self::sign_view(key, repository, name, sequence, head, refs)
+    }
+
+    /// Checks ownership, signature, digest, HEAD and size. Whether the sequence is newer
+    /// and the objects are present is for the receiving node to check.
+    pub fn verify(&self) -> Result<(), RefsError> {
+        self.check_digest()?;
+        self.signed.verify()
+    }
+
+    /// Checks signature, digest, HEAD and size, but not ownership: a maintainer's view,
+    /// whose signer [`crate::views::Views`] judges against the identity.
+    pub fn verify_view(&self) -> Result<(), RefsError> {
+        self.check_digest()?;
+        self.signed.verify_signature()
+    }
+
+    fn check_digest(&self) -> Result<(), RefsError> {
+        self.check_contents()?;
+        if refs_digest(&self.refs) != self.signed.header.refs_digest {
+            return Err(RefsError::DigestMismatch(self.repository()));
+        }
+        Ok(())
+    }
+
+    /// Signs `refs` as `key`'s view of `repository` (named `name`), which `key` need not
+    /// have created.
+    pub fn sign_view(
+        key: &SigningKey,
+        repository: RepositoryId,
+        name: RepoName,
+        sequence: u64,
+        head: Option<RefName>,
+        refs: Refs,
+    ) -> Result<Self, RefsError> {
         let header = RefsHeader {
-            repository: RepositoryId::derive(key.verifying_key().as_bytes(), &name),
+            repository,
             name,
             sequence,
             head,
             refs_digest: refs_digest(&refs),
         };
         let signature = key.sign(&header.signing_bytes());
-        let snapshot = SignedRefs {
+        let view = SignedRefs {
             signed: SignedHeader {
                 header,
                 signer: key.verifying_key(),
@@ -151,18 +203,8 @@ impl SignedRefs {
             },
             refs,
         };
-        snapshot.check_contents()?;
-        Ok(snapshot)
-    }
-
-    /// Checks ownership, signature, digest, HEAD and size. Whether the sequence is newer
-    /// and the objects are present is for the receiving node to check.
-    pub fn verify(&self) -> Result<(), RefsError> {
-        self.check_contents()?;
-        if refs_digest(&self.refs) != self.signed.header.refs_digest {
-            return Err(RefsError::DigestMismatch(self.repository()));
-        }
-        self.signed.verify()
+        view.check_contents()?;
+        Ok(view)
     }
 
     fn check_contents(&self) -> Result<(), RefsError> {

@@ -1,0 +1,678 @@
+//! A repository's identity: who maintains it and how many of them must agree.
+//!
+//! The identity is a hash-linked history of versions. Version 1 (genesis) is implied by the
+//! repository id: its one maintainer is the key the id derives from, its threshold 1, so
+//! every repository created before maintainers existed has exactly this history and needs
+//! nothing new on disk or on the wire. Each later version names its predecessor's hash and
+//! takes effect only with the signatures of at least the predecessor's threshold of the
+//! predecessor's maintainers.
+//!
+//! Two valid successors of one version (possible when the threshold is at most half) are
+//! resolved by a rule every node computes alike from the set it holds, whatever order it
+//! came in: the successor signed by more of the predecessor's maintainers wins; on a tie,
+//! the smaller version hash. Signatures only accumulate, so the answer moves only when new
+//! signatures arrive, and then the same way on every node that holds them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ids::{RepoName, RepositoryId};
+
+/// Most maintainers one version may name.
+pub const MAX_MAINTAINERS: usize = 32;
+/// Most versions (taken effect, competing or pending) a node keeps for one repository.
+pub const MAX_VERSIONS: usize = 1024;
+/// Most successors one version may have (competing or pending proposals).
+pub const MAX_SUCCESSORS: usize = 32;
+
+/// The hash of an identity version: what links versions and what maintainers sign.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct VersionId(pub [u8; 32]);
+
+impl fmt::Display for VersionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for VersionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VersionId({})", &hex::encode(self.0)[..12])
+    }
+}
+
+/// One version of a repository's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityDoc {
+    /// The repository; fixed by genesis, the same in every version.
+    pub repository: RepositoryId,
+    /// The repository's name; fixed by genesis too.
+    pub name: RepoName,
+    /// 1 for genesis, one more than its predecessor's otherwise.
+    pub version: u64,
+    /// The predecessor's hash; `None` only for genesis.
+    pub previous: Option<VersionId>,
+    /// Who maintains the repository from this version on: sorted by key bytes, no repeats.
+    pub maintainers: Vec<VerifyingKey>,
+    /// How many maintainers must agree: on a branch for it to move, on a next version for
+    /// it to take effect.
+    pub threshold: u16,
+}
+
+/// Why an identity version is not valid, or not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// The version's fields do not fit together.
+    #[error("identity version {version} of {repository} is malformed: {reason}")]
+    Malformed {
+        /// The repository it claims.
+        repository: RepositoryId,
+        /// The version number it claims.
+        version: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The version belongs to another repository (or names it differently).
+    #[error("identity version is for {found}, not {expected}")]
+    WrongRepository {
+        /// The repository this history is of.
+        expected: RepositoryId,
+        /// The one the version names.
+        found: RepositoryId,
+    },
+    /// The predecessor is not known here (yet): the version cannot be judged.
+    #[error(
+        "identity version {version} of {repository} follows {previous:?}, which this node does not hold"
+    )]
+    UnknownPrevious {
+        /// The repository.
+        repository: RepositoryId,
+        /// The version number.
+        version: u64,
+        /// The predecessor it names.
+        previous: VersionId,
+    },
+    /// No signature on it comes from a maintainer of its predecessor.
+    #[error("identity version {version} of {repository} carries no valid signature of a maintainer of version {}", version - 1)]
+    Unsigned {
+        /// The repository.
+        repository: RepositoryId,
+        /// The version number.
+        version: u64,
+    },
+    /// The history is full.
+    #[error(
+        "{repository} already has {count} identity versions after one; at most {limit} are kept"
+    )]
+    TooMany {
+        /// The repository.
+        repository: RepositoryId,
+        /// How many there are.
+        count: usize,
+        /// The limit reached.
+        limit: usize,
+    },
+    /// No such version is held.
+    #[error("{repository} has no identity version {id}")]
+    UnknownVersion {
+        /// The repository.
+        repository: RepositoryId,
+        /// The hash asked for.
+        id: VersionId,
+    },
+    /// The key may not sign this version (it is not a maintainer of its predecessor).
+    #[error("key {key} is not a maintainer of version {version} of {repository}")]
+    NotMaintainer {
+        /// The repository.
+        repository: RepositoryId,
+        /// The predecessor's version number.
+        version: u64,
+        /// The key, hex.
+        key: String,
+    },
+}
+
+impl IdentityDoc {
+    /// The implied first version of the repository `name` created by `owner`.
+    pub fn genesis(owner: &VerifyingKey, name: RepoName) -> Self {
+        IdentityDoc {
+            repository: RepositoryId::derive(owner.as_bytes(), &name),
+            name,
+            version: 1,
+            previous: None,
+            maintainers: vec![*owner],
+            threshold: 1,
+        }
+    }
+
+    /// A successor of this version: `maintainers` (any order, repeats dropped) with
+    /// `threshold`.
+    pub fn next(
+        &self,
+        maintainers: impl IntoIterator<Item = VerifyingKey>,
+        threshold: u16,
+    ) -> Result<Self, IdentityError> {
+        let mut maintainers: Vec<VerifyingKey> = maintainers.into_iter().collect();
+        maintainers.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        maintainers.dedup();
+        let doc = IdentityDoc {
+            repository: self.repository,
+            name: self.name.clone(),
+            version: self.version + 1,
+            previous: Some(self.id()),
+            maintainers,
+            threshold,
+        };
+        doc.check_shape()?;
+        Ok(doc)
+    }
+
+    /// This version's hash.
+    pub fn id(&self) -> VersionId {
+        let bytes = postcard::to_allocvec(&("guts/identity/v1", self)).expect("docs always encode");
+        VersionId(Sha256::digest(&bytes).into())
+    }
+
+    /// Whether `key` maintains the repository at this version.
+    pub fn is_maintainer(&self, key: &VerifyingKey) -> bool {
+        self.maintainers
+            .binary_search_by(|k| k.as_bytes().cmp(key.as_bytes()))
+            .is_ok()
+    }
+
+    /// Checks what a version must be on its own: maintainers sorted, unique, 1 to
+    /// [`MAX_MAINTAINERS`]; threshold 1 to their number; genesis and only genesis without a
+    /// predecessor, and genesis exactly the implied one.
+    pub fn check_shape(&self) -> Result<(), IdentityError> {
+        let bad = |reason: String| IdentityError::Malformed {
+            repository: self.repository,
+            version: self.version,
+            reason,
+        };
+        let n = self.maintainers.len();
+        if n == 0 || n > MAX_MAINTAINERS {
+            return Err(bad(format!(
+                "{n} maintainers; a version names 1 to {MAX_MAINTAINERS}"
+            )));
+        }
+        if self
+            .maintainers
+            .windows(2)
+            .any(|w| w[0].as_bytes() >= w[1].as_bytes())
+        {
+            return Err(bad("maintainers not sorted, or one named twice".into()));
+        }
+        if self.threshold == 0 || usize::from(self.threshold) > n {
+            return Err(bad(format!(
+                "threshold {} with {n} maintainers; it must be 1 to {n}",
+                self.threshold
+            )));
+        }
+        match (self.version, self.previous) {
+            (1, None) => {
+                if *self != IdentityDoc::genesis(&self.maintainers[0], self.name.clone()) {
+                    return Err(bad(
+                        "version 1 must be the creator alone, threshold 1, as the id derives"
+                            .into(),
+                    ));
+                }
+            }
+            (1, Some(_)) | (0, _) => return Err(bad("version 1 has no predecessor".into())),
+            (_, None) => return Err(bad("a version after 1 names its predecessor".into())),
+            (_, Some(_)) => {}
+        }
+        Ok(())
+    }
+}
+
+fn signing_bytes(id: &VersionId) -> Vec<u8> {
+    postcard::to_allocvec(&("guts/identity-signature/v1", id)).expect("ids always encode")
+}
+
+/// An identity version with the signatures gathered for it so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedVersion {
+    /// The version.
+    pub doc: IdentityDoc,
+    /// Signatures over its hash, sorted by key bytes, one per key.
+    pub signatures: Vec<(VerifyingKey, Signature)>,
+}
+
+impl SignedVersion {
+    /// `doc` signed by `key` alone: a proposal until enough others sign it too.
+    pub fn propose(doc: IdentityDoc, key: &SigningKey) -> Self {
+        let mut version = SignedVersion {
+            doc,
+            signatures: Vec::new(),
+        };
+        version.sign(key);
+        version
+    }
+
+    /// Adds `key`'s signature (replacing one it made before).
+    pub fn sign(&mut self, key: &SigningKey) {
+        let signature = key.sign(&signing_bytes(&self.doc.id()));
+        self.insert(key.verifying_key(), signature);
+    }
+
+    fn insert(&mut self, key: VerifyingKey, signature: Signature) {
+        match self
+            .signatures
+            .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
+        {
+            Ok(i) => self.signatures[i] = (key, signature),
+            Err(i) => self.signatures.insert(i, (key, signature)),
+        }
+    }
+
+    /// Whether `key` has signed it (validly or not: see [`Self::signers_among`]).
+    pub fn signed_by(&self, key: &VerifyingKey) -> bool {
+        self.signatures.iter().any(|(k, _)| k == key)
+    }
+
+    /// The keys among `previous`'s maintainers whose signature on this version verifies.
+    pub fn signers_among(&self, previous: &IdentityDoc) -> Vec<VerifyingKey> {
+        let bytes = signing_bytes(&self.doc.id());
+        self.signatures
+            .iter()
+            .filter(|(k, s)| previous.is_maintainer(k) && k.verify_strict(&bytes, s).is_ok())
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// Keeps only the signatures of `previous`'s maintainers that verify; returns how many
+    /// are left.
+    fn keep_valid(&mut self, previous: &IdentityDoc) -> usize {
+        let valid = self.signers_among(previous);
+        self.signatures.retain(|(k, _)| valid.contains(k));
+        self.signatures.len()
+    }
+}
+
+/// What [`IdentityHistory::add`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionAdded {
+    /// A version not held before.
+    New,
+    /// New signatures on a version held before.
+    Signatures(usize),
+    /// Nothing new.
+    Unchanged,
+}
+
+/// The versions of one repository's identity a node holds, and which of them are in effect.
+#[derive(Debug, Clone)]
+pub struct IdentityHistory {
+    genesis: IdentityDoc,
+    /// Every version after genesis, with only valid signatures.
+    versions: HashMap<VersionId, SignedVersion>,
+    /// Versions in effect, genesis first; the last is current.
+    chain: Vec<VersionId>,
+}
+
+impl IdentityHistory {
+    /// The history of a repository with only its implied first version.
+    pub fn new(genesis: IdentityDoc) -> Result<Self, IdentityError> {
+        genesis.check_shape()?;
+        if genesis.version != 1 {
+            return Err(IdentityError::Malformed {
+                repository: genesis.repository,
+                version: genesis.version,
+                reason: "a history starts at version 1".into(),
+            });
+        }
+        let chain = vec![genesis.id()];
+        Ok(IdentityHistory {
+            genesis,
+            versions: HashMap::new(),
+            chain,
+        })
+    }
+
+    /// The repository.
+    pub fn repository(&self) -> RepositoryId {
+        self.genesis.repository
+    }
+
+    /// The version in effect.
+    pub fn current(&self) -> &IdentityDoc {
+        self.doc(self.chain.last().expect("the chain has genesis"))
+            .expect("chain versions are held")
+    }
+
+    /// The versions in effect, genesis first.
+    pub fn chain(&self) -> impl Iterator<Item = &IdentityDoc> {
+        self.chain.iter().filter_map(|id| self.doc(id))
+    }
+
+    /// A held version by hash.
+    pub fn doc(&self, id: &VersionId) -> Option<&IdentityDoc> {
+        if *id == self.chain[0] {
+            Some(&self.genesis)
+        } else {
+            self.versions.get(id).map(|v| &v.doc)
+        }
+    }
+
+    /// A held version after genesis, with its signatures.
+    pub fn version(&self, id: &VersionId) -> Option<&SignedVersion> {
+        self.versions.get(id)
+    }
+
+    /// Every held version after genesis, by version number then hash: what a node serves.
+    pub fn versions(&self) -> Vec<&SignedVersion> {
+        let mut all: Vec<&SignedVersion> = self.versions.values().collect();
+        all.sort_by_key(|v| (v.doc.version, v.doc.id()));
+        all
+    }
+
+    /// Whether only the implied first version is held (a single-owner repository).
+    pub fn is_genesis_only(&self) -> bool {
+        self.versions.is_empty()
+    }
+
+    /// Successors of the current version signed by fewer than its threshold: proposals
+    /// waiting for signatures, by hash.
+    pub fn pending(&self) -> Vec<&SignedVersion> {
+        let current = self.chain.last().expect("the chain has genesis");
+        let mut pending: Vec<&SignedVersion> = self
+            .versions
+            .values()
+            .filter(|v| v.doc.previous.as_ref() == Some(current))
+            .collect();
+        pending.sort_by_key(|v| v.doc.id());
+        pending
+    }
+
+    /// Whether `key` maintains the repository now or is named by a proposal waiting on the
+    /// current version: whose views a node keeps.
+    pub fn may_publish(&self, key: &VerifyingKey) -> bool {
+        self.current().is_maintainer(key) || self.pending().iter().any(|v| v.doc.is_maintainer(key))
+    }
+
+    /// Takes `version` (or the signatures it carries that are new), keeping only valid
+    /// signatures of its predecessor's maintainers, and settles which versions are in effect.
+    pub fn add(&mut self, mut version: SignedVersion) -> Result<VersionAdded, IdentityError> {
+        let doc = &version.doc;
+        doc.check_shape()?;
+        if doc.repository != self.genesis.repository || doc.name != self.genesis.name {
+            return Err(IdentityError::WrongRepository {
+                expected: self.genesis.repository,
+                found: doc.repository,
+            });
+        }
+        let Some(previous_id) = doc.previous else {
+            // Genesis is implied and must be this one (check_shape made it the implied one).
+            return if *doc == self.genesis {
+                Ok(VersionAdded::Unchanged)
+            } else {
+                Err(IdentityError::WrongRepository {
+                    expected: self.genesis.repository,
+                    found: doc.repository,
+                })
+            };
+        };
+        let Some(previous) = self.doc(&previous_id).cloned() else {
+            return Err(IdentityError::UnknownPrevious {
+                repository: doc.repository,
+                version: doc.version,
+                previous: previous_id,
+            });
+        };
+        if doc.version != previous.version + 1 {
+            return Err(IdentityError::Malformed {
+                repository: doc.repository,
+                version: doc.version,
+                reason: format!(
+                    "it follows version {}, so it must be version {}",
+                    previous.version,
+                    previous.version + 1
+                ),
+            });
+        }
+        let (repository, number) = (doc.repository, doc.version);
+        if version.keep_valid(&previous) == 0 {
+            return Err(IdentityError::Unsigned {
+                repository,
+                version: number,
+            });
+        }
+        let id = version.doc.id();
+        let added = match self.versions.get_mut(&id) {
+            Some(held) => {
+                let before = held.signatures.len();
+                for (k, s) in version.signatures {
+                    if !held.signed_by(&k) {
+                        held.insert(k, s);
+                    }
+                }
+                match held.signatures.len() - before {
+                    0 => VersionAdded::Unchanged,
+                    n => VersionAdded::Signatures(n),
+                }
+            }
+            None => {
+                if self.versions.len() >= MAX_VERSIONS {
+                    return Err(IdentityError::TooMany {
+                        repository: self.repository(),
+                        count: self.versions.len(),
+                        limit: MAX_VERSIONS,
+                    });
+                }
+                let siblings = self
+                    .versions
+                    .values()
+                    .filter(|v| v.doc.previous == Some(previous_id))
+                    .count();
+                if siblings >= MAX_SUCCESSORS {
+                    return Err(IdentityError::TooMany {
+                        repository: self.repository(),
+                        count: siblings,
+                        limit: MAX_SUCCESSORS,
+                    });
+                }
+                self.versions.insert(id, version);
+                VersionAdded::New
+            }
+        };
+        if added != VersionAdded::Unchanged {
+            self.resolve();
+        }
+        Ok(added)
+    }
+
+    /// Adds `key`'s signature to the held version `id` (a proposal it accepts).
+    pub fn sign(
+        &mut self,
+        id: &VersionId,
+        key: &SigningKey,
+    ) -> Result<VersionAdded, IdentityError> {
+        let Some(mut version) = self.versions.get(id).cloned() else {
+            return Err(IdentityError::UnknownVersion {
+                repository: self.repository(),
+                id: *id,
+            });
+        };
+        let previous = version
+            .doc
+            .previous
+            .and_then(|p| self.doc(&p).cloned())
+            .expect("held versions have held predecessors");
+        if !previous.is_maintainer(&key.verifying_key()) {
+            return Err(IdentityError::NotMaintainer {
+                repository: self.repository(),
+                version: previous.version,
+                key: hex::encode(key.verifying_key().as_bytes()),
+            });
+        }
+        version.sign(key);
+        self.add(version)
+    }
+
+    /// Walks from genesis, at each version taking the successor with the most valid
+    /// signatures of its maintainers if that reaches its threshold (smaller hash on a tie).
+    fn resolve(&mut self) {
+        let mut successors: BTreeMap<VersionId, Vec<(usize, VersionId)>> = BTreeMap::new();
+        for (id, v) in &self.versions {
+            if let Some(p) = v.doc.previous {
+                successors
+                    .entry(p)
+                    .or_default()
+                    .push((v.signatures.len(), *id));
+            }
+        }
+        let mut chain = vec![self.chain[0]];
+        loop {
+            let at = *chain.last().expect("non-empty");
+            let threshold = usize::from(self.doc(&at).expect("held").threshold);
+            let best = successors
+                .get(&at)
+                .into_iter()
+                .flatten()
+                .filter(|(signed, _)| *signed >= threshold)
+                .max_by(|(sa, ia), (sb, ib)| sa.cmp(sb).then(ib.cmp(ia)));
+            match best {
+                // Hashes link each version to an earlier one, so the walk cannot loop.
+                Some((_, id)) => chain.push(*id),
+                None => break,
+            }
+        }
+        self.chain = chain;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn history() -> IdentityHistory {
+        IdentityHistory::new(IdentityDoc::genesis(
+            &key(1).verifying_key(),
+            "demo".parse().unwrap(),
+        ))
+        .unwrap()
+    }
+
+    fn three(h: &IdentityHistory, threshold: u16) -> IdentityDoc {
+        h.current()
+            .next([1, 2, 3].map(|s| key(s).verifying_key()), threshold)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_version_takes_effect_at_the_threshold_of_its_predecessor() {
+        let mut h = history();
+        assert!(h.is_genesis_only());
+        let v2 = three(&h, 2);
+        assert_eq!(
+            h.add(SignedVersion::propose(v2.clone(), &key(1))),
+            Ok(VersionAdded::New)
+        );
+        assert_eq!(h.current(), &v2, "genesis has threshold 1");
+
+        // Version 3 drops key 3; one signature of two needed is pending.
+        let v3 = v2.next([1, 2].map(|s| key(s).verifying_key()), 2).unwrap();
+        h.add(SignedVersion::propose(v3.clone(), &key(1))).unwrap();
+        assert_eq!(h.current(), &v2);
+        assert_eq!(h.pending().len(), 1);
+        assert!(h.may_publish(&key(3).verifying_key()));
+        assert_eq!(h.sign(&v3.id(), &key(2)), Ok(VersionAdded::Signatures(1)));
+        assert_eq!(h.current(), &v3);
+        assert!(!h.may_publish(&key(3).verifying_key()));
+        assert_eq!(h.chain().count(), 3);
+    }
+
+    #[test]
+    fn bad_signatures_and_outsiders_do_not_count() {
+        let mut h = history();
+        let v2 = three(&h, 2);
+        h.add(SignedVersion::propose(v2.clone(), &key(1))).unwrap();
+        let v3 = v2.next([key(9).verifying_key()], 1).unwrap();
+        // Key 9 is not a maintainer of version 2.
+        assert!(matches!(
+            h.add(SignedVersion::propose(v3.clone(), &key(9))),
+            Err(IdentityError::Unsigned { .. })
+        ));
+        assert!(matches!(
+            h.sign(&v3.id(), &key(9)),
+            Err(IdentityError::UnknownVersion { .. })
+        ));
+        // A maintainer's key with a signature over something else.
+        let mut forged = SignedVersion::propose(v3.clone(), &key(1));
+        forged
+            .signatures
+            .push((key(2).verifying_key(), key(2).sign(b"something else")));
+        forged
+            .signatures
+            .sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        assert_eq!(h.add(forged), Ok(VersionAdded::New));
+        assert_eq!(h.current(), &v2, "one valid signature of two");
+        assert_eq!(h.version(&v3.id()).unwrap().signatures.len(), 1);
+    }
+
+    #[test]
+    fn competing_versions_resolve_the_same_whatever_the_order() {
+        let base = history();
+        let v2 = three(&base, 1);
+        let a = v2.next([1, 2].map(|s| key(s).verifying_key()), 1).unwrap();
+        let b = v2.next([2, 3].map(|s| key(s).verifying_key()), 1).unwrap();
+        let c = v2.next([1, 3].map(|s| key(s).verifying_key()), 1).unwrap();
+        let mut b2 = SignedVersion::propose(b.clone(), &key(2));
+        b2.sign(&key(3));
+        let items = [
+            SignedVersion::propose(v2.clone(), &key(1)),
+            SignedVersion::propose(a.clone(), &key(1)),
+            b2,
+            SignedVersion::propose(c.clone(), &key(3)),
+        ];
+        for order in [[0, 1, 2, 3], [0, 3, 2, 1], [0, 2, 1, 3]] {
+            let mut h = base.clone();
+            for i in order {
+                h.add(items[i].clone()).unwrap();
+            }
+            assert_eq!(h.current(), &b, "two signatures beat one");
+        }
+        // a and c tie on one signature each: the smaller hash wins.
+        let mut h = base.clone();
+        for i in [0, 3, 1] {
+            h.add(items[i].clone()).unwrap();
+        }
+        let smaller = if a.id() < c.id() { &a } else { &c };
+        assert_eq!(h.current(), smaller);
+    }
+
+    #[test]
+    fn versions_must_link_and_fit() {
+        let mut h = history();
+        let v2 = three(&h, 2);
+        let v3 = v2.next([key(1).verifying_key()], 1).unwrap();
+        assert!(matches!(
+            h.add(SignedVersion::propose(v3, &key(1))),
+            Err(IdentityError::UnknownPrevious { .. })
+        ));
+        assert!(matches!(
+            h.current().next([key(1).verifying_key()], 2),
+            Err(IdentityError::Malformed { .. })
+        ));
+        let other = IdentityDoc::genesis(&key(2).verifying_key(), "demo".parse().unwrap());
+        let foreign = other.next([key(2).verifying_key()], 1).unwrap();
+        assert!(matches!(
+            h.add(SignedVersion::propose(foreign, &key(2))),
+            Err(IdentityError::WrongRepository { .. })
+        ));
+        let mut skipped = v2.clone();
+        skipped.version = 5;
+        assert!(matches!(
+            h.add(SignedVersion::propose(skipped, &key(1))),
+            Err(IdentityError::Malformed { .. })
+        ));
+    }
+}

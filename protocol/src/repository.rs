@@ -1,0 +1,264 @@
+//! What a node knows of one repository's collaboration: its identity history and the
+//! views of those who may publish, and the canonical refs they give.
+
+use serde::{Deserialize, Serialize};
+
+use crate::canonical::{self, Ancestry, Canonical};
+use crate::identity::{IdentityDoc, IdentityError, IdentityHistory, SignedVersion, VersionAdded};
+use crate::refs::SignedRefs;
+use crate::views::{ViewAdded, ViewError, Views};
+
+/// Something signed for a repository: an identity version or a view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Published {
+    /// An identity version with the signatures it carries.
+    Version(SignedVersion),
+    /// A maintainer's view.
+    View(Box<SignedRefs>),
+}
+
+/// Why something published is not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// The identity version is refused.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The view is refused.
+    #[error(transparent)]
+    View(#[from] ViewError),
+}
+
+impl StateError {
+    /// Whether the item may be taken once more of the identity is known (its predecessor,
+    /// or the version that makes its signer a maintainer): worth asking the sender again,
+    /// not a fault of the sender's.
+    pub fn may_fit_later(&self) -> bool {
+        matches!(
+            self,
+            StateError::Identity(IdentityError::UnknownPrevious { .. })
+                | StateError::View(ViewError::NotMaintainer { .. })
+        )
+    }
+}
+
+/// What [`RepositoryState::add`] changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// An identity version or signatures on one.
+    Version(VersionAdded),
+    /// A view.
+    View(ViewAdded),
+}
+
+/// One repository's identity history and views.
+#[derive(Debug, Clone)]
+pub struct RepositoryState {
+    /// The identity history.
+    pub identity: IdentityHistory,
+    /// The views held.
+    pub views: Views,
+}
+
+impl RepositoryState {
+    /// A repository with only its implied first version and no views.
+    pub fn new(genesis: IdentityDoc) -> Result<Self, IdentityError> {
+        Ok(RepositoryState {
+            identity: IdentityHistory::new(genesis)?,
+            views: Views::new(),
+        })
+    }
+
+    /// Takes `item` if it is valid here and new.
+    pub fn add(&mut self, item: Published) -> Result<Change, StateError> {
+        Ok(match item {
+            Published::Version(v) => Change::Version(self.identity.add(v)?),
+            Published::View(v) => Change::View(self.views.add(*v, &self.identity)?),
+        })
+    }
+
+    /// The canonical refs under the identity version in effect.
+    pub fn canonical(&self, ancestry: &dyn Ancestry) -> Canonical {
+        canonical::canonical(
+            self.identity.current(),
+            self.views.of_maintainers(&self.identity),
+            ancestry,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::canonical::test_dag::{Dag, c};
+    use crate::identity::VersionId;
+    use crate::refs::Refs;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn genesis() -> IdentityDoc {
+        IdentityDoc::genesis(&key(1).verifying_key(), "shared".parse().unwrap())
+    }
+
+    fn view(signer: u8, sequence: u64, refs: &[(&str, u8)]) -> Published {
+        let refs: Refs = refs
+            .iter()
+            .map(|(n, t)| (n.parse().unwrap(), c(*t)))
+            .collect();
+        let head = Some("refs/heads/main".parse().unwrap()).filter(|h| refs.contains_key(h));
+        Published::View(Box::new(
+            SignedRefs::sign_view(
+                &key(signer),
+                genesis().repository,
+                genesis().name,
+                sequence,
+                head,
+                refs,
+            )
+            .unwrap(),
+        ))
+    }
+
+    /// One signature each: the same version arrives from its signers separately.
+    fn signed_apart(doc: &IdentityDoc, signers: &[u8]) -> Vec<Published> {
+        signers
+            .iter()
+            .map(|s| Published::Version(SignedVersion::propose(doc.clone(), &key(*s))))
+            .collect()
+    }
+
+    /// Everything a node might hear about one repository: competing identity versions,
+    /// proposals, signatures arriving apart, views superseded, replayed, equivocated, from
+    /// removed keys, from outsiders.
+    fn scenario() -> Vec<Published> {
+        let ks = |s: &[u8]| {
+            s.iter()
+                .map(|s| key(*s).verifying_key())
+                .collect::<Vec<_>>()
+        };
+        let v2 = genesis().next(ks(&[1, 2, 3]), 2).unwrap();
+        // Two successors of v2 at its threshold: v3a (drops 3) by 1 and 2, v3b (adds 4,
+        // threshold 1) by 2 and 3, and v3c by 3 alone (pending forever). They tie on two
+        // signatures, so the smaller hash wins; v4 follows v3a (drops 1), signed by 2.
+        let v3a = v2.next(ks(&[1, 2]), 2).unwrap();
+        let v3b = v2.next(ks(&[1, 2, 3, 4]), 1).unwrap();
+        let v3c = v2.next(ks(&[3]), 1).unwrap();
+        let v4a = v3a.next(ks(&[2, 4]), 1).unwrap();
+        let mut items = Vec::new();
+        items.extend(signed_apart(&v2, &[1]));
+        items.extend(signed_apart(&v3a, &[1, 2]));
+        items.extend(signed_apart(&v3b, &[2, 3]));
+        items.extend(signed_apart(&v3c, &[3]));
+        items.extend(signed_apart(&v4a, &[2]));
+        // Commits: 1 <- 2 <- 3 <- 4 <- 7, 2 <- 5, 2 <- 6.
+        for (signer, seq, main, tag) in [
+            (1, 1, 2, 9),
+            (1, 2, 3, 9),
+            (1, 3, 4, 9),
+            (2, 1, 3, 9),
+            (3, 1, 6, 9),
+            (3, 4, 7, 9),
+            (4, 1, 7, 8),
+            (4, 2, 4, 9),
+            (9, 5, 5, 9), // never a maintainer
+        ] {
+            items.push(view(
+                signer,
+                seq,
+                &[("refs/heads/main", main), ("refs/tags/v1", tag)],
+            ));
+        }
+        // Key 2's last sequence, twice: an equivocation, on a branch only it has too.
+        items.push(view(
+            2,
+            2,
+            &[("refs/heads/main", 4), ("refs/heads/side", 5)],
+        ));
+        items.push(view(
+            2,
+            2,
+            &[("refs/heads/main", 5), ("refs/heads/side", 6)],
+        ));
+        items.push(view(
+            4,
+            3,
+            &[("refs/heads/topic", 5), ("refs/heads/main", 7)],
+        ));
+        items
+    }
+
+    fn dag() -> Dag {
+        Dag::new(&[
+            (1, &[]),
+            (2, &[1]),
+            (3, &[2]),
+            (4, &[3]),
+            (7, &[4]),
+            (5, &[2]),
+            (6, &[2]),
+            (8, &[]),
+            (9, &[]),
+        ])
+    }
+
+    /// Delivers `items` in the given order as a node would hear them; what does not fit
+    /// yet comes again later (the node asks the sender for its state), until nothing more
+    /// is taken.
+    fn deliver(items: Vec<Published>) -> (Vec<VersionId>, Canonical) {
+        let mut state = RepositoryState::new(genesis()).unwrap();
+        let mut queue = items;
+        loop {
+            let before = queue.len();
+            let mut later = Vec::new();
+            for item in queue {
+                match state.add(item.clone()) {
+                    Err(e) if e.may_fit_later() => later.push(item),
+                    _ => {}
+                }
+            }
+            if later.is_empty() || later.len() == before {
+                break;
+            }
+            queue = later;
+        }
+        let chain = state.identity.chain().map(|d| d.id()).collect();
+        (chain, state.canonical(&dag()))
+    }
+
+    #[test]
+    fn the_scenario_is_not_trivial() {
+        let (chain, canonical) = deliver(scenario());
+        // v3a and v3b tie on two signatures: if v3a has the smaller hash, v4 follows it.
+        let ks = |s: &[u8]| {
+            s.iter()
+                .map(|s| key(*s).verifying_key())
+                .collect::<Vec<_>>()
+        };
+        let v2 = genesis().next(ks(&[1, 2, 3]), 2).unwrap();
+        let v3a = v2.next(ks(&[1, 2]), 2).unwrap();
+        let v3b = v2.next(ks(&[1, 2, 3, 4]), 1).unwrap();
+        let expected = if v3a.id() < v3b.id() { 4 } else { 3 };
+        assert_eq!(chain.len(), expected);
+        assert!(
+            canonical
+                .refs
+                .contains_key(&"refs/heads/main".parse().unwrap())
+        );
+        assert!(canonical.head.is_some());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn every_order_gives_the_same_identity_and_refs(
+            order in Just(scenario()).prop_shuffle()
+        ) {
+            prop_assert_eq!(deliver(order), deliver(scenario()));
+        }
+    }
+}
