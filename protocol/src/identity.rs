@@ -338,6 +338,25 @@ impl IdentityHistory {
         self.genesis.repository
     }
 
+    /// Version 1.
+    pub fn genesis(&self) -> &IdentityDoc {
+        &self.genesis
+    }
+
+    /// Takes versions this node checked before (from its own store): signatures are not
+    /// verified again, links and thresholds are. Versions whose predecessor is missing
+    /// are dropped.
+    pub fn restore(&mut self, mut versions: Vec<SignedVersion>) {
+        versions.sort_by_key(|v| v.doc.version);
+        for v in versions {
+            let known = v.doc.previous.is_some_and(|p| self.doc(&p).is_some());
+            if known && v.doc.repository == self.genesis.repository && !v.signatures.is_empty() {
+                self.versions.insert(v.doc.id(), v);
+            }
+        }
+        self.resolve();
+    }
+
     /// The version in effect.
     pub fn current(&self) -> &IdentityDoc {
         self.doc(self.chain.last().expect("the chain has genesis"))

@@ -17,6 +17,7 @@ pub use identity::{IdentityDoc, IdentityHistory, SignedVersion, VersionId};
 pub use ids::{ObjectId, RefName, RepoName, RepositoryId};
 pub use network::{NetworkName, NetworkNameError};
 pub use refs::{SignedHeader, SignedRefs};
+pub use repository::{Merged, Published, RepositoryState, SharedState};
 pub use views::Views;
 
 /// Version of the Guts protocol family spoken by this build; carried in every protocol name.

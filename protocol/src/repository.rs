@@ -41,6 +41,15 @@ impl StateError {
     }
 }
 
+/// What [`RepositoryState::merge`] did.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// Whether anything was taken.
+    pub changed: bool,
+    /// What was refused, and why.
+    pub refused: Vec<StateError>,
+}
+
 /// What [`RepositoryState::add`] changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -48,6 +57,18 @@ pub enum Change {
     Version(VersionAdded),
     /// A view.
     View(ViewAdded),
+}
+
+/// A repository with maintainers as a node stores and sends it: its first version (which
+/// the id derives from), the later versions with their signatures, and the views.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedState {
+    /// Version 1: the creator alone, threshold 1.
+    pub genesis: IdentityDoc,
+    /// Every later version held, by version number then hash.
+    pub versions: Vec<SignedVersion>,
+    /// The views held, by key.
+    pub views: Vec<SignedRefs>,
 }
 
 /// One repository's identity history and views.
@@ -66,6 +87,66 @@ impl RepositoryState {
             identity: IdentityHistory::new(genesis)?,
             views: Views::new(),
         })
+    }
+
+    /// The state of `shared`, as a peer sent it: each version and view is judged as if it
+    /// came alone (in version order, views last), and those refused are returned with why.
+    pub fn from_peer(shared: SharedState) -> Result<(Self, Merged), IdentityError> {
+        let mut state = RepositoryState::new(shared.genesis)?;
+        let merged = state.merge(shared.versions, shared.views);
+        Ok((state, merged))
+    }
+
+    /// Takes every version and view it can of those given (versions first, by version
+    /// number, so each finds its predecessor).
+    pub fn merge(&mut self, mut versions: Vec<SignedVersion>, views: Vec<SignedRefs>) -> Merged {
+        versions.sort_by_key(|v| v.doc.version);
+        let mut merged = Merged::default();
+        for v in versions {
+            match self.identity.add(v) {
+                Ok(VersionAdded::Unchanged) => {}
+                Ok(_) => merged.changed = true,
+                Err(e) => merged.refused.push(e.into()),
+            }
+        }
+        for v in views {
+            match self.views.add(v, &self.identity) {
+                Ok(ViewAdded::Unchanged | ViewAdded::Equivocation { kept: false }) => {}
+                Ok(_) => merged.changed = true,
+                Err(e) => merged.refused.push(e.into()),
+            }
+        }
+        merged
+    }
+
+    /// What a node serves: every version, and the views of those who may publish now (a
+    /// removed maintainer's view is kept, in case the removal loses to a competing
+    /// version, but no longer passed on).
+    pub fn shared(&self) -> SharedState {
+        let mut state = self.stored();
+        state
+            .views
+            .retain(|v| self.identity.may_publish(&v.signed.signer));
+        state
+    }
+
+    /// What a node stores: every version and every view held.
+    pub fn stored(&self) -> SharedState {
+        SharedState {
+            genesis: self.identity.genesis().clone(),
+            versions: self.identity.versions().into_iter().cloned().collect(),
+            views: self.views.iter().cloned().collect(),
+        }
+    }
+
+    /// The state stored by this node (see [`Self::stored`]): versions and views were
+    /// checked when they came, so signatures are not checked again; links and
+    /// thresholds are.
+    pub fn from_stored(stored: SharedState) -> Result<Self, IdentityError> {
+        let mut state = RepositoryState::new(stored.genesis)?;
+        state.identity.restore(stored.versions);
+        state.views = Views::restore(stored.views);
+        Ok(state)
     }
 
     /// Takes `item` if it is valid here and new.
@@ -249,6 +330,42 @@ mod tests {
                 .contains_key(&"refs/heads/main".parse().unwrap())
         );
         assert!(canonical.head.is_some());
+    }
+
+    #[test]
+    fn the_stored_state_comes_back_whole_and_removed_views_are_not_passed_on() {
+        let ks = |s: &[u8]| {
+            s.iter()
+                .map(|s| key(*s).verifying_key())
+                .collect::<Vec<_>>()
+        };
+        let mut state = RepositoryState::new(genesis()).unwrap();
+        let v2 = genesis().next(ks(&[1, 2]), 1).unwrap();
+        let v3 = v2.next(ks(&[1]), 1).unwrap();
+        for item in [
+            Published::Version(SignedVersion::propose(v2, &key(1))),
+            view(1, 1, &[("refs/heads/main", 3)]),
+            view(2, 1, &[("refs/heads/main", 4)]),
+        ] {
+            state.add(item).unwrap();
+        }
+        assert_eq!(state.shared().views.len(), 2);
+        state
+            .add(Published::Version(SignedVersion::propose(v3, &key(1))))
+            .unwrap();
+        assert_eq!(state.shared().views.len(), 1, "key 2 was removed");
+        assert_eq!(state.stored().views.len(), 2);
+
+        let bytes = postcard::to_allocvec(&state.stored()).unwrap();
+        let back = RepositoryState::from_stored(postcard::from_bytes(&bytes).unwrap()).unwrap();
+        assert_eq!(back.identity.current(), state.identity.current());
+        assert_eq!(back.views, state.views);
+        assert_eq!(back.canonical(&dag()), state.canonical(&dag()));
+        assert_eq!(
+            back.canonical(&dag()).refs.values().next(),
+            Some(&c(3)),
+            "only key 1 counts"
+        );
     }
 
     proptest! {

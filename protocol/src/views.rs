@@ -86,6 +86,16 @@ impl Views {
         Self::default()
     }
 
+    /// Views this node checked before (from its own store), taken as they are.
+    pub fn restore(views: impl IntoIterator<Item = SignedRefs>) -> Self {
+        Views {
+            by_key: views
+                .into_iter()
+                .map(|v| (*v.signed.signer.as_bytes(), v))
+                .collect(),
+        }
+    }
+
     /// Takes `view` if its signer may publish under `identity` (a maintainer now or in a
     /// pending proposal) and it is newer than the one held for that key.
     pub fn add(
@@ -94,7 +104,7 @@ impl Views {
         identity: &IdentityHistory,
     ) -> Result<ViewAdded, ViewError> {
         let signer = view.signed.signer;
-        let genesis = identity.chain().next().expect("a history has genesis");
+        let genesis = identity.genesis();
         if view.repository() != identity.repository() || view.signed.header.name != genesis.name {
             return Err(ViewError::WrongRepository {
                 expected: identity.repository(),

@@ -1,7 +1,9 @@
 use std::io;
 use std::path::PathBuf;
 
+use guts_protocol::identity::IdentityError;
 use guts_protocol::refs::RefsError;
+use guts_protocol::views::ViewError;
 use guts_protocol::{ObjectId, RepositoryId};
 
 /// Errors from the data dir and the files in it. Every variant names the path involved.
@@ -184,6 +186,27 @@ pub enum StorageError {
     /// A snapshot does not verify.
     #[error(transparent)]
     InvalidSnapshot(#[from] RefsError),
+    /// An identity version is refused (or a local change to the identity is not valid).
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// A maintainer's view is refused.
+    #[error(transparent)]
+    View(#[from] ViewError),
+    /// An import into a repository with maintainers (each publishes a view by pushing).
+    #[error("repository {0} has maintainers: push to it with git, which updates your view")]
+    HasMaintainers(RepositoryId),
+    /// The key may not publish for this repository.
+    #[error(
+        "key {key} is not a maintainer of {repository} (identity version {version}); ask a maintainer to add it"
+    )]
+    NotMaintainer {
+        /// The repository.
+        repository: RepositoryId,
+        /// The key, hex.
+        key: String,
+        /// The identity version in effect.
+        version: u64,
+    },
     /// A snapshot is not newer than the one held: a rollback or a replay.
     #[error("snapshot {offered} of {repository} is not newer than the one held ({held})")]
     Stale {
@@ -246,6 +269,17 @@ impl StorageError {
             | StorageError::MissingObject { .. }
             | StorageError::Incomplete { .. }
             | StorageError::InvalidSnapshot(_) => true,
+            // A version or view that may fit once more of the identity is known is no
+            // fault of the sender's; a bad signature or a malformed one is.
+            StorageError::Identity(e) => matches!(
+                e,
+                IdentityError::Malformed { .. }
+                    | IdentityError::WrongRepository { .. }
+                    | IdentityError::Unsigned { .. }
+            ),
+            StorageError::View(e) => {
+                matches!(e, ViewError::Refs(_) | ViewError::WrongRepository { .. })
+            }
             StorageError::CreateDir { .. }
             | StorageError::UnsafePath { .. }
             | StorageError::NotWritable { .. }
@@ -264,6 +298,8 @@ impl StorageError {
             | StorageError::BadName { .. }
             | StorageError::UnknownRepository(_)
             | StorageError::NotOwner { .. }
+            | StorageError::NotMaintainer { .. }
+            | StorageError::HasMaintainers(_)
             | StorageError::AlreadyExists(_)
             | StorageError::BehindNetwork { .. }
             | StorageError::BadStaging(_)

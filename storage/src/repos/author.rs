@@ -10,8 +10,11 @@ use git2::Repository;
 use guts_protocol::refs::Refs;
 use guts_protocol::{ObjectId, RefName, RepoName, RepositoryId, SignedRefs};
 
+use super::held::Held;
+use super::ingest::Objects;
 use super::packer::{Fsck, pack_objects};
-use super::verify::check_snapshot;
+use super::shared::choose_head;
+use super::verify::check_targets;
 use super::{Imported, PUSH_PREFIX, Pushed, RefUpdate, Repositories, git, object_id, oid};
 use crate::StorageError;
 
@@ -85,7 +88,11 @@ impl Repositories {
                     .find(|n| refs.contains_key(n))
             });
 
-        let previous = self.signed_refs(&id)?;
+        let previous = match self.held(&id)? {
+            Some(Held::Shared(_)) => return Err(StorageError::HasMaintainers(id)),
+            Some(Held::Owner(snapshot)) => Some(snapshot),
+            None => None,
+        };
         if let Some(prev) = &previous
             && prev.refs == refs
             && prev.signed.header.head == head
@@ -103,9 +110,8 @@ impl Repositories {
     }
 
     /// Signs the next snapshot of `name` with `refs` and `head`, and applies it with the
-    /// objects it needs taken from `src` (as a pack, through the verified path), or, when
-    /// `indexed` names an objects directory holding them in packs git indexed, from
-    /// those packs where they are. The caller holds the repository's lock.
+    /// objects it needs from `src` (see [`Self::publish_record`]). The caller holds the
+    /// repository's lock.
     #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
@@ -124,15 +130,54 @@ impl Repositories {
         )?;
         let snapshot = SignedRefs::sign(key, name, sequence, head, refs)?;
         fail::fail_point!("import-signed");
-        let id = snapshot.repository();
-        let wants = self.wants(&snapshot)?;
+        let previous = previous.cloned().map(Held::Owner);
+        self.publish_record(
+            src,
+            indexed,
+            &Held::Owner(snapshot.clone()),
+            previous.as_ref(),
+        )?;
+        Ok(snapshot)
+    }
+
+    /// Applies `record`, just signed here, with the objects it needs taken from `src` (as
+    /// a pack, through the verified path), or, when `indexed` names an objects directory
+    /// holding them in packs git indexed, from those packs where they are. The caller
+    /// holds the repository's lock.
+    pub(super) fn publish_record(
+        &self,
+        src: Repository,
+        indexed: Option<&Path>,
+        record: &Held,
+        previous: Option<&Held>,
+    ) -> Result<(), StorageError> {
+        let id = record.repository();
+        let wants = self.missing(&id, &record.targets())?;
+        let created = !self.path(&id).exists();
+        let result = self.publish_objects(src, indexed, record, previous, wants);
+        if result.is_err() && created {
+            // Nothing of a failed first publication is kept.
+            let _ = fs::remove_dir_all(self.path(&id));
+        }
+        result
+    }
+
+    fn publish_objects(
+        &self,
+        src: Repository,
+        indexed: Option<&Path>,
+        record: &Held,
+        previous: Option<&Held>,
+        wants: Vec<ObjectId>,
+    ) -> Result<(), StorageError> {
+        let id = record.repository();
         if wants.is_empty() {
-            self.accept_locked(&snapshot, None, &mut |_| {})?;
-            return Ok(snapshot);
+            self.accept_inner(record, previous, Objects::Held, &mut |_| {})?;
+            return Ok(());
         }
         if let Some(objects) = indexed {
-            self.accept_indexed_locked(&snapshot, previous, objects)?;
-            return Ok(snapshot);
+            self.accept_inner(record, previous, Objects::Indexed(objects), &mut |_| {})?;
+            return Ok(());
         }
         // What the store holds and the source has too: git leaves those objects out and
         // makes deltas against them (the store's indexer completes the thin pack).
@@ -169,8 +214,12 @@ impl Repositories {
                 result
             });
             let mut chunks = rx.into_iter();
-            let accepted =
-                self.accept_locked_as(&snapshot, Some(&mut chunks), Fsck::StoreOnly, &mut |_| {});
+            let accepted = self.accept_inner(
+                record,
+                previous,
+                Objects::Stream(&mut chunks, Fsck::StoreOnly),
+                &mut |_| {},
+            );
             // Closing the channel unblocks the writer if the indexer stopped early.
             drop(chunks);
             let written = writer.join().unwrap_or(Err(StorageError::Aborted));
@@ -184,18 +233,18 @@ impl Repositories {
         // for an error that names the rule and the object; else git's own words stand.
         if let Err(e @ StorageError::PackObjects { .. }) = accepted {
             let known: Vec<git2::Oid> = previous
-                .map(|p| p.refs.values().map(oid).collect())
+                .map(|p| p.targets().iter().map(oid).collect())
                 .unwrap_or_default();
-            check_snapshot(&src, None, &snapshot, &known, 0, &self.limits)?;
+            check_targets(&src, None, id, &record.targets(), &known, 0, &self.limits)?;
             return Err(e);
         }
         accepted?;
         if from_tips_alone {
-            // Built from the snapshot's tips alone: if it is the only pack, it holds
-            // exactly what the snapshot reaches and may be sent as it is.
+            // Built from the record's tips alone: if it is the only pack, it holds
+            // exactly what the record reaches and may be sent as it is.
             self.record_clean_pack(&id)?;
         }
-        Ok(snapshot)
+        Ok(())
     }
 
     /// Creates an empty repository `name` owned by `key` (a snapshot with no refs).
@@ -203,7 +252,7 @@ impl Repositories {
         let id = RepositoryId::derive(key.verifying_key().as_bytes(), &name);
         let lock = self.lock(&id);
         let _guard = self.write(&lock)?;
-        if self.signed_refs(&id)?.is_some() {
+        if self.held(&id)?.is_some() {
             return Err(StorageError::AlreadyExists(id));
         }
         self.check_not_behind(&id, 1)?;
@@ -223,10 +272,18 @@ impl Repositories {
         if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StorageError::Closed);
         }
-        let snapshot = self
-            .signed_refs(id)?
-            .ok_or(StorageError::UnknownRepository(*id))?;
-        check_owner(&snapshot, key)?;
+        match self.held(id)?.ok_or(StorageError::UnknownRepository(*id))? {
+            Held::Owner(snapshot) => check_owner(&snapshot, key)?,
+            Held::Shared(state) => {
+                if !state.identity.may_publish(&key.verifying_key()) {
+                    return Err(StorageError::NotMaintainer {
+                        repository: *id,
+                        key: hex::encode(key.verifying_key().as_bytes()),
+                        version: state.identity.current().version,
+                    });
+                }
+            }
+        }
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).map_err(|e| StorageError::Randomness(e.to_string()))?;
         let path = self
@@ -306,34 +363,27 @@ impl Repositories {
     ) -> Result<Pushed, StorageError> {
         let lock = self.lock(id);
         let _guard = self.write(&lock)?;
-        let previous = self
-            .signed_refs(id)?
-            .ok_or(StorageError::UnknownRepository(*id))?;
-        check_owner(&previous, key)?;
+        let held = self.held(id)?.ok_or(StorageError::UnknownRepository(*id))?;
         let src = Repository::open_bare(staging).map_err(git("opening the push area"))?;
+        // git's index-pack indexed the pushed pack (every object hashed, thin packs
+        // completed): checked in place, not packed and indexed again. Loose objects
+        // (put there by anything else that writes into the area) go the packing way.
+        let objects = staging.join("objects");
+        let indexed = packs_only(&objects).then_some(objects.as_path());
+        let previous = match held {
+            Held::Owner(snapshot) => snapshot,
+            Held::Shared(state) => {
+                return self.push_view_locked(state, src, indexed, updates, key);
+            }
+        };
+        check_owner(&previous, key)?;
         let mut refs = previous.refs.clone();
         let mut results = Vec::new();
         for update in updates {
             let outcome = apply_update(&src, &mut refs, update);
             results.push((update.name.clone(), outcome));
         }
-        let mut head = previous
-            .signed
-            .header
-            .head
-            .clone()
-            .filter(|h| refs.contains_key(h));
-        if head.is_none() {
-            head = ["refs/heads/main", "refs/heads/master"]
-                .iter()
-                .filter_map(|n| n.parse::<RefName>().ok())
-                .find(|n| refs.contains_key(n))
-                .or_else(|| {
-                    refs.keys()
-                        .find(|n| n.as_str().starts_with("refs/heads/"))
-                        .cloned()
-                });
-        }
+        let head = choose_head(previous.signed.header.head.clone(), &refs);
         if refs == previous.refs && head == previous.signed.header.head {
             return Ok(Pushed {
                 snapshot: previous,
@@ -342,11 +392,6 @@ impl Repositories {
             });
         }
         let name = previous.signed.header.name.clone();
-        // git's index-pack indexed the pushed pack (every object hashed, thin packs
-        // completed): checked in place, not packed and indexed again. Loose objects
-        // (put there by anything else that writes into the area) go the packing way.
-        let objects = staging.join("objects");
-        let indexed = packs_only(&objects).then_some(objects.as_path());
         let snapshot = self.publish(src, indexed, key, name, refs, head, Some(&previous))?;
         Ok(Pushed {
             snapshot,
@@ -401,7 +446,11 @@ fn check_owner(snapshot: &SignedRefs, key: &SigningKey) -> Result<(), StorageErr
 }
 
 /// Judges one pushed ref update against `refs` (updating them if accepted).
-fn apply_update(src: &Repository, refs: &mut Refs, update: &RefUpdate) -> Result<(), String> {
+pub(super) fn apply_update(
+    src: &Repository,
+    refs: &mut Refs,
+    update: &RefUpdate,
+) -> Result<(), String> {
     let name: RefName = update
         .name
         .parse()
@@ -460,337 +509,5 @@ fn default_name(source: &Path, repo: &Repository) -> Result<RepoName, StorageErr
 }
 
 #[cfg(test)]
-mod tests {
-    use git2::Repository;
-
-    use crate::StorageError;
-    use crate::repos::test_support::{Fixture, fsck, key, store};
-
-    #[test]
-    fn import_signs_branches_tags_and_head() {
-        let fx = Fixture::new();
-        let (_d, repos) = store();
-        let imported = repos.import(fx.path(), None, &key(1)).unwrap();
-        assert!(imported.changed);
-        let s = imported.snapshot;
-        s.verify().unwrap();
-        assert_eq!(s.sequence(), 1);
-        assert_eq!(s.signed.header.name.as_str(), "demo");
-        let names: Vec<&str> = s.refs.keys().map(|r| r.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "refs/heads/feature",
-                "refs/heads/main",
-                "refs/tags/v0",
-                "refs/tags/v1"
-            ]
-        );
-        assert_eq!(
-            s.signed.header.head.as_ref().unwrap().as_str(),
-            "refs/heads/main"
-        );
-        assert_eq!(repos.list().unwrap(), vec![s.repository()]);
-        assert_eq!(repos.signed_refs(&s.repository()).unwrap().unwrap(), s);
-        fsck(&repos.path(&s.repository()));
-        // Nothing changed: no new snapshot.
-        assert!(!repos.import(fx.path(), None, &key(1)).unwrap().changed);
-        // A new commit: sequence 2.
-        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
-        fx.commit("refs/heads/main", &[("README", "more\n")], &[main]);
-        let again = repos.import(fx.path(), None, &key(1)).unwrap();
-        assert!(again.changed);
-        assert_eq!(again.snapshot.sequence(), 2);
-    }
-
-    #[test]
-    fn import_errors_name_the_path() {
-        let (_d, repos) = store();
-        let dir = tempfile::tempdir().unwrap();
-        let err = repos.import(dir.path(), None, &key(1)).unwrap_err();
-        assert!(
-            matches!(err, StorageError::NotAGitRepository { .. }),
-            "{err}"
-        );
-        assert!(err.to_string().contains(&dir.path().display().to_string()));
-        let empty = Repository::init(dir.path().join("empty")).unwrap();
-        let err = repos
-            .import(empty.workdir().unwrap(), None, &key(1))
-            .unwrap_err();
-        assert!(matches!(err, StorageError::NothingToImport { .. }), "{err}");
-    }
-
-    #[test]
-    fn only_a_push_area_of_the_repository_is_taken_or_removed() {
-        let fx = Fixture::new();
-        let (_d, repos) = store();
-        let id = repos
-            .import(fx.path(), None, &key(1))
-            .unwrap()
-            .snapshot
-            .repository();
-        let area = repos.create_staging(&id, &key(1)).unwrap();
-        let repo = repos.path(&id);
-        // A victim directory beside the store, named like a push area.
-        let victim = repo.parent().unwrap().join("guts-push-00112233aabbccdd");
-        std::fs::create_dir_all(&victim).unwrap();
-        let name = area.file_name().unwrap().to_owned();
-        let link = repo.join("guts-push-ffffffffffffffff");
-        std::os::unix::fs::symlink(&victim, &link).unwrap();
-        for bad in [
-            repo.join("..").join("guts-push-00112233aabbccdd"),
-            repo.join(&name)
-                .join("..")
-                .join("..")
-                .join("guts-push-00112233aabbccdd"),
-            area.join(".").join("..").join(&name),
-            repo.join("guts-push-nothex"),
-            repo.join("objects"),
-            victim.clone(),
-            link.clone(),
-        ] {
-            let err = repos.push(&id, &bad, &[], &key(1)).unwrap_err();
-            assert!(
-                matches!(err, StorageError::BadStaging(_)),
-                "{}: {err}",
-                bad.display()
-            );
-        }
-        assert!(victim.exists(), "a refused push removes nothing");
-        assert!(area.exists());
-        repos.push(&id, &area, &[], &key(1)).unwrap();
-        assert!(!area.exists(), "a push removes its own area");
-    }
-
-    /// Runs `git push` from the fixture into `area` with git keeping what it receives as
-    /// a pack (as it does for any push of 100 objects or more); returns the area's packs.
-    /// `spec` is one refspec or several separated by spaces.
-    fn git_push(fx: &Fixture, area: &std::path::Path, spec: &str) -> Vec<String> {
-        let out = std::process::Command::new("git")
-            .args(["push", "--quiet", "--force", "--no-verify"])
-            .arg("--receive-pack=git -c receive.unpackLimit=1 receive-pack")
-            .arg(area)
-            .args(spec.split_whitespace())
-            .current_dir(fx.path())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git push: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut packs: Vec<String> = std::fs::read_dir(area.join("objects/pack"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".pack"))
-            .collect();
-        packs.sort();
-        packs
-    }
-
-    #[test]
-    fn a_pushed_pack_is_checked_and_kept_where_git_indexed_it() {
-        let fx = Fixture::new();
-        let (_d, repos) = store();
-        let id = repos
-            .import(fx.path(), None, &key(1))
-            .unwrap()
-            .snapshot
-            .repository();
-        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
-        let new = fx.commit("refs/heads/main", &[("README", "pushed\n")], &[main]);
-        let update = crate::RefUpdate {
-            name: "refs/heads/main".into(),
-            new: Some(crate::repos::object_id(new)),
-            force: false,
-        };
-
-        // A pack whose last entry (a blob: git writes commits first) no longer inflates:
-        // the commit still reads, so the refusal is the in-place check's. Nothing is
-        // kept, nothing signed.
-        let area = repos.create_staging(&id, &key(1)).unwrap();
-        let packs = git_push(&fx, &area, &format!("{new}:refs/heads/main"));
-        assert_eq!(packs.len(), 1, "git kept a pack");
-        let pack = area.join("objects/pack").join(&packs[0]);
-        let mut bytes = std::fs::read(&pack).unwrap();
-        // Just before the 20-byte trailer: the last entry's zlib checksum.
-        let last = bytes.len() - 21;
-        bytes[last] ^= 0xff;
-        std::fs::set_permissions(&pack, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .unwrap();
-        std::fs::write(&pack, bytes).unwrap();
-        let before = std::fs::read_dir(repos.path(&id).join("objects/pack"))
-            .unwrap()
-            .count();
-        let err = repos
-            .push(&id, &area, std::slice::from_ref(&update), &key(1))
-            .unwrap_err();
-        assert!(matches!(err, StorageError::BadPack(_)), "{err}");
-        assert_eq!(repos.signed_refs(&id).unwrap().unwrap().sequence(), 1);
-        assert_eq!(
-            std::fs::read_dir(repos.path(&id).join("objects/pack"))
-                .unwrap()
-                .count(),
-            before
-        );
-
-        // The same push intact: its pack is checked where it is and moved in as it is.
-        let area = repos.create_staging(&id, &key(1)).unwrap();
-        let packs = git_push(&fx, &area, &format!("{new}:refs/heads/main"));
-        let pushed = repos.push(&id, &area, &[update], &key(1)).unwrap();
-        assert!(pushed.changed);
-        assert_eq!(pushed.snapshot.sequence(), 2);
-        assert!(
-            repos
-                .path(&id)
-                .join("objects/pack")
-                .join(&packs[0])
-                .is_file(),
-            "the pack git indexed is the one kept"
-        );
-        fsck(&repos.path(&id));
-    }
-
-    /// The object ids in a pack, as git's own index-pack reads them.
-    fn pack_ids(pack: &[u8]) -> std::collections::HashSet<git2::Oid> {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("p.pack");
-        std::fs::write(&file, pack).unwrap();
-        let indexed = std::process::Command::new("git")
-            .args(["index-pack"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(indexed.status.success(), "{indexed:?}");
-        let idx = std::fs::File::open(file.with_extension("idx")).unwrap();
-        let listed = std::process::Command::new("git")
-            .arg("show-index")
-            .stdin(idx)
-            .output()
-            .unwrap();
-        String::from_utf8(listed.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn objects_of_refused_updates_are_never_served() {
-        let fx = Fixture::new();
-        let (_d, repos) = store();
-        let id = repos
-            .init("pushed".parse().unwrap(), &key(1))
-            .unwrap()
-            .repository();
-        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
-        // A commit only a refused update reaches: a ref outside heads and tags.
-        let secret = fx.commit(
-            "refs/heads/secret",
-            &[("secret", "do not pass on\n")],
-            &[main],
-        );
-        let update = |name: &str, new: git2::Oid| crate::RefUpdate {
-            name: name.into(),
-            new: Some(crate::repos::object_id(new)),
-            force: false,
-        };
-        let area = repos.create_staging(&id, &key(1)).unwrap();
-        // One push, one pack, holding both.
-        let packs = git_push(
-            &fx,
-            &area,
-            &format!("{main}:refs/heads/main {secret}:refs/notes/secret"),
-        );
-        assert_eq!(packs.len(), 1);
-        let pushed = repos
-            .push(
-                &id,
-                &area,
-                &[
-                    update("refs/heads/main", main),
-                    update("refs/notes/secret", secret),
-                ],
-                &key(1),
-            )
-            .unwrap();
-        assert!(pushed.results[0].1.is_ok());
-        assert!(pushed.results[1].1.is_err(), "{:?}", pushed.results);
-
-        // A requester with nothing asks for everything the snapshot names.
-        let wants: Vec<_> = pushed.snapshot.refs.values().copied().collect();
-        let mut served = Vec::new();
-        repos
-            .build_pack(&id, &wants, &[], &mut |_| {}, &mut |c| {
-                served.extend_from_slice(c);
-                true
-            })
-            .unwrap();
-        let ids = pack_ids(&served);
-        assert!(ids.contains(&main));
-        assert!(!ids.contains(&secret), "a refused commit was served");
-
-        // After a repack the one pack is clean, and sent as it is.
-        repos.repack(&id).unwrap();
-        let stored = std::fs::read(repos.packs(&id).unwrap().pop().unwrap()).unwrap();
-        assert!(
-            !pack_ids(&stored).contains(&secret),
-            "a repack keeps only what is reached"
-        );
-        let mut again = Vec::new();
-        repos
-            .build_pack(&id, &wants, &[], &mut |_| {}, &mut |c| {
-                again.extend_from_slice(c);
-                true
-            })
-            .unwrap();
-        assert_eq!(again, stored, "the clean pack is sent as it is");
-    }
-
-    #[test]
-    fn nothing_is_signed_at_or_below_a_sequence_seen_on_the_network() {
-        let fx = Fixture::new();
-        let (_d, repos) = store();
-        let first = repos.import(fx.path(), None, &key(1)).unwrap().snapshot;
-        let id = first.repository();
-        // Another machine with this key signed sequence 2 (the node heard of it).
-        let repos = repos.with_seen_elsewhere(move |r| (*r == id).then_some(2));
-        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
-        fx.commit("refs/heads/main", &[("README", "diverged\n")], &[main]);
-        let err = repos.import(fx.path(), None, &key(1)).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                StorageError::BehindNetwork {
-                    held: 1,
-                    network: 2,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert!(err.to_string().contains("guts repo sync"), "{err}");
-        assert_eq!(
-            repos.signed_refs(&id).unwrap().unwrap(),
-            first,
-            "nothing signed"
-        );
-        let area = repos.create_staging(&id, &key(1)).unwrap();
-        let delete = crate::RefUpdate {
-            name: "refs/tags/v0".into(),
-            new: None,
-            force: true,
-        };
-        let err = repos.push(&id, &area, &[delete], &key(1)).unwrap_err();
-        assert!(matches!(err, StorageError::BehindNetwork { .. }), "{err}");
-        let fresh = repos.with_seen_elsewhere(|_| Some(1));
-        let err = fresh.init("other".parse().unwrap(), &key(1)).unwrap_err();
-        assert!(
-            matches!(err, StorageError::BehindNetwork { held: 0, .. }),
-            "{err}"
-        );
-    }
-}
+#[path = "author_tests.rs"]
+mod tests;

@@ -7,12 +7,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository};
-use guts_protocol::wire;
 use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
 
+use super::held::{Held, VIEWS_PREFIX};
 use super::packer::{Fsck, GitIndexer};
 use super::scan::Scanner;
-use super::verify::check_snapshot;
+use super::verify::check_targets;
 use super::{
     Limits, PackStats, QUARANTINE_PREFIX, Repositories, SIGNED_REFS_FILE, dedup, git, oid,
     read_quarantine,
@@ -23,27 +23,32 @@ use crate::fs::{sync_dir, write_atomically};
 impl Repositories {
     /// Targets of `snapshot` this node does not have yet: what to ask a holder for.
     pub fn wants(&self, snapshot: &SignedRefs) -> Result<Vec<ObjectId>, StorageError> {
-        let id = snapshot.repository();
-        let repo = match Repository::open_bare(self.path(&id)) {
-            Ok(r) => r,
-            Err(_) => return Ok(dedup(snapshot.refs.values().copied())),
-        };
-        let odb = repo.odb().map_err(git("opening the object database"))?;
-        Ok(dedup(
-            snapshot
-                .refs
-                .values()
-                .copied()
-                .filter(|t| !odb.exists(oid(t))),
-        ))
+        let targets = dedup(snapshot.refs.values().copied());
+        self.missing(&snapshot.repository(), &targets)
     }
 
-    /// Targets of the held snapshot of `id`: what to tell a holder we have.
+    /// Those of `targets` (distinct) that repository `id` does not have.
+    pub fn missing(
+        &self,
+        id: &RepositoryId,
+        targets: &[ObjectId],
+    ) -> Result<Vec<ObjectId>, StorageError> {
+        let repo = match Repository::open_bare(self.path(id)) {
+            Ok(r) => r,
+            Err(_) => return Ok(targets.to_vec()),
+        };
+        let odb = repo.odb().map_err(git("opening the object database"))?;
+        Ok(targets
+            .iter()
+            .copied()
+            .filter(|t| !odb.exists(oid(t)))
+            .collect())
+    }
+
+    /// Every target of what is held of `id` (each view's, with maintainers): what to tell
+    /// a holder we have.
     pub fn haves(&self, id: &RepositoryId) -> Result<Vec<ObjectId>, StorageError> {
-        Ok(self
-            .signed_refs(id)?
-            .map(|s| dedup(s.refs.values().copied()))
-            .unwrap_or_default())
+        Ok(self.held(id)?.map(|h| h.targets()).unwrap_or_default())
     }
 
     /// Verifies `snapshot` and, with the objects of `pack` (streamed in chunks, indexed
@@ -83,7 +88,17 @@ impl Repositories {
     ) -> Result<PackStats, StorageError> {
         let id = snapshot.repository();
         snapshot.verify()?;
-        let previous = self.signed_refs(&id)?;
+        let previous = match self.held(&id)? {
+            // The creator's snapshot of a repository that has maintainers now is the
+            // creator's view (an older node passed it on, say).
+            Some(Held::Shared(state)) => {
+                return self
+                    .accept_shared_locked(state, Vec::new(), vec![snapshot.clone()], pack, progress)
+                    .map(|accepted| accepted.stats);
+            }
+            Some(Held::Owner(snapshot)) => Some(snapshot),
+            None => None,
+        };
         if let Some(prev) = &previous
             && snapshot.sequence() <= prev.sequence()
             && snapshot != prev
@@ -99,7 +114,12 @@ impl Repositories {
             None => Objects::Held,
         };
         let created = !self.path(&id).exists();
-        let result = self.accept_inner(snapshot, previous.as_ref(), objects, progress);
+        let result = self.accept_inner(
+            &Held::Owner(snapshot.clone()),
+            previous.map(Held::Owner).as_ref(),
+            objects,
+            progress,
+        );
         if result.is_err() && created {
             // Nothing a failed first fetch sent is kept.
             let _ = fs::remove_dir_all(self.path(&id));
@@ -107,28 +127,17 @@ impl Repositories {
         result
     }
 
-    /// Verifies and applies the owner's own `snapshot` whose new objects are in packs
-    /// git has already indexed in `objects` (a push area): they are checked where they
-    /// are instead of being packed and indexed a second time. The caller holds the
-    /// repository's lock and has checked the snapshot is the next one.
-    pub(super) fn accept_indexed_locked(
+    /// Brings `objects` in, checks that every target of `record` is there and connected
+    /// (history below `previous`'s targets was checked before), then moves the git refs
+    /// and writes `record`. The caller holds the lock.
+    pub(super) fn accept_inner(
         &self,
-        snapshot: &SignedRefs,
-        previous: Option<&SignedRefs>,
-        objects: &Path,
-    ) -> Result<PackStats, StorageError> {
-        snapshot.verify()?;
-        self.accept_inner(snapshot, previous, Objects::Indexed(objects), &mut |_| {})
-    }
-
-    fn accept_inner(
-        &self,
-        snapshot: &SignedRefs,
-        previous: Option<&SignedRefs>,
+        record: &Held,
+        previous: Option<&Held>,
         objects: Objects<'_>,
         progress: &mut dyn FnMut(PackStats),
     ) -> Result<PackStats, StorageError> {
-        let id = snapshot.repository();
+        let id = record.repository();
         let repo = self.open_or_init(&id)?;
         // What is reachable is about to change: no pack is known clean until a repack.
         self.forget_clean_pack(&id)?;
@@ -153,12 +162,13 @@ impl Repositories {
         }
         let indexed = started.elapsed();
         let known: Vec<Oid> = previous
-            .map(|p| p.refs.values().map(oid).collect())
+            .map(|p| p.targets().iter().map(oid).collect())
             .unwrap_or_default();
-        check_snapshot(
+        check_targets(
             &repo,
             quarantine.as_ref().map(Quarantine::dir),
-            snapshot,
+            id,
+            &record.targets(),
             &known,
             stats.objects,
             &self.limits,
@@ -172,16 +182,14 @@ impl Repositories {
         // Git refs first, then the snapshot file that readers take the sequence from: once
         // a sequence shows, its refs are in place. A crash between the two leaves refs
         // ahead of the file, which `recover` puts back.
-        apply_refs(&repo, snapshot)?;
+        apply_refs(&repo, record)?;
         fail::fail_point!("accept-refs-applied");
-        write_atomically(
-            &self.path(&id).join(SIGNED_REFS_FILE),
-            &wire::encode(snapshot),
-        )
-        .map_err(|source| StorageError::Write {
-            path: self.path(&id).join(SIGNED_REFS_FILE),
-            source,
-        })?;
+        write_atomically(&self.path(&id).join(SIGNED_REFS_FILE), &record.encode()).map_err(
+            |source| StorageError::Write {
+                path: self.path(&id).join(SIGNED_REFS_FILE),
+                source,
+            },
+        )?;
         fail::fail_point!("accept-done");
         tracing::debug!(
             repository = %id,
@@ -190,8 +198,7 @@ impl Repositories {
             ?indexed,
             verify = ?(verified - indexed),
             apply = ?(started.elapsed() - verified),
-            "snapshot {} applied",
-            snapshot.sequence()
+            "record applied"
         );
         Ok(stats)
     }
@@ -216,7 +223,7 @@ impl Repositories {
 }
 
 /// Where the new objects of a snapshot being accepted are.
-enum Objects<'a> {
+pub(super) enum Objects<'a> {
     /// The store holds them all already.
     Held,
     /// A pack streamed in chunks, to be scanned and indexed.
@@ -303,17 +310,18 @@ fn index_pack(
     Ok(stats)
 }
 
-/// Moves the repository's branches and tags to `snapshot`'s all at once: one new
-/// `packed-refs` file (git's own format) renamed over the old, then every loose ref
-/// under `refs/heads` and `refs/tags` removed, as those would shadow it. One file however
-/// many refs: a ref transaction held a lock file open per ref, so a snapshot of a few
+/// Moves the repository's refs to `record`'s all at once (branches, tags and views):
+/// one new `packed-refs` file (git's own format) renamed over the old, then every loose
+/// ref under those prefixes removed, as those would shadow it. One file however many
+/// refs: a ref transaction held a lock file open per ref, so a snapshot of a few
 /// thousand refs ran out of descriptors. Nothing is written when the refs are already
-/// the snapshot's (start-up recovery calls this for every repository).
-pub(super) fn apply_refs(repo: &Repository, snapshot: &SignedRefs) -> Result<(), StorageError> {
+/// the record's (start-up recovery calls this for every repository).
+pub(super) fn apply_refs(repo: &Repository, record: &Held) -> Result<(), StorageError> {
+    let (refs, head) = record.git_refs(repo);
     let mut current: BTreeMap<String, Oid> = BTreeMap::new();
-    for glob in ["refs/heads/*", "refs/tags/*"] {
+    for prefix in OURS {
         for r in repo
-            .references_glob(glob)
+            .references_glob(&format!("{prefix}*"))
             .map_err(git("listing refs"))?
             .flatten()
         {
@@ -322,31 +330,35 @@ pub(super) fn apply_refs(repo: &Repository, snapshot: &SignedRefs) -> Result<(),
             }
         }
     }
-    let same = current.len() == snapshot.refs.len()
-        && snapshot
-            .refs
+    let same = current.len() == refs.len()
+        && refs
             .iter()
             .all(|(n, t)| current.get(n.as_str()) == Some(&oid(t)));
     if !same {
-        write_packed_refs(repo.path(), snapshot)?;
+        write_packed_refs(repo.path(), &refs)?;
         remove_loose_refs(repo.path())?;
     }
-    if let Some(head) = &snapshot.signed.header.head {
+    if let Some(head) = &head {
         repo.set_head(head.as_str()).map_err(git("setting HEAD"))?;
     }
     Ok(())
 }
 
-/// Replaces `packed-refs` with the snapshot's refs, keeping any line of the old file
-/// outside `refs/heads/` and `refs/tags/`. Without the `peeled` trait git and libgit2
-/// peel annotated tags themselves when they need to.
-fn write_packed_refs(git_dir: &Path, snapshot: &SignedRefs) -> Result<(), StorageError> {
+/// The ref prefixes a record decides; refs elsewhere (an import's namespace) are left.
+const OURS: [&str; 3] = ["refs/heads/", "refs/tags/", VIEWS_PREFIX];
+
+/// Replaces `packed-refs` with `refs`, keeping any line of the old file outside the
+/// prefixes a record decides. Without the `peeled` trait git and libgit2 peel annotated
+/// tags themselves when they need to.
+fn write_packed_refs(
+    git_dir: &Path,
+    refs: &BTreeMap<String, ObjectId>,
+) -> Result<(), StorageError> {
     let path = git_dir.join("packed-refs");
-    let ours = |name: &str| name.starts_with("refs/heads/") || name.starts_with("refs/tags/");
-    let mut lines: Vec<(String, String)> = snapshot
-        .refs
+    let ours = |name: &str| OURS.iter().any(|p| name.starts_with(p));
+    let mut lines: Vec<(String, String)> = refs
         .iter()
-        .map(|(n, t)| (n.as_str().to_owned(), t.to_string()))
+        .map(|(n, t)| (n.clone(), t.to_string()))
         .collect();
     let old = match fs::read_to_string(&path) {
         Ok(text) => text,
@@ -375,10 +387,10 @@ fn write_packed_refs(git_dir: &Path, snapshot: &SignedRefs) -> Result<(), Storag
     write_atomically(&path, text.as_bytes()).map_err(|source| StorageError::Write { path, source })
 }
 
-/// Removes every loose ref (and emptied directory) under `refs/heads` and `refs/tags`.
+/// Removes every loose ref (and emptied directory) under the prefixes a record decides.
 fn remove_loose_refs(git_dir: &Path) -> Result<(), StorageError> {
-    for top in ["refs/heads", "refs/tags"] {
-        let root = git_dir.join(top);
+    for top in OURS {
+        let root = git_dir.join(top.trim_end_matches('/'));
         // Depth first with an explicit stack: ref names nest as deep as a peer made them.
         let mut stack = vec![(root.clone(), false)];
         while let Some((dir, visited)) = stack.pop() {

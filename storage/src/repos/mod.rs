@@ -13,11 +13,13 @@ mod author;
 pub(crate) mod check_workers;
 pub(crate) mod entry_rules;
 mod following;
+pub(crate) mod held;
 mod ingest;
 mod packer;
 mod recover;
 mod scan;
 mod serve;
+mod shared;
 mod store_guard;
 #[cfg(test)]
 mod test_support;
@@ -31,10 +33,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use git2::Oid;
-use guts_protocol::wire::{self, MAX_RESPONSE_SIZE};
 use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
 
 use crate::StorageError;
+pub use held::{Held, VIEWS_PREFIX, view_ref};
+pub use shared::SharedAccepted;
 
 /// File (inside the bare repository) holding the latest verified snapshot.
 const SIGNED_REFS_FILE: &str = "guts-signed-refs";
@@ -340,19 +343,24 @@ impl Repositories {
             .collect())
     }
 
-    /// The latest verified snapshot of `id`, if this node holds the repository.
+    /// The latest verified snapshot of `id`, if this node holds it as a single owner's
+    /// repository (one with maintainers: see [`Self::held`]).
     pub fn signed_refs(&self, id: &RepositoryId) -> Result<Option<SignedRefs>, StorageError> {
+        Ok(match self.held(id)? {
+            Some(Held::Owner(snapshot)) => Some(snapshot),
+            _ => None,
+        })
+    }
+
+    /// The record of `id` (a single owner's snapshot, or identity and views), if this
+    /// node holds the repository.
+    pub fn held(&self, id: &RepositoryId) -> Result<Option<Held>, StorageError> {
         let path = self.path(id).join(SIGNED_REFS_FILE);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StorageError::Read { path, source }),
         };
-        wire::decode(&bytes, MAX_RESPONSE_SIZE)
-            .map(Some)
-            .map_err(|e| StorageError::Corrupt {
-                path,
-                reason: e.to_string(),
-            })
+        Held::decode(&bytes, &path).map(Some)
     }
 }

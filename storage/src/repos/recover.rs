@@ -183,15 +183,13 @@ impl Repositories {
                 }
             }
         }
-        let snapshot = self
-            .signed_refs(id)?
-            .ok_or(StorageError::UnknownRepository(*id))?;
+        let held = self.held(id)?.ok_or(StorageError::UnknownRepository(*id))?;
         let repo =
             Repository::open_bare(path).map_err(git(format!("opening {}", path.display())))?;
         clear_namespace(&repo, IMPORT_NAMESPACE)?;
-        apply_refs(&repo, &snapshot)?;
+        apply_refs(&repo, &held)?;
         // Every ref target must be readable: a store that lost objects is not recovered.
-        for target in snapshot.refs.values() {
+        for target in &held.targets() {
             repo.find_object(super::oid(target), None)
                 .map_err(git(format!("reading {target} in {}", path.display())))?;
         }

@@ -10,7 +10,7 @@ use guts_protocol::{ObjectId, RepositoryId};
 
 use super::ingest::Quarantine;
 use super::packer::{Fsck, GitIndexer, pack_objects};
-use super::{PackStats, REPACK_PREFIX, Repositories, dedup, git, oid};
+use super::{PackStats, REPACK_PREFIX, Repositories, git, oid};
 use crate::StorageError;
 use crate::fs::write_atomically;
 
@@ -159,7 +159,7 @@ impl Repositories {
     pub fn repack(&self, id: &RepositoryId) -> Result<(), StorageError> {
         let lock = self.lock(id);
         let _guard = self.write(&lock)?;
-        let Some(snapshot) = self.signed_refs(id)? else {
+        let Some(held) = self.held(id)? else {
             return Err(StorageError::UnknownRepository(*id));
         };
         let old = self.packs(id)?;
@@ -170,10 +170,7 @@ impl Repositories {
         let quarantine = Quarantine::with_prefix(&self.path(id), REPACK_PREFIX)?;
         // Objects this store verified when it took them.
         let mut indexer = GitIndexer::start(repo.path(), quarantine.dir(), Fsck::StoreOnly)?;
-        let wants: Vec<git2::Oid> = dedup(snapshot.refs.values().copied())
-            .iter()
-            .map(oid)
-            .collect();
+        let wants: Vec<git2::Oid> = held.targets().iter().map(oid).collect();
         let mut failed = None;
         let packed = pack_objects(
             repo.path(),

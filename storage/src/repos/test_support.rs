@@ -173,3 +173,32 @@ pub(super) fn fsck(path: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `git push` from the fixture into `area` with git keeping what it receives as
+/// a pack (as it does for any push of 100 objects or more); returns the area's packs.
+/// `spec` is one refspec or several separated by spaces.
+pub(super) fn git_push(fx: &Fixture, area: &std::path::Path, spec: &str) -> Vec<String> {
+    let out = std::process::Command::new("git")
+        .args(["push", "--quiet", "--force", "--no-verify"])
+        .arg("--receive-pack=git -c receive.unpackLimit=1 receive-pack")
+        .arg(area)
+        .args(spec.split_whitespace())
+        .current_dir(fx.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut packs: Vec<String> = std::fs::read_dir(area.join("objects/pack"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pack"))
+        .collect();
+    packs.sort();
+    packs
+}

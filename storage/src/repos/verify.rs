@@ -12,7 +12,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use git2::{ObjectType, Oid, Repository};
-use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
+use guts_protocol::{ObjectId, RepositoryId};
 
 use super::entry_rules::{check_entry_name, check_gitmodules, names_dotgit};
 use super::{Limits, check_workers, git, object_id, oid, read_quarantine};
@@ -41,28 +41,29 @@ struct Peeled {
 
 type IdMap<V> = HashMap<ObjectId, V, foldhash::quality::RandomState>;
 
-/// Checks that every ref target of `snapshot` is present and fully connected: for
+/// Checks that every one of `targets` (ref targets of repository `id`) is present and
+/// fully connected: for
 /// commits, all history not reachable from `known` (tips already verified) with every
 /// tree and blob; for tags, what they point at. Each new tree is checked against
 /// `limits` and git's rules for entries. `quarantine` is an objects directory `repo`
 /// reads as an alternate (the received packs), which processes that open `repo` again
 /// must add too.
-pub(super) fn check_snapshot(
+pub(super) fn check_targets(
     repo: &Repository,
     quarantine: Option<&Path>,
-    snapshot: &SignedRefs,
+    id: RepositoryId,
+    targets: &[ObjectId],
     known: &[Oid],
     new_objects: usize,
     limits: &Limits,
 ) -> Result<(), StorageError> {
-    let id = snapshot.repository();
     let mut trees = TreeChecker::new(repo, id, limits)?;
     // Where each tag already followed leads, and through how many tags, so a chain
     // that many refs share is read once: linear in the refs and the tags, not their
     // product. The depth is the whole chain's, whichever ref reached it first.
     let mut peeled: HashMap<Oid, Peeled> = HashMap::new();
     let mut tips = Vec::new();
-    for target in snapshot.refs.values() {
+    for target in targets {
         let start = oid(target);
         if peeled.contains_key(&start) {
             // Seen before: its commit is a tip already, its tree checked.
