@@ -30,6 +30,10 @@ use serde::{Deserialize, Serialize};
 pub struct StatusReport {
     /// This node's peer id.
     pub peer_id: String,
+    /// This node's public key (hex): what a maintainer adds to a repository's identity
+    /// to make this node's key a maintainer.
+    #[serde(default)]
+    pub key: String,
     /// Network name.
     pub network: String,
     /// Guts version.
@@ -357,6 +361,77 @@ pub struct RepoDetail {
     pub refs: std::collections::BTreeMap<String, String>,
     /// Peers known to hold it.
     pub holders: Vec<String>,
+    /// For a repository with maintainers: who they are, the version in effect, what is
+    /// pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintainers: Option<MaintainersReport>,
+    /// For a repository with maintainers: for each ref any maintainer's view has, where
+    /// each maintainer (key, hex) has it (`None`: not in its view).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub positions:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, Option<String>>>,
+}
+
+/// The identity of a repository with maintainers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintainersReport {
+    /// The identity version in effect (1: the creator alone).
+    pub version: u64,
+    /// Its hash, hex.
+    pub version_id: String,
+    /// How many maintainers must agree on a branch, or on a next version.
+    pub threshold: u16,
+    /// The maintainers and their views.
+    pub maintainers: Vec<MaintainerReport>,
+    /// Proposed next versions waiting for signatures.
+    pub pending: Vec<ProposalReport>,
+}
+
+/// One maintainer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintainerReport {
+    /// Public key, hex.
+    pub key: String,
+    /// Sequence of its view held here (`None`: no view yet).
+    pub view_sequence: Option<u64>,
+    /// Whether it is this node's key.
+    pub you: bool,
+}
+
+/// An identity version: proposed, or taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProposalReport {
+    /// Its hash, hex: what `accept` names.
+    pub id: String,
+    /// Its version number.
+    pub version: u64,
+    /// The maintainers it names (keys, hex).
+    pub maintainers: Vec<String>,
+    /// The threshold it sets.
+    pub threshold: u16,
+    /// Maintainers of the version before it who signed it (keys, hex).
+    pub signed_by: Vec<String>,
+    /// Signatures it needs in all: the threshold of the version before it.
+    pub needs: u16,
+    /// Whether it is in effect now.
+    pub in_effect: bool,
+}
+
+/// `POST /api/v1/repos/<id>/maintainers`: propose the next identity version, signed by
+/// this node's key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProposeRequest {
+    /// Every maintainer of the new version (keys, hex), this node's included if it stays.
+    pub maintainers: Vec<String>,
+    /// The new threshold.
+    pub threshold: u16,
+}
+
+/// `POST /api/v1/repos/<id>/maintainers/accept`: sign a pending proposal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AcceptRequest {
+    /// The proposal's id (hex), as `pending` lists it.
+    pub version: String,
 }
 
 /// `POST /api/v1/repos/import`.

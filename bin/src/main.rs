@@ -3,6 +3,7 @@
 mod api_args;
 mod api_cmd;
 mod logging;
+mod maintainers_cmd;
 mod node_cmd;
 mod repo_cmd;
 

@@ -13,6 +13,7 @@ use guts_api::client::{Client, Progress, SLOW, sync};
 use guts_api::terminal::safe;
 
 use crate::api_args::{ApiArgs, print_json};
+use crate::maintainers_cmd;
 
 /// Repository commands.
 #[derive(Subcommand)]
@@ -50,7 +51,8 @@ pub enum RepoCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one repository: refs, sequence, holders.
+    /// Show one repository: refs, sequence, holders; with maintainers, who is at which
+    /// commit.
     Show {
         /// The repository id.
         #[arg(value_parser = parse_id)]
@@ -93,6 +95,53 @@ pub enum RepoCommand {
         /// node's key can still sign for it).
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a repository's maintainers, their views, and proposals waiting for
+    /// signatures.
+    Maintainers {
+        /// The repository id.
+        #[arg(value_parser = parse_id)]
+        id: RepositoryId,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Propose a change of maintainers or threshold, signed by this node's key (a
+    /// maintainer); it takes effect once the current threshold of maintainers signed it.
+    Propose {
+        /// The repository id.
+        #[arg(value_parser = parse_id)]
+        id: RepositoryId,
+        /// A key to add (hex, as `guts status` shows it); repeatable.
+        #[arg(long, value_name = "KEY")]
+        add: Vec<String>,
+        /// A key to remove; repeatable.
+        #[arg(long, value_name = "KEY")]
+        remove: Vec<String>,
+        /// How many maintainers must agree from then on [default: as now, at most the
+        /// number of maintainers].
+        #[arg(long)]
+        threshold: Option<u16>,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign (accept) a pending proposal with this node's key.
+    Accept {
+        /// The repository id.
+        #[arg(value_parser = parse_id)]
+        id: RepositoryId,
+        /// The proposal's id, as `guts repo maintainers` lists it.
+        version: String,
         #[command(flatten)]
         api: ApiArgs,
         /// Print JSON.
@@ -145,6 +194,21 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
         }
         RepoCommand::List { api, json } => list(&api, json),
         RepoCommand::Show { id, api, json } => show(&api, &id, json),
+        RepoCommand::Maintainers { id, api, json } => maintainers_cmd::list(&api, &id, json),
+        RepoCommand::Propose {
+            id,
+            add,
+            remove,
+            threshold,
+            api,
+            json,
+        } => maintainers_cmd::propose(&api, &id, &add, &remove, threshold, json),
+        RepoCommand::Accept {
+            id,
+            version,
+            api,
+            json,
+        } => maintainers_cmd::accept(&api, &id, &version, json),
         RepoCommand::Follow { id, api, json } => {
             let client = Client::new(&api.target(), Duration::from_secs(30))?;
             let reply: serde_json::Value = client.post(
@@ -304,6 +368,10 @@ fn show(api: &ApiArgs, id: &RepositoryId, json: bool) -> anyhow::Result<()> {
     println!("refs:");
     for (name, target) in &r.refs {
         println!("  {target}  {}", safe(name));
+    }
+    if r.maintainers.is_some() {
+        maintainers_cmd::print_maintainers(&r);
+        maintainers_cmd::print_positions(&r);
     }
     println!("holders:");
     if r.holders.is_empty() {

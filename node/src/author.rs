@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use guts_protocol::wire::Announcement;
-use guts_protocol::{RepoName, RepositoryId, SignedRefs};
+use guts_protocol::wire::{Announcement, SharedAnnouncement};
+use guts_protocol::{RepoName, RepositoryId, SignedRefs, SignedVersion, VersionId};
 use guts_storage::{Imported, Pushed, RefUpdate, Repositories, StorageError};
 
 use crate::store::Store;
@@ -52,6 +52,42 @@ impl Author {
         self.client.announce(Announcement::of(snapshot));
     }
 
+    /// Tells the network about a new view or identity version of a repository with
+    /// maintainers (on its own topic: see [`SharedAnnouncement`]).
+    fn publish_shared(&self, id: RepositoryId, announcement: SharedAnnouncement) {
+        repack_if_needed(&self.store, id);
+        self.client.provide(id);
+        self.client.announce_shared(announcement);
+    }
+
+    /// Proposes the next identity version of `id` (`maintainers`, `threshold`), signed by
+    /// this node's key, and announces it: in effect at once if that signature is enough.
+    pub(crate) async fn propose(
+        &self,
+        id: RepositoryId,
+        maintainers: Vec<VerifyingKey>,
+        threshold: u16,
+    ) -> Result<SignedVersion, NodeError> {
+        let version = self
+            .blocking(move |repos, key| repos.propose(&id, maintainers, threshold, key))
+            .await?;
+        self.publish_shared(id, SharedAnnouncement::Version(version.clone()));
+        Ok(version)
+    }
+
+    /// Signs the pending proposal `version` of `id` with this node's key, and announces it.
+    pub(crate) async fn accept(
+        &self,
+        id: RepositoryId,
+        version: VersionId,
+    ) -> Result<SignedVersion, NodeError> {
+        let signed = self
+            .blocking(move |repos, key| repos.sign_version(&id, &version, key))
+            .await?;
+        self.publish_shared(id, SharedAnnouncement::Version(signed.clone()));
+        Ok(signed)
+    }
+
     /// Imports the local git repository at `path` as a repository owned by this node
     /// (a new snapshot if it was imported before and changed), then announces it.
     pub(crate) async fn import(
@@ -77,7 +113,8 @@ impl Author {
         Ok(snapshot)
     }
 
-    /// A staging area for a push to `id` (refused unless this node owns it).
+    /// A staging area for a push to `id` (refused unless this node owns it, or maintains
+    /// it).
     pub(crate) async fn push_area(&self, id: RepositoryId) -> Result<PathBuf, NodeError> {
         self.blocking(move |repos, key| repos.create_staging(&id, key))
             .await
@@ -93,7 +130,9 @@ impl Author {
         let pushed = self
             .blocking(move |repos, key| repos.push(&id, &area, &updates, key))
             .await?;
-        if pushed.changed {
+        if pushed.changed && pushed.shared {
+            self.publish_shared(id, SharedAnnouncement::View(Box::new(pushed.snapshot.signed.clone())));
+        } else if pushed.changed {
             self.publish(&pushed.snapshot);
         }
         Ok(pushed)

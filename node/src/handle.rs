@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use guts_api::{PeerReport, RepoDetail, RepoSummary, StatusReport, SyncOutcome, SyncProgress};
-use guts_protocol::{RepoName, RepositoryId, SignedRefs};
-use guts_storage::{Pushed, RefUpdate, Repositories, StorageError};
+use guts_api::{
+    PeerReport, ProposalReport, RepoDetail, RepoSummary, StatusReport, SyncOutcome, SyncProgress,
+};
+use guts_protocol::{Canonical, RepoName, RepositoryId, SignedVersion, VersionId};
+use guts_storage::{Held, Pushed, RefUpdate, Repositories, StorageError};
 
 use crate::store::Store;
 use libp2p::{Multiaddr, PeerId};
@@ -13,6 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::author::Author;
 use crate::error::NodeError;
+use crate::maintainers;
 use crate::network::{Client, Command};
 use crate::sync::{Engine, SyncError};
 
@@ -66,6 +69,7 @@ impl NodeHandle {
     pub async fn status(&self) -> Result<StatusReport, NodeError> {
         let mut report: StatusReport = self.client.ask(Command::Status).await?;
         report.equivocations = self.engine.ledger().reports();
+        report.key = maintainers::hex_key(&self.author.owner_key());
         Ok(report)
     }
 
@@ -194,20 +198,32 @@ impl NodeHandle {
 
     /// One repository in detail, or `None` if this node neither holds nor follows it.
     pub async fn repository(&self, id: RepositoryId) -> Result<Option<RepoDetail>, NodeError> {
-        let snapshot = self.snapshot(id).await?;
+        let held = self.canonical(id).await?;
         let summary = self.summary(id).await?;
-        if snapshot.is_none() && !summary.followed {
+        if held.is_none() && !summary.followed {
             return Ok(None);
         }
+        let me = self.author.owner_key();
+        let (refs, maintainers, positions) = match &held {
+            Some((held, canonical)) => {
+                let refs = canonical
+                    .refs
+                    .iter()
+                    .map(|(n, t)| (n.to_string(), t.to_string()))
+                    .collect();
+                match held {
+                    Held::Shared(state) => (
+                        refs,
+                        Some(maintainers::report(state, &me)),
+                        maintainers::positions(state),
+                    ),
+                    Held::Owner(_) => (refs, None, Default::default()),
+                }
+            }
+            None => Default::default(),
+        };
         Ok(Some(RepoDetail {
-            refs: snapshot
-                .map(|s| {
-                    s.refs
-                        .iter()
-                        .map(|(n, t)| (n.to_string(), t.to_string()))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            refs,
             holders: self
                 .engine
                 .holders(&id)
@@ -215,36 +231,87 @@ impl NodeHandle {
                 .map(|p| p.to_string())
                 .collect(),
             summary,
+            maintainers,
+            positions,
         }))
     }
 
-    async fn snapshot(&self, id: RepositoryId) -> Result<Option<SignedRefs>, NodeError> {
-        self.read(move |repos| repos.signed_refs(&id)).await
+    /// What is held of `id`, with its canonical refs.
+    async fn canonical(&self, id: RepositoryId) -> Result<Option<(Held, Canonical)>, NodeError> {
+        self.read(move |repos| repos.canonical(&id)).await
     }
 
     async fn summary(&self, id: RepositoryId) -> Result<RepoSummary, NodeError> {
-        let (snapshot, followed) = self
-            .read(move |repos| Ok((repos.signed_refs(&id)?, repos.is_followed(&id)?)))
+        let (held, followed) = self
+            .read(move |repos| Ok((repos.canonical(&id)?, repos.is_followed(&id)?)))
             .await?;
         let own_key = self.author.owner_key();
-        Ok(RepoSummary {
+        let mut summary = RepoSummary {
             id: id.to_string(),
             url: format!("guts://{id}"),
-            name: snapshot.as_ref().map(|s| s.signed.header.name.to_string()),
-            owner: snapshot
-                .as_ref()
-                .map(|s| hex_key(s.signed.signer.as_bytes())),
-            owned: snapshot
-                .as_ref()
-                .is_some_and(|s| s.signed.signer.as_bytes() == own_key.as_bytes()),
+            name: None,
+            owner: None,
+            owned: false,
             followed,
-            sequence: snapshot.as_ref().map_or(0, |s| s.sequence()),
-            ref_count: snapshot.as_ref().map_or(0, |s| s.refs.len()),
-            head: snapshot
-                .as_ref()
-                .and_then(|s| s.signed.header.head.as_ref().map(|h| h.to_string())),
+            sequence: 0,
+            ref_count: 0,
+            head: None,
             path: self.store.repos().path(&id).display().to_string(),
-        })
+        };
+        if let Some((held, canonical)) = held {
+            summary.ref_count = canonical.refs.len();
+            summary.head = canonical.head.map(|h| h.to_string());
+            match held {
+                Held::Owner(s) => {
+                    summary.name = Some(s.signed.header.name.to_string());
+                    summary.owner = Some(hex_key(s.signed.signer.as_bytes()));
+                    summary.owned = s.signed.signer == own_key;
+                    summary.sequence = s.sequence();
+                }
+                Held::Shared(state) => {
+                    let genesis = state.identity.genesis();
+                    summary.name = Some(genesis.name.to_string());
+                    summary.owner = Some(hex_key(genesis.maintainers[0].as_bytes()));
+                    summary.owned = state.identity.current().is_maintainer(&own_key);
+                    summary.sequence = state.revision();
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Proposes that `maintainers` with `threshold` maintain `id` from its next identity
+    /// version on, signed by this node's key.
+    pub async fn propose(
+        &self,
+        id: RepositoryId,
+        maintainers: Vec<ed25519_dalek::VerifyingKey>,
+        threshold: u16,
+    ) -> Result<ProposalReport, NodeError> {
+        let version = self.author.propose(id, maintainers, threshold).await?;
+        self.proposal_report(id, version).await
+    }
+
+    /// Signs the pending proposal `version` of `id` with this node's key.
+    pub async fn accept(
+        &self,
+        id: RepositoryId,
+        version: VersionId,
+    ) -> Result<ProposalReport, NodeError> {
+        let version = self.author.accept(id, version).await?;
+        self.proposal_report(id, version).await
+    }
+
+    async fn proposal_report(
+        &self,
+        id: RepositoryId,
+        version: SignedVersion,
+    ) -> Result<ProposalReport, NodeError> {
+        let held = self.read(move |repos| repos.held(&id)).await?;
+        let state = held
+            .ok_or(StorageError::UnknownRepository(id))?
+            .into_state();
+        Ok(maintainers::proposal(&state.identity, &version))
     }
 
     /// The node's data dir.

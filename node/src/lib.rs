@@ -21,6 +21,7 @@ mod connection_manager;
 mod error;
 mod handle;
 mod identity;
+mod maintainers;
 mod metrics;
 mod network;
 mod node;

@@ -39,6 +39,18 @@ impl fmt::Display for VersionId {
     }
 }
 
+impl std::str::FromStr for VersionId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        hex::decode(s.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(VersionId)
+            .ok_or_else(|| format!("invalid identity version {s:?}: expected 64 hex digits"))
+    }
+}
+
 impl fmt::Debug for VersionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "VersionId({})", &hex::encode(self.0)[..12])

@@ -22,3 +22,7 @@ pub use views::Views;
 
 /// Version of the Guts protocol family spoken by this build; carried in every protocol name.
 pub const PROTOCOL_VERSION: &str = "1.0.0";
+
+/// Version of the sync protocol that carries repositories with maintainers
+/// ([`wire::SyncResponse::State`]).
+pub const SHARED_SYNC_VERSION: &str = "1.1.0";

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::PROTOCOL_VERSION;
+use crate::{PROTOCOL_VERSION, SHARED_SYNC_VERSION};
 
 /// Longest network name accepted; it appears in every protocol name.
 pub const MAX_NETWORK_NAME_LEN: usize = 64;
@@ -83,6 +83,13 @@ impl NetworkName {
         format!("/guts/{}/sync/{PROTOCOL_VERSION}", self.0)
     }
 
+    /// The sync protocol with repositories that have maintainers:
+    /// `/guts/<network>/sync/1.1.0`. Nodes speak both; a peer of an older release speaks
+    /// only 1.0.0 and is answered "not found" for what it could not read.
+    pub fn shared_sync_protocol(&self) -> String {
+        format!("/guts/{}/sync/{SHARED_SYNC_VERSION}", self.0)
+    }
+
     /// Pack protocol (libp2p stream): `/guts/<network>/pack/1.0.0`.
     pub fn pack_protocol(&self) -> String {
         format!("/guts/{}/pack/{PROTOCOL_VERSION}", self.0)
@@ -91,6 +98,13 @@ impl NetworkName {
     /// The gossipsub topic on which repository and commit announcements travel.
     pub fn announce_topic(&self) -> String {
         format!("guts/{}/announce/1", self.0)
+    }
+
+    /// The topic of announcements about repositories with maintainers (views and
+    /// identity versions). Apart from [`Self::announce_topic`] because older releases
+    /// reject what they cannot decode there, and would score the relaying peer down.
+    pub fn shared_announce_topic(&self) -> String {
+        format!("guts/{}/announce/2", self.0)
     }
 }
 
@@ -186,6 +200,7 @@ mod tests {
         let n: NetworkName = "lab".parse().unwrap();
         assert_eq!(n.kad_protocol(), "/guts/lab/kad/1.0.0");
         assert_eq!(n.identify_protocol_version(), "/guts/lab/1.0.0");
+        assert_eq!(n.shared_sync_protocol(), "/guts/lab/sync/1.1.0");
         assert_ne!(
             n.kad_protocol(),
             NetworkName::default_network().kad_protocol()

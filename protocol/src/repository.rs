@@ -157,6 +157,14 @@ impl RepositoryState {
         })
     }
 
+    /// A number that grows with every view published and every identity version taken:
+    /// the sum of the held views' sequences and the chain's length. What a sync reports
+    /// for a repository with maintainers, where no one sequence says how new it is.
+    pub fn revision(&self) -> u64 {
+        let views: u64 = self.views.iter().map(SignedRefs::sequence).sum();
+        views + self.identity.chain().count() as u64
+    }
+
     /// The canonical refs under the identity version in effect.
     pub fn canonical(&self, ancestry: &dyn Ancestry) -> Canonical {
         canonical::canonical(

@@ -3,8 +3,10 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::identity::SignedVersion;
 use crate::ids::{ObjectId, RepositoryId};
 use crate::refs::{MAX_REFS, SignedHeader, SignedRefs};
+use crate::repository::SharedState;
 
 /// Version byte that starts every encoded message.
 pub const WIRE_VERSION: u8 = 1;
@@ -107,7 +109,33 @@ pub enum SyncResponse {
     Repositories(Vec<RepositoryId>),
     /// Too many requests from you: slow down.
     RateLimited,
+    /// The repository has maintainers: its identity versions and views (sync 1.1.0
+    /// only; a 1.0.0 peer is told [`SyncResponse::NotFound`]).
+    State(Box<SharedState>),
 }
+
+/// Gossip on the topic of repositories with maintainers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SharedAnnouncement {
+    /// A maintainer's view moved: its signed header.
+    View(Box<SignedHeader>),
+    /// An identity version, or new signatures on one (a proposal, or its acceptance).
+    Version(SignedVersion),
+}
+
+impl SharedAnnouncement {
+    /// The repository it is about.
+    pub fn repository(&self) -> RepositoryId {
+        match self {
+            SharedAnnouncement::View(h) => h.repository(),
+            SharedAnnouncement::Version(v) => v.doc.repository,
+        }
+    }
+}
+
+/// Largest announcement on the shared topic: a version of
+/// [`crate::identity::MAX_MAINTAINERS`] maintainers with as many signatures.
+pub const MAX_SHARED_ANNOUNCEMENT_SIZE: usize = 16 * 1024;
 
 /// Why bytes are not a valid message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

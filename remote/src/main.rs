@@ -133,13 +133,25 @@ fn run(url: &str) -> anyhow::Result<()> {
                 }
                 let detail = repository(&client, &id)?;
                 if command == "list for-push" && !detail.summary.owned {
-                    bail!(
-                        "guts://{id} is owned by key {}, not by this node ({}): only its owner can push to it",
-                        detail.summary.owner.as_deref().unwrap_or("?"),
-                        node_peer_id(&client).unwrap_or_default()
-                    );
+                    match &detail.maintainers {
+                        Some(m) => bail!(
+                            "guts://{id} has {} maintainers (threshold {}) and this node's key is not one of them: ask one to add it with `guts repo propose {id} --add <key>` (`guts status` shows this node's key)",
+                            m.maintainers.len(),
+                            m.threshold
+                        ),
+                        None => bail!(
+                            "guts://{id} is owned by key {}, not by this node ({}): only its owner can push to it",
+                            detail.summary.owner.as_deref().unwrap_or("?"),
+                            node_peer_id(&client).unwrap_or_default()
+                        ),
+                    }
                 }
-                for (name, target) in &detail.refs {
+                let listed = if command == "list for-push" {
+                    refs_for_push(&detail)
+                } else {
+                    refs_for_fetch(&detail)
+                };
+                for (name, target) in &listed {
                     writeln!(out, "{target} {name}")?;
                 }
                 if let Some(head) = &detail.summary.head {
@@ -467,4 +479,49 @@ fn push(client: &Client, id: &RepositoryId, specs: &[String]) -> anyhow::Result<
             Some(why) => format!("error {} {}", r.ref_name, safe(&why)),
         })
         .collect())
+}
+
+/// What a fetch lists: the canonical refs and, with maintainers, each maintainer's view
+/// under `refs/views/<key>/` (fetched with `git fetch origin 'refs/views/*:refs/views/*'`).
+fn refs_for_fetch(detail: &RepoDetail) -> Vec<(String, String)> {
+    let mut refs: Vec<(String, String)> = detail
+        .refs
+        .iter()
+        .map(|(n, t)| (n.clone(), t.clone()))
+        .collect();
+    for (name, at) in &detail.positions {
+        let rest = name.strip_prefix("refs/").unwrap_or(name);
+        for (key, target) in at {
+            if let Some(target) = target {
+                refs.push((format!("refs/views/{key}/{rest}"), target.clone()));
+            }
+        }
+    }
+    refs
+}
+
+/// What a push lists: with maintainers, the pusher's own view (what the push moves; the
+/// canonical refs while it has none), else the owner's refs.
+fn refs_for_push(detail: &RepoDetail) -> Vec<(String, String)> {
+    let me = detail
+        .maintainers
+        .as_ref()
+        .and_then(|m| m.maintainers.iter().find(|m| m.you));
+    match me {
+        Some(me) if me.view_sequence.is_some() => detail
+            .positions
+            .iter()
+            .filter_map(|(name, at)| {
+                at.get(&me.key)
+                    .cloned()
+                    .flatten()
+                    .map(|target| (name.clone(), target))
+            })
+            .collect(),
+        _ => detail
+            .refs
+            .iter()
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect(),
+    }
 }

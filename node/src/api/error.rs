@@ -30,7 +30,11 @@ impl From<NodeError> for ApiError {
                 | S::BadStaging(_)
                 | S::BadObject { .. },
             ) => StatusCode::BAD_REQUEST,
-            NodeError::Storage(S::NotOwner { .. }) => StatusCode::FORBIDDEN,
+            NodeError::Storage(S::Identity(_)) => StatusCode::BAD_REQUEST,
+            NodeError::Storage(S::NotOwner { .. } | S::NotMaintainer { .. }) => {
+                StatusCode::FORBIDDEN
+            }
+            NodeError::Storage(S::HasMaintainers(_)) => StatusCode::CONFLICT,
             NodeError::Storage(S::UnknownRepository(_)) => StatusCode::NOT_FOUND,
             NodeError::Storage(S::AlreadyExists(_) | S::BehindNetwork { .. }) => {
                 StatusCode::CONFLICT

@@ -81,6 +81,8 @@ impl Server {
             .route("/api/v1/repos/{id}/follow", post(follow))
             .route("/api/v1/repos/{id}/unfollow", post(unfollow))
             .route("/api/v1/repos/{id}/sync", post(sync))
+            .route("/api/v1/repos/{id}/maintainers", post(propose))
+            .route("/api/v1/repos/{id}/maintainers/accept", post(accept))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(ApiState {
@@ -346,6 +348,34 @@ async fn init(
 ) -> Result<Json<types::RepoSummary>, ApiError> {
     let name: RepoName = req.name.parse().map_err(bad_request)?;
     Ok(Json(s.node.init_repo(name).await?))
+}
+
+async fn propose(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<types::ProposeRequest>,
+) -> Result<Json<types::ProposalReport>, ApiError> {
+    let id = parse_id(&id)?;
+    let maintainers = req
+        .maintainers
+        .iter()
+        .map(|k| crate::maintainers::parse_key(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad_request)?;
+    Ok(Json(s.node.propose(id, maintainers, req.threshold).await?))
+}
+
+async fn accept(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<types::AcceptRequest>,
+) -> Result<Json<types::ProposalReport>, ApiError> {
+    let id = parse_id(&id)?;
+    let version = req
+        .version
+        .parse::<guts_protocol::VersionId>()
+        .map_err(bad_request)?;
+    Ok(Json(s.node.accept(id, version).await?))
 }
 
 async fn push_area(

@@ -41,7 +41,7 @@ pub(crate) struct Behaviour {
     pub stream: libp2p_stream::Behaviour,
 }
 
-/// Gossipsub taking subscriptions to the node's own topic only: libp2p's default filter
+/// Gossipsub taking subscriptions to the node's own two topics only: libp2p's default filter
 /// keeps up to 100 topics a peer names, of up to a frame (16 KiB) each, for as long as
 /// it stays connected; the node has no use for any but its own.
 /// (No count per RPC on top: libp2p logs an error for each RPC over it, which would let a
@@ -77,10 +77,11 @@ fn gossip_scoring(
         ip_colocation_factor_weight: 0.0,
         ..Default::default()
     };
-    params.topics.insert(
-        gossipsub::IdentTopic::new(network.announce_topic()).hash(),
-        topic,
-    );
+    for name in [network.announce_topic(), network.shared_announce_topic()] {
+        params
+            .topics
+            .insert(gossipsub::IdentTopic::new(name).hash(), topic.clone());
+    }
     let thresholds = gossipsub::PeerScoreThresholds {
         gossip_threshold: -10.0,
         publish_threshold: -50.0,
@@ -159,11 +160,13 @@ impl Behaviour {
                 use sha2::Digest;
                 gossipsub::MessageId::from(sha2::Sha256::digest(&m.data).to_vec())
             })
-            .max_transmit_size(guts_protocol::wire::MAX_ANNOUNCEMENT_SIZE * 4)
+            .max_transmit_size(guts_protocol::wire::MAX_SHARED_ANNOUNCEMENT_SIZE * 2)
             .build()
             .map_err(|e| NodeError::Setup(format!("gossipsub: {e}")))?;
         let topic = gossipsub::IdentTopic::new(network.announce_topic());
-        let filter = gossipsub::WhitelistSubscriptionFilter([topic.hash()].into());
+        let shared_topic = gossipsub::IdentTopic::new(network.shared_announce_topic());
+        let filter =
+            gossipsub::WhitelistSubscriptionFilter([topic.hash(), shared_topic.hash()].into());
         let mut gossipsub = Gossip::new_with_subscription_filter(
             gossipsub::MessageAuthenticity::Signed(key.clone()),
             gossipsub_config,
@@ -174,9 +177,11 @@ impl Behaviour {
         gossipsub
             .with_peer_score(params, thresholds)
             .map_err(|e| NodeError::Setup(format!("gossipsub peer scoring: {e}")))?;
-        gossipsub
-            .subscribe(&topic)
-            .map_err(|e| NodeError::Setup(format!("gossipsub subscribe: {e}")))?;
+        for topic in [&topic, &shared_topic] {
+            gossipsub
+                .subscribe(topic)
+                .map_err(|e| NodeError::Setup(format!("gossipsub subscribe: {e}")))?;
+        }
 
         let relay_server = config
             .net

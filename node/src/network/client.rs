@@ -4,7 +4,7 @@
 
 use guts_api::{PeerReport, StatusReport};
 use guts_protocol::RepositoryId;
-use guts_protocol::wire::{Announcement, SyncRequest, SyncResponse};
+use guts_protocol::wire::{Announcement, SharedAnnouncement, SyncRequest, SyncResponse};
 use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId, gossipsub};
 use tokio::sync::{mpsc, oneshot};
@@ -57,6 +57,9 @@ pub(crate) enum Command {
     Announce {
         announcement: Box<Announcement>,
     },
+    AnnounceShared {
+        announcement: Box<SharedAnnouncement>,
+    },
     Penalize {
         peer: PeerId,
         penalty: Penalty,
@@ -94,6 +97,8 @@ pub(crate) enum Event {
         message_id: gossipsub::MessageId,
         /// The peer that published it, if the message says.
         publisher: Option<PeerId>,
+        /// Whether it came on the topic of repositories with maintainers.
+        shared: bool,
         data: Vec<u8>,
     },
     /// A connection to `peer` came up; `first` when the node had no other peer (start,
@@ -237,6 +242,13 @@ impl Client {
 
     pub(crate) fn announce(&self, announcement: Announcement) {
         self.tell(Command::Announce {
+            announcement: Box::new(announcement),
+        });
+    }
+
+    /// Publishes news of a repository with maintainers on its own topic.
+    pub(crate) fn announce_shared(&self, announcement: SharedAnnouncement) {
+        self.tell(Command::AnnounceShared {
             announcement: Box::new(announcement),
         });
     }

@@ -36,6 +36,8 @@ pub(super) fn report(s: Sources<'_>) -> StatusReport {
     let t = &s.metrics.transfers;
     StatusReport {
         peer_id: s.swarm.local_peer_id().to_string(),
+        // Filled in by the handle, which holds the key.
+        key: String::new(),
         network: s.config.network.to_string(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         listen_addresses: s.swarm.listeners().map(|a| a.to_string()).collect(),

@@ -85,10 +85,14 @@ impl Quota {
         repos: &Repositories,
         id: &RepositoryId,
     ) -> Result<(), StorageError> {
-        let Some(snapshot) = repos.signed_refs(id)? else {
-            return Ok(());
+        // A repository with maintainers counts against its creator, fixed by its id.
+        let owner = match repos.held(id)? {
+            Some(guts_storage::Held::Owner(snapshot)) => *snapshot.signed.signer.as_bytes(),
+            Some(guts_storage::Held::Shared(state)) => {
+                *state.identity.genesis().maintainers[0].as_bytes()
+            }
+            None => return Ok(()),
         };
-        let owner = *snapshot.signed.signer.as_bytes();
         if owner == self.own {
             return Ok(());
         }

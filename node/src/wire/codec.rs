@@ -10,9 +10,19 @@ use libp2p::request_response;
 
 use super::frame::{read_message, write_message};
 
-/// The request-response codec of `/guts/<network>/sync/1.0.0`.
+/// The request-response codec of `/guts/<network>/sync/1.0.0` and `/sync/1.1.0`. They
+/// differ in one answer: a repository with maintainers goes to a 1.0.0 peer (an older
+/// release, which could not read it) as "not found".
 #[derive(Debug, Clone, Default)]
 pub struct Codec;
+
+/// Whether `protocol` is the sync version that carries repositories with maintainers.
+pub fn speaks_shared(protocol: &StreamProtocol) -> bool {
+    protocol
+        .as_ref()
+        .strip_suffix(guts_protocol::SHARED_SYNC_VERSION)
+        .is_some_and(|p| p.ends_with("/sync/"))
+}
 
 impl request_response::Codec for Codec {
     type Protocol = StreamProtocol;
@@ -48,13 +58,17 @@ impl request_response::Codec for Codec {
 
     async fn write_response<T>(
         &mut self,
-        _: &StreamProtocol,
+        protocol: &StreamProtocol,
         io: &mut T,
         res: SyncResponse,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
+        let res = match res {
+            SyncResponse::State(_) if !speaks_shared(protocol) => SyncResponse::NotFound,
+            other => other,
+        };
         write_message(io, &res).await?;
         io.close().await
     }
@@ -85,6 +99,34 @@ mod tests {
             .unwrap();
         let mut read = Cursor::new(buf.into_inner());
         assert_eq!(Codec.read_request(&proto(), &mut read).await.unwrap(), req);
+    }
+
+    #[tokio::test]
+    async fn a_peer_on_sync_1_0_0_is_not_sent_what_it_cannot_read() {
+        let genesis = guts_protocol::IdentityDoc::genesis(
+            &ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key(),
+            "shared".parse().unwrap(),
+        );
+        let state = SyncResponse::State(Box::new(guts_protocol::SharedState {
+            genesis,
+            versions: Vec::new(),
+            views: Vec::new(),
+        }));
+        let network = guts_protocol::NetworkName::default_network();
+        for (protocol, expected) in [
+            (network.sync_protocol(), SyncResponse::NotFound),
+            (network.shared_sync_protocol(), state.clone()),
+        ] {
+            let protocol = StreamProtocol::try_from_owned(protocol).unwrap();
+            let mut buf = Cursor::new(Vec::new());
+            Codec
+                .write_response(&protocol, &mut buf, state.clone())
+                .await
+                .unwrap();
+            let mut read = Cursor::new(buf.into_inner());
+            let got = Codec.read_response(&protocol, &mut read).await.unwrap();
+            assert_eq!(got, expected, "{protocol}");
+        }
     }
 
     #[tokio::test]

@@ -34,11 +34,21 @@ pub fn pack_protocol(network: &NetworkName) -> StreamProtocol {
         .expect("network names make valid protocol names")
 }
 
-/// The request-response behaviour of the sync protocol.
+/// The sync protocol's name with repositories that have maintainers (see [`Codec`]).
+pub fn shared_protocol(network: &NetworkName) -> StreamProtocol {
+    StreamProtocol::try_from_owned(network.shared_sync_protocol())
+        .expect("network names make valid protocol names")
+}
+
+/// The request-response behaviour of the sync protocol: 1.1.0 first, so two nodes of
+/// this release speak it, and 1.0.0 for older peers.
 pub fn behaviour(network: &NetworkName, timeout: Duration) -> request_response::Behaviour<Codec> {
     request_response::Behaviour::with_codec(
         Codec,
-        [(protocol(network), ProtocolSupport::Full)],
+        [
+            (shared_protocol(network), ProtocolSupport::Full),
+            (protocol(network), ProtocolSupport::Full),
+        ],
         request_response::Config::default().with_request_timeout(timeout),
     )
 }

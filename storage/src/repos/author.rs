@@ -387,6 +387,7 @@ impl Repositories {
         if refs == previous.refs && head == previous.signed.header.head {
             return Ok(Pushed {
                 snapshot: previous,
+                shared: false,
                 results,
                 changed: false,
             });
@@ -395,6 +396,7 @@ impl Repositories {
         let snapshot = self.publish(src, indexed, key, name, refs, head, Some(&previous))?;
         Ok(Pushed {
             snapshot,
+            shared: false,
             results,
             changed: true,
         })

@@ -90,8 +90,10 @@ pub struct RefUpdate {
 /// What a push did.
 #[derive(Debug, Clone)]
 pub struct Pushed {
-    /// The snapshot now held.
+    /// The snapshot now held: with maintainers, the pusher's view.
     pub snapshot: SignedRefs,
+    /// Whether the repository has maintainers (the snapshot is a view, announced as one).
+    pub shared: bool,
     /// Each update, and why it was refused if it was.
     pub results: Vec<(String, Result<(), String>)>,
     /// Whether a new snapshot was signed.

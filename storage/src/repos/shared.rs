@@ -11,6 +11,7 @@ use std::path::Path;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use git2::Repository;
+use guts_protocol::Canonical;
 use guts_protocol::refs::Refs;
 use guts_protocol::repository::StateError;
 use guts_protocol::{
@@ -120,6 +121,25 @@ impl Repositories {
         })
     }
 
+    /// What is held of `id` and its canonical refs (a single owner's are its snapshot's).
+    pub fn canonical(&self, id: &RepositoryId) -> Result<Option<(Held, Canonical)>, StorageError> {
+        let Some(held) = self.held(id)? else {
+            return Ok(None);
+        };
+        let canonical = match &held {
+            Held::Owner(s) => Canonical {
+                refs: s.refs.clone(),
+                head: s.signed.header.head.clone(),
+            },
+            Held::Shared(state) => {
+                let repo = Repository::open_bare(self.path(id))
+                    .map_err(super::git("opening the repository"))?;
+                state.canonical(&GitAncestry(&repo))
+            }
+        };
+        Ok(Some((held, canonical)))
+    }
+
     /// Proposes that `maintainers` with `threshold` maintain `id` from the next version
     /// on, signed by `key`, a maintainer now. It takes effect at once if `key`'s signature
     /// is enough. Returns the version.
@@ -223,6 +243,7 @@ impl Repositories {
         {
             return Ok(Pushed {
                 snapshot: view.clone(),
+                shared: true,
                 results,
                 changed: false,
             });
@@ -236,6 +257,7 @@ impl Repositories {
         self.publish_record(src, indexed, &Held::from_state(next), Some(&previous))?;
         Ok(Pushed {
             snapshot: view,
+            shared: true,
             results,
             changed: true,
         })

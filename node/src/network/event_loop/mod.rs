@@ -298,6 +298,7 @@ impl EventLoop {
                 self.swarm.behaviour_mut().kad.stop_providing(&key);
             }
             Command::Announce { announcement } => self.announce(&announcement),
+            Command::AnnounceShared { announcement } => self.announce_shared(&announcement),
             Command::Penalize { peer, penalty } => self.manager().penalize(peer, penalty),
             Command::SetSyncing { peer, syncing } => {
                 let manager = self.manager();

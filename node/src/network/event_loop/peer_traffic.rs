@@ -2,7 +2,7 @@
 //! (within each peer's rate, and `RateLimited` when the sync side is full), our own
 //! requests' answers, and announcements published and judged.
 
-use guts_protocol::wire::{self, Announcement, SyncRequest, SyncResponse};
+use guts_protocol::wire::{self, Announcement, SharedAnnouncement, SyncRequest, SyncResponse};
 use libp2p::request_response::{self, InboundFailure};
 use libp2p::{PeerId, gossipsub};
 use tokio::sync::mpsc;
@@ -134,6 +134,20 @@ impl EventLoop {
         }
     }
 
+    /// Publishes news of a repository with maintainers on its topic.
+    pub(super) fn announce_shared(&mut self, announcement: &SharedAnnouncement) {
+        let topic = gossipsub::IdentTopic::new(self.config.network.shared_announce_topic());
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, wire::encode(announcement))
+        {
+            Ok(_) => tracing::info!(repository = %announcement.repository(), "announced"),
+            Err(e) => tracing::debug!("announcement not published: {e}"),
+        }
+    }
+
     /// A gossiped message goes out to be judged; gossipsub holds it until the verdict.
     /// Beyond its relayer's rate it is ignored here (not relayed, no penalty: an honest
     /// relayer may pass on a burst).
@@ -150,10 +164,13 @@ impl EventLoop {
             tracing::debug!(%propagation_source, "announcement over the relayer's rate: ignored");
             return self.ignore_announcement(&message_id, &propagation_source, "relayer_rate");
         }
+        let shared = message.topic
+            == gossipsub::IdentTopic::new(self.config.network.shared_announce_topic()).hash();
         let event = Event::Announcement {
             propagation_source,
             message_id,
             publisher: message.source,
+            shared,
             data: message.data,
         };
         if let Some(Event::Announcement {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use guts_api::{SyncOutcome, SyncProgress};
 use guts_protocol::wire::PackRequest;
-use guts_protocol::{ObjectId, SignedRefs};
+use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
 use guts_storage::StorageError;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
@@ -17,7 +17,7 @@ use crate::sync::error::FetchError;
 use crate::sync::pack;
 
 /// How long a fetch waits for a direct connection to a holder reached only through relays.
-const DIRECT_WAIT: Duration = Duration::from_secs(15);
+pub(super) const DIRECT_WAIT: Duration = Duration::from_secs(15);
 
 impl Engine {
     /// Fetches what `snapshot` needs from `peer` and applies it.
@@ -58,16 +58,48 @@ impl Engine {
             return Err(FetchError::RelayedOnly(DIRECT_WAIT));
         }
         self.inner.client.set_syncing(peer, true);
-        let result = self.fetch_pack(snapshot, peer, wants, haves, report).await;
+        let snap = snapshot.clone();
+        let result = self
+            .fetch_pack(
+                id,
+                *snapshot.signed.signer.as_bytes(),
+                peer,
+                wants,
+                haves,
+                report,
+                |stats| *stats,
+                move |repos, chunks, progress| repos.accept(&snap, Some(chunks), progress),
+            )
+            .await;
         self.inner.client.set_syncing(peer, false);
         let (objects, bytes) = match result {
-            Ok(stats) => stats,
+            Ok(stats) => (stats.objects as u64, stats.bytes),
             Err(e) => {
                 self.inner.holders.record(&id, peer, None);
                 return Err(e);
             }
         };
-        let elapsed = started.elapsed();
+        self.fetched(id, peer, objects, bytes, started.elapsed())
+            .await;
+        Ok(SyncOutcome::Updated {
+            sequence: snapshot.sequence(),
+            from: peer.to_string(),
+            objects,
+            bytes,
+            millis: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Accounts for a pack of `objects` and `bytes` fetched from `peer` in `elapsed`:
+    /// disk usage, a repack if due, metrics, the holder's measured speed.
+    pub(super) async fn fetched(
+        &self,
+        id: RepositoryId,
+        peer: PeerId,
+        objects: u64,
+        bytes: u64,
+        elapsed: Duration,
+    ) {
         {
             let quota = self.inner.quota.clone();
             let measured = self
@@ -90,35 +122,37 @@ impl Engine {
             Some(bytes as f64 / elapsed.as_secs_f64().max(1e-3)),
         );
         self.inner.client.record_useful(peer);
-        Ok(SyncOutcome::Updated {
-            sequence: snapshot.sequence(),
-            from: peer.to_string(),
-            objects,
-            bytes,
-            millis: elapsed.as_millis() as u64,
-        })
     }
 
-    async fn fetch_pack(
+    /// Fetches the pack of `wants` (beyond `haves`) of `id` from `peer` and hands it,
+    /// streamed, to `ingest` in storage, which verifies and applies it. `owner` is the key
+    /// whose storage quota it counts against.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn fetch_pack<T: Send + 'static>(
         &self,
-        snapshot: &SignedRefs,
+        id: RepositoryId,
+        owner: [u8; 32],
         peer: PeerId,
         wants: Vec<ObjectId>,
         haves: Vec<ObjectId>,
         report: &(dyn Fn(SyncProgress) + Send + Sync),
-    ) -> Result<(u64, u64), FetchError> {
-        tracing::debug!(repository = %snapshot.repository(), %peer, sequence = snapshot.sequence(), wants = wants.len(), "fetching a pack");
+        stats_of: fn(&T) -> guts_storage::PackStats,
+        ingest: impl FnOnce(
+            &guts_storage::Repositories,
+            &mut dyn Iterator<Item = io::Result<Vec<u8>>>,
+            &mut dyn FnMut(guts_storage::PackStats),
+        ) -> Result<T, StorageError>
+        + Send
+        + 'static,
+    ) -> Result<T, FetchError> {
+        tracing::debug!(repository = %id, %peer, wants = wants.len(), "fetching a pack");
         // The quota for the owner caps the transfer below the pack size limit.
-        let room = self
-            .inner
-            .quota
-            .room(snapshot.signed.signer.as_bytes())
-            .await;
+        let room = self.inner.quota.room(&owner).await;
         let max = room.map_or(self.inner.settings.max_pack, |r| {
             r.min(self.inner.settings.max_pack)
         });
         let request = PackRequest {
-            repository: snapshot.repository(),
+            repository: id,
             wants,
             haves,
         };
@@ -139,10 +173,9 @@ impl Engine {
         // The indexer runs on a blocking thread, fed through a bounded channel.
         let (tx, mut rx) = mpsc::channel::<io::Result<Vec<u8>>>(16);
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<guts_storage::PackStats>();
-        let snap = snapshot.clone();
         let ingest = self.inner.store.run(move |repos| {
             let mut chunks = std::iter::from_fn(|| rx.blocking_recv());
-            repos.accept(&snap, Some(&mut chunks), &mut |stats| {
+            ingest(repos, &mut chunks, &mut |stats| {
                 let _ = progress_tx.send(stats);
             })
         });
@@ -178,12 +211,13 @@ impl Engine {
             }
             other => other?,
         };
-        let stats = accepted?;
+        let accepted = accepted?;
+        let stats = stats_of(&accepted);
         report(SyncProgress::Receiving {
             objects: stats.objects as u64,
             total: total as u64,
             bytes: stats.bytes,
         });
-        Ok((stats.objects as u64, stats.bytes))
+        Ok(accepted)
     }
 }

@@ -6,8 +6,8 @@
 use std::collections::{HashMap, HashSet};
 
 use ed25519_dalek::VerifyingKey;
-use guts_protocol::{RepositoryId, SignedRefs};
-use guts_storage::{Repositories, StorageError};
+use guts_protocol::RepositoryId;
+use guts_storage::{Held, Repositories, StorageError};
 use libp2p::PeerId;
 
 use super::Engine;
@@ -110,19 +110,13 @@ impl Engine {
     }
 
     pub(super) async fn holds(&self, id: &RepositoryId) -> bool {
-        matches!(self.signed_refs(id).await, Ok(Some(_)))
+        matches!(self.held(id).await, Ok(Some(_)))
     }
 
-    pub(super) async fn signed_refs(
-        &self,
-        id: &RepositoryId,
-    ) -> Result<Option<SignedRefs>, SyncError> {
+    /// What is held of `id`, either form.
+    pub(super) async fn held(&self, id: &RepositoryId) -> Result<Option<Held>, SyncError> {
         let id = *id;
-        Ok(self
-            .inner
-            .store
-            .run(move |repos| repos.signed_refs(&id))
-            .await??)
+        Ok(self.inner.store.run(move |repos| repos.held(&id)).await??)
     }
 
     /// Whether a verified announcement of `id` is for a repository this node replicates.
@@ -151,7 +145,7 @@ impl Engine {
         let id = *id;
         let read = self.inner.store.run(move |repos| {
             Ok::<_, StorageError>((
-                repos.signed_refs(&id)?.is_some(),
+                repos.held(&id)?.is_some(),
                 repos.is_followed(&id)?,
                 repos.follow_count()?,
             ))
@@ -190,11 +184,10 @@ impl Engine {
     }
 }
 
-/// Whether the snapshot held of `id` is signed by `owner` (this node's own repository).
-/// Blocking: it reads the snapshot.
 /// Whether `owner` signs repository `id`, from `memo` or else from its snapshot (then
-/// remembered: the owner is fixed by the id). No snapshot (or none readable now): not
-/// ours, and asked again next time.
+/// remembered: the owner is fixed by the id), or maintains it now (not remembered: the
+/// maintainers change). Nothing held (or readable now): not ours, and asked again next
+/// time. Blocking: it reads the record.
 fn is_ours(
     repos: &Repositories,
     memo: &mut HashMap<RepositoryId, bool>,
@@ -204,8 +197,11 @@ fn is_ours(
     if let Some(ours) = memo.get(id) {
         return *ours;
     }
-    match repos.signed_refs(id) {
-        Ok(Some(snapshot)) => *memo.entry(*id).or_insert(snapshot.signed.signer == *owner),
+    match repos.held(id) {
+        Ok(Some(Held::Owner(snapshot))) => {
+            *memo.entry(*id).or_insert(snapshot.signed.signer == *owner)
+        }
+        Ok(Some(Held::Shared(state))) => state.identity.may_publish(owner),
         _ => false,
     }
 }

@@ -17,6 +17,7 @@ use guts_api::{SyncOutcome, SyncProgress};
 use guts_protocol::RepositoryId;
 
 use crate::store::Store;
+use guts_storage::Held;
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -33,6 +34,7 @@ mod fetch;
 mod keep;
 mod policy;
 mod refs;
+mod shared;
 
 use policy::{RefsRound, RetryBudget};
 
@@ -311,7 +313,11 @@ impl Engine {
                 let _ = tx.send(p);
             }
         };
-        let held = self.signed_refs(&id).await?;
+        let held_record = self.held(&id).await?;
+        let held = match &held_record {
+            Some(Held::Owner(snapshot)) => Some(snapshot.clone()),
+            _ => None,
+        };
         let held_seq = held.as_ref().map_or(0, |s| s.sequence());
 
         // Known holders first; the DHT only if they have nothing newer, or if fetching
@@ -339,6 +345,11 @@ impl Engine {
             &mut round,
         )
         .await;
+        if matches!(held_record, Some(Held::Shared(_))) || !round.states.is_empty() {
+            return self
+                .sync_shared(id, held_record, round, !asked.is_empty(), prefer, &report)
+                .await;
+        }
         let mut searched = false;
         let mut failures: Vec<(PeerId, FetchError)> = Vec::new();
         let mut tried: HashSet<PeerId> = HashSet::new();

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use guts_api::SyncOutcome;
-use guts_protocol::{RepositoryId, SignedRefs};
+use guts_protocol::{RepositoryId, SharedState, SignedRefs};
 use libp2p::PeerId;
 
 use crate::sync::error::{FetchError, SyncError};
@@ -26,6 +26,9 @@ pub(super) const BUSY_RETRIES: u32 = 40;
 pub(super) struct RefsRound {
     /// Verified snapshots newer than what this node holds, and who offered each.
     pub(super) offers: Vec<(PeerId, SignedRefs)>,
+    /// Identity versions and views of a repository with maintainers, as each holder
+    /// offered them (not checked yet).
+    pub(super) states: Vec<(PeerId, SharedState)>,
     /// Whether any holder answered with verified refs, newer or not.
     pub(super) heard: bool,
     /// Each peer whose answer was not refs this node could use, and why.

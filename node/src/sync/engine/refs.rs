@@ -121,6 +121,19 @@ impl Engine {
                             }
                         }
                     }
+                    Ok(SyncResponse::State(state)) => {
+                        if state.genesis.repository != *id {
+                            self.inner.client.penalize(peer, Penalty::BadData);
+                            miss("answered with another repository's identity".into());
+                            continue;
+                        }
+                        // Judged against what is held once the round is over: a view is
+                        // not newer or older as a whole, each key's is.
+                        round.heard = true;
+                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + REFS_GRACE);
+                        self.note_holder(*id, peer);
+                        round.states.push((peer, *state));
+                    }
                     Ok(SyncResponse::NotFound) => miss("does not hold it".into()),
                     Ok(SyncResponse::RateLimited) => miss("busy (rate-limited)".into()),
                     Ok(SyncResponse::Repositories(_)) => {

@@ -6,6 +6,7 @@
 mod announcements;
 mod packs;
 mod requests;
+mod shared_announcements;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,6 +84,7 @@ impl Server {
                     propagation_source,
                     message_id,
                     publisher,
+                    shared,
                     data,
                 } => {
                     let Ok(permit) = answers.clone().acquire_owned().await else {
@@ -90,9 +92,15 @@ impl Server {
                     };
                     let server = self.clone();
                     tokio::spawn(async move {
-                        let (acceptance, verdict) = server
-                            .judge_announcement(propagation_source, publisher, &data)
-                            .await;
+                        let (acceptance, verdict) = if shared {
+                            server
+                                .judge_shared_announcement(propagation_source, publisher, &data)
+                                .await
+                        } else {
+                            server
+                                .judge_announcement(propagation_source, publisher, &data)
+                                .await
+                        };
                         server
                             .announcements
                             .get_or_create(&Verdict { verdict })

@@ -1,14 +1,14 @@
 //! Pack requests, on streams of their own: checked against the held snapshot, built by
 //! git on a blocking thread, sent with a deadline on every write and a floor on the rate.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{AsyncWriteExt, StreamExt};
+use guts_protocol::ObjectId;
 use guts_protocol::wire::{MAX_PACK_REQUEST_SIZE, PackRequest, PackResponse};
-use guts_protocol::{ObjectId, SignedRefs};
 use libp2p::{PeerId, Stream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -99,11 +99,10 @@ impl Server {
                     wants.dedup();
                     haves.sort_unstable();
                     haves.dedup();
-                    let snapshot = repos.signed_refs(&id).ok().flatten()?;
-                    Some(match unsigned_want(&snapshot, &wants) {
+                    let held = repos.held(&id).ok().flatten()?;
+                    Some(match unsigned_want(&held.targets(), &wants) {
                         Some(want) => Err(format!(
-                            "{want} is not a ref target of snapshot {} of {id}",
-                            snapshot.sequence()
+                            "{want} is not a ref target of what this node holds of {id}"
                         )),
                         None => Ok((wants, haves)),
                     })
@@ -195,9 +194,12 @@ impl Server {
 /// The first of `wants` that no ref of `snapshot` points at: only what the current
 /// snapshot points at is served (objects a force push dropped, or that were never signed,
 /// are nobody's to ask for). Linear: the targets go into a set once.
-fn unsigned_want(snapshot: &SignedRefs, wants: &[ObjectId]) -> Option<ObjectId> {
-    let targets: HashSet<&ObjectId> = snapshot.refs.values().collect();
-    wants.iter().find(|w| !targets.contains(w)).copied()
+fn unsigned_want(targets: &[ObjectId], wants: &[ObjectId]) -> Option<ObjectId> {
+    // `targets` is sorted (Held::targets).
+    wants
+        .iter()
+        .find(|w| targets.binary_search(w).is_err())
+        .copied()
 }
 
 /// One of a peer's pack streams, counted while it is open.

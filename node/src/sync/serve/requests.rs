@@ -2,7 +2,7 @@
 
 use guts_protocol::RepositoryId;
 use guts_protocol::wire::{MAX_LISTED_REPOSITORIES, SyncRequest, SyncResponse};
-use guts_storage::Repositories;
+use guts_storage::{Held, Repositories};
 
 use super::Server;
 
@@ -22,8 +22,9 @@ impl Server {
 /// The answer to `request` from what `repos` holds, listing at most `max_listed` ids.
 fn answer(repos: &Repositories, request: SyncRequest, max_listed: usize) -> SyncResponse {
     match request {
-        SyncRequest::GetRefs { repository } => match repos.signed_refs(&repository) {
-            Ok(Some(refs)) => SyncResponse::Refs(Box::new(refs)),
+        SyncRequest::GetRefs { repository } => match repos.held(&repository) {
+            Ok(Some(Held::Owner(refs))) => SyncResponse::Refs(Box::new(refs)),
+            Ok(Some(Held::Shared(state))) => SyncResponse::State(Box::new(state.shared())),
             Ok(None) => SyncResponse::NotFound,
             Err(e) => {
                 tracing::error!("{e}");

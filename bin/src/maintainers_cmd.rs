@@ -1,0 +1,190 @@
+//! `guts repo maintainers | propose | accept`: who maintains a repository, and changing
+//! that (a proposal signed by this node's key, accepted by the others).
+
+use std::time::Duration;
+
+use anyhow::bail;
+use guts_api::client::Client;
+use guts_api::terminal::safe;
+use guts_api::{AcceptRequest, ProposalReport, ProposeRequest, RepoDetail};
+use guts_protocol::RepositoryId;
+
+use crate::api_args::{ApiArgs, print_json};
+
+/// `guts repo maintainers ID`.
+pub fn list(api: &ApiArgs, id: &RepositoryId, json: bool) -> anyhow::Result<()> {
+    let detail = detail(api, id)?;
+    if json {
+        return print_json(&detail.maintainers);
+    }
+    print_maintainers(&detail);
+    Ok(())
+}
+
+/// Prints the identity part of `detail` (shared by `show`).
+pub fn print_maintainers(detail: &RepoDetail) {
+    let Some(m) = &detail.maintainers else {
+        println!(
+            "maintainers: the creator alone (identity version 1, threshold 1): {}{}",
+            detail.summary.owner.as_deref().unwrap_or("?"),
+            if detail.summary.owned {
+                " (this node)"
+            } else {
+                ""
+            }
+        );
+        return;
+    };
+    println!(
+        "maintainers: {} at identity version {} ({}), threshold {}",
+        m.maintainers.len(),
+        m.version,
+        &m.version_id[..12],
+        m.threshold
+    );
+    for k in &m.maintainers {
+        let view = k
+            .view_sequence
+            .map_or("no view yet".to_owned(), |s| format!("view {s}"));
+        println!(
+            "  {}  {view}{}",
+            k.key,
+            if k.you { " (this node)" } else { "" }
+        );
+    }
+    if m.pending.is_empty() {
+        println!("pending: none");
+    }
+    for p in &m.pending {
+        print_proposal("pending", p);
+    }
+}
+
+fn print_proposal(what: &str, p: &ProposalReport) {
+    println!(
+        "{what}: version {} ({}) signed by {} of {} needed: {} maintainer(s), threshold {}",
+        p.version,
+        p.id,
+        p.signed_by.len(),
+        p.needs,
+        p.maintainers.len(),
+        p.threshold
+    );
+    for k in &p.maintainers {
+        println!("  {k}");
+    }
+}
+
+/// Prints, for each ref where maintainers' views differ, who is where.
+pub fn print_positions(detail: &RepoDetail) {
+    if detail.positions.is_empty() {
+        return;
+    }
+    println!("views (where each maintainer is):");
+    for (name, at) in &detail.positions {
+        let canonical = detail.refs.get(name).map_or("(not agreed)", String::as_str);
+        println!("  {}  canonical {canonical}", safe(name));
+        for (key, target) in at {
+            println!(
+                "    {}  {}",
+                &key[..16],
+                target.as_deref().unwrap_or("(not in its view)")
+            );
+        }
+    }
+}
+
+/// `guts repo propose ID --add K --remove K --threshold N`.
+pub fn propose(
+    api: &ApiArgs,
+    id: &RepositoryId,
+    add: &[String],
+    remove: &[String],
+    threshold: Option<u16>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let detail = detail(api, id)?;
+    let (mut maintainers, current_threshold) = match &detail.maintainers {
+        Some(m) => (
+            m.maintainers
+                .iter()
+                .map(|k| k.key.clone())
+                .collect::<Vec<_>>(),
+            m.threshold,
+        ),
+        None => (detail.summary.owner.clone().into_iter().collect(), 1),
+    };
+    for k in remove {
+        let k = k.trim().to_lowercase();
+        if !maintainers.contains(&k) {
+            bail!("{k} is not a maintainer of guts://{id}: nothing to remove");
+        }
+        maintainers.retain(|m| *m != k);
+    }
+    for k in add {
+        let k = k.trim().to_lowercase();
+        if !maintainers.contains(&k) {
+            maintainers.push(k);
+        }
+    }
+    if maintainers.is_empty() {
+        bail!("a repository keeps at least one maintainer");
+    }
+    let threshold = threshold.unwrap_or(current_threshold.min(maintainers.len() as u16));
+    if add.is_empty() && remove.is_empty() && threshold == current_threshold {
+        bail!("nothing to change: give --add, --remove or --threshold");
+    }
+    let proposal: ProposalReport = client(api)?.post(
+        &format!("/api/v1/repos/{id}/maintainers"),
+        &ProposeRequest {
+            maintainers,
+            threshold,
+        },
+    )?;
+    if json {
+        return print_json(&proposal);
+    }
+    report(id, &proposal);
+    Ok(())
+}
+
+/// `guts repo accept ID VERSION`.
+pub fn accept(api: &ApiArgs, id: &RepositoryId, version: &str, json: bool) -> anyhow::Result<()> {
+    let proposal: ProposalReport = client(api)?.post(
+        &format!("/api/v1/repos/{id}/maintainers/accept"),
+        &AcceptRequest {
+            version: version.to_owned(),
+        },
+    )?;
+    if json {
+        return print_json(&proposal);
+    }
+    report(id, &proposal);
+    Ok(())
+}
+
+fn report(id: &RepositoryId, p: &ProposalReport) {
+    if p.in_effect {
+        print_proposal("in effect", p);
+        if p.signed_by.len() < usize::from(p.threshold) {
+            println!(
+                "note: branches move once {} maintainers' views agree; each maintainer publishes a view with git push",
+                p.threshold
+            );
+        }
+    } else {
+        print_proposal("proposed", p);
+        println!(
+            "other maintainers accept it with: guts repo accept {id} {}",
+            p.id
+        );
+    }
+}
+
+fn client(api: &ApiArgs) -> anyhow::Result<Client> {
+    Ok(Client::new(&api.target(), Duration::from_secs(30))?)
+}
+
+fn detail(api: &ApiArgs, id: &RepositoryId) -> anyhow::Result<RepoDetail> {
+    Ok(client(api)?.get(&format!("/api/v1/repos/{id}"))?)
+}
