@@ -141,7 +141,7 @@ pub enum RepoCommand {
         #[arg(value_parser = parse_id)]
         id: RepositoryId,
         /// The proposal's id, as `guts repo maintainers` lists it.
-        version: String,
+        proposal: String,
         #[command(flatten)]
         api: ApiArgs,
         /// Print JSON.
@@ -205,10 +205,10 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
         } => maintainers_cmd::propose(&api, &id, &add, &remove, threshold, json),
         RepoCommand::Accept {
             id,
-            version,
+            proposal,
             api,
             json,
-        } => maintainers_cmd::accept(&api, &id, &version, json),
+        } => maintainers_cmd::accept(&api, &id, &proposal, json),
         RepoCommand::Follow { id, api, json } => {
             let client = Client::new(&api.target(), Duration::from_secs(30))?;
             let reply: serde_json::Value = client.post(

@@ -131,7 +131,10 @@ impl Author {
             .blocking(move |repos, key| repos.push(&id, &area, &updates, key))
             .await?;
         if pushed.changed && pushed.shared {
-            self.publish_shared(id, SharedAnnouncement::View(Box::new(pushed.snapshot.signed.clone())));
+            self.publish_shared(
+                id,
+                SharedAnnouncement::View(Box::new(pushed.snapshot.signed.clone())),
+            );
         } else if pushed.changed {
             self.publish(&pushed.snapshot);
         }

@@ -108,7 +108,7 @@ impl Node {
             control,
             Me {
                 peer: peer_id,
-                owner: key.verifying_key(),
+                key: key.clone(),
             },
             crate::sync::Accounts {
                 transfers: metrics.transfers.clone(),

@@ -17,11 +17,10 @@ pub use error::StorageError;
 pub use identity::{IDENTITY_FILE, Identity};
 pub use repos::check_workers::{CHECK_WORKER_ARG, use_check_workers};
 pub use repos::entry_rules::{check_entry_name, check_gitmodules};
+pub use repos::held::{Held, VIEWS_PREFIX, view_ref};
+pub use repos::shared::SharedAccepted;
 pub use repos::verify::check_worker_main;
-pub use repos::{
-    Held, Imported, Limits, PackStats, Pushed, Recovered, RefUpdate, Repositories, SharedAccepted,
-    VIEWS_PREFIX, view_ref,
-};
+pub use repos::{Imported, Limits, PackStats, Pushed, Recovered, RefUpdate, Repositories};
 
 /// Pack data libgit2 maps at once: windows of this size...
 const MWINDOW_SIZE: usize = 2 << 20;

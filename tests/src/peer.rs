@@ -201,9 +201,15 @@ impl HostilePeer {
         let mut swarm = stream_swarm(network);
         let peer_id = *swarm.local_peer_id();
         let mut control = swarm.behaviour().stream.new_control();
-        let mut refs = control
-            .accept(guts_node::wire::protocol(network))
-            .expect("sync protocol");
+        // Both versions of the sync protocol, answered alike.
+        let mut refs = futures::stream::select(
+            control
+                .accept(guts_node::wire::protocol(network))
+                .expect("sync protocol"),
+            control
+                .accept(guts_node::wire::shared_protocol(network))
+                .expect("sync protocol 1.1.0"),
+        );
         let mut packs = control
             .accept(guts_node::wire::pack_protocol(network))
             .expect("pack protocol");

@@ -13,7 +13,7 @@ use guts_protocol::{ObjectId, RefName, RepoName, RepositoryId, SignedRefs};
 use super::held::Held;
 use super::ingest::Objects;
 use super::packer::{Fsck, pack_objects};
-use super::shared::choose_head;
+use super::ref_updates::{apply_update, choose_head};
 use super::verify::check_targets;
 use super::{Imported, PUSH_PREFIX, Pushed, RefUpdate, Repositories, git, object_id, oid};
 use crate::StorageError;
@@ -445,49 +445,6 @@ fn check_owner(snapshot: &SignedRefs, key: &SigningKey) -> Result<(), StorageErr
         repository: snapshot.repository(),
         owner: hex::encode(snapshot.signed.signer.as_bytes()),
     })
-}
-
-/// Judges one pushed ref update against `refs` (updating them if accepted).
-pub(super) fn apply_update(
-    src: &Repository,
-    refs: &mut Refs,
-    update: &RefUpdate,
-) -> Result<(), String> {
-    let name: RefName = update
-        .name
-        .parse()
-        .map_err(|e: guts_protocol::ids::NameError| e.to_string())?;
-    let Some(new) = update.new else {
-        return match refs.remove(&name) {
-            Some(_) => Ok(()),
-            None => Err("no such ref".into()),
-        };
-    };
-    if src.find_object(oid(&new), None).is_err() {
-        return Err(format!("object {new} was not received"));
-    }
-    if let Some(old) = refs.get(&name).copied()
-        && old != new
-        && !update.force
-    {
-        if name.as_str().starts_with("refs/tags/") {
-            return Err("tag already exists (push with --force to move it)".into());
-        }
-        let peel = |o: &ObjectId| {
-            src.find_object(oid(o), None)
-                .and_then(|o| o.peel_to_commit())
-                .map(|c| c.id())
-        };
-        let fast_forward = match (peel(&old), peel(&new)) {
-            (Ok(old), Ok(new)) => src.graph_descendant_of(new, old).unwrap_or(false),
-            _ => false,
-        };
-        if !fast_forward {
-            return Err("non-fast-forward (push with --force to overwrite)".into());
-        }
-    }
-    refs.insert(name, new);
-    Ok(())
 }
 
 /// The name of an imported repository when none is given: its directory's name,

@@ -19,7 +19,10 @@ use guts_protocol::{
     IdentityDoc, ObjectId, RefName, RepositoryId, RepositoryState, SharedState, SignedRefs, Views,
 };
 
-use super::oid;
+use std::fs;
+use std::io;
+
+use super::{Repositories, SIGNED_REFS_FILE, oid};
 use crate::StorageError;
 
 /// Format byte of a record with maintainers.
@@ -114,7 +117,13 @@ impl Held {
                     .iter()
                     .map(|(n, t)| (n.as_str().to_owned(), *t))
                     .collect();
-                for view in state.views.iter() {
+                // A removed maintainer's view stays in the record, in case the removal
+                // loses to a competing version, but not among the refs anyone fetches.
+                for view in state
+                    .views
+                    .iter()
+                    .filter(|v| state.identity.may_publish(&v.signed.signer))
+                {
                     for (name, target) in &view.refs {
                         all.insert(view_ref(view, name), *target);
                     }
@@ -157,6 +166,29 @@ impl Held {
                 .map(Held::Owner)
                 .map_err(|e| corrupt(e.to_string())),
         }
+    }
+}
+
+impl Repositories {
+    /// The latest verified snapshot of `id`, if this node holds it as a single owner's
+    /// repository (one with maintainers: see [`Self::held`]).
+    pub fn signed_refs(&self, id: &RepositoryId) -> Result<Option<SignedRefs>, StorageError> {
+        Ok(match self.held(id)? {
+            Some(Held::Owner(snapshot)) => Some(snapshot),
+            _ => None,
+        })
+    }
+
+    /// The record of `id` (a single owner's snapshot, or identity and views), if this
+    /// node holds the repository.
+    pub fn held(&self, id: &RepositoryId) -> Result<Option<Held>, StorageError> {
+        let path = self.path(id).join(SIGNED_REFS_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StorageError::Read { path, source }),
+        };
+        Held::decode(&bytes, &path).map(Some)
     }
 }
 

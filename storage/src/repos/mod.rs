@@ -17,9 +17,10 @@ pub(crate) mod held;
 mod ingest;
 mod packer;
 mod recover;
+mod ref_updates;
 mod scan;
 mod serve;
-mod shared;
+pub(crate) mod shared;
 mod store_guard;
 #[cfg(test)]
 mod test_support;
@@ -36,8 +37,6 @@ use git2::Oid;
 use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
 
 use crate::StorageError;
-pub use held::{Held, VIEWS_PREFIX, view_ref};
-pub use shared::SharedAccepted;
 
 /// File (inside the bare repository) holding the latest verified snapshot.
 const SIGNED_REFS_FILE: &str = "guts-signed-refs";
@@ -343,26 +342,5 @@ impl Repositories {
                 Some((id, e.path()))
             })
             .collect())
-    }
-
-    /// The latest verified snapshot of `id`, if this node holds it as a single owner's
-    /// repository (one with maintainers: see [`Self::held`]).
-    pub fn signed_refs(&self, id: &RepositoryId) -> Result<Option<SignedRefs>, StorageError> {
-        Ok(match self.held(id)? {
-            Some(Held::Owner(snapshot)) => Some(snapshot),
-            _ => None,
-        })
-    }
-
-    /// The record of `id` (a single owner's snapshot, or identity and views), if this
-    /// node holds the repository.
-    pub fn held(&self, id: &RepositoryId) -> Result<Option<Held>, StorageError> {
-        let path = self.path(id).join(SIGNED_REFS_FILE);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StorageError::Read { path, source }),
-        };
-        Held::decode(&bytes, &path).map(Some)
     }
 }

@@ -12,15 +12,15 @@ use std::path::Path;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use git2::Repository;
 use guts_protocol::Canonical;
-use guts_protocol::refs::Refs;
 use guts_protocol::repository::StateError;
 use guts_protocol::{
-    RefName, RepositoryId, RepositoryState, SharedState, SignedRefs, SignedVersion, VersionId,
+    RepositoryId, RepositoryState, SharedState, SignedRefs, SignedVersion, VersionId,
 };
 
 use super::held::{GitAncestry, Held};
 use super::ingest::Objects;
 use super::packer::Fsck;
+use super::ref_updates::{apply_update, choose_head};
 use super::{PackStats, Pushed, RefUpdate, Repositories};
 use crate::StorageError;
 
@@ -203,6 +203,54 @@ impl Repositories {
         Ok(version)
     }
 
+    /// Gives `key`, a maintainer of `id` with no view yet, its first view: the refs as the
+    /// maintainers before it left them (the canonical refs under the last version in
+    /// effect that did not name it). Without this, adding maintainers at a threshold only
+    /// the new ones can reach would leave every branch without agreement until each of
+    /// them pushed. Returns the view, or `None` if there is nothing to adopt.
+    pub fn adopt_view(
+        &self,
+        id: &RepositoryId,
+        key: &SigningKey,
+    ) -> Result<Option<SignedRefs>, StorageError> {
+        let lock = self.lock(id);
+        let _guard = self.write(&lock)?;
+        let Some(Held::Shared(state)) = self.held(id)? else {
+            return Ok(None);
+        };
+        let me = key.verifying_key();
+        if !state.identity.current().is_maintainer(&me) || state.views.of(&me).is_some() {
+            return Ok(None);
+        }
+        let Some(before) = state
+            .identity
+            .chain()
+            .filter(|d| !d.is_maintainer(&me))
+            .last()
+        else {
+            return Ok(None);
+        };
+        let repo =
+            Repository::open_bare(self.path(id)).map_err(super::git("opening the repository"))?;
+        let canonical =
+            guts_protocol::canonical::canonical(before, state.views.iter(), &GitAncestry(&repo));
+        if canonical.refs.is_empty() {
+            return Ok(None);
+        }
+        let name = state.identity.genesis().name.clone();
+        let view = SignedRefs::sign_view(key, *id, name, 1, canonical.head, canonical.refs)?;
+        let previous = Held::Shared(state.clone());
+        let mut next = state;
+        next.views.add(view.clone(), &next.identity)?;
+        self.accept_inner(
+            &Held::from_state(next),
+            Some(&previous),
+            Objects::Held,
+            &mut |_| {},
+        )?;
+        Ok(Some(view))
+    }
+
     /// A push to a repository with maintainers: the updates move `key`'s own view
     /// (starting from the canonical refs if it has none yet), which is signed with its next
     /// sequence. The caller holds the lock; `src` is the push area.
@@ -233,7 +281,7 @@ impl Repositories {
         };
         let mut results = Vec::new();
         for update in updates {
-            let outcome = super::author::apply_update(&src, &mut refs, update);
+            let outcome = apply_update(&src, &mut refs, update);
             results.push((update.name.clone(), outcome));
         }
         let head = choose_head(old_head, &refs);
@@ -262,22 +310,6 @@ impl Repositories {
             changed: true,
         })
     }
-}
-
-/// HEAD after a push: the one before if it is still a ref, else `main`, `master` or the
-/// first branch.
-pub(super) fn choose_head(before: Option<RefName>, refs: &Refs) -> Option<RefName> {
-    before.filter(|h| refs.contains_key(h)).or_else(|| {
-        ["refs/heads/main", "refs/heads/master"]
-            .iter()
-            .filter_map(|n| n.parse::<RefName>().ok())
-            .find(|n| refs.contains_key(n))
-            .or_else(|| {
-                refs.keys()
-                    .find(|n| n.as_str().starts_with("refs/heads/"))
-                    .cloned()
-            })
-    })
 }
 
 #[cfg(test)]
@@ -379,10 +411,23 @@ mod tests {
             Some(&m)
         );
 
-        // Bob builds on main: his view and Alice's agree up to m.
+        // Bob's node adopts the branches as Alice left them: two of three at m.
+        let adopted = repos.adopt_view(&id, &key(2)).unwrap().unwrap();
+        assert_eq!(
+            adopted.refs.get(&MAIN.parse().unwrap()),
+            Some(&object_id(m))
+        );
+        assert_eq!(main_of(&repos, &id), Some(m));
+        assert!(repos.adopt_view(&id, &key(2)).unwrap().is_none(), "once");
+        assert!(
+            repos.adopt_view(&id, &key(9)).unwrap().is_none(),
+            "maintainers only"
+        );
+
+        // Bob builds on main: one view past m is not enough.
         let b = fx.commit(MAIN, &[("README", "bob\n")], &[m]);
         let pushed = push(&repos, &fx, &id, &key(2), b).unwrap();
-        assert_eq!(pushed.snapshot.sequence(), 1);
+        assert_eq!(pushed.snapshot.sequence(), 2);
         assert_eq!(main_of(&repos, &id), Some(m));
         // Carol agrees with Bob: main moves to b.
         push(&repos, &fx, &id, &key(3), b).unwrap();

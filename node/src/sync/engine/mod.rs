@@ -59,10 +59,11 @@ struct Settings {
     max_pack: u64,
 }
 
-/// Who this node is: its peer id, and the key that owns its repositories.
+/// Who this node is: its peer id, and the key that owns its repositories (and signs its
+/// first view of a repository that makes it a maintainer).
 pub(crate) struct Me {
     pub peer: PeerId,
-    pub owner: VerifyingKey,
+    pub key: ed25519_dalek::SigningKey,
 }
 
 /// What the engine keeps account of as it fetches: transfer metrics, the storage
@@ -87,6 +88,8 @@ struct Inner {
     pack_protocol: StreamProtocol,
     /// The owner's key: the repositories it signs are kept whatever `replicate` says.
     owner: VerifyingKey,
+    /// Its signing half, for [`guts_storage::Repositories::adopt_view`].
+    key: ed25519_dalek::SigningKey,
     local: PeerId,
     settings: Settings,
     holders: Holders,
@@ -127,7 +130,8 @@ impl Engine {
                 client,
                 control: Mutex::new(control),
                 pack_protocol: crate::wire::pack_protocol(&config.network),
-                owner: me.owner,
+                owner: me.key.verifying_key(),
+                key: me.key,
                 local: me.peer,
                 settings: Settings {
                     replicate: config.replication.replicate,
@@ -346,6 +350,12 @@ impl Engine {
         )
         .await;
         if matches!(held_record, Some(Held::Shared(_))) || !round.states.is_empty() {
+            if round.states.is_empty() {
+                // Known holders offered nothing: the DHT names more, once.
+                let fresh = self.search_providers(id, &mut asked_set).await;
+                asked.extend(&fresh);
+                self.ask_refs(&id, &fresh, None, None, 0, &mut round).await;
+            }
             return self
                 .sync_shared(id, held_record, round, !asked.is_empty(), prefer, &report)
                 .await;
@@ -359,17 +369,7 @@ impl Engine {
                     break;
                 }
                 searched = true;
-                let found =
-                    tokio::time::timeout(PROVIDERS_TIMEOUT, self.inner.client.find_providers(id))
-                        .await
-                        .unwrap_or_default();
-                let fresh: Vec<PeerId> = found
-                    .into_iter()
-                    .filter(|p| *p != self.inner.local && asked_set.insert(*p))
-                    .collect();
-                for p in &fresh {
-                    self.note_holder(id, *p);
-                }
+                let fresh = self.search_providers(id, &mut asked_set).await;
                 asked.extend(&fresh);
                 self.ask_refs(
                     &id,
@@ -424,5 +424,20 @@ impl Engine {
             }
         }
         policy::conclusion(id, !asked.is_empty(), failures, round, held_seq)
+    }
+
+    /// Holders of `id` the DHT names that are not in `asked` (added to it), remembered.
+    async fn search_providers(&self, id: RepositoryId, asked: &mut HashSet<PeerId>) -> Vec<PeerId> {
+        let found = tokio::time::timeout(PROVIDERS_TIMEOUT, self.inner.client.find_providers(id))
+            .await
+            .unwrap_or_default();
+        let fresh: Vec<PeerId> = found
+            .into_iter()
+            .filter(|p| *p != self.inner.local && asked.insert(*p))
+            .collect();
+        for p in &fresh {
+            self.note_holder(id, *p);
+        }
+        fresh
     }
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use guts_api::{SyncOutcome, SyncProgress};
 use guts_protocol::repository::StateError;
+use guts_protocol::wire::SharedAnnouncement;
 use guts_protocol::{ObjectId, RepositoryId, RepositoryState, SharedState};
 use guts_storage::{Held, SharedAccepted, StorageError};
 use libp2p::PeerId;
@@ -137,6 +138,7 @@ impl Engine {
                 }
             }
         };
+        self.adopt(id).await;
         let (objects, bytes) = (accepted.stats.objects as u64, accepted.stats.bytes);
         if objects > 0 {
             self.fetched(id, peer, objects, bytes, started.elapsed())
@@ -156,6 +158,30 @@ impl Engine {
             millis: started.elapsed().as_millis() as u64,
         };
         Ok((accepted, outcome))
+    }
+}
+
+impl Engine {
+    /// Signs this node's first view of `id` if its key has become a maintainer (see
+    /// [`guts_storage::Repositories::adopt_view`]), and announces it.
+    async fn adopt(&self, id: RepositoryId) {
+        let key = self.inner.key.clone();
+        match self
+            .inner
+            .store
+            .run(move |repos| repos.adopt_view(&id, &key))
+            .await
+        {
+            Ok(Ok(Some(view))) => {
+                tracing::info!(repository = %id, refs = view.refs.len(), "this node's key is a maintainer now: its first view holds the branches as they were");
+                self.inner
+                    .client
+                    .announce_shared(SharedAnnouncement::View(Box::new(view.signed)));
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(repository = %id, "cannot sign a first view: {e}"),
+            Err(e) => tracing::warn!(repository = %id, "cannot sign a first view: {e}"),
+        }
     }
 }
 
