@@ -101,6 +101,9 @@ pub struct EquivocationReport {
     pub sequence: u64,
     /// The peer that offered the second version.
     pub peer: String,
+    /// With maintainers: the maintainer's key (hex) that signed two views.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
 }
 
 /// Pack transfers since the node started.
@@ -506,6 +509,10 @@ pub struct PushResponse {
     pub changed: bool,
     /// Each ref.
     pub results: Vec<PushResult>,
+    /// Whether the repository has maintainers: what was signed is this node's view, and
+    /// the branches move once the threshold of views agree.
+    #[serde(default)]
+    pub view: bool,
 }
 
 /// `POST /api/v1/repos/<id>/sync` body.

@@ -45,9 +45,9 @@ pub fn status(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
         let _ = writeln!(out, "{label:<14}{value}");
     };
     line(&mut out, "peer id:", &status.peer_id);
-    line(&mut out, "key:", &status.key);
     line(&mut out, "network:", &status.network);
     line(&mut out, "version:", &status.version);
+    line(&mut out, "key:", &status.key);
     line(
         &mut out,
         "uptime:",

@@ -166,12 +166,10 @@ pub fn accept(api: &ApiArgs, id: &RepositoryId, version: &str, json: bool) -> an
 fn report(id: &RepositoryId, p: &ProposalReport) {
     if p.in_effect {
         print_proposal("in effect", p);
-        if p.signed_by.len() < usize::from(p.threshold) {
-            println!(
-                "note: branches move once {} maintainers' views agree; each maintainer publishes a view with git push",
-                p.threshold
-            );
-        }
+        println!(
+            "from now on a branch moves where {} maintainers' views agree (a new maintainer's node starts its view where the branches are now)",
+            p.threshold
+        );
     } else {
         print_proposal("proposed", p);
         println!(

@@ -48,6 +48,8 @@ pub struct Merged {
     pub changed: bool,
     /// What was refused, and why.
     pub refused: Vec<StateError>,
+    /// Keys seen signing two different views with one sequence, and that sequence.
+    pub equivocations: Vec<(ed25519_dalek::VerifyingKey, u64)>,
 }
 
 /// What [`RepositoryState::add`] changed.
@@ -110,8 +112,13 @@ impl RepositoryState {
             }
         }
         for v in views {
+            let (signer, sequence) = (v.signed.signer, v.sequence());
             match self.views.add(v, &self.identity) {
-                Ok(ViewAdded::Unchanged | ViewAdded::Equivocation { kept: false }) => {}
+                Ok(ViewAdded::Unchanged) => {}
+                Ok(ViewAdded::Equivocation { kept }) => {
+                    merged.changed |= kept;
+                    merged.equivocations.push((signer, sequence));
+                }
                 Ok(_) => merged.changed = true,
                 Err(e) => merged.refused.push(e.into()),
             }

@@ -464,7 +464,12 @@ fn push(client: &Client, id: &RepositoryId, specs: &[String]) -> anyhow::Result<
             updates,
         },
     )?;
-    if response.changed {
+    if response.changed && response.view {
+        eprintln!(
+            "guts: signed view {} of guts://{id} and announced it (branches move where enough maintainers' views agree: guts repo show {id})",
+            response.sequence
+        );
+    } else if response.changed {
         eprintln!(
             "guts: signed snapshot {} of guts://{id} and announced it",
             response.sequence

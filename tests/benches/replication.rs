@@ -388,6 +388,7 @@ fn main() {
     let replica = replica.unwrap();
     let followed = replica.client(["repo", "follow", &id]);
     assert!(followed.status.success());
+    let shared_times = shared_replication(tmp.path(), &work, &owner, runs);
 
     // git clone guts://… on a fresh node (it fetches from the owner, then git clones from
     // its store through git-remote-guts) vs git clone from git daemon.
@@ -556,6 +557,14 @@ fn main() {
         "  (the node's own peak before the fetch)",
         mib(guts_base)
     );
+    let sh = median(shared_times);
+    println!(
+        "{:<52} {:>14} {:>14} {:>7.2}x",
+        "  the same, 3 maintainers (threshold 2)",
+        ms(sh),
+        ms(g),
+        sh.as_secs_f64() / g.as_secs_f64()
+    );
     let (cg, cd) = (median(clone_guts), median(clone_git));
     println!(
         "{:<52} {:>14} {:>14} {:>7.2}x",
@@ -582,6 +591,74 @@ fn main() {
         "new commit to all of 20 nodes",
         ms(new_commit)
     );
+}
+
+/// Full replication of the same history as a repository with three maintainers
+/// (threshold 2): `owner` imports it under another name and adds two nodes' keys (their
+/// nodes sign their first views); a fresh replica per run syncs it from `owner`.
+fn shared_replication(tmp: &Path, work: &Path, owner: &GutsNode, runs: usize) -> Vec<Duration> {
+    let imported = owner.client([
+        "repo",
+        "import",
+        work.to_str().unwrap(),
+        "--name",
+        "shared",
+        "--json",
+    ]);
+    assert!(imported.status.success());
+    let imported: guts_node::api::types::ImportResponse =
+        serde_json::from_slice(&imported.stdout).unwrap();
+    let id = imported.repository.id;
+    let spawn = |name: &str| {
+        NodeSpec::loopback(&tmp.join(name))
+            .log_filter("warn,guts_node::api=info")
+            .args(["--bootstrap", &owner.tcp_addr()])
+            .spawn()
+    };
+    let maintainers: Vec<GutsNode> = (0..2).map(|i| spawn(&format!("maintainer-{i}"))).collect();
+    let mut propose = vec!["repo".to_owned(), "propose".into(), id.clone()];
+    for m in &maintainers {
+        assert!(m.client(["repo", "follow", &id]).status.success());
+        propose.extend(["--add".into(), m.status().key]);
+    }
+    propose.extend(["--threshold".into(), "2".into()]);
+    let proposed = owner.client(&propose);
+    assert!(
+        proposed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&proposed.stderr)
+    );
+    eventually(Duration::from_secs(120), "three views on the owner", || {
+        let d: guts_node::api::types::RepoDetail = owner.client_json(&format!("repo show {id}"))?;
+        let views = d.maintainers.map_or(0, |m| {
+            m.maintainers
+                .iter()
+                .filter(|m| m.view_sequence.is_some())
+                .count()
+        });
+        (views == 3).then_some(()).ok_or(format!("{views} views"))
+    });
+    let owner_id = owner.status().peer_id;
+    (0..runs)
+        .map(|r| {
+            let node = spawn(&format!("shared-replica-{r}"));
+            eventually(Duration::from_secs(20), "the replica connected", || {
+                let s: StatusReport = node.client_json("status")?;
+                (s.connected_peers > 0)
+                    .then_some(())
+                    .ok_or_else(|| "not yet".to_owned())
+            });
+            let started = Instant::now();
+            let out = node.client(["repo", "sync", &id, "--from", &owner_id]);
+            let took = started.elapsed();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            took
+        })
+        .collect()
 }
 
 /// Times an import, then a new commit, reaching every node of an `n`-node cluster.

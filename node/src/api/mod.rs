@@ -417,6 +417,7 @@ async fn push(
     Ok(Json(types::PushResponse {
         sequence: pushed.snapshot.sequence(),
         changed: pushed.changed,
+        view: pushed.shared,
         results: pushed
             .results
             .into_iter()

@@ -99,9 +99,49 @@ impl Ledger {
                 repository: id.to_string(),
                 sequence: offered.sequence,
                 peer: peer.to_string(),
+                signer: None,
             });
         }
         true
+    }
+
+    /// Records that maintainer `signer` of `id` signed two different views with
+    /// `sequence` (seen in what `peer` offered). Every node keeps the same one of the two
+    /// (see [`guts_protocol::views`]), so this only tells the people involved.
+    pub(crate) fn observe_view(
+        &self,
+        id: RepositoryId,
+        signer: &ed25519_dalek::VerifyingKey,
+        sequence: u64,
+        peer: PeerId,
+    ) {
+        let signer = hex::encode(signer.as_bytes());
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let known = inner.reports.iter().any(|r| {
+            r.repository == id.to_string()
+                && r.sequence == sequence
+                && r.signer.as_deref() == Some(signer.as_str())
+        });
+        if known {
+            return;
+        }
+        tracing::error!(
+            repository = %id,
+            sequence,
+            %peer,
+            "equivocation: maintainer {signer} of {id} signed two different views with sequence {sequence}; \
+             every node keeps the one with the smaller digest"
+        );
+        self.counter.inc();
+        if inner.reports.len() >= self.max_reports {
+            inner.reports.pop_front();
+        }
+        inner.reports.push_back(EquivocationReport {
+            repository: id.to_string(),
+            sequence,
+            peer: peer.to_string(),
+            signer: Some(signer),
+        });
     }
 
     /// The newest sequence of `id` seen on the network, if any.

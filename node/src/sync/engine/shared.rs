@@ -38,9 +38,15 @@ impl Engine {
         let mut failures: Vec<(PeerId, FetchError)> = Vec::new();
         let mut updated: Option<SyncOutcome> = None;
         for (peer, offered) in states {
-            match news(base.as_ref(), &offered) {
-                Ok(true) => {}
-                Ok(false) => continue,
+            let judged = news(base.as_ref(), &offered);
+            if let Ok((_, equivocations)) = &judged {
+                for (signer, sequence) in equivocations {
+                    self.inner.ledger.observe_view(id, signer, *sequence, peer);
+                }
+            }
+            match judged {
+                Ok((true, _)) => {}
+                Ok((false, _)) => continue,
                 Err(why) => {
                     tracing::info!(%peer, repository = %id, "refused identity or views: {why}");
                     self.inner.client.penalize(peer, Penalty::BadData);
@@ -188,7 +194,10 @@ impl Engine {
 /// Whether `offered` brings anything beyond `held` (versions, signatures, newer views),
 /// judged by the same rules storage applies; an error if anything in it is forged or
 /// malformed (what may fit once more is known is not held against the sender).
-fn news(held: Option<&RepositoryState>, offered: &SharedState) -> Result<bool, String> {
+fn news(
+    held: Option<&RepositoryState>,
+    offered: &SharedState,
+) -> Result<(bool, Vec<(ed25519_dalek::VerifyingKey, u64)>), String> {
     let mut trial = match held {
         Some(state) => state.clone(),
         None => RepositoryState::new(offered.genesis.clone()).map_err(|e| e.to_string())?,
@@ -200,7 +209,7 @@ fn news(held: Option<&RepositoryState>, offered: &SharedState) -> Result<bool, S
     if let Some(bad) = merged.refused.iter().find(|e| is_forged(e)) {
         return Err(bad.to_string());
     }
-    Ok(merged.changed)
+    Ok((merged.changed, merged.equivocations))
 }
 
 /// Whether a refusal means the sender passed on something no honest node would.

@@ -22,6 +22,8 @@ enum Judged {
     News,
     /// Nothing new, or nothing this node can judge: not relayed, no penalty.
     Ignored(&'static str),
+    /// A second view of one sequence by this maintainer: reported, not relayed.
+    Equivocation(ed25519_dalek::VerifyingKey, u64),
     /// It may be news this node cannot judge yet (a signer it does not know as a
     /// maintainer, a version after one it lacks): not relayed, but worth a sync.
     Unjudged,
@@ -85,6 +87,12 @@ impl Server {
                 }
                 (Ignore, "unjudged")
             }
+            Judged::Equivocation(signer, sequence) => {
+                self.engine
+                    .ledger()
+                    .observe_view(id, &signer, sequence, origin);
+                (Ignore, "equivocation")
+            }
             Judged::Ignored(why) => (Ignore, why),
         }
     }
@@ -104,6 +112,12 @@ fn judge(held: Option<RepositoryState>, announcement: SharedAnnouncement) -> Jud
                 return Judged::Unjudged;
             }
             match state.views.of(&header.signer) {
+                Some(view)
+                    if view.sequence() == header.sequence()
+                        && view.signed.header != header.header =>
+                {
+                    Judged::Equivocation(header.signer, header.sequence())
+                }
                 Some(view) if view.sequence() >= header.sequence() => Judged::Ignored("old"),
                 _ => Judged::News,
             }
@@ -164,6 +178,36 @@ mod tests {
         )
         .unwrap();
         SharedAnnouncement::View(Box::new(view.signed))
+    }
+
+    #[test]
+    fn a_second_view_of_one_sequence_is_an_equivocation() {
+        let (mut held, _) = state();
+        let refs = [(
+            "refs/heads/main".parse().unwrap(),
+            guts_protocol::ObjectId([1; 20]),
+        )];
+        let first = SignedRefs::sign_view(
+            &key(2),
+            held.identity.repository(),
+            "shared".parse().unwrap(),
+            3,
+            None,
+            refs.into(),
+        )
+        .unwrap();
+        held.views.add(first.clone(), &held.identity).unwrap();
+        assert_eq!(
+            judge(
+                Some(held.clone()),
+                SharedAnnouncement::View(Box::new(first.signed))
+            ),
+            Judged::Ignored("old")
+        );
+        assert_eq!(
+            judge(Some(held), view(2, 3)),
+            Judged::Equivocation(key(2).verifying_key(), 3)
+        );
     }
 
     #[test]
