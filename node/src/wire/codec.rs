@@ -66,7 +66,14 @@ impl request_response::Codec for Codec {
         T: AsyncWrite + Unpin + Send,
     {
         let res = match res {
-            SyncResponse::State(_) if !speaks_shared(protocol) => SyncResponse::NotFound,
+            SyncResponse::State(state) if !speaks_shared(protocol) => {
+                tracing::info!(
+                    repository = %state.genesis.repository,
+                    "a peer on {protocol} asked for a repository with maintainers, which needs sync {}: answered not found",
+                    guts_protocol::SHARED_SYNC_VERSION
+                );
+                SyncResponse::NotFound
+            }
             other => other,
         };
         write_message(io, &res).await?;
