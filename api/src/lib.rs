@@ -30,14 +30,14 @@ use serde::{Deserialize, Serialize};
 pub struct StatusReport {
     /// This node's peer id.
     pub peer_id: String,
-    /// This node's public key (hex): what a maintainer adds to a repository's identity
-    /// to make this node's key a maintainer.
-    #[serde(default)]
-    pub key: String,
     /// Network name.
     pub network: String,
     /// Guts version.
     pub version: String,
+    /// This node's public key (hex): what a maintainer adds to a repository's identity
+    /// to make this node's key a maintainer.
+    #[serde(default)]
+    pub key: String,
     /// Addresses the node listens on, as bound (port 0 resolved).
     pub listen_addresses: Vec<String>,
     /// Addresses other nodes are told to reach this node at.

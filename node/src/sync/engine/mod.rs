@@ -350,14 +350,12 @@ impl Engine {
         )
         .await;
         if matches!(held_record, Some(Held::Shared(_))) || !round.states.is_empty() {
-            if round.states.is_empty() {
-                // Known holders offered nothing: the DHT names more, once.
-                let fresh = self.search_providers(id, &mut asked_set).await;
-                asked.extend(&fresh);
-                self.ask_refs(&id, &fresh, None, None, 0, &mut round).await;
-            }
+            let holders = shared::Asked {
+                peers: asked,
+                set: asked_set,
+            };
             return self
-                .sync_shared(id, held_record, round, !asked.is_empty(), prefer, &report)
+                .sync_shared(id, held_record, round, holders, prefer, &report)
                 .await;
         }
         let mut searched = false;

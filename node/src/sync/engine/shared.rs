@@ -2,7 +2,7 @@
 //! views; whatever one offers beyond what is held is fetched from it and taken in storage,
 //! which checks every version and view again with the objects.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
 
 use guts_api::{SyncOutcome, SyncProgress};
@@ -17,26 +17,78 @@ use super::policy::{self, RefsRound};
 use crate::connection_manager::Penalty;
 use crate::sync::error::{FetchError, SyncError};
 
+/// The holders a sync has asked, in order and as a set.
+pub(super) struct Asked {
+    pub(super) peers: Vec<PeerId>,
+    pub(super) set: HashSet<PeerId>,
+}
+
 impl Engine {
     /// The rest of a sync once holders have answered, for a repository that has
     /// maintainers here or on offer. Each offer is judged against what is held (no I/O);
-    /// those that bring something are fetched, best holder first.
+    /// those that bring something are fetched, best holder first. When the holders known
+    /// bring nothing, the DHT is asked for more, once, as for a single owner's repository:
+    /// after a partition, news may sit with a holder no one has heard from.
     pub(super) async fn sync_shared(
         &self,
         id: RepositoryId,
         held: Option<Held>,
         mut round: RefsRound,
-        asked_anyone: bool,
+        mut asked: Asked,
         prefer: Option<PeerId>,
         report: &(dyn Fn(SyncProgress) + Send + Sync),
     ) -> Result<SyncOutcome, SyncError> {
         let mut base: Option<RepositoryState> = held.map(Held::into_state);
+        let mut failures: Vec<(PeerId, FetchError)> = Vec::new();
+        let mut updated: Option<SyncOutcome> = None;
+        let mut searched = false;
+        loop {
+            self.take_offers(
+                id,
+                &mut base,
+                &mut round,
+                prefer,
+                report,
+                &mut failures,
+                &mut updated,
+            )
+            .await?;
+            if updated.is_some() || searched {
+                break;
+            }
+            searched = true;
+            let fresh = self.search_providers(id, &mut asked.set).await;
+            if fresh.is_empty() {
+                break;
+            }
+            asked.peers.extend(&fresh);
+            self.ask_refs(&id, &fresh, None, None, 0, &mut round).await;
+        }
+        if let Some(outcome) = updated {
+            report(SyncProgress::Done(outcome.clone()));
+            return Ok(outcome);
+        }
+        let revision = base.as_ref().map_or(0, RepositoryState::revision);
+        policy::conclusion(id, !asked.peers.is_empty(), failures, round, revision)
+    }
+
+    /// Judges the states in `round` against `base`, best holder first, and fetches from
+    /// each one that brings something; `base` follows what is taken.
+    #[allow(clippy::too_many_arguments)]
+    async fn take_offers(
+        &self,
+        id: RepositoryId,
+        base: &mut Option<RepositoryState>,
+        round: &mut RefsRound,
+        prefer: Option<PeerId>,
+        report: &(dyn Fn(SyncProgress) + Send + Sync),
+        failures: &mut Vec<(PeerId, FetchError)>,
+        updated: &mut Option<SyncOutcome>,
+    ) -> Result<(), SyncError> {
         let mut states = std::mem::take(&mut round.states);
         let mut order: Vec<PeerId> = states.iter().map(|(p, _)| *p).collect();
         self.inner.holders.rank(&id, &mut order, prefer);
         states.sort_by_key(|(p, _)| order.iter().position(|o| o == p));
-        let mut failures: Vec<(PeerId, FetchError)> = Vec::new();
-        let mut updated: Option<SyncOutcome> = None;
         for (peer, offered) in states {
             let judged = news(base.as_ref(), &offered);
             if let Ok((_, equivocations)) = &judged {
@@ -62,8 +114,8 @@ impl Engine {
                     for refused in &accepted.refused {
                         tracing::debug!(%peer, repository = %id, "not taken: {refused}");
                     }
-                    base = self.held(&id).await?.map(Held::into_state);
-                    updated = Some(outcome);
+                    *base = self.held(&id).await?.map(Held::into_state);
+                    *updated = Some(outcome);
                 }
                 Err(e) => {
                     tracing::info!(repository = %id, %peer, "fetch failed: {e}");
@@ -74,12 +126,7 @@ impl Engine {
                 }
             }
         }
-        if let Some(outcome) = updated {
-            report(SyncProgress::Done(outcome.clone()));
-            return Ok(outcome);
-        }
-        let revision = base.as_ref().map_or(0, RepositoryState::revision);
-        policy::conclusion(id, asked_anyone, failures, round, revision)
+        Ok(())
     }
 
     /// Fetches from `peer` the objects of the views it offered that this node lacks, and
