@@ -1,0 +1,46 @@
+//! The maintainers' moderation: keys whose patches, issues and comments a repository hides.
+//!
+//! Any maintainer may hide or unhide a key; the last word in replay order over every
+//! moderation object of the repository stands (two maintainers who open moderation objects
+//! concurrently do not split the record). Maintainers cannot be hidden.
+
+use std::collections::BTreeSet;
+
+use crate::action::{Action, Kind};
+use crate::graph::Graph;
+use guts_protocol::IdentityDoc;
+
+/// Keys hidden in a repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Moderation {
+    /// The hidden keys, by bytes.
+    pub hidden: BTreeSet<[u8; 32]>,
+}
+
+impl Moderation {
+    /// Replays every moderation change in `graph` as `identity`'s maintainers made them.
+    pub fn replay(graph: &Graph, identity: &IdentityDoc) -> Moderation {
+        let mut hidden = BTreeSet::new();
+        for id in graph.order() {
+            if graph.kind_of(&id) != Some(Kind::Moderation) {
+                continue;
+            }
+            let Some(change) = graph.get(&id) else {
+                continue;
+            };
+            if !identity.is_maintainer(&change.author) {
+                continue;
+            }
+            match &change.action {
+                Action::Hide { key } if !identity.is_maintainer(key) => {
+                    hidden.insert(*key.as_bytes());
+                }
+                Action::Unhide { key } => {
+                    hidden.remove(key.as_bytes());
+                }
+                _ => {}
+            }
+        }
+        Moderation { hidden }
+    }
+}
