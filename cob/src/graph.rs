@@ -33,6 +33,11 @@ impl Graph {
         self.changes.contains_key(id)
     }
 
+    /// Every change held, by id, whether it fits or not.
+    pub fn iter(&self) -> impl Iterator<Item = (ChangeId, &Change)> {
+        self.changes.iter().map(|(id, c)| (*id, c))
+    }
+
     /// How many changes are held.
     pub fn len(&self) -> usize {
         self.changes.len()

@@ -26,3 +26,7 @@ pub const PROTOCOL_VERSION: &str = "1.0.0";
 /// Version of the sync protocol that carries repositories with maintainers
 /// ([`wire::SyncResponse::State`]).
 pub const SHARED_SYNC_VERSION: &str = "1.1.0";
+
+/// Version of the sync protocol that carries collaborative objects' tips
+/// ([`wire::SyncRequest::GetChanges`]).
+pub const CHANGES_SYNC_VERSION: &str = "1.2.0";

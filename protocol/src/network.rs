@@ -90,6 +90,12 @@ impl NetworkName {
         format!("/guts/{}/sync/{SHARED_SYNC_VERSION}", self.0)
     }
 
+    /// The sync protocol with collaborative objects: `/guts/<network>/sync/1.2.0`, which
+    /// adds [`crate::wire::SyncRequest::GetChanges`] to 1.1.0.
+    pub fn changes_sync_protocol(&self) -> String {
+        format!("/guts/{}/sync/{}", self.0, crate::CHANGES_SYNC_VERSION)
+    }
+
     /// Pack protocol (libp2p stream): `/guts/<network>/pack/1.0.0`.
     pub fn pack_protocol(&self) -> String {
         format!("/guts/{}/pack/{PROTOCOL_VERSION}", self.0)
@@ -105,6 +111,12 @@ impl NetworkName {
     /// reject what they cannot decode there, and would score the relaying peer down.
     pub fn shared_announce_topic(&self) -> String {
         format!("guts/{}/announce/2", self.0)
+    }
+
+    /// The topic of new changes to patches, issues and moderation: a topic of its own so
+    /// that releases without them never see (and never score down) what they cannot read.
+    pub fn changes_topic(&self) -> String {
+        format!("guts/{}/changes/1", self.0)
     }
 }
 

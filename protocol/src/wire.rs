@@ -92,6 +92,39 @@ pub enum SyncRequest {
     /// The repositories the peer holds, so a node that replicates everything can find
     /// those announced before it joined.
     ListRepositories,
+    /// The tips of every collaborative object of a repository (sync 1.2.0 only).
+    GetChanges {
+        /// Which repository.
+        repository: RepositoryId,
+    },
+}
+
+/// One tip of a collaborative object: enough to decide whether to fetch it before
+/// fetching (a blocked author's tip is not asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeTip {
+    /// The change (its commit).
+    pub change: ObjectId,
+    /// The object it belongs to.
+    pub object: ObjectId,
+    /// Its author.
+    pub author: ed25519_dalek::VerifyingKey,
+}
+
+/// Most tips in one [`SyncResponse::Changes`] (about 7 MB).
+pub const MAX_CHANGE_TIPS: usize = 100_000;
+/// Most tips in one [`ChangesAnnouncement`].
+pub const MAX_ANNOUNCED_TIPS: usize = 64;
+/// Largest announcement on the changes topic.
+pub const MAX_CHANGES_ANNOUNCEMENT_SIZE: usize = 8 * 1024;
+
+/// Gossip on the changes topic: new tips of a repository's collaborative objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangesAnnouncement {
+    /// The repository.
+    pub repository: RepositoryId,
+    /// The new tips (at most [`MAX_ANNOUNCED_TIPS`]).
+    pub tips: Vec<ChangeTip>,
 }
 
 /// Most repository ids in one [`SyncResponse::Repositories`] (about 1.4 MB).
@@ -112,6 +145,9 @@ pub enum SyncResponse {
     /// The repository has maintainers: its identity versions and views (sync 1.1.0
     /// only; a 1.0.0 peer is told [`SyncResponse::NotFound`]).
     State(Box<SharedState>),
+    /// The tips of the repository's collaborative objects (sync 1.2.0 only; at most
+    /// [`MAX_CHANGE_TIPS`]).
+    Changes(Vec<ChangeTip>),
 }
 
 /// Gossip on the topic of repositories with maintainers.

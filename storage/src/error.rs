@@ -247,6 +247,19 @@ pub enum StorageError {
         /// What libgit2 found missing.
         reason: String,
     },
+    /// A change a peer sent is not one this store may hold.
+    #[error("change {change} of {repository} refused: {reason}")]
+    BadChange {
+        /// The repository.
+        repository: RepositoryId,
+        /// The change (its commit).
+        change: ObjectId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A change this node was asked to write is not one.
+    #[error(transparent)]
+    Change(#[from] guts_cob::ChangeError),
     /// The pack stream failed.
     #[error("transfer failed: {0}")]
     Transfer(String),
@@ -268,7 +281,8 @@ impl StorageError {
             | StorageError::BadObject { .. }
             | StorageError::MissingObject { .. }
             | StorageError::Incomplete { .. }
-            | StorageError::InvalidSnapshot(_) => true,
+            | StorageError::InvalidSnapshot(_)
+            | StorageError::BadChange { .. } => true,
             // A version or view that may fit once more of the identity is known is no
             // fault of the sender's; a bad signature or a malformed one is.
             StorageError::Identity(e) => matches!(
@@ -304,6 +318,7 @@ impl StorageError {
             | StorageError::BehindNetwork { .. }
             | StorageError::BadStaging(_)
             | StorageError::Stale { .. }
+            | StorageError::Change(_)
             | StorageError::Transfer(_)
             | StorageError::Aborted
             | StorageError::Closed

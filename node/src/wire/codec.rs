@@ -10,18 +10,50 @@ use libp2p::request_response;
 
 use super::frame::{read_message, write_message};
 
-/// The request-response codec of `/guts/<network>/sync/1.0.0` and `/sync/1.1.0`. They
-/// differ in one answer: a repository with maintainers goes to a 1.0.0 peer (an older
-/// release, which could not read it) as "not found".
+/// The request-response codec of `/guts/<network>/sync/1.0.0`, `1.1.0` and `1.2.0`. Each
+/// version adds to the one before: 1.1.0 repositories with maintainers (a 1.0.0 peer, an
+/// older release that could not read one, is told "not found"), 1.2.0 the tips of
+/// collaborative objects (never asked of a peer that does not speak it).
 #[derive(Debug, Clone, Default)]
 pub struct Codec;
 
-/// Whether `protocol` is the sync version that carries repositories with maintainers.
+/// The sync versions, oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SyncVersion {
+    /// 1.0.0: single-owner snapshots.
+    Owner,
+    /// 1.1.0: repositories with maintainers.
+    Shared,
+    /// 1.2.0: collaborative objects.
+    Changes,
+}
+
+/// The sync version `protocol` names (the oldest for a name this build does not know).
+pub fn sync_version(protocol: &StreamProtocol) -> SyncVersion {
+    let name = protocol.as_ref();
+    let is = |v: &str| name.strip_suffix(v).is_some_and(|p| p.ends_with("/sync/"));
+    if is(guts_protocol::CHANGES_SYNC_VERSION) {
+        SyncVersion::Changes
+    } else if is(guts_protocol::SHARED_SYNC_VERSION) {
+        SyncVersion::Shared
+    } else {
+        SyncVersion::Owner
+    }
+}
+
+/// Whether `protocol` carries repositories with maintainers.
 pub fn speaks_shared(protocol: &StreamProtocol) -> bool {
-    protocol
-        .as_ref()
-        .strip_suffix(guts_protocol::SHARED_SYNC_VERSION)
-        .is_some_and(|p| p.ends_with("/sync/"))
+    sync_version(protocol) >= SyncVersion::Shared
+}
+
+fn unsupported(protocol: &StreamProtocol, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "{what} needs sync {}; this stream speaks {protocol}",
+            guts_protocol::CHANGES_SYNC_VERSION
+        ),
+    )
 }
 
 impl request_response::Codec for Codec {
@@ -29,11 +61,21 @@ impl request_response::Codec for Codec {
     type Request = SyncRequest;
     type Response = SyncResponse;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncRequest>
+    async fn read_request<T>(
+        &mut self,
+        protocol: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<SyncRequest>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_message(io, MAX_REQUEST_SIZE).await
+        let request = read_message(io, MAX_REQUEST_SIZE).await?;
+        if matches!(request, SyncRequest::GetChanges { .. })
+            && sync_version(protocol) < SyncVersion::Changes
+        {
+            return Err(unsupported(protocol, "asking for changes"));
+        }
+        Ok(request)
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncResponse>
@@ -45,13 +87,19 @@ impl request_response::Codec for Codec {
 
     async fn write_request<T>(
         &mut self,
-        _: &StreamProtocol,
+        protocol: &StreamProtocol,
         io: &mut T,
         req: SyncRequest,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
+        // A peer of an older release could not decode it, and would count it against us.
+        if matches!(req, SyncRequest::GetChanges { .. })
+            && sync_version(protocol) < SyncVersion::Changes
+        {
+            return Err(unsupported(protocol, "asking for changes"));
+        }
         write_message(io, &req).await?;
         io.close().await
     }
@@ -73,6 +121,9 @@ impl request_response::Codec for Codec {
                     guts_protocol::SHARED_SYNC_VERSION
                 );
                 SyncResponse::NotFound
+            }
+            SyncResponse::Changes(_) if sync_version(protocol) < SyncVersion::Changes => {
+                return Err(unsupported(protocol, "an answer with changes"));
             }
             other => other,
         };
@@ -134,6 +185,52 @@ mod tests {
             let got = Codec.read_response(&protocol, &mut read).await.unwrap();
             assert_eq!(got, expected, "{protocol}");
         }
+    }
+
+    #[tokio::test]
+    async fn changes_are_asked_and_answered_only_on_sync_1_2_0() {
+        let network = guts_protocol::NetworkName::default_network();
+        let ask = SyncRequest::GetChanges {
+            repository: RepositoryId::from_bytes([1; 20]),
+        };
+        let answer = SyncResponse::Changes(vec![]);
+        for (name, allowed) in [
+            (network.sync_protocol(), false),
+            (network.shared_sync_protocol(), false),
+            (network.changes_sync_protocol(), true),
+        ] {
+            let protocol = StreamProtocol::try_from_owned(name).unwrap();
+            let mut buf = Cursor::new(Vec::new());
+            let wrote = Codec.write_request(&protocol, &mut buf, ask.clone()).await;
+            assert_eq!(wrote.is_ok(), allowed, "{protocol}");
+            if let Err(e) = wrote {
+                assert!(e.to_string().contains("needs sync 1.2.0"), "{e}");
+                assert!(buf.get_ref().is_empty(), "nothing sent");
+            }
+            // A request that came anyway is refused on read.
+            let mut framed = Cursor::new(Vec::new());
+            let v12 = StreamProtocol::try_from_owned(network.changes_sync_protocol()).unwrap();
+            Codec
+                .write_request(&v12, &mut framed, ask.clone())
+                .await
+                .unwrap();
+            let mut read = Cursor::new(framed.into_inner());
+            assert_eq!(
+                Codec.read_request(&protocol, &mut read).await.is_ok(),
+                allowed
+            );
+            let mut out = Cursor::new(Vec::new());
+            let answered = Codec
+                .write_response(&protocol, &mut out, answer.clone())
+                .await;
+            assert_eq!(answered.is_ok(), allowed, "{protocol}");
+        }
+        assert_eq!(
+            sync_version(&StreamProtocol::new("/guts/x/sync/1.2.0")),
+            SyncVersion::Changes
+        );
+        assert!(speaks_shared(&StreamProtocol::new("/guts/x/sync/1.2.0")));
+        assert!(!speaks_shared(&StreamProtocol::new("/guts/x/sync/1.0.0")));
     }
 
     #[tokio::test]

@@ -40,12 +40,19 @@ pub fn shared_protocol(network: &NetworkName) -> StreamProtocol {
         .expect("network names make valid protocol names")
 }
 
-/// The request-response behaviour of the sync protocol: 1.1.0 first, so two nodes of
-/// this release speak it, and 1.0.0 for older peers.
+/// The sync protocol's name with collaborative objects (see [`Codec`]).
+pub fn changes_protocol(network: &NetworkName) -> StreamProtocol {
+    StreamProtocol::try_from_owned(network.changes_sync_protocol())
+        .expect("network names make valid protocol names")
+}
+
+/// The request-response behaviour of the sync protocol: 1.2.0 first, so two nodes of
+/// this release speak it, then 1.1.0 and 1.0.0 for older peers.
 pub fn behaviour(network: &NetworkName, timeout: Duration) -> request_response::Behaviour<Codec> {
     request_response::Behaviour::with_codec(
         Codec,
         [
+            (changes_protocol(network), ProtocolSupport::Full),
             (shared_protocol(network), ProtocolSupport::Full),
             (protocol(network), ProtocolSupport::Full),
         ],

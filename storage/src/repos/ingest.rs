@@ -10,6 +10,7 @@ use git2::{Oid, Repository};
 use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
 
 use super::held::{Held, VIEWS_PREFIX};
+use super::packed_refs::{remove_loose_refs, write_packed_refs};
 use super::packer::{Fsck, GitIndexer};
 use super::scan::Scanner;
 use super::verify::check_targets;
@@ -45,10 +46,10 @@ impl Repositories {
             .collect())
     }
 
-    /// Every target of what is held of `id` (each view's, with maintainers): what to tell
-    /// a holder we have.
+    /// Every target of what is held of `id` (each view's, with maintainers, and the
+    /// changes' tips): what to tell a holder we have.
     pub fn haves(&self, id: &RepositoryId) -> Result<Vec<ObjectId>, StorageError> {
-        Ok(self.held(id)?.map(|h| h.targets()).unwrap_or_default())
+        Ok(self.servable(id)?.unwrap_or_default())
     }
 
     /// Verifies `snapshot` and, with the objects of `pack` (streamed in chunks, indexed
@@ -142,21 +143,7 @@ impl Repositories {
         // What is reachable is about to change: no pack is known clean until a repack.
         self.forget_clean_pack(&id)?;
         let started = std::time::Instant::now();
-        let mut stats = PackStats::default();
-        let quarantine = match objects {
-            Objects::Stream(chunks, fsck) => {
-                let q = Quarantine::new(&self.path(&id))?;
-                stats = index_pack(&repo, &q, chunks, fsck, &self.limits, progress)?;
-                fail::fail_point!("accept-indexed");
-                Some(q)
-            }
-            Objects::Indexed(dir) => {
-                let q = Quarantine::new(&self.path(&id))?;
-                stats = adopt_packs(&dir.join("pack"), &q, &self.limits)?;
-                Some(q)
-            }
-            Objects::Held => None,
-        };
+        let (quarantine, stats) = index_objects(self, &repo, &id, objects, progress)?;
         if let Some(q) = &quarantine {
             read_quarantine(&repo, q.dir())?;
         }
@@ -220,6 +207,31 @@ impl Repositories {
         super::store_guard::install(&repo, id)?;
         Ok(repo)
     }
+}
+
+/// Brings `objects` into a new quarantine of repository `id` (none when the store holds
+/// them all already): indexed and scanned against the limits, not yet checked.
+pub(super) fn index_objects(
+    repos: &Repositories,
+    repo: &Repository,
+    id: &RepositoryId,
+    objects: Objects<'_>,
+    progress: &mut dyn FnMut(PackStats),
+) -> Result<(Option<Quarantine>, PackStats), StorageError> {
+    Ok(match objects {
+        Objects::Stream(chunks, fsck) => {
+            let q = Quarantine::new(&repos.path(id))?;
+            let stats = index_pack(repo, &q, chunks, fsck, &repos.limits, progress)?;
+            fail::fail_point!("accept-indexed");
+            (Some(q), stats)
+        }
+        Objects::Indexed(dir) => {
+            let q = Quarantine::new(&repos.path(id))?;
+            let stats = adopt_packs(&dir.join("pack"), &q, &repos.limits)?;
+            (Some(q), stats)
+        }
+        Objects::Held => (None, PackStats::default()),
+    })
 }
 
 /// Where the new objects of a snapshot being accepted are.
@@ -335,8 +347,8 @@ pub(super) fn apply_refs(repo: &Repository, record: &Held) -> Result<(), Storage
             .iter()
             .all(|(n, t)| current.get(n.as_str()) == Some(&oid(t)));
     if !same {
-        write_packed_refs(repo.path(), &refs)?;
-        remove_loose_refs(repo.path())?;
+        write_packed_refs(repo.path(), &OURS, &refs)?;
+        remove_loose_refs(repo.path(), &OURS)?;
     }
     if let Some(head) = &head {
         repo.set_head(head.as_str()).map_err(git("setting HEAD"))?;
@@ -346,82 +358,6 @@ pub(super) fn apply_refs(repo: &Repository, record: &Held) -> Result<(), Storage
 
 /// The ref prefixes a record decides; refs elsewhere (an import's namespace) are left.
 const OURS: [&str; 3] = ["refs/heads/", "refs/tags/", VIEWS_PREFIX];
-
-/// Replaces `packed-refs` with `refs`, keeping any line of the old file outside the
-/// prefixes a record decides. Without the `peeled` trait git and libgit2 peel annotated
-/// tags themselves when they need to.
-fn write_packed_refs(
-    git_dir: &Path,
-    refs: &BTreeMap<String, ObjectId>,
-) -> Result<(), StorageError> {
-    let path = git_dir.join("packed-refs");
-    let ours = |name: &str| OURS.iter().any(|p| name.starts_with(p));
-    let mut lines: Vec<(String, String)> = refs
-        .iter()
-        .map(|(n, t)| (n.clone(), t.to_string()))
-        .collect();
-    let old = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-        Err(source) => return Err(StorageError::Read { path, source }),
-    };
-    for line in old.lines() {
-        if let Some((target, name)) = line.split_once(' ')
-            && !line.starts_with('#')
-            && !line.starts_with('^')
-            && !ours(name)
-        {
-            lines.push((name.to_owned(), target.to_owned()));
-        }
-    }
-    // `sorted`: git reads the file by binary search, on the names' bytes.
-    lines.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let mut text = String::with_capacity(32 + lines.len() * 64);
-    text.push_str("# pack-refs with: sorted \n");
-    for (name, target) in &lines {
-        text.push_str(target);
-        text.push(' ');
-        text.push_str(name);
-        text.push('\n');
-    }
-    write_atomically(&path, text.as_bytes()).map_err(|source| StorageError::Write { path, source })
-}
-
-/// Removes every loose ref (and emptied directory) under the prefixes a record decides.
-fn remove_loose_refs(git_dir: &Path) -> Result<(), StorageError> {
-    for top in OURS {
-        let root = git_dir.join(top.trim_end_matches('/'));
-        // Depth first with an explicit stack: ref names nest as deep as a peer made them.
-        let mut stack = vec![(root.clone(), false)];
-        while let Some((dir, visited)) = stack.pop() {
-            if visited {
-                if dir != root {
-                    let _ = fs::remove_dir(&dir);
-                }
-                continue;
-            }
-            let entries = match fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(source) => return Err(StorageError::Read { path: dir, source }),
-            };
-            stack.push((dir, true));
-            for entry in entries.flatten() {
-                let path = entry.path();
-                match entry.file_type() {
-                    Ok(t) if t.is_dir() => stack.push((path, false)),
-                    _ => fs::remove_file(&path)
-                        .or_else(|e| match e.kind() {
-                            io::ErrorKind::NotFound => Ok(()),
-                            _ => Err(e),
-                        })
-                        .map_err(|source| StorageError::Write { path, source })?,
-                }
-            }
-        }
-    }
-    Ok(())
-}
 
 /// Where an incoming pack is indexed until it is verified.
 pub(super) struct Quarantine {

@@ -10,11 +10,15 @@
 //! [`Repositories::recover`] has run: unreferenced objects at worst, which git tolerates.
 
 mod author;
+pub(crate) mod changes;
+#[cfg(test)]
+mod changes_tests;
 pub(crate) mod check_workers;
 pub(crate) mod entry_rules;
 mod following;
 pub(crate) mod held;
 mod ingest;
+mod packed_refs;
 mod packer;
 mod recover;
 mod ref_updates;

@@ -140,6 +140,10 @@ impl Engine {
                         self.inner.client.penalize(peer, Penalty::BadData);
                         miss("answered with a repository list".into());
                     }
+                    Ok(SyncResponse::Changes(_)) => {
+                        self.inner.client.penalize(peer, Penalty::BadData);
+                        miss("answered with changes".into());
+                    }
                     Err(RequestError::Misbehaved { penalty, reason }) => {
                         tracing::info!(%peer, repository = %id, "bad refs answer: {reason}");
                         self.inner.client.penalize(peer, penalty);

@@ -99,8 +99,8 @@ impl Server {
                     wants.dedup();
                     haves.sort_unstable();
                     haves.dedup();
-                    let held = repos.held(&id).ok().flatten()?;
-                    Some(match unsigned_want(&held.targets(), &wants) {
+                    let targets = repos.servable(&id).ok().flatten()?;
+                    Some(match unsigned_want(&targets, &wants) {
                         Some(want) => Err(format!(
                             "{want} is not a ref target of what this node holds of {id}"
                         )),
@@ -195,7 +195,7 @@ impl Server {
 /// snapshot points at is served (objects a force push dropped, or that were never signed,
 /// are nobody's to ask for). Linear: the targets go into a set once.
 fn unsigned_want(targets: &[ObjectId], wants: &[ObjectId]) -> Option<ObjectId> {
-    // `targets` is sorted (Held::targets).
+    // `targets` is sorted (Repositories::servable).
     wants
         .iter()
         .find(|w| targets.binary_search(w).is_err())

@@ -1,7 +1,7 @@
-//! GetRefs and ListRepositories: answered from the store.
+//! GetRefs, ListRepositories and GetChanges: answered from the store.
 
 use guts_protocol::RepositoryId;
-use guts_protocol::wire::{MAX_LISTED_REPOSITORIES, SyncRequest, SyncResponse};
+use guts_protocol::wire::{MAX_CHANGE_TIPS, MAX_LISTED_REPOSITORIES, SyncRequest, SyncResponse};
 use guts_storage::{Held, Repositories};
 
 use super::Server;
@@ -39,6 +39,23 @@ fn answer(repos: &Repositories, request: SyncRequest, max_listed: usize) -> Sync
             ids.truncate(max_listed);
             SyncResponse::Repositories(ids)
         }
+        SyncRequest::GetChanges { repository } => match repos.held(&repository) {
+            Ok(Some(_)) => match repos.change_tip_list(&repository) {
+                Ok(mut tips) => {
+                    tips.truncate(MAX_CHANGE_TIPS);
+                    SyncResponse::Changes(tips)
+                }
+                Err(e) => {
+                    tracing::error!("{e}");
+                    SyncResponse::NotFound
+                }
+            },
+            Ok(None) => SyncResponse::NotFound,
+            Err(e) => {
+                tracing::error!("{e}");
+                SyncResponse::NotFound
+            }
+        },
     }
 }
 
@@ -83,5 +100,47 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn get_changes_answers_each_tip_with_its_object_and_author() {
+        let (_dir, repos, snapshot) = store_with_one_repository();
+        let id = snapshot.repository();
+        let ask = SyncRequest::GetChanges { repository: id };
+        assert_eq!(
+            answer(&repos, ask.clone(), MAX_LISTED_REPOSITORIES),
+            SyncResponse::Changes(vec![])
+        );
+        let author = SigningKey::from_bytes(&[4; 32]);
+        let open = guts_cob::SignedChange::sign(
+            guts_cob::Change {
+                repository: id,
+                object: None,
+                parents: vec![],
+                author: author.verifying_key(),
+                timestamp: 1,
+                action: guts_cob::Action::OpenIssue {
+                    title: "t".into(),
+                    body: "b".into(),
+                    labels: vec![],
+                },
+            },
+            &author,
+        )
+        .unwrap();
+        let change = repos.write_change(&id, &open).unwrap();
+        let SyncResponse::Changes(tips) = answer(&repos, ask, MAX_LISTED_REPOSITORIES) else {
+            panic!("changes expected");
+        };
+        assert_eq!(tips.len(), 1);
+        assert_eq!((tips[0].change, tips[0].object), (change, change));
+        assert_eq!(tips[0].author, author.verifying_key());
+        let unknown = SyncRequest::GetChanges {
+            repository: RepositoryId::from_bytes([1; 20]),
+        };
+        assert_eq!(
+            answer(&repos, unknown, MAX_LISTED_REPOSITORIES),
+            SyncResponse::NotFound
+        );
     }
 }
