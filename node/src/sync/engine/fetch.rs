@@ -17,7 +17,7 @@ use crate::sync::error::FetchError;
 use crate::sync::pack;
 
 /// How long a fetch waits for a direct connection to a holder reached only through relays.
-pub(super) const DIRECT_WAIT: Duration = Duration::from_secs(15);
+const DIRECT_WAIT: Duration = Duration::from_secs(15);
 
 impl Engine {
     /// Fetches what `snapshot` needs from `peer` and applies it.
@@ -52,12 +52,7 @@ impl Engine {
             });
         }
 
-        // Hole punching (DCUtR) may need a moment to turn a relayed connection direct.
-        let direct = self.inner.client.await_direct(peer);
-        if tokio::time::timeout(DIRECT_WAIT, direct).await.is_err() {
-            return Err(FetchError::RelayedOnly(DIRECT_WAIT));
-        }
-        self.inner.client.set_syncing(peer, true);
+        self.direct(peer).await?;
         let snap = snapshot.clone();
         let result = self
             .fetch_pack(
@@ -71,7 +66,6 @@ impl Engine {
                 move |repos, chunks, progress| repos.accept(&snap, Some(chunks), progress),
             )
             .await;
-        self.inner.client.set_syncing(peer, false);
         let (objects, bytes) = match result {
             Ok(stats) => (stats.objects as u64, stats.bytes),
             Err(e) => {
@@ -126,9 +120,47 @@ impl Engine {
 
     /// Fetches the pack of `wants` (beyond `haves`) of `id` from `peer` and hands it,
     /// streamed, to `ingest` in storage, which verifies and applies it. `owner` is the key
-    /// whose storage quota it counts against.
+    /// whose storage quota it counts against. The peer is marked syncing while it runs;
+    /// callers wait for a direct connection first ([`Self::direct`]).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn fetch_pack<T: Send + 'static>(
+        &self,
+        id: RepositoryId,
+        owner: [u8; 32],
+        peer: PeerId,
+        wants: Vec<ObjectId>,
+        haves: Vec<ObjectId>,
+        report: &(dyn Fn(SyncProgress) + Send + Sync),
+        stats_of: fn(&T) -> guts_storage::PackStats,
+        ingest: impl FnOnce(
+            &guts_storage::Repositories,
+            &mut dyn Iterator<Item = io::Result<Vec<u8>>>,
+            &mut dyn FnMut(guts_storage::PackStats),
+        ) -> Result<T, StorageError>
+        + Send
+        + 'static,
+    ) -> Result<T, FetchError> {
+        self.inner.client.set_syncing(peer, true);
+        let result = self
+            .fetch_direct(id, owner, peer, wants, haves, report, stats_of, ingest)
+            .await;
+        self.inner.client.set_syncing(peer, false);
+        result
+    }
+
+    /// Waits for a direct connection to `peer`: packs never go through a relay, and hole
+    /// punching (DCUtR) may need a moment to turn a relayed connection direct.
+    pub(super) async fn direct(&self, peer: PeerId) -> Result<(), FetchError> {
+        let direct = self.inner.client.await_direct(peer);
+        if tokio::time::timeout(DIRECT_WAIT, direct).await.is_err() {
+            return Err(FetchError::RelayedOnly(DIRECT_WAIT));
+        }
+        Ok(())
+    }
+
+    /// [`Self::fetch_pack`] while the peer is marked syncing.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_direct<T: Send + 'static>(
         &self,
         id: RepositoryId,
         owner: [u8; 32],

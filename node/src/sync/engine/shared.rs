@@ -160,14 +160,7 @@ impl Engine {
                 .run(move |repos| repos.accept_shared(&id, offered, None, &mut |_| {}))
                 .await??
         } else {
-            let direct = self.inner.client.await_direct(peer);
-            if tokio::time::timeout(super::fetch::DIRECT_WAIT, direct)
-                .await
-                .is_err()
-            {
-                return Err(FetchError::RelayedOnly(super::fetch::DIRECT_WAIT));
-            }
-            self.inner.client.set_syncing(peer, true);
+            self.direct(peer).await?;
             let result = self
                 .fetch_pack(
                     id,
@@ -182,7 +175,6 @@ impl Engine {
                     },
                 )
                 .await;
-            self.inner.client.set_syncing(peer, false);
             match result {
                 Ok(accepted) => accepted,
                 Err(e) => {
