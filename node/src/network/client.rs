@@ -194,6 +194,27 @@ impl Client {
             .await
     }
 
+    /// The tips of `repository`'s patches, issues and moderation at `peer` (a peer on
+    /// sync 1.2.0; an older one fails without a word on the wire).
+    pub(crate) async fn get_changes(
+        &self,
+        peer: PeerId,
+        repository: RepositoryId,
+    ) -> Result<Vec<guts_protocol::wire::ChangeTip>, RequestError> {
+        match self
+            .request(peer, SyncRequest::GetChanges { repository })
+            .await?
+        {
+            SyncResponse::Changes(tips) => Ok(tips),
+            SyncResponse::NotFound => Err(RequestError::Failed("does not hold it".into())),
+            SyncResponse::RateLimited => Err(RequestError::Failed("busy (rate-limited)".into())),
+            other => Err(RequestError::Misbehaved {
+                penalty: Penalty::ProtocolViolation,
+                reason: format!("answered a request for changes with {other:?}"),
+            }),
+        }
+    }
+
     /// The repositories `peer` holds.
     pub(crate) async fn list_repositories(
         &self,

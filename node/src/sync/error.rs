@@ -63,6 +63,9 @@ pub enum FetchError {
     /// The task indexing the pack failed.
     #[error(transparent)]
     Task(#[from] crate::store::TaskFailed),
+    /// The holder gave no list of changes to fetch from.
+    #[error("no changes listed: {0}")]
+    NoTips(String),
 }
 
 impl FetchError {
@@ -80,7 +83,8 @@ impl FetchError {
             | FetchError::RelayedOnly(_)
             | FetchError::Io(_)
             | FetchError::Storage(_)
-            | FetchError::Task(_) => None,
+            | FetchError::Task(_)
+            | FetchError::NoTips(_) => None,
         }
     }
 }

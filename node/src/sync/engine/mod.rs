@@ -30,6 +30,7 @@ use crate::config::{Config, Replicate};
 use crate::metrics::TransferMetrics;
 use crate::network::Client;
 
+mod changes;
 mod fetch;
 mod keep;
 mod policy;
@@ -40,6 +41,8 @@ use policy::{RefsRound, RetryBudget};
 
 /// Time allowed to find providers in the DHT.
 const PROVIDERS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Holders asked for patches and issues at each sync.
+const CHANGES_HOLDERS: usize = 2;
 /// Background syncs running at once.
 const BACKGROUND_SYNCS: usize = 4;
 /// `delay` stretched by a random 0-50 %.
@@ -57,6 +60,8 @@ struct Settings {
     stall: Duration,
     floor: pack::RateFloor,
     max_pack: u64,
+    /// What is kept of other keys' patches and issues.
+    changes: guts_storage::ChangePolicy,
 }
 
 /// Who this node is: its peer id, and the key that owns its repositories (and signs its
@@ -139,6 +144,7 @@ impl Engine {
                     stall: config.replication.transfer_stall_timeout,
                     floor: pack::RateFloor::of(config),
                     max_pack: config.replication.max_pack_size.as_u64(),
+                    changes: guts_storage::ChangePolicy::default(),
                 },
                 holders: Holders::new(me.peer),
                 running: Mutex::default(),
@@ -303,9 +309,48 @@ impl Engine {
         self.sync_locked(id, prefer, 0, progress).await
     }
 
-    /// A sync, for a caller holding the repository's lock. A holder offering `announced`
-    /// (a sequence heard announced; 0 if none) ends the refs round at once.
+    /// A sync, for a caller holding the repository's lock: refs and their objects, then
+    /// patches and issues from a few holders. A holder offering `announced` (a sequence
+    /// heard announced; 0 if none) ends the refs round at once.
     async fn sync_locked(
+        &self,
+        id: RepositoryId,
+        prefer: Option<PeerId>,
+        announced: u64,
+        progress: Option<mpsc::UnboundedSender<SyncProgress>>,
+    ) -> Result<SyncOutcome, SyncError> {
+        let outcome = self
+            .sync_refs_locked(id, prefer, announced, progress)
+            .await?;
+        // Only holders connected now, and at once: a holder that went away must not hold
+        // the sync up for a dial timeout.
+        let connected: HashSet<PeerId> = self
+            .inner
+            .client
+            .connected_peers()
+            .await
+            .into_iter()
+            .collect();
+        let mut holders = self.holders(&id);
+        if let Some(p) = prefer {
+            holders.retain(|h| *h != p);
+            holders.insert(0, p);
+        }
+        let asks = holders
+            .into_iter()
+            .filter(|h| connected.contains(h))
+            .take(CHANGES_HOLDERS)
+            .map(|peer| async move {
+                if let Err(e) = self.sync_changes(id, peer, None).await {
+                    tracing::debug!(repository = %id, %peer, "no changes taken: {e}");
+                }
+            });
+        futures::future::join_all(asks).await;
+        Ok(outcome)
+    }
+
+    /// The refs and objects part of [`Self::sync_locked`].
+    async fn sync_refs_locked(
         &self,
         id: RepositoryId,
         prefer: Option<PeerId>,
