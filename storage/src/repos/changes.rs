@@ -371,12 +371,11 @@ impl Repositories {
         // This node's policy, in replay order, so a quota keeps the earliest.
         let mut objects_of: BTreeMap<[u8; 32], usize> = BTreeMap::new();
         let mut changes_of: BTreeMap<[u8; 32], usize> = BTreeMap::new();
-        for c in graph.order() {
-            if let Some(change) = graph.get(&c) {
-                *changes_of.entry(*change.author.as_bytes()).or_default() += 1;
-                if change.opens().is_some() {
-                    *objects_of.entry(*change.author.as_bytes()).or_default() += 1;
-                }
+        // Counting needs no order: every held change was placed when it was taken.
+        for (_, change) in graph.iter() {
+            *changes_of.entry(*change.author.as_bytes()).or_default() += 1;
+            if change.opens().is_some() {
+                *objects_of.entry(*change.author.as_bytes()).or_default() += 1;
             }
         }
         let mut accepted = ChangesAccepted {
