@@ -7,6 +7,7 @@ mod address;
 pub mod auth;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod collab;
 pub mod settings;
 pub mod terminal;
 

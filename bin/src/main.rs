@@ -2,6 +2,7 @@
 
 mod api_args;
 mod api_cmd;
+mod collab_cmd;
 mod logging;
 mod maintainers_cmd;
 mod node_cmd;
@@ -76,6 +77,13 @@ enum Command {
     /// Repositories: import, list, show, follow, sync.
     #[command(subcommand)]
     Repo(repo_cmd::RepoCommand),
+    /// Issues: open, list, show, comment, label, assign, close, reopen.
+    #[command(subcommand)]
+    Issue(collab_cmd::IssueCommand),
+    /// Patches: list, show, review, merge, comment, close (open and revise one with
+    /// `git push guts://<id> HEAD:refs/patches`).
+    #[command(subcommand)]
+    Patch(collab_cmd::PatchCommand),
     /// Clone a repository into a working directory (the node fetches it first if needed).
     Clone {
         /// The repository id (or guts://<id>).
@@ -192,6 +200,8 @@ fn main() -> ExitCode {
             .map(|key| print!("{key}"))
             .map_err(Into::into),
         Command::Repo(command) => repo_cmd::run(command),
+        Command::Issue(command) => collab_cmd::run_issue(command),
+        Command::Patch(command) => collab_cmd::run_patch(command),
         Command::Clone { id, dir, api, json } => repo_cmd::clone(&api, &id, dir, json),
     };
     match result {

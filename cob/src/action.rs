@@ -47,6 +47,26 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// One of its kind, in messages: `patch`, `issue`, `moderation record`.
+    pub fn singular(self) -> &'static str {
+        match self {
+            Kind::Patch => "patch",
+            Kind::Issue => "issue",
+            Kind::Moderation => "moderation record",
+        }
+    }
+
+    /// The same with its article: `a patch`, `an issue`, `the moderation record`.
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Kind::Patch => "a patch",
+            Kind::Issue => "an issue",
+            Kind::Moderation => "the moderation record",
+        }
+    }
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -51,6 +51,15 @@ pub enum NodeError {
     /// The node's event loop has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// A request names a bad value (a label, a key, a state); the message names it.
+    #[error("{0}")]
+    BadRequest(String),
+    /// What a request names is not here.
+    #[error("{0}")]
+    NotFound(String),
+    /// This node's key may not do what was asked.
+    #[error("{0}")]
+    NotAllowed(String),
     /// Removing a repository this node owns was asked for without saying so.
     #[error(
         "guts://{0} is owned by this node: removing it deletes the only copy this node \

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use guts_api::collab::{ChangeRequest, ChangeResponse, IssueReport, PatchReport};
 use guts_api::{
     PeerReport, ProposalReport, RepoDetail, RepoSummary, StatusReport, SyncOutcome, SyncProgress,
 };
@@ -14,6 +15,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
 use crate::author::Author;
+use crate::collab::Collab;
 use crate::error::NodeError;
 use crate::maintainers;
 use crate::network::{Client, Command};
@@ -22,36 +24,18 @@ use crate::sync::{Engine, SyncError};
 /// A cheap, cloneable way to drive a running node.
 #[derive(Clone)]
 pub struct NodeHandle {
-    peer_id: PeerId,
-    client: Client,
-    engine: Engine,
-    author: Author,
-    store: Store,
-    data_dir: PathBuf,
-    connect_timeout: Duration,
+    pub(crate) peer_id: PeerId,
+    pub(crate) client: Client,
+    pub(crate) engine: Engine,
+    pub(crate) author: Author,
+    pub(crate) collab: Collab,
+    pub(crate) store: Store,
+    pub(crate) data_dir: PathBuf,
+    /// How long `connect` waits.
+    pub(crate) connect_timeout: Duration,
 }
 
 impl NodeHandle {
-    pub(crate) fn new(
-        peer_id: PeerId,
-        client: Client,
-        engine: Engine,
-        author: Author,
-        store: Store,
-        data_dir: PathBuf,
-        connect_timeout: Duration,
-    ) -> Self {
-        NodeHandle {
-            peer_id,
-            client,
-            engine,
-            author,
-            store,
-            data_dir,
-            connect_timeout,
-        }
-    }
-
     /// Runs a read of the store on a blocking thread.
     async fn read<T: Send + 'static>(
         &self,
@@ -312,6 +296,41 @@ impl NodeHandle {
             .ok_or(StorageError::UnknownRepository(id))?
             .into_state();
         Ok(maintainers::proposal(&state.identity, &version))
+    }
+
+    /// A push area for a patch's commits to `id` (anyone may contribute).
+    pub async fn contribution_area(&self, id: RepositoryId) -> Result<PathBuf, NodeError> {
+        self.collab.area(id).await
+    }
+
+    /// Makes a change to a patch or an issue of `id` (or opens one), signed with this
+    /// node's key, and announces it.
+    pub async fn change(
+        &self,
+        id: RepositoryId,
+        request: ChangeRequest,
+    ) -> Result<ChangeResponse, NodeError> {
+        self.collab.change(id, request).await
+    }
+
+    /// The issues of `id`, newest first.
+    pub async fn issues(&self, id: RepositoryId) -> Result<Vec<IssueReport>, NodeError> {
+        self.collab.issues(id).await
+    }
+
+    /// One issue of `id`, by id or unique prefix.
+    pub async fn issue(&self, id: RepositoryId, which: String) -> Result<IssueReport, NodeError> {
+        self.collab.issue(id, which).await
+    }
+
+    /// The patches of `id`, newest first.
+    pub async fn patches(&self, id: RepositoryId) -> Result<Vec<PatchReport>, NodeError> {
+        self.collab.patches(id).await
+    }
+
+    /// One patch of `id`, by id or unique prefix.
+    pub async fn patch(&self, id: RepositoryId, which: String) -> Result<PatchReport, NodeError> {
+        self.collab.patch(id, which).await
     }
 
     /// The node's data dir.

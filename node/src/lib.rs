@@ -17,6 +17,7 @@ pub mod logs;
 pub mod wire;
 
 mod author;
+mod collab;
 mod connection_manager;
 mod error;
 mod handle;

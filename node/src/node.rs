@@ -116,6 +116,12 @@ impl Node {
                 ledger,
             },
         );
+        let collab = crate::collab::Collab::new(
+            store.clone(),
+            key.clone(),
+            client.clone(),
+            engine.change_policy().clone(),
+        );
         let author = Author::new(store.clone(), key, client.clone());
         let server = Server {
             store: store.clone(),
@@ -127,16 +133,17 @@ impl Node {
             owners: crate::sync::owner_limiter(config.replication.owner_announcements_per_minute),
             announcements: metrics.announcements.clone(),
         };
-        let handle = NodeHandle::new(
+        let handle = NodeHandle {
             peer_id,
-            client.clone(),
-            engine.clone(),
+            client: client.clone(),
+            engine: engine.clone(),
             author,
-            store.clone(),
-            data_dir.path().to_owned(),
+            collab,
+            store: store.clone(),
+            data_dir: data_dir.path().to_owned(),
             // Dials may wait in the connection manager's queue before they start.
-            config.net.connection_timeout + Duration::from_secs(30),
-        );
+            connect_timeout: config.net.connection_timeout + Duration::from_secs(30),
+        };
 
         let mut event_loop = EventLoop::new(swarm, config.clone(), commands, events_tx, metrics);
         event_loop.start_listening().await?;

@@ -29,6 +29,7 @@ use guts_api::{PushAreaResponse, PushRequest, PushResponse, PushUpdate, RepoDeta
 use guts_protocol::RepositoryId;
 
 mod handoff;
+mod patches;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -73,6 +74,11 @@ fn run(url: &str) -> anyhow::Result<()> {
     let mut progress = Progress::Shown;
     // The node's copy, once the repository has been brought up to date.
     let mut store: Option<PathBuf> = None;
+    // `git push -o ...`: what a patch is opened with.
+    let mut push_options = patches::Options::default();
+    // Why this node's key may not move branches, if it may not (it may still propose
+    // patches).
+    let mut refused: Option<String> = None;
     while let Some(line) = lines.next() {
         let line = line.context("reading git's commands")?;
         let command = line.trim();
@@ -106,6 +112,10 @@ fn run(url: &str) -> anyhow::Result<()> {
                         };
                         writeln!(out, "ok")?;
                     }
+                    "push-option" => match push_options.add(value) {
+                        Ok(()) => writeln!(out, "ok")?,
+                        Err(e) => writeln!(out, "error {}", safe(&format!("{e:#}")))?,
+                    },
                     "cloning" | "progress" | "followtags" => writeln!(out, "ok")?,
                     _ => writeln!(out, "unsupported")?,
                 }
@@ -133,18 +143,18 @@ fn run(url: &str) -> anyhow::Result<()> {
                 }
                 let detail = repository(&client, &id)?;
                 if command == "list for-push" && !detail.summary.owned {
-                    match &detail.maintainers {
-                        Some(m) => bail!(
-                            "guts://{id} has {} maintainers (threshold {}) and this node's key is not one of them: ask one to add it with `guts repo propose {id} --add <key>` (`guts status` shows this node's key)",
+                    refused = Some(match &detail.maintainers {
+                        Some(m) => format!(
+                            "guts://{id} has {} maintainers (threshold {}) and this node's key is not one of them: ask one to add it with `guts repo propose {id} --add <key>` (`guts status` shows this node's key); to propose a change instead: git push guts://{id} HEAD:refs/patches",
                             m.maintainers.len(),
                             m.threshold
                         ),
-                        None => bail!(
-                            "guts://{id} is owned by key {}, not by this node ({}): only its owner can push to it",
+                        None => format!(
+                            "guts://{id} is owned by key {}, not by this node ({}): only its owner can push to it; to propose a change instead: git push guts://{id} HEAD:refs/patches",
                             detail.summary.owner.as_deref().unwrap_or("?"),
                             node_peer_id(&client).unwrap_or_default()
                         ),
-                    }
+                    });
                 }
                 let listed = if command == "list for-push" {
                     refs_for_push(&detail)
@@ -201,7 +211,7 @@ fn run(url: &str) -> anyhow::Result<()> {
                         None => break,
                     }
                 }
-                for line in push(&client, &id, &specs)? {
+                for line in push(&client, &id, &specs, refused.as_deref(), &push_options)? {
                     writeln!(out, "{line}")?;
                 }
                 writeln!(out)?;
@@ -264,7 +274,15 @@ fn user_git() -> Command {
 /// Replaces this process with `git upload-pack` on the node's store.
 fn become_upload_pack(path: &Path) -> anyhow::Result<()> {
     let mut cmd = guts_git::command();
-    cmd.args(["upload-pack", "--strict"]).arg(path);
+    // A patch's commits are reachable only from its changes' refs: a fetch may name
+    // them (`git fetch guts://<id> <head>`), as `guts patch show` says.
+    cmd.args([
+        "-c",
+        "uploadpack.allowReachableSHA1InWant=true",
+        "upload-pack",
+        "--strict",
+    ])
+    .arg(path);
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
@@ -405,14 +423,17 @@ fn batch_check(git_dir: Option<&Path>, names: &[String]) -> anyhow::Result<Vec<O
         .collect())
 }
 
-/// Runs a push: objects into a push area, then the node decides each ref. Returns the
+/// Runs a push: objects into a push area, then the node decides each ref; pushes to
+/// `refs/patches[/<patch>]` open or revise patches instead ([`patches`]). `refused` says
+/// why this node's key may not move branches, if it may not. Returns the
 /// helper-protocol status lines (`ok <ref>` / `error <ref> <why>`).
-fn push(client: &Client, id: &RepositoryId, specs: &[String]) -> anyhow::Result<Vec<String>> {
-    let area: PushAreaResponse = client.post(
-        &format!("/api/v1/repos/{id}/push-area"),
-        &serde_json::json!({}),
-    )?;
-    let area_dir = client.local_path(&area.path)?;
+fn push(
+    client: &Client,
+    id: &RepositoryId,
+    specs: &[String],
+    refused: Option<&str>,
+    options: &patches::Options,
+) -> anyhow::Result<Vec<String>> {
     let mut parsed = Vec::new();
     for spec in specs {
         let (force, spec) = match spec.strip_prefix('+') {
@@ -432,6 +453,8 @@ fn push(client: &Client, id: &RepositoryId, specs: &[String]) -> anyhow::Result<
     let mut resolved = resolve(&sources)?.into_iter();
     let mut updates = Vec::new();
     let mut to_send = Vec::new();
+    let mut proposals = Vec::new();
+    let mut lines = Vec::new();
     for (force, src, dst) in parsed {
         let new = if src.is_empty() {
             None
@@ -440,21 +463,52 @@ fn push(client: &Client, id: &RepositoryId, specs: &[String]) -> anyhow::Result<
                 .next()
                 .flatten()
                 .ok_or_else(|| anyhow!("{src} is not a ref or object in this repository"))?;
-            to_send.push(sha.clone());
             Some(sha)
         };
+        if patches::is_patch_ref(dst) {
+            match new {
+                Some(sha) => proposals.push((dst, sha)),
+                None => lines.push(format!(
+                    "error {dst} a patch is not deleted: close it with guts patch close"
+                )),
+            }
+            continue;
+        }
+        if let Some(why) = refused {
+            lines.push(format!("error {dst} {}", safe(why)));
+            continue;
+        }
+        to_send.extend(new.clone());
         updates.push(PushUpdate {
             ref_name: dst.to_owned(),
             new,
             force,
         });
     }
-    if !to_send.is_empty() {
-        // What the node's refs hold is not sent again; refs this repository lacks
-        // cannot be named to git, so they are left out.
+    // What the node's refs hold is not sent again; refs this repository lacks cannot be
+    // named to git, so they are left out.
+    let held = if to_send.is_empty() && proposals.is_empty() {
+        Vec::new()
+    } else {
         let detail = repository(client, id)?;
         let targets: Vec<&str> = detail.refs.values().map(String::as_str).collect();
-        let held: Vec<String> = resolve(&targets)?.into_iter().flatten().collect();
+        resolve(&targets)?.into_iter().flatten().collect()
+    };
+    for (dst, sha) in proposals {
+        lines.push(match patches::push(client, id, dst, &sha, &held, options) {
+            Ok(line) => line,
+            Err(e) => format!("error {dst} {}", safe(&format!("{e:#}"))),
+        });
+    }
+    if updates.is_empty() {
+        return Ok(lines);
+    }
+    let area: PushAreaResponse = client.post(
+        &format!("/api/v1/repos/{id}/push-area"),
+        &serde_json::json!({}),
+    )?;
+    let area_dir = client.local_path(&area.path)?;
+    if !to_send.is_empty() {
         send_objects(&area_dir, &to_send, &held)?;
     }
     let response: PushResponse = client.post(
@@ -475,15 +529,12 @@ fn push(client: &Client, id: &RepositoryId, specs: &[String]) -> anyhow::Result<
             response.sequence
         );
     }
-    Ok(response
-        .results
-        .into_iter()
-        .map(|r| match r.error {
-            None => format!("ok {}", r.ref_name),
-            // One line each: the reason may quote peer text.
-            Some(why) => format!("error {} {}", r.ref_name, safe(&why)),
-        })
-        .collect())
+    lines.extend(response.results.into_iter().map(|r| match r.error {
+        None => format!("ok {}", r.ref_name),
+        // One line each: the reason may quote peer text.
+        Some(why) => format!("error {} {}", r.ref_name, safe(&why)),
+    }));
+    Ok(lines)
 }
 
 /// What a fetch lists: the canonical refs and, with maintainers, each maintainer's view

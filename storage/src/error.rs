@@ -257,6 +257,16 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// A patch names a branch the repository does not have.
+    #[error("guts://{repository} has no branch {branch} (its branches: {})", if branches.is_empty() { "none".to_owned() } else { branches.join(", ") })]
+    NoBranch {
+        /// The repository.
+        repository: RepositoryId,
+        /// The branch named.
+        branch: String,
+        /// Its branches.
+        branches: Vec<String>,
+    },
     /// A change this node was asked to write is not one.
     #[error(transparent)]
     Change(#[from] guts_cob::ChangeError),
@@ -319,6 +329,7 @@ impl StorageError {
             | StorageError::BadStaging(_)
             | StorageError::Stale { .. }
             | StorageError::Change(_)
+            | StorageError::NoBranch { .. }
             | StorageError::Transfer(_)
             | StorageError::Aborted
             | StorageError::Closed

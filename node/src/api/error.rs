@@ -22,6 +22,12 @@ impl From<NodeError> for ApiError {
         let code = match &e {
             NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::RemoveOwned(_) => StatusCode::CONFLICT,
+            NodeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            NodeError::NotFound(_) => StatusCode::NOT_FOUND,
+            NodeError::NotAllowed(_) => StatusCode::FORBIDDEN,
+            NodeError::Storage(S::NoBranch { .. } | S::Change(_) | S::MissingObject { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
             NodeError::Dial { .. } => StatusCode::BAD_GATEWAY,
             NodeError::Storage(
                 S::NotAGitRepository { .. }

@@ -2,6 +2,7 @@
 //! repositories. Everything but `/health` needs the node's token ([`guard`]).
 
 mod body;
+mod collab;
 mod error;
 mod guard;
 mod listener;
@@ -83,6 +84,15 @@ impl Server {
             .route("/api/v1/repos/{id}/sync", post(sync))
             .route("/api/v1/repos/{id}/maintainers", post(propose))
             .route("/api/v1/repos/{id}/maintainers/accept", post(accept))
+            .route("/api/v1/repos/{id}/issues", get(collab::issues))
+            .route("/api/v1/repos/{id}/issues/{issue}", get(collab::issue))
+            .route("/api/v1/repos/{id}/patches", get(collab::patches))
+            .route("/api/v1/repos/{id}/patches/{patch}", get(collab::patch))
+            .route("/api/v1/repos/{id}/changes", post(collab::change))
+            .route(
+                "/api/v1/repos/{id}/contribution-area",
+                post(collab::contribution_area),
+            )
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(ApiState {

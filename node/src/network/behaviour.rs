@@ -77,7 +77,11 @@ fn gossip_scoring(
         ip_colocation_factor_weight: 0.0,
         ..Default::default()
     };
-    for name in [network.announce_topic(), network.shared_announce_topic()] {
+    for name in [
+        network.announce_topic(),
+        network.shared_announce_topic(),
+        network.changes_topic(),
+    ] {
         params
             .topics
             .insert(gossipsub::IdentTopic::new(name).hash(), topic.clone());
@@ -165,8 +169,10 @@ impl Behaviour {
             .map_err(|e| NodeError::Setup(format!("gossipsub: {e}")))?;
         let topic = gossipsub::IdentTopic::new(network.announce_topic());
         let shared_topic = gossipsub::IdentTopic::new(network.shared_announce_topic());
-        let filter =
-            gossipsub::WhitelistSubscriptionFilter([topic.hash(), shared_topic.hash()].into());
+        let changes_topic = gossipsub::IdentTopic::new(network.changes_topic());
+        let filter = gossipsub::WhitelistSubscriptionFilter(
+            [topic.hash(), shared_topic.hash(), changes_topic.hash()].into(),
+        );
         let mut gossipsub = Gossip::new_with_subscription_filter(
             gossipsub::MessageAuthenticity::Signed(key.clone()),
             gossipsub_config,
@@ -177,7 +183,7 @@ impl Behaviour {
         gossipsub
             .with_peer_score(params, thresholds)
             .map_err(|e| NodeError::Setup(format!("gossipsub peer scoring: {e}")))?;
-        for topic in [&topic, &shared_topic] {
+        for topic in [&topic, &shared_topic, &changes_topic] {
             gossipsub
                 .subscribe(topic)
                 .map_err(|e| NodeError::Setup(format!("gossipsub subscribe: {e}")))?;

@@ -4,7 +4,9 @@
 
 use guts_api::{PeerReport, StatusReport};
 use guts_protocol::RepositoryId;
-use guts_protocol::wire::{Announcement, SharedAnnouncement, SyncRequest, SyncResponse};
+use guts_protocol::wire::{
+    Announcement, ChangesAnnouncement, SharedAnnouncement, SyncRequest, SyncResponse,
+};
 use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId, gossipsub};
 use tokio::sync::{mpsc, oneshot};
@@ -60,6 +62,9 @@ pub(crate) enum Command {
     AnnounceShared {
         announcement: Box<SharedAnnouncement>,
     },
+    AnnounceChanges {
+        announcement: ChangesAnnouncement,
+    },
     Penalize {
         peer: PeerId,
         penalty: Penalty,
@@ -80,6 +85,17 @@ pub(crate) enum Command {
     Shutdown,
 }
 
+/// The gossip topics a node takes announcements on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Topic {
+    /// Owners' snapshots.
+    Refs,
+    /// Views and identity versions of repositories with maintainers.
+    Shared,
+    /// New tips of patches and issues.
+    Changes,
+}
+
 /// What the event loop hands out for others to decide on.
 #[derive(Debug)]
 pub(crate) enum Event {
@@ -97,8 +113,8 @@ pub(crate) enum Event {
         message_id: gossipsub::MessageId,
         /// The peer that published it, if the message says.
         publisher: Option<PeerId>,
-        /// Whether it came on the topic of repositories with maintainers.
-        shared: bool,
+        /// The topic it came on.
+        topic: Topic,
         data: Vec<u8>,
     },
     /// A connection to `peer` came up; `first` when the node had no other peer (start,
@@ -272,6 +288,11 @@ impl Client {
         self.tell(Command::AnnounceShared {
             announcement: Box::new(announcement),
         });
+    }
+
+    /// Publishes new tips of a repository's patches and issues.
+    pub(crate) fn announce_changes(&self, announcement: ChangesAnnouncement) {
+        self.tell(Command::AnnounceChanges { announcement });
     }
 
     /// Protects `peer` while a transfer from it runs (the connection manager keeps it).

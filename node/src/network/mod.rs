@@ -53,7 +53,7 @@ pub mod settings;
 mod status;
 mod swarm;
 
-pub(crate) use client::{Client, Command, Event, RequestError};
+pub(crate) use client::{Client, Command, Event, RequestError, Topic};
 pub(crate) use event_loop::EventLoop;
 pub use peers::short_peer_id;
 pub(crate) use swarm::build as build_swarm;

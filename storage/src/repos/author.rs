@@ -284,6 +284,11 @@ impl Repositories {
                 }
             }
         }
+        self.new_area(id)
+    }
+
+    /// A push area for `id`, with no check of who pushes (see [`Self::create_staging`]).
+    pub(super) fn new_area(&self, id: &RepositoryId) -> Result<PathBuf, StorageError> {
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).map_err(|e| StorageError::Randomness(e.to_string()))?;
         let path = self
@@ -328,7 +333,7 @@ impl Repositories {
     /// like one, directly in the repository's directory, a real directory (no symlink)
     /// and still there once every `..` and link is resolved. The path comes from the API,
     /// and a push removes it afterwards, so nothing else may pass.
-    fn is_staging_of(&self, id: &RepositoryId, staging: &Path) -> bool {
+    pub(super) fn is_staging_of(&self, id: &RepositoryId, staging: &Path) -> bool {
         let repo = self.path(id);
         let named = staging
             .file_name()

@@ -14,6 +14,10 @@ pub(crate) mod changes;
 #[cfg(test)]
 mod changes_tests;
 pub(crate) mod check_workers;
+pub(crate) mod collab;
+#[cfg(test)]
+mod collab_tests;
+mod contribute;
 pub(crate) mod entry_rules;
 mod following;
 pub(crate) mod held;

@@ -299,6 +299,7 @@ impl EventLoop {
             }
             Command::Announce { announcement } => self.announce(&announcement),
             Command::AnnounceShared { announcement } => self.announce_shared(&announcement),
+            Command::AnnounceChanges { announcement } => self.announce_changes(&announcement),
             Command::Penalize { peer, penalty } => self.manager().penalize(peer, penalty),
             Command::SetSyncing { peer, syncing } => {
                 let manager = self.manager();

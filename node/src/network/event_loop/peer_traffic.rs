@@ -2,13 +2,15 @@
 //! (within each peer's rate, and `RateLimited` when the sync side is full), our own
 //! requests' answers, and announcements published and judged.
 
-use guts_protocol::wire::{self, Announcement, SharedAnnouncement, SyncRequest, SyncResponse};
+use guts_protocol::wire::{
+    self, Announcement, ChangesAnnouncement, SharedAnnouncement, SyncRequest, SyncResponse,
+};
 use libp2p::request_response::{self, InboundFailure};
 use libp2p::{PeerId, gossipsub};
 use tokio::sync::mpsc;
 
 use super::EventLoop;
-use crate::network::client::{Event, RequestError};
+use crate::network::client::{Event, RequestError, Topic};
 use crate::wire::{ANNOUNCE_RATE_LIMIT_KEY, SYNC_RATE_LIMIT_KEY, penalty_for};
 
 impl EventLoop {
@@ -148,6 +150,24 @@ impl EventLoop {
         }
     }
 
+    /// Publishes new tips of a repository's patches and issues on their topic.
+    pub(super) fn announce_changes(&mut self, announcement: &ChangesAnnouncement) {
+        let topic = gossipsub::IdentTopic::new(self.config.network.changes_topic());
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, wire::encode(announcement))
+        {
+            Ok(_) => tracing::info!(
+                repository = %announcement.repository,
+                tips = announcement.tips.len(),
+                "announced changes"
+            ),
+            Err(e) => tracing::debug!("changes announcement not published: {e}"),
+        }
+    }
+
     /// A gossiped message goes out to be judged; gossipsub holds it until the verdict.
     /// Beyond its relayer's rate it is ignored here (not relayed, no penalty: an honest
     /// relayer may pass on a burst).
@@ -164,13 +184,21 @@ impl EventLoop {
             tracing::debug!(%propagation_source, "announcement over the relayer's rate: ignored");
             return self.ignore_announcement(&message_id, &propagation_source, "relayer_rate");
         }
-        let shared = message.topic
-            == gossipsub::IdentTopic::new(self.config.network.shared_announce_topic()).hash();
+        let network = &self.config.network;
+        let topic = if message.topic
+            == gossipsub::IdentTopic::new(network.shared_announce_topic()).hash()
+        {
+            Topic::Shared
+        } else if message.topic == gossipsub::IdentTopic::new(network.changes_topic()).hash() {
+            Topic::Changes
+        } else {
+            Topic::Refs
+        };
         let event = Event::Announcement {
             propagation_source,
             message_id,
             publisher: message.source,
-            shared,
+            topic,
             data: message.data,
         };
         if let Some(Event::Announcement {

@@ -166,6 +166,11 @@ impl Engine {
         &self.inner.ledger
     }
 
+    /// What this node keeps of other keys' patches and issues.
+    pub(crate) fn change_policy(&self) -> &guts_storage::ChangePolicy {
+        &self.inner.settings.changes
+    }
+
     /// Keeps every kept repository up to date: now (providing what this node holds),
     /// then every `interval` until `shutdown` changes.
     pub(crate) fn start(

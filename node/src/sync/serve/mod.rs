@@ -4,6 +4,7 @@
 //! relay them.
 
 mod announcements;
+mod changes_announcements;
 mod packs;
 mod requests;
 mod shared_announcements;
@@ -16,7 +17,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::engine::Engine;
 use super::pack::RateFloor;
 use crate::metrics::{Announcements, TransferMetrics, Verdict};
-use crate::network::{Client, Event};
+use crate::network::{Client, Event, Topic};
 use crate::store::Store;
 
 /// Requests and announcements judged at once; beyond it they wait in the event queue,
@@ -84,7 +85,7 @@ impl Server {
                     propagation_source,
                     message_id,
                     publisher,
-                    shared,
+                    topic,
                     data,
                 } => {
                     let Ok(permit) = answers.clone().acquire_owned().await else {
@@ -92,14 +93,26 @@ impl Server {
                     };
                     let server = self.clone();
                     tokio::spawn(async move {
-                        let (acceptance, verdict) = if shared {
-                            server
-                                .judge_shared_announcement(propagation_source, publisher, &data)
-                                .await
-                        } else {
-                            server
-                                .judge_announcement(propagation_source, publisher, &data)
-                                .await
+                        let (acceptance, verdict) = match topic {
+                            Topic::Shared => {
+                                server
+                                    .judge_shared_announcement(propagation_source, publisher, &data)
+                                    .await
+                            }
+                            Topic::Changes => {
+                                server
+                                    .judge_changes_announcement(
+                                        propagation_source,
+                                        publisher,
+                                        &data,
+                                    )
+                                    .await
+                            }
+                            Topic::Refs => {
+                                server
+                                    .judge_announcement(propagation_source, publisher, &data)
+                                    .await
+                            }
                         };
                         server
                             .announcements
