@@ -190,7 +190,7 @@ impl Metrics {
         );
         guts.register(
             "announcements",
-            "Gossiped announcements, by verdict (accepted, rejected, old, equivocation, relayer_rate, owner_rate, busy)",
+            "Gossiped announcements, by verdict (accepted, rejected, old, equivocation, relayer_rate, owner_rate, busy, blocked, not_held, unjudged)",
             m.announcements.clone(),
         );
         guts.register(

@@ -275,3 +275,74 @@ fn an_issue_commented_on_both_sides_of_a_partition_reads_the_same_once_it_heals(
     assert!(settled.starts_with("closed"), "{settled}");
     s.nodes = nodes;
 }
+
+#[test]
+fn a_blocked_keys_issue_is_neither_stored_nor_passed_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let a = spawn(&root.join("a"), None);
+    let c = spawn(&root.join("c"), Some(&a));
+    let carols_key = c.status().key;
+    let b = NodeSpec::loopback(&root.join("b"))
+        .args([
+            "--anti-entropy-interval",
+            "1s",
+            "--bootstrap",
+            &a.tcp_addr(),
+        ])
+        .args(["--block-key", &carols_key])
+        .spawn();
+    let created: RepoSummary = a.client_json("repo init project").unwrap();
+    let id = created.id;
+    for node in [&b, &c] {
+        node.client_ok(&["repo", "follow", &id]);
+        eventually(WAIT, "the repository followed and held", || {
+            let d: guts_node::api::types::RepoDetail =
+                node.client_json(&format!("repo show {id}"))?;
+            (d.summary.sequence > 0)
+                .then_some(())
+                .ok_or("not held yet".to_owned())
+        });
+    }
+
+    let spam: guts_node::api::types::collab::ChangeResponse = c
+        .client_json(&format!("issue open {id} --title Buy-now"))
+        .unwrap();
+    let fine: guts_node::api::types::collab::ChangeResponse = a
+        .client_json(&format!("issue open {id} --title A-real-bug"))
+        .unwrap();
+    eventually(WAIT, "C's issue on A", || {
+        issue_on(&a, &id, &spam.object).map(|_| ())
+    });
+    // B takes A's issue, so it has synced since C's was there to take.
+    eventually(WAIT, "A's issue on B", || {
+        issue_on(&b, &id, &fine.object).map(|_| ())
+    });
+    let b_issues: Vec<IssueReport> = b.client_json(&format!("issue list {id} --all")).unwrap();
+    assert_eq!(b_issues.len(), 1, "{b_issues:#?}");
+    assert_eq!(b_issues[0].id, fine.object);
+    // Not stored: B's repository references no change of C's.
+    let path = b
+        .client_json::<guts_node::api::types::RepoDetail>(&format!("repo show {id}"))
+        .unwrap()
+        .summary
+        .path;
+    let refs = ok(
+        b.git(
+            Path::new(&path),
+            &["for-each-ref", "--format=%(refname)", "refs/cobs/"],
+        ),
+        "git for-each-ref",
+    );
+    assert!(!refs.contains(&spam.object), "{refs}");
+    assert!(refs.contains(&fine.object), "{refs}");
+    // Not passed on: B judged C's announcement blocked (not relayed).
+    eventually(WAIT, "B to turn C's announcement away", || {
+        let (_, metrics) = guts_tests::process::http_get(b.api(), "/metrics")?;
+        if metrics.contains("guts_announcements_total{verdict=\"blocked\"}") {
+            Ok(())
+        } else {
+            Err("no blocked verdict yet".to_owned())
+        }
+    });
+}

@@ -82,11 +82,29 @@ pub struct Replication {
     /// How many times its wire bytes a received pack may inflate to (past 1 GiB).
     #[arg(long, env = "GUTS_MAX_INFLATION_RATIO", value_name = "N")]
     pub max_inflation_ratio: u64,
+    /// Keys (hex) whose patches, issues and comments this node neither stores, shows,
+    /// serves nor relays, repeatable.
+    #[arg(long = "block-key", env = "GUTS_BLOCKED_KEYS", value_name = "KEY", value_delimiter = ',', value_parser = parse_key)]
+    pub blocked_keys: Vec<String>,
+    /// Patches and issues one key other than a maintainer may open in one repository
+    /// here; more are not kept.
+    #[arg(long, env = "GUTS_MAX_OBJECTS_PER_KEY", value_name = "N")]
+    pub max_objects_per_key: u32,
+    /// Changes (comments, reviews, revisions...) one key other than a maintainer may make
+    /// in one repository here; more are not kept.
+    #[arg(long, env = "GUTS_MAX_CHANGES_PER_KEY", value_name = "N")]
+    pub max_changes_per_key: u32,
+}
+
+/// Parses a key (64 hex digits), naming the bad value.
+pub fn parse_key(text: &str) -> Result<String, String> {
+    crate::maintainers::parse_key(text).map(|k| hex::encode(k.as_bytes()))
 }
 
 impl Default for Replication {
     fn default() -> Self {
         let store = guts_storage::Limits::default();
+        let changes = guts_storage::ChangePolicy::default();
         Replication {
             replicate: Replicate::Followed,
             anti_entropy_interval: Duration::from_secs(60),
@@ -104,6 +122,9 @@ impl Default for Replication {
             max_pack_objects: store.max_pack_objects,
             max_object_size: ByteSize::b(store.max_object_size),
             max_inflation_ratio: store.max_inflation_ratio,
+            blocked_keys: Vec::new(),
+            max_objects_per_key: changes.max_objects_per_key as u32,
+            max_changes_per_key: changes.max_changes_per_key as u32,
         }
     }
 }
@@ -127,6 +148,20 @@ impl Replication {
         }
     }
 
+    /// What this node keeps of other keys' patches and issues.
+    pub fn change_policy(&self) -> guts_storage::ChangePolicy {
+        guts_storage::ChangePolicy {
+            blocked: self
+                .blocked_keys
+                .iter()
+                .filter_map(|k| crate::maintainers::parse_key(k).ok())
+                .map(|k| k.to_bytes())
+                .collect(),
+            max_objects_per_key: self.max_objects_per_key as usize,
+            max_changes_per_key: self.max_changes_per_key as usize,
+        }
+    }
+
     /// Values that parse but cannot work, naming the first.
     pub fn validate(&self) -> Result<(), ConfigError> {
         at_least_one(&[
@@ -138,6 +173,8 @@ impl Replication {
             ("max_pack_objects", self.max_pack_objects.into()),
             ("max_adoptions_per_hour", self.max_adoptions_per_hour.into()),
             ("max_streams_per_peer", self.max_streams_per_peer.into()),
+            ("max_objects_per_key", self.max_objects_per_key.into()),
+            ("max_changes_per_key", self.max_changes_per_key.into()),
             (
                 "owner_announcements_per_minute",
                 self.owner_announcements_per_minute.into(),
@@ -150,6 +187,9 @@ impl Replication {
             if size.as_u64() < 1024 {
                 return Err(ConfigError::invalid(field, size, "must be at least 1 KiB"));
             }
+        }
+        for key in &self.blocked_keys {
+            parse_key(key).map_err(|why| ConfigError::invalid("blocked_keys", key, why))?;
         }
         not_zero(&[
             ("anti_entropy_interval", self.anti_entropy_interval),

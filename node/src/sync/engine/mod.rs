@@ -144,7 +144,7 @@ impl Engine {
                     stall: config.replication.transfer_stall_timeout,
                     floor: pack::RateFloor::of(config),
                     max_pack: config.replication.max_pack_size.as_u64(),
-                    changes: guts_storage::ChangePolicy::default(),
+                    changes: config.replication.change_policy(),
                 },
                 holders: Holders::new(me.peer),
                 running: Mutex::default(),

@@ -1,5 +1,7 @@
 //! GetRefs, ListRepositories and GetChanges: answered from the store.
 
+use std::collections::BTreeSet;
+
 use guts_protocol::RepositoryId;
 use guts_protocol::wire::{MAX_CHANGE_TIPS, MAX_LISTED_REPOSITORIES, SyncRequest, SyncResponse};
 use guts_storage::{Held, Repositories};
@@ -9,8 +11,9 @@ use super::Server;
 impl Server {
     /// The answer to a sync request.
     pub(super) async fn answer(&self, request: SyncRequest) -> SyncResponse {
+        let blocked = self.engine.change_policy().blocked.clone();
         self.store
-            .run(move |repos| answer(repos, request, MAX_LISTED_REPOSITORIES))
+            .run(move |repos| answer(repos, request, MAX_LISTED_REPOSITORIES, &blocked))
             .await
             .unwrap_or_else(|e| {
                 tracing::error!("answering a sync request failed: {e}");
@@ -19,8 +22,14 @@ impl Server {
     }
 }
 
-/// The answer to `request` from what `repos` holds, listing at most `max_listed` ids.
-fn answer(repos: &Repositories, request: SyncRequest, max_listed: usize) -> SyncResponse {
+/// The answer to `request` from what `repos` holds, listing at most `max_listed` ids, and
+/// no tip of a key in `blocked` (held from before it was blocked).
+fn answer(
+    repos: &Repositories,
+    request: SyncRequest,
+    max_listed: usize,
+    blocked: &BTreeSet<[u8; 32]>,
+) -> SyncResponse {
     match request {
         SyncRequest::GetRefs { repository } => match repos.held(&repository) {
             Ok(Some(Held::Owner(refs))) => SyncResponse::Refs(Box::new(refs)),
@@ -42,6 +51,7 @@ fn answer(repos: &Repositories, request: SyncRequest, max_listed: usize) -> Sync
         SyncRequest::GetChanges { repository } => match repos.held(&repository) {
             Ok(Some(_)) => match repos.change_tip_list(&repository) {
                 Ok(mut tips) => {
+                    tips.retain(|t| !blocked.contains(t.author.as_bytes()));
                     tips.truncate(MAX_CHANGE_TIPS);
                     SyncResponse::Changes(tips)
                 }
@@ -74,6 +84,7 @@ mod tests {
                 repository: snapshot.repository(),
             },
             MAX_LISTED_REPOSITORIES,
+            &BTreeSet::new(),
         );
         assert_eq!(held, SyncResponse::Refs(Box::new(snapshot)));
         let unknown = answer(
@@ -82,6 +93,7 @@ mod tests {
                 repository: RepositoryId::from_bytes([1; 20]),
             },
             MAX_LISTED_REPOSITORIES,
+            &BTreeSet::new(),
         );
         assert_eq!(unknown, SyncResponse::NotFound);
     }
@@ -95,7 +107,7 @@ mod tests {
             repos.init(format!("r{i}").parse().unwrap(), &key).unwrap();
         }
         for (cap, expected) in [(3, 3), (5, 5), (MAX_LISTED_REPOSITORIES, 5)] {
-            match answer(&repos, SyncRequest::ListRepositories, cap) {
+            match answer(&repos, SyncRequest::ListRepositories, cap, &BTreeSet::new()) {
                 SyncResponse::Repositories(ids) => assert_eq!(ids.len(), expected, "cap {cap}"),
                 other => panic!("{other:?}"),
             }
@@ -108,7 +120,12 @@ mod tests {
         let id = snapshot.repository();
         let ask = SyncRequest::GetChanges { repository: id };
         assert_eq!(
-            answer(&repos, ask.clone(), MAX_LISTED_REPOSITORIES),
+            answer(
+                &repos,
+                ask.clone(),
+                MAX_LISTED_REPOSITORIES,
+                &BTreeSet::new()
+            ),
             SyncResponse::Changes(vec![])
         );
         let author = SigningKey::from_bytes(&[4; 32]);
@@ -129,7 +146,15 @@ mod tests {
         )
         .unwrap();
         let change = repos.write_change(&id, &open).unwrap();
-        let SyncResponse::Changes(tips) = answer(&repos, ask, MAX_LISTED_REPOSITORIES) else {
+        let blocked = [*author.verifying_key().as_bytes()].into();
+        assert_eq!(
+            answer(&repos, ask.clone(), MAX_LISTED_REPOSITORIES, &blocked),
+            SyncResponse::Changes(vec![]),
+            "a blocked key's tips are not served"
+        );
+        let SyncResponse::Changes(tips) =
+            answer(&repos, ask, MAX_LISTED_REPOSITORIES, &BTreeSet::new())
+        else {
             panic!("changes expected");
         };
         assert_eq!(tips.len(), 1);
@@ -139,7 +164,7 @@ mod tests {
             repository: RepositoryId::from_bytes([1; 20]),
         };
         assert_eq!(
-            answer(&repos, unknown, MAX_LISTED_REPOSITORIES),
+            answer(&repos, unknown, MAX_LISTED_REPOSITORIES, &BTreeSet::new()),
             SyncResponse::NotFound
         );
     }
