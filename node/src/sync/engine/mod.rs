@@ -41,8 +41,11 @@ use policy::{RefsRound, RetryBudget};
 
 /// Time allowed to find providers in the DHT.
 const PROVIDERS_TIMEOUT: Duration = Duration::from_secs(10);
-/// Holders asked for patches and issues at each sync.
+/// Holders asked for patches and issues at each background sync.
 const CHANGES_HOLDERS: usize = 2;
+/// Holders asked at a sync someone asked for (`guts repo sync`): they want what the
+/// network has now, whoever holds it.
+const CHANGES_HOLDERS_ASKED: usize = 8;
 /// Background syncs running at once.
 const BACKGROUND_SYNCS: usize = 4;
 /// `delay` stretched by a random 0-50 %.
@@ -242,7 +245,9 @@ impl Engine {
             let mut budget = RetryBudget::default();
             let mut target = announced;
             loop {
-                let result = engine.sync_locked(id, None, target, None).await;
+                let result = engine
+                    .sync_locked(id, None, target, None, CHANGES_HOLDERS)
+                    .await;
                 match &result {
                     Ok(SyncOutcome::Updated {
                         sequence,
@@ -311,18 +316,20 @@ impl Engine {
     ) -> Result<SyncOutcome, SyncError> {
         let lock = self.repo_lock(&id);
         let _guard = lock.lock().await;
-        self.sync_locked(id, prefer, 0, progress).await
+        self.sync_locked(id, prefer, 0, progress, CHANGES_HOLDERS_ASKED)
+            .await
     }
 
     /// A sync, for a caller holding the repository's lock: refs and their objects, then
-    /// patches and issues from a few holders. A holder offering `announced` (a sequence
-    /// heard announced; 0 if none) ends the refs round at once.
+    /// patches and issues from up to `change_holders` connected holders. A holder offering
+    /// `announced` (a sequence heard announced; 0 if none) ends the refs round at once.
     async fn sync_locked(
         &self,
         id: RepositoryId,
         prefer: Option<PeerId>,
         announced: u64,
         progress: Option<mpsc::UnboundedSender<SyncProgress>>,
+        change_holders: usize,
     ) -> Result<SyncOutcome, SyncError> {
         let outcome = self
             .sync_refs_locked(id, prefer, announced, progress)
@@ -344,7 +351,7 @@ impl Engine {
         let asks = holders
             .into_iter()
             .filter(|h| connected.contains(h))
-            .take(CHANGES_HOLDERS)
+            .take(change_holders)
             .map(|peer| async move {
                 if let Err(e) = self.sync_changes(id, peer, None).await {
                     tracing::debug!(repository = %id, %peer, "no changes taken: {e}");
@@ -428,6 +435,17 @@ impl Engine {
                     &mut round,
                 )
                 .await;
+                // Holders found on the DHT may answer with maintainers' state: a
+                // repository this node does not hold yet, that has maintainers.
+                if !round.states.is_empty() {
+                    let holders = shared::Asked {
+                        peers: asked,
+                        set: asked_set,
+                    };
+                    return self
+                        .sync_shared(id, held_record, round, holders, prefer, &report)
+                        .await;
+                }
             }
             report(SyncProgress::Holders { asked: asked.len() });
             // The newest verified snapshot on offer, from holders not yet tried.

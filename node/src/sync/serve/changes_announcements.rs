@@ -78,6 +78,8 @@ impl Server {
         if fresh.is_empty() {
             return (Ignore, if any_blocked { "blocked" } else { "old" });
         }
+        // The publisher holds the repository: later syncs ask it too.
+        self.engine.note_holder(id, origin);
         let engine = self.engine.clone();
         tokio::spawn(async move {
             if let Err(e) = engine.sync_changes(id, origin, Some(fresh)).await {
