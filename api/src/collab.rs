@@ -262,3 +262,27 @@ pub struct ChangeResponse {
     /// The patch or issue it belongs to (itself, for one that opens an object).
     pub object: String,
 }
+
+/// One thing that happened to a patch or an issue, in `GET /api/v1/events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventReport {
+    /// The repository.
+    pub repository: String,
+    /// `issue` or `patch`.
+    pub kind: String,
+    /// The issue or patch.
+    pub object: String,
+    /// Its title now.
+    pub title: String,
+    /// The change.
+    pub change: String,
+    /// What it did: `open issue`, `open patch`, `comment`, `revise`, `review`, ...
+    pub action: String,
+    /// Its author's key.
+    pub author: String,
+    /// When, by the author's clock (seconds since the epoch).
+    pub timestamp: u64,
+}
+
+/// Most events one answer lists (the latest).
+pub const MAX_EVENTS: usize = 1000;

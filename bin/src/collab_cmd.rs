@@ -8,8 +8,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use guts_api::client::Client;
 use guts_api::collab::{
-    ActionBody, ChangeRequest, ChangeResponse, CodeCommentBody, CommentReport, IssueReport,
-    PatchReport,
+    ActionBody, ChangeRequest, ChangeResponse, CodeCommentBody, CommentReport, EventReport,
+    IssueReport, PatchReport,
 };
 use guts_api::terminal::safe;
 use guts_api::{PushAreaResponse, PushRequest, PushResponse, PushUpdate};
@@ -614,4 +614,78 @@ fn print_patch(id: &RepositoryId, p: &PatchReport) {
         );
     }
     print_comments(&p.comments);
+}
+
+/// `guts events`: what happened to patches and issues since `since`.
+pub fn events(
+    api: &ApiArgs,
+    repo: Option<RepositoryId>,
+    since: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let since = match since {
+        None => 0,
+        Some(text) => parse_since(text, std::time::SystemTime::now())?,
+    };
+    let mut path = format!("/api/v1/events?since={since}");
+    if let Some(id) = repo {
+        path.push_str(&format!("&repo={id}"));
+    }
+    let events: Vec<EventReport> = client(api)?.get(&path)?;
+    if json {
+        return print_json(&events);
+    }
+    if events.is_empty() {
+        println!("nothing happened to patches or issues since then");
+    }
+    for e in events {
+        let when = std::time::UNIX_EPOCH + Duration::from_secs(e.timestamp);
+        println!(
+            "{}  {}  {} {}  {} by {}: {}",
+            humantime::format_rfc3339_seconds(when),
+            e.repository,
+            e.kind,
+            &e.object[..10],
+            e.action,
+            short(&e.author),
+            safe(&e.title)
+        );
+    }
+    Ok(())
+}
+
+/// A point in time: seconds since the epoch, an RFC 3339 time, or a duration ago
+/// (`2h`, `3days`).
+fn parse_since(text: &str, now: std::time::SystemTime) -> anyhow::Result<u64> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(secs);
+    }
+    let at = if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+        t
+    } else if let Ok(ago) = humantime::parse_duration(text) {
+        now.checked_sub(ago).unwrap_or(std::time::UNIX_EPOCH)
+    } else {
+        bail!(
+            "--since {text:?}: use seconds since the epoch, a time (2026-12-01T09:00:00Z) or a duration ago (2h, 3days)"
+        );
+    };
+    Ok(at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_seconds_times_and_durations_ago() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(parse_since("12345", now).unwrap(), 12345);
+        assert_eq!(parse_since("2h", now).unwrap(), 1_000_000 - 7200);
+        assert_eq!(parse_since("1970-01-02T00:00:00Z", now).unwrap(), 86_400);
+        let err = parse_since("yesterday", now).unwrap_err().to_string();
+        assert!(err.contains("\"yesterday\""), "{err}");
+    }
 }

@@ -84,6 +84,22 @@ enum Command {
     /// `git push guts://<id> HEAD:refs/patches`).
     #[command(subcommand)]
     Patch(collab_cmd::PatchCommand),
+    /// What happened to patches and issues (oldest first, the latest 1000): opened,
+    /// commented, revised, reviewed, closed.
+    Events {
+        /// Only this repository's.
+        #[arg(long, value_parser = repo_cmd::parse_id)]
+        repo: Option<guts_protocol::RepositoryId>,
+        /// Since when: seconds since the epoch, a time (2026-12-01T09:00:00Z), or a
+        /// duration ago (2h, 3days).
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        #[command(flatten)]
+        api: api_args::ApiArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Clone a repository into a working directory (the node fetches it first if needed).
     Clone {
         /// The repository id (or guts://<id>).
@@ -201,6 +217,12 @@ fn main() -> ExitCode {
             .map_err(Into::into),
         Command::Repo(command) => repo_cmd::run(command),
         Command::Issue(command) => collab_cmd::run_issue(command),
+        Command::Events {
+            repo,
+            since,
+            api,
+            json,
+        } => collab_cmd::events(&api, repo, since.as_deref(), json),
         Command::Patch(command) => collab_cmd::run_patch(command),
         Command::Clone { id, dir, api, json } => repo_cmd::clone(&api, &id, dir, json),
     };

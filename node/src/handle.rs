@@ -313,6 +313,18 @@ impl NodeHandle {
         self.collab.change(id, request).await
     }
 
+    /// What happened to the patches and issues of `repository` (every one held when
+    /// `None`) since `since` (seconds since the epoch), oldest first.
+    pub async fn events(
+        &self,
+        repository: Option<RepositoryId>,
+        since: u64,
+    ) -> Result<Vec<guts_api::collab::EventReport>, NodeError> {
+        self.collab
+            .events(repository.into_iter().collect(), since)
+            .await
+    }
+
     /// The issues of `id`, newest first.
     pub async fn issues(&self, id: RepositoryId) -> Result<Vec<IssueReport>, NodeError> {
         self.collab.issues(id).await

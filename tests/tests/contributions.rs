@@ -8,7 +8,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use guts_node::api::types::RepoSummary;
-use guts_node::api::types::collab::{IssueReport, PatchReport};
+use guts_node::api::types::collab::{EventReport, IssueReport, PatchReport};
 use guts_tests::eventually;
 use guts_tests::process::{GutsNode, NodeSpec, git_against};
 
@@ -223,6 +223,23 @@ fn a_contributors_patch_is_revised_reviewed_and_merged_on_every_node() {
             node.client_json(&format!("repo show {}", s.id)).unwrap();
         assert_eq!(d.refs.get("refs/heads/main"), Some(&two));
     }
+    // Every node tells what happened, in one order.
+    let events: Vec<EventReport> = s.nodes[1]
+        .client_json(&format!("events --repo {}", s.id))
+        .unwrap();
+    let actions: Vec<&str> = events
+        .iter()
+        .filter(|e| e.object == patch)
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(actions, ["open patch", "revise", "review"], "{events:#?}");
+    let later: Vec<EventReport> = s.nodes[1]
+        .client_json(&format!(
+            "events --repo {} --since 2999-01-01T00:00:00Z",
+            s.id
+        ))
+        .unwrap();
+    assert!(later.is_empty(), "{later:#?}");
     // Merged patches leave the default list.
     let open: Vec<PatchReport> = a.client_json(&format!("patch list {}", s.id)).unwrap();
     assert!(open.is_empty(), "{open:#?}");

@@ -1,13 +1,30 @@
 //! Patches and issues: list and show them, and make changes (`POST .../changes`).
 
 use axum::Json;
-use axum::extract::{Path, State};
-use guts_api::collab::{ChangeRequest, ChangeResponse, IssueReport, PatchReport};
+use axum::extract::{Path, Query, State};
+use guts_api::collab::{ChangeRequest, ChangeResponse, EventReport, IssueReport, PatchReport};
 
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::state::ApiState;
 use super::{parse_id, types};
+
+/// `?since=SECONDS&repo=ID`.
+#[derive(serde::Deserialize)]
+pub(super) struct EventsQuery {
+    #[serde(default)]
+    since: u64,
+    #[serde(default)]
+    repo: Option<String>,
+}
+
+pub(super) async fn events(
+    State(s): State<ApiState>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Vec<EventReport>>, ApiError> {
+    let repo = q.repo.as_deref().map(parse_id).transpose()?;
+    Ok(Json(s.node.events(repo, q.since).await?))
+}
 
 pub(super) async fn issues(
     State(s): State<ApiState>,

@@ -84,6 +84,7 @@ impl Server {
             .route("/api/v1/repos/{id}/sync", post(sync))
             .route("/api/v1/repos/{id}/maintainers", post(propose))
             .route("/api/v1/repos/{id}/maintainers/accept", post(accept))
+            .route("/api/v1/events", get(collab::events))
             .route("/api/v1/repos/{id}/issues", get(collab::issues))
             .route("/api/v1/repos/{id}/issues/{issue}", get(collab::issue))
             .route("/api/v1/repos/{id}/patches", get(collab::patches))

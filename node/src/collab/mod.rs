@@ -3,6 +3,7 @@
 //! node replays it with (so what would be skipped is refused here, with the reason),
 //! stored, and announced on the changes topic.
 
+mod events;
 mod report;
 mod request;
 
@@ -72,6 +73,21 @@ impl Collab {
             change: tip.change.to_string(),
             object: tip.object.to_string(),
         })
+    }
+
+    /// What happened to the patches and issues of `ids` (every repository held when
+    /// empty) since `since`, oldest first.
+    pub(crate) async fn events(
+        &self,
+        ids: Vec<RepositoryId>,
+        since: u64,
+    ) -> Result<Vec<guts_api::collab::EventReport>, NodeError> {
+        let blocked = self.policy.blocked.clone();
+        self.run(move |repos| {
+            let ids = if ids.is_empty() { repos.list()? } else { ids };
+            Ok(events::events(repos, &ids, since, &blocked)?)
+        })
+        .await
     }
 
     /// Every issue of `id`, newest first.

@@ -116,3 +116,92 @@ fn a_contributed_patch_comes_with_its_commits_and_merges_with_the_branch() {
         }
     );
 }
+
+/// A peer's pack of `crafted`'s objects plus the git form of a patch (by `key(3)`) whose
+/// head is `head`, offered as that patch.
+fn offer_patch(
+    repos: &Repositories,
+    id: &RepositoryId,
+    crafted: &mut guts_crafted::Crafted,
+    head: git2::Oid,
+) -> Result<super::changes::ChangesAccepted, StorageError> {
+    let signed = SignedChange::sign(
+        Change {
+            repository: *id,
+            object: None,
+            parents: vec![],
+            author: key(3).verifying_key(),
+            timestamp: 1,
+            action: Action::OpenPatch {
+                title: "t".into(),
+                description: String::new(),
+                target: "refs/heads/main".parse().unwrap(),
+                base: object_id(head),
+                head: object_id(head),
+                draft: false,
+            },
+        },
+        &key(3),
+    )
+    .unwrap();
+    let form = signed.git_form(&super::changes::GitObjectHasher);
+    crafted.write(git2::ObjectType::Blob, &form.blob);
+    crafted.write(git2::ObjectType::Tree, &form.tree);
+    let change = crafted.write(git2::ObjectType::Commit, &form.commit);
+    assert_eq!(object_id(change), form.id);
+    let mut chunks = std::iter::once(Ok(crafted.pack()));
+    repos.accept_changes(
+        id,
+        &[form.id],
+        Some(&mut chunks),
+        &ChangePolicy::default(),
+        &anyone,
+        &mut |_| {},
+    )
+}
+
+#[test]
+fn a_patch_whose_branch_breaks_the_stores_limits_is_refused_and_blames_the_sender() {
+    let fx = Fixture::new();
+    let dir = tempfile::tempdir().unwrap();
+    let repos = Repositories::new(dir.path()).with_limits(crate::Limits {
+        max_tree_depth: 64,
+        ..crate::Limits::default()
+    });
+    let id = repos
+        .import(fx.path(), None, &key(1))
+        .unwrap()
+        .snapshot
+        .repository();
+
+    // A branch whose tree nests deeper than the store takes.
+    let mut deep = guts_crafted::Crafted::new();
+    let tree = deep.chain(100);
+    let head = deep.commit(tree);
+    let err = offer_patch(&repos, &id, &mut deep, head).unwrap_err();
+    assert!(err.is_peer_fault(), "{err}");
+    assert!(err.to_string().contains("deep"), "{err}");
+
+    // A pack that is a delta bomb: refused from its first entries, whatever it claims.
+    let mut chunks = std::iter::once(Ok(guts_crafted::delta_bomb(2 << 30)));
+    let err = repos
+        .accept_changes(
+            &id,
+            &[ObjectId([7; 20])],
+            Some(&mut chunks),
+            &ChangePolicy::default(),
+            &anyone,
+            &mut |_| {},
+        )
+        .unwrap_err();
+    assert!(err.is_peer_fault(), "{err}");
+
+    assert!(repos.change_tips(&id).unwrap().is_empty(), "nothing taken");
+    assert!(
+        repos
+            .collaboration(&id, &BTreeSet::new())
+            .unwrap()
+            .patches
+            .is_empty()
+    );
+}
