@@ -20,81 +20,20 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use guts_node::api::types::{RepoSummary, StatusReport};
 use guts_protocol::RepositoryId;
+use guts_tests::bench::{
+    GitDaemon, env_or, git, inbound_wire_bytes, median, mib, ms, peak_rss, run, timed,
+};
 use guts_tests::cluster::TestNode;
 use guts_tests::git::{Synthetic, Wide, WorkRepo, disk_size};
 use guts_tests::process::{GutsNode, NodeSpec};
-use guts_tests::procfs;
 use guts_tests::{eventually, eventually_async};
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().expect("run command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn git(dir: &Path, args: &[&str]) -> std::process::Output {
-    run(Command::new("git").current_dir(dir).args(args))
-}
-
-/// `git daemon` serving `base` on a free loopback port.
-struct GitDaemon {
-    child: Child,
-    port: u16,
-}
-
-impl GitDaemon {
-    fn start(base: &Path) -> GitDaemon {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        // `git daemon` would run `git-daemon` as a child that outlives a kill of the
-        // wrapper; start the daemon itself.
-        let exec_path =
-            String::from_utf8(run(Command::new("git").arg("--exec-path")).stdout).unwrap();
-        let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
-            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("git daemon");
-        eventually(Duration::from_secs(10), "git daemon listening", || {
-            TcpStream::connect(("127.0.0.1", port))
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        });
-        GitDaemon { child, port }
-    }
-}
-
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A TCP proxy in front of `target` counting the bytes it sends back to clients.
 struct CountingProxy {
@@ -140,65 +79,6 @@ impl CountingProxy {
         });
         CountingProxy { port, to_client }
     }
-}
-
-/// Runs `cmd` under GNU time; returns (wall time, peak RSS in bytes).
-fn timed(cmd: &mut Command) -> (Duration, u64) {
-    let report = tempfile::NamedTempFile::new().unwrap();
-    let program = cmd.get_program().to_owned();
-    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
-    let dir = cmd.get_current_dir().map(Path::to_path_buf);
-    let mut timed = Command::new("/usr/bin/time");
-    timed
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(report.path())
-        .arg(program)
-        .args(args);
-    if let Some(d) = dir {
-        timed.current_dir(d);
-    }
-    let started = Instant::now();
-    run(&mut timed);
-    let took = started.elapsed();
-    let kib: u64 = std::fs::read_to_string(report.path())
-        .unwrap()
-        .trim()
-        .lines()
-        .last()
-        .unwrap()
-        .parse()
-        .unwrap();
-    (took, kib * 1024)
-}
-
-fn peak_rss(pid: u32) -> u64 {
-    procfs::status_kib(pid, "VmHWM:").expect("the node's VmHWM") * 1024
-}
-
-fn inbound_wire_bytes(node: &GutsNode) -> u64 {
-    let (_, metrics) = guts_tests::process::http_get(node.api(), "/metrics").unwrap();
-    metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("libp2p_bandwidth_bytes_total") && l.contains("direction=\"Inbound\"")
-        })
-        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
 fn main() {

@@ -2,6 +2,7 @@
 //! namespaces, in a docker-compose cluster and on a Docker Swarm; and waiting for conditions
 //! with a deadline instead of sleeping.
 
+pub mod bench;
 pub mod cluster;
 pub mod compose;
 pub mod docker;

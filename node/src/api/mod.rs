@@ -327,11 +327,9 @@ async fn sync(
     tokio::spawn(async move {
         let result = node.sync(id, prefer, Some(tx.clone())).await;
         match result {
-            // `Done` was sent by the engine along with the outcome.
+            // Once patches and issues are in too: whoever waits for `done` may read them.
             Ok(outcome) => {
-                if matches!(outcome, types::SyncOutcome::UpToDate { .. }) {
-                    let _ = tx.send(types::SyncProgress::Done(outcome));
-                }
+                let _ = tx.send(types::SyncProgress::Done(outcome));
             }
             Err(e) => {
                 let _ = tx.send(types::SyncProgress::Failed {

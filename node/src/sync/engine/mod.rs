@@ -476,7 +476,6 @@ impl Engine {
                         if held.is_none() {
                             self.inner.client.provide(id);
                         }
-                        report(SyncProgress::Done(outcome.clone()));
                         return Ok(outcome);
                     }
                     Err(e) => {

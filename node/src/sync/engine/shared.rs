@@ -65,7 +65,6 @@ impl Engine {
             self.ask_refs(&id, &fresh, None, None, 0, &mut round).await;
         }
         if let Some(outcome) = updated {
-            report(SyncProgress::Done(outcome.clone()));
             return Ok(outcome);
         }
         let revision = base.as_ref().map_or(0, RepositoryState::revision);
