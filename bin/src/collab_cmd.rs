@@ -616,6 +616,38 @@ fn print_patch(id: &RepositoryId, p: &PatchReport) {
     print_comments(&p.comments);
 }
 
+/// `guts repo hide ID KEY [--undo]`.
+pub fn hide(
+    api: &ApiArgs,
+    repo: RepositoryId,
+    key: String,
+    undo: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let action = if undo {
+        ActionBody::Unhide { key: key.clone() }
+    } else {
+        ActionBody::Hide { key: key.clone() }
+    };
+    let response: ChangeResponse = client(api)?.post(
+        &format!("/api/v1/repos/{repo}/changes"),
+        &ChangeRequest {
+            object: None,
+            area: None,
+            action,
+        },
+    )?;
+    if json {
+        return print_json(&response);
+    }
+    println!(
+        "{} {key}'s patches, issues and comments in guts://{repo} (change {})",
+        if undo { "showing again" } else { "hid" },
+        response.change
+    );
+    Ok(())
+}
+
 /// `guts events`: what happened to patches and issues since `since`.
 pub fn events(
     api: &ApiArgs,

@@ -101,6 +101,23 @@ pub enum RepoCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Hide a key's patches, issues and comments in a repository, on every node (its
+    /// maintainers may); --undo shows them again.
+    Hide {
+        /// The repository id.
+        #[arg(value_parser = parse_id)]
+        id: RepositoryId,
+        /// The key (64 hex digits).
+        key: String,
+        /// Show them again.
+        #[arg(long)]
+        undo: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List a repository's maintainers, their views, and proposals waiting for
     /// signatures.
     Maintainers {
@@ -195,6 +212,13 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
         RepoCommand::List { api, json } => list(&api, json),
         RepoCommand::Show { id, api, json } => show(&api, &id, json),
         RepoCommand::Maintainers { id, api, json } => maintainers_cmd::list(&api, &id, json),
+        RepoCommand::Hide {
+            id,
+            key,
+            undo,
+            api,
+            json,
+        } => crate::collab_cmd::hide(&api, id, key, undo, json),
         RepoCommand::Propose {
             id,
             add,

@@ -11,7 +11,8 @@
 //!
 //! Run: `scripts/bench contributions`. `GUTS_BENCH_RUNS` (default 3) repeats the
 //! replication, `GUTS_BENCH_CHANGES` (default 1000) is the number of patches and of
-//! issues, `GUTS_BENCH_PATCHES` (default 20) the patches timed for propagation.
+//! issues, `GUTS_BENCH_PATCHES` (default 20) the patches timed for propagation,
+//! `GUTS_BENCH_COMMITS` (default 1000) the history; `GUTS_BENCH_QUICK` makes it small.
 
 use std::path::Path;
 use std::process::Command;
@@ -204,15 +205,18 @@ fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
 }
 
 fn main() {
+    // Quick mode (scripts/test): a few of each, to check it runs.
+    let quick = std::env::var_os("GUTS_BENCH_QUICK").is_some();
     let runs = env_or("GUTS_BENCH_RUNS", 3);
-    let n = env_or("GUTS_BENCH_CHANGES", 1000);
-    let timed_patches = env_or("GUTS_BENCH_PATCHES", 20);
+    let n = env_or("GUTS_BENCH_CHANGES", if quick { 20 } else { 1000 });
+    let timed_patches = env_or("GUTS_BENCH_PATCHES", if quick { 2 } else { 20 });
+    let commits = env_or("GUTS_BENCH_COMMITS", 1000);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
 
-    eprintln!("generating a repository of 1000 commits...");
+    eprintln!("generating a repository of {commits} commits...");
     let work = Synthetic {
-        commits: 1000,
+        commits,
         text_files: 100,
         binary_every: 200,
         binary_size: 64 * 1024,
@@ -315,7 +319,7 @@ fn main() {
 
     println!();
     println!(
-        "contributions: 1000-commit synthetic repository, {n} patches and {n} issues ({changes} changes), {runs} runs, loopback"
+        "contributions: {commits}-commit synthetic repository, {n} patches and {n} issues ({changes} changes), {runs} runs, loopback"
     );
     println!(
         "{:<52} {:>14} {:>14} {:>8}",

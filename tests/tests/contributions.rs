@@ -243,6 +243,20 @@ fn a_contributors_patch_is_revised_reviewed_and_merged_on_every_node() {
     // Merged patches leave the default list.
     let open: Vec<PatchReport> = a.client_json(&format!("patch list {}", s.id)).unwrap();
     assert!(open.is_empty(), "{open:#?}");
+
+    // Only a maintainer hides a key; then its patches are hidden on every node.
+    let carols_key = c.status().key;
+    let refused = c.client(["repo", "hide", &s.id, &carols_key]);
+    assert!(!refused.status.success(), "a contributor hid a key");
+    a.client_ok(&["repo", "hide", &s.id, &carols_key]);
+    for (i, node) in s.nodes.iter().enumerate() {
+        eventually(WAIT, &format!("carol's patch hidden on node {i}"), || {
+            let all: Vec<PatchReport> = node.client_json(&format!("patch list {} --all", s.id))?;
+            all.is_empty()
+                .then_some(())
+                .ok_or(format!("{} patches", all.len()))
+        });
+    }
 }
 
 #[test]

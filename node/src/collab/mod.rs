@@ -260,6 +260,10 @@ fn make_change(
     }
 
     let mut parents = object.map(|o| collab.graph.tips(o)).unwrap_or_default();
+    if let (Some(o), true) = (object, parents.is_empty()) {
+        // An object just opened here (the moderation record): its opening is the tip.
+        parents.push(o);
+    }
     parents.sort();
     let change = Change {
         repository: id,
