@@ -3,14 +3,16 @@
 //! maintainers hid and this node blocks left out, and each patch judged merged or not
 //! against the maintainers' branches.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use git2::Repository;
+use git2::{Oid, Repository};
 use guts_cob::{Context, Graph, Issue, Kind, Moderation, Patch, PatchState};
-use guts_protocol::{IdentityDoc, RepositoryId};
+use guts_protocol::canonical::Ancestry;
+use guts_protocol::{IdentityDoc, ObjectId, RepositoryId};
 
-use super::Repositories;
 use super::held::GitAncestry;
+use super::{Repositories, object_id, oid};
 use crate::StorageError;
 
 /// What [`Repositories::collaboration`] gives.
@@ -40,6 +42,68 @@ impl Collaboration {
     }
 }
 
+/// Whether maintainers' tips reach patches' heads, with one walk of history per tip
+/// rather than one per patch and tip: a thousand patches on a long history would
+/// otherwise walk it a thousand times.
+struct Reach<'a> {
+    repo: &'a Repository,
+    /// Every revision's head.
+    heads: HashSet<Oid>,
+    /// For each tip walked, the heads it reaches.
+    reached: RefCell<HashMap<Oid, HashSet<Oid>>>,
+}
+
+impl<'a> Reach<'a> {
+    fn new(repo: &'a Repository, heads: HashSet<Oid>) -> Self {
+        Reach {
+            repo,
+            heads,
+            reached: RefCell::default(),
+        }
+    }
+
+    /// The heads `tip` reaches: one walk, ending once it found them all.
+    fn walk(&self, tip: Oid) -> HashSet<Oid> {
+        let mut found = HashSet::new();
+        let Ok(mut walk) = self.repo.revwalk() else {
+            return found;
+        };
+        if walk.push(tip).is_err() {
+            return found;
+        }
+        for id in walk.flatten() {
+            if self.heads.contains(&id) {
+                found.insert(id);
+                if found.len() == self.heads.len() {
+                    break;
+                }
+            }
+        }
+        found
+    }
+}
+
+impl Ancestry for Reach<'_> {
+    fn descends(&self, descendant: ObjectId, ancestor: ObjectId) -> bool {
+        let (tip, head) = (oid(&descendant), oid(&ancestor));
+        if tip == head {
+            return true;
+        }
+        if !self.heads.contains(&head) {
+            return GitAncestry(self.repo).descends(descendant, ancestor);
+        }
+        let mut reached = self.reached.borrow_mut();
+        reached
+            .entry(tip)
+            .or_insert_with(|| self.walk(tip))
+            .contains(&head)
+    }
+
+    fn merge_base(&self, a: ObjectId, b: ObjectId) -> Option<ObjectId> {
+        self.repo.merge_base(oid(&a), oid(&b)).ok().map(object_id)
+    }
+}
+
 impl Repositories {
     /// Every patch and issue of `id` this node holds, as they stand, leaving out the keys
     /// in `blocked` (this node's block list) and those the maintainers hid. Blocking.
@@ -63,10 +127,17 @@ impl Repositories {
             identity: &identity,
             silenced: &silenced,
         };
-        let ancestry = GitAncestry(&repo);
+        let grouped = graph.grouped();
+        let mut heads = HashSet::new();
+        for changes in grouped.values() {
+            for (_, change) in changes {
+                heads.extend(change.action.related().map(|h| oid(&h)));
+            }
+        }
+        let ancestry = Reach::new(&repo, heads);
         let mut issues = Vec::new();
         let mut patches = Vec::new();
-        for (root, changes) in graph.grouped() {
+        for (root, changes) in grouped {
             match graph.kind_of(&root) {
                 Some(Kind::Issue) => issues.extend(Issue::replay(changes, &ctx)),
                 Some(Kind::Patch) => {

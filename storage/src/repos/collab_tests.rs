@@ -115,6 +115,23 @@ fn a_contributed_patch_comes_with_its_commits_and_merges_with_the_branch() {
             head: object_id(work)
         }
     );
+
+    // A second patch, on top of the first, is open beside it: each head judged alone.
+    let more = fx.commit("refs/heads/work", &[("README", "even more\n")], &[work]);
+    let area = repos.create_contribution_area(&id).unwrap();
+    git_push(&fx, &area, &format!("{more}:refs/heads/work"));
+    let mut second = open_patch(id, object_id(work), object_id(more));
+    second.change.timestamp += 1;
+    let second = SignedChange::sign(second.change, &key(2)).unwrap();
+    let taken = repos
+        .contribute(&id, &area, &second, &policy, &anyone)
+        .unwrap();
+    let second = taken.taken[0];
+    assert_eq!(state_of(&repos, &id, &second), PatchState::Open);
+    assert!(matches!(
+        state_of(&repos, &id, &patch),
+        PatchState::Merged { .. }
+    ));
 }
 
 /// A peer's pack of `crafted`'s objects plus the git form of a patch (by `key(3)`) whose
