@@ -300,6 +300,44 @@ mod tests {
         assert!(err.contains("status_interval"), "{err}");
     }
 
+    #[test]
+    fn blocked_keys_are_checked_and_make_the_change_policy() {
+        let good = key_hex(1);
+        let config = Config::from_toml(&format!(
+            "blocked_keys = [\"{good}\"]\nmax_objects_per_key = 3\n"
+        ))
+        .unwrap();
+        config.validate().unwrap();
+        let policy = config.replication.change_policy();
+        assert_eq!(policy.max_objects_per_key, 3);
+        assert_eq!(
+            policy.blocked.iter().map(hex::encode).collect::<Vec<_>>(),
+            [good]
+        );
+        // Not a key: named, in the file and on the command line.
+        let mut config = Config::default();
+        config.replication.blocked_keys = vec![key_hex(2), "nonsense".into()];
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("blocked_keys") && err.contains("nonsense"),
+            "{err}"
+        );
+        let err = crate::sync::settings::parse_key("12ab").unwrap_err();
+        assert!(err.contains("\"12ab\""), "{err}");
+        let mut config = Config::default();
+        config.replication.max_changes_per_key = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("max_changes_per_key"), "{err}");
+    }
+
+    fn key_hex(seed: u8) -> String {
+        hex::encode(
+            ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+                .verifying_key()
+                .as_bytes(),
+        )
+    }
+
     /// Flags the command line names replace the file's values; the rest stay.
     #[test]
     fn flags_update_only_what_they_name() {
