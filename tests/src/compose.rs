@@ -44,19 +44,39 @@ impl Compose {
         let project = docker::test_name();
         let image = format!("guts:{project}");
         docker::build_image(&image);
-        let api_port = free_port();
-        let compose = Compose {
+        let mut compose = Compose {
             started: std::time::Instant::now(),
             project,
             image,
-            api_port,
+            api_port: free_port(),
             swarm_key,
             extra: Vec::new(),
         };
-        run(compose
-            .compose()
-            .args(["up", "--detach", "--scale"])
-            .arg(format!("node={nodes}")));
+        // The published port is checked free, then bound by docker: another test's node
+        // may take it in between. Such a start is taken down and tried on another port.
+        for attempt in 1.. {
+            compose.started = std::time::Instant::now();
+            let out = compose
+                .compose()
+                .args(["up", "--detach", "--scale"])
+                .arg(format!("node={nodes}"))
+                .output()
+                .expect("cannot run compose");
+            if out.status.success() {
+                break;
+            }
+            let text = output_text(&out);
+            assert!(
+                attempt < 5 && text.contains("address already in use"),
+                "compose up failed:\n{text}"
+            );
+            eprintln!("port {} was taken; starting again", compose.api_port);
+            let _ = compose
+                .compose()
+                .args(["down", "--volumes", "--remove-orphans", "--timeout", "5"])
+                .output();
+            compose.api_port = free_port();
+        }
         compose
     }
 
@@ -245,10 +265,22 @@ pub fn rx_bytes(container: &str) -> u64 {
         .unwrap_or_else(|| panic!("no eth0 in {table}"))
 }
 
-/// A free TCP port on loopback (for the bootstrap node's published API).
+/// A free TCP port on loopback (for the bootstrap node's published API), below the
+/// kernel's ephemeral range, where the other tests' nodes (listening on port 0) never
+/// land.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = (10_000u16, low.max(10_100));
+    let start = std::process::id() as u16
+        ^ (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u16)
+            .unwrap_or(0));
+    (0..to - from)
+        .map(|i| from + (start.wrapping_add(i) % (to - from)))
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
