@@ -235,6 +235,12 @@ pub enum ActionBody {
         /// The key.
         key: String,
     },
+    /// Turns contributions on or off (maintainers): while off, only the maintainers'
+    /// patches, issues and forks are kept and shown.
+    SetContributions {
+        /// Whether anyone may contribute.
+        open: bool,
+    },
 }
 
 /// `POST /api/v1/repos/{id}/changes`: one change, signed with the node's key, stored

@@ -374,6 +374,25 @@ pub struct RepoDetail {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub positions:
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, Option<String>>>,
+    /// Contributors' forks held here, by key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forks: Vec<ForkReport>,
+    /// Whether the maintainers turned contributions off (an authoritative mirror).
+    #[serde(default)]
+    pub contributions_off: bool,
+}
+
+/// A contributor's fork: its own signed refs of a repository it does not maintain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForkReport {
+    /// The contributor's key, hex.
+    pub key: String,
+    /// The sequence of the fork held.
+    pub sequence: u64,
+    /// Its refs and their targets (fetched as `refs/forks/<key>/...`).
+    pub refs: std::collections::BTreeMap<String, String>,
+    /// Whether it is this node's key.
+    pub you: bool,
 }
 
 /// The identity of a repository with maintainers.
@@ -514,6 +533,10 @@ pub struct PushResponse {
     /// the branches move once the threshold of views agree.
     #[serde(default)]
     pub view: bool,
+    /// Whether this node's key does not maintain the repository: what was signed is its
+    /// fork, which never moves the branches.
+    #[serde(default)]
+    pub fork: bool,
 }
 
 /// `POST /api/v1/repos/<id>/sync` body.

@@ -648,6 +648,38 @@ pub fn hide(
     Ok(())
 }
 
+/// `guts repo contributions ID on|off`.
+pub fn set_contributions(
+    api: &ApiArgs,
+    repo: RepositoryId,
+    open: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let response: ChangeResponse = client(api)?.post(
+        &format!("/api/v1/repos/{repo}/changes"),
+        &ChangeRequest {
+            object: None,
+            area: None,
+            action: ActionBody::SetContributions { open },
+        },
+    )?;
+    if json {
+        return print_json(&response);
+    }
+    if open {
+        println!(
+            "contributions to guts://{repo} are on: anyone may open patches and issues and publish a fork (change {})",
+            response.change
+        );
+    } else {
+        println!(
+            "contributions to guts://{repo} are off: only its maintainers' patches, issues and forks are kept and shown (change {})",
+            response.change
+        );
+    }
+    Ok(())
+}
+
 /// `guts events`: what happened to patches and issues since `since`.
 pub fn events(
     api: &ApiArgs,

@@ -101,6 +101,21 @@ pub enum RepoCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Turn contributions to a repository on or off, on every node (its maintainers may):
+    /// while off it is an authoritative mirror, and only its maintainers' patches, issues
+    /// and forks are kept and shown.
+    Contributions {
+        /// The repository id.
+        #[arg(value_parser = parse_id)]
+        id: RepositoryId,
+        /// `on` or `off`.
+        state: OnOff,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Hide a key's patches, issues and comments in a repository, on every node (its
     /// maintainers may); --undo shows them again.
     Hide {
@@ -219,6 +234,12 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
             api,
             json,
         } => crate::collab_cmd::hide(&api, id, key, undo, json),
+        RepoCommand::Contributions {
+            id,
+            state,
+            api,
+            json,
+        } => crate::collab_cmd::set_contributions(&api, id, state == OnOff::On, json),
         RepoCommand::Propose {
             id,
             add,
@@ -368,6 +389,15 @@ fn list(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A switch's two positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
 fn show(api: &ApiArgs, id: &RepositoryId, json: bool) -> anyhow::Result<()> {
     let r: RepoDetail =
         Client::new(&api.target(), Duration::from_secs(30))?.get(&format!("/api/v1/repos/{id}"))?;
@@ -389,6 +419,9 @@ fn show(api: &ApiArgs, id: &RepositoryId, json: bool) -> anyhow::Result<()> {
     println!("sequence:  {}", s.sequence);
     println!("head:      {}", safe(s.head.as_deref().unwrap_or("(none)")));
     println!("path:      {}", s.path);
+    if r.contributions_off {
+        println!("contributions: off (only the maintainers' patches, issues and forks count)");
+    }
     println!("refs:");
     for (name, target) in &r.refs {
         println!("  {target}  {}", safe(name));
@@ -396,6 +429,16 @@ fn show(api: &ApiArgs, id: &RepositoryId, json: bool) -> anyhow::Result<()> {
     if r.maintainers.is_some() {
         maintainers_cmd::print_maintainers(&r);
         maintainers_cmd::print_positions(&r);
+    }
+    if !r.forks.is_empty() {
+        println!("forks (git fetch origin 'refs/forks/<key>/*'):");
+        for f in &r.forks {
+            let you = if f.you { " (this node)" } else { "" };
+            println!("  {}{you}, fork {}:", f.key, f.sequence);
+            for (name, target) in &f.refs {
+                println!("    {target}  {}", safe(name));
+            }
+        }
     }
     println!("holders:");
     if r.holders.is_empty() {

@@ -1,8 +1,9 @@
 //! The maintainers' moderation: keys whose patches, issues and comments a repository hides.
 //!
-//! Any maintainer may hide or unhide a key; the last word in replay order over every
-//! moderation object of the repository stands (two maintainers who open moderation objects
-//! concurrently do not split the record). Maintainers cannot be hidden.
+//! Any maintainer may hide or unhide a key, or turn contributions off and on; the last word
+//! in replay order over every moderation object of the repository stands (two maintainers
+//! who open moderation objects concurrently do not split the record). Maintainers cannot
+//! be hidden.
 
 use std::collections::BTreeSet;
 
@@ -15,12 +16,21 @@ use guts_protocol::IdentityDoc;
 pub struct Moderation {
     /// The hidden keys, by bytes.
     pub hidden: BTreeSet<[u8; 32]>,
+    /// Whether contributions are off: only maintainers' changes and forks count.
+    pub closed: bool,
 }
 
 impl Moderation {
+    /// Whether `key`'s patches, issues and forks are left out under `identity`: hidden,
+    /// or not a maintainer while contributions are off.
+    pub fn excludes(&self, key: &ed25519_dalek::VerifyingKey, identity: &IdentityDoc) -> bool {
+        self.hidden.contains(key.as_bytes()) || (self.closed && !identity.is_maintainer(key))
+    }
+
     /// Replays every moderation change in `graph` as `identity`'s maintainers made them.
     pub fn replay(graph: &Graph, identity: &IdentityDoc) -> Moderation {
         let mut hidden = BTreeSet::new();
+        let mut closed = false;
         for id in graph.order() {
             if graph.kind_of(&id) != Some(Kind::Moderation) {
                 continue;
@@ -38,9 +48,10 @@ impl Moderation {
                 Action::Unhide { key } => {
                     hidden.remove(key.as_bytes());
                 }
+                Action::SetContributions { open } => closed = !open,
                 _ => {}
             }
         }
-        Moderation { hidden }
+        Moderation { hidden, closed }
     }
 }

@@ -113,8 +113,8 @@ impl Author {
         Ok(snapshot)
     }
 
-    /// A staging area for a push to `id` (refused unless this node owns it, or maintains
-    /// it).
+    /// A staging area for a push to `id`: to its refs if this node's key maintains it,
+    /// else to the key's fork (refused while contributions are off).
     pub(crate) async fn push_area(&self, id: RepositoryId) -> Result<PathBuf, NodeError> {
         self.blocking(move |repos, key| repos.create_staging(&id, key))
             .await
@@ -130,7 +130,7 @@ impl Author {
         let pushed = self
             .blocking(move |repos, key| repos.push(&id, &area, &updates, key))
             .await?;
-        if pushed.changed && pushed.shared {
+        if pushed.changed && (pushed.shared || pushed.fork) {
             self.publish_shared(
                 id,
                 SharedAnnouncement::View(Box::new(pushed.snapshot.signed.clone())),

@@ -206,7 +206,35 @@ impl NodeHandle {
             }
             None => Default::default(),
         };
+        let blocked = self.engine.change_policy().blocked.clone();
+        let (forks, contributions_off) = self
+            .read(move |repos| {
+                Ok(match repos.held(&id)? {
+                    Some(held) => (
+                        repos.forks(&id)?,
+                        repos.contributions_closed(&id, &held.into_state().identity)?,
+                    ),
+                    None => Default::default(),
+                })
+            })
+            .await?;
+        let forks = forks
+            .iter()
+            .filter(|f| !blocked.contains(f.signed.signer.as_bytes()))
+            .map(|f| guts_api::ForkReport {
+                key: hex::encode(f.signed.signer.as_bytes()),
+                sequence: f.sequence(),
+                refs: f
+                    .refs
+                    .iter()
+                    .map(|(n, t)| (n.to_string(), t.to_string()))
+                    .collect(),
+                you: f.signed.signer == me,
+            })
+            .collect();
         Ok(Some(RepoDetail {
+            forks,
+            contributions_off,
             refs,
             holders: self
                 .engine

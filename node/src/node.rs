@@ -71,7 +71,8 @@ impl Node {
         // before anything reads the store.
         let repos = data_dir
             .repositories()
-            .with_limits(config.replication.storage_limits());
+            .with_limits(config.replication.storage_limits())
+            .with_policy(config.replication.change_policy());
         let recovered = Store::new(repos.clone()).run(|r| r.recover()).await??;
         report_recovery(&recovered);
 

@@ -4,6 +4,7 @@
 //! defines identifiers, protocol names and messages, and bounds what may be decoded.
 
 pub mod canonical;
+pub mod forks;
 pub mod identity;
 pub mod ids;
 pub mod network;
@@ -13,6 +14,7 @@ pub mod views;
 pub mod wire;
 
 pub use canonical::{Ancestry, Canonical};
+pub use forks::{ForkLimits, Forks};
 pub use identity::{IdentityDoc, IdentityHistory, SignedVersion, VersionId};
 pub use ids::{ObjectId, RefName, RepoName, RepositoryId};
 pub use network::{NetworkName, NetworkNameError};
@@ -27,6 +29,6 @@ pub const PROTOCOL_VERSION: &str = "1.0.0";
 /// ([`wire::SyncResponse::State`]).
 pub const SHARED_SYNC_VERSION: &str = "1.1.0";
 
-/// Version of the sync protocol that carries collaborative objects' tips
-/// ([`wire::SyncRequest::GetChanges`]).
+/// Version of the sync protocol that carries collaborative objects' tips and
+/// contributors' forks ([`wire::SyncRequest::GetChanges`], [`wire::SyncRequest::GetForks`]).
 pub const CHANGES_SYNC_VERSION: &str = "1.2.0";

@@ -3,6 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::forks::ForkSeen;
 use crate::identity::SignedVersion;
 use crate::ids::{ObjectId, RepositoryId};
 use crate::refs::{MAX_REFS, SignedHeader, SignedRefs};
@@ -97,7 +98,19 @@ pub enum SyncRequest {
         /// Which repository.
         repository: RepositoryId,
     },
+    /// Contributors' forks of a repository newer than those the requester names (sync
+    /// 1.2.0 only).
+    GetForks {
+        /// Which repository.
+        repository: RepositoryId,
+        /// Forks the requester holds (at most [`MAX_KNOWN_FORKS`]): only newer ones of
+        /// these keys are sent.
+        known: Vec<ForkSeen>,
+    },
 }
+
+/// Most forks a [`SyncRequest::GetForks`] names as held (about 11 KiB).
+pub const MAX_KNOWN_FORKS: usize = 256;
 
 /// One tip of a collaborative object: enough to decide whether to fetch it before
 /// fetching (a blocked author's tip is not asked for).
@@ -148,6 +161,8 @@ pub enum SyncResponse {
     /// The tips of the repository's collaborative objects (sync 1.2.0 only; at most
     /// [`MAX_CHANGE_TIPS`]).
     Changes(Vec<ChangeTip>),
+    /// Contributors' forks (sync 1.2.0 only; at most [`crate::forks::MAX_FORKS`]).
+    Forks(Vec<SignedRefs>),
 }
 
 /// Gossip on the topic of repositories with maintainers.

@@ -76,9 +76,6 @@ fn run(url: &str) -> anyhow::Result<()> {
     let mut store: Option<PathBuf> = None;
     // `git push -o ...`: what a patch is opened with.
     let mut push_options = patches::Options::default();
-    // Why this node's key may not move branches, if it may not (it may still propose
-    // patches).
-    let mut refused: Option<String> = None;
     while let Some(line) = lines.next() {
         let line = line.context("reading git's commands")?;
         let command = line.trim();
@@ -142,20 +139,6 @@ fn run(url: &str) -> anyhow::Result<()> {
                     store = Some(prepare_fetch(&client, &id, progress)?);
                 }
                 let detail = repository(&client, &id)?;
-                if command == "list for-push" && !detail.summary.owned {
-                    refused = Some(match &detail.maintainers {
-                        Some(m) => format!(
-                            "guts://{id} has {} maintainers (threshold {}) and this node's key is not one of them: ask one to add it with `guts repo propose {id} --add <key>` (`guts status` shows this node's key); to propose a change instead: git push guts://{id} HEAD:refs/patches",
-                            m.maintainers.len(),
-                            m.threshold
-                        ),
-                        None => format!(
-                            "guts://{id} is owned by key {}, not by this node ({}): only its owner can push to it; to propose a change instead: git push guts://{id} HEAD:refs/patches",
-                            detail.summary.owner.as_deref().unwrap_or("?"),
-                            node_peer_id(&client).unwrap_or_default()
-                        ),
-                    });
-                }
                 let listed = if command == "list for-push" {
                     refs_for_push(&detail)
                 } else {
@@ -211,7 +194,7 @@ fn run(url: &str) -> anyhow::Result<()> {
                         None => break,
                     }
                 }
-                for line in push(&client, &id, &specs, refused.as_deref(), &push_options)? {
+                for line in push(&client, &id, &specs, &push_options)? {
                     writeln!(out, "{line}")?;
                 }
                 writeln!(out)?;
@@ -424,14 +407,13 @@ fn batch_check(git_dir: Option<&Path>, names: &[String]) -> anyhow::Result<Vec<O
 }
 
 /// Runs a push: objects into a push area, then the node decides each ref; pushes to
-/// `refs/patches[/<patch>]` open or revise patches instead ([`patches`]). `refused` says
-/// why this node's key may not move branches, if it may not. Returns the
+/// `refs/patches[/<patch>]` open or revise patches instead ([`patches`]). A key that does
+/// not maintain the repository moves its own fork. Returns the
 /// helper-protocol status lines (`ok <ref>` / `error <ref> <why>`).
 fn push(
     client: &Client,
     id: &RepositoryId,
     specs: &[String],
-    refused: Option<&str>,
     options: &patches::Options,
 ) -> anyhow::Result<Vec<String>> {
     let mut parsed = Vec::new();
@@ -474,10 +456,6 @@ fn push(
             }
             continue;
         }
-        if let Some(why) = refused {
-            lines.push(format!("error {dst} {}", safe(why)));
-            continue;
-        }
         to_send.extend(new.clone());
         updates.push(PushUpdate {
             ref_name: dst.to_owned(),
@@ -518,7 +496,12 @@ fn push(
             updates,
         },
     )?;
-    if response.changed && response.view {
+    if response.changed && response.fork {
+        eprintln!(
+            "guts: signed your fork {} of guts://{id} and announced it: other nodes list it as refs/forks/<your key>/...; the branches stay the maintainers' (to propose a change: git push guts://{id} HEAD:refs/patches)",
+            response.sequence
+        );
+    } else if response.changed && response.view {
         eprintln!(
             "guts: signed view {} of guts://{id} and announced it (branches move where enough maintainers' views agree: guts repo show {id})",
             response.sequence
@@ -538,7 +521,8 @@ fn push(
 }
 
 /// What a fetch lists: the canonical refs and, with maintainers, each maintainer's view
-/// under `refs/views/<key>/` (fetched with `git fetch origin 'refs/views/*:refs/views/*'`).
+/// under `refs/views/<key>/` (fetched with `git fetch origin 'refs/views/*:refs/views/*'`),
+/// and each contributor's fork under `refs/forks/<key>/`.
 fn refs_for_fetch(detail: &RepoDetail) -> Vec<(String, String)> {
     let mut refs: Vec<(String, String)> = detail
         .refs
@@ -553,17 +537,28 @@ fn refs_for_fetch(detail: &RepoDetail) -> Vec<(String, String)> {
             }
         }
     }
+    for fork in &detail.forks {
+        for (name, target) in &fork.refs {
+            let rest = name.strip_prefix("refs/").unwrap_or(name);
+            refs.push((format!("refs/forks/{}/{rest}", fork.key), target.clone()));
+        }
+    }
     refs
 }
 
 /// What a push lists: with maintainers, the pusher's own view (what the push moves; the
-/// canonical refs while it has none), else the owner's refs.
+/// canonical refs while it has none); for a key that maintains nothing, its fork; else
+/// the owner's refs.
 fn refs_for_push(detail: &RepoDetail) -> Vec<(String, String)> {
     let me = detail
         .maintainers
         .as_ref()
         .and_then(|m| m.maintainers.iter().find(|m| m.you));
+    let fork = detail.forks.iter().find(|f| f.you);
     match me {
+        None if fork.is_some() => fork
+            .map(|f| f.refs.iter().map(|(n, t)| (n.clone(), t.clone())).collect())
+            .unwrap_or_default(),
         Some(me) if me.view_sequence.is_some() => detail
             .positions
             .iter()

@@ -257,6 +257,24 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// A fork a peer sent does not verify.
+    #[error("fork of {repository} by {key} refused: {reason}")]
+    BadFork {
+        /// The repository.
+        repository: RepositoryId,
+        /// The fork's key, hex.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// This node does not keep the fork a push would make.
+    #[error("guts://{repository} takes no fork from this key: {reason}")]
+    ForkRefused {
+        /// The repository.
+        repository: RepositoryId,
+        /// Why.
+        reason: String,
+    },
     /// A patch names a branch the repository does not have.
     #[error("guts://{repository} has no branch {branch} (its branches: {})", if branches.is_empty() { "none".to_owned() } else { branches.join(", ") })]
     NoBranch {
@@ -292,7 +310,8 @@ impl StorageError {
             | StorageError::MissingObject { .. }
             | StorageError::Incomplete { .. }
             | StorageError::InvalidSnapshot(_)
-            | StorageError::BadChange { .. } => true,
+            | StorageError::BadChange { .. }
+            | StorageError::BadFork { .. } => true,
             // A version or view that may fit once more of the identity is known is no
             // fault of the sender's; a bad signature or a malformed one is.
             StorageError::Identity(e) => matches!(
@@ -330,6 +349,7 @@ impl StorageError {
             | StorageError::Stale { .. }
             | StorageError::Change(_)
             | StorageError::NoBranch { .. }
+            | StorageError::ForkRefused { .. }
             | StorageError::Transfer(_)
             | StorageError::Aborted
             | StorageError::Closed

@@ -138,12 +138,12 @@ fn a_contributors_patch_is_revised_reviewed_and_merged_on_every_node() {
     );
     configure(c, &carol, "carol");
 
-    // Carol may not move main, and is told how to propose instead.
+    // Carol's push to main goes to her fork, and she is told how to propose instead.
     let one = commit(c, &carol, "feature.txt", "Add a feature");
-    let refused = c.git(&carol, &["push", "origin", "main"]);
-    assert!(!refused.status.success(), "a contributor moved main");
-    let why = String::from_utf8_lossy(&refused.stderr);
-    assert!(why.contains("HEAD:refs/patches"), "{why}");
+    let forked = c.git(&carol, &["push", "origin", "main"]);
+    let said = String::from_utf8_lossy(&forked.stderr);
+    assert!(forked.status.success(), "{said}");
+    assert!(said.contains("HEAD:refs/patches"), "{said}");
 
     let opened = c.git(
         &carol,
@@ -376,4 +376,59 @@ fn a_blocked_keys_issue_is_neither_stored_nor_passed_on() {
             Err("no blocked verdict yet".to_owned())
         }
     });
+}
+
+#[test]
+fn with_contributions_off_only_the_maintainers_contribute_and_on_again_anyone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let a = spawn(&root.join("a"), None);
+    let c = spawn(&root.join("c"), Some(&a));
+    let created: RepoSummary = a.client_json("repo init mirror").unwrap();
+    let id = created.id;
+    c.client_ok(&["repo", "follow", &id]);
+    c.client_ok(&["repo", "sync", &id]);
+    let earlier: guts_node::api::types::collab::ChangeResponse = c
+        .client_json(&format!("issue open {id} --title Before"))
+        .unwrap();
+    eventually(WAIT, "C's issue on A", || {
+        issue_on(&a, &id, &earlier.object).map(|_| ())
+    });
+
+    // The owner turns contributions off: it reaches C, which then refuses C's own.
+    let said = a.client_ok(&["repo", "contributions", &id, "off"]);
+    assert!(said.contains("are off"), "{said}");
+    eventually(WAIT, "contributions off on C", || {
+        let d: guts_node::api::types::RepoDetail = c.client_json(&format!("repo show {id}"))?;
+        d.contributions_off
+            .then_some(())
+            .ok_or("still on".to_owned())
+    });
+    let refused = c.client(["issue", "open", &id, "--title", "After"]);
+    assert!(!refused.status.success(), "C opened an issue");
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("contributions to guts://") && why.contains("off"),
+        "{why}"
+    );
+    // What C contributed before is not shown, on either node; the owner still writes.
+    for node in [&a, &c] {
+        let issues: Vec<IssueReport> = node.client_json(&format!("issue list {id} --all")).unwrap();
+        assert!(issues.is_empty(), "{issues:#?}");
+    }
+    let own: guts_node::api::types::collab::ChangeResponse = a
+        .client_json(&format!("issue open {id} --title Owners-own"))
+        .unwrap();
+    eventually(WAIT, "A's issue on C", || {
+        issue_on(&c, &id, &own.object).map(|_| ())
+    });
+    let show = c.client_ok(&["repo", "show", &id]);
+    assert!(show.contains("contributions: off"), "{show}");
+
+    // On again: C's earlier issue shows again and C may open more.
+    a.client_ok(&["repo", "contributions", &id, "on"]);
+    eventually(WAIT, "C's earlier issue shown on C again", || {
+        issue_on(&c, &id, &earlier.object).map(|_| ())
+    });
+    c.client_ok(&["issue", "open", &id, "--title", "After"]);
 }

@@ -208,20 +208,30 @@ fn owner_pushes_others_clone_and_pull_and_only_the_owner_moves_refs() {
     ok(b.git(&clone, &["pull", "-q"]), "git pull");
     assert_eq!(head(&clone, &b), head(&work, &a));
 
-    // B does not own it: its push is refused, nothing moves anywhere.
+    // B does not own it: its push signs B's fork, and the owner's refs move nowhere.
     let seq_a = detail(&a, &id).summary.sequence;
-    let before = ls_remote(&work, &a, &url);
+    let before = detail(&a, &id).refs;
     commit(&clone, &b, "evil.txt", "x\n", "not the owner's");
-    let refused = b.git(&clone, &["push", "origin", "main"]);
-    assert!(!refused.status.success());
-    let message = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        message.contains("owned by key") && message.contains(created.owner.as_deref().unwrap()),
-        "{message}"
-    );
-    assert_eq!(ls_remote(&work, &a, &url), before);
+    let forked = b.git(&clone, &["push", "origin", "main"]);
+    let message = String::from_utf8_lossy(&forked.stderr);
+    assert!(forked.status.success(), "{message}");
+    assert!(message.contains("signed your fork 1"), "{message}");
+    let fork = detail(&b, &id).forks;
+    assert_eq!(fork.len(), 1, "{fork:?}");
+    assert_eq!(fork[0].refs.get("refs/heads/main"), Some(&head(&clone, &b)));
+    eventually(Duration::from_secs(30), "b's fork on a", || {
+        let forks = detail(&a, &id).forks;
+        let same =
+            |f: &guts_node::api::types::ForkReport| (f.key.clone(), f.sequence, f.refs.clone());
+        if forks.iter().map(same).eq(fork.iter().map(same)) && !forks[0].you {
+            Ok(())
+        } else {
+            Err(format!("{forks:?}"))
+        }
+    });
+    assert_eq!(detail(&a, &id).refs, before);
     assert_eq!(detail(&a, &id).summary.sequence, seq_a);
-    assert_eq!(detail(&b, &id).refs, detail(&a, &id).refs);
+    assert_eq!(detail(&b, &id).refs, before);
 
     // The owner rewrites main (refused without --force, taken with it) and deletes a
     // branch; both reach B.

@@ -207,17 +207,38 @@ fn a_branch_moves_when_two_of_three_maintainers_push_it_and_only_then() {
     );
     main_everywhere(&[a, b, c], id, &second);
 
-    // A node whose key maintains nothing is refused, by name.
+    // A node whose key maintains nothing pushes to a fork of its own: no branch moves,
+    // and every node lists the fork, which git fetches under refs/forks/.
     let d = spawn(&s.root.join("d"), Some(a));
     d.client_ok(&["repo", "follow", id]);
     main_everywhere(&[&d], id, &second);
     let dave = clone(&d, &s.root, "dave", &s.url);
-    commit(&d, &dave, "d.txt", "dave\n");
-    let refused = d.git(&dave, &["push", "origin", "main"]);
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "dave's push went through");
-    assert!(said.contains("not one of them"), "{said}");
+    let forked = commit(&d, &dave, "d.txt", "dave\n");
+    let pushed = d.git(&dave, &["push", "origin", "main"]);
+    let said = String::from_utf8_lossy(&pushed.stderr);
+    assert!(pushed.status.success(), "dave's push: {said}");
+    assert!(said.contains("signed your fork 1"), "{said}");
+    let dave_key = detail(&d, id).unwrap().forks[0].key.clone();
+    for node in [a, b, c] {
+        eventually(WAIT, "dave's fork on every node", || {
+            let forks = detail(node, id)?.forks;
+            match forks.iter().find(|f| f.key == dave_key) {
+                Some(f) if f.refs.get("refs/heads/main") == Some(&forked) => Ok(()),
+                _ => Err(format!("forks {forks:?}")),
+            }
+        });
+    }
     main_everywhere(&[a, b, c, &d], id, &second);
+    let fork_ref = format!("refs/forks/{dave_key}/heads/main");
+    ok(
+        a.git(&s.root.join("alice"), &["fetch", "-q", "origin", &fork_ref]),
+        "git fetch dave's fork",
+    );
+    let fetched = ok(
+        a.git(&s.root.join("alice"), &["rev-parse", "FETCH_HEAD"]),
+        "rev-parse",
+    );
+    assert_eq!(fetched.trim(), forked);
 }
 
 #[test]
@@ -295,10 +316,12 @@ fn a_removed_maintainer_counts_nowhere_even_where_the_removal_came_late() {
             "node {i} lists carol's commit:\n{listed}"
         );
     }
-    // And her next push is refused where she pushes.
+    // And her next push makes a fork, which moves no branch.
     commit(&c, &carol, "c2.txt", "carol again\n");
-    let refused = c.git(&carol, &["push", "origin", "main"]);
-    assert!(!refused.status.success(), "a removed maintainer pushed");
+    let forked = c.git(&carol, &["push", "origin", "main"]);
+    let said = String::from_utf8_lossy(&forked.stderr);
+    assert!(said.contains("signed your fork"), "{said}");
+    assert_eq!(main_on(&c, &id).unwrap(), Some(s.first.clone()));
     s.nodes[2] = c;
 }
 

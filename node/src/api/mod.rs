@@ -427,6 +427,7 @@ async fn push(
         sequence: pushed.snapshot.sequence(),
         changed: pushed.changed,
         view: pushed.shared,
+        fork: pushed.fork,
         results: pushed
             .results
             .into_iter()

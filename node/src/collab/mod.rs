@@ -181,6 +181,11 @@ fn make_change(
 ) -> Result<ChangeTip, NodeError> {
     let collab = repos.collaboration(&id, &policy.blocked)?;
     let me = key.verifying_key();
+    if !collab.contributions && !collab.identity.is_maintainer(&me) {
+        return Err(NodeError::NotAllowed(format!(
+            "contributions to guts://{id} are off: only its maintainers open patches and issues there"
+        )));
+    }
     let (mut action, revision) = request::action(request.action, &collab.graph)?;
     let object = match (&action, request.object) {
         (Action::OpenIssue { .. } | Action::OpenPatch { .. }, None) => None,
@@ -190,10 +195,15 @@ fn make_change(
                 action.name()
             )));
         }
-        (Action::Hide { .. } | Action::Unhide { .. }, _) => {
+        (Action::Hide { .. } | Action::Unhide { .. } | Action::SetContributions { .. }, _) => {
             if !collab.identity.is_maintainer(&me) {
                 return Err(NodeError::NotAllowed(format!(
-                    "only the maintainers of guts://{id} may hide a key there"
+                    "only the maintainers of guts://{id} may {}",
+                    if matches!(action, Action::SetContributions { .. }) {
+                        "turn contributions on or off"
+                    } else {
+                        "hide a key there"
+                    }
                 )));
             }
             Some(moderation_object(repos, id, &collab.graph, key)?)

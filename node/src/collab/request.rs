@@ -216,6 +216,7 @@ pub(crate) fn action(
             },
             None,
         ),
+        ActionBody::SetContributions { open } => (Action::SetContributions { open }, None),
     })
 }
 

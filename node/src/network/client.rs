@@ -231,6 +231,36 @@ impl Client {
         }
     }
 
+    /// Forks of `repository` that `peer` holds, newer than those in `known`.
+    pub(crate) async fn get_forks(
+        &self,
+        peer: PeerId,
+        repository: RepositoryId,
+        known: Vec<guts_protocol::forks::ForkSeen>,
+    ) -> Result<Vec<guts_protocol::SignedRefs>, RequestError> {
+        match self
+            .request(peer, SyncRequest::GetForks { repository, known })
+            .await?
+        {
+            SyncResponse::Forks(forks) if forks.len() <= guts_protocol::forks::MAX_FORKS => {
+                Ok(forks)
+            }
+            SyncResponse::NotFound => Err(RequestError::Failed("does not hold it".into())),
+            SyncResponse::RateLimited => Err(RequestError::Failed("busy (rate-limited)".into())),
+            other => Err(RequestError::Misbehaved {
+                penalty: Penalty::ProtocolViolation,
+                reason: match other {
+                    SyncResponse::Forks(f) => format!(
+                        "answered with {} forks, more than {}",
+                        f.len(),
+                        guts_protocol::forks::MAX_FORKS
+                    ),
+                    other => format!("answered a request for forks with {other:?}"),
+                },
+            }),
+        }
+    }
+
     /// The repositories `peer` holds.
     pub(crate) async fn list_repositories(
         &self,

@@ -66,6 +66,9 @@ pub enum FetchError {
     /// The holder gave no list of changes to fetch from.
     #[error("no changes listed: {0}")]
     NoTips(String),
+    /// The holder gave no forks to fetch from.
+    #[error("no forks listed: {0}")]
+    NoForks(String),
 }
 
 impl FetchError {
@@ -84,7 +87,8 @@ impl FetchError {
             | FetchError::Io(_)
             | FetchError::Storage(_)
             | FetchError::Task(_)
-            | FetchError::NoTips(_) => None,
+            | FetchError::NoTips(_)
+            | FetchError::NoForks(_) => None,
         }
     }
 }

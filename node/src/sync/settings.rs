@@ -94,6 +94,13 @@ pub struct Replication {
     /// in one repository here; more are not kept.
     #[arg(long, env = "GUTS_MAX_CHANGES_PER_KEY", value_name = "N")]
     pub max_changes_per_key: u32,
+    /// Contributors' forks of one repository kept here (0: none); the first come keep
+    /// their place.
+    #[arg(long, env = "GUTS_MAX_FORKS", value_name = "N")]
+    pub max_forks: u32,
+    /// Refs one contributor's fork may hold to be kept here.
+    #[arg(long, env = "GUTS_MAX_REFS_PER_FORK", value_name = "N")]
+    pub max_refs_per_fork: u32,
 }
 
 /// Parses a key (64 hex digits), naming the bad value.
@@ -125,6 +132,8 @@ impl Default for Replication {
             blocked_keys: Vec::new(),
             max_objects_per_key: changes.max_objects_per_key as u32,
             max_changes_per_key: changes.max_changes_per_key as u32,
+            max_forks: changes.forks.max_forks as u32,
+            max_refs_per_fork: changes.forks.max_refs as u32,
         }
     }
 }
@@ -148,7 +157,7 @@ impl Replication {
         }
     }
 
-    /// What this node keeps of other keys' patches and issues.
+    /// What this node keeps of other keys' patches, issues and forks.
     pub fn change_policy(&self) -> guts_storage::ChangePolicy {
         guts_storage::ChangePolicy {
             blocked: self
@@ -159,6 +168,10 @@ impl Replication {
                 .collect(),
             max_objects_per_key: self.max_objects_per_key as usize,
             max_changes_per_key: self.max_changes_per_key as usize,
+            forks: guts_protocol::ForkLimits {
+                max_forks: self.max_forks as usize,
+                max_refs: self.max_refs_per_fork as usize,
+            },
         }
     }
 
@@ -175,6 +188,7 @@ impl Replication {
             ("max_streams_per_peer", self.max_streams_per_peer.into()),
             ("max_objects_per_key", self.max_objects_per_key.into()),
             ("max_changes_per_key", self.max_changes_per_key.into()),
+            ("max_refs_per_fork", self.max_refs_per_fork.into()),
             (
                 "owner_announcements_per_minute",
                 self.owner_announcements_per_minute.into(),
@@ -186,6 +200,22 @@ impl Replication {
         ] {
             if size.as_u64() < 1024 {
                 return Err(ConfigError::invalid(field, size, "must be at least 1 KiB"));
+            }
+        }
+        for (field, value, most) in [
+            ("max_forks", self.max_forks, guts_protocol::forks::MAX_FORKS),
+            (
+                "max_refs_per_fork",
+                self.max_refs_per_fork,
+                guts_protocol::forks::MAX_FORK_REFS,
+            ),
+        ] {
+            if value as usize > most {
+                return Err(ConfigError::invalid(
+                    field,
+                    value,
+                    format!("at most {most}"),
+                ));
             }
         }
         for key in &self.blocked_keys {

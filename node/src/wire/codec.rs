@@ -13,7 +13,8 @@ use super::frame::{read_message, write_message};
 /// The request-response codec of `/guts/<network>/sync/1.0.0`, `1.1.0` and `1.2.0`. Each
 /// version adds to the one before: 1.1.0 repositories with maintainers (a 1.0.0 peer, an
 /// older release that could not read one, is told "not found"), 1.2.0 the tips of
-/// collaborative objects (never asked of a peer that does not speak it).
+/// collaborative objects and contributors' forks (never asked of a peer that does not
+/// speak it).
 #[derive(Debug, Clone, Default)]
 pub struct Codec;
 
@@ -46,6 +47,14 @@ pub fn speaks_shared(protocol: &StreamProtocol) -> bool {
     sync_version(protocol) >= SyncVersion::Shared
 }
 
+/// Whether `request` is one a peer before sync 1.2.0 cannot read.
+fn needs_changes_version(request: &SyncRequest) -> bool {
+    matches!(
+        request,
+        SyncRequest::GetChanges { .. } | SyncRequest::GetForks { .. }
+    )
+}
+
 fn unsupported(protocol: &StreamProtocol, what: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
@@ -70,10 +79,8 @@ impl request_response::Codec for Codec {
         T: AsyncRead + Unpin + Send,
     {
         let request = read_message(io, MAX_REQUEST_SIZE).await?;
-        if matches!(request, SyncRequest::GetChanges { .. })
-            && sync_version(protocol) < SyncVersion::Changes
-        {
-            return Err(unsupported(protocol, "asking for changes"));
+        if needs_changes_version(&request) && sync_version(protocol) < SyncVersion::Changes {
+            return Err(unsupported(protocol, "asking for changes or forks"));
         }
         Ok(request)
     }
@@ -95,10 +102,8 @@ impl request_response::Codec for Codec {
         T: AsyncWrite + Unpin + Send,
     {
         // A peer of an older release could not decode it, and would count it against us.
-        if matches!(req, SyncRequest::GetChanges { .. })
-            && sync_version(protocol) < SyncVersion::Changes
-        {
-            return Err(unsupported(protocol, "asking for changes"));
+        if needs_changes_version(&req) && sync_version(protocol) < SyncVersion::Changes {
+            return Err(unsupported(protocol, "asking for changes or forks"));
         }
         write_message(io, &req).await?;
         io.close().await
@@ -122,8 +127,10 @@ impl request_response::Codec for Codec {
                 );
                 SyncResponse::NotFound
             }
-            SyncResponse::Changes(_) if sync_version(protocol) < SyncVersion::Changes => {
-                return Err(unsupported(protocol, "an answer with changes"));
+            SyncResponse::Changes(_) | SyncResponse::Forks(_)
+                if sync_version(protocol) < SyncVersion::Changes =>
+            {
+                return Err(unsupported(protocol, "an answer with changes or forks"));
             }
             other => other,
         };

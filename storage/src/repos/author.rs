@@ -272,16 +272,25 @@ impl Repositories {
         if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StorageError::Closed);
         }
-        match self.held(id)?.ok_or(StorageError::UnknownRepository(*id))? {
-            Held::Owner(snapshot) => check_owner(&snapshot, key)?,
-            Held::Shared(state) => {
-                if !state.identity.may_publish(&key.verifying_key()) {
-                    return Err(StorageError::NotMaintainer {
-                        repository: *id,
-                        key: hex::encode(key.verifying_key().as_bytes()),
-                        version: state.identity.current().version,
-                    });
-                }
+        let state = self
+            .held(id)?
+            .ok_or(StorageError::UnknownRepository(*id))?
+            .into_state();
+        let me = key.verifying_key();
+        // Anyone else pushes to a fork of its own, unless the node or the maintainers
+        // take none from it.
+        if !state.identity.may_publish(&me) {
+            if self.policy.blocked.contains(me.as_bytes()) {
+                return Err(StorageError::ForkRefused {
+                    repository: *id,
+                    reason: "its key is blocked here".into(),
+                });
+            }
+            if self.contributions_closed(id, &state.identity)? {
+                return Err(StorageError::ForkRefused {
+                    repository: *id,
+                    reason: "contributions are off: only its maintainers publish".into(),
+                });
             }
         }
         self.new_area(id)
@@ -375,6 +384,15 @@ impl Repositories {
         // (put there by anything else that writes into the area) go the packing way.
         let objects = staging.join("objects");
         let indexed = packs_only(&objects).then_some(objects.as_path());
+        if !held
+            .clone()
+            .into_state()
+            .identity
+            .may_publish(&key.verifying_key())
+        {
+            let policy = self.policy.clone();
+            return self.push_fork_locked(id, &src, updates, key, &policy);
+        }
         let previous = match held {
             Held::Owner(snapshot) => snapshot,
             Held::Shared(state) => {
@@ -395,6 +413,7 @@ impl Repositories {
                 shared: false,
                 results,
                 changed: false,
+                fork: false,
             });
         }
         let name = previous.signed.header.name.clone();
@@ -404,6 +423,7 @@ impl Repositories {
             shared: false,
             results,
             changed: true,
+            fork: false,
         })
     }
 }

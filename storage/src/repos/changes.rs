@@ -53,6 +53,8 @@ pub struct ChangePolicy {
     pub max_objects_per_key: usize,
     /// Most changes one key other than a maintainer makes in one repository.
     pub max_changes_per_key: usize,
+    /// How many contributors' forks of one repository are kept, and how large.
+    pub forks: guts_protocol::ForkLimits,
 }
 
 impl Default for ChangePolicy {
@@ -61,6 +63,7 @@ impl Default for ChangePolicy {
             blocked: BTreeSet::new(),
             max_objects_per_key: 1_000,
             max_changes_per_key: 10_000,
+            forks: guts_protocol::ForkLimits::default(),
         }
     }
 }
@@ -211,14 +214,15 @@ impl Repositories {
         Ok(graph)
     }
 
-    /// Every object this node holds whole of `id` and may serve: the record's targets and
-    /// the changes' tips. `None` if it does not hold `id`.
+    /// Every object this node holds whole of `id` and may serve: the record's targets,
+    /// the changes' tips and the forks' refs. `None` if it does not hold `id`.
     pub fn servable(&self, id: &RepositoryId) -> Result<Option<Vec<ObjectId>>, StorageError> {
         let Some(held) = self.held(id)? else {
             return Ok(None);
         };
         let mut all = held.targets();
         all.extend(self.change_tips(id)?.into_values().flatten());
+        all.extend(self.fork_targets(id)?);
         all.sort_unstable();
         all.dedup();
         Ok(Some(all))
@@ -368,6 +372,16 @@ impl Repositories {
             ));
         }
 
+        // The maintainers may have turned contributions off (with what came now, too).
+        let identity = self
+            .held(id)?
+            .ok_or(StorageError::UnknownRepository(*id))?
+            .into_state()
+            .identity
+            .current()
+            .clone();
+        let closed = guts_cob::Moderation::replay(&all, &identity).closed;
+
         // This node's policy, in replay order, so a quota keeps the earliest.
         let mut objects_of: BTreeMap<[u8; 32], usize> = BTreeMap::new();
         let mut changes_of: BTreeMap<[u8; 32], usize> = BTreeMap::new();
@@ -394,6 +408,10 @@ impl Repositories {
                 Some(format!(
                     "its author {} is blocked here",
                     hex::encode(author)
+                ))
+            } else if !exempt && closed {
+                Some(format!(
+                    "contributions to {id} are off: only its maintainers' changes are kept"
                 ))
             } else if !exempt
                 && change.opens().is_some()

@@ -24,8 +24,11 @@ pub struct Collaboration {
     pub issues: Vec<Issue>,
     /// Patches with their state, newest first.
     pub patches: Vec<(Patch, PatchState)>,
-    /// Keys the maintainers hid.
+    /// Keys whose contributions are left out by the maintainers: those they hid and,
+    /// while contributions are off, every author who is not a maintainer.
     pub hidden: BTreeSet<[u8; 32]>,
+    /// Whether contributions are on (anyone may open patches and issues).
+    pub contributions: bool,
     /// Every change held.
     pub graph: Graph,
 }
@@ -121,8 +124,18 @@ impl Repositories {
             .map_err(|_| StorageError::UnknownRepository(*id))?;
         let identity = state.identity.current().clone();
         let moderation = Moderation::replay(&graph, &identity);
+        let mut hidden = moderation.hidden.clone();
+        if moderation.closed {
+            hidden.extend(
+                graph
+                    .iter()
+                    .map(|(_, c)| c.author)
+                    .filter(|k| moderation.excludes(k, &identity))
+                    .map(|k| *k.as_bytes()),
+            );
+        }
         let mut silenced = blocked.clone();
-        silenced.extend(moderation.hidden.iter().copied());
+        silenced.extend(hidden.iter().copied());
         let ctx = Context {
             identity: &identity,
             silenced: &silenced,
@@ -168,7 +181,8 @@ impl Repositories {
             identity,
             issues,
             patches,
-            hidden: moderation.hidden,
+            hidden,
+            contributions: !moderation.closed,
             graph,
         })
     }

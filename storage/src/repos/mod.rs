@@ -10,6 +10,7 @@
 //! [`Repositories::recover`] has run: unreferenced objects at worst, which git tolerates.
 
 mod author;
+use changes::ChangePolicy;
 pub(crate) mod changes;
 #[cfg(test)]
 mod changes_tests;
@@ -20,6 +21,9 @@ mod collab_tests;
 mod contribute;
 pub(crate) mod entry_rules;
 mod following;
+pub(crate) mod forks;
+#[cfg(test)]
+mod forks_tests;
 pub(crate) mod held;
 mod ingest;
 mod packed_refs;
@@ -105,6 +109,8 @@ pub struct Pushed {
     pub results: Vec<(String, Result<(), String>)>,
     /// Whether a new snapshot was signed.
     pub changed: bool,
+    /// Whether the snapshot is the pusher's fork (it does not maintain the repository).
+    pub fork: bool,
 }
 
 /// Counts from building or receiving a pack.
@@ -154,6 +160,9 @@ pub struct Repositories {
     /// Set by [`Repositories::close`]: no write starts after it.
     closed: Arc<AtomicBool>,
     limits: Limits,
+    /// What is kept of other keys' contributions when no caller says (see
+    /// [`Repositories::with_policy`]).
+    policy: Arc<ChangePolicy>,
     /// The follow list, read from its file once and kept in step with it; the mutex
     /// also makes each follow's check-and-append one step.
     follows: Arc<Mutex<Option<FollowList>>>,
@@ -219,6 +228,7 @@ impl Repositories {
             locks: Arc::default(),
             closed: Arc::default(),
             limits: Limits::default(),
+            policy: Arc::default(),
             follows: Arc::default(),
             seen_elsewhere: SeenElsewhere::default(),
         }
@@ -227,6 +237,13 @@ impl Repositories {
     /// The same repositories, checked against `limits` from now on.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// The same repositories, keeping others' contributions by `policy` where no caller
+    /// names one (a contributor's push to its fork).
+    pub fn with_policy(mut self, policy: ChangePolicy) -> Self {
+        self.policy = Arc::new(policy);
         self
     }
 

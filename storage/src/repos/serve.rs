@@ -170,14 +170,14 @@ impl Repositories {
         let quarantine = Quarantine::with_prefix(&self.path(id), REPACK_PREFIX)?;
         // Objects this store verified when it took them.
         let mut indexer = GitIndexer::start(repo.path(), quarantine.dir(), Fsck::StoreOnly)?;
-        // The changes' tips too, or the repack would drop every patch and issue.
-        let mut wants: Vec<git2::Oid> = held.targets().iter().map(oid).collect();
-        wants.extend(
-            self.change_tips(id)?
-                .into_values()
-                .flatten()
-                .map(|t| oid(&t)),
-        );
+        // Everything servable (the changes' tips and the forks too), or the repack would
+        // drop every patch, issue and fork.
+        let wants: Vec<git2::Oid> = self
+            .servable(id)?
+            .unwrap_or_else(|| held.targets())
+            .iter()
+            .map(oid)
+            .collect();
         let mut failed = None;
         let packed = pack_objects(
             repo.path(),

@@ -294,6 +294,7 @@ impl Repositories {
                 shared: true,
                 results,
                 changed: false,
+                fork: false,
             });
         }
         let sequence = own.as_ref().map_or(1, |v| v.sequence() + 1);
@@ -308,6 +309,7 @@ impl Repositories {
             shared: true,
             results,
             changed: true,
+            fork: false,
         })
     }
 }
@@ -321,7 +323,7 @@ mod tests {
     use super::*;
     use crate::repos::test_support::{Fixture, fsck, git_push, git_refs, key, store};
     use crate::repos::{RefUpdate, object_id};
-    use crate::{StorageError, view_ref};
+    use crate::{StorageError, fork_ref, view_ref};
 
     const MAIN: &str = "refs/heads/main";
 
@@ -434,10 +436,6 @@ mod tests {
         assert_eq!(main_of(&repos, &id), Some(b));
         fsck(&repos.path(&id));
 
-        // Someone else may not push at all.
-        let err = repos.create_staging(&id, &key(9)).unwrap_err();
-        assert!(matches!(err, StorageError::NotMaintainer { .. }), "{err}");
-
         // Another node takes it all and computes the same refs.
         let (_d2, replica) = store();
         let accepted = replicate(&repos, &replica, &id).unwrap();
@@ -445,6 +443,15 @@ mod tests {
         assert_eq!(git_refs(&replica, &id), git_refs(&repos, &id));
         fsck(&replica.path(&id));
         assert!(!replicate(&repos, &replica, &id).unwrap().changed);
+
+        // Someone else's push makes a fork of its own: no branch moves.
+        let f = fx.commit(MAIN, &[("README", "dave\n")], &[b]);
+        let pushed = push(&repos, &fx, &id, &key(9), f).unwrap();
+        assert!(pushed.fork && pushed.changed && !pushed.shared);
+        assert_eq!(main_of(&repos, &id), Some(b));
+        let forked = fork_ref(&key(9).verifying_key(), &MAIN.parse().unwrap());
+        assert_eq!(git_refs(&repos, &id).get(&forked), Some(&f));
+        fsck(&repos.path(&id));
     }
 
     #[test]
@@ -476,10 +483,11 @@ mod tests {
         repos.sign_version(&id, &v3.doc.id(), &key(2)).unwrap();
         assert_eq!(held(&repos).identity.current(), &v3.doc);
 
-        // Carol's view no longer counts, and she cannot push.
+        // Carol's view no longer counts, and her push makes a fork.
         assert_eq!(main_of(&repos, &id), None, "alice alone of two");
-        let err = repos.create_staging(&id, &key(3)).unwrap_err();
-        assert!(matches!(err, StorageError::NotMaintainer { .. }), "{err}");
+        let c2 = fx.commit(MAIN, &[("README", "carol again\n")], &[c]);
+        assert!(push(&repos, &fx, &id, &key(3), c2).unwrap().fork);
+        assert_eq!(main_of(&repos, &id), None);
         // Nor is her view passed on.
         assert_eq!(held(&repos).shared().views.len(), 1);
     }

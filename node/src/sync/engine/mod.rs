@@ -32,6 +32,7 @@ use crate::network::Client;
 
 mod changes;
 mod fetch;
+mod forks;
 mod keep;
 mod policy;
 mod refs;
@@ -321,7 +322,7 @@ impl Engine {
     }
 
     /// A sync, for a caller holding the repository's lock: refs and their objects, then
-    /// patches and issues from up to `change_holders` connected holders. A holder offering
+    /// patches, issues and forks from up to `change_holders` connected holders. A holder offering
     /// `announced` (a sequence heard announced; 0 if none) ends the refs round at once.
     async fn sync_locked(
         &self,
@@ -355,6 +356,9 @@ impl Engine {
             .map(|peer| async move {
                 if let Err(e) = self.sync_changes(id, peer, None).await {
                     tracing::debug!(repository = %id, %peer, "no changes taken: {e}");
+                }
+                if let Err(e) = self.sync_forks(id, peer).await {
+                    tracing::debug!(repository = %id, %peer, "no forks taken: {e}");
                 }
             });
         futures::future::join_all(asks).await;

@@ -140,9 +140,9 @@ impl Engine {
                         self.inner.client.penalize(peer, Penalty::BadData);
                         miss("answered with a repository list".into());
                     }
-                    Ok(SyncResponse::Changes(_)) => {
+                    Ok(SyncResponse::Changes(_) | SyncResponse::Forks(_)) => {
                         self.inner.client.penalize(peer, Penalty::BadData);
-                        miss("answered with changes".into());
+                        miss("answered with changes or forks".into());
                     }
                     Err(RequestError::Misbehaved { penalty, reason }) => {
                         tracing::info!(%peer, repository = %id, "bad refs answer: {reason}");

@@ -1,9 +1,12 @@
-//! GetRefs, ListRepositories and GetChanges: answered from the store.
+//! GetRefs, ListRepositories, GetChanges and GetForks: answered from the store.
 
 use std::collections::BTreeSet;
 
 use guts_protocol::RepositoryId;
-use guts_protocol::wire::{MAX_CHANGE_TIPS, MAX_LISTED_REPOSITORIES, SyncRequest, SyncResponse};
+use guts_protocol::wire::{
+    self, MAX_CHANGE_TIPS, MAX_KNOWN_FORKS, MAX_LISTED_REPOSITORIES, MAX_RESPONSE_SIZE,
+    SyncRequest, SyncResponse,
+};
 use guts_storage::{Held, Repositories};
 
 use super::Server;
@@ -66,7 +69,51 @@ fn answer(
                 SyncResponse::NotFound
             }
         },
+        SyncRequest::GetForks { repository, known } => match repos.held(&repository) {
+            Ok(Some(_)) => match repos.forks(&repository) {
+                Ok(forks) => SyncResponse::Forks(newer_forks(forks, &known, blocked)),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    SyncResponse::NotFound
+                }
+            },
+            Ok(None) => SyncResponse::NotFound,
+            Err(e) => {
+                tracing::error!("{e}");
+                SyncResponse::NotFound
+            }
+        },
     }
+}
+
+/// The forks of `forks` newer than the requester's `known` ones, of keys not `blocked`,
+/// as many as fit one answer.
+fn newer_forks(
+    forks: guts_protocol::Forks,
+    known: &[guts_protocol::forks::ForkSeen],
+    blocked: &BTreeSet<[u8; 32]>,
+) -> Vec<guts_protocol::SignedRefs> {
+    let known: std::collections::HashMap<[u8; 32], u64> = known
+        .iter()
+        .take(MAX_KNOWN_FORKS)
+        .map(|k| (*k.key.as_bytes(), k.sequence))
+        .collect();
+    let mut out = Vec::new();
+    // Half the answer's limit: the rest is the encoding's slack and the other fields.
+    let mut room = MAX_RESPONSE_SIZE / 2;
+    for fork in forks.iter() {
+        let key = *fork.signed.signer.as_bytes();
+        if blocked.contains(&key) || known.get(&key).is_some_and(|s| *s >= fork.sequence()) {
+            continue;
+        }
+        let size = wire::encode(fork).len();
+        if size > room || out.len() >= guts_protocol::forks::MAX_FORKS {
+            break;
+        }
+        room -= size;
+        out.push(fork.clone());
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Gossip on the topic of repositories with maintainers: a maintainer's view header, or
-//! an identity version. Only a node holding the repository can tell a maintainer from
+//! Gossip on the topic of repositories with maintainers: a maintainer's view header, a
+//! contributor's fork header, or an identity version. Only a node holding the repository can tell a maintainer from
 //! anyone else, so only what it can judge is relayed; news of a repository it keeps
 //! triggers a sync from the publisher, which brings whatever made the news fit.
 
@@ -66,8 +66,14 @@ impl Server {
             .ok()
             .and_then(Result::ok)
             .flatten();
-        let judged = judge(held.map(Held::into_state), announcement);
+        let state = held.map(Held::into_state);
         let origin = publisher.unwrap_or(from);
+        if let (Some(state), SharedAnnouncement::View(header)) = (&state, &announcement)
+            && !state.identity.may_publish(&header.signer)
+        {
+            return self.judge_fork(state, header, from, origin).await;
+        }
+        let judged = judge(state, announcement);
         let wanted = || async { self.engine.wants(&id).await };
         match judged {
             Judged::Forged(why) => {
@@ -95,6 +101,56 @@ impl Server {
             }
             Judged::Ignored(why) => (Ignore, why),
         }
+    }
+}
+
+impl Server {
+    /// A contributor's fork moved: relayed and fetched if this node would keep it (the
+    /// key not blocked, contributions on, room for its fork), else ignored. Relaying only
+    /// what a node keeps bounds what a crowd of new keys can make the network carry.
+    async fn judge_fork(
+        &self,
+        state: &RepositoryState,
+        header: &guts_protocol::SignedHeader,
+        from: PeerId,
+        origin: PeerId,
+    ) -> (gossipsub::MessageAcceptance, &'static str) {
+        use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+        let id = state.identity.repository();
+        if let Err(e) = header.verify_signature() {
+            tracing::info!(%from, repository = %id, "rejected announcement: {e}");
+            self.client.penalize(from, Penalty::InvalidAnnouncement);
+            return (Reject, "rejected");
+        }
+        let policy = self.engine.change_policy().clone();
+        if policy.blocked.contains(header.signer.as_bytes()) {
+            return (Ignore, "blocked");
+        }
+        let identity = state.identity.clone();
+        let held = self
+            .store
+            .run(move |repos| {
+                let closed = repos.contributions_closed(&id, &identity)?;
+                Ok::<_, StorageError>((repos.forks(&id)?, closed))
+            })
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let Some((forks, closed)) = held else {
+            return (Ignore, "unjudged");
+        };
+        if closed {
+            return (Ignore, "contributions_off");
+        }
+        match forks.of(&header.signer) {
+            Some(f) if f.sequence() >= header.sequence() => return (Ignore, "old"),
+            None if forks.len() >= policy.forks.max_forks => return (Ignore, "forks_full"),
+            _ => {}
+        }
+        if self.engine.wants(&id).await {
+            self.engine.trigger_to(id, Some(origin), 0);
+        }
+        (Accept, "accepted")
     }
 }
 
