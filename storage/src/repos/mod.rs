@@ -36,6 +36,7 @@ pub(crate) mod shared;
 mod store_guard;
 #[cfg(test)]
 mod test_support;
+mod trees;
 pub(crate) mod verify;
 
 use std::collections::{HashMap, HashSet};
