@@ -1,8 +1,10 @@
 //! A change: one signed action on one object, and the changes it follows.
 //!
 //! On disk and on the wire a change is the blob of its commit: a format byte, then the
-//! postcard encoding of [`SignedChange`]. Format 1 is the only one; a change of another
-//! format is refused naming it, and the rest of the object is still read.
+//! postcard encoding of [`SignedChange`]. Format 1 is the only one so far. A release that
+//! adds actions writes a change using one under a new format byte: a node that cannot
+//! read it leaves it (and whatever follows it) out, naming the format, without blaming
+//! the sender, and keeps the rest.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use guts_protocol::{ObjectId, RepositoryId};

@@ -17,7 +17,7 @@ pub use error::StorageError;
 pub use identity::{IDENTITY_FILE, Identity};
 pub use repos::changes::{CHANGES_PREFIX, ChangePolicy, ChangesAccepted, GitObjectHasher};
 pub use repos::check_workers::{CHECK_WORKER_ARG, use_check_workers};
-pub use repos::collab::Collaboration;
+pub use repos::collab::{Collaboration, Standing};
 pub use repos::entry_rules::{check_entry_name, check_gitmodules};
 pub use repos::forks::{FORKS_PREFIX, ForksAccepted, fork_ref};
 pub use repos::held::{Held, VIEWS_PREFIX, view_ref};

@@ -12,10 +12,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use guts_api::collab::{ChangeRequest, ChangeResponse, IssueReport, PatchReport};
-use guts_cob::{Action, Change, ChangeId, Context, Graph, Issue, Kind, Patch, SignedChange};
+use guts_cob::{Action, Change, ChangeId, Graph, Issue, Kind, Patch, SignedChange};
 use guts_protocol::wire::{ChangeTip, ChangesAnnouncement};
 use guts_protocol::{ObjectId, RepositoryId};
-use guts_storage::{ChangePolicy, Collaboration, Repositories, StorageError};
+use guts_storage::{ChangePolicy, Repositories, Standing, StorageError};
 
 use crate::error::NodeError;
 use crate::network::Client;
@@ -118,10 +118,10 @@ impl Collab {
     ) -> Result<IssueReport, NodeError> {
         let blocked = self.policy.blocked.clone();
         self.run(move |repos| {
-            let c = repos.collaboration(&id, &blocked)?;
-            let object = object_of(&c, &which, Kind::Issue)?;
+            let c = repos.standing(&id, &blocked)?;
+            let object = object_of(&c.graph, &which, Kind::Issue)?;
             c.issue(&object)
-                .map(report::issue)
+                .map(|i| report::issue(&i))
                 .ok_or_else(|| NodeError::NotFound(format!("issue {which} is hidden here")))
         })
         .await
@@ -135,21 +135,23 @@ impl Collab {
     ) -> Result<PatchReport, NodeError> {
         let blocked = self.policy.blocked.clone();
         self.run(move |repos| {
-            let c = repos.collaboration(&id, &blocked)?;
-            let object = object_of(&c, &which, Kind::Patch)?;
-            c.patch(&object)
-                .map(|(p, s)| report::patch(p, s))
-                .ok_or_else(|| NodeError::NotFound(format!("patch {which} is hidden here")))
+            let c = repos.standing(&id, &blocked)?;
+            let object = object_of(&c.graph, &which, Kind::Patch)?;
+            let patch = c
+                .patch(&object)
+                .ok_or_else(|| NodeError::NotFound(format!("patch {which} is hidden here")))?;
+            let state = repos.patch_state(&id, &c, &patch)?;
+            Ok(report::patch(&patch, &state))
         })
         .await
     }
 }
 
 /// The object `which` names, which must be of `kind`.
-fn object_of(c: &Collaboration, which: &str, kind: Kind) -> Result<ChangeId, NodeError> {
-    let object = request::resolve(&c.graph, which, kind.singular())?;
-    match c.graph.kind_of(&object) {
-        Some(k) if k == kind && c.graph.get(&object).is_some_and(|ch| ch.object.is_none()) => {
+fn object_of(graph: &Graph, which: &str, kind: Kind) -> Result<ChangeId, NodeError> {
+    let object = request::resolve(graph, which, kind.singular())?;
+    match graph.kind_of(&object) {
+        Some(k) if k == kind && graph.get(&object).is_some_and(|ch| ch.object.is_none()) => {
             Ok(object)
         }
         Some(k) => Err(NodeError::BadRequest(format!(
@@ -179,7 +181,8 @@ fn make_change(
     key: &SigningKey,
     policy: &ChangePolicy,
 ) -> Result<ChangeTip, NodeError> {
-    let collab = repos.collaboration(&id, &policy.blocked)?;
+    // Authoring replays only the object it touches, not every patch and issue.
+    let collab = repos.standing(&id, &policy.blocked)?;
     let me = key.verifying_key();
     if !collab.contributions && !collab.identity.is_maintainer(&me) {
         return Err(NodeError::NotAllowed(format!(
@@ -235,7 +238,7 @@ fn make_change(
         })?;
         let target = match (&rev.target, object.and_then(|o| collab.patch(&o))) {
             (Some(t), _) => t.clone(),
-            (None, Some((patch, _))) => patch.target.clone(),
+            (None, Some(patch)) => patch.target.clone(),
             (None, None) => default_branch(repos, &id)?,
         };
         let new_base = repos.patch_base(&id, area, &target, rev.head)?;
@@ -256,7 +259,7 @@ fn make_change(
         let patch = object
             .and_then(|o| collab.patch(&o))
             .ok_or_else(|| NodeError::BadRequest("a review is of a patch".into()))?;
-        *revision = patch.0.latest().id;
+        *revision = patch.latest().id;
     }
     action.check().map_err(NodeError::BadRequest)?;
     if let Some(kind) = object_kind
@@ -309,17 +312,17 @@ fn make_change(
 
 /// Refuses a change the replay rules would skip (a contributor labelling, an edit of
 /// someone else's comment), naming why, rather than storing what no node would show.
-fn refuse_if_skipped(c: &Collaboration, own: ChangeId, change: &Change) -> Result<(), NodeError> {
+fn refuse_if_skipped(c: &Standing, own: ChangeId, change: &Change) -> Result<(), NodeError> {
     let Some(root) = change.object else {
         return Ok(());
     };
-    let mut graph: Graph = c.graph.clone();
+    // The object's changes alone, with the new one.
+    let mut graph = Graph::new();
+    for (id, existing) in c.graph.order_of(root) {
+        graph.insert(id, existing.clone());
+    }
     graph.insert(own, change.clone());
-    let silenced = c.hidden.clone();
-    let ctx = Context {
-        identity: &c.identity,
-        silenced: &silenced,
-    };
+    let ctx = c.context();
     let skipped = match graph.kind_of(&root) {
         Some(Kind::Issue) => Issue::replay(graph.order_of(root), &ctx).map(|i| i.skipped),
         Some(Kind::Patch) => Patch::replay(graph.order_of(root), &ctx).map(|p| p.skipped),

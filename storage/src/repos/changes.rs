@@ -81,8 +81,36 @@ pub struct ChangesAccepted {
     pub stats: PackStats,
 }
 
+/// Why a commit's change cannot be read.
+#[derive(Debug)]
+enum Unreadable {
+    /// A change of a format a newer release writes: no fault of the sender's.
+    Newer(u8),
+    /// Not a change.
+    Bad(String),
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unreadable::Newer(found) => write!(
+                f,
+                "change format {found}, written by a newer release: this build reads format {}",
+                guts_cob::change::CHANGE_FORMAT
+            ),
+            Unreadable::Bad(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<String> for Unreadable {
+    fn from(why: String) -> Self {
+        Unreadable::Bad(why)
+    }
+}
+
 /// Reads the change in commit `id`; what is wrong, if it is not one.
-fn read_change(repo: &Repository, id: ObjectId) -> Result<SignedChange, String> {
+fn read_change(repo: &Repository, id: ObjectId) -> Result<SignedChange, Unreadable> {
     let commit = repo
         .find_commit(oid(&id))
         .map_err(|_| "not a commit".to_owned())?;
@@ -96,14 +124,21 @@ fn read_change(repo: &Repository, id: ObjectId) -> Result<SignedChange, String> 
         .read_header(entry.id())
         .map_err(|e| format!("its change blob: {e}"))?;
     if kind != ObjectType::Blob || size > MAX_CHANGE_SIZE {
-        return Err(format!(
+        return Err(Unreadable::Bad(format!(
             "its change is a {kind} of {size} bytes; a change is a blob of at most {MAX_CHANGE_SIZE}"
-        ));
+        )));
     }
     let blob = odb
         .read(entry.id())
         .map_err(|e| format!("its change blob: {e}"))?;
-    SignedChange::decode(blob.data()).map_err(|e| e.to_string())
+    SignedChange::decode(blob.data()).map_err(|e| match e {
+        guts_cob::ChangeError::UnknownFormat { found }
+            if found > guts_cob::change::CHANGE_FORMAT =>
+        {
+            Unreadable::Newer(found)
+        }
+        e => Unreadable::Bad(e.to_string()),
+    })
 }
 
 /// The tip refs of `repo`, by object.
@@ -211,6 +246,25 @@ impl Repositories {
             tips_by_object(&repo)?.into_values().flatten(),
             &mut graph,
         )?;
+        Ok(graph)
+    }
+
+    /// The changes of `id`'s moderation records alone (hidden keys, contributions on or
+    /// off): one read per object rather than every patch's and issue's changes.
+    pub fn moderation_changes(&self, id: &RepositoryId) -> Result<Graph, StorageError> {
+        let Ok(repo) = Repository::open_bare(self.path(id)) else {
+            return Err(StorageError::UnknownRepository(*id));
+        };
+        let mut graph = Graph::new();
+        for (object, tips) in tips_by_object(&repo)? {
+            let root = read_change(&repo, object).map_err(|reason| StorageError::Corrupt {
+                path: repo.path().to_owned(),
+                reason: format!("change {object}: {reason}"),
+            })?;
+            if root.change.opens() == Some(guts_cob::Kind::Moderation) {
+                load(&repo, tips, &mut graph)?;
+            }
+        }
         Ok(graph)
     }
 
@@ -337,12 +391,22 @@ impl Repositories {
             reason,
         };
         let mut new = Graph::new();
+        // Changes a newer release wrote, and why they wait: whatever follows them waits
+        // too, until this node reads their format.
+        let mut newer: Vec<(ChangeId, String)> = Vec::new();
         let mut stack: Vec<ChangeId> = offered.to_vec();
         while let Some(c) = stack.pop() {
-            if graph.contains(&c) || new.contains(&c) {
+            if graph.contains(&c) || new.contains(&c) || newer.iter().any(|(n, _)| *n == c) {
                 continue;
             }
-            let signed = read_change(&repo, c).map_err(|r| bad(c, r))?;
+            let signed = match read_change(&repo, c) {
+                Ok(signed) => signed,
+                Err(e @ Unreadable::Newer(_)) => {
+                    newer.push((c, e.to_string()));
+                    continue;
+                }
+                Err(e) => return Err(bad(c, e.to_string())),
+            };
             signed.verify().map_err(|e| bad(c, e.to_string()))?;
             signed
                 .check_commit(c, &GitObjectHasher)
@@ -362,7 +426,26 @@ impl Repositories {
         }
         let order = all.order();
         let placed: BTreeSet<&ChangeId> = order.iter().collect();
-        if let Some((c, change)) = new.iter().find(|(c, _)| !placed.contains(c)) {
+        let mut waiting: BTreeSet<ChangeId> = newer.iter().map(|(c, _)| *c).collect();
+        loop {
+            let more: Vec<ChangeId> = new
+                .iter()
+                .filter(|(c, change)| {
+                    !placed.contains(c)
+                        && !waiting.contains(c)
+                        && change.parents.iter().any(|p| waiting.contains(p))
+                })
+                .map(|(c, _)| c)
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            waiting.extend(more);
+        }
+        if let Some((c, change)) = new
+            .iter()
+            .find(|(c, _)| !placed.contains(c) && !waiting.contains(c))
+        {
             return Err(bad(
                 c,
                 format!(
@@ -396,6 +479,13 @@ impl Repositories {
             stats,
             ..ChangesAccepted::default()
         };
+        for c in &waiting {
+            let why = match newer.iter().find(|(n, _)| n == c) {
+                Some((_, why)) => why.clone(),
+                None => "it follows a change of a newer release's format".to_owned(),
+            };
+            accepted.left_out.push((*c, why));
+        }
         let mut dropped: BTreeSet<ChangeId> = BTreeSet::new();
         let mut kept = graph;
         for c in order.iter().filter(|c| new.contains(c)) {

@@ -394,3 +394,71 @@ fn blocked_keys_and_keys_past_their_quota_are_left_out_without_blame() {
     // One of the three by key(5), key(2)'s one, the creator's three.
     assert_eq!(c.changes(&id).unwrap().objects().count(), 1 + 1 + 3);
 }
+
+/// Writes `signed`'s objects into `repos` under its tip ref, with its blob's format byte
+/// set to `format`: a change as a later release would write it. Returns its commit.
+fn write_as_format(
+    repos: &Repositories,
+    id: &RepositoryId,
+    signed: &SignedChange,
+    format: u8,
+) -> ObjectId {
+    let repo = Repository::open_bare(repos.path(id)).unwrap();
+    let odb = repo.odb().unwrap();
+    let form = signed.git_form(&GitObjectHasher);
+    let mut blob = form.blob.clone();
+    blob[0] = format;
+    let blob = odb.write(ObjectType::Blob, &blob).unwrap();
+    let mut tree = b"100644 change\0".to_vec();
+    tree.extend_from_slice(blob.as_bytes());
+    let tree = odb.write(ObjectType::Tree, &tree).unwrap();
+    let old_tree = String::from_utf8(form.commit.clone()).unwrap();
+    let first = old_tree.lines().next().unwrap().to_owned();
+    let commit = old_tree.replacen(&first, &format!("tree {tree}"), 1);
+    let commit = odb.write(ObjectType::Commit, commit.as_bytes()).unwrap();
+    let object = signed.change.object_id(object_id(commit));
+    repo.reference(
+        &format!("refs/cobs/{object}/{commit}"),
+        commit,
+        true,
+        "a later release's",
+    )
+    .unwrap();
+    object_id(commit)
+}
+
+#[test]
+fn a_change_of_a_newer_format_and_what_follows_it_wait_without_blame() {
+    let fx = Fixture::new();
+    let (_dirs, a, b, id) = two_stores(&fx);
+    let fine = change(&a, &id, &key(2), None, issue("today's"));
+    let fine = a.write_change(&id, &fine).unwrap();
+    let future = change(&a, &id, &key(2), None, issue("tomorrow's"));
+    let future = write_as_format(&a, &id, &future, 2);
+    let reply = SignedChange::sign(
+        Change {
+            repository: id,
+            object: Some(future),
+            parents: vec![future],
+            author: key(3).verifying_key(),
+            timestamp: 1_700_000_001,
+            action: comment("on tomorrow's"),
+        },
+        &key(3),
+    )
+    .unwrap();
+    let reply = write_as_format(&a, &id, &reply, guts_cob::change::CHANGE_FORMAT);
+
+    let accepted = sync(&a, &b, &id, &ChangePolicy::default()).unwrap();
+    assert_eq!(accepted.taken, vec![fine]);
+    let waiting: BTreeSet<ChangeId> = accepted.left_out.iter().map(|(c, _)| *c).collect();
+    assert_eq!(waiting, BTreeSet::from([future, reply]));
+    let why = &accepted
+        .left_out
+        .iter()
+        .find(|(c, _)| *c == future)
+        .unwrap()
+        .1;
+    assert!(why.contains("change format 2"), "{why}");
+    assert_eq!(issues(&b, &id).len(), 1);
+}

@@ -107,21 +107,60 @@ impl Ancestry for Reach<'_> {
     }
 }
 
+/// Every change of a repository held here, and who may do what in it: what replaying
+/// any one object needs, without replaying the others (authoring a change reads this).
+#[derive(Debug, Clone)]
+pub struct Standing {
+    /// The identity version in effect (who maintains the repository).
+    pub identity: IdentityDoc,
+    /// Keys whose contributions are left out by the maintainers: those they hid and,
+    /// while contributions are off, every author who is not a maintainer.
+    pub hidden: BTreeSet<[u8; 32]>,
+    /// Whether contributions are on (anyone may open patches and issues).
+    pub contributions: bool,
+    /// Every change held.
+    pub graph: Graph,
+    /// `hidden` and this node's block list.
+    silenced: BTreeSet<[u8; 32]>,
+}
+
+impl Standing {
+    /// Who may do what while replaying.
+    pub fn context(&self) -> Context<'_> {
+        Context {
+            identity: &self.identity,
+            silenced: &self.silenced,
+        }
+    }
+
+    /// The issue `id` as its changes give it (`None`: hidden, or not an issue).
+    pub fn issue(&self, id: &guts_cob::ChangeId) -> Option<Issue> {
+        (self.graph.kind_of(id) == Some(Kind::Issue))
+            .then(|| Issue::replay(self.graph.order_of(*id), &self.context()))
+            .flatten()
+    }
+
+    /// The patch `id` as its changes give it, not judged merged or not.
+    pub fn patch(&self, id: &guts_cob::ChangeId) -> Option<Patch> {
+        (self.graph.kind_of(id) == Some(Kind::Patch))
+            .then(|| Patch::replay(self.graph.order_of(*id), &self.context()))
+            .flatten()
+    }
+}
+
 impl Repositories {
-    /// Every patch and issue of `id` this node holds, as they stand, leaving out the keys
-    /// in `blocked` (this node's block list) and those the maintainers hid. Blocking.
-    pub fn collaboration(
+    /// Every change of `id` and who may do what in it, leaving out the keys in `blocked`
+    /// (this node's block list) and those the maintainers hid. Blocking.
+    pub fn standing(
         &self,
         id: &RepositoryId,
         blocked: &BTreeSet<[u8; 32]>,
-    ) -> Result<Collaboration, StorageError> {
+    ) -> Result<Standing, StorageError> {
         let state = self
             .held(id)?
             .ok_or(StorageError::UnknownRepository(*id))?
             .into_state();
         let graph = self.changes(id)?;
-        let repo = Repository::open_bare(self.path(id))
-            .map_err(|_| StorageError::UnknownRepository(*id))?;
         let identity = state.identity.current().clone();
         let moderation = Moderation::replay(&graph, &identity);
         let mut hidden = moderation.hidden.clone();
@@ -136,10 +175,60 @@ impl Repositories {
         }
         let mut silenced = blocked.clone();
         silenced.extend(hidden.iter().copied());
-        let ctx = Context {
-            identity: &identity,
-            silenced: &silenced,
-        };
+        Ok(Standing {
+            identity,
+            hidden,
+            contributions: !moderation.closed,
+            graph,
+            silenced,
+        })
+    }
+
+    /// Whether `patch` of `id` is merged, judged as [`Self::collaboration`] judges every
+    /// patch (for one patch, without replaying the others). Blocking.
+    pub fn patch_state(
+        &self,
+        id: &RepositoryId,
+        standing: &Standing,
+        patch: &Patch,
+    ) -> Result<PatchState, StorageError> {
+        let state = self
+            .held(id)?
+            .ok_or(StorageError::UnknownRepository(*id))?
+            .into_state();
+        let repo = Repository::open_bare(self.path(id))
+            .map_err(|_| StorageError::UnknownRepository(*id))?;
+        let heads = patch.revisions.iter().map(|r| oid(&r.head)).collect();
+        let merged = patch.merged_revision(
+            &standing.identity,
+            |k| {
+                state
+                    .views
+                    .of(k)
+                    .and_then(|v| v.refs.get(&patch.target))
+                    .copied()
+            },
+            &Reach::new(&repo, heads),
+        );
+        Ok(patch.state(merged))
+    }
+
+    /// Every patch and issue of `id` this node holds, as they stand, leaving out the keys
+    /// in `blocked` (this node's block list) and those the maintainers hid. Blocking.
+    pub fn collaboration(
+        &self,
+        id: &RepositoryId,
+        blocked: &BTreeSet<[u8; 32]>,
+    ) -> Result<Collaboration, StorageError> {
+        let state = self
+            .held(id)?
+            .ok_or(StorageError::UnknownRepository(*id))?
+            .into_state();
+        let standing = self.standing(id, blocked)?;
+        let repo = Repository::open_bare(self.path(id))
+            .map_err(|_| StorageError::UnknownRepository(*id))?;
+        let (graph, identity) = (&standing.graph, &standing.identity);
+        let ctx = standing.context();
         let grouped = graph.grouped();
         let mut heads = HashSet::new();
         for changes in grouped.values() {
@@ -158,7 +247,7 @@ impl Repositories {
                         continue;
                     };
                     let merged = patch.merged_revision(
-                        &identity,
+                        identity,
                         |k| {
                             state
                                 .views
@@ -177,12 +266,19 @@ impl Repositories {
         // Newest first; ties by id, so every node lists them alike.
         issues.sort_by_key(|i| std::cmp::Reverse((i.opened, i.id)));
         patches.sort_by_key(|(p, _)| std::cmp::Reverse((p.opened, p.id)));
+        let Standing {
+            identity,
+            hidden,
+            contributions,
+            graph,
+            ..
+        } = standing;
         Ok(Collaboration {
             identity,
             issues,
             patches,
             hidden,
-            contributions: !moderation.closed,
+            contributions,
             graph,
         })
     }

@@ -99,7 +99,7 @@ impl Repositories {
         id: &RepositoryId,
         identity: &IdentityHistory,
     ) -> Result<bool, StorageError> {
-        let graph = self.changes(id)?;
+        let graph = self.moderation_changes(id)?;
         Ok(guts_cob::Moderation::replay(&graph, identity.current()).closed)
     }
 
