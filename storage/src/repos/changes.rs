@@ -235,6 +235,47 @@ impl Repositories {
         Ok(out)
     }
 
+    /// The tips to offer a peer of `id`'s changes when this node blocks `blocked`: the
+    /// newest changes no blocked key's change precedes, so a blocked key's changes held
+    /// from before it was blocked never travel as another's ancestors. With no block
+    /// list, [`Self::change_tip_list`].
+    pub fn change_tips_without(
+        &self,
+        id: &RepositoryId,
+        blocked: &BTreeSet<[u8; 32]>,
+    ) -> Result<Vec<ChangeTip>, StorageError> {
+        if blocked.is_empty() {
+            return self.change_tip_list(id);
+        }
+        let graph = self.changes(id)?;
+        // Replay order puts parents first: one pass marks every descendant.
+        let mut tainted: BTreeSet<ChangeId> = BTreeSet::new();
+        let mut followed: BTreeSet<ChangeId> = BTreeSet::new();
+        let order = graph.order();
+        for c in &order {
+            let Some(change) = graph.get(c) else { continue };
+            if blocked.contains(change.author.as_bytes())
+                || change.parents.iter().any(|p| tainted.contains(p))
+            {
+                tainted.insert(*c);
+            } else {
+                followed.extend(change.parents.iter().copied());
+            }
+        }
+        Ok(order
+            .iter()
+            .filter(|c| !tainted.contains(*c) && !followed.contains(*c))
+            .filter_map(|c| {
+                let change = graph.get(c)?;
+                Some(ChangeTip {
+                    change: *c,
+                    object: change.object_id(*c),
+                    author: change.author,
+                })
+            })
+            .collect())
+    }
+
     /// Every change of `id` this node holds.
     pub fn changes(&self, id: &RepositoryId) -> Result<Graph, StorageError> {
         let mut graph = Graph::new();

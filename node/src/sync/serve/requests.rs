@@ -26,7 +26,8 @@ impl Server {
 }
 
 /// The answer to `request` from what `repos` holds, listing at most `max_listed` ids, and
-/// no tip of a key in `blocked` (held from before it was blocked).
+/// nothing of a key in `blocked` (held from before it was blocked): none of its changes,
+/// not even as another's ancestors, and not its fork.
 fn answer(
     repos: &Repositories,
     request: SyncRequest,
@@ -52,9 +53,8 @@ fn answer(
             SyncResponse::Repositories(ids)
         }
         SyncRequest::GetChanges { repository } => match repos.held(&repository) {
-            Ok(Some(_)) => match repos.change_tip_list(&repository) {
+            Ok(Some(_)) => match repos.change_tips_without(&repository, blocked) {
                 Ok(mut tips) => {
-                    tips.retain(|t| !blocked.contains(t.author.as_bytes()));
                     tips.truncate(MAX_CHANGE_TIPS);
                     SyncResponse::Changes(tips)
                 }
@@ -207,6 +207,57 @@ mod tests {
         assert_eq!(tips.len(), 1);
         assert_eq!((tips[0].change, tips[0].object), (change, change));
         assert_eq!(tips[0].author, author.verifying_key());
+        // A reply by someone else to the blocked key's issue does not carry it either,
+        // while that someone's own issue is offered.
+        let other = SigningKey::from_bytes(&[5; 32]);
+        let sign = |object: Option<guts_cob::ChangeId>, action| {
+            guts_cob::SignedChange::sign(
+                guts_cob::Change {
+                    repository: id,
+                    object,
+                    parents: object.into_iter().collect(),
+                    author: other.verifying_key(),
+                    timestamp: 2,
+                    action,
+                },
+                &other,
+            )
+            .unwrap()
+        };
+        repos
+            .write_change(
+                &id,
+                &sign(
+                    Some(change),
+                    guts_cob::Action::Comment {
+                        body: "me too".into(),
+                        reply_to: None,
+                    },
+                ),
+            )
+            .unwrap();
+        let own = repos
+            .write_change(
+                &id,
+                &sign(
+                    None,
+                    guts_cob::Action::OpenIssue {
+                        title: "mine".into(),
+                        body: "b".into(),
+                        labels: vec![],
+                    },
+                ),
+            )
+            .unwrap();
+        let SyncResponse::Changes(tips) = answer(
+            &repos,
+            SyncRequest::GetChanges { repository: id },
+            MAX_LISTED_REPOSITORIES,
+            &blocked,
+        ) else {
+            panic!("changes expected");
+        };
+        assert_eq!(tips.iter().map(|t| t.change).collect::<Vec<_>>(), vec![own]);
         let unknown = SyncRequest::GetChanges {
             repository: RepositoryId::from_bytes([1; 20]),
         };
