@@ -195,12 +195,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn changes_are_asked_and_answered_only_on_sync_1_2_0() {
+    async fn changes_and_forks_are_asked_and_answered_only_on_sync_1_2_0() {
         let network = guts_protocol::NetworkName::default_network();
-        let ask = SyncRequest::GetChanges {
-            repository: RepositoryId::from_bytes([1; 20]),
-        };
-        let answer = SyncResponse::Changes(vec![]);
+        let repository = RepositoryId::from_bytes([1; 20]);
+        for (ask, answer) in [
+            (
+                SyncRequest::GetChanges { repository },
+                SyncResponse::Changes(vec![]),
+            ),
+            (
+                SyncRequest::GetForks {
+                    repository,
+                    known: vec![],
+                },
+                SyncResponse::Forks(vec![]),
+            ),
+        ] {
+            asked_and_answered_only_on_1_2_0(&network, ask, answer).await;
+        }
+        assert_eq!(
+            sync_version(&StreamProtocol::new("/guts/x/sync/1.2.0")),
+            SyncVersion::Changes
+        );
+        assert!(speaks_shared(&StreamProtocol::new("/guts/x/sync/1.2.0")));
+        assert!(!speaks_shared(&StreamProtocol::new("/guts/x/sync/1.0.0")));
+    }
+
+    async fn asked_and_answered_only_on_1_2_0(
+        network: &guts_protocol::NetworkName,
+        ask: SyncRequest,
+        answer: SyncResponse,
+    ) {
         for (name, allowed) in [
             (network.sync_protocol(), false),
             (network.shared_sync_protocol(), false),
@@ -232,12 +257,6 @@ mod tests {
                 .await;
             assert_eq!(answered.is_ok(), allowed, "{protocol}");
         }
-        assert_eq!(
-            sync_version(&StreamProtocol::new("/guts/x/sync/1.2.0")),
-            SyncVersion::Changes
-        );
-        assert!(speaks_shared(&StreamProtocol::new("/guts/x/sync/1.2.0")));
-        assert!(!speaks_shared(&StreamProtocol::new("/guts/x/sync/1.0.0")));
     }
 
     #[tokio::test]
