@@ -263,13 +263,6 @@ pub enum Action {
         /// The key.
         key: VerifyingKey,
     },
-    /// Turns contributions on or off (maintainers): while off, the repository is an
-    /// authoritative mirror, and only its maintainers' patches, issues and forks are kept
-    /// and shown.
-    SetContributions {
-        /// Whether anyone may contribute.
-        open: bool,
-    },
 }
 
 impl Action {
@@ -294,9 +287,7 @@ impl Action {
             | Action::Assign { .. }
             | Action::SetState { .. } => kind != Kind::Moderation,
             Action::Revise { .. } | Action::Review { .. } => kind == Kind::Patch,
-            Action::Hide { .. } | Action::Unhide { .. } | Action::SetContributions { .. } => {
-                kind == Kind::Moderation
-            }
+            Action::Hide { .. } | Action::Unhide { .. } => kind == Kind::Moderation,
         }
     }
 
@@ -325,7 +316,6 @@ impl Action {
             Action::Review { .. } => "review",
             Action::Hide { .. } => "hide",
             Action::Unhide { .. } => "unhide",
-            Action::SetContributions { .. } => "set contributions",
         }
     }
 
@@ -379,7 +369,7 @@ impl Action {
                 Ok(())
             }
             Action::OpenModeration | Action::SetState { .. } => Ok(()),
-            Action::Hide { .. } | Action::Unhide { .. } | Action::SetContributions { .. } => Ok(()),
+            Action::Hide { .. } | Action::Unhide { .. } => Ok(()),
             Action::Comment { body, .. } | Action::EditComment { body, .. } => {
                 if body.trim().is_empty() {
                     return Err("empty comment".into());

@@ -26,7 +26,7 @@ pub use change::{Change, ChangeError, ChangeId, SignedChange};
 pub use git_form::{GitForm, GitHasher, GitKind};
 pub use graph::Graph;
 pub use issue::Issue;
-pub use moderation::Moderation;
+pub use moderation::{Moderation, everyone};
 pub use patch::{Patch, PatchState};
 pub use thread::{Comment, Thread};
 

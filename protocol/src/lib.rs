@@ -29,6 +29,10 @@ pub const PROTOCOL_VERSION: &str = "1.0.0";
 /// ([`wire::SyncResponse::State`]).
 pub const SHARED_SYNC_VERSION: &str = "1.1.0";
 
-/// Version of the sync protocol that carries collaborative objects' tips and
-/// contributors' forks ([`wire::SyncRequest::GetChanges`], [`wire::SyncRequest::GetForks`]).
+/// Version of the sync protocol that carries collaborative objects' tips
+/// ([`wire::SyncRequest::GetChanges`]).
 pub const CHANGES_SYNC_VERSION: &str = "1.2.0";
+
+/// Version of the sync protocol that carries contributors' forks
+/// ([`wire::SyncRequest::GetForks`]).
+pub const FORKS_SYNC_VERSION: &str = "1.3.0";

@@ -96,6 +96,12 @@ impl NetworkName {
         format!("/guts/{}/sync/{}", self.0, crate::CHANGES_SYNC_VERSION)
     }
 
+    /// The sync protocol with contributors' forks: `/guts/<network>/sync/1.3.0`, which
+    /// adds [`crate::wire::SyncRequest::GetForks`] to 1.2.0.
+    pub fn forks_sync_protocol(&self) -> String {
+        format!("/guts/{}/sync/{}", self.0, crate::FORKS_SYNC_VERSION)
+    }
+
     /// Pack protocol (libp2p stream): `/guts/<network>/pack/1.0.0`.
     pub fn pack_protocol(&self) -> String {
         format!("/guts/{}/pack/{PROTOCOL_VERSION}", self.0)

@@ -99,7 +99,7 @@ pub enum SyncRequest {
         repository: RepositoryId,
     },
     /// Contributors' forks of a repository newer than those the requester names (sync
-    /// 1.2.0 only).
+    /// 1.3.0 only).
     GetForks {
         /// Which repository.
         repository: RepositoryId,
@@ -161,7 +161,7 @@ pub enum SyncResponse {
     /// The tips of the repository's collaborative objects (sync 1.2.0 only; at most
     /// [`MAX_CHANGE_TIPS`]).
     Changes(Vec<ChangeTip>),
-    /// Contributors' forks (sync 1.2.0 only; at most [`crate::forks::MAX_FORKS`]).
+    /// Contributors' forks (sync 1.3.0 only; at most [`crate::forks::MAX_FORKS`]).
     Forks(Vec<SignedRefs>),
 }
 

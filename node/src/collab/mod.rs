@@ -198,11 +198,11 @@ fn make_change(
                 action.name()
             )));
         }
-        (Action::Hide { .. } | Action::Unhide { .. } | Action::SetContributions { .. }, _) => {
+        (Action::Hide { key: hidden } | Action::Unhide { key: hidden }, _) => {
             if !collab.identity.is_maintainer(&me) {
                 return Err(NodeError::NotAllowed(format!(
                     "only the maintainers of guts://{id} may {}",
-                    if matches!(action, Action::SetContributions { .. }) {
+                    if *hidden == guts_cob::everyone() {
                         "turn contributions on or off"
                     } else {
                         "hide a key there"

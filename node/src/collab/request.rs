@@ -216,7 +216,20 @@ pub(crate) fn action(
             },
             None,
         ),
-        ActionBody::SetContributions { open } => (Action::SetContributions { open }, None),
+        // Contributions go off by hiding the key that stands for everyone (see
+        // `guts_cob::everyone`).
+        ActionBody::SetContributions { open: false } => (
+            Action::Hide {
+                key: guts_cob::everyone(),
+            },
+            None,
+        ),
+        ActionBody::SetContributions { open: true } => (
+            Action::Unhide {
+                key: guts_cob::everyone(),
+            },
+            None,
+        ),
     })
 }
 

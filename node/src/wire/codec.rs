@@ -10,11 +10,11 @@ use libp2p::request_response;
 
 use super::frame::{read_message, write_message};
 
-/// The request-response codec of `/guts/<network>/sync/1.0.0`, `1.1.0` and `1.2.0`. Each
-/// version adds to the one before: 1.1.0 repositories with maintainers (a 1.0.0 peer, an
-/// older release that could not read one, is told "not found"), 1.2.0 the tips of
-/// collaborative objects and contributors' forks (never asked of a peer that does not
-/// speak it).
+/// The request-response codec of `/guts/<network>/sync/1.0.0` to `1.3.0`. Each version
+/// adds to the one before: 1.1.0 repositories with maintainers (a 1.0.0 peer, an older
+/// release that could not read one, is told "not found"), 1.2.0 the tips of collaborative
+/// objects, 1.3.0 contributors' forks (never asked of, nor sent to, a peer that does not
+/// speak them).
 #[derive(Debug, Clone, Default)]
 pub struct Codec;
 
@@ -27,13 +27,17 @@ pub enum SyncVersion {
     Shared,
     /// 1.2.0: collaborative objects.
     Changes,
+    /// 1.3.0: contributors' forks.
+    Forks,
 }
 
 /// The sync version `protocol` names (the oldest for a name this build does not know).
 pub fn sync_version(protocol: &StreamProtocol) -> SyncVersion {
     let name = protocol.as_ref();
     let is = |v: &str| name.strip_suffix(v).is_some_and(|p| p.ends_with("/sync/"));
-    if is(guts_protocol::CHANGES_SYNC_VERSION) {
+    if is(guts_protocol::FORKS_SYNC_VERSION) {
+        SyncVersion::Forks
+    } else if is(guts_protocol::CHANGES_SYNC_VERSION) {
         SyncVersion::Changes
     } else if is(guts_protocol::SHARED_SYNC_VERSION) {
         SyncVersion::Shared
@@ -47,21 +51,35 @@ pub fn speaks_shared(protocol: &StreamProtocol) -> bool {
     sync_version(protocol) >= SyncVersion::Shared
 }
 
-/// Whether `request` is one a peer before sync 1.2.0 cannot read.
-fn needs_changes_version(request: &SyncRequest) -> bool {
-    matches!(
-        request,
-        SyncRequest::GetChanges { .. } | SyncRequest::GetForks { .. }
-    )
+/// The oldest sync version that carries `request`.
+fn needed_for(request: &SyncRequest) -> SyncVersion {
+    match request {
+        SyncRequest::GetRefs { .. } | SyncRequest::ListRepositories => SyncVersion::Owner,
+        SyncRequest::GetChanges { .. } => SyncVersion::Changes,
+        SyncRequest::GetForks { .. } => SyncVersion::Forks,
+    }
 }
 
-fn unsupported(protocol: &StreamProtocol, what: &str) -> io::Error {
+/// The oldest sync version that carries `response` whole (a state to a 1.0.0 peer is
+/// answered "not found" instead).
+fn needed_for_response(response: &SyncResponse) -> SyncVersion {
+    match response {
+        SyncResponse::Changes(_) => SyncVersion::Changes,
+        SyncResponse::Forks(_) => SyncVersion::Forks,
+        _ => SyncVersion::Owner,
+    }
+}
+
+fn unsupported(protocol: &StreamProtocol, what: &str, needed: SyncVersion) -> io::Error {
+    let version = match needed {
+        SyncVersion::Owner => guts_protocol::PROTOCOL_VERSION,
+        SyncVersion::Shared => guts_protocol::SHARED_SYNC_VERSION,
+        SyncVersion::Changes => guts_protocol::CHANGES_SYNC_VERSION,
+        SyncVersion::Forks => guts_protocol::FORKS_SYNC_VERSION,
+    };
     io::Error::new(
         io::ErrorKind::Unsupported,
-        format!(
-            "{what} needs sync {}; this stream speaks {protocol}",
-            guts_protocol::CHANGES_SYNC_VERSION
-        ),
+        format!("{what} needs sync {version}; this stream speaks {protocol}"),
     )
 }
 
@@ -78,9 +96,10 @@ impl request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let request = read_message(io, MAX_REQUEST_SIZE).await?;
-        if needs_changes_version(&request) && sync_version(protocol) < SyncVersion::Changes {
-            return Err(unsupported(protocol, "asking for changes or forks"));
+        let request: SyncRequest = read_message(io, MAX_REQUEST_SIZE).await?;
+        let needed = needed_for(&request);
+        if sync_version(protocol) < needed {
+            return Err(unsupported(protocol, "the request", needed));
         }
         Ok(request)
     }
@@ -102,8 +121,9 @@ impl request_response::Codec for Codec {
         T: AsyncWrite + Unpin + Send,
     {
         // A peer of an older release could not decode it, and would count it against us.
-        if needs_changes_version(&req) && sync_version(protocol) < SyncVersion::Changes {
-            return Err(unsupported(protocol, "asking for changes or forks"));
+        let needed = needed_for(&req);
+        if sync_version(protocol) < needed {
+            return Err(unsupported(protocol, "the request", needed));
         }
         write_message(io, &req).await?;
         io.close().await
@@ -127,10 +147,12 @@ impl request_response::Codec for Codec {
                 );
                 SyncResponse::NotFound
             }
-            SyncResponse::Changes(_) | SyncResponse::Forks(_)
-                if sync_version(protocol) < SyncVersion::Changes =>
-            {
-                return Err(unsupported(protocol, "an answer with changes or forks"));
+            other if sync_version(protocol) < needed_for_response(&other) => {
+                return Err(unsupported(
+                    protocol,
+                    "the answer",
+                    needed_for_response(&other),
+                ));
             }
             other => other,
         };
@@ -195,55 +217,66 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn changes_and_forks_are_asked_and_answered_only_on_sync_1_2_0() {
+    async fn changes_and_forks_are_asked_and_answered_only_from_their_sync_version() {
         let network = guts_protocol::NetworkName::default_network();
         let repository = RepositoryId::from_bytes([1; 20]);
-        for (ask, answer) in [
-            (
-                SyncRequest::GetChanges { repository },
-                SyncResponse::Changes(vec![]),
-            ),
-            (
-                SyncRequest::GetForks {
-                    repository,
-                    known: vec![],
-                },
-                SyncResponse::Forks(vec![]),
-            ),
-        ] {
-            asked_and_answered_only_on_1_2_0(&network, ask, answer).await;
-        }
+        asked_and_answered_only_from(
+            &network,
+            SyncRequest::GetChanges { repository },
+            SyncResponse::Changes(vec![]),
+            "1.2.0",
+        )
+        .await;
+        asked_and_answered_only_from(
+            &network,
+            SyncRequest::GetForks {
+                repository,
+                known: vec![],
+            },
+            SyncResponse::Forks(vec![]),
+            "1.3.0",
+        )
+        .await;
         assert_eq!(
             sync_version(&StreamProtocol::new("/guts/x/sync/1.2.0")),
             SyncVersion::Changes
+        );
+        assert_eq!(
+            sync_version(&StreamProtocol::new("/guts/x/sync/1.3.0")),
+            SyncVersion::Forks
         );
         assert!(speaks_shared(&StreamProtocol::new("/guts/x/sync/1.2.0")));
         assert!(!speaks_shared(&StreamProtocol::new("/guts/x/sync/1.0.0")));
     }
 
-    async fn asked_and_answered_only_on_1_2_0(
+    /// `ask` and `answer` go over sync `from` and later, and are refused (before a byte
+    /// is sent, and on read) on the versions before it.
+    async fn asked_and_answered_only_from(
         network: &guts_protocol::NetworkName,
         ask: SyncRequest,
         answer: SyncResponse,
+        from: &str,
     ) {
-        for (name, allowed) in [
-            (network.sync_protocol(), false),
-            (network.shared_sync_protocol(), false),
-            (network.changes_sync_protocol(), true),
+        let newest = StreamProtocol::try_from_owned(network.forks_sync_protocol()).unwrap();
+        for name in [
+            network.sync_protocol(),
+            network.shared_sync_protocol(),
+            network.changes_sync_protocol(),
+            network.forks_sync_protocol(),
         ] {
+            let allowed = name.rsplit('/').next().is_some_and(|v| v >= from);
             let protocol = StreamProtocol::try_from_owned(name).unwrap();
             let mut buf = Cursor::new(Vec::new());
             let wrote = Codec.write_request(&protocol, &mut buf, ask.clone()).await;
             assert_eq!(wrote.is_ok(), allowed, "{protocol}");
             if let Err(e) = wrote {
-                assert!(e.to_string().contains("needs sync 1.2.0"), "{e}");
+                assert!(e.to_string().contains(&format!("needs sync {from}")), "{e}");
                 assert!(buf.get_ref().is_empty(), "nothing sent");
             }
             // A request that came anyway is refused on read.
             let mut framed = Cursor::new(Vec::new());
-            let v12 = StreamProtocol::try_from_owned(network.changes_sync_protocol()).unwrap();
             Codec
-                .write_request(&v12, &mut framed, ask.clone())
+                .write_request(&newest, &mut framed, ask.clone())
                 .await
                 .unwrap();
             let mut read = Cursor::new(framed.into_inner());

@@ -220,7 +220,9 @@ fn with_contributions_off_no_fork_is_pushed_or_taken() {
             parents: vec![opened],
             author: key(1).verifying_key(),
             timestamp: 1_700_000_001,
-            action: Action::SetContributions { open: false },
+            action: Action::Hide {
+                key: guts_cob::everyone(),
+            },
         },
         &key(1),
     )
