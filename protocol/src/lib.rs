@@ -15,11 +15,11 @@ pub mod wire;
 
 pub use canonical::{Ancestry, Canonical};
 pub use forks::{ForkLimits, Forks};
-pub use identity::{IdentityDoc, IdentityHistory, SignedVersion, VersionId};
+pub use identity::{IdentityDoc, IdentityHistory, SignedVersion, VersionId, Visibility};
 pub use ids::{ObjectId, RefName, RepoName, RepositoryId};
 pub use network::{NetworkName, NetworkNameError};
 pub use refs::{SignedHeader, SignedRefs};
-pub use repository::{Merged, Published, RepositoryState, SharedState};
+pub use repository::{Merged, Published, RepositoryState, SharedState, SharedStateV2};
 pub use views::Views;
 
 /// Version of the Guts protocol family spoken by this build; carried in every protocol name.

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::{self, Ancestry, Canonical};
-use crate::identity::{IdentityDoc, IdentityError, IdentityHistory, SignedVersion, VersionAdded};
+use crate::identity::{
+    IdentityDoc, IdentityError, IdentityHistory, SignedVersion, VersionAdded, Visibility,
+};
 use crate::refs::SignedRefs;
 use crate::views::{ViewAdded, ViewError, Views};
 
@@ -71,6 +73,59 @@ pub struct SharedState {
     pub versions: Vec<SignedVersion>,
     /// The views held, by key.
     pub views: Vec<SignedRefs>,
+}
+
+/// [`SharedState`] with each version's visibility (identity format 2): the form in which
+/// a repository that is or was private travels (sync 1.4.0) and is stored (record format
+/// 3). [`SharedState`]'s own encoding leaves visibility out, so releases before private
+/// repositories read it as they always did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedStateV2 {
+    /// Version 1: the creator alone, threshold 1, public.
+    pub genesis: IdentityDoc,
+    /// Every later version held, with its visibility.
+    pub versions: Vec<(SignedVersion, Visibility)>,
+    /// The views held, by key.
+    pub views: Vec<SignedRefs>,
+}
+
+impl From<&SharedState> for SharedStateV2 {
+    fn from(state: &SharedState) -> Self {
+        SharedStateV2 {
+            genesis: state.genesis.clone(),
+            versions: state
+                .versions
+                .iter()
+                .map(|v| (v.clone(), v.doc.visibility.clone()))
+                .collect(),
+            views: state.views.clone(),
+        }
+    }
+}
+
+impl From<SharedStateV2> for SharedState {
+    fn from(state: SharedStateV2) -> Self {
+        SharedState {
+            genesis: state.genesis,
+            versions: state
+                .versions
+                .into_iter()
+                .map(|(mut v, visibility)| {
+                    v.doc.visibility = visibility;
+                    v
+                })
+                .collect(),
+            views: state.views,
+        }
+    }
+}
+
+impl SharedState {
+    /// Whether any version in it is private: it then only goes in [`SharedStateV2`]'s
+    /// form.
+    pub fn ever_private(&self) -> bool {
+        self.versions.iter().any(|v| v.doc.is_private())
+    }
 }
 
 /// One repository's identity history and views.

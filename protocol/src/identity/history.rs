@@ -119,6 +119,19 @@ impl IdentityHistory {
         self.current().is_maintainer(key) || self.pending().iter().any(|v| v.doc.is_maintainer(key))
     }
 
+    /// Whether `key` may learn of the repository under the version in effect (see
+    /// [`IdentityDoc::may_see`]): whom a node serves, lists and announces it to.
+    pub fn may_see(&self, key: &VerifyingKey) -> bool {
+        self.current().may_see(key)
+    }
+
+    /// Whether any version held is private: such a history only travels and is stored in
+    /// the form that carries visibility (a release that cannot read it must not get it,
+    /// nor could it check the private versions' hashes).
+    pub fn ever_private(&self) -> bool {
+        self.versions.values().any(|v| v.doc.is_private())
+    }
+
     /// Takes `version` (or the signatures it carries that are new), keeping only valid
     /// signatures of its predecessor's maintainers, and settles which versions are in effect.
     pub fn add(&mut self, mut version: SignedVersion) -> Result<VersionAdded, IdentityError> {

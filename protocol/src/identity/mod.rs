@@ -72,6 +72,39 @@ pub struct IdentityDoc {
     /// How many maintainers must agree: on a branch for it to move, on a next version for
     /// it to take effect.
     pub threshold: u16,
+    /// Who may learn that the repository exists. Not part of format 1's encoding, in
+    /// which every version is public and which releases before private repositories read:
+    /// a private version is hashed as format 2 and travels and is stored only in forms
+    /// that carry it (see [`crate::repository::SharedStateV2`]).
+    #[serde(skip)]
+    pub visibility: Visibility,
+}
+
+/// Most keys a private repository's allow list names.
+pub const MAX_ALLOWED: usize = 256;
+
+/// Who may learn that a repository exists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Visibility {
+    /// Anyone: it is announced, listed, provided and served to every peer.
+    #[default]
+    Public,
+    /// Its maintainers and the keys in `allow` (sorted by bytes, no repeats): to anyone
+    /// else a node answers as it does for a repository it does not hold.
+    Private {
+        /// The keys allowed besides the maintainers.
+        allow: Vec<VerifyingKey>,
+    },
+}
+
+impl Visibility {
+    /// A private visibility allowing `keys` (any order, repeats dropped).
+    pub fn private(keys: impl IntoIterator<Item = VerifyingKey>) -> Self {
+        let mut allow: Vec<VerifyingKey> = keys.into_iter().collect();
+        allow.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        allow.dedup();
+        Visibility::Private { allow }
+    }
 }
 
 /// Why an identity version is not valid, or not taken.
@@ -157,6 +190,7 @@ impl IdentityDoc {
             previous: None,
             maintainers: vec![*owner],
             threshold: 1,
+            visibility: Visibility::Public,
         }
     }
 
@@ -177,15 +211,51 @@ impl IdentityDoc {
             previous: Some(self.id()),
             maintainers,
             threshold,
+            visibility: self.visibility.clone(),
         };
         doc.check_shape()?;
         Ok(doc)
     }
 
-    /// This version's hash.
+    /// The same version with `visibility` (for a successor being proposed).
+    pub fn with_visibility(mut self, visibility: Visibility) -> Result<Self, IdentityError> {
+        self.visibility = match visibility {
+            Visibility::Private { allow } => Visibility::private(allow),
+            public => public,
+        };
+        self.check_shape()?;
+        Ok(self)
+    }
+
+    /// This version's hash: format 1's (the fields before `visibility`) for a public
+    /// version, as every release computes it; format 2's, which covers the allow list,
+    /// for a private one.
     pub fn id(&self) -> VersionId {
-        let bytes = postcard::to_allocvec(&("guts/identity/v1", self)).expect("docs always encode");
+        let bytes = match &self.visibility {
+            Visibility::Public => postcard::to_allocvec(&("guts/identity/v1", self)),
+            private => postcard::to_allocvec(&("guts/identity/v2", self, private)),
+        }
+        .expect("docs always encode");
         VersionId(Sha256::digest(&bytes).into())
+    }
+
+    /// Whether the repository is private at this version.
+    pub fn is_private(&self) -> bool {
+        matches!(self.visibility, Visibility::Private { .. })
+    }
+
+    /// Whether `key` may learn of the repository at this version: anyone for a public
+    /// one; its maintainers and allowed keys for a private one.
+    pub fn may_see(&self, key: &VerifyingKey) -> bool {
+        match &self.visibility {
+            Visibility::Public => true,
+            Visibility::Private { allow } => {
+                self.is_maintainer(key)
+                    || allow
+                        .binary_search_by(|k| k.as_bytes().cmp(key.as_bytes()))
+                        .is_ok()
+            }
+        }
     }
 
     /// Whether `key` maintains the repository at this version.
@@ -196,8 +266,9 @@ impl IdentityDoc {
     }
 
     /// Checks what a version must be on its own: maintainers sorted, unique, 1 to
-    /// [`MAX_MAINTAINERS`]; threshold 1 to their number; genesis and only genesis without a
-    /// predecessor, and genesis exactly the implied one.
+    /// [`MAX_MAINTAINERS`]; threshold 1 to their number; allowed keys sorted, unique, at
+    /// most [`MAX_ALLOWED`]; genesis and only genesis without a predecessor, and genesis
+    /// exactly the implied one (public: a repository is made private by its next version).
     pub fn check_shape(&self) -> Result<(), IdentityError> {
         let bad = |reason: String| IdentityError::Malformed {
             repository: self.repository,
@@ -222,6 +293,17 @@ impl IdentityDoc {
                 "threshold {} with {n} maintainers; it must be 1 to {n}",
                 self.threshold
             )));
+        }
+        if let Visibility::Private { allow } = &self.visibility {
+            if allow.len() > MAX_ALLOWED {
+                return Err(bad(format!(
+                    "{} allowed keys; a version names at most {MAX_ALLOWED}",
+                    allow.len()
+                )));
+            }
+            if allow.windows(2).any(|w| w[0].as_bytes() >= w[1].as_bytes()) {
+                return Err(bad("allowed keys not sorted, or one named twice".into()));
+            }
         }
         match (self.version, self.previous) {
             (1, None) => {
@@ -316,5 +398,7 @@ pub enum VersionAdded {
 }
 
 mod history;
+#[cfg(test)]
+mod visibility_tests;
 
 pub use history::IdentityHistory;

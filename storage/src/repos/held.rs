@@ -4,7 +4,9 @@
 //! Format 2 is a repository with maintainers: its identity versions and the views held
 //! (releases before maintainers existed cannot read format 2: they set such a repository
 //! aside at start, saying "wire version 2", and lose nothing). A repository whose identity
-//! is back to its creator alone is written as format 1 again.
+//! is back to its creator alone is written as format 1 again. Format 3 is format 2 with
+//! each version's visibility, for an identity that is or was private (releases before
+//! private repositories set it aside, saying "wire version 3").
 //!
 //! Git refs follow the record: the canonical refs under `refs/heads/` and `refs/tags/`
 //! and, with maintainers, each view under `refs/views/<key>/` (see [`view_ref`]).
@@ -16,7 +18,8 @@ use git2::Repository;
 use guts_protocol::canonical::{Ancestry, Canonical};
 use guts_protocol::wire::{self, MAX_RESPONSE_SIZE};
 use guts_protocol::{
-    IdentityDoc, ObjectId, RefName, RepositoryId, RepositoryState, SharedState, SignedRefs, Views,
+    IdentityDoc, ObjectId, RefName, RepositoryId, RepositoryState, SharedState, SharedStateV2,
+    SignedRefs, Views,
 };
 
 use std::fs;
@@ -27,6 +30,9 @@ use crate::StorageError;
 
 /// Format byte of a record with maintainers.
 const SHARED_FORMAT: u8 = 2;
+/// Format byte of a record whose identity has or had a private version: format 2 with
+/// each version's visibility.
+const PRIVATE_FORMAT: u8 = 3;
 /// Largest record with maintainers read: views of up to [`guts_protocol::refs::MAX_REFS`]
 /// refs each, a few of them.
 pub const MAX_SHARED_SIZE: usize = 4 * MAX_RESPONSE_SIZE;
@@ -137,6 +143,10 @@ impl Held {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Held::Owner(s) => wire::encode(s),
+            Held::Shared(state) if state.identity.ever_private() => {
+                postcard::to_extend(&SharedStateV2::from(&state.stored()), vec![PRIVATE_FORMAT])
+                    .expect("states always encode")
+            }
             Held::Shared(state) => postcard::to_extend(&state.stored(), vec![SHARED_FORMAT])
                 .expect("states always encode"),
         }
@@ -149,15 +159,20 @@ impl Held {
             reason,
         };
         match bytes.first() {
-            Some(&SHARED_FORMAT) => {
+            Some(&format @ (SHARED_FORMAT | PRIVATE_FORMAT)) => {
                 if bytes.len() > MAX_SHARED_SIZE {
                     return Err(corrupt(format!(
                         "{} bytes; at most {MAX_SHARED_SIZE} are read",
                         bytes.len()
                     )));
                 }
-                let stored: SharedState =
-                    postcard::from_bytes(&bytes[1..]).map_err(|e| corrupt(e.to_string()))?;
+                let stored: SharedState = if format == PRIVATE_FORMAT {
+                    postcard::from_bytes::<SharedStateV2>(&bytes[1..])
+                        .map_err(|e| corrupt(e.to_string()))?
+                        .into()
+                } else {
+                    postcard::from_bytes(&bytes[1..]).map_err(|e| corrupt(e.to_string()))?
+                };
                 RepositoryState::from_stored(stored)
                     .map(Held::Shared)
                     .map_err(|e| corrupt(e.to_string()))

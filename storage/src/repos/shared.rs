@@ -14,7 +14,7 @@ use git2::Repository;
 use guts_protocol::Canonical;
 use guts_protocol::repository::StateError;
 use guts_protocol::{
-    RepositoryId, RepositoryState, SharedState, SignedRefs, SignedVersion, VersionId,
+    RepositoryId, RepositoryState, SharedState, SignedRefs, SignedVersion, VersionId, Visibility,
 };
 
 use super::held::{GitAncestry, Held};
@@ -150,8 +150,23 @@ impl Repositories {
         threshold: u16,
         key: &SigningKey,
     ) -> Result<SignedVersion, StorageError> {
+        self.propose_with(id, maintainers, threshold, None, key)
+    }
+
+    /// [`Self::propose`], with the next version's visibility (`None`: as now).
+    pub fn propose_with(
+        &self,
+        id: &RepositoryId,
+        maintainers: Vec<VerifyingKey>,
+        threshold: u16,
+        visibility: Option<Visibility>,
+        key: &SigningKey,
+    ) -> Result<SignedVersion, StorageError> {
         self.change_identity(id, key, |state| {
-            let doc = state.identity.current().next(maintainers, threshold)?;
+            let mut doc = state.identity.current().next(maintainers, threshold)?;
+            if let Some(visibility) = visibility {
+                doc = doc.with_visibility(visibility)?;
+            }
             let version = SignedVersion::propose(doc, key);
             state.identity.add(version.clone())?;
             Ok(version)
@@ -490,6 +505,46 @@ mod tests {
         assert_eq!(main_of(&repos, &id), None);
         // Nor is her view passed on.
         assert_eq!(held(&repos).shared().views.len(), 1);
+    }
+
+    #[test]
+    fn a_private_identity_is_stored_with_its_allow_list_in_format_3() {
+        let fx = Fixture::new();
+        let (_d, repos) = store();
+        let id = repos
+            .import(fx.path(), None, &key(1))
+            .unwrap()
+            .snapshot
+            .repository();
+        let before = git_refs(&repos, &id);
+        let private = Visibility::private([key(2).verifying_key()]);
+        let v2 = repos
+            .propose_with(&id, keys(&[1]), 1, Some(private.clone()), &key(1))
+            .unwrap();
+        assert_eq!(v2.doc.visibility, private);
+        let bytes = std::fs::read(repos.path(&id).join(crate::repos::SIGNED_REFS_FILE)).unwrap();
+        assert_eq!(bytes[0], 3, "format 3");
+        let old = wire::decode::<guts_protocol::SignedRefs>(&bytes, usize::MAX).unwrap_err();
+        assert_eq!(
+            old.to_string(),
+            "message has wire version 3, this node speaks 1"
+        );
+        // Read back whole: the allow list decides who may see it; the branches stay.
+        let Some(Held::Shared(state)) = repos.held(&id).unwrap() else {
+            panic!("held with its identity");
+        };
+        assert!(state.identity.may_see(&key(2).verifying_key()));
+        assert!(!state.identity.may_see(&key(3).verifying_key()));
+        let after = git_refs(&repos, &id);
+        let canonical: std::collections::BTreeMap<_, _> = after
+            .iter()
+            .filter(|(n, _)| !n.starts_with(crate::VIEWS_PREFIX))
+            .map(|(n, t)| (n.clone(), *t))
+            .collect();
+        assert_eq!(canonical, before);
+        std::fs::remove_file(repos.path(&id).join("packed-refs")).unwrap();
+        assert!(repos.recover().unwrap().set_aside.is_empty());
+        assert_eq!(git_refs(&repos, &id), after);
     }
 
     #[test]
