@@ -408,6 +408,12 @@ pub struct MaintainersReport {
     pub maintainers: Vec<MaintainerReport>,
     /// Proposed next versions waiting for signatures.
     pub pending: Vec<ProposalReport>,
+    /// Whether the repository is private: only its maintainers and `allowed` may see it.
+    #[serde(default)]
+    pub private: bool,
+    /// The keys a private repository allows besides its maintainers (hex).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<String>,
 }
 
 /// One maintainer.
@@ -448,6 +454,22 @@ pub struct ProposeRequest {
     pub maintainers: Vec<String>,
     /// The new threshold.
     pub threshold: u16,
+    /// Who may see the repository from then on (none: as now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<VisibilityBody>,
+}
+
+/// A repository's visibility in a proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisibilityBody {
+    /// Anyone.
+    Public,
+    /// The maintainers and these keys (hex).
+    Private {
+        /// The keys allowed besides the maintainers.
+        allow: Vec<String>,
+    },
 }
 
 /// `POST /api/v1/repos/<id>/maintainers/accept`: sign a pending proposal.
@@ -480,6 +502,10 @@ pub struct ImportResponse {
 pub struct InitRequest {
     /// The new repository's name.
     pub name: String,
+    /// Keys (hex) a private repository allows besides this node's: `Some` makes it
+    /// private from the start (never announced, listed or provided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private: Option<Vec<String>>,
 }
 
 /// `POST /api/v1/repos/<id>/push-area` answer.

@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::bail;
 use guts_api::client::Client;
 use guts_api::terminal::safe;
-use guts_api::{AcceptRequest, ProposalReport, ProposeRequest, RepoDetail};
+use guts_api::{
+    AcceptRequest, MaintainersReport, ProposalReport, ProposeRequest, RepoDetail, VisibilityBody,
+};
 use guts_protocol::RepositoryId;
 
 use crate::api_args::{ApiArgs, print_json};
@@ -52,6 +54,15 @@ pub fn print_maintainers(detail: &RepoDetail) {
             if k.you { " (this node)" } else { "" }
         );
     }
+    if m.private {
+        println!(
+            "private: seen by the maintainers and {} allowed key(s)",
+            m.allowed.len()
+        );
+        for k in &m.allowed {
+            println!("  {k}");
+        }
+    }
     if m.pending.is_empty() {
         println!("pending: none");
     }
@@ -95,12 +106,56 @@ pub fn print_positions(detail: &RepoDetail) {
 }
 
 /// `guts repo propose ID --add K --remove K --threshold N`.
+/// What `guts repo propose` asks of the repository's visibility.
+#[derive(Debug, Default)]
+pub struct VisibilityChange {
+    /// `--private`.
+    pub private: bool,
+    /// `--public`.
+    pub public: bool,
+    /// `--allow KEY`.
+    pub allow: Vec<String>,
+    /// `--disallow KEY`.
+    pub disallow: Vec<String>,
+}
+
+impl VisibilityChange {
+    /// The visibility to propose given the current one (`None`: unchanged).
+    fn body(&self, current: Option<&MaintainersReport>) -> anyhow::Result<Option<VisibilityBody>> {
+        if self.public {
+            return Ok(Some(VisibilityBody::Public));
+        }
+        if !self.private && self.allow.is_empty() && self.disallow.is_empty() {
+            return Ok(None);
+        }
+        let mut allowed: Vec<String> = current
+            .filter(|m| m.private)
+            .map(|m| m.allowed.clone())
+            .unwrap_or_default();
+        for k in &self.disallow {
+            let k = k.trim().to_lowercase();
+            if !allowed.contains(&k) {
+                bail!("{k} is not allowed: nothing to disallow");
+            }
+            allowed.retain(|a| *a != k);
+        }
+        for k in &self.allow {
+            let k = k.trim().to_lowercase();
+            if !allowed.contains(&k) {
+                allowed.push(k);
+            }
+        }
+        Ok(Some(VisibilityBody::Private { allow: allowed }))
+    }
+}
+
 pub fn propose(
     api: &ApiArgs,
     id: &RepositoryId,
     add: &[String],
     remove: &[String],
     threshold: Option<u16>,
+    visibility: &VisibilityChange,
     json: bool,
 ) -> anyhow::Result<()> {
     let detail = detail(api, id)?;
@@ -131,14 +186,19 @@ pub fn propose(
         bail!("a repository keeps at least one maintainer");
     }
     let threshold = threshold.unwrap_or(current_threshold.min(maintainers.len() as u16));
-    if add.is_empty() && remove.is_empty() && threshold == current_threshold {
-        bail!("nothing to change: give --add, --remove or --threshold");
+    let visibility = visibility.body(detail.maintainers.as_ref())?;
+    if add.is_empty() && remove.is_empty() && threshold == current_threshold && visibility.is_none()
+    {
+        bail!(
+            "nothing to change: give --add, --remove, --threshold, --private, --allow, --disallow or --public"
+        );
     }
     let proposal: ProposalReport = client(api)?.post(
         &format!("/api/v1/repos/{id}/maintainers"),
         &ProposeRequest {
             maintainers,
             threshold,
+            visibility,
         },
     )?;
     if json {

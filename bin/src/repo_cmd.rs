@@ -37,6 +37,12 @@ pub enum RepoCommand {
     Init {
         /// Its name.
         name: String,
+        /// Private from the start: only this node's key and those allowed may see it.
+        #[arg(long)]
+        private: bool,
+        /// A key a private repository allows (implies --private); repeatable.
+        #[arg(long, value_name = "KEY")]
+        allow: Vec<String>,
         #[command(flatten)]
         api: ApiArgs,
         /// Print JSON.
@@ -161,6 +167,20 @@ pub enum RepoCommand {
         /// number of maintainers].
         #[arg(long)]
         threshold: Option<u16>,
+        /// Make the repository private: only its maintainers and the keys allowed may see
+        /// it (it is never announced, listed or provided, and served to no one else).
+        #[arg(long, conflicts_with = "public")]
+        private: bool,
+        /// Make the repository public again.
+        #[arg(long)]
+        public: bool,
+        /// A key a private repository allows besides its maintainers (implies --private);
+        /// repeatable.
+        #[arg(long, value_name = "KEY", conflicts_with = "public")]
+        allow: Vec<String>,
+        /// A key to allow no more; repeatable.
+        #[arg(long, value_name = "KEY", conflicts_with = "public")]
+        disallow: Vec<String>,
         #[command(flatten)]
         api: ApiArgs,
         /// Print JSON.
@@ -210,9 +230,18 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
             api,
             json,
         } => import(&api, &path, name, json),
-        RepoCommand::Init { name, api, json } => {
-            let r: RepoSummary = Client::new(&api.target(), Duration::from_secs(30))?
-                .post("/api/v1/repos/init", &guts_api::InitRequest { name })?;
+        RepoCommand::Init {
+            name,
+            private,
+            allow,
+            api,
+            json,
+        } => {
+            let private = (private || !allow.is_empty()).then_some(allow);
+            let r: RepoSummary = Client::new(&api.target(), Duration::from_secs(30))?.post(
+                "/api/v1/repos/init",
+                &guts_api::InitRequest { name, private },
+            )?;
             if json {
                 print_json(&r)?;
             } else {
@@ -245,9 +274,21 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
             add,
             remove,
             threshold,
+            private,
+            public,
+            allow,
+            disallow,
             api,
             json,
-        } => maintainers_cmd::propose(&api, &id, &add, &remove, threshold, json),
+        } => {
+            let visibility = maintainers_cmd::VisibilityChange {
+                private,
+                public,
+                allow,
+                disallow,
+            };
+            maintainers_cmd::propose(&api, &id, &add, &remove, threshold, &visibility, json)
+        }
         RepoCommand::Accept {
             id,
             proposal,

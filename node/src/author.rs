@@ -53,25 +53,40 @@ impl Author {
     }
 
     /// Tells the network about a new view or identity version of a repository with
-    /// maintainers (on its own topic: see [`SharedAnnouncement`]).
-    fn publish_shared(&self, id: RepositoryId, announcement: SharedAnnouncement) {
+    /// maintainers (on its own topic: see [`SharedAnnouncement`]; a private one's allowed
+    /// peers alone, directly).
+    async fn publish_shared(&self, id: RepositoryId, announcement: SharedAnnouncement) {
         repack_if_needed(&self.store, id);
-        self.client.provide(id);
-        self.client.announce_shared(announcement);
+        let local = crate::identity::peer_of_owner(&self.key.verifying_key())
+            .expect("the node's own key makes a peer id");
+        crate::publish::publish(
+            &self.store,
+            &self.client,
+            local,
+            id,
+            crate::publish::News::Shared(announcement),
+        )
+        .await;
     }
 
-    /// Proposes the next identity version of `id` (`maintainers`, `threshold`), signed by
-    /// this node's key, and announces it: in effect at once if that signature is enough.
+    /// Proposes the next identity version of `id` (`maintainers`, `threshold`, and
+    /// `visibility` if it changes), signed by this node's key, and announces it (to a
+    /// private repository's allowed peers alone): in effect at once if that signature is
+    /// enough.
     pub(crate) async fn propose(
         &self,
         id: RepositoryId,
         maintainers: Vec<VerifyingKey>,
         threshold: u16,
+        visibility: Option<guts_protocol::Visibility>,
     ) -> Result<SignedVersion, NodeError> {
         let version = self
-            .blocking(move |repos, key| repos.propose(&id, maintainers, threshold, key))
+            .blocking(move |repos, key| {
+                repos.propose_with(&id, maintainers, threshold, visibility, key)
+            })
             .await?;
-        self.publish_shared(id, SharedAnnouncement::Version(version.clone()));
+        self.publish_shared(id, SharedAnnouncement::Version(version.clone()))
+            .await;
         Ok(version)
     }
 
@@ -84,7 +99,8 @@ impl Author {
         let signed = self
             .blocking(move |repos, key| repos.sign_version(&id, &version, key))
             .await?;
-        self.publish_shared(id, SharedAnnouncement::Version(signed.clone()));
+        self.publish_shared(id, SharedAnnouncement::Version(signed.clone()))
+            .await;
         Ok(signed)
     }
 
@@ -104,13 +120,38 @@ impl Author {
         Ok(imported)
     }
 
-    /// Creates an empty repository owned by this node, then provides and announces it.
-    pub(crate) async fn init(&self, name: RepoName) -> Result<SignedRefs, NodeError> {
-        let snapshot = self
-            .blocking(move |repos, key| repos.init(name, key))
+    /// Creates an empty repository owned by this node, then provides and announces it
+    /// (a private one: tells its allowed peers alone).
+    pub(crate) async fn init(
+        &self,
+        name: RepoName,
+        private: Option<Vec<VerifyingKey>>,
+    ) -> Result<RepositoryId, NodeError> {
+        let Some(allow) = private else {
+            let snapshot = self
+                .blocking(move |repos, key| repos.init(name, key))
+                .await?;
+            self.publish(&snapshot);
+            return Ok(snapshot.repository());
+        };
+        // Private from the first moment anyone could hear of it: its second version is
+        // signed before anything is published.
+        let version = self
+            .blocking(move |repos, key| {
+                let id = repos.init(name, key)?.repository();
+                repos.propose_with(
+                    &id,
+                    vec![key.verifying_key()],
+                    1,
+                    Some(guts_protocol::Visibility::private(allow)),
+                    key,
+                )
+            })
             .await?;
-        self.publish(&snapshot);
-        Ok(snapshot)
+        let id = version.doc.repository;
+        self.publish_shared(id, SharedAnnouncement::Version(version))
+            .await;
+        Ok(id)
     }
 
     /// A staging area for a push to `id`: to its refs if this node's key maintains it,
@@ -134,7 +175,8 @@ impl Author {
             self.publish_shared(
                 id,
                 SharedAnnouncement::View(Box::new(pushed.snapshot.signed.clone())),
-            );
+            )
+            .await;
         } else if pushed.changed {
             self.publish(&pushed.snapshot);
         }

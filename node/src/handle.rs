@@ -103,8 +103,18 @@ impl NodeHandle {
 
     /// Creates an empty repository owned by this node.
     pub async fn init_repo(&self, name: RepoName) -> Result<RepoSummary, NodeError> {
-        let snapshot = self.author.init(name).await?;
-        self.summary(snapshot.repository()).await
+        self.init_repo_with(name, None).await
+    }
+
+    /// [`Self::init_repo`]; with `private`, a private repository allowing those keys
+    /// besides this node's, never announced.
+    pub async fn init_repo_with(
+        &self,
+        name: RepoName,
+        private: Option<Vec<ed25519_dalek::VerifyingKey>>,
+    ) -> Result<RepoSummary, NodeError> {
+        let id = self.author.init(name, private).await?;
+        self.summary(id).await
     }
 
     /// A staging area for a push to `id` (this node must own it).
@@ -300,7 +310,21 @@ impl NodeHandle {
         maintainers: Vec<ed25519_dalek::VerifyingKey>,
         threshold: u16,
     ) -> Result<ProposalReport, NodeError> {
-        let version = self.author.propose(id, maintainers, threshold).await?;
+        self.propose_with(id, maintainers, threshold, None).await
+    }
+
+    /// [`Self::propose`] with the next version's visibility (`None`: as now).
+    pub async fn propose_with(
+        &self,
+        id: RepositoryId,
+        maintainers: Vec<ed25519_dalek::VerifyingKey>,
+        threshold: u16,
+        visibility: Option<guts_protocol::Visibility>,
+    ) -> Result<ProposalReport, NodeError> {
+        let version = self
+            .author
+            .propose(id, maintainers, threshold, visibility)
+            .await?;
         self.proposal_report(id, version).await
     }
 

@@ -26,6 +26,7 @@ mod maintainers;
 mod metrics;
 mod network;
 mod node;
+mod publish;
 mod store;
 mod sync;
 

@@ -44,6 +44,11 @@ pub(crate) fn report(state: &RepositoryState, me: &VerifyingKey) -> MaintainersR
             .into_iter()
             .map(|v| proposal(&state.identity, v))
             .collect(),
+        private: current.is_private(),
+        allowed: match &current.visibility {
+            guts_protocol::Visibility::Private { allow } => allow.iter().map(hex_key).collect(),
+            guts_protocol::Visibility::Public => Vec::new(),
+        },
     }
 }
 

@@ -36,3 +36,7 @@ pub const CHANGES_SYNC_VERSION: &str = "1.2.0";
 /// Version of the sync protocol that carries contributors' forks
 /// ([`wire::SyncRequest::GetForks`]).
 pub const FORKS_SYNC_VERSION: &str = "1.3.0";
+
+/// Version of the sync protocol that carries private repositories
+/// ([`wire::SyncResponse::StateV2`], [`wire::SyncRequest::Notify`]).
+pub const PRIVATE_SYNC_VERSION: &str = "1.4.0";

@@ -102,6 +102,13 @@ impl NetworkName {
         format!("/guts/{}/sync/{}", self.0, crate::FORKS_SYNC_VERSION)
     }
 
+    /// The sync protocol with private repositories: `/guts/<network>/sync/1.4.0`, which
+    /// adds [`crate::wire::SyncResponse::StateV2`] and [`crate::wire::SyncRequest::Notify`]
+    /// to 1.3.0.
+    pub fn private_sync_protocol(&self) -> String {
+        format!("/guts/{}/sync/{}", self.0, crate::PRIVATE_SYNC_VERSION)
+    }
+
     /// Pack protocol (libp2p stream): `/guts/<network>/pack/1.0.0`.
     pub fn pack_protocol(&self) -> String {
         format!("/guts/{}/pack/{PROTOCOL_VERSION}", self.0)

@@ -7,7 +7,7 @@ use crate::forks::ForkSeen;
 use crate::identity::SignedVersion;
 use crate::ids::{ObjectId, RepositoryId};
 use crate::refs::{MAX_REFS, SignedHeader, SignedRefs};
-use crate::repository::SharedState;
+use crate::repository::{SharedState, SharedStateV2};
 
 /// Version byte that starts every encoded message.
 pub const WIRE_VERSION: u8 = 1;
@@ -107,6 +107,13 @@ pub enum SyncRequest {
         /// these keys are sent.
         known: Vec<ForkSeen>,
     },
+    /// The sender holds something new of a private repository the receiver may see (sync
+    /// 1.4.0 only): private repositories are never announced on gossip, so their holders
+    /// tell each allowed peer directly.
+    Notify {
+        /// Which repository.
+        repository: RepositoryId,
+    },
 }
 
 /// Most forks a [`SyncRequest::GetForks`] names as held (about 11 KiB).
@@ -163,6 +170,12 @@ pub enum SyncResponse {
     Changes(Vec<ChangeTip>),
     /// Contributors' forks (sync 1.3.0 only; at most [`crate::forks::MAX_FORKS`]).
     Forks(Vec<SignedRefs>),
+    /// A repository whose identity is or was private: [`SyncResponse::State`] with each
+    /// version's visibility (sync 1.4.0 only, and only to a peer the repository's current
+    /// version lets see it).
+    StateV2(Box<SharedStateV2>),
+    /// A [`SyncRequest::Notify`] was heard.
+    Noted,
 }
 
 /// Gossip on the topic of repositories with maintainers.

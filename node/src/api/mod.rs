@@ -356,7 +356,17 @@ async fn init(
     JsonBody(req): JsonBody<types::InitRequest>,
 ) -> Result<Json<types::RepoSummary>, ApiError> {
     let name: RepoName = req.name.parse().map_err(bad_request)?;
-    Ok(Json(s.node.init_repo(name).await?))
+    let private = match req.private {
+        None => None,
+        Some(allow) => Some(
+            allow
+                .iter()
+                .map(|k| crate::maintainers::parse_key(k))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(bad_request)?,
+        ),
+    };
+    Ok(Json(s.node.init_repo_with(name, private).await?))
 }
 
 async fn propose(
@@ -371,7 +381,22 @@ async fn propose(
         .map(|k| crate::maintainers::parse_key(k))
         .collect::<Result<Vec<_>, _>>()
         .map_err(bad_request)?;
-    Ok(Json(s.node.propose(id, maintainers, req.threshold).await?))
+    let visibility = match req.visibility {
+        None => None,
+        Some(types::VisibilityBody::Public) => Some(guts_protocol::Visibility::Public),
+        Some(types::VisibilityBody::Private { allow }) => Some(guts_protocol::Visibility::private(
+            allow
+                .iter()
+                .map(|k| crate::maintainers::parse_key(k))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(bad_request)?,
+        )),
+    };
+    Ok(Json(
+        s.node
+            .propose_with(id, maintainers, req.threshold, visibility)
+            .await?,
+    ))
 }
 
 async fn accept(

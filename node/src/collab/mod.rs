@@ -65,10 +65,19 @@ impl Collab {
         let tip = self
             .run(move |repos| make_change(repos, id, request, &key, &policy))
             .await?;
-        self.client.announce_changes(ChangesAnnouncement {
-            repository: id,
-            tips: vec![tip],
-        });
+        let local = crate::identity::peer_of_owner(&self.key.verifying_key())
+            .expect("the node's own key makes a peer id");
+        crate::publish::publish(
+            &self.store,
+            &self.client,
+            local,
+            id,
+            crate::publish::News::Changes(ChangesAnnouncement {
+                repository: id,
+                tips: vec![tip],
+            }),
+        )
+        .await;
         Ok(ChangeResponse {
             change: tip.change.to_string(),
             object: tip.object.to_string(),

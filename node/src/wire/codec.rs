@@ -13,8 +13,8 @@ use super::frame::{read_message, write_message};
 /// The request-response codec of `/guts/<network>/sync/1.0.0` to `1.3.0`. Each version
 /// adds to the one before: 1.1.0 repositories with maintainers (a 1.0.0 peer, an older
 /// release that could not read one, is told "not found"), 1.2.0 the tips of collaborative
-/// objects, 1.3.0 contributors' forks (never asked of, nor sent to, a peer that does not
-/// speak them).
+/// objects, 1.3.0 contributors' forks, 1.4.0 private repositories and notices of them
+/// (never asked of, nor sent to, a peer that does not speak them).
 #[derive(Debug, Clone, Default)]
 pub struct Codec;
 
@@ -29,13 +29,17 @@ pub enum SyncVersion {
     Changes,
     /// 1.3.0: contributors' forks.
     Forks,
+    /// 1.4.0: private repositories.
+    Private,
 }
 
 /// The sync version `protocol` names (the oldest for a name this build does not know).
 pub fn sync_version(protocol: &StreamProtocol) -> SyncVersion {
     let name = protocol.as_ref();
     let is = |v: &str| name.strip_suffix(v).is_some_and(|p| p.ends_with("/sync/"));
-    if is(guts_protocol::FORKS_SYNC_VERSION) {
+    if is(guts_protocol::PRIVATE_SYNC_VERSION) {
+        SyncVersion::Private
+    } else if is(guts_protocol::FORKS_SYNC_VERSION) {
         SyncVersion::Forks
     } else if is(guts_protocol::CHANGES_SYNC_VERSION) {
         SyncVersion::Changes
@@ -57,6 +61,7 @@ fn needed_for(request: &SyncRequest) -> SyncVersion {
         SyncRequest::GetRefs { .. } | SyncRequest::ListRepositories => SyncVersion::Owner,
         SyncRequest::GetChanges { .. } => SyncVersion::Changes,
         SyncRequest::GetForks { .. } => SyncVersion::Forks,
+        SyncRequest::Notify { .. } => SyncVersion::Private,
     }
 }
 
@@ -66,6 +71,7 @@ fn needed_for_response(response: &SyncResponse) -> SyncVersion {
     match response {
         SyncResponse::Changes(_) => SyncVersion::Changes,
         SyncResponse::Forks(_) => SyncVersion::Forks,
+        SyncResponse::Noted => SyncVersion::Private,
         _ => SyncVersion::Owner,
     }
 }
@@ -76,6 +82,7 @@ fn unsupported(protocol: &StreamProtocol, what: &str, needed: SyncVersion) -> io
         SyncVersion::Shared => guts_protocol::SHARED_SYNC_VERSION,
         SyncVersion::Changes => guts_protocol::CHANGES_SYNC_VERSION,
         SyncVersion::Forks => guts_protocol::FORKS_SYNC_VERSION,
+        SyncVersion::Private => guts_protocol::PRIVATE_SYNC_VERSION,
     };
     io::Error::new(
         io::ErrorKind::Unsupported,
@@ -144,6 +151,16 @@ impl request_response::Codec for Codec {
                     repository = %state.genesis.repository,
                     "a peer on {protocol} asked for a repository with maintainers, which needs sync {}: answered not found",
                     guts_protocol::SHARED_SYNC_VERSION
+                );
+                SyncResponse::NotFound
+            }
+            // Whoever may see a private repository runs a release that reads it; to an
+            // older one it is "not found", like any repository it may not see.
+            SyncResponse::StateV2(state) if sync_version(protocol) < SyncVersion::Private => {
+                tracing::info!(
+                    repository = %state.genesis.repository,
+                    "a peer on {protocol} asked for a repository that is or was private, which needs sync {}: answered not found",
+                    guts_protocol::PRIVATE_SYNC_VERSION
                 );
                 SyncResponse::NotFound
             }

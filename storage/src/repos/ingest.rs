@@ -169,6 +169,7 @@ impl Repositories {
         // Git refs first, then the snapshot file that readers take the sequence from: once
         // a sequence shows, its refs are in place. A crash between the two leaves refs
         // ahead of the file, which `recover` puts back.
+        self.before_writing(record);
         apply_refs(&repo, record)?;
         fail::fail_point!("accept-refs-applied");
         write_atomically(&self.path(&id).join(SIGNED_REFS_FILE), &record.encode()).map_err(
@@ -177,6 +178,7 @@ impl Repositories {
                 source,
             },
         )?;
+        self.after_writing(&id, Some(record));
         fail::fail_point!("accept-done");
         tracing::debug!(
             repository = %id,

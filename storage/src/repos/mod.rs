@@ -38,6 +38,7 @@ mod store_guard;
 mod test_support;
 mod trees;
 pub(crate) mod verify;
+mod visibility;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -164,6 +165,8 @@ pub struct Repositories {
     /// What is kept of other keys' contributions when no caller says (see
     /// [`Repositories::with_policy`]).
     policy: Arc<ChangePolicy>,
+    /// The private repositories' ids (see `visibility.rs`).
+    private: Arc<visibility::PrivateIds>,
     /// The follow list, read from its file once and kept in step with it; the mutex
     /// also makes each follow's check-and-append one step.
     follows: Arc<Mutex<Option<FollowList>>>,
@@ -230,6 +233,7 @@ impl Repositories {
             closed: Arc::default(),
             limits: Limits::default(),
             policy: Arc::default(),
+            private: Arc::default(),
             follows: Arc::default(),
             seen_elsewhere: SeenElsewhere::default(),
         }
@@ -345,6 +349,7 @@ impl Repositories {
         }
         crate::fs::sync_dir(&path).map_err(write(&path))?;
         fs::remove_dir_all(&path).map_err(write(&path))?;
+        self.after_writing(id, None);
         Ok(true)
     }
 

@@ -103,7 +103,15 @@ impl Engine {
     pub(super) async fn anti_entropy(&self, provide: bool) {
         for id in self.kept().await {
             if provide && self.holds(&id).await {
-                self.inner.client.provide(id);
+                // A private repository is not provided: its allowed peers hear instead.
+                crate::publish::publish(
+                    &self.inner.store,
+                    &self.inner.client,
+                    self.inner.local,
+                    id,
+                    crate::publish::News::Held,
+                )
+                .await;
             }
             self.trigger(id, None);
         }

@@ -73,6 +73,13 @@ impl Engine {
                         deadline = Some(tokio::time::Instant::now());
                     }
                 }
+                // Visibility aside, a private repository's state is judged as any other.
+                let answer = answer.map(|a| match a {
+                    SyncResponse::StateV2(v2) => {
+                        SyncResponse::State(Box::new(guts_protocol::SharedState::from(*v2)))
+                    }
+                    other => other,
+                });
                 match answer {
                     Ok(SyncResponse::Refs(snapshot)) => {
                         let snapshot = *snapshot;
@@ -122,6 +129,7 @@ impl Engine {
                         }
                     }
                     Ok(SyncResponse::State(state)) => {
+                        let state = *state;
                         if state.genesis.repository != *id {
                             self.inner.client.penalize(peer, Penalty::BadData);
                             miss("answered with another repository's identity".into());
@@ -132,7 +140,7 @@ impl Engine {
                         round.heard = true;
                         deadline.get_or_insert_with(|| tokio::time::Instant::now() + REFS_GRACE);
                         self.note_holder(*id, peer);
-                        round.states.push((peer, *state));
+                        round.states.push((peer, state));
                     }
                     Ok(SyncResponse::NotFound) => miss("does not hold it".into()),
                     Ok(SyncResponse::RateLimited) => miss("busy (rate-limited)".into()),
@@ -140,9 +148,14 @@ impl Engine {
                         self.inner.client.penalize(peer, Penalty::BadData);
                         miss("answered with a repository list".into());
                     }
-                    Ok(SyncResponse::Changes(_) | SyncResponse::Forks(_)) => {
+                    Ok(
+                        SyncResponse::Changes(_)
+                        | SyncResponse::Forks(_)
+                        | SyncResponse::Noted
+                        | SyncResponse::StateV2(_),
+                    ) => {
                         self.inner.client.penalize(peer, Penalty::BadData);
-                        miss("answered with changes or forks".into());
+                        miss("answered with something else than refs".into());
                     }
                     Err(RequestError::Misbehaved { penalty, reason }) => {
                         tracing::info!(%peer, repository = %id, "bad refs answer: {reason}");

@@ -53,7 +53,11 @@ impl Engine {
                 &mut updated,
             )
             .await?;
-            if updated.is_some() || searched {
+            // Asking the DHT would tell strangers the id of a private repository.
+            let private = base
+                .as_ref()
+                .is_some_and(|b| b.identity.current().is_private());
+            if updated.is_some() || searched || private {
                 break;
             }
             searched = true;
@@ -218,9 +222,14 @@ impl Engine {
         {
             Ok(Ok(Some(view))) => {
                 tracing::info!(repository = %id, refs = view.refs.len(), "this node's key is a maintainer now: its first view holds the branches as they were");
-                self.inner
-                    .client
-                    .announce_shared(SharedAnnouncement::View(Box::new(view.signed)));
+                crate::publish::publish(
+                    &self.inner.store,
+                    &self.inner.client,
+                    self.inner.local,
+                    id,
+                    crate::publish::News::Shared(SharedAnnouncement::View(Box::new(view.signed))),
+                )
+                .await;
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::warn!(repository = %id, "cannot sign a first view: {e}"),

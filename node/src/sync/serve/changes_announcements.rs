@@ -52,22 +52,27 @@ impl Server {
         let missing = self
             .store
             .run(move |repos| {
-                Ok::<_, guts_storage::StorageError>(match repos.held(&id)? {
+                // A private repository is never gossiped: news of one is not passed on.
+                if repos.is_private(&id)? {
+                    return Ok(Some(None));
+                }
+                Ok::<_, guts_storage::StorageError>(Some(match repos.held(&id)? {
                     Some(_) => Some(repos.missing(&id, &changes)?),
                     None => None,
-                })
+                }))
             })
             .await
             .ok()
             .and_then(Result::ok);
         let fresh: Vec<ChangeTip> = match missing {
-            Some(Some(missing)) => tips
+            Some(None) => return (Ignore, "private"),
+            Some(Some(Some(missing))) => tips
                 .into_iter()
                 .filter(|t| missing.contains(&t.change))
                 .collect(),
             // The store could not say: not relayed on a guess.
             None => return (Ignore, "store"),
-            Some(None) => {
+            Some(Some(None)) => {
                 // Not held: a followed repository is synced whole, changes with it.
                 if self.engine.wants(&id).await {
                     self.engine.trigger_to(id, Some(origin), 0);

@@ -75,7 +75,7 @@ impl Server {
                     };
                     let server = self.clone();
                     tokio::spawn(async move {
-                        let response = server.answer(request).await;
+                        let response = server.answer(peer, request).await;
                         tracing::trace!(%peer, "answered a sync request");
                         server.client.respond(channel, response);
                         drop(permit);

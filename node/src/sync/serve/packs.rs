@@ -87,6 +87,7 @@ impl Server {
         // wants, so reading one and checking the other is blocking work.
         // Repeats go first: a request of 245,000 copies of one want is one want to git
         // (and to the memory each transfer holds).
+        let requester = crate::identity::key_of_peer(&peer);
         let checked = {
             let PackRequest {
                 mut wants,
@@ -95,6 +96,11 @@ impl Server {
             } = request;
             self.store
                 .run(move |repos| {
+                    // A private repository's objects go to those it allows alone; to
+                    // anyone else it is "not found", as one this node does not hold.
+                    if !repos.visible_to(&id, requester.as_ref()).ok()? {
+                        return None;
+                    }
                     wants.sort_unstable();
                     wants.dedup();
                     haves.sort_unstable();

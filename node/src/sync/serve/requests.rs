@@ -2,21 +2,38 @@
 
 use std::collections::BTreeSet;
 
+use ed25519_dalek::VerifyingKey;
 use guts_protocol::RepositoryId;
 use guts_protocol::wire::{
     self, MAX_CHANGE_TIPS, MAX_KNOWN_FORKS, MAX_LISTED_REPOSITORIES, MAX_RESPONSE_SIZE,
     SyncRequest, SyncResponse,
 };
 use guts_storage::{Held, Repositories};
+use libp2p::PeerId;
+
+use crate::identity::key_of_peer;
 
 use super::Server;
 
 impl Server {
-    /// The answer to a sync request.
-    pub(super) async fn answer(&self, request: SyncRequest) -> SyncResponse {
+    /// The answer to a sync request from `peer`.
+    pub(super) async fn answer(&self, peer: PeerId, request: SyncRequest) -> SyncResponse {
+        let requester = key_of_peer(&peer);
+        if let SyncRequest::Notify { repository } = request {
+            self.noted(peer, requester, repository).await;
+            return SyncResponse::Noted;
+        }
         let blocked = self.engine.change_policy().blocked.clone();
         self.store
-            .run(move |repos| answer(repos, request, MAX_LISTED_REPOSITORIES, &blocked))
+            .run(move |repos| {
+                answer(
+                    repos,
+                    request,
+                    MAX_LISTED_REPOSITORIES,
+                    &blocked,
+                    requester.as_ref(),
+                )
+            })
             .await
             .unwrap_or_else(|e| {
                 tracing::error!("answering a sync request failed: {e}");
@@ -25,18 +42,50 @@ impl Server {
     }
 }
 
+impl Server {
+    /// A holder told us (directly: private repositories are never gossiped) that it has
+    /// news of `id`: fetched from it if this node keeps `id`. Answered alike whatever
+    /// this node does, and ignored from a peer that may not see what this node holds of
+    /// `id`, so a notice learns nothing.
+    async fn noted(&self, peer: PeerId, requester: Option<VerifyingKey>, id: RepositoryId) {
+        let visible = self
+            .store
+            .run(move |repos| repos.visible_to(&id, requester.as_ref()))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(false);
+        if visible && self.engine.wants(&id).await {
+            self.engine.trigger_to(id, Some(peer), 0);
+        }
+    }
+}
+
 /// The answer to `request` from what `repos` holds, listing at most `max_listed` ids, and
 /// nothing of a key in `blocked` (held from before it was blocked): none of its changes,
-/// not even as another's ancestors, and not its fork.
+/// not even as another's ancestors, and not its fork. Of a private repository, nothing to
+/// a `requester` it does not allow: "not found", as for one this node does not hold.
 fn answer(
     repos: &Repositories,
     request: SyncRequest,
     max_listed: usize,
     blocked: &BTreeSet<[u8; 32]>,
+    requester: Option<&VerifyingKey>,
 ) -> SyncResponse {
+    let hidden = |id: &RepositoryId| !repos.visible_to(id, requester).unwrap_or(false);
     match request {
+        SyncRequest::GetRefs { repository }
+        | SyncRequest::GetChanges { repository }
+        | SyncRequest::GetForks { repository, .. }
+            if hidden(&repository) =>
+        {
+            SyncResponse::NotFound
+        }
         SyncRequest::GetRefs { repository } => match repos.held(&repository) {
             Ok(Some(Held::Owner(refs))) => SyncResponse::Refs(Box::new(refs)),
+            Ok(Some(Held::Shared(state))) if state.identity.ever_private() => {
+                SyncResponse::StateV2(Box::new((&state.shared()).into()))
+            }
             Ok(Some(Held::Shared(state))) => SyncResponse::State(Box::new(state.shared())),
             Ok(None) => SyncResponse::NotFound,
             Err(e) => {
@@ -49,6 +98,7 @@ fn answer(
                 tracing::error!("{e}");
                 Vec::new()
             });
+            ids.retain(|id| !hidden(id));
             ids.truncate(max_listed);
             SyncResponse::Repositories(ids)
         }
@@ -69,6 +119,8 @@ fn answer(
                 SyncResponse::NotFound
             }
         },
+        // Answered by the server itself (it needs the sync engine).
+        SyncRequest::Notify { .. } => SyncResponse::Noted,
         SyncRequest::GetForks { repository, known } => match repos.held(&repository) {
             Ok(Some(_)) => match repos.forks(&repository) {
                 Ok(forks) => SyncResponse::Forks(newer_forks(forks, &known, blocked)),
@@ -132,6 +184,7 @@ mod tests {
             },
             MAX_LISTED_REPOSITORIES,
             &BTreeSet::new(),
+            None,
         );
         assert_eq!(held, SyncResponse::Refs(Box::new(snapshot)));
         let unknown = answer(
@@ -141,6 +194,7 @@ mod tests {
             },
             MAX_LISTED_REPOSITORIES,
             &BTreeSet::new(),
+            None,
         );
         assert_eq!(unknown, SyncResponse::NotFound);
     }
@@ -154,7 +208,13 @@ mod tests {
             repos.init(format!("r{i}").parse().unwrap(), &key).unwrap();
         }
         for (cap, expected) in [(3, 3), (5, 5), (MAX_LISTED_REPOSITORIES, 5)] {
-            match answer(&repos, SyncRequest::ListRepositories, cap, &BTreeSet::new()) {
+            match answer(
+                &repos,
+                SyncRequest::ListRepositories,
+                cap,
+                &BTreeSet::new(),
+                None,
+            ) {
                 SyncResponse::Repositories(ids) => assert_eq!(ids.len(), expected, "cap {cap}"),
                 other => panic!("{other:?}"),
             }
@@ -171,7 +231,8 @@ mod tests {
                 &repos,
                 ask.clone(),
                 MAX_LISTED_REPOSITORIES,
-                &BTreeSet::new()
+                &BTreeSet::new(),
+                None
             ),
             SyncResponse::Changes(vec![])
         );
@@ -195,12 +256,12 @@ mod tests {
         let change = repos.write_change(&id, &open).unwrap();
         let blocked = [*author.verifying_key().as_bytes()].into();
         assert_eq!(
-            answer(&repos, ask.clone(), MAX_LISTED_REPOSITORIES, &blocked),
+            answer(&repos, ask.clone(), MAX_LISTED_REPOSITORIES, &blocked, None),
             SyncResponse::Changes(vec![]),
             "a blocked key's tips are not served"
         );
         let SyncResponse::Changes(tips) =
-            answer(&repos, ask, MAX_LISTED_REPOSITORIES, &BTreeSet::new())
+            answer(&repos, ask, MAX_LISTED_REPOSITORIES, &BTreeSet::new(), None)
         else {
             panic!("changes expected");
         };
@@ -254,6 +315,7 @@ mod tests {
             SyncRequest::GetChanges { repository: id },
             MAX_LISTED_REPOSITORIES,
             &blocked,
+            None,
         ) else {
             panic!("changes expected");
         };
@@ -262,7 +324,13 @@ mod tests {
             repository: RepositoryId::from_bytes([1; 20]),
         };
         assert_eq!(
-            answer(&repos, unknown, MAX_LISTED_REPOSITORIES, &BTreeSet::new()),
+            answer(
+                &repos,
+                unknown,
+                MAX_LISTED_REPOSITORIES,
+                &BTreeSet::new(),
+                None
+            ),
             SyncResponse::NotFound
         );
     }

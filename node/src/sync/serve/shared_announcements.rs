@@ -68,6 +68,13 @@ impl Server {
             .flatten();
         let state = held.map(Held::into_state);
         let origin = publisher.unwrap_or(from);
+        // A private repository is never gossiped: news of one is not passed on.
+        if state
+            .as_ref()
+            .is_some_and(|s| s.identity.current().is_private())
+        {
+            return (Ignore, "private");
+        }
         if let (Some(state), SharedAnnouncement::View(header)) = (&state, &announcement)
             && !state.identity.may_publish(&header.signer)
         {

@@ -1,0 +1,192 @@
+//! Private repositories on real nodes: the peer a repository allows replicates it; a
+//! stranger that asks its holder for everything (refs, changes, forks, the repository
+//! list, its objects) is answered as for a repository the node does not hold; a peer
+//! whose key is disallowed gets nothing new.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use guts_node::api::types::{RepoDetail, RepoSummary};
+use guts_protocol::wire::{PackRequest, PackResponse, SyncRequest, SyncResponse};
+use guts_protocol::{NetworkName, ObjectId, RepositoryId};
+use guts_tests::peer::{RawPeer, StreamPeer, sync_response};
+use guts_tests::process::{GutsNode, NodeSpec};
+use guts_tests::{eventually, eventually_async};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn ok(out: Output, what: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{what} failed:\n{stderr}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn spawn(dir: &Path, bootstrap: Option<&GutsNode>) -> GutsNode {
+    let mut spec = NodeSpec::loopback(dir).args(["--anti-entropy-interval", "1s"]);
+    if let Some(b) = bootstrap {
+        spec = spec.args(["--bootstrap", &b.tcp_addr()]);
+    }
+    spec.spawn()
+}
+
+fn main_on(node: &GutsNode, id: &str) -> Option<String> {
+    let d: RepoDetail = node.client_json(&format!("repo show {id}")).ok()?;
+    d.refs.get("refs/heads/main").cloned()
+}
+
+fn commit(node: &GutsNode, dir: &Path, file: &str) -> String {
+    std::fs::write(dir.join(file), file).unwrap();
+    ok(node.git(dir, &["add", file]), "git add");
+    ok(node.git(dir, &["commit", "-q", "-m", file]), "git commit");
+    ok(node.git(dir, &["rev-parse", "HEAD"]), "git rev-parse")
+}
+
+/// What a stranger gets from `node` for `id`, asking everything a peer may ask.
+async fn what_a_stranger_gets(node: &GutsNode, id: RepositoryId, commit: ObjectId) -> Vec<String> {
+    let network = NetworkName::default_network();
+    let addr: libp2p::Multiaddr = node.tcp_addr().parse().unwrap();
+    let node_id: libp2p::PeerId = node.status().peer_id.parse().unwrap();
+    let mut raw = RawPeer::new(&network).await;
+    raw.dial(&addr);
+    let mut seen = Vec::new();
+    for request in [
+        SyncRequest::GetRefs { repository: id },
+        SyncRequest::GetChanges { repository: id },
+        SyncRequest::GetForks {
+            repository: id,
+            known: vec![],
+        },
+        SyncRequest::ListRepositories,
+    ] {
+        raw.request(&node_id, request.clone());
+        let answer = raw
+            .run_until(WAIT, "an answer", |e| sync_response(e).cloned())
+            .await;
+        seen.push(match answer {
+            SyncResponse::NotFound => "not found".to_owned(),
+            SyncResponse::Repositories(ids) if !ids.contains(&id) => "not listed".to_owned(),
+            other => format!("{request:?} answered {other:?}"),
+        });
+    }
+    let stranger = StreamPeer::spawn(&network);
+    stranger.connect(&addr);
+    let request = PackRequest {
+        repository: id,
+        wants: vec![commit],
+        haves: vec![],
+    };
+    let mut stream = eventually_async(WAIT, "a pack stream", || async {
+        stranger.request_pack(node_id, &request).await.map_err(|e| {
+            stranger.connect(&addr);
+            e.to_string()
+        })
+    })
+    .await;
+    seen.push(match StreamPeer::read_pack_header(&mut stream).await {
+        Ok(PackResponse::NotFound) => "not found".to_owned(),
+        other => format!("pack answered {other:?}"),
+    });
+    seen
+}
+
+#[test]
+fn a_private_repository_reaches_the_peer_it_allows_and_no_one_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let a = spawn(&root.join("a"), None);
+    let b = spawn(&root.join("b"), Some(&a));
+    let c = spawn(&root.join("c"), Some(&a));
+    let b_key = b.status().key;
+    let created: RepoSummary = a
+        .client_json(&format!("repo init secret --allow {b_key}"))
+        .unwrap();
+    let (id, url) = (created.id.clone(), created.url.clone());
+
+    let alice = root.join("alice");
+    std::fs::create_dir(&alice).unwrap();
+    ok(a.git(&alice, &["init", "-q", "-b", "main"]), "git init");
+    for (k, v) in [("user.name", "alice"), ("user.email", "a@example.com")] {
+        ok(a.git(&alice, &["config", k, v]), "git config");
+    }
+    let first = commit(&a, &alice, "README");
+    ok(
+        a.git(&alice, &["remote", "add", "origin", &url]),
+        "git remote",
+    );
+    ok(a.git(&alice, &["push", "-q", "origin", "main"]), "git push");
+
+    // B, allowed, follows it and is told by A directly: it gets it.
+    b.client_ok(&["repo", "follow", &id]);
+    eventually(WAIT, "main on B", || match main_on(&b, &id) {
+        Some(m) if m == first => Ok(()),
+        other => Err(format!("main at {other:?}")),
+    });
+    let shown = b.client_ok(&["repo", "maintainers", &id]);
+    assert!(
+        shown.contains("private: seen by the maintainers and 1 allowed key(s)"),
+        "{shown}"
+    );
+
+    // C follows it too, and asks A by name: answered as for a repository A lacks.
+    c.client_ok(&["repo", "follow", &id]);
+    let a_peer = a.status().peer_id;
+    let refused = c.client(["repo", "sync", &id, "--from", &a_peer]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "C synced a private repository");
+    assert!(said.contains("does not hold it"), "{said}");
+    assert_eq!(main_on(&c, &id), None);
+
+    // A stranger that asks A everything learns nothing, objects included.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let repository: RepositoryId = id.parse().unwrap();
+    let commit_id = ObjectId(
+        git2::Oid::from_str(&first)
+            .unwrap()
+            .as_bytes()
+            .try_into()
+            .unwrap(),
+    );
+    let seen = rt.block_on(what_a_stranger_gets(&a, repository, commit_id));
+    assert_eq!(
+        seen,
+        [
+            "not found",
+            "not found",
+            "not found",
+            "not listed",
+            "not found"
+        ]
+    );
+    // B holds it too, and answers strangers the same.
+    let seen = rt.block_on(what_a_stranger_gets(&b, repository, commit_id));
+    assert_eq!(
+        seen,
+        [
+            "not found",
+            "not found",
+            "not found",
+            "not listed",
+            "not found"
+        ]
+    );
+
+    // A disallows B and pushes again: B, asking A by name, is told nothing new.
+    a.client_ok(&["repo", "propose", &id, "--disallow", &b_key]);
+    let second = commit(&a, &alice, "SECOND");
+    ok(a.git(&alice, &["push", "-q", "origin", "main"]), "git push");
+    eventually(WAIT, "A's branch at the second commit", || {
+        match main_on(&a, &id) {
+            Some(m) if m == second => Ok(()),
+            other => Err(format!("main at {other:?}")),
+        }
+    });
+    let refused = b.client(["repo", "sync", &id, "--from", &a_peer]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "B synced after its removal: {said}"
+    );
+    assert!(said.contains("does not hold it"), "{said}");
+    assert_eq!(main_on(&b, &id), Some(first));
+}
