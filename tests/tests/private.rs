@@ -1,6 +1,6 @@
 //! Private repositories on real nodes: the peer a repository allows replicates it; a
 //! stranger that asks its holder for everything (refs, changes, forks, the repository
-//! list, its objects) is answered as for a repository the node does not hold; a peer
+//! list, its objects) is answered exactly as for an id the node never heard of; a peer
 //! whose key is disallowed gets nothing new.
 
 use std::path::Path;
@@ -158,6 +158,13 @@ fn a_private_repository_reaches_the_peer_it_allows_and_no_one_else() {
             "not found"
         ]
     );
+    // Exactly what an id A has never heard of gets: nothing tells "private" from "not held".
+    let unknown = rt.block_on(what_a_stranger_gets(
+        &a,
+        RepositoryId::from_bytes([7; 20]),
+        ObjectId([7; 20]),
+    ));
+    assert_eq!(seen, unknown);
     // B holds it too, and answers strangers the same.
     let seen = rt.block_on(what_a_stranger_gets(&b, repository, commit_id));
     assert_eq!(
