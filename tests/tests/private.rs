@@ -1,7 +1,8 @@
 //! Private repositories on real nodes: the peer a repository allows replicates it; a
 //! stranger that asks its holder for everything (refs, changes, forks, the repository
 //! list, its objects) is answered exactly as for an id the node never heard of; a peer
-//! whose key is disallowed gets nothing new.
+//! whose key is disallowed gets nothing new, from the maintainer or from another allowed
+//! holder that heard of the removal.
 
 use std::path::Path;
 use std::process::Output;
@@ -97,9 +98,11 @@ fn a_private_repository_reaches_the_peer_it_allows_and_no_one_else() {
     let a = spawn(&root.join("a"), None);
     let b = spawn(&root.join("b"), Some(&a));
     let c = spawn(&root.join("c"), Some(&a));
+    let d = spawn(&root.join("d"), Some(&a));
     let b_key = b.status().key;
+    let d_key = d.status().key;
     let created: RepoSummary = a
-        .client_json(&format!("repo init secret --allow {b_key}"))
+        .client_json(&format!("repo init secret --allow {b_key} --allow {d_key}"))
         .unwrap();
     let (id, url) = (created.id.clone(), created.url.clone());
 
@@ -116,15 +119,19 @@ fn a_private_repository_reaches_the_peer_it_allows_and_no_one_else() {
     );
     ok(a.git(&alice, &["push", "-q", "origin", "main"]), "git push");
 
-    // B, allowed, follows it and is told by A directly: it gets it.
-    b.client_ok(&["repo", "follow", &id]);
-    eventually(WAIT, "main on B", || match main_on(&b, &id) {
-        Some(m) if m == first => Ok(()),
-        other => Err(format!("main at {other:?}")),
-    });
+    // B and D, allowed, follow it and are told by A directly: they get it.
+    for (who, node) in [("B", &b), ("D", &d)] {
+        node.client_ok(&["repo", "follow", &id]);
+        eventually(WAIT, &format!("main on {who}"), || {
+            match main_on(node, &id) {
+                Some(m) if m == first => Ok(()),
+                other => Err(format!("main at {other:?}")),
+            }
+        });
+    }
     let shown = b.client_ok(&["repo", "maintainers", &id]);
     assert!(
-        shown.contains("private: seen by the maintainers and 1 allowed key(s)"),
+        shown.contains("private: seen by the maintainers and 2 allowed key(s)"),
         "{shown}"
     );
 
@@ -178,22 +185,24 @@ fn a_private_repository_reaches_the_peer_it_allows_and_no_one_else() {
         ]
     );
 
-    // A disallows B and pushes again: B, asking A by name, is told nothing new.
+    // A disallows B and pushes again. D, still allowed, is told and takes both; then B,
+    // asking A or D by name, is told nothing new by either.
     a.client_ok(&["repo", "propose", &id, "--disallow", &b_key]);
     let second = commit(&a, &alice, "SECOND");
     ok(a.git(&alice, &["push", "-q", "origin", "main"]), "git push");
-    eventually(WAIT, "A's branch at the second commit", || {
-        match main_on(&a, &id) {
-            Some(m) if m == second => Ok(()),
-            other => Err(format!("main at {other:?}")),
-        }
+    eventually(WAIT, "the second commit on D", || match main_on(&d, &id) {
+        Some(m) if m == second => Ok(()),
+        other => Err(format!("main at {other:?}")),
     });
-    let refused = b.client(["repo", "sync", &id, "--from", &a_peer]);
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success(),
-        "B synced after its removal: {said}"
-    );
-    assert!(said.contains("does not hold it"), "{said}");
+    let d_peer = d.status().peer_id;
+    for (who, holder) in [("A", &a_peer), ("D", &d_peer)] {
+        let refused = b.client(["repo", "sync", &id, "--from", holder]);
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success(),
+            "B synced from {who} after its removal: {said}"
+        );
+        assert!(said.contains("does not hold it"), "{who}: {said}");
+    }
     assert_eq!(main_on(&b, &id), Some(first));
 }
