@@ -43,30 +43,7 @@ impl GitHasher for GitObjectHasher {
     }
 }
 
-/// What this node keeps of other keys' changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangePolicy {
-    /// Keys whose changes are neither stored nor passed on.
-    pub blocked: BTreeSet<[u8; 32]>,
-    /// Most objects (patches, issues) one key other than a maintainer opens in one
-    /// repository.
-    pub max_objects_per_key: usize,
-    /// Most changes one key other than a maintainer makes in one repository.
-    pub max_changes_per_key: usize,
-    /// How many contributors' forks of one repository are kept, and how large.
-    pub forks: guts_protocol::ForkLimits,
-}
-
-impl Default for ChangePolicy {
-    fn default() -> Self {
-        ChangePolicy {
-            blocked: BTreeSet::new(),
-            max_objects_per_key: 1_000,
-            max_changes_per_key: 10_000,
-            forks: guts_protocol::ForkLimits::default(),
-        }
-    }
-}
+pub use super::ChangePolicy;
 
 /// What [`Repositories::accept_changes`] did.
 #[derive(Debug, Default)]

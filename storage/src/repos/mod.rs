@@ -10,7 +10,6 @@
 //! [`Repositories::recover`] has run: unreferenced objects at worst, which git tolerates.
 
 mod author;
-use changes::ChangePolicy;
 pub(crate) mod changes;
 #[cfg(test)]
 mod changes_tests;
@@ -63,6 +62,31 @@ const REPACK_PREFIX: &str = "guts-repack-";
 
 /// File (in the data dir) listing followed repositories, one id per line.
 const FOLLOWING_FILE: &str = "following";
+
+/// What this node keeps of other keys' changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangePolicy {
+    /// Keys whose changes are neither stored nor passed on.
+    pub blocked: std::collections::BTreeSet<[u8; 32]>,
+    /// Most objects (patches, issues) one key other than a maintainer opens in one
+    /// repository.
+    pub max_objects_per_key: usize,
+    /// Most changes one key other than a maintainer makes in one repository.
+    pub max_changes_per_key: usize,
+    /// How many contributors' forks of one repository are kept, and how large.
+    pub forks: guts_protocol::ForkLimits,
+}
+
+impl Default for ChangePolicy {
+    fn default() -> Self {
+        ChangePolicy {
+            blocked: std::collections::BTreeSet::new(),
+            max_objects_per_key: 1_000,
+            max_changes_per_key: 10_000,
+            forks: guts_protocol::ForkLimits::default(),
+        }
+    }
+}
 
 /// What [`Repositories::recover`] found and did.
 #[derive(Debug, Default)]
