@@ -16,6 +16,48 @@ use super::{Repositories, git, object_id, oid};
 use crate::StorageError;
 
 impl Repositories {
+    /// One pack of the objects `targets` (commits or tags, in the push area `area`)
+    /// reach that the store of `id` lacks: what a peer asking for them would be sent, so
+    /// a local push goes through the same ingest as a peer's.
+    pub(super) fn pack_for_store(
+        &self,
+        id: &RepositoryId,
+        area: &Repository,
+        targets: &[ObjectId],
+    ) -> Result<Vec<u8>, StorageError> {
+        let mut walk = area.revwalk().map_err(git("walking the push"))?;
+        let mut builder = area.packbuilder().map_err(git("packing the push"))?;
+        for target in targets {
+            let object =
+                area.find_object(oid(target), None)
+                    .map_err(|_| StorageError::MissingObject {
+                        repository: *id,
+                        object: *target,
+                    })?;
+            // A tag is packed itself; the walk takes it from the commit it names.
+            if object.kind() == Some(ObjectType::Tag) {
+                builder
+                    .insert_object(object.id(), None)
+                    .map_err(git("packing the push"))?;
+            }
+            if let Ok(commit) = object.peel_to_commit() {
+                walk.push(commit.id()).map_err(git("walking the push"))?;
+            }
+        }
+        for have in self.haves(id)? {
+            // Held targets that are not commits (a tag, a tree) hide nothing.
+            let _ = walk.hide(oid(&have));
+        }
+        builder
+            .insert_walk(&mut walk)
+            .map_err(git("packing the push"))?;
+        let mut pack = git2::Buf::new();
+        builder
+            .write_buf(&mut pack)
+            .map_err(git("packing the push"))?;
+        Ok(pack.to_vec())
+    }
+
     /// A push area for a contribution to `id` (a patch's commits): anyone may push one,
     /// it borrows the repository's objects like the owner's (see
     /// [`Self::create_staging`]).
@@ -115,21 +157,8 @@ impl Repositories {
 
         // One pack of what the change reaches and the store lacks: what a peer asking
         // for it would be sent.
-        let mut walk = area.revwalk().map_err(git("walking the push"))?;
-        walk.push(oid(&form.id)).map_err(git("walking the push"))?;
-        for have in self.haves(id)? {
-            // Held targets that are not commits (a tag, a tree) hide nothing.
-            let _ = walk.hide(oid(&have));
-        }
-        let mut builder = area.packbuilder().map_err(git("packing the push"))?;
-        builder
-            .insert_walk(&mut walk)
-            .map_err(git("packing the push"))?;
-        let mut pack = git2::Buf::new();
-        builder
-            .write_buf(&mut pack)
-            .map_err(git("packing the push"))?;
-        let mut chunks = std::iter::once(Ok(pack.to_vec()));
+        let pack = self.pack_for_store(id, &area, &[form.id])?;
+        let mut chunks = std::iter::once(Ok(pack));
         self.accept_changes(
             id,
             &[form.id],

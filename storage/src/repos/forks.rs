@@ -13,7 +13,7 @@ use std::fs;
 use std::io;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use git2::{ObjectType, Repository};
+use git2::Repository;
 use guts_protocol::forks::{ForkError, Forks};
 use guts_protocol::refs::MAX_REFS;
 use guts_protocol::views::ViewAdded;
@@ -24,7 +24,7 @@ use super::ingest::{Objects, index_objects};
 use super::packed_refs::{remove_loose_refs, write_packed_refs};
 use super::ref_updates::{apply_update, choose_head};
 use super::verify::check_targets;
-use super::{PackStats, Pushed, RefUpdate, Repositories, git, oid, read_quarantine};
+use super::{PackStats, Pushed, RefUpdate, Repositories, oid, read_quarantine};
 use crate::StorageError;
 use crate::fs::write_atomically;
 
@@ -285,35 +285,9 @@ impl Repositories {
         let fork = SignedRefs::sign_view(key, *id, name, sequence, head, refs)?;
 
         // One pack of what the fork reaches and the store lacks.
-        let mut walk = src.revwalk().map_err(git("walking the push"))?;
-        let mut builder = src.packbuilder().map_err(git("packing the push"))?;
-        for target in fork.refs.values() {
-            let object =
-                src.find_object(oid(target), None)
-                    .map_err(|_| StorageError::MissingObject {
-                        repository: *id,
-                        object: *target,
-                    })?;
-            if object.kind() == Some(ObjectType::Tag) {
-                builder
-                    .insert_object(object.id(), None)
-                    .map_err(git("packing the push"))?;
-            }
-            if let Ok(commit) = object.peel_to_commit() {
-                walk.push(commit.id()).map_err(git("walking the push"))?;
-            }
-        }
-        for have in self.haves(id)? {
-            let _ = walk.hide(oid(&have));
-        }
-        builder
-            .insert_walk(&mut walk)
-            .map_err(git("packing the push"))?;
-        let mut pack = git2::Buf::new();
-        builder
-            .write_buf(&mut pack)
-            .map_err(git("packing the push"))?;
-        let mut chunks = std::iter::once(Ok(pack.to_vec()));
+        let targets: Vec<ObjectId> = fork.refs.values().copied().collect();
+        let pack = self.pack_for_store(id, src, &targets)?;
+        let mut chunks = std::iter::once(Ok(pack));
         let accepted = self.accept_forks_locked(
             id,
             vec![fork.clone()],
