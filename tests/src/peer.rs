@@ -521,6 +521,88 @@ impl Drop for Flooder {
     }
 }
 
+/// A peer subscribed to every topic nodes publish on (announce, shared, changes),
+/// keeping each message it receives: what anyone on the network would hear.
+pub struct GossipListener {
+    task: tokio::task::JoinHandle<()>,
+    dial: tokio::sync::mpsc::UnboundedSender<Multiaddr>,
+    heard: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl GossipListener {
+    /// Connects nowhere yet.
+    pub fn spawn(network: &NetworkName) -> GossipListener {
+        use libp2p::gossipsub;
+        let mut swarm = tcp_swarm(Duration::from_secs(300), |key| {
+            let config = gossipsub::ConfigBuilder::default()
+                .protocol_id_prefix(network.gossipsub_protocol_prefix())
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .max_transmit_size(1 << 16)
+                .build()
+                .expect("gossipsub config");
+            GossipBehaviour {
+                identify: identify::Behaviour::new(
+                    identify::Config::new(network.identify_protocol_version(), key.public())
+                        .with_agent_version("guts/0.1.0 (mdns-tag: guts)".into()),
+                ),
+                gossipsub: gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    config,
+                )
+                .expect("gossipsub"),
+            }
+        });
+        for topic in [
+            network.announce_topic(),
+            network.shared_announce_topic(),
+            network.changes_topic(),
+        ] {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&gossipsub::IdentTopic::new(topic))
+                .expect("subscribe");
+        }
+        let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = heard.clone();
+        let (dial, mut dials) = tokio::sync::mpsc::unbounded_channel::<Multiaddr>();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    event = swarm.select_next_some() => {
+                        if let SwarmEvent::Behaviour(GossipBehaviourEvent::Gossipsub(
+                            gossipsub::Event::Message { message, .. },
+                        )) = event
+                        {
+                            keep.lock().expect("heard").push(message.data);
+                        }
+                    }
+                    Some(addr) = dials.recv() => {
+                        let _ = swarm.dial(addr);
+                    }
+                }
+            }
+        });
+        GossipListener { task, dial, heard }
+    }
+
+    /// Dials `addr` (with `/p2p/<id>`).
+    pub fn connect(&self, addr: &Multiaddr) {
+        let _ = self.dial.send(addr.clone());
+    }
+
+    /// Every message heard so far.
+    pub fn heard(&self) -> Vec<Vec<u8>> {
+        self.heard.lock().expect("heard").clone()
+    }
+}
+
+impl Drop for GossipListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Identify and a Kademlia server on the network's DHT protocol: a peer a node puts in its
 /// routing table, which dials and hangs up only when told.
 #[derive(NetworkBehaviour)]
@@ -541,6 +623,7 @@ pub struct DhtPeer {
     commands: tokio::sync::mpsc::UnboundedSender<DhtCommand>,
     dialled_in: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     find_nodes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    provided: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
 }
 
 impl DhtPeer {
@@ -556,6 +639,8 @@ impl DhtPeer {
             let mut config = kad::Config::new(protocol);
             config.set_periodic_bootstrap_interval(None);
             config.set_kbucket_inserts(kad::BucketInserts::Manual);
+            // Provider records come as events (kept in `provided`), not into a store.
+            config.set_record_filtering(kad::StoreInserts::FilterBoth);
             let mut kad = kad::Behaviour::with_config(id, kad::store::MemoryStore::new(id), config);
             kad.set_mode(Some(kad::Mode::Server));
             DhtBehaviour {
@@ -573,6 +658,8 @@ impl DhtPeer {
         let dialled_in = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let find_nodes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (count, asked) = (dialled_in.clone(), find_nodes.clone());
+        let provided = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let records = provided.clone();
         let (commands, mut rx) = tokio::sync::mpsc::unbounded_channel::<DhtCommand>();
         let task = tokio::spawn(async move {
             use std::sync::atomic::Ordering::Relaxed;
@@ -590,6 +677,13 @@ impl DhtPeer {
                             },
                         )) => {
                             asked.fetch_add(1, Relaxed);
+                        }
+                        SwarmEvent::Behaviour(DhtBehaviourEvent::Kad(
+                            kad::Event::InboundRequest {
+                                request: kad::InboundRequest::AddProvider { record: Some(record) },
+                            },
+                        )) => {
+                            records.lock().expect("records").push(record.key.to_vec());
                         }
                         _ => {}
                     },
@@ -610,7 +704,13 @@ impl DhtPeer {
             commands,
             dialled_in,
             find_nodes,
+            provided,
         }
+    }
+
+    /// The keys others told this peer they provide (`ADD_PROVIDER`) so far.
+    pub fn provided_keys(&self) -> Vec<Vec<u8>> {
+        self.provided.lock().expect("records").clone()
     }
 
     pub fn peer_id(&self) -> PeerId {

@@ -1,4 +1,5 @@
-//! Private repositories on real nodes: the peer a repository allows replicates it; a
+//! Private repositories on real nodes: the peer a repository allows replicates it; a peer
+//! hearing every gossip topic and a DHT server beside its holder learn nothing of it; a
 //! stranger that asks its holder for everything (refs, changes, forks, the repository
 //! list, its objects) is answered exactly as for an id the node never heard of; a peer
 //! whose key is disallowed gets nothing new, from the maintainer or from another allowed
@@ -11,7 +12,7 @@ use std::time::Duration;
 use guts_node::api::types::{RepoDetail, RepoSummary};
 use guts_protocol::wire::{PackRequest, PackResponse, SyncRequest, SyncResponse};
 use guts_protocol::{NetworkName, ObjectId, RepositoryId};
-use guts_tests::peer::{RawPeer, StreamPeer, sync_response};
+use guts_tests::peer::{DhtPeer, GossipListener, RawPeer, StreamPeer, sync_response};
 use guts_tests::process::{GutsNode, NodeSpec};
 use guts_tests::{eventually, eventually_async};
 
@@ -41,6 +42,13 @@ fn commit(node: &GutsNode, dir: &Path, file: &str) -> String {
     ok(node.git(dir, &["add", file]), "git add");
     ok(node.git(dir, &["commit", "-q", "-m", file]), "git commit");
     ok(node.git(dir, &["rev-parse", "HEAD"]), "git rev-parse")
+}
+
+/// Whether any of `messages` holds `bytes`.
+fn mentions(messages: &[Vec<u8>], bytes: &[u8]) -> bool {
+    messages
+        .iter()
+        .any(|m| m.windows(bytes.len()).any(|w| w == bytes))
 }
 
 /// What a stranger gets from `node` for `id`, asking everything a peer may ask.
@@ -101,6 +109,40 @@ fn a_private_repository_reaches_the_peer_it_allows_and_no_one_else() {
     let d = spawn(&root.join("d"), Some(&a));
     let b_key = b.status().key;
     let d_key = d.status().key;
+
+    // Beside A, a peer that hears every gossip topic and a DHT server A may tell it
+    // provides something: what anyone on the network learns. A public repository shows
+    // they hear what there is to hear.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _in_runtime = rt.enter();
+    let network = NetworkName::default_network();
+    let listener = GossipListener::spawn(&network);
+    let dht = DhtPeer::spawn(&network);
+    let a_addr: libp2p::Multiaddr = a.tcp_addr().parse().unwrap();
+    listener.connect(&a_addr);
+    // A tells providers to the peers in its routing table: the DHT server must be one.
+    let in_table = |n: usize| {
+        eventually(WAIT, &format!("{n} peers in A's routing table"), || {
+            let size = a.status().routing_table_size;
+            (size >= n).then_some(()).ok_or(format!("{size}"))
+        })
+    };
+    in_table(3);
+    dht.connect(&a_addr);
+    in_table(4);
+    let heard_of = |name: &str| {
+        let open: RepoSummary = a.client_json(&format!("repo init {name}")).unwrap();
+        let open: RepositoryId = open.id.parse().unwrap();
+        eventually(WAIT, &format!("{name} heard and provided"), || {
+            let heard = mentions(&listener.heard(), open.as_bytes());
+            let provided = dht.provided_keys().contains(&open.provider_key());
+            (heard && provided)
+                .then_some(())
+                .ok_or(format!("heard {heard}, provided {provided}"))
+        });
+    };
+    heard_of("open");
+
     let created: RepoSummary = a
         .client_json(&format!("repo init secret --allow {b_key} --allow {d_key}"))
         .unwrap();
@@ -144,9 +186,13 @@ fn a_private_repository_reaches_the_peer_it_allows_and_no_one_else() {
     assert!(said.contains("does not hold it"), "{said}");
     assert_eq!(main_on(&c, &id), None);
 
-    // A stranger that asks A everything learns nothing, objects included.
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Nothing of it was gossiped or provided, while a public repository created since is.
+    heard_of("open-again");
     let repository: RepositoryId = id.parse().unwrap();
+    assert!(!mentions(&listener.heard(), repository.as_bytes()));
+    assert!(!dht.provided_keys().contains(&repository.provider_key()));
+
+    // A stranger that asks A everything learns nothing, objects included.
     let commit_id = ObjectId(
         git2::Oid::from_str(&first)
             .unwrap()
