@@ -276,10 +276,16 @@ async fn requesters_that_never_read_give_their_slots_back() {
     let boot = owner.addr.clone();
     let honest = TestNode::start(|c| c.net.bootstrap = vec![boot.clone()]).await;
     wait_connected(&owner, honest.handle.peer_id()).await;
-    // Every transfer slot taken by a stream nobody reads.
+    // Every transfer slot taken by a stream nobody reads past its header: the header
+    // says the owner took the slot, so the honest node cannot get there first.
     let mut unread = Vec::new();
     for _ in 0..2 {
-        unread.push(open_pack_stream(&stranger, &owner, &request).await);
+        let mut stream = open_pack_stream(&stranger, &owner, &request).await;
+        match StreamPeer::read_pack_header(&mut stream).await {
+            Ok(PackResponse::Pack { .. }) => {}
+            other => panic!("the stranger's request was not served: {other:?}"),
+        }
+        unread.push(stream);
     }
     // First the slots are seen taken...
     eventually_async(
