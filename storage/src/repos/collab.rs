@@ -122,6 +122,8 @@ pub struct Standing {
     pub graph: Graph,
     /// `hidden` and this node's block list.
     silenced: BTreeSet<[u8; 32]>,
+    /// The maintainers' views: where their branches are, for judging merges.
+    views: guts_protocol::Views,
 }
 
 impl Standing {
@@ -145,6 +147,22 @@ impl Standing {
         (self.graph.kind_of(id) == Some(Kind::Patch))
             .then(|| Patch::replay(self.graph.order_of(*id), &self.context()))
             .flatten()
+    }
+
+    /// Where `patch` stands: merged once the threshold of maintainers' branches hold a
+    /// revision (their views' targets, walked by `ancestry`).
+    fn judge(&self, patch: &Patch, ancestry: &dyn Ancestry) -> PatchState {
+        let merged = patch.merged_revision(
+            &self.identity,
+            |k| {
+                self.views
+                    .of(k)
+                    .and_then(|v| v.refs.get(&patch.target))
+                    .copied()
+            },
+            ancestry,
+        );
+        patch.state(merged)
     }
 }
 
@@ -181,6 +199,7 @@ impl Repositories {
             contributions: !moderation.closed,
             graph,
             silenced,
+            views: state.views,
         })
     }
 
@@ -192,25 +211,10 @@ impl Repositories {
         standing: &Standing,
         patch: &Patch,
     ) -> Result<PatchState, StorageError> {
-        let state = self
-            .held(id)?
-            .ok_or(StorageError::UnknownRepository(*id))?
-            .into_state();
         let repo = Repository::open_bare(self.path(id))
             .map_err(|_| StorageError::UnknownRepository(*id))?;
         let heads = patch.revisions.iter().map(|r| oid(&r.head)).collect();
-        let merged = patch.merged_revision(
-            &standing.identity,
-            |k| {
-                state
-                    .views
-                    .of(k)
-                    .and_then(|v| v.refs.get(&patch.target))
-                    .copied()
-            },
-            &Reach::new(&repo, heads),
-        );
-        Ok(patch.state(merged))
+        Ok(standing.judge(patch, &Reach::new(&repo, heads)))
     }
 
     /// Every patch and issue of `id` this node holds, as they stand, leaving out the keys
@@ -220,14 +224,10 @@ impl Repositories {
         id: &RepositoryId,
         blocked: &BTreeSet<[u8; 32]>,
     ) -> Result<Collaboration, StorageError> {
-        let state = self
-            .held(id)?
-            .ok_or(StorageError::UnknownRepository(*id))?
-            .into_state();
         let standing = self.standing(id, blocked)?;
         let repo = Repository::open_bare(self.path(id))
             .map_err(|_| StorageError::UnknownRepository(*id))?;
-        let (graph, identity) = (&standing.graph, &standing.identity);
+        let graph = &standing.graph;
         let ctx = standing.context();
         let grouped = graph.grouped();
         let mut heads = HashSet::new();
@@ -246,18 +246,7 @@ impl Repositories {
                     let Some(patch) = Patch::replay(changes, &ctx) else {
                         continue;
                     };
-                    let merged = patch.merged_revision(
-                        identity,
-                        |k| {
-                            state
-                                .views
-                                .of(k)
-                                .and_then(|v| v.refs.get(&patch.target))
-                                .copied()
-                        },
-                        &ancestry,
-                    );
-                    let patch_state = patch.state(merged);
+                    let patch_state = standing.judge(&patch, &ancestry);
                     patches.push((patch, patch_state));
                 }
                 _ => {}
