@@ -172,20 +172,10 @@ impl Forks {
             return Err(ForkError::Full { limit: max_forks });
         }
         fork.verify_view()?;
-        let added = match held {
-            None => ViewAdded::New,
-            Some(held) if fork.sequence() > held.sequence() => ViewAdded::Newer {
-                previous: held.sequence(),
-            },
-            Some(held) => {
-                let kept = fork.signed.digest() < held.signed.digest();
-                if !kept {
-                    return Ok(ViewAdded::Equivocation { kept });
-                }
-                ViewAdded::Equivocation { kept }
-            }
-        };
-        self.by_key.insert(*signer.as_bytes(), fork);
+        let added = crate::views::classify(held, &fork);
+        if added != (ViewAdded::Equivocation { kept: false }) {
+            self.by_key.insert(*signer.as_bytes(), fork);
+        }
         Ok(added)
     }
 

@@ -74,6 +74,21 @@ pub enum ViewError {
     },
 }
 
+/// What taking `offered` (verified, not older) over `held`, one key's signed refs, does:
+/// the newer one wins; of two with one sequence, the smaller header digest, so every node
+/// keeps the same one whichever came first. Views and forks are judged alike.
+pub(crate) fn classify(held: Option<&SignedRefs>, offered: &SignedRefs) -> ViewAdded {
+    match held {
+        None => ViewAdded::New,
+        Some(held) if offered.sequence() > held.sequence() => ViewAdded::Newer {
+            previous: held.sequence(),
+        },
+        Some(held) => ViewAdded::Equivocation {
+            kept: offered.signed.digest() < held.signed.digest(),
+        },
+    }
+}
+
 /// The newest view of each key for one repository.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Views {
@@ -135,20 +150,10 @@ impl Views {
             return Ok(ViewAdded::Unchanged);
         }
         view.verify_view()?;
-        let added = match held {
-            None => ViewAdded::New,
-            Some(held) if view.sequence() > held.sequence() => ViewAdded::Newer {
-                previous: held.sequence(),
-            },
-            Some(held) => {
-                let kept = view.signed.digest() < held.signed.digest();
-                if !kept {
-                    return Ok(ViewAdded::Equivocation { kept });
-                }
-                ViewAdded::Equivocation { kept }
-            }
-        };
-        self.by_key.insert(*signer.as_bytes(), view);
+        let added = classify(held, &view);
+        if added != (ViewAdded::Equivocation { kept: false }) {
+            self.by_key.insert(*signer.as_bytes(), view);
+        }
         Ok(added)
     }
 
