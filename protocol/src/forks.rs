@@ -189,11 +189,6 @@ impl Forks {
         self.by_key.values()
     }
 
-    /// Drops the fork of `key` (its key blocked, or made a maintainer).
-    pub fn remove(&mut self, key: &[u8; 32]) -> Option<SignedRefs> {
-        self.by_key.remove(key)
-    }
-
     /// How many forks are held.
     pub fn len(&self) -> usize {
         self.by_key.len()

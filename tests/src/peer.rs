@@ -424,6 +424,31 @@ struct GossipBehaviour {
     gossipsub: libp2p::gossipsub::Behaviour,
 }
 
+/// A swarm with identify (as a node of `network` says it) and gossipsub (signed, strict,
+/// a node's largest message), idle connections kept `idle`.
+fn gossip_swarm(network: &NetworkName, idle: Duration) -> Swarm<GossipBehaviour> {
+    use libp2p::gossipsub;
+    tcp_swarm(idle, |key| {
+        let config = gossipsub::ConfigBuilder::default()
+            .protocol_id_prefix(network.gossipsub_protocol_prefix())
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .max_transmit_size(1 << 16)
+            .build()
+            .expect("gossipsub config");
+        GossipBehaviour {
+            identify: identify::Behaviour::new(
+                identify::Config::new(network.identify_protocol_version(), key.public())
+                    .with_agent_version("guts/0.1.0 (mdns-tag: guts)".into()),
+            ),
+            gossipsub: gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                config,
+            )
+            .expect("gossipsub"),
+        }
+    })
+}
+
 /// A peer that floods a node with announcements, running in the background.
 pub struct Flooder {
     peer_id: PeerId,
@@ -438,25 +463,7 @@ impl Flooder {
     pub fn spawn(network: &NetworkName, messages: Vec<Vec<u8>>) -> Flooder {
         use libp2p::gossipsub;
         let topic = gossipsub::IdentTopic::new(network.announce_topic());
-        let mut swarm = tcp_swarm(Duration::from_secs(120), |key| {
-            let config = gossipsub::ConfigBuilder::default()
-                .protocol_id_prefix(network.gossipsub_protocol_prefix())
-                .validation_mode(gossipsub::ValidationMode::Strict)
-                .max_transmit_size(1 << 16)
-                .build()
-                .expect("gossipsub config");
-            GossipBehaviour {
-                identify: identify::Behaviour::new(
-                    identify::Config::new(network.identify_protocol_version(), key.public())
-                        .with_agent_version("guts/0.1.0 (mdns-tag: guts)".into()),
-                ),
-                gossipsub: gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    config,
-                )
-                .expect("gossipsub"),
-            }
-        });
+        let mut swarm = gossip_swarm(network, Duration::from_secs(120));
         swarm
             .behaviour_mut()
             .gossipsub
@@ -533,25 +540,7 @@ impl GossipListener {
     /// Connects nowhere yet.
     pub fn spawn(network: &NetworkName) -> GossipListener {
         use libp2p::gossipsub;
-        let mut swarm = tcp_swarm(Duration::from_secs(300), |key| {
-            let config = gossipsub::ConfigBuilder::default()
-                .protocol_id_prefix(network.gossipsub_protocol_prefix())
-                .validation_mode(gossipsub::ValidationMode::Strict)
-                .max_transmit_size(1 << 16)
-                .build()
-                .expect("gossipsub config");
-            GossipBehaviour {
-                identify: identify::Behaviour::new(
-                    identify::Config::new(network.identify_protocol_version(), key.public())
-                        .with_agent_version("guts/0.1.0 (mdns-tag: guts)".into()),
-                ),
-                gossipsub: gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    config,
-                )
-                .expect("gossipsub"),
-            }
-        });
+        let mut swarm = gossip_swarm(network, Duration::from_secs(300));
         for topic in [
             network.announce_topic(),
             network.shared_announce_topic(),
