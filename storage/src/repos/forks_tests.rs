@@ -1,35 +1,15 @@
 //! Contributors' forks: pushed by a key that maintains nothing, taken by another store
 //! with their objects, held to the node's policy, refused when forged, kept by a repack.
 
-use ed25519_dalek::SigningKey;
-use git2::Oid;
 use guts_cob::{Action, Change, SignedChange};
 use guts_protocol::{ForkLimits, RepositoryId, SignedRefs};
 
 use super::changes::ChangePolicy;
-use super::test_support::{Fixture, fsck, git_push, git_refs, key, store};
-use super::{Pushed, RefUpdate, Repositories, object_id};
+use super::test_support::{Fixture, fsck, git_refs, key, push_to as push, store};
+use super::{Repositories, object_id};
 use crate::{StorageError, fork_ref};
 
 const MAIN: &str = "refs/heads/main";
-
-fn push(
-    repos: &Repositories,
-    fx: &Fixture,
-    id: &RepositoryId,
-    key: &SigningKey,
-    branch: &str,
-    commit: Oid,
-) -> Result<Pushed, StorageError> {
-    let area = repos.create_staging(id, key)?;
-    git_push(fx, &area, &format!("{commit}:{branch}"));
-    let update = RefUpdate {
-        name: branch.into(),
-        new: Some(object_id(commit)),
-        force: false,
-    };
-    repos.push(id, &area, &[update], key)
-}
 
 /// Sends `from`'s forks of `id` to `to` with the objects `to` lacks.
 fn replicate(

@@ -336,8 +336,8 @@ mod tests {
     use guts_protocol::wire;
 
     use super::*;
-    use crate::repos::test_support::{Fixture, fsck, git_push, git_refs, key, store};
-    use crate::repos::{RefUpdate, object_id};
+    use crate::repos::object_id;
+    use crate::repos::test_support::{Fixture, fsck, git_refs, key, push_to, store};
     use crate::{StorageError, fork_ref, view_ref};
 
     const MAIN: &str = "refs/heads/main";
@@ -350,14 +350,7 @@ mod tests {
         key: &SigningKey,
         commit: Oid,
     ) -> Result<Pushed, StorageError> {
-        let area = repos.create_staging(id, key)?;
-        git_push(fx, &area, &format!("{commit}:{MAIN}"));
-        let update = RefUpdate {
-            name: MAIN.into(),
-            new: Some(object_id(commit)),
-            force: false,
-        };
-        repos.push(id, &area, &[update], key)
+        push_to(repos, fx, id, key, MAIN, commit)
     }
 
     fn main_of(repos: &Repositories, id: &RepositoryId) -> Option<Oid> {

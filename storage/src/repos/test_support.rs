@@ -8,7 +8,7 @@ use ed25519_dalek::SigningKey;
 use git2::{Oid, Repository, Signature};
 use guts_protocol::{RepositoryId, SignedRefs};
 
-use super::{PackStats, Repositories};
+use super::{PackStats, Pushed, RefUpdate, Repositories, object_id};
 use crate::StorageError;
 
 /// A working repository with history: main with a merge from a feature branch, an
@@ -201,4 +201,24 @@ pub(super) fn git_push(fx: &Fixture, area: &std::path::Path, spec: &str) -> Vec<
         .collect();
     packs.sort();
     packs
+}
+
+/// Pushes `commit` to `branch` of `id` as `key` through a push area, as git-remote-guts
+/// does (fast-forward).
+pub(super) fn push_to(
+    repos: &Repositories,
+    fx: &Fixture,
+    id: &RepositoryId,
+    key: &SigningKey,
+    branch: &str,
+    commit: Oid,
+) -> Result<Pushed, StorageError> {
+    let area = repos.create_staging(id, key)?;
+    git_push(fx, &area, &format!("{commit}:{branch}"));
+    let update = RefUpdate {
+        name: branch.into(),
+        new: Some(object_id(commit)),
+        force: false,
+    };
+    repos.push(id, &area, &[update], key)
 }
