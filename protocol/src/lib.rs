@@ -10,6 +10,7 @@ pub mod ids;
 pub mod network;
 pub mod refs;
 pub mod repository;
+pub mod sealed;
 pub mod views;
 pub mod wire;
 

@@ -297,6 +297,14 @@ pub enum StorageError {
     /// The system random number generator failed.
     #[error("cannot generate a key: system randomness unavailable: {0}")]
     Randomness(String),
+    /// An encrypted repository's sealed form could not be made or opened.
+    #[error("encrypted repository {repository}: {reason}")]
+    Sealed {
+        /// The repository.
+        repository: RepositoryId,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl StorageError {
@@ -350,6 +358,9 @@ impl StorageError {
             | StorageError::Change(_)
             | StorageError::NoBranch { .. }
             | StorageError::ForkRefused { .. }
+            // Opening happens after the sealed form is verified and taken; what it finds
+            // wrong was signed by a maintainer, not sent by the peer.
+            | StorageError::Sealed { .. }
             | StorageError::Transfer(_)
             | StorageError::Aborted
             | StorageError::Closed

@@ -172,6 +172,20 @@ impl IdentityHistory {
                 ),
             });
         }
+        // Encryption is chosen with the repository's first real version and kept: turning
+        // it on later would leave the history in clear, turning it off would publish it.
+        if previous.version > 1 && previous.is_sealed() != doc.is_sealed() {
+            return Err(IdentityError::Malformed {
+                repository: doc.repository,
+                version: doc.version,
+                reason: format!(
+                    "version {} is {}encrypted; a repository's encryption is chosen when it \
+                     is made and kept",
+                    previous.version,
+                    if previous.is_sealed() { "" } else { "not " }
+                ),
+            });
+        }
         let (repository, number) = (doc.repository, doc.version);
         if version.keep_valid(&previous) == 0 {
             return Err(IdentityError::Unsigned {

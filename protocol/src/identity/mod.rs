@@ -95,16 +95,57 @@ pub enum Visibility {
         /// The keys allowed besides the maintainers.
         allow: Vec<VerifyingKey>,
     },
+    /// Private, and encrypted (see [`crate::sealed`]): its maintainers and `readers` hold
+    /// its key; `seeders` keep and serve its ciphertext without it. To anyone else a node
+    /// answers as for a repository it does not hold. Chosen when the repository is made
+    /// (its second version) and kept by every version after.
+    Sealed {
+        /// The keys that read it besides the maintainers (sorted by bytes, no repeats).
+        readers: Vec<VerifyingKey>,
+        /// The keys that keep and serve it without reading it (sorted, no repeats).
+        seeders: Vec<VerifyingKey>,
+    },
 }
 
 impl Visibility {
     /// A private visibility allowing `keys` (any order, repeats dropped).
     pub fn private(keys: impl IntoIterator<Item = VerifyingKey>) -> Self {
-        let mut allow: Vec<VerifyingKey> = keys.into_iter().collect();
-        allow.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        allow.dedup();
-        Visibility::Private { allow }
+        Visibility::Private { allow: sorted(keys) }
     }
+
+    /// An encrypted visibility (any order, repeats dropped).
+    pub fn sealed(
+        readers: impl IntoIterator<Item = VerifyingKey>,
+        seeders: impl IntoIterator<Item = VerifyingKey>,
+    ) -> Self {
+        Visibility::Sealed {
+            readers: sorted(readers),
+            seeders: sorted(seeders),
+        }
+    }
+
+    /// Every key allowed besides the maintainers: whom news of it is sent to.
+    pub fn allowed(&self) -> Vec<VerifyingKey> {
+        match self {
+            Visibility::Public => Vec::new(),
+            Visibility::Private { allow } => allow.clone(),
+            Visibility::Sealed { readers, seeders } => {
+                sorted(readers.iter().chain(seeders).copied())
+            }
+        }
+    }
+}
+
+fn sorted(keys: impl IntoIterator<Item = VerifyingKey>) -> Vec<VerifyingKey> {
+    let mut keys: Vec<VerifyingKey> = keys.into_iter().collect();
+    keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    keys.dedup();
+    keys
+}
+
+fn names(keys: &[VerifyingKey], key: &VerifyingKey) -> bool {
+    keys.binary_search_by(|k| k.as_bytes().cmp(key.as_bytes()))
+        .is_ok()
 }
 
 /// Why an identity version is not valid, or not taken.
@@ -221,6 +262,7 @@ impl IdentityDoc {
     pub fn with_visibility(mut self, visibility: Visibility) -> Result<Self, IdentityError> {
         self.visibility = match visibility {
             Visibility::Private { allow } => Visibility::private(allow),
+            Visibility::Sealed { readers, seeders } => Visibility::sealed(readers, seeders),
             public => public,
         };
         self.check_shape()?;
@@ -241,7 +283,32 @@ impl IdentityDoc {
 
     /// Whether the repository is private at this version.
     pub fn is_private(&self) -> bool {
-        matches!(self.visibility, Visibility::Private { .. })
+        !matches!(self.visibility, Visibility::Public)
+    }
+
+    /// Whether the repository is encrypted at this version.
+    pub fn is_sealed(&self) -> bool {
+        matches!(self.visibility, Visibility::Sealed { .. })
+    }
+
+    /// Whether `key` may read an encrypted repository's contents at this version (its
+    /// maintainers and readers); for any other repository, whether it may see it.
+    pub fn may_read(&self, key: &VerifyingKey) -> bool {
+        match &self.visibility {
+            Visibility::Sealed { readers, .. } => self.is_maintainer(key) || names(readers, key),
+            _ => self.may_see(key),
+        }
+    }
+
+    /// Who holds an encrypted repository's key at this version: its maintainers and
+    /// readers (sorted, no repeats).
+    pub fn readers(&self) -> Vec<VerifyingKey> {
+        match &self.visibility {
+            Visibility::Sealed { readers, .. } => {
+                sorted(self.maintainers.iter().chain(readers).copied())
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Whether `key` may learn of the repository at this version: anyone for a public
@@ -249,11 +316,9 @@ impl IdentityDoc {
     pub fn may_see(&self, key: &VerifyingKey) -> bool {
         match &self.visibility {
             Visibility::Public => true,
-            Visibility::Private { allow } => {
-                self.is_maintainer(key)
-                    || allow
-                        .binary_search_by(|k| k.as_bytes().cmp(key.as_bytes()))
-                        .is_ok()
+            Visibility::Private { allow } => self.is_maintainer(key) || names(allow, key),
+            Visibility::Sealed { readers, seeders } => {
+                self.is_maintainer(key) || names(readers, key) || names(seeders, key)
             }
         }
     }
@@ -294,16 +359,22 @@ impl IdentityDoc {
                 self.threshold
             )));
         }
-        if let Visibility::Private { allow } = &self.visibility {
-            if allow.len() > MAX_ALLOWED {
-                return Err(bad(format!(
-                    "{} allowed keys; a version names at most {MAX_ALLOWED}",
-                    allow.len()
-                )));
-            }
-            if allow.windows(2).any(|w| w[0].as_bytes() >= w[1].as_bytes()) {
-                return Err(bad("allowed keys not sorted, or one named twice".into()));
-            }
+        let lists: &[&Vec<VerifyingKey>] = match &self.visibility {
+            Visibility::Public => &[],
+            Visibility::Private { allow } => &[allow],
+            Visibility::Sealed { readers, seeders } => &[readers, seeders],
+        };
+        let total: usize = lists.iter().map(|l| l.len()).sum();
+        if total > MAX_ALLOWED {
+            return Err(bad(format!(
+                "{total} allowed keys; a version names at most {MAX_ALLOWED}"
+            )));
+        }
+        if lists
+            .iter()
+            .any(|l| l.windows(2).any(|w| w[0].as_bytes() >= w[1].as_bytes()))
+        {
+            return Err(bad("allowed keys not sorted, or one named twice".into()));
         }
         match (self.version, self.previous) {
             (1, None) => {

@@ -129,3 +129,34 @@ fn a_version_one_is_public_and_allow_lists_are_bounded() {
         .unwrap_err();
     assert!(err.to_string().contains("allowed keys"), "{err}");
 }
+
+#[test]
+fn encryption_is_chosen_once_and_splits_readers_from_seeders() {
+    let mut h = history();
+    let sealed = |h: &IdentityHistory, readers: &[u8]| {
+        h.current()
+            .next([key(1).verifying_key()], 1)
+            .unwrap()
+            .with_visibility(Visibility::sealed(
+                readers.iter().map(|s| key(*s).verifying_key()),
+                [key(4).verifying_key()],
+            ))
+            .unwrap()
+    };
+    let doc = sealed(&h, &[2]);
+    h.add(SignedVersion::propose(doc, &key(1))).unwrap();
+    let current = h.current();
+    assert!(current.is_private() && current.is_sealed());
+    for (seed, sees, reads) in [(1, true, true), (2, true, true), (4, true, false), (3, false, false)] {
+        let k = key(seed).verifying_key();
+        assert_eq!((current.may_see(&k), current.may_read(&k)), (sees, reads), "key {seed}");
+    }
+    assert_eq!(current.readers().len(), 2, "the maintainer and the reader");
+    assert_eq!(current.visibility.allowed().len(), 2, "the reader and the seeder");
+    // Removing a reader keeps it encrypted; dropping encryption is refused.
+    let doc = sealed(&h, &[]);
+    h.add(SignedVersion::propose(doc, &key(1))).unwrap();
+    let open = private(&h, &[2]);
+    let err = h.add(SignedVersion::propose(open, &key(1))).unwrap_err();
+    assert!(err.to_string().contains("encryption is chosen"), "{err}");
+}

@@ -277,6 +277,18 @@ impl Repositories {
             .ok_or(StorageError::UnknownRepository(*id))?
             .into_state();
         let me = key.verifying_key();
+        if state.identity.current().is_sealed() {
+            // A fork would be a second sealed form; contributions to an encrypted
+            // repository go as patches among its readers.
+            if !state.identity.may_publish(&me) {
+                return Err(StorageError::ForkRefused {
+                    repository: *id,
+                    reason: "it is encrypted: only its maintainers push to it".into(),
+                });
+            }
+            let opened = self.opened_for_push(&state, key)?;
+            return self.new_area_borrowing(id, &opened.join("objects"));
+        }
         // Anyone else pushes to a fork of its own, unless the node or the maintainers
         // take none from it.
         if !state.identity.may_publish(&me) {
@@ -298,6 +310,15 @@ impl Repositories {
 
     /// A push area for `id`, with no check of who pushes (see [`Self::create_staging`]).
     pub(super) fn new_area(&self, id: &RepositoryId) -> Result<PathBuf, StorageError> {
+        self.new_area_borrowing(id, &self.path(id).join("objects"))
+    }
+
+    /// A push area for `id` that borrows the objects in `objects`.
+    pub(super) fn new_area_borrowing(
+        &self,
+        id: &RepositoryId,
+        objects: &Path,
+    ) -> Result<PathBuf, StorageError> {
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).map_err(|e| StorageError::Randomness(e.to_string()))?;
         let path = self
@@ -305,7 +326,6 @@ impl Repositories {
             .join(format!("{PUSH_PREFIX}{}", hex::encode(random)));
         let staging = Repository::init_bare(&path).map_err(git("creating a push area"))?;
         let alternates = path.join("objects").join("info").join("alternates");
-        let objects = self.path(id).join("objects");
         fs::write(&alternates, format!("{}\n", objects.display())).map_err(|source| {
             StorageError::Write {
                 path: alternates,
@@ -395,6 +415,10 @@ impl Repositories {
         }
         let previous = match held {
             Held::Owner(snapshot) => snapshot,
+            Held::Shared(state) if state.identity.current().is_sealed() => {
+                drop(src);
+                return self.push_sealed_locked(state, staging, updates, key);
+            }
             Held::Shared(state) => {
                 return self.push_view_locked(state, src, indexed, updates, key);
             }

@@ -30,6 +30,9 @@ mod packer;
 mod recover;
 mod ref_updates;
 mod scan;
+pub(crate) mod sealed;
+#[cfg(test)]
+mod sealed_tests;
 mod serve;
 pub(crate) mod shared;
 mod store_guard;
@@ -50,6 +53,7 @@ use git2::Oid;
 use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
 
 use crate::StorageError;
+pub use sealed::SEALED_REF;
 
 /// File (inside the bare repository) holding the latest verified snapshot.
 const SIGNED_REFS_FILE: &str = "guts-signed-refs";
@@ -191,6 +195,9 @@ pub struct Repositories {
     policy: Arc<ChangePolicy>,
     /// The private repositories' ids (see `visibility.rs`).
     private: Arc<visibility::PrivateIds>,
+    /// The node's key, which opens the encrypted repositories it reads (see
+    /// `sealed.rs`); none in a store that opens none.
+    reader: Option<Arc<ed25519_dalek::SigningKey>>,
     /// The follow list, read from its file once and kept in step with it; the mutex
     /// also makes each follow's check-and-append one step.
     follows: Arc<Mutex<Option<FollowList>>>,
@@ -258,6 +265,7 @@ impl Repositories {
             limits: Limits::default(),
             policy: Arc::default(),
             private: Arc::default(),
+            reader: None,
             follows: Arc::default(),
             seen_elsewhere: SeenElsewhere::default(),
         }

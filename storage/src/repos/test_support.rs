@@ -8,6 +8,7 @@ use ed25519_dalek::SigningKey;
 use git2::{Oid, Repository, Signature};
 use guts_protocol::{RepositoryId, SignedRefs};
 
+use super::shared::SharedAccepted;
 use super::{PackStats, Pushed, RefUpdate, Repositories, object_id};
 use crate::StorageError;
 
@@ -221,4 +222,34 @@ pub(super) fn push_to(
         force: false,
     };
     repos.push(id, &area, &[update], key)
+}
+
+/// Sends everything `from` holds of `id` to `to`, with the objects `to` lacks.
+pub(super) fn replicate(
+    from: &Repositories,
+    to: &Repositories,
+    id: &RepositoryId,
+) -> Result<SharedAccepted, StorageError> {
+    let state = from.held(id).unwrap().unwrap().into_state().shared();
+    let targets: Vec<_> = {
+        let mut t: Vec<_> = state
+            .views
+            .iter()
+            .flat_map(|v| v.refs.values().copied())
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    };
+    let wants = to.missing(id, &targets).unwrap();
+    let mut chunks = Vec::new();
+    if !wants.is_empty() {
+        from.build_pack(id, &wants, &to.haves(id).unwrap(), &mut |_| {}, &mut |c| {
+            chunks.push(c.to_vec());
+            true
+        })
+        .unwrap();
+    }
+    let mut it = chunks.into_iter().map(Ok);
+    to.accept_shared(id, state, Some(&mut it), &mut |_| {})
 }
