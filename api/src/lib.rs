@@ -411,9 +411,16 @@ pub struct MaintainersReport {
     /// Whether the repository is private: only its maintainers and `allowed` may see it.
     #[serde(default)]
     pub private: bool,
-    /// The keys a private repository allows besides its maintainers (hex).
+    /// The keys a private repository allows besides its maintainers (hex); of an
+    /// encrypted one, the keys that read it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed: Vec<String>,
+    /// Whether it is encrypted: seeders keep and serve it without reading it.
+    #[serde(default)]
+    pub encrypted: bool,
+    /// The keys that seed an encrypted repository without reading it (hex).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeders: Vec<String>,
 }
 
 /// One maintainer.
@@ -470,6 +477,15 @@ pub enum VisibilityBody {
         /// The keys allowed besides the maintainers.
         allow: Vec<String>,
     },
+    /// Private and encrypted: the maintainers and `readers` hold its key, `seeders`
+    /// keep and serve it without it (hex keys).
+    Encrypted {
+        /// The keys that read it besides the maintainers.
+        readers: Vec<String>,
+        /// The keys that keep and serve it without reading it.
+        #[serde(default)]
+        seeders: Vec<String>,
+    },
 }
 
 /// `POST /api/v1/repos/<id>/maintainers/accept`: sign a pending proposal.
@@ -506,6 +522,10 @@ pub struct InitRequest {
     /// private from the start (never announced, listed or provided).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private: Option<Vec<String>>,
+    /// Keys (hex) that keep and serve the repository without reading it: with `private`,
+    /// makes it encrypted (`private` names its readers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeders: Option<Vec<String>>,
 }
 
 /// `POST /api/v1/repos/<id>/push-area` answer.

@@ -54,7 +54,19 @@ pub fn print_maintainers(detail: &RepoDetail) {
             if k.you { " (this node)" } else { "" }
         );
     }
-    if m.private {
+    if m.encrypted {
+        println!(
+            "encrypted: read by the maintainers and {} key(s), seeded by {} more",
+            m.allowed.len(),
+            m.seeders.len()
+        );
+        for k in &m.allowed {
+            println!("  reads  {k}");
+        }
+        for k in &m.seeders {
+            println!("  seeds  {k}");
+        }
+    } else if m.private {
         println!(
             "private: seen by the maintainers and {} allowed key(s)",
             m.allowed.len()
@@ -117,6 +129,34 @@ pub struct VisibilityChange {
     pub allow: Vec<String>,
     /// `--disallow KEY`.
     pub disallow: Vec<String>,
+    /// `--seeder KEY`.
+    pub seed: Vec<String>,
+    /// `--unseed KEY`.
+    pub unseed: Vec<String>,
+}
+
+/// `list` with the keys in `remove` taken out (each must be there) and those in `add`
+/// put in; `what` names the list in errors.
+fn amend(
+    mut list: Vec<String>,
+    remove: &[String],
+    add: &[String],
+    what: &str,
+) -> anyhow::Result<Vec<String>> {
+    for k in remove {
+        let k = k.trim().to_lowercase();
+        if !list.contains(&k) {
+            bail!("{k} is not {what}: nothing to take out");
+        }
+        list.retain(|a| *a != k);
+    }
+    for k in add {
+        let k = k.trim().to_lowercase();
+        if !list.contains(&k) {
+            list.push(k);
+        }
+    }
+    Ok(list)
 }
 
 impl VisibilityChange {
@@ -125,27 +165,25 @@ impl VisibilityChange {
         if self.public {
             return Ok(Some(VisibilityBody::Public));
         }
-        if !self.private && self.allow.is_empty() && self.disallow.is_empty() {
+        let seeding = !self.seed.is_empty() || !self.unseed.is_empty();
+        if !self.private && self.allow.is_empty() && self.disallow.is_empty() && !seeding {
             return Ok(None);
         }
-        let mut allowed: Vec<String> = current
+        let allowed: Vec<String> = current
             .filter(|m| m.private)
             .map(|m| m.allowed.clone())
             .unwrap_or_default();
-        for k in &self.disallow {
-            let k = k.trim().to_lowercase();
-            if !allowed.contains(&k) {
-                bail!("{k} is not allowed: nothing to disallow");
-            }
-            allowed.retain(|a| *a != k);
+        let allowed = amend(allowed, &self.disallow, &self.allow, "allowed")?;
+        match current.filter(|m| m.encrypted) {
+            Some(m) => Ok(Some(VisibilityBody::Encrypted {
+                readers: allowed,
+                seeders: amend(m.seeders.clone(), &self.unseed, &self.seed, "a seeder")?,
+            })),
+            None if seeding => bail!(
+                "seeders are for encrypted repositories, chosen when one is made (guts repo init NAME --encrypted)"
+            ),
+            None => Ok(Some(VisibilityBody::Private { allow: allowed })),
         }
-        for k in &self.allow {
-            let k = k.trim().to_lowercase();
-            if !allowed.contains(&k) {
-                allowed.push(k);
-            }
-        }
-        Ok(Some(VisibilityBody::Private { allow: allowed }))
     }
 }
 
@@ -190,7 +228,7 @@ pub fn propose(
     if add.is_empty() && remove.is_empty() && threshold == current_threshold && visibility.is_none()
     {
         bail!(
-            "nothing to change: give --add, --remove, --threshold, --private, --allow, --disallow or --public"
+            "nothing to change: give --add, --remove, --threshold, --private, --allow, --disallow, --seeder, --unseed or --public"
         );
     }
     let proposal: ProposalReport = client(api)?.post(

@@ -40,9 +40,18 @@ pub enum RepoCommand {
         /// Private from the start: only this node's key and those allowed may see it.
         #[arg(long)]
         private: bool,
-        /// A key a private repository allows (implies --private); repeatable.
+        /// A key a private repository allows (implies --private); repeatable. Of an
+        /// encrypted one, a key that reads it.
         #[arg(long, value_name = "KEY")]
         allow: Vec<String>,
+        /// Encrypted (implies --private): its objects are stored and served sealed, and
+        /// only this node's key and those allowed hold the key to them. Chosen now, kept.
+        #[arg(long)]
+        encrypted: bool,
+        /// A key that keeps and serves an encrypted repository without reading it
+        /// (implies --encrypted); repeatable.
+        #[arg(long, value_name = "KEY")]
+        seeder: Vec<String>,
         #[command(flatten)]
         api: ApiArgs,
         /// Print JSON.
@@ -181,6 +190,13 @@ pub enum RepoCommand {
         /// A key to allow no more; repeatable.
         #[arg(long, value_name = "KEY", conflicts_with = "public")]
         disallow: Vec<String>,
+        /// A key to seed an encrypted repository (keep and serve it without reading it);
+        /// repeatable.
+        #[arg(long, value_name = "KEY", conflicts_with = "public")]
+        seeder: Vec<String>,
+        /// A key to seed it no more; repeatable.
+        #[arg(long, value_name = "KEY", conflicts_with = "public")]
+        unseed: Vec<String>,
         #[command(flatten)]
         api: ApiArgs,
         /// Print JSON.
@@ -234,13 +250,21 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
             name,
             private,
             allow,
+            encrypted,
+            seeder,
             api,
             json,
         } => {
-            let private = (private || !allow.is_empty()).then_some(allow);
+            let encrypted = encrypted || !seeder.is_empty();
+            let private = (private || encrypted || !allow.is_empty()).then_some(allow);
+            let seeders = encrypted.then_some(seeder);
             let r: RepoSummary = Client::new(&api.target(), Duration::from_secs(30))?.post(
                 "/api/v1/repos/init",
-                &guts_api::InitRequest { name, private },
+                &guts_api::InitRequest {
+                    name,
+                    private,
+                    seeders,
+                },
             )?;
             if json {
                 print_json(&r)?;
@@ -278,6 +302,8 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
             public,
             allow,
             disallow,
+            seeder,
+            unseed,
             api,
             json,
         } => {
@@ -286,6 +312,8 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
                 public,
                 allow,
                 disallow,
+                seed: seeder,
+                unseed,
             };
             maintainers_cmd::propose(&api, &id, &add, &remove, threshold, &visibility, json)
         }

@@ -125,9 +125,10 @@ impl Author {
     pub(crate) async fn init(
         &self,
         name: RepoName,
-        private: Option<Vec<VerifyingKey>>,
+        visibility: Option<guts_protocol::Visibility>,
     ) -> Result<RepositoryId, NodeError> {
-        let Some(allow) = private else {
+        let Some(visibility) = visibility.filter(|v| *v != guts_protocol::Visibility::Public)
+        else {
             let snapshot = self
                 .blocking(move |repos, key| repos.init(name, key))
                 .await?;
@@ -139,13 +140,7 @@ impl Author {
         let version = self
             .blocking(move |repos, key| {
                 let id = repos.init(name, key)?.repository();
-                repos.propose_with(
-                    &id,
-                    vec![key.verifying_key()],
-                    1,
-                    Some(guts_protocol::Visibility::private(allow)),
-                    key,
-                )
+                repos.propose_with(&id, vec![key.verifying_key()], 1, Some(visibility), key)
             })
             .await?;
         let id = version.doc.repository;

@@ -106,14 +106,14 @@ impl NodeHandle {
         self.init_repo_with(name, None).await
     }
 
-    /// [`Self::init_repo`]; with `private`, a private repository allowing those keys
-    /// besides this node's, never announced.
+    /// [`Self::init_repo`] with a visibility: a private or encrypted one is never
+    /// announced.
     pub async fn init_repo_with(
         &self,
         name: RepoName,
-        private: Option<Vec<ed25519_dalek::VerifyingKey>>,
+        visibility: Option<guts_protocol::Visibility>,
     ) -> Result<RepoSummary, NodeError> {
-        let id = self.author.init(name, private).await?;
+        let id = self.author.init(name, visibility).await?;
         self.summary(id).await
     }
 
@@ -258,14 +258,26 @@ impl NodeHandle {
         }))
     }
 
-    /// What is held of `id`, with its canonical refs.
+    /// What is held of `id`, with its canonical refs: of an encrypted repository this
+    /// node reads, the real refs it opened (a seeder sees only the sealed form's).
     async fn canonical(&self, id: RepositoryId) -> Result<Option<(Held, Canonical)>, NodeError> {
-        self.read(move |repos| repos.canonical(&id)).await
+        self.read(move |repos| {
+            let held = repos.canonical(&id)?;
+            Ok(match (held, repos.opened_refs(&id)?) {
+                (Some((held, _)), Some((refs, head))) => Some((held, Canonical { refs, head })),
+                (held, _) => held,
+            })
+        })
+        .await
     }
 
     async fn summary(&self, id: RepositoryId) -> Result<RepoSummary, NodeError> {
-        let (held, followed) = self
-            .read(move |repos| Ok((repos.canonical(&id)?, repos.is_followed(&id)?)))
+        let held = self.canonical(id).await?;
+        let (followed, opened) = self
+            .read(move |repos| {
+                let opened = repos.opened_refs(&id)?.map(|_| repos.opened_path(&id));
+                Ok((repos.is_followed(&id)?, opened))
+            })
             .await?;
         let own_key = self.author.owner_key();
         let mut summary = RepoSummary {
@@ -278,7 +290,11 @@ impl NodeHandle {
             sequence: 0,
             ref_count: 0,
             head: None,
-            path: self.store.repos().path(&id).display().to_string(),
+            // git reads an encrypted repository's opened form.
+            path: opened
+                .unwrap_or_else(|| self.store.repos().path(&id))
+                .display()
+                .to_string(),
         };
         if let Some((held, canonical)) = held {
             summary.ref_count = canonical.refs.len();

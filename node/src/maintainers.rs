@@ -47,7 +47,17 @@ pub(crate) fn report(state: &RepositoryState, me: &VerifyingKey) -> MaintainersR
         private: current.is_private(),
         allowed: match &current.visibility {
             guts_protocol::Visibility::Private { allow } => allow.iter().map(hex_key).collect(),
+            guts_protocol::Visibility::Sealed { readers, .. } => {
+                readers.iter().map(hex_key).collect()
+            }
             guts_protocol::Visibility::Public => Vec::new(),
+        },
+        encrypted: current.is_sealed(),
+        seeders: match &current.visibility {
+            guts_protocol::Visibility::Sealed { seeders, .. } => {
+                seeders.iter().map(hex_key).collect()
+            }
+            _ => Vec::new(),
         },
     }
 }

@@ -72,7 +72,8 @@ impl Node {
         let repos = data_dir
             .repositories()
             .with_limits(config.replication.storage_limits())
-            .with_policy(config.replication.change_policy());
+            .with_policy(config.replication.change_policy())
+            .with_reader(identity.signing_key().clone());
         let recovered = Store::new(repos.clone()).run(|r| r.recover()).await??;
         report_recovery(&recovered);
 

@@ -32,10 +32,7 @@ async fn allowed_peers(store: &Store, id: RepositoryId, local: PeerId) -> Option
                 return Some(Vec::new());
             };
             let current = state.identity.current();
-            let allowed = match &current.visibility {
-                guts_protocol::Visibility::Private { allow } => allow.clone(),
-                guts_protocol::Visibility::Public => Vec::new(),
-            };
+            let allowed = current.visibility.allowed();
             let mut peers: Vec<PeerId> = current
                 .maintainers
                 .iter()

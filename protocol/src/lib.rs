@@ -41,3 +41,7 @@ pub const FORKS_SYNC_VERSION: &str = "1.3.0";
 /// Version of the sync protocol that carries private repositories
 /// ([`wire::SyncResponse::StateV2`], [`wire::SyncRequest::Notify`]).
 pub const PRIVATE_SYNC_VERSION: &str = "1.4.0";
+
+/// Version of the sync protocol that carries encrypted repositories
+/// ([`identity::Visibility::Sealed`] in a [`wire::SyncResponse::StateV2`]).
+pub const SEALED_SYNC_VERSION: &str = "1.5.0";

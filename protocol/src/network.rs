@@ -109,6 +109,12 @@ impl NetworkName {
         format!("/guts/{}/sync/{}", self.0, crate::PRIVATE_SYNC_VERSION)
     }
 
+    /// The sync protocol with encrypted repositories: `/guts/<network>/sync/1.5.0`, whose
+    /// states may name [`crate::identity::Visibility::Sealed`].
+    pub fn sealed_sync_protocol(&self) -> String {
+        format!("/guts/{}/sync/{}", self.0, crate::SEALED_SYNC_VERSION)
+    }
+
     /// Pack protocol (libp2p stream): `/guts/<network>/pack/1.0.0`.
     pub fn pack_protocol(&self) -> String {
         format!("/guts/{}/pack/{PROTOCOL_VERSION}", self.0)

@@ -24,7 +24,6 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-
 /// The format byte every sealed blob and key ring starts with; one that is greater was
 /// written by a newer release and is refused, naming it.
 pub const SEALED_FORMAT: u8 = 1;
@@ -133,7 +132,10 @@ impl RepoKey {
         self.cipher()
             .decrypt(
                 XNonce::from_slice(nonce),
-                Payload { msg: sealed, aad: &aad },
+                Payload {
+                    msg: sealed,
+                    aad: &aad,
+                },
             )
             .map_err(|_| SealError::WrongKey(place.to_owned()))
     }
@@ -382,12 +384,18 @@ mod tests {
             .unwrap();
         let ring = KeyRing::decode(&ring.encode()).unwrap();
         let for_a = ring.keys_for(&a).unwrap();
-        assert_eq!((for_a[&one].clone(), for_a[&two].clone()), (k1.clone(), k2.clone()));
+        assert_eq!(
+            (for_a[&one].clone(), for_a[&two].clone()),
+            (k1.clone(), k2.clone())
+        );
         let for_c = ring.keys_for(&c).unwrap();
         assert_eq!(for_c[&one], k1, "a reader added later reads the history");
         let for_b = ring.keys_for(&b).unwrap();
         assert_eq!(for_b.len(), 1);
-        assert!(!for_b.contains_key(&two), "a removed reader gets no new key");
+        assert!(
+            !for_b.contains_key(&two),
+            "a removed reader gets no new key"
+        );
         assert!(matches!(ring.keys_for(&key(4)), Err(SealError::NotAReader)));
     }
 

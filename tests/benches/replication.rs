@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use guts_node::api::types::{RepoSummary, StatusReport};
+use guts_node::api::types::{RepoDetail, RepoSummary, StatusReport};
 use guts_protocol::RepositoryId;
 use guts_tests::bench::{
     GitDaemon, env_or, git, inbound_wire_bytes, median, mib, ms, peak_rss, run, timed,
@@ -269,6 +269,7 @@ fn main() {
     let followed = replica.client(["repo", "follow", &id]);
     assert!(followed.status.success());
     let shared_times = shared_replication(tmp.path(), &work, &owner, runs);
+    let (sealed_push, sealed_times) = encrypted_replication(tmp.path(), &work, &owner, &path, runs);
 
     // git clone guts://… on a fresh node (it fetches from the owner, then git clones from
     // its store through git-remote-guts) vs git clone from git daemon.
@@ -445,6 +446,21 @@ fn main() {
         ms(g),
         sh.as_secs_f64() / g.as_secs_f64()
     );
+    println!(
+        "{:<52} {:>14} {:>14} {:>7.2}x",
+        "first git push guts://, encrypted, vs git push",
+        ms(sealed_push),
+        ms(pd),
+        sealed_push.as_secs_f64() / pd.as_secs_f64()
+    );
+    let se = median(sealed_times);
+    println!(
+        "{:<52} {:>14} {:>14} {:>7.2}x",
+        "full replication, encrypted, to a reader",
+        ms(se),
+        ms(g),
+        se.as_secs_f64() / g.as_secs_f64()
+    );
     let (cg, cd) = (median(clone_guts), median(clone_git));
     println!(
         "{:<52} {:>14} {:>14} {:>7.2}x",
@@ -539,6 +555,70 @@ fn shared_replication(tmp: &Path, work: &Path, owner: &GutsNode, runs: usize) ->
             took
         })
         .collect()
+}
+
+/// The same history as an encrypted repository: `owner` makes one that `runs` fresh
+/// replicas read and pushes the history to it (sealing it: timed); each replica then syncs
+/// it from `owner` (taking the sealed form and opening it: timed).
+fn encrypted_replication(
+    tmp: &Path,
+    work: &Path,
+    owner: &GutsNode,
+    path: &str,
+    runs: usize,
+) -> (Duration, Vec<Duration>) {
+    let replicas: Vec<GutsNode> = (0..runs)
+        .map(|r| {
+            NodeSpec::loopback(&tmp.join(format!("sealed-replica-{r}")))
+                .log_filter("warn,guts_node::api=info")
+                .args(["--bootstrap", &owner.tcp_addr()])
+                .spawn()
+        })
+        .collect();
+    let mut init = "repo init sealed --encrypted".to_owned();
+    for r in &replicas {
+        init.push_str(&format!(" --allow {}", r.status().key));
+    }
+    let created: RepoSummary = owner.client_json(&init).unwrap();
+    let started = Instant::now();
+    run(Command::new("git")
+        .current_dir(work)
+        .args(["push", "--quiet", &created.url])
+        .args(["refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"])
+        .env("PATH", path)
+        .env("GUTS_API", owner.api().to_string())
+        .env("GUTS_DATA_DIR", owner.data_dir()));
+    let push = started.elapsed();
+    let owner_id = owner.status().peer_id;
+    let times = replicas
+        .iter()
+        .map(|node| {
+            eventually(Duration::from_secs(20), "the replica connected", || {
+                let s: StatusReport = node.client_json("status")?;
+                (s.connected_peers > 0)
+                    .then_some(())
+                    .ok_or_else(|| "not yet".to_owned())
+            });
+            let started = Instant::now();
+            let out = node.client(["repo", "sync", &created.id, "--from", &owner_id]);
+            let took = started.elapsed();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let shown: RepoDetail = node
+                .client_json(&format!("repo show {}", created.id))
+                .unwrap();
+            assert!(
+                shown.refs.keys().any(|r| r.starts_with("refs/tags/")),
+                "the replica opened it: {:?}",
+                shown.refs
+            );
+            took
+        })
+        .collect();
+    (push, times)
 }
 
 /// Times an import, then a new commit, reaching every node of an `n`-node cluster.

@@ -252,3 +252,151 @@ fn a_private_repository_reaches_the_peer_it_allows_and_no_one_else() {
     }
     assert_eq!(main_on(&b, &id), Some(first));
 }
+
+/// Every object in every git repository under `dir` (the store, opened forms, push
+/// areas), with its content, as git reads them: compressed and packed ones included.
+fn objects_under(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if d.join("objects").is_dir() && d.join("HEAD").is_file() {
+            let out = std::process::Command::new("git")
+                .args(["cat-file", "--batch-all-objects", "--batch"])
+                .env("GIT_DIR", &d)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git cat-file in {}", d.display());
+            all.extend(out.stdout);
+        }
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(entry.path());
+            }
+        }
+    }
+    all
+}
+
+/// Every file's raw bytes under `dir`.
+fn files_under(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => all.extend(std::fs::read(entry.path()).unwrap_or_default()),
+                _ => {}
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn an_encrypted_repository_is_seeded_by_a_node_that_cannot_read_it() {
+    const SECRET: &str = "launch code 0000: no seeder may hold this line in clear\n";
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut a = spawn(&root.join("a"), None);
+    let d = spawn(&root.join("d"), Some(&a));
+    let (b_dir, b_key) = {
+        // B's key, known before B runs: its node starts only once A is gone.
+        let b = spawn(&root.join("b"), Some(&d));
+        let key = b.status().key;
+        drop(b);
+        (root.join("b"), key)
+    };
+    let d_key = d.status().key;
+    let created: RepoSummary = a
+        .client_json(&format!(
+            "repo init vault --encrypted --allow {b_key} --seeder {d_key}"
+        ))
+        .unwrap();
+    let (id, url) = (created.id.clone(), created.url.clone());
+    let shown = a.client_ok(&["repo", "maintainers", &id]);
+    assert!(
+        shown.contains("encrypted: read by the maintainers and 1 key(s), seeded by 1 more"),
+        "{shown}"
+    );
+
+    let alice = root.join("alice");
+    std::fs::create_dir(&alice).unwrap();
+    ok(a.git(&alice, &["init", "-q", "-b", "main"]), "git init");
+    for (k, v) in [("user.name", "alice"), ("user.email", "a@example.com")] {
+        ok(a.git(&alice, &["config", k, v]), "git config");
+    }
+    std::fs::write(alice.join("plan.txt"), SECRET).unwrap();
+    ok(a.git(&alice, &["add", "plan.txt"]), "git add");
+    ok(a.git(&alice, &["commit", "-q", "-m", "plan"]), "git commit");
+    let first = ok(a.git(&alice, &["rev-parse", "HEAD"]), "git rev-parse");
+    let blob = ok(
+        a.git(&alice, &["rev-parse", "HEAD:plan.txt"]),
+        "git rev-parse",
+    );
+    ok(
+        a.git(&alice, &["remote", "add", "origin", &url]),
+        "git remote",
+    );
+    ok(a.git(&alice, &["push", "-q", "origin", "main"]), "git push");
+    assert_eq!(
+        main_on(&a, &id),
+        Some(first.clone()),
+        "A reads what it pushed"
+    );
+
+    // D seeds it: told by A, it takes the sealed form and nothing else.
+    d.client_ok(&["repo", "follow", &id]);
+    let sealed = eventually(WAIT, "the sealed form on D", || {
+        let detail: RepoDetail = d.client_json(&format!("repo show {id}"))?;
+        detail
+            .refs
+            .get(guts_storage::SEALED_REF)
+            .cloned()
+            .ok_or(format!("refs {:?}", detail.refs))
+    });
+    let detail: RepoDetail = d.client_json(&format!("repo show {id}")).unwrap();
+    assert_eq!(
+        detail.refs.len(),
+        1,
+        "D sees only the sealed ref: {:?}",
+        detail.refs
+    );
+
+    // A goes away; B, allowed to read, gets it from D alone and reads it with plain git.
+    a.stop();
+    let b = spawn(&b_dir, Some(&d));
+    b.client_ok(&["repo", "follow", &id]);
+    let d_peer = d.status().peer_id;
+    eventually(WAIT, "main on B, from D", || {
+        let _ = b.client(["repo", "sync", &id, "--from", &d_peer]);
+        match main_on(&b, &id) {
+            Some(m) if m == first => Ok(()),
+            other => Err(format!("main at {other:?}")),
+        }
+    });
+    let clone = root.join("bob");
+    ok(b.git(root, &["clone", "-q", &url, "bob"]), "git clone on B");
+    assert_eq!(
+        std::fs::read_to_string(clone.join("plan.txt")).unwrap(),
+        SECRET
+    );
+
+    // D's disk holds no plaintext: not in any file as written, not in any object git can
+    // read there, not the blob by name. B's, which reads it, does (the scan finds it).
+    let d_data = d.data_dir().to_path_buf();
+    assert!(!mentions(&[files_under(&d_data)], SECRET.as_bytes()));
+    assert!(!mentions(&[objects_under(&d_data)], SECRET.as_bytes()));
+    let d_objects = objects_under(&d_data);
+    assert!(!mentions(std::slice::from_ref(&d_objects), blob.as_bytes()));
+    let raw_blob = git2::Oid::from_str(&blob).unwrap().as_bytes().to_vec();
+    assert!(
+        !mentions(&[d_objects], &raw_blob),
+        "a tree on D names the blob"
+    );
+    assert!(mentions(&[objects_under(b.data_dir())], SECRET.as_bytes()));
+    // And D still serves only ciphertext: its sealed tip is what B took.
+    let on_b: RepoDetail = b.client_json(&format!("repo show {id}")).unwrap();
+    assert!(on_b.refs.contains_key("refs/heads/main"), "{:?}", on_b.refs);
+    assert!(!sealed.is_empty());
+}

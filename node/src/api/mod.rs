@@ -356,17 +356,28 @@ async fn init(
     JsonBody(req): JsonBody<types::InitRequest>,
 ) -> Result<Json<types::RepoSummary>, ApiError> {
     let name: RepoName = req.name.parse().map_err(bad_request)?;
-    let private = match req.private {
-        None => None,
-        Some(allow) => Some(
-            allow
-                .iter()
-                .map(|k| crate::maintainers::parse_key(k))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(bad_request)?,
-        ),
+    let visibility = match (req.private, req.seeders) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(bad_request(
+                "seeders are for an encrypted repository, which is private: name its readers too (an empty list for none)",
+            ));
+        }
+        (Some(allow), None) => Some(guts_protocol::Visibility::private(parse_keys(&allow)?)),
+        (Some(readers), Some(seeders)) => Some(guts_protocol::Visibility::sealed(
+            parse_keys(&readers)?,
+            parse_keys(&seeders)?,
+        )),
     };
-    Ok(Json(s.node.init_repo_with(name, private).await?))
+    Ok(Json(s.node.init_repo_with(name, visibility).await?))
+}
+
+/// Hex keys from a request, the first bad one named.
+fn parse_keys(keys: &[String]) -> Result<Vec<ed25519_dalek::VerifyingKey>, ApiError> {
+    keys.iter()
+        .map(|k| crate::maintainers::parse_key(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad_request)
 }
 
 async fn propose(
@@ -384,13 +395,12 @@ async fn propose(
     let visibility = match req.visibility {
         None => None,
         Some(types::VisibilityBody::Public) => Some(guts_protocol::Visibility::Public),
-        Some(types::VisibilityBody::Private { allow }) => Some(guts_protocol::Visibility::private(
-            allow
-                .iter()
-                .map(|k| crate::maintainers::parse_key(k))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(bad_request)?,
-        )),
+        Some(types::VisibilityBody::Private { allow }) => {
+            Some(guts_protocol::Visibility::private(parse_keys(&allow)?))
+        }
+        Some(types::VisibilityBody::Encrypted { readers, seeders }) => Some(
+            guts_protocol::Visibility::sealed(parse_keys(&readers)?, parse_keys(&seeders)?),
+        ),
     };
     Ok(Json(
         s.node

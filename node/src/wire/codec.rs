@@ -14,7 +14,9 @@ use super::frame::{read_message, write_message};
 /// adds to the one before: 1.1.0 repositories with maintainers (a 1.0.0 peer, an older
 /// release that could not read one, is told "not found"), 1.2.0 the tips of collaborative
 /// objects, 1.3.0 contributors' forks, 1.4.0 private repositories and notices of them
-/// (never asked of, nor sent to, a peer that does not speak them).
+/// (never asked of, nor sent to, a peer that does not speak them), 1.5.0 encrypted
+/// repositories (a peer on 1.4.0, which could not decode their state, is told "not
+/// found").
 #[derive(Debug, Clone, Default)]
 pub struct Codec;
 
@@ -31,13 +33,17 @@ pub enum SyncVersion {
     Forks,
     /// 1.4.0: private repositories.
     Private,
+    /// 1.5.0: encrypted repositories.
+    Sealed,
 }
 
 /// The sync version `protocol` names (the oldest for a name this build does not know).
 pub fn sync_version(protocol: &StreamProtocol) -> SyncVersion {
     let name = protocol.as_ref();
     let is = |v: &str| name.strip_suffix(v).is_some_and(|p| p.ends_with("/sync/"));
-    if is(guts_protocol::PRIVATE_SYNC_VERSION) {
+    if is(guts_protocol::SEALED_SYNC_VERSION) {
+        SyncVersion::Sealed
+    } else if is(guts_protocol::PRIVATE_SYNC_VERSION) {
         SyncVersion::Private
     } else if is(guts_protocol::FORKS_SYNC_VERSION) {
         SyncVersion::Forks
@@ -83,6 +89,7 @@ fn unsupported(protocol: &StreamProtocol, what: &str, needed: SyncVersion) -> io
         SyncVersion::Changes => guts_protocol::CHANGES_SYNC_VERSION,
         SyncVersion::Forks => guts_protocol::FORKS_SYNC_VERSION,
         SyncVersion::Private => guts_protocol::PRIVATE_SYNC_VERSION,
+        SyncVersion::Sealed => guts_protocol::SEALED_SYNC_VERSION,
     };
     io::Error::new(
         io::ErrorKind::Unsupported,
@@ -161,6 +168,20 @@ impl request_response::Codec for Codec {
                     repository = %state.genesis.repository,
                     "a peer on {protocol} asked for a repository that is or was private, which needs sync {}: answered not found",
                     guts_protocol::PRIVATE_SYNC_VERSION
+                );
+                SyncResponse::NotFound
+            }
+            SyncResponse::StateV2(state)
+                if sync_version(protocol) < SyncVersion::Sealed
+                    && state
+                        .versions
+                        .iter()
+                        .any(|(_, v)| matches!(v, guts_protocol::Visibility::Sealed { .. })) =>
+            {
+                tracing::info!(
+                    repository = %state.genesis.repository,
+                    "a peer on {protocol} asked for an encrypted repository, which needs sync {}: answered not found",
+                    guts_protocol::SEALED_SYNC_VERSION
                 );
                 SyncResponse::NotFound
             }

@@ -58,12 +58,19 @@ pub fn private_protocol(network: &NetworkName) -> StreamProtocol {
         .expect("network names make valid protocol names")
 }
 
-/// The request-response behaviour of the sync protocol: 1.4.0 first, so two nodes of
-/// this release speak it, then 1.3.0 down to 1.0.0 for older peers.
+/// The sync protocol's name with encrypted repositories (see [`Codec`]).
+pub fn sealed_protocol(network: &NetworkName) -> StreamProtocol {
+    StreamProtocol::try_from_owned(network.sealed_sync_protocol())
+        .expect("network names make valid protocol names")
+}
+
+/// The request-response behaviour of the sync protocol: 1.5.0 first, so two nodes of
+/// this release speak it, then 1.4.0 down to 1.0.0 for older peers.
 pub fn behaviour(network: &NetworkName, timeout: Duration) -> request_response::Behaviour<Codec> {
     request_response::Behaviour::with_codec(
         Codec,
         [
+            (sealed_protocol(network), ProtocolSupport::Full),
             (private_protocol(network), ProtocolSupport::Full),
             (forks_protocol(network), ProtocolSupport::Full),
             (changes_protocol(network), ProtocolSupport::Full),

@@ -110,7 +110,9 @@ pub enum Visibility {
 impl Visibility {
     /// A private visibility allowing `keys` (any order, repeats dropped).
     pub fn private(keys: impl IntoIterator<Item = VerifyingKey>) -> Self {
-        Visibility::Private { allow: sorted(keys) }
+        Visibility::Private {
+            allow: sorted(keys),
+        }
     }
 
     /// An encrypted visibility (any order, repeats dropped).

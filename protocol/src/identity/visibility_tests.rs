@@ -147,12 +147,25 @@ fn encryption_is_chosen_once_and_splits_readers_from_seeders() {
     h.add(SignedVersion::propose(doc, &key(1))).unwrap();
     let current = h.current();
     assert!(current.is_private() && current.is_sealed());
-    for (seed, sees, reads) in [(1, true, true), (2, true, true), (4, true, false), (3, false, false)] {
+    for (seed, sees, reads) in [
+        (1, true, true),
+        (2, true, true),
+        (4, true, false),
+        (3, false, false),
+    ] {
         let k = key(seed).verifying_key();
-        assert_eq!((current.may_see(&k), current.may_read(&k)), (sees, reads), "key {seed}");
+        assert_eq!(
+            (current.may_see(&k), current.may_read(&k)),
+            (sees, reads),
+            "key {seed}"
+        );
     }
     assert_eq!(current.readers().len(), 2, "the maintainer and the reader");
-    assert_eq!(current.visibility.allowed().len(), 2, "the reader and the seeder");
+    assert_eq!(
+        current.visibility.allowed().len(),
+        2,
+        "the reader and the seeder"
+    );
     // Removing a reader keeps it encrypted; dropping encryption is refused.
     let doc = sealed(&h, &[]);
     h.add(SignedVersion::propose(doc, &key(1))).unwrap();

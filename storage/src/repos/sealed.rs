@@ -76,7 +76,12 @@ impl Repositories {
         let head = repo
             .find_reference("HEAD")
             .ok()
-            .and_then(|h| h.symbolic_target().ok().flatten().and_then(|t| t.parse().ok()))
+            .and_then(|h| {
+                h.symbolic_target()
+                    .ok()
+                    .flatten()
+                    .and_then(|t| t.parse().ok())
+            })
             .filter(|h| refs.contains_key(h));
         Ok(Some((refs, head)))
     }
@@ -134,7 +139,9 @@ impl Repositories {
             let parts = pack_parts(&store, &id, sealed.tree, n)?;
             let mut indexer = GitIndexer::start(&opened, &opened.join("objects"), Fsck::Strict)?;
             for (i, part) in parts.iter().enumerate() {
-                let blob = store.find_blob(*part).map_err(git("reading a sealed part"))?;
+                let blob = store
+                    .find_blob(*part)
+                    .map_err(git("reading a sealed part"))?;
                 let place = format!("packs/{n}/{i}");
                 let key = epoch_key(&id, &keys, &place, blob.content())?;
                 let plain = key
@@ -202,10 +209,13 @@ impl Repositories {
         let (epoch, epoch_key) = match ring.current() {
             Some(e) if e.readers() == readers => {
                 let key = keys.get(&e.number).cloned().ok_or_else(|| {
-                    sealed_error(&id, SealError::UnknownEpoch {
-                        what: "the current epoch".into(),
-                        epoch: e.number,
-                    })
+                    sealed_error(
+                        &id,
+                        SealError::UnknownEpoch {
+                            what: "the current epoch".into(),
+                            epoch: e.number,
+                        },
+                    )
                 })?;
                 (e.number, key)
             }
@@ -257,7 +267,6 @@ impl Repositories {
             if count > 0 {
                 flush(&mut buffer, &mut parts);
             }
-            drop(flush);
             if let Some(e) = failed {
                 return Err(e);
             }
@@ -294,15 +303,15 @@ impl Repositories {
         let _ = fs::remove_dir_all(&area);
         let pushed = pushed?;
         if let Some((_, Err(reason))) = pushed.results.first() {
-            return Err(sealed_error_text(&id, format!("the sealed commit: {reason}")));
+            return Err(sealed_error_text(
+                &id,
+                format!("the sealed commit: {reason}"),
+            ));
         }
         let repo = open_or_init(&opened)?;
         set_refs(&repo, &id, &manifest)?;
         write_opened_file(&opened, commit, manifest.packs)?;
-        Ok(Pushed {
-            results,
-            ..pushed
-        })
+        Ok(Pushed { results, ..pushed })
     }
 }
 
@@ -352,10 +361,13 @@ fn epoch_key<'a>(
 ) -> Result<&'a RepoKey, StorageError> {
     let epoch = epoch_of(place, blob).map_err(|e| sealed_error(id, e))?;
     keys.get(&epoch).ok_or_else(|| {
-        sealed_error(id, SealError::UnknownEpoch {
-            what: place.to_owned(),
-            epoch,
-        })
+        sealed_error(
+            id,
+            SealError::UnknownEpoch {
+                what: place.to_owned(),
+                epoch,
+            },
+        )
     })
 }
 
@@ -365,7 +377,9 @@ fn open_manifest(
     sealed: &[u8],
 ) -> Result<Manifest, StorageError> {
     let key = epoch_key(id, keys, "manifest", sealed)?;
-    let plain = key.open("manifest", sealed).map_err(|e| sealed_error(id, e))?;
+    let plain = key
+        .open("manifest", sealed)
+        .map_err(|e| sealed_error(id, e))?;
     Manifest::decode(&plain).map_err(|e| sealed_error(id, e))
 }
 
@@ -376,8 +390,15 @@ fn pack_parts(
     tree: Oid,
     n: u32,
 ) -> Result<Vec<Oid>, StorageError> {
-    let missing = || sealed_error_text(id, format!("the manifest names pack {n}, which is not there"));
-    let tree = store.find_tree(tree).map_err(git("reading the sealed tree"))?;
+    let missing = || {
+        sealed_error_text(
+            id,
+            format!("the manifest names pack {n}, which is not there"),
+        )
+    };
+    let tree = store
+        .find_tree(tree)
+        .map_err(git("reading the sealed tree"))?;
     let packs = tree.get_name("packs").ok_or_else(missing)?;
     let packs = store
         .find_tree(packs.id())
@@ -392,7 +413,10 @@ fn pack_parts(
         .collect();
     parts.sort();
     if parts.iter().enumerate().any(|(i, (n, _))| *n as usize != i) || parts.is_empty() {
-        return Err(sealed_error_text(id, format!("pack {n}'s parts are not numbered 0 on")));
+        return Err(sealed_error_text(
+            id,
+            format!("pack {n}'s parts are not numbered 0 on"),
+        ));
     }
     Ok(parts.into_iter().map(|(_, o)| o).collect())
 }
@@ -408,7 +432,9 @@ fn write_commit(
     manifest: &Result<Vec<u8>, SealError>,
     pack: Option<(u32, &[Oid])>,
 ) -> Result<Oid, StorageError> {
-    let manifest = manifest.as_ref().map_err(|e| sealed_error_text(id, e.to_string()))?;
+    let manifest = manifest
+        .as_ref()
+        .map_err(|e| sealed_error_text(id, e.to_string()))?;
     let old = tip
         .map(|t| store.find_tree(t.tree))
         .transpose()
@@ -436,7 +462,9 @@ fn write_commit(
             .map_err(git("building the sealed packs"))?;
     }
     let packs = packs.write().map_err(git("writing the sealed packs"))?;
-    let mut tree = out.treebuilder(None).map_err(git("building the sealed tree"))?;
+    let mut tree = out
+        .treebuilder(None)
+        .map_err(git("building the sealed tree"))?;
     let keys = out
         .blob(&ring.encode())
         .map_err(git("writing the key ring"))?;
@@ -450,7 +478,9 @@ fn write_commit(
             .map_err(git("building the sealed tree"))?;
     }
     let tree = tree.write().map_err(git("writing the sealed tree"))?;
-    let tree = out.find_tree(tree).map_err(git("reading the sealed tree"))?;
+    let tree = out
+        .find_tree(tree)
+        .map_err(git("reading the sealed tree"))?;
     // No names or times: the sealed form says nothing of who pushed when.
     let who = Signature::new("guts", "guts@sealed", &Time::new(0, 0))
         .map_err(git("naming the sealed commit"))?;
@@ -499,7 +529,8 @@ fn set_refs(repo: &Repository, id: &RepositoryId, manifest: &Manifest) -> Result
             .map_err(git("moving an opened ref"))?;
     }
     if let Some(head) = &manifest.head {
-        repo.set_head(head.as_str()).map_err(git("setting the opened HEAD"))?;
+        repo.set_head(head.as_str())
+            .map_err(git("setting the opened HEAD"))?;
     }
     Ok(())
 }

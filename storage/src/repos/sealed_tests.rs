@@ -7,8 +7,8 @@ use std::process::Command;
 use git2::{Oid, Repository};
 use guts_protocol::{RepositoryId, Visibility};
 
-use super::test_support::{Fixture, key, push_to, replicate, store};
 use super::test_support::git_refs;
+use super::test_support::{Fixture, key, push_to, replicate, store};
 use super::{Repositories, SEALED_REF};
 
 const MAIN: &str = "refs/heads/main";
@@ -26,7 +26,13 @@ fn sealed_repo(readers: &[u8], seeders: &[u8]) -> (tempfile::TempDir, Repositori
         seeders.iter().map(|s| key(*s).verifying_key()),
     );
     repos
-        .propose_with(&id, vec![key(1).verifying_key()], 1, Some(visibility), &key(1))
+        .propose_with(
+            &id,
+            vec![key(1).verifying_key()],
+            1,
+            Some(visibility),
+            &key(1),
+        )
         .unwrap();
     (dir, repos, id)
 }
@@ -48,7 +54,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 fn opened_main(repos: &Repositories, id: &RepositoryId) -> Option<Oid> {
     let (refs, _) = repos.opened_refs(id).unwrap()?;
-    refs.get(&MAIN.parse().unwrap()).map(|t| super::oid(t))
+    refs.get(&MAIN.parse().unwrap()).map(super::oid)
 }
 
 #[test]
@@ -61,9 +67,15 @@ fn a_seeder_serves_ciphertext_that_only_readers_open() {
     assert_eq!(opened_main(&alice, &id), Some(c));
     // The store itself holds only the sealed form.
     let refs = git_refs(&alice, &id);
-    assert!(refs.contains_key(SEALED_REF) && !refs.contains_key(MAIN), "{refs:?}");
+    assert!(
+        refs.contains_key(SEALED_REF) && !refs.contains_key(MAIN),
+        "{refs:?}"
+    );
     assert!(!contains(&all_objects(&alice.path(&id)), SECRET.as_bytes()));
-    assert!(contains(&all_objects(&alice.opened_path(&id)), SECRET.as_bytes()));
+    assert!(contains(
+        &all_objects(&alice.opened_path(&id)),
+        SECRET.as_bytes()
+    ));
 
     // D seeds: it takes the sealed form, cannot open it, holds no plaintext object.
     let (_d, dave) = store();
@@ -78,7 +90,12 @@ fn a_seeder_serves_ciphertext_that_only_readers_open() {
         .revparse_single("main:secret.txt")
         .unwrap()
         .id();
-    assert!(Repository::open_bare(dave.path(&id)).unwrap().find_object(blob, None).is_err());
+    assert!(
+        Repository::open_bare(dave.path(&id))
+            .unwrap()
+            .find_object(blob, None)
+            .is_err()
+    );
 
     // B gets it from D alone and opens it.
     let (_b, bob) = store();
@@ -90,7 +107,11 @@ fn a_seeder_serves_ciphertext_that_only_readers_open() {
     assert_eq!(text.as_blob().unwrap().content(), SECRET.as_bytes());
 
     // A second push seals only what is new; B opens it from D again.
-    let c2 = fx.commit(MAIN, &[("secret.txt", SECRET), ("more.txt", "more\n")], &[c]);
+    let c2 = fx.commit(
+        MAIN,
+        &[("secret.txt", SECRET), ("more.txt", "more\n")],
+        &[c],
+    );
     push_to(&alice, &fx, &id, &key(1), MAIN, c2).unwrap();
     replicate(&alice, &dave, &id).unwrap();
     replicate(&dave, &bob, &id).unwrap();
@@ -120,7 +141,11 @@ fn a_removed_reader_cannot_open_what_is_sealed_after() {
     let (_b, bob) = store();
     let bob = bob.with_reader(key(2));
     replicate(&alice, &bob, &id).unwrap();
-    assert_eq!(opened_main(&bob, &id), None, "the manifest is in the new epoch");
+    assert_eq!(
+        opened_main(&bob, &id),
+        None,
+        "the manifest is in the new epoch"
+    );
     // C, added after the first push, reads the whole history.
     let (_c, carol) = store();
     let carol = carol.with_reader(key(3));

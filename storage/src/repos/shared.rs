@@ -171,6 +171,17 @@ impl Repositories {
             if let Some(visibility) = visibility {
                 doc = doc.with_visibility(visibility)?;
             }
+            if doc.is_sealed()
+                && !state.identity.current().is_sealed()
+                && state.shared().views.iter().any(|v| !v.refs.is_empty())
+            {
+                return Err(StorageError::Sealed {
+                    repository: *id,
+                    reason: "encryption is chosen when a repository is made (guts repo init \
+                             NAME --encrypted); this one already has history in clear"
+                        .into(),
+                });
+            }
             let version = SignedVersion::propose(doc, key);
             state.identity.add(version.clone())?;
             Ok(version)

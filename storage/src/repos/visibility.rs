@@ -54,6 +54,26 @@ impl Repositories {
         })
     }
 
+    /// Whether a peer holding `key` may read `id`'s contents beyond its sealed form (its
+    /// collaborative objects and forks, which are not sealed): anyone who may see a
+    /// repository that is not encrypted; an encrypted one's maintainers and readers.
+    pub fn readable_by(
+        &self,
+        id: &RepositoryId,
+        key: Option<&VerifyingKey>,
+    ) -> Result<bool, StorageError> {
+        if !self.is_private(id)? {
+            return Ok(true);
+        }
+        let Some(key) = key else {
+            return Ok(false);
+        };
+        Ok(match self.held(id)? {
+            Some(Held::Shared(state)) => state.identity.current().may_read(key),
+            _ => true,
+        })
+    }
+
     /// Marks `record`'s repository private before it is written (see the module docs).
     pub(super) fn before_writing(&self, record: &Held) {
         if let Held::Shared(state) = record

@@ -64,7 +64,8 @@ impl Server {
 /// The answer to `request` from what `repos` holds, listing at most `max_listed` ids, and
 /// nothing of a key in `blocked` (held from before it was blocked): none of its changes,
 /// not even as another's ancestors, and not its fork. Of a private repository, nothing to
-/// a `requester` it does not allow: "not found", as for one this node does not hold.
+/// a `requester` it does not allow: "not found", as for one this node does not hold. Of
+/// an encrypted one, no changes or forks (they are not sealed) to a seeder.
 fn answer(
     repos: &Repositories,
     request: SyncRequest,
@@ -80,6 +81,16 @@ fn answer(
             if hidden(&repository) =>
         {
             SyncResponse::NotFound
+        }
+        SyncRequest::GetChanges { repository }
+            if !repos.readable_by(&repository, requester).unwrap_or(false) =>
+        {
+            SyncResponse::Changes(Vec::new())
+        }
+        SyncRequest::GetForks { repository, .. }
+            if !repos.readable_by(&repository, requester).unwrap_or(false) =>
+        {
+            SyncResponse::Forks(Vec::new())
         }
         SyncRequest::GetRefs { repository } => match repos.held(&repository) {
             Ok(Some(Held::Owner(refs))) => SyncResponse::Refs(Box::new(refs)),
