@@ -62,6 +62,13 @@ pub(crate) async fn publish(
             for peer in peers {
                 let client = client.clone();
                 tokio::spawn(async move {
+                    // Only a peer this node can reach hears: one not connected and not
+                    // in the routing table is looked up on the DHT by its peer id (which
+                    // says nothing of the repository).
+                    if !client.reach(peer).await {
+                        tracing::debug!(repository = %id, %peer, "notice not delivered: the peer cannot be reached");
+                        return;
+                    }
                     if let Err(e) = client
                         .request(peer, SyncRequest::Notify { repository: id })
                         .await

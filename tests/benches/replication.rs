@@ -589,6 +589,14 @@ fn encrypted_replication(
         .env("GUTS_API", owner.api().to_string())
         .env("GUTS_DATA_DIR", owner.data_dir()));
     let push = started.elapsed();
+    let pushed: RepoDetail = owner
+        .client_json(&format!("repo show {}", created.id))
+        .unwrap();
+    assert!(
+        pushed.refs.contains_key("refs/heads/main"),
+        "{:?}",
+        pushed.refs
+    );
     let owner_id = owner.status().peer_id;
     let times = replicas
         .iter()
@@ -610,11 +618,7 @@ fn encrypted_replication(
             let shown: RepoDetail = node
                 .client_json(&format!("repo show {}", created.id))
                 .unwrap();
-            assert!(
-                shown.refs.keys().any(|r| r.starts_with("refs/tags/")),
-                "the replica opened it: {:?}",
-                shown.refs
-            );
+            assert_eq!(shown.refs, pushed.refs, "the replica opened what was pushed");
             took
         })
         .collect();

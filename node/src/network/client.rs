@@ -50,6 +50,10 @@ pub(crate) enum Command {
         repository: RepositoryId,
         reply: oneshot::Sender<Vec<PeerId>>,
     },
+    FindPeer {
+        peer: PeerId,
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
     Provide {
         repository: RepositoryId,
     },
@@ -295,6 +299,37 @@ impl Client {
         self.ask(|reply| Command::FindProviders { repository, reply })
             .await
             .unwrap_or_default()
+    }
+
+    /// Whether `peer` is connected now, or could be reached: addresses of it found on
+    /// the DHT, and a connection made to one of them.
+    pub(crate) async fn reach(&self, peer: PeerId) -> bool {
+        // Connected, or in the routing table (a request dials it there).
+        if self.connected_peers().await.contains(&peer)
+            || self
+                .ask(Command::RoutingTable)
+                .await
+                .is_ok_and(|t| t.contains(&peer))
+        {
+            return true;
+        }
+        let addrs = self
+            .ask(|reply| Command::FindPeer { peer, reply })
+            .await
+            .unwrap_or_default();
+        for addr in addrs {
+            let Ok(addr) = addr.with_p2p(peer) else {
+                continue;
+            };
+            let connected = self
+                .ask(|reply| Command::Connect { addr, reply })
+                .await
+                .is_ok_and(|r| r.is_ok());
+            if connected {
+                return true;
+            }
+        }
+        false
     }
 
     pub(crate) fn provide(&self, repository: RepositoryId) {

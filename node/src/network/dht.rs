@@ -1,11 +1,12 @@
 //! The node's own Kademlia queries: a queue that keeps them under
-//! `max_concurrent_dht_queries` (kad's periodic queries count too), and provider lookups
-//! answered as soon as a first holder turns up.
+//! `max_concurrent_dht_queries` (kad's periodic queries count too), provider lookups
+//! answered as soon as a first holder turns up, and peer lookups (a private repository's
+//! allowed peer this node has no address of).
 
 use std::collections::{HashMap, VecDeque};
 
 use guts_protocol::RepositoryId;
-use libp2p::{PeerId, kad};
+use libp2p::{Multiaddr, PeerId, kad};
 use tokio::sync::oneshot;
 
 use super::discovery::Kad;
@@ -30,6 +31,8 @@ pub(crate) enum Query {
     GetProviders(RepositoryId, oneshot::Sender<Vec<PeerId>>),
     /// Tell the DHT we provide it.
     StartProviding(RepositoryId),
+    /// The addresses of a peer, from the peers closest to it.
+    FindPeer(PeerId, oneshot::Sender<Vec<Multiaddr>>),
 }
 
 /// Queries waiting for a slot, and provider lookups under way.
@@ -38,6 +41,7 @@ pub(crate) struct Dht {
     max_in_flight: usize,
     queue: VecDeque<Query>,
     provider_queries: HashMap<kad::QueryId, oneshot::Sender<Vec<PeerId>>>,
+    peer_queries: HashMap<kad::QueryId, (PeerId, oneshot::Sender<Vec<Multiaddr>>)>,
 }
 
 impl Dht {
@@ -47,6 +51,7 @@ impl Dht {
             max_in_flight: max_in_flight as usize,
             queue: VecDeque::new(),
             provider_queries: HashMap::new(),
+            peer_queries: HashMap::new(),
         }
     }
 
@@ -79,6 +84,14 @@ impl Dht {
                 }
                 let id = kad.get_providers(kad::RecordKey::new(&repository.provider_key()));
                 self.provider_queries.insert(id, reply);
+            }
+            Query::FindPeer(peer, reply) => {
+                if kad.kbuckets().all(|b| b.num_entries() == 0) {
+                    let _ = reply.send(Vec::new());
+                    return;
+                }
+                let id = kad.get_closest_peers(peer);
+                self.peer_queries.insert(id, (peer, reply));
             }
             Query::StartProviding(repository) => {
                 if let Err(e) = kad.start_providing(kad::RecordKey::new(&repository.provider_key()))
@@ -113,6 +126,34 @@ impl Dht {
                 // only delay.
                 if (!found.is_empty() || step.last)
                     && let Some(reply) = self.provider_queries.remove(id)
+                {
+                    let _ = reply.send(found);
+                    if !step.last
+                        && let Some(mut query) = kad.query_mut(id)
+                    {
+                        query.finish();
+                    }
+                }
+            }
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetClosestPeers(result),
+                step,
+                ..
+            } => {
+                // Addresses come from other peers' answers, unproven: a dial to them is
+                // checked by the handshake, which proves the peer id.
+                let found = match (result, self.peer_queries.get(id)) {
+                    (Ok(ok), Some((target, _))) => ok
+                        .peers
+                        .iter()
+                        .find(|p| p.peer_id == *target)
+                        .map(|p| p.addrs.clone())
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                if (!found.is_empty() || step.last)
+                    && let Some((_, reply)) = self.peer_queries.remove(id)
                 {
                     let _ = reply.send(found);
                     if !step.last

@@ -291,6 +291,7 @@ impl EventLoop {
             Command::FindProviders { repository, reply } => {
                 self.dht(Query::GetProviders(repository, reply));
             }
+            Command::FindPeer { peer, reply } => self.dht(Query::FindPeer(peer, reply)),
             Command::Provide { repository } => self.dht(Query::StartProviding(repository)),
             Command::StopProviding { repository } => {
                 // Local only: the records others keep expire by themselves.
