@@ -618,7 +618,10 @@ fn encrypted_replication(
             let shown: RepoDetail = node
                 .client_json(&format!("repo show {}", created.id))
                 .unwrap();
-            assert_eq!(shown.refs, pushed.refs, "the replica opened what was pushed");
+            assert_eq!(
+                shown.refs, pushed.refs,
+                "the replica opened what was pushed"
+            );
             took
         })
         .collect();

@@ -113,7 +113,10 @@ impl Repositories {
 
     /// [`Self::open_sealed_locked`] with `me` as the reader.
     fn open_with(&self, state: &RepositoryState, me: &SigningKey) -> Result<(), StorageError> {
-        if !state.identity.current().is_sealed() {
+        // A seeder, or a reader since removed: what it opened before it keeps, what is
+        // sealed after its removal it has no key to.
+        let current = state.identity.current();
+        if !current.is_sealed() || !current.may_read(&me.verifying_key()) {
             return Ok(());
         }
         let id = state.identity.repository();

@@ -5,6 +5,7 @@
 use std::process::Command;
 
 use git2::{Oid, Repository};
+use guts_protocol::sealed::KeyRing;
 use guts_protocol::{RepositoryId, Visibility};
 
 use super::test_support::git_refs;
@@ -137,15 +138,27 @@ fn a_removed_reader_cannot_open_what_is_sealed_after() {
     let c2 = fx.commit(MAIN, &[("secret.txt", "rotated\n")], &[c]);
     push_to(&alice, &fx, &id, &key(1), MAIN, c2).unwrap();
 
-    // B, given the sealed form anyway (by a dishonest holder), opens only the old epoch.
+    // B, given the sealed form anyway (by a dishonest holder), holds no key to the new
+    // epoch, whatever its node chooses to do.
     let (_b, bob) = store();
     let bob = bob.with_reader(key(2));
     replicate(&alice, &bob, &id).unwrap();
+    assert_eq!(opened_main(&bob, &id), None);
+    let held = Repository::open_bare(bob.path(&id)).unwrap();
+    let tree = held
+        .revparse_single(SEALED_REF)
+        .unwrap()
+        .peel_to_tree()
+        .unwrap();
+    let ring = held.find_blob(tree.get_name("keys").unwrap().id()).unwrap();
+    let ring = KeyRing::decode(ring.content()).unwrap();
+    let current = ring.current().unwrap().number;
     assert_eq!(
-        opened_main(&bob, &id),
-        None,
-        "the manifest is in the new epoch"
+        current, 2,
+        "the readers changed, so the push began an epoch"
     );
+    let for_bob = ring.keys_for(&key(2)).unwrap();
+    assert!(for_bob.contains_key(&1) && !for_bob.contains_key(&current));
     // C, added after the first push, reads the whole history.
     let (_c, carol) = store();
     let carol = carol.with_reader(key(3));
