@@ -29,6 +29,14 @@ pub enum NodeError {
         /// Why (e.g. address already in use).
         reason: String,
     },
+    /// The git HTTP endpoint could not be started.
+    #[error("cannot serve git over HTTP on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// The control API could not be started.
     #[error("cannot start the control API on {addr}: {source}")]
     Api {

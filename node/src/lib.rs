@@ -21,6 +21,7 @@ mod collab;
 mod connection_manager;
 mod error;
 mod handle;
+mod http;
 mod identity;
 mod maintainers;
 mod metrics;

@@ -36,6 +36,7 @@ pub struct Node {
     /// The sync side's long-running tasks: the event router and the pack server.
     serving: Vec<JoinHandle<()>>,
     api: Option<api::Server>,
+    http: Option<crate::http::Server>,
     /// Tells the sync engine's background tasks to stop.
     stop_engine: watch::Sender<bool>,
     store: Store,
@@ -156,6 +157,17 @@ impl Node {
             ),
             None => None,
         };
+        let http = match config.http {
+            Some(addr) => Some(
+                crate::http::Server::start(
+                    addr,
+                    store.clone(),
+                    config.replication.max_concurrent_transfers as usize,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         tracing::info!(
             network = %config.network,
             "guts node {} started: peer id {peer_id}",
@@ -187,6 +199,7 @@ impl Node {
             event_loop,
             serving,
             api,
+            http,
             stop_engine,
             store,
             data_dir,
@@ -208,11 +221,19 @@ impl Node {
         self.api.as_ref().map(|a| a.local_addr())
     }
 
+    /// Where git over HTTP is served, if it is on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|h| h.local_addr())
+    }
+
     /// Stops the API and the event loop, closing every connection and releasing the data
     /// dir.
     pub async fn shutdown(self) {
         if let Some(api) = self.api {
             api.shutdown().await;
+        }
+        if let Some(http) = self.http {
+            http.shutdown().await;
         }
         let _ = self.stop_engine.send(true);
         for task in &self.serving {

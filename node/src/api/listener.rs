@@ -29,9 +29,16 @@ pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves `app` on `listener` until `stopped` turns true, then lets the connections
-/// under way finish their current request.
-pub(super) async fn serve(listener: TcpListener, app: Router, stopped: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+/// under way finish their current request. `what` names the server in logs; at most
+/// `max_connections` are served at once.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    stopped: watch::Receiver<bool>,
+    what: &'static str,
+    max_connections: usize,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections));
     let mut connections = JoinSet::new();
     let mut stop = stopped.clone();
     loop {
@@ -43,13 +50,13 @@ pub(super) async fn serve(listener: TcpListener, app: Router, stopped: watch::Re
         let (stream, remote) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!("control API: cannot accept a connection: {e}");
+                tracing::warn!("{what}: cannot accept a connection: {e}");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(%remote, "control API: {MAX_CONNECTIONS} connections open; closing a new one");
+            tracing::debug!(%remote, "{what}: {max_connections} connections open; closing a new one");
             continue;
         };
         connections.spawn(connection(
@@ -58,6 +65,7 @@ pub(super) async fn serve(listener: TcpListener, app: Router, stopped: watch::Re
             app.clone(),
             stopped.clone(),
             slot,
+            what,
         ));
     }
     while connections.join_next().await.is_some() {}
@@ -69,6 +77,7 @@ async fn connection(
     app: Router,
     mut stopped: watch::Receiver<bool>,
     _slot: tokio::sync::OwnedSemaphorePermit,
+    what: &'static str,
 ) {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(remote));
@@ -90,6 +99,6 @@ async fn connection(
         }
     };
     if let Err(e) = result {
-        tracing::debug!(%remote, "control API connection ended: {e}");
+        tracing::debug!(%remote, "{what} connection ended: {e}");
     }
 }

@@ -5,7 +5,7 @@ mod body;
 mod collab;
 mod error;
 mod guard;
-mod listener;
+pub(crate) mod listener;
 mod logs;
 mod state;
 
@@ -115,7 +115,13 @@ impl Server {
                 guard::Guard::new(token.clone(), local_addr),
                 guard::guard,
             ));
-        let task = tokio::spawn(listener::serve(listener, app, stop.subscribe()));
+        let task = tokio::spawn(listener::serve(
+            listener,
+            app,
+            stop.subscribe(),
+            "control API",
+            listener::MAX_CONNECTIONS,
+        ));
         tracing::info!(
             "control API on http://{local_addr} (token in {})",
             token_file.display()

@@ -25,11 +25,11 @@ pub use crate::sync::settings::{Replicate, Replication};
 pub use error::ConfigError;
 pub use guts_api::default_data_dir;
 pub use values::{
-    LogFormat, parse_api_addr, parse_bool, parse_duration, parse_ip_net, parse_multiaddr,
-    parse_on_off, parse_peer_id,
+    LogFormat, parse_api_addr, parse_bool, parse_duration, parse_http_addr, parse_ip_net,
+    parse_multiaddr, parse_on_off, parse_peer_id,
 };
 
-use values::api_addr;
+use values::{api_addr, http_addr};
 
 /// Default control API address: loopback only.
 pub const DEFAULT_API: &str = guts_api::DEFAULT_API_ADDR;
@@ -60,6 +60,11 @@ pub struct Config {
     #[serde(with = "api_addr")]
     #[arg(long, env = "GUTS_API", value_name = "ADDR|off", value_parser = parse_api_addr)]
     pub api: ::std::option::Option<SocketAddr>,
+    /// Serve git over HTTP, read-only, on this address (stock git clones and fetches
+    /// public repositories from it), or off.
+    #[serde(with = "http_addr")]
+    #[arg(long, env = "GUTS_HTTP", value_name = "ADDR|off", value_parser = parse_http_addr)]
+    pub http: ::std::option::Option<SocketAddr>,
     /// Log format: text or json.
     #[arg(long, env = "GUTS_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: LogFormat,
@@ -85,6 +90,7 @@ impl Default for Config {
             network: NetworkName::default_network(),
             status_interval: Duration::from_secs(30),
             api: Some(DEFAULT_API.parse().expect("valid default API address")),
+            http: None,
             log_format: LogFormat::Text,
             net: NetSettings::default(),
             connections: Limits::default(),

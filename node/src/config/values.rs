@@ -48,6 +48,24 @@ pub fn parse_api_addr(s: &str) -> Result<Option<SocketAddr>, String> {
     })
 }
 
+/// Parses the address of the git HTTP endpoint: `IP:PORT` or `localhost:PORT`; or `off`
+/// (the default) for none.
+pub fn parse_http_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    let local = s
+        .strip_prefix("localhost:")
+        .and_then(|p| p.parse::<u16>().ok())
+        .map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+    local.or_else(|| s.parse().ok()).map(Some).ok_or_else(|| {
+        format!(
+            "invalid HTTP address {s:?}: expected IP:PORT (e.g. 0.0.0.0:8080, [::]:8080, \
+             localhost:8080) or off"
+        )
+    })
+}
+
 /// Parses a duration such as `500ms`, `30s` or `5m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
@@ -130,6 +148,21 @@ pub mod api_addr {
     /// Reads what [`parse_api_addr`](crate::config::values::parse_api_addr) reads.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
         crate::config::values::parse_api_addr(&String::deserialize(d)?)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for the git HTTP endpoint's address: a socket address, or `"off"`.
+pub mod http_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub use super::api_addr::serialize;
+
+    /// Reads what [`parse_http_addr`](crate::config::values::parse_http_addr) reads.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        crate::config::values::parse_http_addr(&String::deserialize(d)?)
             .map_err(serde::de::Error::custom)
     }
 }

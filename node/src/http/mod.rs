@@ -1,0 +1,102 @@
+//! The node's public HTTP endpoint, off unless `--http` names an address: git's smart
+//! HTTP protocol, read-only, so stock git clones and fetches a repository this node holds
+//! (`git clone http://HOST:PORT/<id>`). Nothing here reads or needs the control API's
+//! token, and a private repository is answered exactly as one this node does not hold.
+
+mod git;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::api::listener;
+use crate::error::NodeError;
+use crate::store::Store;
+
+/// Connections served at once; more are closed as they are accepted.
+const MAX_CONNECTIONS: usize = 256;
+/// Requests one IP may start per second, on average (bursts of twice as many): a peer's
+/// sync requests are held to the same.
+const REQUESTS_PER_IP_PER_SECOND: u32 = 20;
+/// How long one answer (a whole pack) may take before it is cut off.
+const DEADLINE: Duration = Duration::from_secs(600);
+
+/// What the endpoint's handlers share.
+#[derive(Clone)]
+struct HttpState {
+    store: Store,
+    /// One permit per `git upload-pack` running: the same bound as transfers to peers.
+    transfers: Arc<Semaphore>,
+    per_ip: Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>,
+}
+
+/// The running endpoint.
+pub(crate) struct Server {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds `addr` and serves the repositories in `store`, at most `max_transfers` packs
+    /// at once.
+    pub(crate) async fn start(
+        addr: SocketAddr,
+        store: Store,
+        max_transfers: usize,
+    ) -> Result<Server, NodeError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| NodeError::Http { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| NodeError::Http { addr, source })?;
+        let rate = NonZeroU32::new(REQUESTS_PER_IP_PER_SECOND).expect("a positive rate");
+        let burst = NonZeroU32::new(2 * REQUESTS_PER_IP_PER_SECOND).expect("a positive burst");
+        let state = HttpState {
+            store,
+            transfers: Arc::new(Semaphore::new(max_transfers.max(1))),
+            per_ip: Arc::new(RateLimiter::keyed(
+                Quota::per_second(rate).allow_burst(burst),
+            )),
+        };
+        let app = Router::new()
+            .route("/{repo}/info/refs", get(git::info_refs))
+            .route("/{repo}/git-upload-pack", post(git::upload_pack_request))
+            .route("/{repo}/git-receive-pack", post(git::receive_pack))
+            .fallback(git::not_found)
+            .with_state(state);
+        let stop = watch::Sender::new(false);
+        let task = tokio::spawn(listener::serve(
+            listener,
+            app,
+            stop.subscribe(),
+            "git over HTTP",
+            MAX_CONNECTIONS,
+        ));
+        tracing::info!("git over HTTP on http://{local_addr} (read-only)");
+        Ok(Server {
+            local_addr,
+            stop,
+            task,
+        })
+    }
+
+    /// The address it listens on.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting; answers under way finish.
+    pub(crate) async fn shutdown(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,199 @@
+//! Stock git against a node's read-only HTTP endpoint (`--http`), with no helper and no
+//! node beside it: clone (protocol v2 and v0), shallow and partial clones, a fetch after a
+//! new push; only the canonical branches and tags are listed; a push is refused naming
+//! the way that works; a private id and paths that climb out are answered exactly as an
+//! unknown id.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use guts_node::api::types::RepoSummary;
+use guts_tests::eventually;
+use guts_tests::process::{GutsNode, NodeSpec, http_get};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Plain git, as someone with no guts on the machine runs it.
+fn stock_git(dir: &Path, args: &[&str]) -> Output {
+    Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_AUTHOR_NAME", "T")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "T")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .expect("run git")
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Where the node serves git over HTTP, from its log (it was told port 0).
+fn http_addr(node: &GutsNode) -> SocketAddr {
+    eventually(WAIT, "the HTTP endpoint's address in the log", || {
+        node.log_text()
+            .lines()
+            .find_map(|l| {
+                let rest = l.split("git over HTTP on http://").nth(1)?;
+                rest.split_whitespace().next()?.parse().ok()
+            })
+            .ok_or_else(|| "not yet".to_owned())
+    })
+}
+
+fn commit(dir: &Path, file: &str) -> String {
+    std::fs::write(dir.join(file), file).unwrap();
+    ok(stock_git(dir, &["add", file]), "git add");
+    ok(stock_git(dir, &["commit", "-q", "-m", file]), "git commit");
+    ok(stock_git(dir, &["rev-parse", "HEAD"]), "git rev-parse")
+}
+
+#[test]
+fn stock_git_clones_and_fetches_over_http_and_learns_nothing_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let node = NodeSpec::loopback(&root.join("node"))
+        .args(["--http", "127.0.0.1:0"])
+        .spawn();
+    let addr = http_addr(&node);
+
+    let work = root.join("work");
+    std::fs::create_dir(&work).unwrap();
+    ok(stock_git(&work, &["init", "-q", "-b", "main"]), "git init");
+    commit(&work, "one");
+    commit(&work, "two");
+    ok(stock_git(&work, &["tag", "v1"]), "git tag");
+    let head = commit(&work, "three");
+    let repo = node.import(&work);
+    let url = format!("http://{addr}/{}", repo.id);
+
+    // Only the canonical refs: HEAD, the branch, the tag.
+    let listed = ok(stock_git(root, &["ls-remote", &url]), "git ls-remote");
+    let names: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split('\t').nth(1))
+        .collect();
+    assert_eq!(
+        names,
+        ["HEAD", "refs/heads/main", "refs/tags/v1"],
+        "{listed}"
+    );
+
+    // Clones: protocol v2 (git's default), v0, shallow, partial.
+    for (dir, extra) in [
+        ("v2", vec![]),
+        ("v0", vec!["-c", "protocol.version=0"]),
+        ("shallow", vec!["--depth", "1"]),
+        ("partial", vec!["--filter=blob:none"]),
+    ] {
+        let mut args = vec!["clone", "-q"];
+        args.extend(extra);
+        args.extend([url.as_str(), dir]);
+        // `-c` goes before `clone`.
+        if args.contains(&"-c") {
+            args = vec!["-c", "protocol.version=0", "clone", "-q", &url, dir];
+        }
+        ok(stock_git(root, &args), &format!("git clone ({dir})"));
+        let cloned = root.join(dir);
+        assert_eq!(
+            ok(stock_git(&cloned, &["rev-parse", "HEAD"]), "rev-parse"),
+            head,
+            "{dir}"
+        );
+        assert_eq!(std::fs::read_to_string(cloned.join("two")).unwrap(), "two");
+    }
+    let depth = ok(
+        stock_git(&root.join("shallow"), &["rev-list", "--count", "HEAD"]),
+        "rev-list",
+    );
+    assert_eq!(depth, "1");
+    ok(
+        stock_git(&root.join("v2"), &["fsck", "--strict"]),
+        "git fsck",
+    );
+
+    // A new commit pushed through the node reaches a fetch.
+    let next = commit(&work, "four");
+    ok(
+        node.git(&work, &["push", "-q", &repo.url, "main"]),
+        "git push guts://",
+    );
+    ok(
+        stock_git(&root.join("v2"), &["pull", "-q", "--ff-only"]),
+        "git pull",
+    );
+    assert_eq!(
+        ok(
+            stock_git(&root.join("v2"), &["rev-parse", "HEAD"]),
+            "rev-parse"
+        ),
+        next
+    );
+
+    // A push over HTTP is refused, naming the way that works.
+    let pushed = stock_git(&root.join("v2"), &["push", &url, "main"]);
+    assert!(!pushed.status.success());
+    let said = String::from_utf8_lossy(&pushed.stderr);
+    assert!(said.contains("403") || said.contains("read-only"), "{said}");
+
+    // A private repository, an unknown id and paths that climb out: all answered alike.
+    let private: RepoSummary = node.client_json("repo init secret --private").unwrap();
+    let secret = root.join("secret");
+    std::fs::create_dir(&secret).unwrap();
+    ok(
+        stock_git(&secret, &["init", "-q", "-b", "main"]),
+        "git init",
+    );
+    commit(&secret, "hidden");
+    ok(
+        node.git(&secret, &["push", "-q", &private.url, "main"]),
+        "git push private",
+    );
+    let ask =
+        |id: &str| http_get(addr, &format!("/{id}/info/refs?service=git-upload-pack")).unwrap();
+    let unknown = ask("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    assert_eq!(unknown.0, 404);
+    assert_eq!(
+        ask(&private.id),
+        unknown,
+        "a private id is told apart from an unknown one"
+    );
+    for path in [
+        "/../../etc/passwd/info/refs?service=git-upload-pack",
+        "/%2e%2e%2f%2e%2e/info/refs?service=git-upload-pack",
+        &format!("/{}/../../info/refs?service=git-upload-pack", repo.id),
+    ] {
+        assert_eq!(http_get(addr, path).unwrap(), unknown, "{path}");
+    }
+    let fetched = stock_git(
+        root,
+        &["ls-remote", &format!("http://{addr}/{}", private.id)],
+    );
+    assert!(!fetched.status.success(), "a private repository was listed");
+
+    // A fetch request past the size limit is refused from its head, before git runs.
+    let head = format!(
+        "POST /{}/git-upload-pack HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/x-git-upload-pack-request\r\n\
+         Content-Length: 100000000\r\n\r\n",
+        repo.id
+    );
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    std::io::Write::write_all(&mut stream, head.as_bytes()).unwrap();
+    let mut answer = [0u8; 12];
+    std::io::Read::read_exact(&mut stream, &mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 413");
+}
