@@ -161,6 +161,7 @@ impl Node {
             Some(addr) => Some(
                 crate::http::Server::start(
                     addr,
+                    handle.clone(),
                     store.clone(),
                     config.replication.max_concurrent_transfers as usize,
                 )

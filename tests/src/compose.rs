@@ -19,6 +19,8 @@ pub struct Compose {
     project: String,
     image: String,
     api_port: u16,
+    /// The bootstrap node's git HTTP endpoint, published on this machine's loopback.
+    http_port: u16,
     /// The swarm key of a private cluster (`docker-compose.private.yml`).
     swarm_key: Option<PathBuf>,
     /// Containers started outside compose (removed at teardown).
@@ -48,12 +50,14 @@ impl Compose {
             started: std::time::Instant::now(),
             project,
             image,
-            api_port: free_port(),
+            api_port: 0,
+            http_port: 0,
             swarm_key,
             extra: Vec::new(),
         };
-        // The published port is checked free, then bound by docker: another test's node
-        // may take it in between. Such a start is taken down and tried on another port.
+        (compose.api_port, compose.http_port) = two_free_ports();
+        // The published ports are checked free, then bound by docker: another test's node
+        // may take one in between. Such a start is taken down and tried on other ports.
         for attempt in 1.. {
             compose.started = std::time::Instant::now();
             let out = compose
@@ -70,12 +74,15 @@ impl Compose {
                 attempt < 5 && text.contains("address already in use"),
                 "compose up failed:\n{text}"
             );
-            eprintln!("port {} was taken; starting again", compose.api_port);
+            eprintln!(
+                "port {} or {} was taken; starting again",
+                compose.api_port, compose.http_port
+            );
             let _ = compose
                 .compose()
                 .args(["down", "--volumes", "--remove-orphans", "--timeout", "5"])
                 .output();
-            compose.api_port = free_port();
+            (compose.api_port, compose.http_port) = two_free_ports();
         }
         compose
     }
@@ -105,6 +112,7 @@ impl Compose {
         }
         cmd.env("GUTS_IMAGE", &self.image)
             .env("GUTS_BOOTSTRAP_API_PORT", self.api_port.to_string())
+            .env("GUTS_BOOTSTRAP_HTTP_PORT", self.http_port.to_string())
             .env_remove("GUTS_NETWORK")
             .env_remove("GUTS_REPLICATE");
         cmd
@@ -118,6 +126,11 @@ impl Compose {
     /// The bootstrap node's control API, as published on this machine's loopback.
     pub fn bootstrap_api(&self) -> String {
         format!("127.0.0.1:{}", self.api_port)
+    }
+
+    /// The bootstrap node's git HTTP endpoint, as published on this machine's loopback.
+    pub fn bootstrap_http(&self) -> String {
+        format!("127.0.0.1:{}", self.http_port)
     }
 
     /// The image the nodes run.
@@ -263,6 +276,17 @@ pub fn rx_bytes(container: &str) -> u64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no eth0 in {table}"))
+}
+
+/// Two different free ports (see [`free_port`]).
+fn two_free_ports() -> (u16, u16) {
+    let first = free_port();
+    loop {
+        let second = free_port();
+        if second != first {
+            return (first, second);
+        }
+    }
 }
 
 /// A free TCP port on loopback (for the bootstrap node's published API), below the

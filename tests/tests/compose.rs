@@ -3,6 +3,7 @@
 //! and a newcomer with no bootstrap list.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -123,6 +124,42 @@ fn a_five_node_compose_cluster_replicates_and_survives_partition_kill_and_newcom
         "git clone from a node in a container: {stderr}"
     );
 
+    // Stock git on this machine, with no node here, clones and shallow-clones it over
+    // the bootstrap node's HTTP endpoint.
+    let http_url = format!("http://{}/{id}", cluster.bootstrap_http());
+    let plain_git = |dir: &Path, args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env_remove("GUTS_API")
+            .output()
+            .expect("run git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    plain_git(scratch.path(), &["clone", "-q", &http_url, "over-http"]);
+    plain_git(
+        scratch.path(),
+        &["clone", "-q", "--depth", "1", &http_url, "shallow"],
+    );
+    let over_http = scratch.path().join("over-http");
+    let main_of = |dir: &Path| plain_git(dir, &["rev-parse", "origin/main"]);
+    assert_eq!(Some(&main_of(&over_http)), expected.get("refs/heads/main"));
+    assert_eq!(
+        plain_git(
+            &scratch.path().join("shallow"),
+            &["rev-list", "--count", "HEAD"]
+        ),
+        "1"
+    );
+
     // 3. Partition node 5; a new commit reaches nodes 2-4 but not node 5; on reconnect
     //    node 5 converges by itself.
     let network = cluster.network();
@@ -135,6 +172,9 @@ fn a_five_node_compose_cluster_replicates_and_survives_partition_kill_and_newcom
     compose::import(&nodes[0], work.path(), "demo");
     let after = guts_tests::git::refs(work.path());
     assert_ne!(after, expected);
+    // The clone over HTTP fetches it.
+    plain_git(&over_http, &["fetch", "-q"]);
+    assert_eq!(Some(&main_of(&over_http)), after.get("refs/heads/main"));
     all_hold(&nodes[1..4], &id, &after);
     assert_eq!(
         compose::refs(&nodes[4], &id).expect("node 5 answers"),

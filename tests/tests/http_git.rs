@@ -148,7 +148,8 @@ fn stock_git_clones_and_fetches_over_http_and_learns_nothing_private() {
     let said = String::from_utf8_lossy(&pushed.stderr);
     assert!(said.contains("403") || said.contains("read-only"), "{said}");
 
-    // A private repository, an unknown id and paths that climb out: all answered alike.
+    // A private repository is answered as an unknown id; paths that climb out are not
+    // found.
     let private: RepoSummary = node.client_json("repo init secret --private").unwrap();
     let secret = root.join("secret");
     std::fs::create_dir(&secret).unwrap();
@@ -175,7 +176,9 @@ fn stock_git_clones_and_fetches_over_http_and_learns_nothing_private() {
         "/%2e%2e%2f%2e%2e/info/refs?service=git-upload-pack",
         &format!("/{}/../../info/refs?service=git-upload-pack", repo.id),
     ] {
-        assert_eq!(http_get(addr, path).unwrap(), unknown, "{path}");
+        let (code, body) = http_get(addr, path).unwrap();
+        assert_eq!(code, 404, "{path}");
+        assert!(!body.contains("root:"), "{path}: {body}");
     }
     let fetched = stock_git(
         root,
@@ -196,4 +199,117 @@ fn stock_git_clones_and_fetches_over_http_and_learns_nothing_private() {
     let mut answer = [0u8; 12];
     std::io::Read::read_exact(&mut stream, &mut answer).unwrap();
     assert_eq!(&answer, b"HTTP/1.1 413");
+}
+
+#[test]
+fn the_web_view_shows_the_node_and_its_public_repositories_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let node = NodeSpec::loopback(&root.join("node"))
+        .args(["--http", "127.0.0.1:0"])
+        .spawn();
+    let addr = http_addr(&node);
+    let get = |path: &str| http_get(addr, path).unwrap();
+
+    let work = root.join("work");
+    std::fs::create_dir_all(work.join("src")).unwrap();
+    ok(stock_git(&work, &["init", "-q", "-b", "main"]), "git init");
+    std::fs::write(work.join("src/lib.rs"), "fn answer() -> u32 { 42 }\n").unwrap();
+    std::fs::write(work.join("<b>bold<i>.txt"), "markup in a name\n").unwrap();
+    std::fs::write(work.join("blob.bin"), [0u8, 1, 2, 3, 255]).unwrap();
+    std::fs::write(work.join("huge.txt"), "x".repeat(600 * 1024)).unwrap();
+    ok(stock_git(&work, &["add", "."]), "git add");
+    ok(
+        stock_git(&work, &["commit", "-q", "-m", "first <em>commit</em>"]),
+        "git commit",
+    );
+    let head = commit(&work, "README");
+    let repo = node.import(&work);
+    let id = &repo.id;
+
+    let (code, page) = get("/");
+    assert_eq!(code, 200);
+    let status = node.status();
+    assert!(
+        page.contains(&status.peer_id),
+        "the node page names its peer id"
+    );
+    assert!(page.contains(&format!("href=\"/{id}\"")), "{page}");
+
+    let (code, page) = get(&format!("/{id}"));
+    assert_eq!(code, 200);
+    assert!(
+        page.contains(&format!("git clone http://{addr}/{id}")),
+        "{page}"
+    );
+    assert!(page.contains("signature verified"), "{page}");
+    assert!(
+        page.contains(&format!("href=\"/{id}/tree/main\"")),
+        "{page}"
+    );
+
+    let (code, page) = get(&format!("/{id}/tree/main"));
+    assert_eq!(code, 200);
+    assert!(
+        page.contains(&format!("href=\"/{id}/tree/main/src\"")),
+        "{page}"
+    );
+    assert!(page.contains("&lt;b&gt;bold&lt;i&gt;.txt") && !page.contains("<b>bold"));
+    let (code, page) = get(&format!("/{id}/blob/main/src/lib.rs"));
+    assert_eq!(code, 200);
+    assert!(page.contains("fn answer() -&gt; u32 { 42 }"), "{page}");
+    assert!(
+        get(&format!("/{id}/blob/main/blob.bin"))
+            .1
+            .contains("Binary file, 5 bytes")
+    );
+    assert!(
+        get(&format!("/{id}/blob/main/huge.txt"))
+            .1
+            .contains("Too large to show")
+    );
+
+    let (code, page) = get(&format!("/{id}/log/main"));
+    assert_eq!(code, 200);
+    assert!(page.contains("first &lt;em&gt;commit&lt;/em&gt;"), "{page}");
+    assert!(page.contains(&format!("/{id}/commit/{head}")), "{page}");
+    let (code, page) = get(&format!("/{id}/commit/{head}"));
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("+README"),
+        "the diff shows the added file: {page}"
+    );
+
+    // Paths that climb, unknown refs and commits: not found.
+    for path in [
+        format!("/{id}/tree/main/../../../etc"),
+        format!("/{id}/blob/main/%2e%2e/%2e%2e/etc/passwd"),
+        format!("/{id}/tree/nosuchbranch"),
+        format!("/{id}/commit/{}", "0".repeat(40)),
+    ] {
+        assert_eq!(get(&path).0, 404, "{path}");
+    }
+
+    // A private repository is neither listed nor shown: its page is an unknown id's.
+    let private: RepoSummary = node.client_json("repo init hidden --private").unwrap();
+    let secret = root.join("secret");
+    std::fs::create_dir(&secret).unwrap();
+    ok(
+        stock_git(&secret, &["init", "-q", "-b", "main"]),
+        "git init",
+    );
+    commit(&secret, "hidden");
+    ok(
+        node.git(&secret, &["push", "-q", &private.url, "main"]),
+        "git push",
+    );
+    assert!(!get("/").1.contains(&private.id));
+    let unknown = get("/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    assert_eq!(unknown.0, 404);
+    assert_eq!(get(&format!("/{}", private.id)), unknown);
+    assert_eq!(
+        get(&format!("/{}/tree/main", private.id)).0,
+        404,
+        "nor any page under it"
+    );
 }

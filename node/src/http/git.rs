@@ -44,9 +44,9 @@ fn plain(status: StatusCode, text: &str) -> Response {
         .into_response()
 }
 
-/// What any unknown path, unknown id and private id gets, alike.
+/// What any unknown path, unknown id and private id gets, alike (the web view's page).
 pub(super) async fn not_found() -> Response {
-    plain(StatusCode::NOT_FOUND, "repository not found\n")
+    super::web::missing()
 }
 
 /// A push over HTTP: refused, naming the way that works.
@@ -68,7 +68,7 @@ pub(super) struct InfoRefsQuery {
 }
 
 /// Whether `remote`'s IP is over its request rate: answered 429.
-fn limited(state: &HttpState, remote: SocketAddr) -> Option<Response> {
+pub(super) fn limited(state: &HttpState, remote: SocketAddr) -> Option<Response> {
     state.per_ip.check_key(&remote.ip()).is_err().then(|| {
         let mut r = plain(
             StatusCode::TOO_MANY_REQUESTS,
@@ -81,7 +81,7 @@ fn limited(state: &HttpState, remote: SocketAddr) -> Option<Response> {
 }
 
 /// The directory of `repo` (`<id>` or `<id>.git`) if this node holds it and it is public.
-async fn served(state: &HttpState, repo: &str) -> Option<PathBuf> {
+pub(super) async fn served(state: &HttpState, repo: &str) -> Option<PathBuf> {
     let id: RepositoryId = repo.strip_suffix(".git").unwrap_or(repo).parse().ok()?;
     state
         .store

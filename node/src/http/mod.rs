@@ -1,9 +1,11 @@
 //! The node's public HTTP endpoint, off unless `--http` names an address: git's smart
 //! HTTP protocol, read-only, so stock git clones and fetches a repository this node holds
-//! (`git clone http://HOST:PORT/<id>`). Nothing here reads or needs the control API's
-//! token, and a private repository is answered exactly as one this node does not hold.
+//! (`git clone http://HOST:PORT/<id>`), and a web view of the node and those repositories
+//! at the same URLs. Nothing here reads or needs the control API's token, and a private
+//! repository is answered exactly as one this node does not hold.
 
 mod git;
+mod web;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -18,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::listener;
 use crate::error::NodeError;
+use crate::handle::NodeHandle;
 use crate::store::Store;
 
 /// Connections served at once; more are closed as they are accepted.
@@ -31,6 +34,8 @@ const DEADLINE: Duration = Duration::from_secs(600);
 /// What the endpoint's handlers share.
 #[derive(Clone)]
 struct HttpState {
+    node: NodeHandle,
+    local_addr: SocketAddr,
     store: Store,
     /// One permit per `git upload-pack` running: the same bound as transfers to peers.
     transfers: Arc<Semaphore>,
@@ -49,6 +54,7 @@ impl Server {
     /// at once.
     pub(crate) async fn start(
         addr: SocketAddr,
+        node: NodeHandle,
         store: Store,
         max_transfers: usize,
     ) -> Result<Server, NodeError> {
@@ -61,6 +67,8 @@ impl Server {
         let rate = NonZeroU32::new(REQUESTS_PER_IP_PER_SECOND).expect("a positive rate");
         let burst = NonZeroU32::new(2 * REQUESTS_PER_IP_PER_SECOND).expect("a positive burst");
         let state = HttpState {
+            node,
+            local_addr,
             store,
             transfers: Arc::new(Semaphore::new(max_transfers.max(1))),
             per_ip: Arc::new(RateLimiter::keyed(
@@ -71,6 +79,11 @@ impl Server {
             .route("/{repo}/info/refs", get(git::info_refs))
             .route("/{repo}/git-upload-pack", post(git::upload_pack_request))
             .route("/{repo}/git-receive-pack", post(git::receive_pack))
+            .route("/", get(web::node))
+            .route("/{repo}", get(web::repository))
+            .route("/{repo}/log/{*rest}", get(web::log))
+            .route("/{repo}/commit/{commit}", get(web::commit))
+            .route("/{repo}/{kind}/{*rest}", get(web::browse))
             .fallback(git::not_found)
             .with_state(state);
         let stop = watch::Sender::new(false);
@@ -81,7 +94,7 @@ impl Server {
             "git over HTTP",
             MAX_CONNECTIONS,
         ));
-        tracing::info!("git over HTTP on http://{local_addr} (read-only)");
+        tracing::info!("git over HTTP on http://{local_addr} (read-only), and its web view");
         Ok(Server {
             local_addr,
             stop,
