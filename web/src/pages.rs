@@ -14,7 +14,7 @@ header{border-bottom:1px solid #ddd;padding:.6rem 0;margin-bottom:1rem}\
 header a{font-weight:600}table{border-collapse:collapse;width:100%}\
 td,th{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #eee;vertical-align:top}\
 code,pre,.id{font:13px/1.4 ui-monospace,monospace}pre{background:#f6f8fa;padding:.75rem;\
-overflow-x:auto}.scroll{overflow-x:auto}.add{color:#116329}.del{color:#82071e}\
+overflow-x:auto}.id{overflow-wrap:anywhere}.msg{white-space:pre-wrap}.scroll{overflow-x:auto}.add{color:#116329}.del{color:#82071e}\
 .hunk{color:#0550ae}.muted{color:#666}.crumbs a,.crumbs span{margin-right:.25rem}\
 @media(max-width:40rem){td,th{padding:.2rem}.wide{display:none}}";
 
@@ -239,7 +239,7 @@ pub fn commit(id: &str, view: &CommitView) -> Markup {
     let body = html! {
         p.crumbs { a href={ "/" (id) } { "repository" } }
         h1.id { (short(&view.line.id.to_string(), 12)) }
-        pre { (view.message) }
+        pre.msg { (view.message) }
         p.muted { (view.line.author) ", " (date(view.line.time)) }
         @if !view.parents.is_empty() {
             p { "parents: " @for p in &view.parents { a.id href={ "/" (id) "/commit/" (p) } { (short(&p.to_string(), 12)) } " " } }

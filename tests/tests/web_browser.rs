@@ -1,0 +1,156 @@
+//! The web view in a real browser: headless Chromium (Debian's package) loads each kind of
+//! page of a real repository (this project's own history, imported into a node), the
+//! rendered DOM is checked, a phone-sized screenshot of each is kept under
+//! `target/test-artifacts/web/`, and each page's HTML passes HTML Tidy without warnings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use guts_tests::docker::repo_root;
+use guts_tests::eventually;
+use guts_tests::process::{GutsNode, NodeSpec, http_get};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn http_addr(node: &GutsNode) -> SocketAddr {
+    eventually(WAIT, "the HTTP endpoint's address in the log", || {
+        node.log_text()
+            .lines()
+            .find_map(|l| {
+                let rest = l.split("git over HTTP on http://").nth(1)?;
+                rest.split_whitespace()
+                    .next()?
+                    .trim_end_matches(',')
+                    .parse()
+                    .ok()
+            })
+            .ok_or_else(|| "not yet".to_owned())
+    })
+}
+
+/// Headless Chromium with `args` then `url`; its stdout.
+fn chromium(args: &[&str], url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("chromium runs (scripts/setup-test-deps installs it)");
+    assert!(
+        out.status.success(),
+        "chromium {args:?} {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn artifacts() -> PathBuf {
+    let dir = repo_root().join("target/test-artifacts/web");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// HTML Tidy's verdict on `html`: `Ok` when it finds nothing to say.
+fn tidy(html: &str, name: &str) -> Result<(), String> {
+    let file = artifacts().join(format!("{name}.html"));
+    std::fs::write(&file, html).unwrap();
+    let out = Command::new("tidy")
+        .args(["-q", "-e", "--show-warnings", "yes"])
+        .arg(&file)
+        .output()
+        .expect("tidy runs (scripts/setup-test-deps installs it)");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn head_of(repo: &Path) -> String {
+    let out = Command::new("git")
+        .args(["rev-parse", "refs/heads/main"])
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn chromium_renders_every_kind_of_page_of_a_real_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = NodeSpec::loopback(&tmp.path().join("node"))
+        .args(["--http", "127.0.0.1:0"])
+        .spawn();
+    let addr = http_addr(&node);
+    let source = repo_root();
+    let head = head_of(&source);
+    let repo = node.import(&source);
+    let id = &repo.id;
+    let base = format!("http://{addr}");
+
+    let pages = [
+        ("node", "/".to_owned(), node.status().peer_id),
+        (
+            "repository",
+            format!("/{id}"),
+            format!("git clone {base}/{id}"),
+        ),
+        ("tree", format!("/{id}/tree/main"), "Cargo.toml".to_owned()),
+        (
+            "file",
+            format!("/{id}/blob/main/README.md"),
+            "# Guts".to_owned(),
+        ),
+        ("history", format!("/{id}/log/main"), head[..10].to_owned()),
+        (
+            "commit",
+            format!("/{id}/commit/{head}"),
+            head[..12].to_owned(),
+        ),
+    ];
+    let shots = artifacts();
+    for (name, path, expected) in pages {
+        let url = format!("{base}{path}");
+        // The DOM as the browser built it.
+        let dom = chromium(&["--dump-dom"], &url);
+        assert!(
+            dom.contains("· guts</title>"),
+            "{name}: not our page: {dom}"
+        );
+        assert!(
+            dom.contains(&expected),
+            "{name}: {expected:?} missing from {dom}"
+        );
+        // A phone-sized screenshot, kept.
+        let shot = shots.join(format!("{name}.png"));
+        let _ = std::fs::remove_file(&shot);
+        chromium(
+            &[
+                "--window-size=390,844",
+                &format!("--screenshot={}", shot.display()),
+            ],
+            &url,
+        );
+        let png = std::fs::read(&shot).unwrap_or_default();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 2_000,
+            "{name}: no screenshot ({} bytes)",
+            png.len()
+        );
+        // And the HTML itself is valid.
+        let (code, html) = http_get(addr, &path).unwrap();
+        assert_eq!(code, 200, "{name}");
+        tidy(&html, name).unwrap_or_else(|e| panic!("{name}: tidy says:\n{e}"));
+    }
+}
