@@ -158,7 +158,7 @@ pub mod http_addr {
 
     use serde::{Deserialize, Deserializer};
 
-    pub use super::api_addr::serialize;
+    pub use crate::config::values::api_addr::serialize;
 
     /// Reads what [`parse_http_addr`](crate::config::values::parse_http_addr) reads.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {

@@ -5,19 +5,17 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use guts_protocol::RepositoryId;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::{DEADLINE, HttpState};
+use super::{DEADLINE, HttpState, limited, plain, served};
 
 /// Largest fetch request read (its wants and haves), before and after gzip.
 const MAX_REQUEST: usize = 8 << 20;
@@ -35,18 +33,9 @@ const SERVED_REFS: [&str; 6] = [
     "uploadpack.hideRefs=!refs/tags/",
 ];
 
-fn plain(status: StatusCode, text: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        text.to_owned(),
-    )
-        .into_response()
-}
-
 /// What any unknown path, unknown id and private id gets, alike (the web view's page).
 pub(super) async fn not_found() -> Response {
-    super::web::missing()
+    super::missing()
 }
 
 /// A push over HTTP: refused, naming the way that works.
@@ -65,37 +54,6 @@ fn read_only() -> Response {
 #[derive(Debug, Deserialize)]
 pub(super) struct InfoRefsQuery {
     service: Option<String>,
-}
-
-/// Whether `remote`'s IP is over its request rate: answered 429.
-pub(super) fn limited(state: &HttpState, remote: SocketAddr) -> Option<Response> {
-    state.per_ip.check_key(&remote.ip()).is_err().then(|| {
-        let mut r = plain(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many requests; slow down\n",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        r
-    })
-}
-
-/// The directory of `repo` (`<id>` or `<id>.git`) if this node holds it and it is public.
-pub(super) async fn served(state: &HttpState, repo: &str) -> Option<PathBuf> {
-    let id: RepositoryId = repo.strip_suffix(".git").unwrap_or(repo).parse().ok()?;
-    state
-        .store
-        .run(
-            move |repos| -> Result<Option<PathBuf>, guts_storage::StorageError> {
-                if !repos.visible_to(&id, None)? {
-                    return Ok(None);
-                }
-                Ok(repos.held(&id)?.map(|_| repos.path(&id)))
-            },
-        )
-        .await
-        .ok()?
-        .ok()?
 }
 
 /// The protocol the client asks for (`Git-Protocol: version=2`), if it is one git sets.

@@ -12,9 +12,14 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use guts_protocol::RepositoryId;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
@@ -112,4 +117,50 @@ impl Server {
         self.stop.send_replace(true);
         let _ = self.task.await;
     }
+}
+
+/// Whether `remote`'s IP is over its request rate: answered 429.
+fn limited(state: &HttpState, remote: SocketAddr) -> Option<Response> {
+    state.per_ip.check_key(&remote.ip()).is_err().then(|| {
+        let mut r = plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests; slow down\n",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r
+    })
+}
+
+/// The directory of `repo` (`<id>` or `<id>.git`) if this node holds it and it is public.
+async fn served(state: &HttpState, repo: &str) -> Option<PathBuf> {
+    let id: RepositoryId = repo.strip_suffix(".git").unwrap_or(repo).parse().ok()?;
+    state
+        .store
+        .run(
+            move |repos| -> Result<Option<PathBuf>, guts_storage::StorageError> {
+                if !repos.visible_to(&id, None)? {
+                    return Ok(None);
+                }
+                Ok(repos.held(&id)?.map(|_| repos.path(&id)))
+            },
+        )
+        .await
+        .ok()?
+        .ok()?
+}
+
+/// The one answer for an id that is unknown, private or not a repository id.
+fn missing() -> Response {
+    web::not_found("No such repository here.")
+}
+
+/// A plain-text answer.
+fn plain(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text.to_owned(),
+    )
+        .into_response()
 }

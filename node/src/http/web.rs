@@ -12,20 +12,14 @@ use guts_protocol::RepositoryId;
 use guts_web::{BrowseError, Browser, pages};
 use maud::Markup;
 
-use super::HttpState;
-use super::git::{limited, served};
+use super::{HttpState, limited, missing, served};
 
 fn page(status: StatusCode, markup: Markup) -> Response {
     (status, Html(markup.into_string())).into_response()
 }
 
-fn not_found(what: &str) -> Response {
+pub(super) fn not_found(what: &str) -> Response {
     page(StatusCode::NOT_FOUND, pages::not_found(what))
-}
-
-/// The one answer for an id that is unknown, private or not a repository id.
-pub(super) fn missing() -> Response {
-    not_found("No such repository here.")
 }
 
 fn failed(e: impl std::fmt::Display) -> Response {

@@ -8,9 +8,10 @@ use git2::{Oid, Repository};
 use guts_protocol::sealed::KeyRing;
 use guts_protocol::{RepositoryId, Visibility};
 
+use super::Repositories;
+use super::sealed::SEALED_REF;
 use super::test_support::git_refs;
 use super::test_support::{Fixture, key, push_to, replicate, store};
-use super::{Repositories, SEALED_REF};
 
 const MAIN: &str = "refs/heads/main";
 const SECRET: &str = "the launch code is 0000 and nobody outside may read this line\n";
