@@ -313,3 +313,68 @@ fn the_web_view_shows_the_node_and_its_public_repositories_only() {
         "nor any page under it"
     );
 }
+
+/// Raises this process's open-file limit to its hard limit (a thousand sockets).
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+#[test]
+fn a_thousand_slow_clients_on_one_host_leave_git_to_everyone_else() {
+    raise_file_limit();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let node = NodeSpec::loopback(&root.join("node"))
+        .args(["--http", "127.0.0.1:0"])
+        .spawn();
+    let addr = http_addr(&node);
+    let work = root.join("work");
+    std::fs::create_dir(&work).unwrap();
+    ok(stock_git(&work, &["init", "-q", "-b", "main"]), "git init");
+    let head = commit(&work, "one");
+    let repo = node.import(&work);
+
+    // 1,000 connections from another loopback address, each sending half a request and
+    // then nothing, held open.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let slow = rt.block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..1000 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            if let Ok(mut s) = socket.connect(addr).await {
+                use tokio::io::AsyncWriteExt;
+                let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await;
+                held.push(s);
+            }
+        }
+        held
+    });
+    assert!(
+        slow.len() >= 900,
+        "only {} slow connections opened",
+        slow.len()
+    );
+
+    // Meanwhile stock git from this host lists and clones, and a page loads.
+    let url = format!("http://{addr}/{}", repo.id);
+    let listed = ok(stock_git(root, &["ls-remote", &url]), "git ls-remote");
+    assert!(listed.contains(&head), "{listed}");
+    ok(
+        stock_git(root, &["clone", "-q", &url, "clone"]),
+        "git clone",
+    );
+    let (code, _) = http_get(addr, &format!("/{}", repo.id)).unwrap();
+    assert_eq!(code, 200);
+    drop(slow);
+}

@@ -5,7 +5,8 @@
 //! kept-alive connection too), and so must its body ([`super::body`]). axum's own
 //! `serve` has no cap and no header deadline, hence this loop over hyper's.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,17 +29,69 @@ pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// accepting again, rather than spinning on the same error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How many connections a server takes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// Names the server in logs.
+    pub(crate) what: &'static str,
+    /// Connections served at once.
+    pub(crate) max_connections: usize,
+    /// Connections served at once from one IP address (none: no such limit), so one host
+    /// holding connections open cannot take every slot.
+    pub(crate) per_ip: Option<usize>,
+}
+
+/// The connections open from each IP, for [`Bounds::per_ip`].
+type PerIp = Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>;
+
+/// One connection counted against its IP; uncounted when dropped.
+struct IpSlot {
+    counts: PerIp,
+    ip: IpAddr,
+}
+
+impl IpSlot {
+    fn take(counts: &PerIp, ip: IpAddr, limit: usize) -> Option<IpSlot> {
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_default();
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `stopped` turns true, then lets the connections
-/// under way finish their current request. `what` names the server in logs; at most
-/// `max_connections` are served at once.
+/// under way finish their current request, within `bounds`.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     stopped: watch::Receiver<bool>,
-    what: &'static str,
-    max_connections: usize,
+    bounds: Bounds,
 ) {
+    let Bounds {
+        what,
+        max_connections,
+        per_ip,
+    } = bounds;
     let slots = Arc::new(Semaphore::new(max_connections));
+    let counts = PerIp::default();
     let mut connections = JoinSet::new();
     let mut stop = stopped.clone();
     loop {
@@ -55,6 +108,16 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        let ip_slot = match per_ip {
+            Some(limit) => match IpSlot::take(&counts, remote.ip(), limit) {
+                Some(s) => Some(s),
+                None => {
+                    tracing::debug!(%remote, "{what}: {limit} connections open from its IP; closing a new one");
+                    continue;
+                }
+            },
+            None => None,
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%remote, "{what}: {max_connections} connections open; closing a new one");
             continue;
@@ -64,7 +127,7 @@ pub(crate) async fn serve(
             remote,
             app.clone(),
             stopped.clone(),
-            slot,
+            (slot, ip_slot),
             what,
         ));
     }
@@ -76,7 +139,7 @@ async fn connection(
     remote: SocketAddr,
     app: Router,
     mut stopped: watch::Receiver<bool>,
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    _slots: (tokio::sync::OwnedSemaphorePermit, Option<IpSlot>),
     what: &'static str,
 ) {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {

@@ -119,8 +119,12 @@ impl Server {
             listener,
             app,
             stop.subscribe(),
-            "control API",
-            listener::MAX_CONNECTIONS,
+            listener::Bounds {
+                what: "control API",
+                max_connections: listener::MAX_CONNECTIONS,
+                // Every client runs on this machine (or the host of its container).
+                per_ip: None,
+            },
         ));
         tracing::info!(
             "control API on http://{local_addr} (token in {})",

@@ -30,6 +30,9 @@ use crate::store::Store;
 
 /// Connections served at once; more are closed as they are accepted.
 const MAX_CONNECTIONS: usize = 256;
+/// Connections served at once from one IP address: a host holding many open (slowly
+/// sending, or not reading) leaves the other slots to everyone else.
+const MAX_CONNECTIONS_PER_IP: usize = 16;
 /// Requests one IP may start per second, on average (bursts of twice as many): a peer's
 /// sync requests are held to the same.
 const REQUESTS_PER_IP_PER_SECOND: u32 = 20;
@@ -96,8 +99,11 @@ impl Server {
             listener,
             app,
             stop.subscribe(),
-            "git over HTTP",
-            MAX_CONNECTIONS,
+            listener::Bounds {
+                what: "git over HTTP",
+                max_connections: MAX_CONNECTIONS,
+                per_ip: Some(MAX_CONNECTIONS_PER_IP),
+            },
         ));
         tracing::info!("git over HTTP on http://{local_addr} (read-only), and its web view");
         Ok(Server {
