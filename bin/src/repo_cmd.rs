@@ -21,9 +21,11 @@ pub enum RepoCommand {
     /// Make an existing local git repository a Guts repository owned by this node (or
     /// sign and announce its new commits, if it was imported before).
     Import {
-        /// The git repository (working tree or bare).
+        /// The git repository (working tree or bare), a bundle file, a URL git fetches
+        /// from (https://, git://, ssh://, user@host:path; the node fetches it), or `-` for
+        /// a bundle on stdin (with --name).
         path: PathBuf,
-        /// Its name in Guts [default: the directory name].
+        /// Its name in Guts [default: the directory, file or URL's last part].
         #[arg(long)]
         name: Option<String>,
         #[command(flatten)]
@@ -397,17 +399,39 @@ pub fn run(command: RepoCommand) -> anyhow::Result<()> {
 }
 
 fn import(api: &ApiArgs, path: &Path, name: Option<String>, json: bool) -> anyhow::Result<()> {
-    let abs = path
-        .canonicalize()
-        .with_context(|| format!("cannot import {}", path.display()))?;
+    let text = path.to_string_lossy();
+    // A bundle on stdin goes to a file the node (on this machine) reads, removed after.
+    let mut from_stdin = None;
+    let source = if text == "-" {
+        if name.is_none() {
+            anyhow::bail!("a bundle on stdin needs a name: guts repo import - --name NAME");
+        }
+        let mut file = tempfile_in_tmp()?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut file.1)
+            .context("reading the bundle from stdin")?;
+        let path = file.0.clone();
+        from_stdin = Some(file.0);
+        path.display().to_string()
+    } else if matches!(
+        guts_storage::ImportSource::parse(&text),
+        guts_storage::ImportSource::Url(_)
+    ) {
+        text.into_owned()
+    } else {
+        path.canonicalize()
+            .with_context(|| format!("cannot import {}", path.display()))?
+            .display()
+            .to_string()
+    };
     let client = Client::new(&api.target(), SLOW)?;
-    let reply: ImportResponse = client.post(
+    let reply: Result<ImportResponse, _> = client.post(
         "/api/v1/repos/import",
-        &ImportRequest {
-            path: abs.display().to_string(),
-            name,
-        },
-    )?;
+        &ImportRequest { path: source, name },
+    );
+    if let Some(file) = from_stdin {
+        let _ = std::fs::remove_file(file);
+    }
+    let reply = reply?;
     if json {
         return print_json(&reply);
     }
@@ -600,4 +624,29 @@ fn path_with_own_dir() -> Option<std::ffi::OsString> {
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
     std::env::join_paths(dirs).ok()
+}
+
+/// A new file in the temporary directory, readable by the node, for a bundle on stdin.
+fn tempfile_in_tmp() -> anyhow::Result<(std::path::PathBuf, std::fs::File)> {
+    let dir = std::env::temp_dir();
+    for attempt in 0..100u32 {
+        let path = dir.join(format!(
+            "guts-import-{}-{attempt}.bundle",
+            std::process::id()
+        ));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => return Ok((path, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(
+                    anyhow::Error::from(e).context(format!("cannot write {}", path.display()))
+                );
+            }
+        }
+    }
+    anyhow::bail!("cannot make a file for the bundle in {}", dir.display())
 }

@@ -105,6 +105,14 @@ pub fn allow_local_transport(command: &mut Command) {
     command.env("GIT_ALLOW_PROTOCOL", "file");
 }
 
+/// Lets git fetch over the network (http, https, git, ssh without prompting) and from a
+/// local path or bundle: for an import the node's user asked for by URL, nothing else.
+pub fn allow_import_transports(command: &mut Command) {
+    command
+        .env("GIT_ALLOW_PROTOCOL", "http:https:git:ssh:file")
+        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+}
+
 /// `git --git-dir <dir>` with the fixed environment.
 pub fn in_dir(git_dir: impl AsRef<OsStr>) -> Command {
     let mut command = command();

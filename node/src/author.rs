@@ -104,15 +104,16 @@ impl Author {
         Ok(signed)
     }
 
-    /// Imports the local git repository at `path` as a repository owned by this node
-    /// (a new snapshot if it was imported before and changed), then announces it.
+    /// Imports `source` (a local repository, a bundle, a URL) as a repository owned by
+    /// this node (a new snapshot if it was imported before and changed), then announces
+    /// it.
     pub(crate) async fn import(
         &self,
-        path: PathBuf,
+        source: guts_storage::ImportSource,
         name: Option<RepoName>,
     ) -> Result<Imported, NodeError> {
         let imported = self
-            .blocking(move |repos, key| repos.import(&path, name, key))
+            .blocking(move |repos, key| repos.import_from(&source, name, key))
             .await?;
         if imported.changed {
             self.publish(&imported.snapshot);

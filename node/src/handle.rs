@@ -96,7 +96,17 @@ impl NodeHandle {
         path: PathBuf,
         name: Option<RepoName>,
     ) -> Result<(RepoSummary, bool), NodeError> {
-        let imported = self.author.import(path, name).await?;
+        self.import_from(guts_storage::ImportSource::Local(path), name)
+            .await
+    }
+
+    /// [`Self::import`] from a local repository, a bundle file or a URL git fetches from.
+    pub async fn import_from(
+        &self,
+        source: guts_storage::ImportSource,
+        name: Option<RepoName>,
+    ) -> Result<(RepoSummary, bool), NodeError> {
+        let imported = self.author.import(source, name).await?;
         let summary = self.summary(imported.snapshot.repository()).await?;
         Ok((summary, imported.changed))
     }

@@ -21,6 +21,7 @@ pub use repos::collab::{Collaboration, Standing};
 pub use repos::entry_rules::{check_entry_name, check_gitmodules};
 pub use repos::forks::{FORKS_PREFIX, ForksAccepted, fork_ref};
 pub use repos::held::{Held, VIEWS_PREFIX, view_ref};
+pub use repos::import_source::ImportSource;
 pub use repos::sealed::SEALED_REF;
 pub use repos::shared::SharedAccepted;
 pub use repos::verify::check_worker_main;

@@ -378,3 +378,78 @@ fn a_thousand_slow_clients_on_one_host_leave_git_to_everyone_else() {
     assert_eq!(code, 200);
     drop(slow);
 }
+
+#[test]
+fn a_node_imports_from_a_url_and_from_a_bundle_on_stdin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let a = NodeSpec::loopback(&root.join("a"))
+        .args(["--http", "127.0.0.1:0"])
+        .spawn();
+    let b = NodeSpec::loopback(&root.join("b")).spawn();
+    let work = root.join("work");
+    std::fs::create_dir(&work).unwrap();
+    ok(stock_git(&work, &["init", "-q", "-b", "main"]), "git init");
+    commit(&work, "one");
+    ok(stock_git(&work, &["tag", "v1"]), "git tag");
+    let head = commit(&work, "two");
+    let on_a = a.import(&work);
+    let refs_of = |node: &GutsNode, id: &str| {
+        let d: guts_node::api::types::RepoDetail =
+            node.client_json(&format!("repo show {id}")).unwrap();
+        d.refs
+    };
+
+    // B takes it by URL (A's HTTP endpoint): B's node fetches it and owns the copy.
+    let url = format!("http://{}/{}", http_addr(&a), on_a.id);
+    let out = b.client_ok(&["repo", "import", &url, "--name", "copy", "--json"]);
+    let copy: guts_node::api::types::ImportResponse = serde_json::from_str(&out).unwrap();
+    assert_eq!(refs_of(&b, &copy.repository.id), refs_of(&a, &on_a.id));
+    assert_eq!(copy.repository.owner, Some(b.status().key));
+
+    // And a bundle on stdin, as `docker exec -i NODE guts repo import - < x.bundle` does.
+    let bundle = root.join("x.bundle");
+    ok(
+        stock_git(
+            &work,
+            &["bundle", "create", bundle.to_str().unwrap(), "--all"],
+        ),
+        "git bundle",
+    );
+    let out = Command::new(guts_tests::process::guts_bin())
+        .args([
+            "repo", "import", "-", "--name", "bundled", "--json", "--api",
+        ])
+        .arg(b.api().to_string())
+        .env("GUTS_DATA_DIR", b.data_dir())
+        .env("XDG_CONFIG_HOME", guts_tests::process::NO_CONFIG_HOME)
+        .stdin(std::fs::File::open(&bundle).unwrap())
+        .output()
+        .unwrap();
+    let out = ok(out, "guts repo import -");
+    let bundled: guts_node::api::types::ImportResponse = serde_json::from_str(&out).unwrap();
+    let refs = refs_of(&b, &bundled.repository.id);
+    assert_eq!(refs.get("refs/heads/main"), Some(&head));
+    assert!(refs.contains_key("refs/tags/v1"));
+
+    // What goes wrong is said with git's own words, naming what was asked.
+    let failed = b.client(["repo", "import", "http://127.0.0.1:1/nothing.git"]);
+    let said = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(
+        said.contains("http://127.0.0.1:1/nothing.git") && said.to_lowercase().contains("connect"),
+        "{said}"
+    );
+    let unnamed = Command::new(guts_tests::process::guts_bin())
+        .args(["repo", "import", "-", "--api"])
+        .arg(b.api().to_string())
+        .env("GUTS_DATA_DIR", b.data_dir())
+        .stdin(std::fs::File::open(&bundle).unwrap())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&unnamed.stderr);
+    assert!(
+        !unnamed.status.success() && said.contains("--name"),
+        "{said}"
+    );
+}

@@ -243,14 +243,17 @@ async fn import(
         Some(n) => Some(n.parse::<RepoName>().map_err(bad_request)?),
         None => None,
     };
-    let path = std::path::PathBuf::from(&req.path);
-    if !path.is_absolute() {
+    let source = guts_storage::ImportSource::parse(&req.path);
+    if let guts_storage::ImportSource::Local(path) | guts_storage::ImportSource::Bundle(path) =
+        &source
+        && !path.is_absolute()
+    {
         return Err(bad_request(format!(
-            "path {:?} is relative; the node needs an absolute path",
+            "path {:?} is relative; the node needs an absolute path (or a URL)",
             req.path
         )));
     }
-    let (repository, changed) = s.node.import(path, name).await?;
+    let (repository, changed) = s.node.import_from(source, name).await?;
     Ok(Json(types::ImportResponse {
         repository,
         changed,

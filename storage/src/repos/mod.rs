@@ -24,6 +24,7 @@ pub(crate) mod forks;
 #[cfg(test)]
 mod forks_tests;
 pub(crate) mod held;
+pub(crate) mod import_source;
 mod ingest;
 mod packed_refs;
 mod packer;

@@ -59,6 +59,8 @@ impl Repositories {
                 source,
             })?;
         }
+        // Clones an import left behind (a crash, a kill): never imported, of no use.
+        let _ = fs::remove_dir_all(self.imports_root());
         let dirs = self.repository_dirs()?;
         let mut recovered = Recovered {
             after_crash: !clean && !dirs.is_empty(),
