@@ -280,6 +280,47 @@ fn the_web_view_shows_the_node_and_its_public_repositories_only() {
         "the diff shows the added file: {page}"
     );
 
+    // An issue and a patch, each listed and shown with its discussion.
+    let opened: guts_node::api::types::collab::ChangeResponse = node
+        .client_json(&format!(
+            "issue open {id} --title <i>Crash</i>-on-start -m It-crashes"
+        ))
+        .unwrap();
+    let issue = opened.object;
+    ok(
+        stock_git(&work, &["checkout", "-q", "-b", "feature"]),
+        "git checkout",
+    );
+    let feature = commit(&work, "FEATURE");
+    ok(
+        node.git(&work, &["push", "-q", &repo.url, "HEAD:refs/patches"]),
+        "git push HEAD:refs/patches",
+    );
+    let (code, page) = get(&format!("/{id}"));
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("1 patches") && page.contains("1 issues"),
+        "{page}"
+    );
+    let (code, page) = get(&format!("/{id}/issues"));
+    assert_eq!(code, 200);
+    assert!(page.contains("&lt;i&gt;Crash&lt;/i&gt;-on-start"), "{page}");
+    let (code, page) = get(&format!("/{id}/issues/{issue}"));
+    assert_eq!(code, 200);
+    assert!(page.contains("It-crashes"), "{page}");
+    let (code, page) = get(&format!("/{id}/patches"));
+    assert_eq!(code, 200);
+    let patch = page
+        .split(&format!("/{id}/patches/"))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no patch link in {page}"))
+        .to_owned();
+    let (code, page) = get(&format!("/{id}/patches/{patch}"));
+    assert_eq!(code, 200);
+    assert!(page.contains(&format!("/{id}/commit/{feature}")), "{page}");
+    assert_eq!(get(&format!("/{id}/issues/nosuchissue")).0, 404);
+
     // Paths that climb, unknown refs and commits: not found.
     for path in [
         format!("/{id}/tree/main/../../../etc"),

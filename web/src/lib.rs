@@ -3,6 +3,7 @@
 //! crate renders; the node decides what may be shown and gathers it.
 
 pub mod browse;
+pub mod collab;
 pub mod pages;
 
 pub use browse::{BrowseError, Browser};

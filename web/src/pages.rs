@@ -16,6 +16,7 @@ td,th{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #eee;vertical
 code,pre,.id{font:13px/1.4 ui-monospace,monospace}pre{background:#f6f8fa;padding:.75rem;\
 overflow-x:auto}.id{overflow-wrap:anywhere}.msg{white-space:pre-wrap}.scroll{overflow-x:auto}.add{color:#116329}.del{color:#82071e}\
 .hunk{color:#0550ae}.muted{color:#666}.crumbs a,.crumbs span{margin-right:.25rem}\
+.comment,.revision{border-left:3px solid #ddd;padding-left:.75rem;margin:1rem 0}\
 @media(max-width:40rem){td,th{padding:.2rem}.wide{display:none}}";
 
 /// A whole page around `body`.
@@ -106,6 +107,7 @@ pub fn repository(
     branches: &[(String, git2::Oid)],
     tags: &[(String, git2::Oid)],
     head: Option<&str>,
+    collab: (usize, usize),
 ) -> Markup {
     let s = &detail.summary;
     let id = &s.id;
@@ -114,7 +116,11 @@ pub fn repository(
         h1 { (name) }
         p.id { "guts://" (id) }
         pre { "git clone " (clone_url) }
-        @if let Some(h) = head { p { a href={ "/" (id) "/tree/" (h) } { "Browse " (h) } " · " a href={ "/" (id) "/log/" (h) } { "history" } } }
+        p {
+            @if let Some(h) = head { a href={ "/" (id) "/tree/" (h) } { "Browse " (h) } " · " a href={ "/" (id) "/log/" (h) } { "history" } " · " }
+            a href={ "/" (id) "/patches" } { (collab.0) " patches" } " · "
+            a href={ "/" (id) "/issues" } { (collab.1) " issues" }
+        }
         h2 { "Signed by" }
         @match &detail.maintainers {
             Some(m) => {
@@ -255,13 +261,13 @@ pub fn commit(id: &str, view: &CommitView) -> Markup {
     layout(&view.line.summary, body)
 }
 
-fn short(s: &str, n: usize) -> &str {
+pub(crate) fn short(s: &str, n: usize) -> &str {
     s.get(..n).unwrap_or(s)
 }
 
 /// `YYYY-MM-DD` (UTC) of a Unix time: days to a civil date (Howard Hinnant's algorithm),
 /// not worth a date crate for one field.
-fn date(secs: i64) -> String {
+pub(crate) fn date(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

@@ -91,6 +91,7 @@ impl Server {
             .route("/{repo}", get(web::repository))
             .route("/{repo}/log/{*rest}", get(web::log))
             .route("/{repo}/commit/{commit}", get(web::commit))
+            .route("/{repo}/{kind}", get(web::collab_list))
             .route("/{repo}/{kind}/{*rest}", get(web::browse))
             .fallback(git::not_found)
             .with_state(state);

@@ -119,6 +119,10 @@ pub(super) async fn repository(
         })
         .map_or_else(|| state.local_addr.to_string(), str::to_owned);
     let url = format!("http://{host}/{id}");
+    let counts = match (state.node.patches(id).await, state.node.issues(id).await) {
+        (Ok(p), Ok(i)) => (p.len(), i.len()),
+        (Err(e), _) | (_, Err(e)) => return failed(e),
+    };
     with_repo(&state, &repo, move |_, browser| {
         let (branches, tags) = browser.refs()?;
         let head = browser.head();
@@ -128,12 +132,14 @@ pub(super) async fn repository(
             &branches,
             &tags,
             head.as_deref(),
+            counts,
         ))
     })
     .await
 }
 
-/// `GET /<id>/tree/<ref>/<path>` and `/<id>/blob/<ref>/<path>`: a directory or a file.
+/// `GET /<id>/tree/<ref>/<path>` and `/<id>/blob/<ref>/<path>`: a directory or a file
+/// (and `/<id>/issues/<issue>`, `/<id>/patches/<patch>`, which share the route's shape).
 pub(super) async fn browse(
     State(state): State<HttpState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -141,6 +147,9 @@ pub(super) async fn browse(
 ) -> Response {
     if let Some(r) = limited(&state, remote) {
         return r;
+    }
+    if kind == "issues" || kind == "patches" {
+        return collab_one(&state, &repo, &kind, rest).await;
     }
     with_repo(&state, &repo, move |id, browser| {
         let segments: Vec<&str> = rest.split('/').collect();
@@ -194,4 +203,72 @@ pub(super) async fn commit(
         Ok(pages::commit(&id.to_string(), &browser.commit(&commit)?))
     })
     .await
+}
+
+/// The id of `repo` if it is a public repository this node holds.
+async fn public_id(state: &HttpState, repo: &str) -> Option<RepositoryId> {
+    served(state, repo).await?;
+    repo.strip_suffix(".git").unwrap_or(repo).parse().ok()
+}
+
+/// A patch or issue page's outcome: its markup, "not found" for one the node does not
+/// know, else an error page.
+fn collab_page(made: Result<Markup, crate::error::NodeError>) -> Response {
+    match made {
+        Ok(markup) => page(StatusCode::OK, markup),
+        // A bad id in the URL is no page either.
+        Err(crate::error::NodeError::NotFound(_) | crate::error::NodeError::BadRequest(_)) => {
+            not_found("No such patch or issue here.")
+        }
+        Err(e) => failed(e),
+    }
+}
+
+/// `GET /<id>/issues` and `/<id>/patches`.
+pub(super) async fn collab_list(
+    State(state): State<HttpState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Path((repo, kind)): Path<(String, String)>,
+) -> Response {
+    if let Some(r) = limited(&state, remote) {
+        return r;
+    }
+    let Some(id) = public_id(&state, &repo).await else {
+        return missing();
+    };
+    let shown = id.to_string();
+    collab_page(match kind.as_str() {
+        "issues" => state
+            .node
+            .issues(id)
+            .await
+            .map(|l| guts_web::collab::issues(&shown, &l)),
+        "patches" => state
+            .node
+            .patches(id)
+            .await
+            .map(|l| guts_web::collab::patches(&shown, &l)),
+        _ => return not_found("No such page."),
+    })
+}
+
+/// `GET /<id>/issues/<issue>` and `/<id>/patches/<patch>`.
+async fn collab_one(state: &HttpState, repo: &str, kind: &str, which: String) -> Response {
+    let Some(id) = public_id(state, repo).await else {
+        return missing();
+    };
+    let shown = id.to_string();
+    collab_page(match kind {
+        "issues" => state
+            .node
+            .issue(id, which)
+            .await
+            .map(|i| guts_web::collab::issue(&shown, &i)),
+        "patches" => state
+            .node
+            .patch(id, which)
+            .await
+            .map(|p| guts_web::collab::patch(&shown, &p)),
+        _ => return not_found("No such page."),
+    })
 }
