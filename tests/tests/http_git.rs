@@ -257,7 +257,12 @@ fn the_web_view_shows_the_node_and_its_public_repositories_only() {
     assert!(page.contains("&lt;b&gt;bold&lt;i&gt;.txt") && !page.contains("<b>bold"));
     let (code, page) = get(&format!("/{id}/blob/main/src/lib.rs"));
     assert_eq!(code, 200);
-    assert!(page.contains("fn answer() -&gt; u32 { 42 }"), "{page}");
+    // Highlighted (a keyword in its own class), escaped.
+    assert!(
+        page.contains("s-keyword") && page.contains("answer"),
+        "{page}"
+    );
+    assert!(page.contains("-&gt;") && !page.contains("->"), "{page}");
     assert!(
         get(&format!("/{id}/blob/main/blob.bin"))
             .1

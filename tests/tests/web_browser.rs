@@ -109,8 +109,9 @@ fn chromium_renders_every_kind_of_page_of_a_real_repository() {
         ("tree", format!("/{id}/tree/main"), "Cargo.toml".to_owned()),
         (
             "file",
-            format!("/{id}/blob/main/README.md"),
-            "# Guts".to_owned(),
+            format!("/{id}/blob/main/node/src/http/git.rs"),
+            // Highlighted: a keyword in its own class.
+            "<span class=\"s-storage s-type s-function s-rust\">fn</span>".to_owned(),
         ),
         ("history", format!("/{id}/log/main"), head[..10].to_owned()),
         (

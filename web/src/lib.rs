@@ -4,6 +4,7 @@
 
 pub mod browse;
 pub mod collab;
+pub mod highlight;
 pub mod pages;
 
 pub use browse::{BrowseError, Browser};

@@ -28,7 +28,7 @@ pub fn layout(title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · guts" }
-                style { (PreEscaped(STYLE)) }
+                style { (PreEscaped(STYLE)) (PreEscaped(crate::highlight::STYLE)) }
             }
             body {
                 header { a href="/" { "guts" } " " span.muted { "read-only view of this node" } }
@@ -206,7 +206,12 @@ pub fn file(id: &str, at: &At, path: &[String], view: &FileView) -> Markup {
     let body = html! {
         (crumbs(id, at, path))
         @match view {
-            FileView::Text(text) => { pre { (text) } }
+            FileView::Text(text) => {
+                @match crate::highlight::highlight(path.last().map(String::as_str).unwrap_or(""), text) {
+                    Some(code) => { pre { (code) } }
+                    None => { pre { (text) } }
+                }
+            }
             FileView::Binary(n) => { p.muted { "Binary file, " (n) " bytes." } }
             FileView::TooLarge(n) => { p.muted { "Too large to show here (" (n) " bytes; at most " (MAX_SHOWN) "). Clone the repository to read it." } }
         }
