@@ -3,7 +3,7 @@
 //! A `guts node` (release build) holding a synthetic repository of `GUTS_BENCH_COMMITS`
 //! commits (default 10,000) serves each kind of page `GUTS_BENCH_RUNS` times (default
 //! 20) over HTTP on loopback, one connection each, timed from the request to the last
-//! byte. Beside each, the git command that reads the same thing from the node's store in
+//! byte, started at most every 60 ms (the endpoint's per-IP rate). Beside each, the git command that reads the same thing from the node's store in
 //! the same run (`git ls-tree`, `git show`, `git log`), as the reference: a page is that
 //! read plus the HTML.
 //!
@@ -44,13 +44,18 @@ fn git_out(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// The median and the slowest of `runs` timings of `f`.
+/// Requests start at most this often: the endpoint allows 20 a second per IP.
+const PACE: Duration = Duration::from_millis(60);
+
+/// The median and the slowest of `runs` timings of `f`, started at most every [`PACE`].
 fn time(runs: usize, mut f: impl FnMut()) -> (Duration, Duration) {
     let times: Vec<Duration> = (0..runs)
         .map(|_| {
             let started = Instant::now();
             f();
-            started.elapsed()
+            let took = started.elapsed();
+            std::thread::sleep(PACE.saturating_sub(took));
+            took
         })
         .collect();
     let worst = times.iter().max().copied().unwrap_or_default();

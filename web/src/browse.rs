@@ -228,7 +228,9 @@ impl Browser {
     /// and whether there are more.
     pub fn log(&self, at: &At, skip: usize) -> Result<(Vec<CommitLine>, bool), BrowseError> {
         let mut walk = self.repo.revwalk()?;
-        walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)?;
+        // libgit2's default order, git log's (newest first as commits are met): it
+        // streams, where a time or topological sort walks the whole history first.
+        walk.set_sorting(Sort::NONE)?;
         walk.push(at.commit)?;
         let mut lines = Vec::with_capacity(PAGE);
         let mut more = false;
