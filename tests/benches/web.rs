@@ -15,29 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use guts_tests::bench::{env_or, median, run};
-use guts_tests::eventually;
 use guts_tests::git::Synthetic;
-use guts_tests::process::{GutsNode, NodeSpec, http_get};
-
-fn http_addr(node: &GutsNode) -> std::net::SocketAddr {
-    eventually(
-        Duration::from_secs(30),
-        "the HTTP endpoint in the log",
-        || {
-            node.log_text()
-                .lines()
-                .find_map(|l| {
-                    let rest = l.split("git over HTTP on http://").nth(1)?;
-                    rest.split_whitespace()
-                        .next()?
-                        .trim_end_matches(',')
-                        .parse()
-                        .ok()
-                })
-                .ok_or_else(|| "not yet".to_owned())
-        },
-    )
-}
+use guts_tests::process::{NodeSpec, http_get};
 
 fn git_out(dir: &Path, args: &[&str]) -> String {
     let out = run(Command::new("git").args(args).current_dir(dir));
@@ -83,7 +62,7 @@ fn main() {
         .log_filter("warn,guts_node::api=info,guts_node::http=info")
         .args(["--http", "127.0.0.1:0"])
         .spawn();
-    let addr = http_addr(&node);
+    let addr = node.http_addr();
     let repo = node.import(work.path());
     let id = repo.id.clone();
     let store = std::path::PathBuf::from(&repo.path);

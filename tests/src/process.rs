@@ -458,6 +458,24 @@ impl GutsNode {
             .unwrap_or_else(|e| panic!("{e}\n{}", self.log_text()))
     }
 
+    /// Where the node serves git over HTTP and its web view (`--http`; port 0 allowed),
+    /// from its log. Panics if it never says.
+    pub fn http_addr(&self) -> SocketAddr {
+        crate::eventually(
+            Duration::from_secs(30),
+            "the HTTP endpoint's address in the log",
+            || {
+                self.log_text()
+                    .lines()
+                    .find_map(|l| {
+                        let rest = l.split("git over HTTP on http://").nth(1)?;
+                        rest.split_whitespace().next()?.parse().ok()
+                    })
+                    .ok_or_else(|| "not yet".to_owned())
+            },
+        )
+    }
+
     /// A dialable loopback TCP address with `/p2p/<id>`.
     pub fn tcp_addr(&self) -> String {
         self.addr_with_prefix("/ip4/127.0.0.1/tcp/")

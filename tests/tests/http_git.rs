@@ -4,13 +4,11 @@
 //! the way that works; a private id and paths that climb out are answered exactly as an
 //! unknown id.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use guts_node::api::types::RepoSummary;
-use guts_tests::eventually;
 use guts_tests::process::{GutsNode, NodeSpec, http_get};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -40,19 +38,6 @@ fn ok(out: Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// Where the node serves git over HTTP, from its log (it was told port 0).
-fn http_addr(node: &GutsNode) -> SocketAddr {
-    eventually(WAIT, "the HTTP endpoint's address in the log", || {
-        node.log_text()
-            .lines()
-            .find_map(|l| {
-                let rest = l.split("git over HTTP on http://").nth(1)?;
-                rest.split_whitespace().next()?.parse().ok()
-            })
-            .ok_or_else(|| "not yet".to_owned())
-    })
-}
-
 fn commit(dir: &Path, file: &str) -> String {
     std::fs::write(dir.join(file), file).unwrap();
     ok(stock_git(dir, &["add", file]), "git add");
@@ -67,7 +52,7 @@ fn stock_git_clones_and_fetches_over_http_and_learns_nothing_private() {
     let node = NodeSpec::loopback(&root.join("node"))
         .args(["--http", "127.0.0.1:0"])
         .spawn();
-    let addr = http_addr(&node);
+    let addr = node.http_addr();
 
     let work = root.join("work");
     std::fs::create_dir(&work).unwrap();
@@ -208,7 +193,7 @@ fn the_web_view_shows_the_node_and_its_public_repositories_only() {
     let node = NodeSpec::loopback(&root.join("node"))
         .args(["--http", "127.0.0.1:0"])
         .spawn();
-    let addr = http_addr(&node);
+    let addr = node.http_addr();
     let get = |path: &str| http_get(addr, path).unwrap();
 
     let work = root.join("work");
@@ -383,7 +368,7 @@ fn a_thousand_slow_clients_on_one_host_leave_git_to_everyone_else() {
     let node = NodeSpec::loopback(&root.join("node"))
         .args(["--http", "127.0.0.1:0"])
         .spawn();
-    let addr = http_addr(&node);
+    let addr = node.http_addr();
     let work = root.join("work");
     std::fs::create_dir(&work).unwrap();
     ok(stock_git(&work, &["init", "-q", "-b", "main"]), "git init");
@@ -447,7 +432,7 @@ fn a_node_imports_from_a_url_and_from_a_bundle_on_stdin() {
     };
 
     // B takes it by URL (A's HTTP endpoint): B's node fetches it and owns the copy.
-    let url = format!("http://{}/{}", http_addr(&a), on_a.id);
+    let url = format!("http://{}/{}", a.http_addr(), on_a.id);
     let out = b.client_ok(&["repo", "import", &url, "--name", "copy", "--json"]);
     let copy: guts_node::api::types::ImportResponse = serde_json::from_str(&out).unwrap();
     assert_eq!(refs_of(&b, &copy.repository.id), refs_of(&a, &on_a.id));

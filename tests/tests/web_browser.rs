@@ -3,32 +3,11 @@
 //! rendered DOM is checked, a phone-sized screenshot of each is kept under
 //! `target/test-artifacts/web/`, and each page's HTML passes HTML Tidy without warnings.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use guts_tests::docker::repo_root;
-use guts_tests::eventually;
-use guts_tests::process::{GutsNode, NodeSpec, http_get};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-fn http_addr(node: &GutsNode) -> SocketAddr {
-    eventually(WAIT, "the HTTP endpoint's address in the log", || {
-        node.log_text()
-            .lines()
-            .find_map(|l| {
-                let rest = l.split("git over HTTP on http://").nth(1)?;
-                rest.split_whitespace()
-                    .next()?
-                    .trim_end_matches(',')
-                    .parse()
-                    .ok()
-            })
-            .ok_or_else(|| "not yet".to_owned())
-    })
-}
+use guts_tests::process::{NodeSpec, http_get};
 
 /// Headless Chromium with `args` then `url`; its stdout.
 fn chromium(args: &[&str], url: &str) -> String {
@@ -92,7 +71,7 @@ fn chromium_renders_every_kind_of_page_of_a_real_repository() {
     let node = NodeSpec::loopback(&tmp.path().join("node"))
         .args(["--http", "127.0.0.1:0"])
         .spawn();
-    let addr = http_addr(&node);
+    let addr = node.http_addr();
     let source = repo_root();
     let head = head_of(&source);
     let repo = node.import(&source);
