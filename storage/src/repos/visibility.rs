@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use ed25519_dalek::VerifyingKey;
-use guts_protocol::RepositoryId;
+use guts_protocol::{IdentityDoc, RepositoryId};
 
 use super::Repositories;
 use super::held::Held;
@@ -42,16 +42,7 @@ impl Repositories {
         id: &RepositoryId,
         key: Option<&VerifyingKey>,
     ) -> Result<bool, StorageError> {
-        if !self.is_private(id)? {
-            return Ok(true);
-        }
-        let Some(key) = key else {
-            return Ok(false);
-        };
-        Ok(match self.held(id)? {
-            Some(Held::Shared(state)) => state.identity.may_see(key),
-            _ => true,
-        })
+        self.private_rule(id, key, IdentityDoc::may_see)
     }
 
     /// Whether a peer holding `key` may read `id`'s contents beyond its sealed form (its
@@ -62,6 +53,17 @@ impl Repositories {
         id: &RepositoryId,
         key: Option<&VerifyingKey>,
     ) -> Result<bool, StorageError> {
+        self.private_rule(id, key, IdentityDoc::may_read)
+    }
+
+    /// `rule` of the version in effect for a private `id`; true for a public one or one
+    /// not held, false for a peer whose key cannot be known.
+    fn private_rule(
+        &self,
+        id: &RepositoryId,
+        key: Option<&VerifyingKey>,
+        rule: fn(&IdentityDoc, &VerifyingKey) -> bool,
+    ) -> Result<bool, StorageError> {
         if !self.is_private(id)? {
             return Ok(true);
         }
@@ -69,7 +71,7 @@ impl Repositories {
             return Ok(false);
         };
         Ok(match self.held(id)? {
-            Some(Held::Shared(state)) => state.identity.current().may_read(key),
+            Some(Held::Shared(state)) => rule(state.identity.current(), key),
             _ => true,
         })
     }
