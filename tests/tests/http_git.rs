@@ -38,6 +38,14 @@ fn ok(out: Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// An empty repository `name` under `root`, on branch main, for stock git to commit in.
+fn new_work(root: &Path, name: &str) -> std::path::PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    ok(stock_git(&dir, &["init", "-q", "-b", "main"]), "git init");
+    dir
+}
+
 fn commit(dir: &Path, file: &str) -> String {
     std::fs::write(dir.join(file), file).unwrap();
     ok(stock_git(dir, &["add", file]), "git add");
@@ -54,9 +62,7 @@ fn stock_git_clones_and_fetches_over_http_and_learns_nothing_private() {
         .spawn();
     let addr = node.http_addr();
 
-    let work = root.join("work");
-    std::fs::create_dir(&work).unwrap();
-    ok(stock_git(&work, &["init", "-q", "-b", "main"]), "git init");
+    let work = new_work(root, "work");
     commit(&work, "one");
     commit(&work, "two");
     ok(stock_git(&work, &["tag", "v1"]), "git tag");
@@ -136,12 +142,7 @@ fn stock_git_clones_and_fetches_over_http_and_learns_nothing_private() {
     // A private repository is answered as an unknown id; paths that climb out are not
     // found.
     let private: RepoSummary = node.client_json("repo init secret --private").unwrap();
-    let secret = root.join("secret");
-    std::fs::create_dir(&secret).unwrap();
-    ok(
-        stock_git(&secret, &["init", "-q", "-b", "main"]),
-        "git init",
-    );
+    let secret = new_work(root, "secret");
     commit(&secret, "hidden");
     ok(
         node.git(&secret, &["push", "-q", &private.url, "main"]),
@@ -323,12 +324,7 @@ fn the_web_view_shows_the_node_and_its_public_repositories_only() {
 
     // A private repository is neither listed nor shown: its page is an unknown id's.
     let private: RepoSummary = node.client_json("repo init hidden --private").unwrap();
-    let secret = root.join("secret");
-    std::fs::create_dir(&secret).unwrap();
-    ok(
-        stock_git(&secret, &["init", "-q", "-b", "main"]),
-        "git init",
-    );
+    let secret = new_work(root, "secret");
     commit(&secret, "hidden");
     ok(
         node.git(&secret, &["push", "-q", &private.url, "main"]),
@@ -369,9 +365,7 @@ fn a_thousand_slow_clients_on_one_host_leave_git_to_everyone_else() {
         .args(["--http", "127.0.0.1:0"])
         .spawn();
     let addr = node.http_addr();
-    let work = root.join("work");
-    std::fs::create_dir(&work).unwrap();
-    ok(stock_git(&work, &["init", "-q", "-b", "main"]), "git init");
+    let work = new_work(root, "work");
     let head = commit(&work, "one");
     let repo = node.import(&work);
 
@@ -418,9 +412,7 @@ fn a_node_imports_from_a_url_and_from_a_bundle_on_stdin() {
         .args(["--http", "127.0.0.1:0"])
         .spawn();
     let b = NodeSpec::loopback(&root.join("b")).spawn();
-    let work = root.join("work");
-    std::fs::create_dir(&work).unwrap();
-    ok(stock_git(&work, &["init", "-q", "-b", "main"]), "git init");
+    let work = new_work(root, "work");
     commit(&work, "one");
     ok(stock_git(&work, &["tag", "v1"]), "git tag");
     let head = commit(&work, "two");
