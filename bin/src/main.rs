@@ -7,6 +7,7 @@ mod logging;
 mod maintainers_cmd;
 mod node_cmd;
 mod repo_cmd;
+mod verify_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,6 +110,20 @@ enum Command {
         dir: Option<PathBuf>,
         #[command(flatten)]
         api: api_args::ApiArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check, offline, that a clone's refs are what the repository's maintainers signed
+    /// (clone with `git clone -c remote.origin.fetch='+refs/guts/*:refs/guts/*' URL`,
+    /// so the signed record comes with it). Exits 1 if any ref differs.
+    Verify {
+        /// The clone [default: the current directory].
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The remote whose refs are checked [default: the only remote, or origin].
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -225,6 +240,7 @@ fn main() -> ExitCode {
         } => collab_cmd::events(&api, repo, since.as_deref(), json),
         Command::Patch(command) => collab_cmd::run_patch(command),
         Command::Clone { id, dir, api, json } => repo_cmd::clone(&api, &id, dir, json),
+        Command::Verify { dir, remote, json } => verify_cmd::run(&dir, remote.as_deref(), json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@ pub mod forks;
 pub mod identity;
 pub mod ids;
 pub mod network;
+pub mod record;
 pub mod refs;
 pub mod repository;
 pub mod sealed;

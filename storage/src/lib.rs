@@ -3,6 +3,7 @@
 //! This crate knows nothing about the network. It owns the data dir's layout, its lock, and
 //! the node's identity key (which also signs the repositories the node owns).
 
+pub mod clone_check;
 mod data_dir;
 mod error;
 mod fs;

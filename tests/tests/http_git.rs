@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use guts_node::api::types::RepoSummary;
-use guts_tests::process::{GutsNode, NodeSpec, http_get};
+use guts_tests::process::{GutsNode, NodeSpec, guts, http_get};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -70,7 +70,7 @@ fn stock_git_clones_and_fetches_over_http_and_learns_nothing_private() {
     let repo = node.import(&work);
     let url = format!("http://{addr}/{}", repo.id);
 
-    // Only the canonical refs: HEAD, the branch, the tag.
+    // Only the canonical refs (HEAD, the branch, the tag) and the signed record.
     let listed = ok(stock_git(root, &["ls-remote", &url]), "git ls-remote");
     let names: Vec<&str> = listed
         .lines()
@@ -78,7 +78,12 @@ fn stock_git_clones_and_fetches_over_http_and_learns_nothing_private() {
         .collect();
     assert_eq!(
         names,
-        ["HEAD", "refs/heads/main", "refs/tags/v1"],
+        [
+            "HEAD",
+            "refs/guts/record",
+            "refs/heads/main",
+            "refs/tags/v1"
+        ],
         "{listed}"
     );
 
@@ -185,6 +190,100 @@ fn stock_git_clones_and_fetches_over_http_and_learns_nothing_private() {
     let mut answer = [0u8; 12];
     std::io::Read::read_exact(&mut stream, &mut answer).unwrap();
     assert_eq!(&answer, b"HTTP/1.1 413");
+}
+
+#[test]
+fn a_clone_over_http_is_verified_offline_against_what_the_owner_signed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut node = NodeSpec::loopback(&root.join("node"))
+        .args(["--http", "127.0.0.1:0"])
+        .spawn();
+    let addr = node.http_addr();
+    let work = new_work(root, "work");
+    let first = commit(&work, "one");
+    ok(stock_git(&work, &["tag", "v1"]), "git tag");
+    commit(&work, "two");
+    let repo = node.import(&work);
+    let url = format!("http://{addr}/{}", repo.id);
+    ok(
+        stock_git(
+            root,
+            &[
+                "clone",
+                "-q",
+                "-c",
+                "remote.origin.fetch=+refs/guts/*:refs/guts/*",
+                &url,
+                "clone",
+            ],
+        ),
+        "git clone",
+    );
+    let clone = root.join("clone");
+    let verify = |args: &[&str]| {
+        let mut all = vec!["verify", clone.to_str().unwrap()];
+        all.extend(args);
+        guts(&all)
+    };
+
+    // A new push, pulled: the record that comes with it signs the new commit.
+    let next = commit(&work, "three");
+    ok(
+        node.git(&work, &["push", "-q", &repo.url, "main"]),
+        "git push guts://",
+    );
+    ok(stock_git(&clone, &["pull", "-q", "--ff-only"]), "git pull");
+    // Offline: the node is gone.
+    node.stop();
+    let out = ok(verify(&[]), "guts verify");
+    assert!(out.contains("the remote's URL names this id"), "{out}");
+    assert!(
+        out.contains(&format!("ok        refs/heads/main {}", &next[..12])),
+        "{out}"
+    );
+    assert!(out.contains("ok: all 2 ref(s)"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(verify(&["--json"]), "guts verify --json")).unwrap();
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(report["repository"], repo.id.as_str());
+
+    // What a server that rewound main would have given: caught, and the exit says so.
+    ok(
+        stock_git(&clone, &["update-ref", "refs/remotes/origin/main", &first]),
+        "update-ref",
+    );
+    let out = verify(&[]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!(
+            "DIFFERS   refs/heads/main: this clone has {}, the maintainers signed {}",
+            &first[..12],
+            &next[..12]
+        )),
+        "{said}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 ref(s) of this clone are not"),
+        "{out:?}"
+    );
+
+    // A clone made without the record is told how to fetch it.
+    let plain = root.join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    ok(stock_git(&plain, &["init", "-q"]), "git init");
+    ok(
+        stock_git(&plain, &["remote", "add", "origin", &url]),
+        "git remote add",
+    );
+    let out = guts(&["verify", plain.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("git fetch origin '+refs/guts/*:refs/guts/*'"),
+        "{said}"
+    );
 }
 
 #[test]

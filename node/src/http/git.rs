@@ -22,15 +22,17 @@ const MAX_REQUEST: usize = 8 << 20;
 /// Read size from git's output.
 const CHUNK: usize = 64 * 1024;
 
-/// Only the canonical refs are advertised: not maintainers' views, forks or the refs of
-/// patches and issues.
-const SERVED_REFS: [&str; 6] = [
+/// Only the canonical refs and, under `refs/guts/`, the signed record and views are
+/// advertised (the published copy holds nothing else; this says so again).
+const SERVED_REFS: [&str; 8] = [
     "-c",
     "uploadpack.hideRefs=refs/",
     "-c",
     "uploadpack.hideRefs=!refs/heads/",
     "-c",
     "uploadpack.hideRefs=!refs/tags/",
+    "-c",
+    "uploadpack.hideRefs=!refs/guts/",
 ];
 
 /// What any unknown path, unknown id and private id gets, alike (the web view's page).

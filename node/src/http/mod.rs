@@ -139,22 +139,42 @@ fn limited(state: &HttpState, remote: SocketAddr) -> Option<Response> {
     })
 }
 
-/// The directory of `repo` (`<id>` or `<id>.git`) if this node holds it and it is public.
+/// The id of `repo` (`<id>` or `<id>.git`) if this node holds it and it is public.
+async fn public_id(state: &HttpState, repo: &str) -> Option<RepositoryId> {
+    let id: RepositoryId = repo.strip_suffix(".git").unwrap_or(repo).parse().ok()?;
+    let public = state
+        .store
+        .run(move |repos| -> Result<bool, guts_storage::StorageError> {
+            Ok(repos.visible_to(&id, None)? && repos.held(&id)?.is_some())
+        })
+        .await;
+    matches!(public, Ok(Ok(true))).then_some(id)
+}
+
+/// The published copy of `repo` (`<id>` or `<id>.git`: its canonical refs and signed
+/// record, see [`guts_storage::Repositories::published`]) if this node holds it and it is
+/// public.
 async fn served(state: &HttpState, repo: &str) -> Option<PathBuf> {
     let id: RepositoryId = repo.strip_suffix(".git").unwrap_or(repo).parse().ok()?;
-    state
+    let published = state
         .store
         .run(
             move |repos| -> Result<Option<PathBuf>, guts_storage::StorageError> {
                 if !repos.visible_to(&id, None)? {
                     return Ok(None);
                 }
-                Ok(repos.held(&id)?.map(|_| repos.path(&id)))
+                repos.published(&id)
             },
         )
-        .await
-        .ok()?
-        .ok()?
+        .await;
+    match published {
+        Ok(Ok(dir)) => dir,
+        Ok(Err(e)) => {
+            tracing::warn!(repository = %id, "cannot publish for git over HTTP: {e}");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// The one answer for an id that is unknown, private or not a repository id.

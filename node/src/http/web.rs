@@ -12,7 +12,7 @@ use guts_protocol::RepositoryId;
 use guts_web::{BrowseError, Browser, pages};
 use maud::Markup;
 
-use super::{HttpState, limited, missing, served};
+use super::{HttpState, limited, missing, public_id, served};
 
 fn page(status: StatusCode, markup: Markup) -> Response {
     (status, Html(markup.into_string())).into_response()
@@ -77,7 +77,7 @@ pub(super) async fn node(
     };
     let mut shown = Vec::new();
     for r in repos {
-        if r.sequence > 0 && served(&state, &r.id).await.is_some() {
+        if r.sequence > 0 && public_id(&state, &r.id).await.is_some() {
             shown.push(r);
         }
     }
@@ -94,14 +94,7 @@ pub(super) async fn repository(
     if let Some(r) = limited(&state, remote) {
         return r;
     }
-    if served(&state, &repo).await.is_none() {
-        return missing();
-    }
-    let Ok(id) = repo
-        .strip_suffix(".git")
-        .unwrap_or(&repo)
-        .parse::<RepositoryId>()
-    else {
+    let Some(id) = public_id(&state, &repo).await else {
         return missing();
     };
     let detail = match state.node.repository(id).await {
@@ -203,12 +196,6 @@ pub(super) async fn commit(
         Ok(pages::commit(&id.to_string(), &browser.commit(&commit)?))
     })
     .await
-}
-
-/// The id of `repo` if it is a public repository this node holds.
-async fn public_id(state: &HttpState, repo: &str) -> Option<RepositoryId> {
-    served(state, repo).await?;
-    repo.strip_suffix(".git").unwrap_or(repo).parse().ok()
 }
 
 /// A patch or issue page's outcome: its markup, "not found" for one the node does not

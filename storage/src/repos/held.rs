@@ -219,7 +219,7 @@ pub fn view_ref(view: &SignedRefs, name: &RefName) -> String {
 
 /// Commit ancestry as libgit2 reads it from `repo`; an object it cannot read descends from
 /// nothing and has no merge base, so it qualifies only by exact agreement.
-pub(super) struct GitAncestry<'a>(pub &'a Repository);
+pub(crate) struct GitAncestry<'a>(pub &'a Repository);
 
 impl Ancestry for GitAncestry<'_> {
     fn descends(&self, descendant: ObjectId, ancestor: ObjectId) -> bool {

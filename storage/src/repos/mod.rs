@@ -28,6 +28,9 @@ pub(crate) mod import_source;
 mod ingest;
 mod packed_refs;
 mod packer;
+pub(crate) mod published;
+#[cfg(test)]
+mod published_tests;
 mod recover;
 mod ref_updates;
 mod scan;
@@ -204,6 +207,8 @@ pub struct Repositories {
     /// The newest sequence of a repository seen on the network, if the node knows one:
     /// this store never signs a sequence someone else already signed with the same key.
     seen_elsewhere: SeenElsewhere,
+    /// One published copy made at a time (see `published.rs`).
+    publishing: Arc<Mutex<()>>,
 }
 
 /// A lookup of sequences seen on the network (see [`Repositories::with_seen_elsewhere`]).
@@ -243,7 +248,7 @@ fn oid(id: &ObjectId) -> Oid {
     Oid::from_bytes(&id.0).expect("20 bytes make an oid")
 }
 
-fn object_id(oid: Oid) -> ObjectId {
+pub(crate) fn object_id(oid: Oid) -> ObjectId {
     let mut bytes = [0u8; 20];
     bytes.copy_from_slice(oid.as_bytes());
     ObjectId(bytes)
@@ -268,6 +273,7 @@ impl Repositories {
             reader: None,
             follows: Arc::default(),
             seen_elsewhere: SeenElsewhere::default(),
+            publishing: Arc::default(),
         }
     }
 
@@ -381,6 +387,7 @@ impl Repositories {
         }
         crate::fs::sync_dir(&path).map_err(write(&path))?;
         fs::remove_dir_all(&path).map_err(write(&path))?;
+        let _ = fs::remove_dir_all(self.published_root().join(id.to_string()));
         self.after_writing(id, None);
         Ok(true)
     }

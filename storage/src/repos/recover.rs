@@ -61,6 +61,9 @@ impl Repositories {
         }
         // Clones an import left behind (a crash, a kill): never imported, of no use.
         let _ = fs::remove_dir_all(self.imports_root());
+        // Published copies are remade when first asked for (their alternates name the
+        // store's absolute path, which may have moved).
+        let _ = fs::remove_dir_all(self.published_root());
         let dirs = self.repository_dirs()?;
         let mut recovered = Recovered {
             after_crash: !clean && !dirs.is_empty(),
