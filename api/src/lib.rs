@@ -382,6 +382,39 @@ pub struct RepoDetail {
     pub contributions_off: bool,
 }
 
+impl RepoDetail {
+    /// What a push lists: with maintainers, the pusher's own view (what the push moves; the
+    /// canonical refs while it has none); for a key that maintains nothing, its fork; else
+    /// the owner's refs.
+    pub fn refs_for_push(&self) -> Vec<(String, String)> {
+        let me = self
+            .maintainers
+            .as_ref()
+            .and_then(|m| m.maintainers.iter().find(|m| m.you));
+        let fork = self.forks.iter().find(|f| f.you);
+        match me {
+            None if fork.is_some() => fork
+                .map(|f| f.refs.iter().map(|(n, t)| (n.clone(), t.clone())).collect())
+                .unwrap_or_default(),
+            Some(me) if me.view_sequence.is_some() => self
+                .positions
+                .iter()
+                .filter_map(|(name, at)| {
+                    at.get(&me.key)
+                        .cloned()
+                        .flatten()
+                        .map(|target| (name.clone(), target))
+                })
+                .collect(),
+            _ => self
+                .refs
+                .iter()
+                .map(|(n, t)| (n.clone(), t.clone()))
+                .collect(),
+        }
+    }
+}
+
 /// A contributor's fork: its own signed refs of a repository it does not maintain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ForkReport {

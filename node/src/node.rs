@@ -164,6 +164,9 @@ impl Node {
                     handle.clone(),
                     store.clone(),
                     config.replication.max_concurrent_transfers as usize,
+                    api.as_ref()
+                        .filter(|_| config.http_push)
+                        .map(|api| api.token().clone()),
                 )
                 .await?,
             ),

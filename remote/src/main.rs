@@ -140,7 +140,7 @@ fn run(url: &str) -> anyhow::Result<()> {
                 }
                 let detail = repository(&client, &id)?;
                 let listed = if command == "list for-push" {
-                    refs_for_push(&detail)
+                    detail.refs_for_push()
                 } else {
                     refs_for_fetch(&detail)
                 };
@@ -544,35 +544,4 @@ fn refs_for_fetch(detail: &RepoDetail) -> Vec<(String, String)> {
         }
     }
     refs
-}
-
-/// What a push lists: with maintainers, the pusher's own view (what the push moves; the
-/// canonical refs while it has none); for a key that maintains nothing, its fork; else
-/// the owner's refs.
-fn refs_for_push(detail: &RepoDetail) -> Vec<(String, String)> {
-    let me = detail
-        .maintainers
-        .as_ref()
-        .and_then(|m| m.maintainers.iter().find(|m| m.you));
-    let fork = detail.forks.iter().find(|f| f.you);
-    match me {
-        None if fork.is_some() => fork
-            .map(|f| f.refs.iter().map(|(n, t)| (n.clone(), t.clone())).collect())
-            .unwrap_or_default(),
-        Some(me) if me.view_sequence.is_some() => detail
-            .positions
-            .iter()
-            .filter_map(|(name, at)| {
-                at.get(&me.key)
-                    .cloned()
-                    .flatten()
-                    .map(|target| (name.clone(), target))
-            })
-            .collect(),
-        _ => detail
-            .refs
-            .iter()
-            .map(|(n, t)| (n.clone(), t.clone()))
-            .collect(),
-    }
 }

@@ -287,6 +287,119 @@ fn a_clone_over_http_is_verified_offline_against_what_the_owner_signed() {
 }
 
 #[test]
+fn stock_git_pushes_over_http_with_the_api_token_when_pushes_are_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let node = NodeSpec::loopback(&root.join("node"))
+        .args(["--http", "127.0.0.1:0", "--http-push", "on"])
+        .spawn();
+    let addr = node.http_addr();
+    let repo: RepoSummary = node.client_json("repo init pushed").unwrap();
+    let url = format!("http://{addr}/{}", repo.id);
+    let with_token = format!("http://guts:{}@{addr}/{}", node.token(), repo.id);
+    let work = new_work(root, "work");
+    commit(&work, "one");
+    // Past git's 1 MiB post buffer: a chunked request, after git's probe.
+    let noise: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(work.join("noise.bin"), noise).unwrap();
+    ok(stock_git(&work, &["add", "noise.bin"]), "git add");
+    ok(
+        stock_git(&work, &["commit", "-q", "-m", "noise"]),
+        "git commit",
+    );
+    let head = ok(stock_git(&work, &["rev-parse", "HEAD"]), "rev-parse");
+
+    // No token, a wrong one: refused, nothing moves.
+    for bad in [
+        url.clone(),
+        format!("http://guts:{}@{addr}/{}", "0".repeat(64), repo.id),
+    ] {
+        let out = stock_git(&work, &["push", &bad, "main"]);
+        assert!(!out.status.success());
+        let said = String::from_utf8_lossy(&out.stderr);
+        // git asks for a password, or says the one it had failed.
+        assert!(
+            said.contains("could not read Username") || said.contains("Authentication failed"),
+            "{said}"
+        );
+    }
+    let listed = ok(stock_git(root, &["ls-remote", &url]), "ls-remote");
+    assert!(!listed.contains("refs/heads/"), "{listed}");
+
+    // With the token: the node signs it, git says so, and it is served.
+    let out = stock_git(&work, &["push", &with_token, "main"]);
+    let said = ok(out, "git push with the token");
+    let listed = ok(
+        stock_git(root, &["ls-remote", &url, "refs/heads/main"]),
+        "ls-remote",
+    );
+    assert!(listed.starts_with(&head), "{listed} / {said}");
+    let out = stock_git(&work, &["push", &with_token, "main:topic"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("remote: guts: signed snapshot"),
+        "{out:?}"
+    );
+
+    // An incremental push, a deletion, a rewrite only with --force.
+    let next = commit(&work, "two");
+    ok(
+        stock_git(&work, &["push", "-q", &with_token, "main", ":topic"]),
+        "git push",
+    );
+    let listed = ok(stock_git(root, &["ls-remote", &url]), "ls-remote");
+    assert!(
+        listed.contains(&format!("{next}\trefs/heads/main")),
+        "{listed}"
+    );
+    assert!(!listed.contains("refs/heads/topic"), "{listed}");
+    ok(
+        stock_git(&work, &["reset", "-q", "--hard", "HEAD~1"]),
+        "reset",
+    );
+    let out = stock_git(&work, &["push", &with_token, "main"]);
+    assert!(!out.status.success(), "a rewrite without --force");
+    ok(
+        stock_git(&work, &["push", "-q", "--force", &with_token, "main"]),
+        "git push --force",
+    );
+    assert!(
+        ok(
+            stock_git(root, &["ls-remote", &url, "refs/heads/main"]),
+            "ls-remote"
+        )
+        .starts_with(&head)
+    );
+
+    // Patches go through git-remote-guts: said per ref.
+    let out = stock_git(&work, &["push", &with_token, "HEAD:refs/patches"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("git-remote-guts"), "{said}");
+
+    // What was pushed verifies from a clone.
+    ok(
+        stock_git(
+            root,
+            &[
+                "clone",
+                "-q",
+                "-c",
+                "remote.origin.fetch=+refs/guts/*:refs/guts/*",
+                &url,
+                "clone",
+            ],
+        ),
+        "git clone",
+    );
+    ok(
+        guts(&["verify", root.join("clone").to_str().unwrap()]),
+        "guts verify",
+    );
+}
+
+#[test]
 fn the_web_view_shows_the_node_and_its_public_repositories_only() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();

@@ -143,6 +143,11 @@ impl Server {
         self.local_addr
     }
 
+    /// The token clients present.
+    pub fn token(&self) -> &guts_api::auth::Token {
+        &self.token
+    }
+
     /// Stops serving and removes the token file (unless a newer node rewrote it), so
     /// clients say "no node" rather than "wrong token".
     pub async fn shutdown(self) {

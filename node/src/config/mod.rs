@@ -65,6 +65,11 @@ pub struct Config {
     #[serde(with = "http_addr")]
     #[arg(long, env = "GUTS_HTTP", value_name = "ADDR|off", value_parser = parse_http_addr)]
     pub http: ::std::option::Option<SocketAddr>,
+    /// Take `git push` over HTTP from whoever presents the control API's token (as the
+    /// password): the node's own key signs, as with git-remote-guts. Needs --http and
+    /// --api; put TLS in front of a public address.
+    #[arg(long, env = "GUTS_HTTP_PUSH", value_name = "on|off", action = clap::ArgAction::Set, value_parser = parse_on_off)]
+    pub http_push: bool,
     /// Log format: text or json.
     #[arg(long, env = "GUTS_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: LogFormat,
@@ -91,6 +96,7 @@ impl Default for Config {
             status_interval: Duration::from_secs(30),
             api: Some(DEFAULT_API.parse().expect("valid default API address")),
             http: None,
+            http_push: false,
             log_format: LogFormat::Text,
             net: NetSettings::default(),
             connections: Limits::default(),
@@ -151,6 +157,11 @@ impl Config {
         self.net.validate()?;
         self.connections.validate()?;
         self.replication.validate()?;
+        if self.http_push && (self.http.is_none() || self.api.is_none()) {
+            return Err(ConfigError::Inconsistent(
+                "http_push = on takes pushes with the control API's token on the HTTP endpoint: it needs both http and api set (not off)".into(),
+            ));
+        }
         error::not_zero(&[("status_interval", self.status_interval)])
     }
 

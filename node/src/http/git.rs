@@ -40,12 +40,8 @@ pub(super) async fn not_found() -> Response {
     super::missing()
 }
 
-/// A push over HTTP: refused, naming the way that works.
-pub(super) async fn receive_pack() -> Response {
-    read_only()
-}
-
-fn read_only() -> Response {
+/// A push while pushes are off: refused, naming the way that works.
+pub(super) fn read_only() -> Response {
     plain(
         StatusCode::FORBIDDEN,
         "this endpoint is read-only: push with git-remote-guts (guts://<id>) on the node's machine\n",
@@ -108,7 +104,9 @@ pub(super) async fn info_refs(
     }
     match query.service.as_deref() {
         Some("git-upload-pack") => {}
-        Some("git-receive-pack") => return read_only(),
+        Some("git-receive-pack") => {
+            return super::push::advertise(state, repo, headers).await;
+        }
         _ => {
             return plain(
                 StatusCode::FORBIDDEN,

@@ -1,10 +1,12 @@
 //! The node's public HTTP endpoint, off unless `--http` names an address: git's smart
-//! HTTP protocol, read-only, so stock git clones and fetches a repository this node holds
+//! HTTP protocol, so stock git clones and fetches a repository this node holds
 //! (`git clone http://HOST:PORT/<id>`), and a web view of the node and those repositories
-//! at the same URLs. Nothing here reads or needs the control API's token, and a private
-//! repository is answered exactly as one this node does not hold.
+//! at the same URLs. Reading needs nothing, and a private repository is answered exactly
+//! as one this node does not hold; a push (`--http-push`, off by default) needs the
+//! control API's token and nothing else here does.
 
 mod git;
+mod push;
 mod web;
 
 use std::net::SocketAddr;
@@ -48,6 +50,8 @@ struct HttpState {
     /// One permit per `git upload-pack` running: the same bound as transfers to peers.
     transfers: Arc<Semaphore>,
     per_ip: Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    /// The control API's token, if pushes are taken (`--http-push`).
+    push_token: Option<guts_api::auth::Token>,
 }
 
 /// The running endpoint.
@@ -59,12 +63,13 @@ pub(crate) struct Server {
 
 impl Server {
     /// Binds `addr` and serves the repositories in `store`, at most `max_transfers` packs
-    /// at once.
+    /// at once; pushes are taken from whoever presents `push_token`, if given.
     pub(crate) async fn start(
         addr: SocketAddr,
         node: NodeHandle,
         store: Store,
         max_transfers: usize,
+        push_token: Option<guts_api::auth::Token>,
     ) -> Result<Server, NodeError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -82,11 +87,13 @@ impl Server {
             per_ip: Arc::new(RateLimiter::keyed(
                 Quota::per_second(rate).allow_burst(burst),
             )),
+            push_token,
         };
+        let state_pushes = state.push_token.is_some();
         let app = Router::new()
             .route("/{repo}/info/refs", get(git::info_refs))
             .route("/{repo}/git-upload-pack", post(git::upload_pack_request))
-            .route("/{repo}/git-receive-pack", post(git::receive_pack))
+            .route("/{repo}/git-receive-pack", post(push::receive))
             .route("/", get(web::node))
             .route("/{repo}", get(web::repository))
             .route("/{repo}/log/{*rest}", get(web::log))
@@ -106,7 +113,13 @@ impl Server {
                 per_ip: Some(MAX_CONNECTIONS_PER_IP),
             },
         ));
-        tracing::info!("git over HTTP on http://{local_addr} (read-only), and its web view");
+        if state_pushes {
+            tracing::info!(
+                "git over HTTP on http://{local_addr} (pushes with the API token), and its web view"
+            );
+        } else {
+            tracing::info!("git over HTTP on http://{local_addr} (read-only), and its web view");
+        }
         Ok(Server {
             local_addr,
             stop,
