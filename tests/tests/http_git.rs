@@ -415,6 +415,7 @@ fn the_web_view_shows_the_node_and_its_public_repositories_only() {
     std::fs::write(work.join("src/lib.rs"), "fn answer() -> u32 { 42 }\n").unwrap();
     std::fs::write(work.join("<b>bold<i>.txt"), "markup in a name\n").unwrap();
     std::fs::write(work.join("blob.bin"), [0u8, 1, 2, 3, 255]).unwrap();
+    std::fs::write(work.join("odd #1?.txt"), "a name that is not a path\n").unwrap();
     std::fs::write(work.join("huge.txt"), "x".repeat(600 * 1024)).unwrap();
     ok(stock_git(&work, &["add", "."]), "git add");
     ok(
@@ -453,6 +454,12 @@ fn the_web_view_shows_the_node_and_its_public_repositories_only() {
         "{page}"
     );
     assert!(page.contains("&lt;b&gt;bold&lt;i&gt;.txt") && !page.contains("<b>bold"));
+    // A file name with '#', '?' and a space: its link is escaped and leads to it.
+    let odd = format!("/{id}/blob/main/odd%20%231%3F.txt");
+    assert!(page.contains(&format!("href=\"{odd}\"")), "{page}");
+    let (code, file) = get(&odd);
+    assert_eq!(code, 200);
+    assert!(file.contains("a name that is not a path"), "{file}");
     let (code, page) = get(&format!("/{id}/blob/main/src/lib.rs"));
     assert_eq!(code, 200);
     // Highlighted (a keyword in its own class), escaped.

@@ -65,6 +65,26 @@ fn head_of(repo: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// A branch name git and Guts allow that is also markup.
+const MARKUP_BRANCH: &str = "x\"><svg/onload=alert(1)>";
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "T")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "T")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn chromium_renders_every_kind_of_page_of_a_real_repository() {
     let tmp = tempfile::tempdir().unwrap();
@@ -78,12 +98,49 @@ fn chromium_renders_every_kind_of_page_of_a_real_repository() {
     let id = &repo.id;
     let base = format!("http://{addr}");
 
+    // A patch, an issue with markup in its title, and a branch whose name is markup.
+    let work = tmp.path().join("work");
+    git(
+        tmp.path(),
+        &["clone", "-q", "--shared", source.to_str().unwrap(), "work"],
+    );
+    git(&work, &["checkout", "-q", "-B", "proposal", &head]);
+    std::fs::write(work.join("PROPOSAL.md"), "A proposal.\n").unwrap();
+    git(&work, &["add", "PROPOSAL.md"]);
+    git(&work, &["commit", "-q", "-m", "Propose <b>this</b>"]);
+    for spec in [
+        "HEAD:refs/patches",
+        &format!("HEAD:refs/heads/{MARKUP_BRANCH}"),
+    ] {
+        let out = node.git(&work, &["push", "-q", &repo.url, spec]);
+        assert!(out.status.success(), "git push {spec}: {out:?}");
+    }
+    let opened: guts_node::api::types::collab::ChangeResponse = node
+        .client_json(&format!(
+            "issue open {id} --title <i>Renders</i>-badly -m On-a-phone"
+        ))
+        .unwrap();
+    let issue = opened.object;
+    let (_, patches) = http_get(addr, &format!("/{id}/patches")).unwrap();
+    let patch = patches
+        .split(&format!("/{id}/patches/"))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no patch link in {patches}"))
+        .to_owned();
+
     let pages = [
         ("node", "/".to_owned(), node.status().peer_id),
         (
             "repository",
             format!("/{id}"),
             format!("git clone {base}/{id}"),
+        ),
+        // The branch whose name is markup, listed as text.
+        (
+            "branches",
+            format!("/{id}"),
+            "x\"&gt;&lt;svg/onload=alert(1)&gt;".to_owned(),
         ),
         ("tree", format!("/{id}/tree/main"), "Cargo.toml".to_owned()),
         (
@@ -98,6 +155,22 @@ fn chromium_renders_every_kind_of_page_of_a_real_repository() {
             format!("/{id}/commit/{head}"),
             head[..12].to_owned(),
         ),
+        ("patches", format!("/{id}/patches"), "Propose".to_owned()),
+        (
+            "patch",
+            format!("/{id}/patches/{patch}"),
+            "Revision 1 by".to_owned(),
+        ),
+        (
+            "issues",
+            format!("/{id}/issues"),
+            "&lt;i&gt;Renders&lt;/i&gt;-badly".to_owned(),
+        ),
+        (
+            "issue",
+            format!("/{id}/issues/{issue}"),
+            "On-a-phone".to_owned(),
+        ),
     ];
     let shots = artifacts();
     for (name, path, expected) in pages {
@@ -111,6 +184,11 @@ fn chromium_renders_every_kind_of_page_of_a_real_repository() {
         assert!(
             dom.contains(&expected),
             "{name}: {expected:?} missing from {dom}"
+        );
+        // Markup from names and titles stays text: the browser built no element of it.
+        assert!(
+            !dom.contains("<svg") && !dom.contains("<i>Renders") && !dom.contains("<b>this"),
+            "{name}: markup became elements: {dom}"
         );
         // A phone-sized screenshot, kept.
         let shot = shots.join(format!("{name}.png"));

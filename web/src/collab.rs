@@ -12,7 +12,7 @@ fn comments(list: &[CommentReport]) -> Markup {
             div.comment id={ "c-" (c.id) } {
                 p.muted { span.id { (short(&c.author, 16)) } ", " (date(c.timestamp as i64))
                     @if c.edited { " (edited)" } }
-                pre.msg { (c.body) }
+                @if c.body.trim().is_empty() { p.muted { "(no text)" } } @else { pre.msg { (c.body) } }
             }
         }
     }

@@ -5,6 +5,7 @@
 
 use guts_api::{PeerReport, RepoDetail, RepoSummary, StatusReport};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use crate::browse::{At, CommitLine, CommitView, Entry, FileView, MAX_SHOWN, PAGE};
 
@@ -18,6 +19,31 @@ overflow-x:auto}.id{overflow-wrap:anywhere}.msg{white-space:pre-wrap}.scroll{ove
 .hunk{color:#0550ae}.muted{color:#666}.crumbs a,.crumbs span{margin-right:.25rem}\
 .comment,.revision{border-left:3px solid #ddd;padding-left:.75rem;margin:1rem 0}\
 @media(max-width:40rem){td,th{padding:.2rem}.wide{display:none}}";
+
+/// What a path segment of a link escapes: whatever would end it, start a query or
+/// fragment, or not be a URL character (git allows `"<>#?%` and more in ref and file
+/// names).
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'|')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'[')
+    .add(b']');
+
+/// `path` (ref or file names joined by `/`) as it goes in a link: each segment escaped.
+pub(crate) fn url_path(path: &str) -> String {
+    utf8_percent_encode(path, SEGMENT).to_string()
+}
 
 /// A whole page around `body`.
 pub fn layout(title: &str, body: Markup) -> Markup {
@@ -117,7 +143,7 @@ pub fn repository(
         p.id { "guts://" (id) }
         pre { "git clone " (clone_url) }
         p {
-            @if let Some(h) = head { a href={ "/" (id) "/tree/" (h) } { "Browse " (h) } " · " a href={ "/" (id) "/log/" (h) } { "history" } " · " }
+            @if let Some(h) = head { a href={ "/" (id) "/tree/" (url_path(h)) } { "Browse " (h) } " · " a href={ "/" (id) "/log/" (url_path(h)) } { "history" } " · " }
             a href={ "/" (id) "/patches" } { (collab.0) " patches" } " · "
             a href={ "/" (id) "/issues" } { (collab.1) " issues" }
         }
@@ -154,9 +180,9 @@ fn ref_table(id: &str, refs: &[(String, git2::Oid)]) -> Markup {
         div.scroll { table {
             @for (name, commit) in refs {
                 tr {
-                    td { a href={ "/" (id) "/tree/" (name) } { (name) } }
+                    td { a href={ "/" (id) "/tree/" (url_path(name.as_str())) } { (name) } }
                     td.id { a href={ "/" (id) "/commit/" (commit) } { (short(&commit.to_string(), 12)) } }
-                    td { a href={ "/" (id) "/log/" (name) } { "history" } }
+                    td { a href={ "/" (id) "/log/" (url_path(name.as_str())) } { "history" } }
                 }
             }
         } }
@@ -168,11 +194,11 @@ fn crumbs(id: &str, at: &At, path: &[String]) -> Markup {
     html! {
         p.crumbs {
             a href={ "/" (id) } { "repository" } " / "
-            a href={ "/" (id) "/tree/" (at.name) } { (at.name) }
+            a href={ "/" (id) "/tree/" (url_path(&at.name)) } { (at.name) }
             @for (i, part) in path.iter().enumerate() {
                 " / "
                 @if i + 1 == path.len() { span { (part) } }
-                @else { a href={ "/" (id) "/tree/" (at.name) "/" (path[..=i].join("/")) } { (part) } }
+                @else { a href={ "/" (id) "/tree/" (url_path(&at.name)) "/" (url_path(&path[..=i].join("/"))) } { (part) } }
             }
         }
     }
@@ -192,8 +218,8 @@ pub fn tree(id: &str, at: &At, path: &[String], entries: &[Entry]) -> Markup {
             @for e in entries {
                 tr { td {
                     @if e.submodule { (e.name) " (submodule)" }
-                    @else if e.dir { a href={ "/" (id) "/tree/" (at.name) "/" (prefix) (e.name) } { (e.name) "/" } }
-                    @else { a href={ "/" (id) "/blob/" (at.name) "/" (prefix) (e.name) } { (e.name) } }
+                    @else if e.dir { a href={ "/" (id) "/tree/" (url_path(&at.name)) "/" (url_path(&prefix)) (url_path(&e.name)) } { (e.name) "/" } }
+                    @else { a href={ "/" (id) "/blob/" (url_path(&at.name)) "/" (url_path(&prefix)) (url_path(&e.name)) } { (e.name) } }
                 } }
             }
         } }
@@ -225,7 +251,7 @@ pub fn log(id: &str, at: &At, lines: &[CommitLine], skip: usize, more: bool) -> 
         (crumbs(id, at, &[]))
         h1 { "History of " (at.name) }
         (commit_table(id, lines))
-        @if more { p { a href={ "/" (id) "/log/" (at.name) "?skip=" (skip + PAGE) } { "older" } } }
+        @if more { p { a href={ "/" (id) "/log/" (url_path(&at.name)) "?skip=" (skip + PAGE) } { "older" } } }
     };
     layout(&format!("history of {}", at.name), body)
 }
