@@ -144,7 +144,17 @@ fn a_five_node_compose_cluster_replicates_and_survives_partition_kill_and_newcom
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
-    plain_git(scratch.path(), &["clone", "-q", &http_url, "over-http"]);
+    plain_git(
+        scratch.path(),
+        &[
+            "clone",
+            "-q",
+            "-c",
+            "remote.origin.fetch=+refs/guts/*:refs/guts/*",
+            &http_url,
+            "over-http",
+        ],
+    );
     plain_git(
         scratch.path(),
         &["clone", "-q", "--depth", "1", &http_url, "shallow"],
@@ -175,6 +185,14 @@ fn a_five_node_compose_cluster_replicates_and_survives_partition_kill_and_newcom
     // The clone over HTTP fetches it.
     plain_git(&over_http, &["fetch", "-q"]);
     assert_eq!(Some(&main_of(&over_http)), after.get("refs/heads/main"));
+    // And checks, with the guts binary alone, that it is what the owner signed.
+    let verified = guts_tests::process::guts(&["verify", over_http.to_str().unwrap()]);
+    assert!(
+        verified.status.success(),
+        "guts verify: {}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
     all_hold(&nodes[1..4], &id, &after);
     assert_eq!(
         compose::refs(&nodes[4], &id).expect("node 5 answers"),
