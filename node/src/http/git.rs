@@ -40,13 +40,6 @@ pub(super) async fn not_found() -> Response {
     super::missing()
 }
 
-/// A push while pushes are off: refused, naming the way that works.
-pub(super) fn read_only() -> Response {
-    plain(
-        StatusCode::FORBIDDEN,
-        "this endpoint is read-only: push with git-remote-guts (guts://<id>) on the node's machine\n",
-    )
-}
 
 /// The `service` query of `info/refs`.
 #[derive(Debug, Deserialize)]

@@ -195,6 +195,14 @@ fn missing() -> Response {
     web::not_found("No such repository here.")
 }
 
+/// A push while pushes are off: refused, naming the ways that work.
+fn read_only() -> Response {
+    plain(
+        StatusCode::FORBIDDEN,
+        "this endpoint is read-only: push with git-remote-guts (guts://<id>) on the node's machine, or run the node with --http-push on\n",
+    )
+}
+
 /// A plain-text answer.
 fn plain(status: StatusCode, text: &str) -> Response {
     (

@@ -41,7 +41,7 @@ const ZERO: &str = "0000000000000000000000000000000000000000";
 /// `Bearer`): the answer that says what is missing.
 fn unauthorized(state: &HttpState, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &state.push_token else {
-        return Some(super::git::read_only());
+        return Some(super::read_only());
     };
     let presented = headers
         .get(header::AUTHORIZATION)
