@@ -6,6 +6,7 @@ mod collab_cmd;
 mod logging;
 mod maintainers_cmd;
 mod node_cmd;
+mod policy_cmd;
 mod repo_cmd;
 mod verify_cmd;
 
@@ -110,6 +111,34 @@ enum Command {
         dir: Option<PathBuf>,
         #[command(flatten)]
         api: api_args::ApiArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Seed a key's repositories (every one it created or maintains) or one repository:
+    /// followed and fetched as soon as the node hears of them, no adoption limits.
+    Seed {
+        #[command(flatten)]
+        args: policy_cmd::TargetArgs,
+        /// What of their patches, issues and forks to keep: all, maintainers or none.
+        #[arg(long, value_name = "SCOPE", default_value = "all")]
+        contributions: String,
+    },
+    /// Drop the seed rule of a key or repository (what is held stays followed).
+    Unseed(policy_cmd::TargetArgs),
+    /// Block a key's repositories or one repository: what is held of it is removed, and
+    /// nothing of it is fetched, stored, served or relayed.
+    Block(policy_cmd::TargetArgs),
+    /// Drop the block of a key or repository.
+    Unblock(policy_cmd::TargetArgs),
+    /// Show the seeding policy in effect; with --reload, read its file again first (as
+    /// SIGHUP does).
+    Policy {
+        #[command(flatten)]
+        api: api_args::ApiArgs,
+        /// Read the policy file again first.
+        #[arg(long)]
+        reload: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -240,6 +269,43 @@ fn main() -> ExitCode {
         } => collab_cmd::events(&api, repo, since.as_deref(), json),
         Command::Patch(command) => collab_cmd::run_patch(command),
         Command::Clone { id, dir, api, json } => repo_cmd::clone(&api, &id, dir, json),
+        Command::Seed {
+            args,
+            contributions,
+        } => policy_cmd::run(
+            &args.api,
+            Some(guts_api::seeding::PolicyRequest::Seed {
+                target: args.target,
+                contributions: Some(contributions),
+            }),
+            args.json,
+        ),
+        Command::Unseed(args) => policy_cmd::run(
+            &args.api,
+            Some(guts_api::seeding::PolicyRequest::Unseed {
+                target: args.target,
+            }),
+            args.json,
+        ),
+        Command::Block(args) => policy_cmd::run(
+            &args.api,
+            Some(guts_api::seeding::PolicyRequest::Block {
+                target: args.target,
+            }),
+            args.json,
+        ),
+        Command::Unblock(args) => policy_cmd::run(
+            &args.api,
+            Some(guts_api::seeding::PolicyRequest::Unblock {
+                target: args.target,
+            }),
+            args.json,
+        ),
+        Command::Policy { api, reload, json } => policy_cmd::run(
+            &api,
+            reload.then_some(guts_api::seeding::PolicyRequest::Reload),
+            json,
+        ),
         Command::Verify { dir, remote, json } => verify_cmd::run(&dir, remote.as_deref(), json),
     };
     match result {

@@ -115,6 +115,7 @@ pub fn run(args: NodeArgs) -> ExitCode {
 
 async fn run_until_signal(config: Config) -> Result<(), NodeError> {
     let node = Node::start(config).await?;
+    reload_policy_on_sighup(node.handle());
     let signal = wait_for_signal().await;
     tracing::info!("{signal}: shutting down");
     tokio::select! {
@@ -125,6 +126,38 @@ async fn run_until_signal(config: Config) -> Result<(), NodeError> {
         second = wait_for_signal() => tracing::warn!("{second} again: exiting now"),
     }
     Ok(())
+}
+
+/// SIGHUP reads the seeding policy file again (a wrong file leaves the policy in effect,
+/// and says why).
+fn reload_policy_on_sighup(handle: guts_node::NodeHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!(
+                "cannot watch for SIGHUP: the seeding policy reloads only through the API"
+            );
+            return;
+        };
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match handle.reload_policy().await {
+                    Ok(report) => tracing::info!(
+                        file = report.file,
+                        seed = report.seed.len(),
+                        block = report.block.len(),
+                        removed = report.removed.len(),
+                        followed = report.followed.len(),
+                        "SIGHUP: seeding policy reloaded"
+                    ),
+                    Err(e) => tracing::error!("SIGHUP: the seeding policy in effect stays: {e}"),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = handle;
 }
 
 async fn wait_for_signal() -> &'static str {

@@ -14,6 +14,10 @@ pub enum NodeError {
     /// The data dir or identity is unusable.
     #[error(transparent)]
     Storage(#[from] guts_storage::StorageError),
+    /// The seeding policy file is unusable (at start: the node does not start; on a
+    /// reload: the policy in effect stays).
+    #[error("seeding policy: {0}")]
+    Policy(#[from] crate::seeding::PolicyError),
     /// Building the transport or a protocol failed.
     #[error("cannot set up the node: {0}")]
     Setup(String),

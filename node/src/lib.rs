@@ -28,6 +28,7 @@ mod metrics;
 mod network;
 mod node;
 mod publish;
+pub mod seeding;
 mod store;
 mod sync;
 

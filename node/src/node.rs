@@ -70,10 +70,14 @@ impl Node {
         }
         // A crash may have left a transfer half done: back to the last verified state
         // before anything reads the store.
+        let policies = crate::seeding::Policies::load(
+            &data_dir.path().join(crate::seeding::POLICY_FILE),
+            config.replication.change_policy(),
+        )?;
         let repos = data_dir
             .repositories()
             .with_limits(config.replication.storage_limits())
-            .with_policy(config.replication.change_policy())
+            .with_policy(policies.changes())
             .with_reader(identity.signing_key().clone());
         let recovered = Store::new(repos.clone()).run(|r| r.recover()).await??;
         report_recovery(&recovered);
@@ -118,12 +122,13 @@ impl Node {
                 quota,
                 ledger,
             },
+            policies,
         );
         let collab = crate::collab::Collab::new(
             store.clone(),
             key.clone(),
             client.clone(),
-            engine.change_policy().clone(),
+            engine.policies().clone(),
         );
         let author = Author::new(store.clone(), key, client.clone());
         let server = Server {

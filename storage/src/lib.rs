@@ -15,6 +15,7 @@ pub mod failpoints;
 
 pub use data_dir::DataDir;
 pub use error::StorageError;
+pub use fs::write_atomically as write_file_atomically;
 pub use identity::{IDENTITY_FILE, Identity};
 pub use repos::changes::{CHANGES_PREFIX, ChangePolicy, ChangesAccepted, GitObjectHasher};
 pub use repos::check_workers::{CHECK_WORKER_ARG, use_check_workers};

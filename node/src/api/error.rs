@@ -23,6 +23,9 @@ impl From<NodeError> for ApiError {
             NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::RemoveOwned(_) => StatusCode::CONFLICT,
             NodeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            NodeError::Policy(crate::seeding::PolicyError::Invalid { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
             NodeError::NotFound(_) => StatusCode::NOT_FOUND,
             NodeError::NotAllowed(_) => StatusCode::FORBIDDEN,
             NodeError::Storage(S::NoBranch { .. } | S::Change(_) | S::MissingObject { .. }) => {

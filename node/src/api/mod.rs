@@ -84,6 +84,7 @@ impl Server {
             .route("/api/v1/repos/{id}/sync", post(sync))
             .route("/api/v1/repos/{id}/maintainers", post(propose))
             .route("/api/v1/repos/{id}/maintainers/accept", post(accept))
+            .route("/api/v1/policy", get(policy).post(change_policy))
             .route("/api/v1/events", get(collab::events))
             .route("/api/v1/repos/{id}/issues", get(collab::issues))
             .route("/api/v1/repos/{id}/issues/{issue}", get(collab::issue))
@@ -277,6 +278,17 @@ async fn repo(
             format!("repository {id} is not on this node; `guts repo follow {id}` fetches it"),
         )),
     }
+}
+
+async fn policy(State(s): State<ApiState>) -> Json<guts_api::seeding::PolicyReport> {
+    Json(s.node.policy().await)
+}
+
+async fn change_policy(
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<guts_api::seeding::PolicyRequest>,
+) -> Result<Json<guts_api::seeding::PolicyReport>, ApiError> {
+    Ok(Json(s.node.change_policy(req).await?))
 }
 
 async fn follow(

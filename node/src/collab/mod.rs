@@ -27,16 +27,21 @@ pub(crate) struct Collab {
     store: Store,
     key: SigningKey,
     client: Client,
-    policy: ChangePolicy,
+    policies: crate::seeding::Policies,
 }
 
 impl Collab {
-    pub(crate) fn new(store: Store, key: SigningKey, client: Client, policy: ChangePolicy) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        key: SigningKey,
+        client: Client,
+        policies: crate::seeding::Policies,
+    ) -> Self {
         Collab {
             store,
             key,
             client,
-            policy,
+            policies,
         }
     }
 
@@ -61,7 +66,7 @@ impl Collab {
         request: ChangeRequest,
     ) -> Result<ChangeResponse, NodeError> {
         let key = self.key.clone();
-        let policy = self.policy.clone();
+        let policy = self.policies.changes();
         let tip = self
             .run(move |repos| make_change(repos, id, request, &key, &policy))
             .await?;
@@ -91,7 +96,7 @@ impl Collab {
         ids: Vec<RepositoryId>,
         since: u64,
     ) -> Result<Vec<guts_api::collab::EventReport>, NodeError> {
-        let blocked = self.policy.blocked.clone();
+        let blocked = self.policies.changes().blocked;
         self.run(move |repos| {
             let ids = if ids.is_empty() { repos.list()? } else { ids };
             Ok(events::events(repos, &ids, since, &blocked)?)
@@ -101,7 +106,7 @@ impl Collab {
 
     /// Every issue of `id`, newest first.
     pub(crate) async fn issues(&self, id: RepositoryId) -> Result<Vec<IssueReport>, NodeError> {
-        let blocked = self.policy.blocked.clone();
+        let blocked = self.policies.changes().blocked;
         self.run(move |repos| {
             let c = repos.collaboration(&id, &blocked)?;
             Ok(c.issues.iter().map(report::issue).collect())
@@ -111,7 +116,7 @@ impl Collab {
 
     /// Every patch of `id`, newest first.
     pub(crate) async fn patches(&self, id: RepositoryId) -> Result<Vec<PatchReport>, NodeError> {
-        let blocked = self.policy.blocked.clone();
+        let blocked = self.policies.changes().blocked;
         self.run(move |repos| {
             let c = repos.collaboration(&id, &blocked)?;
             Ok(c.patches.iter().map(|(p, s)| report::patch(p, s)).collect())
@@ -125,7 +130,7 @@ impl Collab {
         id: RepositoryId,
         which: String,
     ) -> Result<IssueReport, NodeError> {
-        let blocked = self.policy.blocked.clone();
+        let blocked = self.policies.changes().blocked;
         self.run(move |repos| {
             let c = repos.standing(&id, &blocked)?;
             let object = object_of(&c.graph, &which, Kind::Issue)?;
@@ -142,7 +147,7 @@ impl Collab {
         id: RepositoryId,
         which: String,
     ) -> Result<PatchReport, NodeError> {
-        let blocked = self.policy.blocked.clone();
+        let blocked = self.policies.changes().blocked;
         self.run(move |repos| {
             let c = repos.standing(&id, &blocked)?;
             let object = object_of(&c.graph, &which, Kind::Patch)?;

@@ -118,6 +118,12 @@ pub enum SyncError {
         /// Each holder tried and why it failed.
         failures: Vec<(PeerId, FetchError)>,
     },
+    /// This node's seeding policy blocks the repository, or a key that created or
+    /// maintains it.
+    #[error(
+        "{0} is blocked by this node's seeding policy (guts policy shows it; guts unblock lifts it)"
+    )]
+    Blocked(RepositoryId),
     /// Local storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

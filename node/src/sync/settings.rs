@@ -172,6 +172,7 @@ impl Replication {
                 max_forks: self.max_forks as usize,
                 max_refs: self.max_refs_per_fork as usize,
             },
+            maintainers_only: false,
         }
     }
 

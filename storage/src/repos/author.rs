@@ -292,7 +292,7 @@ impl Repositories {
         // Anyone else pushes to a fork of its own, unless the node or the maintainers
         // take none from it.
         if !state.identity.may_publish(&me) {
-            if self.policy.blocked.contains(me.as_bytes()) {
+            if self.policy().blocked.contains(me.as_bytes()) {
                 return Err(StorageError::ForkRefused {
                     repository: *id,
                     reason: "its key is blocked here".into(),
@@ -410,7 +410,7 @@ impl Repositories {
             .identity
             .may_publish(&key.verifying_key())
         {
-            let policy = self.policy.clone();
+            let policy = self.policy();
             return self.push_fork_locked(id, &src, updates, key, &policy);
         }
         let previous = match held {

@@ -135,7 +135,7 @@ impl Repositories {
             .identity;
         let repo = Repository::open_bare(self.path(id))
             .map_err(|_| StorageError::UnknownRepository(*id))?;
-        let closed = self.contributions_closed(id, &identity)?;
+        let closed = policy.maintainers_only || self.contributions_closed(id, &identity)?;
         let held = self.forks(id)?;
         let mut next = held.clone();
         let mut accepted = ForksAccepted::default();

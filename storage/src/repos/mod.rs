@@ -82,6 +82,9 @@ pub struct ChangePolicy {
     pub max_changes_per_key: usize,
     /// How many contributors' forks of one repository are kept, and how large.
     pub forks: guts_protocol::ForkLimits,
+    /// Only the maintainers' changes and no forks, as if the maintainers had turned
+    /// contributions off (this node's seeding policy for one repository).
+    pub maintainers_only: bool,
 }
 
 impl Default for ChangePolicy {
@@ -91,6 +94,7 @@ impl Default for ChangePolicy {
             max_objects_per_key: 1_000,
             max_changes_per_key: 10_000,
             forks: guts_protocol::ForkLimits::default(),
+            maintainers_only: false,
         }
     }
 }
@@ -195,7 +199,7 @@ pub struct Repositories {
     limits: Limits,
     /// What is kept of other keys' contributions when no caller says (see
     /// [`Repositories::with_policy`]).
-    policy: Arc<ChangePolicy>,
+    policy: Arc<std::sync::RwLock<Arc<ChangePolicy>>>,
     /// The private repositories' ids (see `visibility.rs`).
     private: Arc<visibility::PrivateIds>,
     /// The node's key, which opens the encrypted repositories it reads (see
@@ -285,9 +289,23 @@ impl Repositories {
 
     /// The same repositories, keeping others' contributions by `policy` where no caller
     /// names one (a contributor's push to its fork).
-    pub fn with_policy(mut self, policy: ChangePolicy) -> Self {
-        self.policy = Arc::new(policy);
+    pub fn with_policy(self, policy: ChangePolicy) -> Self {
+        self.set_policy(policy);
         self
+    }
+
+    /// Puts `policy` in effect for this store and every clone of it (a reloaded
+    /// seeding policy blocks more keys, or fewer).
+    pub fn set_policy(&self, policy: ChangePolicy) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    }
+
+    /// The policy in effect (see [`Self::set_policy`]).
+    fn policy(&self) -> Arc<ChangePolicy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Tells the store the newest sequence of each repository seen on the network;

@@ -3,7 +3,7 @@
 
 use guts_protocol::wire::ChangeTip;
 use guts_protocol::{ObjectId, RepositoryId};
-use guts_storage::{ChangePolicy, ChangesAccepted, StorageError};
+use guts_storage::{ChangesAccepted, StorageError};
 use libp2p::PeerId;
 
 use super::Engine;
@@ -31,7 +31,9 @@ impl Engine {
                 Err(RequestError::Failed(reason)) => return Err(FetchError::NoTips(reason)),
             },
         };
-        let policy: ChangePolicy = self.inner.settings.changes.clone();
+        let Some(policy) = self.contributions_policy(&id).await else {
+            return Ok(ChangesAccepted::default());
+        };
         let offered: Vec<ObjectId> = tips
             .iter()
             .filter(|t| !policy.blocked.contains(t.author.as_bytes()))

@@ -8,7 +8,7 @@ use guts_protocol::forks::ForkSeen;
 use guts_protocol::views::ViewAdded;
 use guts_protocol::wire::MAX_KNOWN_FORKS;
 use guts_protocol::{ObjectId, RepositoryId, SignedRefs};
-use guts_storage::{ChangePolicy, ForksAccepted, StorageError};
+use guts_storage::{ForksAccepted, StorageError};
 use libp2p::PeerId;
 
 use super::Engine;
@@ -23,7 +23,9 @@ impl Engine {
         id: RepositoryId,
         peer: PeerId,
     ) -> Result<ForksAccepted, FetchError> {
-        let policy: ChangePolicy = self.inner.settings.changes.clone();
+        let Some(policy) = self.contributions_policy(&id).await else {
+            return Ok(ForksAccepted::default());
+        };
         if policy.forks.max_forks == 0 {
             return Ok(ForksAccepted::default());
         }

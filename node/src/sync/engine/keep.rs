@@ -15,6 +15,7 @@ use super::policy::RefsRound;
 use super::policy::{self, Adoption};
 use crate::config::Replicate;
 use crate::network::RequestError;
+use crate::seeding::Decision;
 use crate::sync::error::SyncError;
 
 /// Unknown repositories adopted from one peer's list at a time: bounds what a peer
@@ -28,7 +29,7 @@ impl Engine {
     pub(super) async fn kept(&self) -> Vec<RepositoryId> {
         let owner = self.inner.owner;
         let owners = self.inner.owners.clone();
-        let all = self.inner.settings.replicate == Replicate::All;
+        let all = self.replicate() == Replicate::All;
         self.inner
             .store
             .run(move |repos| {
@@ -67,7 +68,7 @@ impl Engine {
     /// not: those announced before it joined (or while it was cut off), which no
     /// announcement repeats. Only ids the peer backs with a valid snapshot are fetched.
     pub(super) async fn adopt_listed(&self, peer: PeerId) {
-        if self.inner.settings.replicate != Replicate::All {
+        if self.replicate() != Replicate::All && !self.inner.policies.current().seeds_keys() {
             return;
         }
         let listed = match self.inner.client.list_repositories(peer).await {
@@ -94,7 +95,14 @@ impl Engine {
         for id in unknown {
             let mut round = RefsRound::default();
             self.ask_refs(&id, &[peer], None, None, 0, &mut round).await;
-            if !round.offers.is_empty() && self.wants(&id).await {
+            let keys: Vec<VerifyingKey> = round
+                .offers
+                .iter()
+                .map(|(_, s)| s.signed.signer)
+                .chain(round.states.iter().flat_map(offered_keys))
+                .collect();
+            let offered = !round.offers.is_empty() || !round.states.is_empty();
+            if offered && self.wants(&id, &keys).await {
                 self.trigger(id, Some(peer));
             }
         }
@@ -127,14 +135,20 @@ impl Engine {
         Ok(self.inner.store.run(move |repos| repos.held(&id)).await??)
     }
 
-    /// Whether a verified announcement of `id` is for a repository this node replicates.
-    /// With `replicate = all` the node adopts it: it follows it from now on, so a fetch
-    /// that fails now is retried by anti-entropy.
-    /// Adoption is bounded: at most `max_adoptions_per_hour`, and none once
+    /// Whether a verified announcement of `id`, created or maintained by `keys`, is for a
+    /// repository this node replicates. A seeding rule for it (or its keys) adopts it at
+    /// once and a block refuses it; else, with `replicate = all` the node adopts it: it
+    /// follows it from now on, so a fetch that fails now is retried by anti-entropy.
+    /// Adoption by default is bounded: at most `max_adoptions_per_hour`, and none once
     /// `max_followed` repositories are followed (keys are free, so a stranger can sign
     /// new repositories without end).
-    pub(crate) async fn wants(&self, id: &RepositoryId) -> bool {
-        if self.inner.settings.replicate != Replicate::All {
+    pub(crate) async fn wants(&self, id: &RepositoryId, keys: &[VerifyingKey]) -> bool {
+        match self.decision(id, keys).await {
+            Decision::Block => return false,
+            Decision::Seed(_) => return self.follow(*id).await,
+            Decision::Default => {}
+        }
+        if self.replicate() != Replicate::All {
             // Followed, or the node's own: two reads for this one repository, not a
             // listing of all of them (this runs for every verified announcement).
             let (id, owner) = (*id, self.inner.owner);
@@ -181,6 +195,11 @@ impl Engine {
             }
             Adoption::Follow => {}
         }
+        self.follow(id).await
+    }
+
+    /// Follows `id` (kept from now on); whether it is followed.
+    async fn follow(&self, id: RepositoryId) -> bool {
         match self.inner.store.run(move |repos| repos.follow(&id)).await {
             Ok(Ok(_)) => true,
             Ok(Err(e)) => {
@@ -212,4 +231,16 @@ fn is_ours(
         Ok(Some(Held::Shared(state))) => state.identity.may_publish(owner),
         _ => false,
     }
+}
+
+/// The keys a peer's state of a repository with maintainers names: its creator and every
+/// maintainer of the versions offered (unchecked: a seed adopts only after the sync
+/// verifies, and a block only refuses).
+pub(super) fn offered_keys(state: &(PeerId, guts_protocol::SharedState)) -> Vec<VerifyingKey> {
+    let (_, state) = state;
+    let mut keys = vec![state.genesis.maintainers[0]];
+    for v in &state.versions {
+        keys.extend(v.doc.maintainers.iter().copied());
+    }
+    keys
 }

@@ -29,6 +29,7 @@ use super::quota::Quota;
 use crate::config::{Config, Replicate};
 use crate::metrics::TransferMetrics;
 use crate::network::Client;
+use crate::seeding::{Decision, Policies, Scope};
 
 mod changes;
 mod fetch;
@@ -64,8 +65,6 @@ struct Settings {
     stall: Duration,
     floor: pack::RateFloor,
     max_pack: u64,
-    /// What is kept of other keys' patches and issues.
-    changes: guts_storage::ChangePolicy,
 }
 
 /// Who this node is: its peer id, and the key that owns its repositories (and signs its
@@ -116,6 +115,8 @@ struct Inner {
     /// Whether each held repository is this node's own: fixed by its id (derived from
     /// the owner's key), so each snapshot is decoded for it once, not at every pass.
     owners: Arc<Mutex<HashMap<RepositoryId, bool>>>,
+    /// The seeding policy, and with it what is kept of other keys' contributions.
+    policies: Policies,
 }
 
 impl Engine {
@@ -126,6 +127,7 @@ impl Engine {
         control: libp2p_stream::Control,
         me: Me,
         accounts: Accounts,
+        policies: Policies,
     ) -> Self {
         let Accounts {
             transfers: metrics,
@@ -148,7 +150,6 @@ impl Engine {
                     stall: config.replication.transfer_stall_timeout,
                     floor: pack::RateFloor::of(config),
                     max_pack: config.replication.max_pack_size.as_u64(),
-                    changes: config.replication.change_policy(),
                 },
                 holders: Holders::new(me.peer),
                 running: Mutex::default(),
@@ -157,6 +158,7 @@ impl Engine {
                 quota,
                 ledger,
                 owners: Arc::default(),
+                policies,
                 adoptions: governor::RateLimiter::direct(governor::Quota::per_hour(
                     std::num::NonZeroU32::new(config.replication.max_adoptions_per_hour)
                         .unwrap_or(std::num::NonZeroU32::MIN),
@@ -170,9 +172,55 @@ impl Engine {
         &self.inner.ledger
     }
 
-    /// What this node keeps of other keys' patches and issues.
-    pub(crate) fn change_policy(&self) -> &guts_storage::ChangePolicy {
-        &self.inner.settings.changes
+    /// What this node keeps of other keys' patches and issues (the seeding policy's
+    /// blocked keys among the blocked).
+    pub(crate) fn change_policy(&self) -> guts_storage::ChangePolicy {
+        self.inner.policies.changes()
+    }
+
+    /// The seeding policy.
+    pub(crate) fn policies(&self) -> &Policies {
+        &self.inner.policies
+    }
+
+    /// What the seeding policy decides for `id`: by its id, the keys of what is held of
+    /// it, and `keys` (those of what a peer offers).
+    pub(crate) async fn decision(&self, id: &RepositoryId, keys: &[VerifyingKey]) -> Decision {
+        let id = *id;
+        let mut all = keys.to_vec();
+        if let Ok(Ok(Some(held))) = self.inner.store.run(move |repos| repos.held(&id)).await {
+            all.extend(crate::seeding::keys_of(&held));
+        }
+        self.inner.policies.current().decide(&id, &all)
+    }
+
+    /// What is kept of `id`'s patches, issues and forks: the change policy, with only
+    /// the maintainers' if its seed rule says so; `None` if it keeps none (or blocks it).
+    pub(crate) async fn contributions_policy(
+        &self,
+        id: &RepositoryId,
+    ) -> Option<guts_storage::ChangePolicy> {
+        let mut policy = self.change_policy();
+        match self.decision(id, &[]).await {
+            Decision::Block | Decision::Seed(Scope::None) => return None,
+            Decision::Seed(Scope::Maintainers) => policy.maintainers_only = true,
+            Decision::Seed(Scope::All) | Decision::Default => {}
+        }
+        Some(policy)
+    }
+
+    /// The node's `replicate` setting.
+    pub(crate) fn default_replicate(&self) -> Replicate {
+        self.inner.settings.replicate
+    }
+
+    /// How repositories no rule names are kept: the policy's default, else `replicate`.
+    fn replicate(&self) -> Replicate {
+        self.inner
+            .policies
+            .current()
+            .default
+            .unwrap_or(self.inner.settings.replicate)
     }
 
     /// Keeps every kept repository up to date: now (providing what this node holds),
@@ -195,7 +243,7 @@ impl Engine {
                 // Provider records are renewed every tenth round (and at start); then
                 // too, one peer in turn is asked what it holds.
                 let tenth = round.is_multiple_of(10);
-                if tenth && round > 0 && engine.inner.settings.replicate == Replicate::All {
+                if tenth && round > 0 && engine.replicate() == Replicate::All {
                     let peers = engine.inner.client.connected_peers().await;
                     if !peers.is_empty() {
                         let turn = (round / 10) as usize % peers.len();
@@ -332,6 +380,9 @@ impl Engine {
         progress: Option<mpsc::UnboundedSender<SyncProgress>>,
         change_holders: usize,
     ) -> Result<SyncOutcome, SyncError> {
+        if self.decision(&id, &[]).await == Decision::Block {
+            return Err(SyncError::Blocked(id));
+        }
         let outcome = self
             .sync_refs_locked(id, prefer, announced, progress)
             .await?;
@@ -410,6 +461,7 @@ impl Engine {
             &mut round,
         )
         .await;
+        self.refuse_blocked(&id, &round).await?;
         if matches!(held_record, Some(Held::Shared(_))) || !round.states.is_empty() {
             let holders = shared::Asked {
                 peers: asked,
@@ -439,6 +491,7 @@ impl Engine {
                     &mut round,
                 )
                 .await;
+                self.refuse_blocked(&id, &round).await?;
                 // Holders found on the DHT may answer with maintainers' state: a
                 // repository this node does not hold yet, that has maintainers.
                 if !round.states.is_empty() {
@@ -493,6 +546,21 @@ impl Engine {
             }
         }
         policy::conclusion(id, !asked.is_empty(), failures, round, held_seq)
+    }
+
+    /// Stops a sync whose offers name a key the seeding policy blocks, before anything
+    /// of it is fetched.
+    async fn refuse_blocked(&self, id: &RepositoryId, round: &RefsRound) -> Result<(), SyncError> {
+        let keys: Vec<VerifyingKey> = round
+            .offers
+            .iter()
+            .map(|(_, s)| s.signed.signer)
+            .chain(round.states.iter().flat_map(keep::offered_keys))
+            .collect();
+        if !keys.is_empty() && self.decision(id, &keys).await == Decision::Block {
+            return Err(SyncError::Blocked(*id));
+        }
+        Ok(())
     }
 
     /// Holders of `id` the DHT names that are not in `asked` (added to it), remembered.

@@ -50,7 +50,7 @@ pub(super) fn retry_after(result: &Result<SyncOutcome, SyncError>, target: u64) 
     match result {
         Ok(SyncOutcome::Updated { sequence, .. }) => (*sequence < target).then_some(Retry::Soon),
         Ok(SyncOutcome::UpToDate { sequence }) => (*sequence < target).then_some(Retry::Soon),
-        Err(SyncError::NoHolders(_)) => None,
+        Err(SyncError::NoHolders(_) | SyncError::Blocked(_)) => None,
         Err(e) if e.only_busy() => Some(Retry::Soon),
         Err(_) => Some(Retry::BackOff),
     }

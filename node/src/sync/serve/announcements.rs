@@ -7,6 +7,7 @@ use libp2p::{PeerId, gossipsub};
 
 use super::Server;
 use crate::connection_manager::Penalty;
+use crate::seeding::Decision;
 
 /// Owner keys remembered by the limiter before idle ones are forgotten.
 const OWNERS_REMEMBERED: usize = 10_000;
@@ -53,11 +54,15 @@ impl Server {
             // A second version of a sequence: not relayed, the relayer not blamed.
             return (Ignore, "equivocation");
         }
+        // Nothing of a blocked repository or key is fetched or passed on.
+        if self.engine.decision(&id, &[header.signer]).await == Decision::Block {
+            return (Ignore, "blocked");
+        }
         if !is_news(&header, held.map_or(0, |h| h.sequence)) {
             // Old news (or a replay): not relayed, no penalty.
             return (Ignore, "old");
         }
-        if self.engine.wants(&id).await {
+        if self.engine.wants(&id, &[header.signer]).await {
             self.engine
                 .trigger_to(id, publisher, header.header.sequence);
         }

@@ -40,7 +40,11 @@ impl Server {
             return (Ignore, "owner_rate");
         }
         let id = announcement.repository;
-        let policy = self.engine.change_policy();
+        // A repository this node blocks, or keeps without contributions: not fetched,
+        // not passed on.
+        let Some(policy) = self.engine.contributions_policy(&id).await else {
+            return (Ignore, "policy");
+        };
         let blocked = |t: &ChangeTip| policy.blocked.contains(t.author.as_bytes());
         let any_blocked = announcement.tips.iter().any(blocked);
         let tips: Vec<ChangeTip> = announcement
@@ -74,7 +78,7 @@ impl Server {
             None => return (Ignore, "store"),
             Some(Some(None)) => {
                 // Not held: a followed repository is synced whole, changes with it.
-                if self.engine.wants(&id).await {
+                if self.engine.wants(&id, &[]).await {
                     self.engine.trigger_to(id, Some(origin), 0);
                 }
                 return (Ignore, "not_held");

@@ -55,7 +55,7 @@ impl Server {
             .ok()
             .and_then(Result::ok)
             .unwrap_or(false);
-        if visible && self.engine.wants(&id).await {
+        if visible && self.engine.wants(&id, &[]).await {
             self.engine.trigger_to(id, Some(peer), 0);
         }
     }

@@ -59,6 +59,15 @@ impl Server {
         if self.owners.check_key(&rate_key).is_err() {
             return (Ignore, "owner_rate");
         }
+        // Who it names: its signer, or the version's maintainers (unchecked yet: it only
+        // refuses, and a seed adopts only what a sync verifies).
+        let keys: Vec<ed25519_dalek::VerifyingKey> = match &announcement {
+            SharedAnnouncement::View(h) => vec![h.signer],
+            SharedAnnouncement::Version(v) => v.doc.maintainers.clone(),
+        };
+        if self.engine.decision(&id, &keys).await == crate::seeding::Decision::Block {
+            return (Ignore, "blocked");
+        }
         let held = self
             .store
             .run(move |repos| repos.held(&id))
@@ -81,7 +90,7 @@ impl Server {
             return self.judge_fork(state, header, from, origin).await;
         }
         let judged = judge(state, announcement);
-        let wanted = || async { self.engine.wants(&id).await };
+        let wanted = || async { self.engine.wants(&id, &keys).await };
         match judged {
             Judged::Forged(why) => {
                 tracing::info!(%from, repository = %id, "rejected announcement: {why}");
@@ -154,7 +163,8 @@ impl Server {
             None if forks.len() >= policy.forks.max_forks => return (Ignore, "forks_full"),
             _ => {}
         }
-        if self.engine.wants(&id).await {
+        // The fork's signer is a contributor: the repository's own keys decide.
+        if self.engine.wants(&id, &[]).await {
             self.engine.trigger_to(id, Some(origin), 0);
         }
         (Accept, "accepted")
