@@ -40,7 +40,6 @@ pub(super) async fn not_found() -> Response {
     super::missing()
 }
 
-
 /// The `service` query of `info/refs`.
 #[derive(Debug, Deserialize)]
 pub(super) struct InfoRefsQuery {
