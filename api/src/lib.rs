@@ -8,6 +8,7 @@ pub mod auth;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod collab;
+pub mod mirrors;
 pub mod seeding;
 pub mod settings;
 pub mod terminal;

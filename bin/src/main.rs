@@ -5,6 +5,7 @@ mod api_cmd;
 mod collab_cmd;
 mod logging;
 mod maintainers_cmd;
+mod mirror_cmd;
 mod node_cmd;
 mod policy_cmd;
 mod repo_cmd;
@@ -115,6 +116,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Mirrors: repositories this node signs that follow an upstream git repository.
+    #[command(subcommand)]
+    Mirror(mirror_cmd::MirrorCommand),
     /// Seed a key's repositories (every one it created or maintains) or one repository:
     /// followed and fetched as soon as the node hears of them, no adoption limits.
     Seed {
@@ -269,6 +273,7 @@ fn main() -> ExitCode {
         } => collab_cmd::events(&api, repo, since.as_deref(), json),
         Command::Patch(command) => collab_cmd::run_patch(command),
         Command::Clone { id, dir, api, json } => repo_cmd::clone(&api, &id, dir, json),
+        Command::Mirror(command) => mirror_cmd::run(command),
         Command::Seed {
             args,
             contributions,

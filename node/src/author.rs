@@ -121,6 +121,22 @@ impl Author {
         Ok(imported)
     }
 
+    /// Brings mirror `name` up to date from `upstream` and signs what changed, then
+    /// provides and announces it.
+    pub(crate) async fn import_mirror(
+        &self,
+        upstream: String,
+        name: RepoName,
+    ) -> Result<Imported, NodeError> {
+        let imported = self
+            .blocking(move |repos, key| repos.import_mirror(&upstream, name, key))
+            .await?;
+        if imported.changed {
+            self.publish(&imported.snapshot);
+        }
+        Ok(imported)
+    }
+
     /// Creates an empty repository owned by this node, then provides and announces it
     /// (a private one: tells its allowed peers alone).
     pub(crate) async fn init(

@@ -31,6 +31,8 @@ pub struct NodeHandle {
     pub(crate) collab: Collab,
     pub(crate) store: Store,
     pub(crate) data_dir: PathBuf,
+    /// The repositories mirrored from an upstream.
+    pub(crate) mirrors: crate::mirrors::list::Mirrors,
     /// How long `connect` waits.
     pub(crate) connect_timeout: Duration,
 }

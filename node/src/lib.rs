@@ -25,6 +25,7 @@ mod http;
 mod identity;
 mod maintainers;
 mod metrics;
+mod mirrors;
 mod network;
 mod node;
 mod publish;

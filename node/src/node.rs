@@ -149,6 +149,10 @@ impl Node {
             collab,
             store: store.clone(),
             data_dir: data_dir.path().to_owned(),
+            mirrors: crate::mirrors::list::Mirrors::load(
+                &data_dir.path().join(crate::mirrors::list::MIRRORS_FILE),
+                &identity.signing_key().verifying_key(),
+            )?,
             // Dials may wait in the connection manager's queue before they start.
             connect_timeout: config.net.connection_timeout + Duration::from_secs(30),
         };
@@ -202,6 +206,7 @@ impl Node {
         ];
         let (stop_engine, stopped) = watch::channel(false);
         engine.start(config.replication.anti_entropy_interval, stopped);
+        crate::mirrors::fetch::start(handle.clone(), stop_engine.subscribe());
         Ok(Node {
             handle,
             client,

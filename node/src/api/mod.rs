@@ -85,6 +85,9 @@ impl Server {
             .route("/api/v1/repos/{id}/maintainers", post(propose))
             .route("/api/v1/repos/{id}/maintainers/accept", post(accept))
             .route("/api/v1/policy", get(policy).post(change_policy))
+            .route("/api/v1/mirrors", get(mirrors).post(add_mirror))
+            .route("/api/v1/mirrors/{id}", axum::routing::delete(remove_mirror))
+            .route("/api/v1/mirrors/{id}/sync", post(sync_mirror))
             .route("/api/v1/events", get(collab::events))
             .route("/api/v1/repos/{id}/issues", get(collab::issues))
             .route("/api/v1/repos/{id}/issues/{issue}", get(collab::issue))
@@ -289,6 +292,49 @@ async fn change_policy(
     JsonBody(req): JsonBody<guts_api::seeding::PolicyRequest>,
 ) -> Result<Json<guts_api::seeding::PolicyReport>, ApiError> {
     Ok(Json(s.node.change_policy(req).await?))
+}
+
+async fn mirrors(State(s): State<ApiState>) -> Json<Vec<guts_api::mirrors::MirrorReport>> {
+    Json(s.node.mirrors())
+}
+
+async fn add_mirror(
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<guts_api::mirrors::MirrorRequest>,
+) -> Result<Json<guts_api::mirrors::MirrorReport>, ApiError> {
+    let name = req
+        .name
+        .map(|n| n.parse::<guts_protocol::RepoName>())
+        .transpose()
+        .map_err(bad_request)?;
+    let every = req
+        .every
+        .map(|e| {
+            humantime::parse_duration(&e).map_err(|err| {
+                NodeError::BadRequest(format!("every {e:?}: {err} (e.g. 30s, 10m, 1h)"))
+            })
+        })
+        .transpose()?;
+    Ok(Json(s.node.add_mirror(req.upstream, name, every).await?))
+}
+
+async fn sync_mirror(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<guts_api::mirrors::MirrorReport>, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(s.node.sync_mirror(id).await?))
+}
+
+async fn remove_mirror(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let removed = s.node.remove_mirror(id).await?;
+    Ok(Json(
+        serde_json::json!({ "repository": id.to_string(), "was_mirror": removed }),
+    ))
 }
 
 async fn follow(

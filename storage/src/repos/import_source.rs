@@ -14,6 +14,8 @@ use crate::StorageError;
 
 /// Where clones for imports are made, under the data dir; emptied at every start.
 pub(super) const IMPORTS_DIR: &str = "imports";
+/// Where mirrors keep their upstream's branches and tags between fetches.
+const MIRRORS_DIR: &str = "mirrors";
 
 /// What an import names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +102,43 @@ impl Repositories {
         result
     }
 
+    /// [`Repositories::import`] of a mirror: the branches and tags of `upstream` (a URL,
+    /// or a local repository) fetched into the mirror's own copy beside the store (only
+    /// what is new crosses the network after the first time), then imported as `name`.
+    pub fn import_mirror(
+        &self,
+        upstream: &str,
+        name: RepoName,
+        key: &SigningKey,
+    ) -> Result<Imported, StorageError> {
+        let copy = self.mirror_copy(&name);
+        fetch_upstream(upstream, &copy).map_err(|reason| StorageError::NotAGitRepository {
+            path: PathBuf::from(format!("upstream {upstream}")),
+            reason,
+        })?;
+        self.import(&copy, Some(name), key)
+    }
+
+    /// Removes the copy a mirror keeps of its upstream (the repository stays).
+    pub fn forget_mirror(&self, name: &RepoName) -> Result<(), StorageError> {
+        let copy = self.mirror_copy(name);
+        match fs::remove_dir_all(&copy) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::Write {
+                path: copy,
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn mirror_copy(&self, name: &RepoName) -> PathBuf {
+        self.root
+            .parent()
+            .unwrap_or(&self.root)
+            .join(MIRRORS_DIR)
+            .join(format!("{name}.git"))
+    }
+
     /// A fresh directory for one import's clone.
     fn import_dir(&self) -> Result<PathBuf, StorageError> {
         let mut random = [0u8; 8];
@@ -118,13 +157,34 @@ impl Repositories {
     }
 }
 
-/// `git clone --mirror from into`, git's own reason on failure.
-fn clone_mirror(from: &str, into: &Path) -> Result<(), String> {
-    let mut command = guts_git::command();
-    guts_git::allow_import_transports(&mut command);
+/// The branches and tags of `upstream` into the bare repository `copy` (made the first
+/// time), pruned of those upstream deleted; git's own reason on failure.
+fn fetch_upstream(upstream: &str, copy: &Path) -> Result<(), String> {
+    if !copy.join("HEAD").exists() {
+        fs::create_dir_all(copy).map_err(|e| format!("cannot create {}: {e}", copy.display()))?;
+        run_git(
+            guts_git::command()
+                .args(["init", "--bare", "--quiet"])
+                .arg(copy),
+        )?;
+    }
+    let mut fetch = guts_git::in_dir(copy);
+    guts_git::allow_import_transports(&mut fetch);
+    run_git(fetch.args([
+        "fetch",
+        "--prune",
+        "--no-tags",
+        "--quiet",
+        "--",
+        upstream,
+        "+refs/heads/*:refs/heads/*",
+        "+refs/tags/*:refs/tags/*",
+    ]))
+}
+
+/// Runs `command`; git's own reason on failure, one line.
+fn run_git(command: &mut std::process::Command) -> Result<(), String> {
     let out = command
-        .args(["clone", "--mirror", "--quiet", "--no-hardlinks", "--", from])
-        .arg(into)
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("cannot run git: {e}"))?;
@@ -132,15 +192,23 @@ fn clone_mirror(from: &str, into: &Path) -> Result<(), String> {
         return Ok(());
     }
     let said = String::from_utf8_lossy(&out.stderr);
-    let said = said.trim();
-    Err(if said.is_empty() {
-        format!("git clone: {}", out.status)
+    let lines: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).collect();
+    Err(if lines.is_empty() {
+        format!("git: {}", out.status)
     } else {
-        said.lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect::<Vec<_>>()
-            .join("; ")
+        lines.join("; ")
     })
+}
+
+/// `git clone --mirror from into`, git's own reason on failure.
+fn clone_mirror(from: &str, into: &Path) -> Result<(), String> {
+    let mut command = guts_git::command();
+    guts_git::allow_import_transports(&mut command);
+    run_git(
+        command
+            .args(["clone", "--mirror", "--quiet", "--no-hardlinks", "--", from])
+            .arg(into),
+    )
 }
 
 #[cfg(test)]
