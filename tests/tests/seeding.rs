@@ -1,12 +1,14 @@
 //! Seeding policies on real nodes: seeders of an owner's key take its new repository with
 //! no manual step; a blocked key's repository is removed and takes no byte again, its
 //! news is not fetched, and a sync of it is refused by name; a policy file edited by
-//! hand applies on SIGHUP without a restart, and a wrong one leaves the policy as it was.
+//! hand applies on SIGHUP without a restart, and a wrong one leaves the policy as it was;
+//! a seed's contribution scope keeps everyone's issues, the maintainers' only, or none.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use guts_node::api::types::collab::IssueReport;
 use guts_node::api::types::seeding::PolicyReport;
 use guts_node::api::types::{RepoDetail, RepoSummary};
 use guts_tests::eventually;
@@ -230,4 +232,68 @@ fn a_policy_file_edited_by_hand_applies_on_sighup_and_a_wrong_one_changes_nothin
     assert_eq!(policy.block.len(), 1, "{policy:?}");
     assert_eq!(policy.block[0].target, id);
     assert_eq!(bytes_under(&repo_dir(&node, &id)), 0);
+}
+
+#[test]
+fn a_seeds_contribution_scope_keeps_everyones_the_maintainers_or_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let owner = spawn(&root.join("owner"), None, &[]);
+    let id = publish(&owner, root, "scoped");
+    let contributor = spawn(&root.join("contributor"), Some(&owner), &[]);
+    contributor.client_ok(&["repo", "follow", &id]);
+    eventually(WAIT, "the contributor to hold it", || {
+        holds(&contributor, &id)
+            .then_some(())
+            .ok_or("not yet".to_string())
+    });
+    let seeders: Vec<(GutsNode, &str)> = ["all", "maintainers", "none"]
+        .into_iter()
+        .map(|scope| {
+            let node = spawn(&root.join(scope), Some(&owner), &[]);
+            let report: PolicyReport = node
+                .client_json(&format!("seed {id} --contributions {scope}"))
+                .unwrap();
+            assert_eq!(report.followed, vec![id.clone()], "{report:?}");
+            (node, scope)
+        })
+        .collect();
+    let by_owner: guts_node::api::types::collab::ChangeResponse = owner
+        .client_json(&format!("issue open {id} --title From-the-owner"))
+        .unwrap();
+    let by_contributor: guts_node::api::types::collab::ChangeResponse = contributor
+        .client_json(&format!("issue open {id} --title From-a-contributor"))
+        .unwrap();
+    let issues = |node: &GutsNode| -> Vec<String> {
+        node.client_json::<Vec<IssueReport>>(&format!("issue list {id} --all"))
+            .map(|list| list.into_iter().map(|i| i.id).collect())
+            .unwrap_or_default()
+    };
+    let (all, maintainers, none) = (&seeders[0].0, &seeders[1].0, &seeders[2].0);
+    eventually(WAIT, "the all-scope seeder to take both issues", || {
+        (issues(all).len() == 2)
+            .then_some(())
+            .ok_or("not yet".to_string())
+    });
+    eventually(
+        WAIT,
+        "the maintainers-scope seeder to take the owner's",
+        || {
+            issues(maintainers)
+                .contains(&by_owner.object)
+                .then_some(())
+                .ok_or("not yet".to_string())
+        },
+    );
+    // Each has synced from holders that offered both; anti-entropy (2 s) goes again.
+    eventually(WAIT, "the none-scope seeder to hold the repository", || {
+        holds(none, &id).then_some(()).ok_or("not yet".to_string())
+    });
+    for node in [all, maintainers, none] {
+        node.client_ok(&["repo", "sync", &id]);
+    }
+    assert_eq!(issues(maintainers), vec![by_owner.object.clone()]);
+    assert!(!issues(maintainers).contains(&by_contributor.object));
+    assert_eq!(issues(none), Vec::<String>::new());
+    assert_eq!(issues(all).len(), 2);
 }
