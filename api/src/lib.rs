@@ -72,6 +72,10 @@ pub struct StatusReport {
     /// Repositories whose owner signed two different snapshots with one sequence.
     #[serde(default)]
     pub equivocations: Vec<EquivocationReport>,
+    /// Repositories still to be checked after a crash (in the background: the node
+    /// answers meanwhile, and a write to one not reached yet checks it first).
+    #[serde(default)]
+    pub recovering: usize,
     /// Gossiped announcements since start, by verdict (`accepted`, `old`, `rejected`...),
     /// as the `guts_announcements_total` metric counts them: a node that never receives
     /// one hears of new commits only through anti-entropy.

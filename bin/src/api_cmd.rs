@@ -48,6 +48,16 @@ pub fn status(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
     line(&mut out, "network:", &status.network);
     line(&mut out, "version:", &status.version);
     line(&mut out, "key:", &status.key);
+    if status.recovering > 0 {
+        line(
+            &mut out,
+            "recovering:",
+            &format!(
+                "{} repositories still to check after a crash (in the background)",
+                status.recovering
+            ),
+        );
+    }
     line(
         &mut out,
         "uptime:",

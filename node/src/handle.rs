@@ -55,6 +55,7 @@ impl NodeHandle {
     pub async fn status(&self) -> Result<StatusReport, NodeError> {
         let mut report: StatusReport = self.client.ask(Command::Status).await?;
         report.equivocations = self.engine.ledger().reports();
+        report.recovering = self.read(|repos| Ok(repos.recovering())).await?;
         report.key = maintainers::hex_key(&self.author.owner_key());
         Ok(report)
     }

@@ -79,7 +79,11 @@ impl Node {
             .with_limits(config.replication.storage_limits())
             .with_policy(policies.changes())
             .with_reader(identity.signing_key().clone());
-        let recovered = Store::new(repos.clone()).run(|r| r.recover()).await??;
+        // The cheap part now; after a crash, the walk of every repository goes on in the
+        // background (a write to one not reached yet recovers it first).
+        let recovered = Store::new(repos.clone())
+            .run(|r| r.recover_start())
+            .await??;
         report_recovery(&recovered);
 
         let mut registry = Registry::default();
@@ -103,6 +107,17 @@ impl Node {
             config.replication.max_storage.as_u64(),
             config.replication.storage_per_owner(),
         ));
+        if recovered.after_crash {
+            store.spawn(|repos| match repos.recover_pending() {
+                Ok(walked) => {
+                    report_recovery(&walked);
+                    tracing::info!(
+                        "the store was not closed cleanly last time: checked every repository"
+                    );
+                }
+                Err(e) => tracing::error!("recovering the store: {e}"),
+            });
+        }
         {
             // Measured after start: fetches of replicas wait for it, nothing else does.
             let quota = quota.clone();
@@ -271,7 +286,9 @@ impl Node {
 /// them until they are fetched again or restored), the rest quietly.
 fn report_recovery(r: &guts_storage::Recovered) {
     if r.after_crash {
-        tracing::info!("the store was not closed cleanly last time: checked every repository");
+        tracing::info!(
+            "the store was not closed cleanly last time: checking every repository in the background"
+        );
     }
     for (id, path, why) in &r.set_aside {
         tracing::error!(

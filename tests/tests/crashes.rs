@@ -39,7 +39,13 @@ fn only_a_start_after_a_crash_walks_every_repository() {
     // After the kill: a lock file the walk must find.
     let repos: Vec<RepoSummary> = {
         let node = NodeSpec::loopback(&dir).spawn();
-        assert!(node.log_text().contains(walked), "{}", node.log_text());
+        recovered(&node);
+        guts_tests::eventually(Duration::from_secs(30), "the walk's report", || {
+            node.log_text()
+                .contains(walked)
+                .then_some(())
+                .ok_or(node.log_text())
+        });
         node.client_json("repo list").unwrap()
     };
     assert_eq!(repos.len(), 1, "the repository survived both stops");
@@ -84,6 +90,13 @@ fn a_node_killed_mid_update_starts_again_and_sets_aside_what_it_cannot_recover()
     std::fs::create_dir_all(broken_path.join("objects/pack")).unwrap();
 
     let node = NodeSpec::loopback(&dir).spawn();
+    recovered(&node);
+    guts_tests::eventually(Duration::from_secs(30), "the walk's report", || {
+        node.log_text()
+            .contains("checked every repository")
+            .then_some(())
+            .ok_or(node.log_text())
+    });
     let log = node.log_text();
     assert!(log.contains("removed stale lock file"), "{log}");
     assert!(
@@ -118,6 +131,17 @@ fn a_node_killed_mid_update_starts_again_and_sets_aside_what_it_cannot_recover()
     assert_eq!(held.refs, guts_tests::git::refs(work.path()));
 }
 
+/// Waits for the background walk a start after a crash runs: `guts status` says no
+/// repository is left to check.
+fn recovered(node: &GutsNode) {
+    guts_tests::eventually(Duration::from_secs(60), "the walk after the crash", || {
+        let left = node.status().recovering;
+        (left == 0)
+            .then_some(())
+            .ok_or(format!("{left} repositories left"))
+    });
+}
+
 /// Imports the repository at `path` on `node`, its only one; returns its id.
 fn import_only(node: &GutsNode, path: &str) -> String {
     node.client_ok(&["repo", "import", path]);
@@ -147,6 +171,7 @@ fn lock_files(dir: &Path) -> Vec<PathBuf> {
 /// in its store, every repository's git refs equal to its verified snapshot and its
 /// objects sound, and `followed` still followed.
 fn check_after_crash(node: &GutsNode, followed: &[String], what: &str) {
+    recovered(node);
     let locks = lock_files(&node.data_dir().join("repos"));
     assert!(locks.is_empty(), "{what}: stale locks {locks:?}");
     let repos: Vec<RepoSummary> = node.client_json("repo list").unwrap();

@@ -62,6 +62,7 @@ pub(super) fn report(s: Sources<'_>) -> StatusReport {
         allowed_peers: behaviour.connection_manager.allowed_count(),
         // Filled in by the handle, from the sync engine's ledger.
         equivocations: Vec::new(),
+        recovering: 0,
         announcements: ANNOUNCEMENT_VERDICTS
             .iter()
             .map(|&verdict| {

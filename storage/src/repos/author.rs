@@ -43,7 +43,7 @@ impl Repositories {
         };
         let id = RepositoryId::derive(key.verifying_key().as_bytes(), &name);
         let lock = self.lock(&id);
-        let _guard = self.write(&lock)?;
+        let _guard = self.write(&id, &lock)?;
 
         let mut refs = Refs::new();
         let mut skipped = Vec::new();
@@ -251,7 +251,7 @@ impl Repositories {
     pub fn init(&self, name: RepoName, key: &SigningKey) -> Result<SignedRefs, StorageError> {
         let id = RepositoryId::derive(key.verifying_key().as_bytes(), &name);
         let lock = self.lock(&id);
-        let _guard = self.write(&lock)?;
+        let _guard = self.write(&id, &lock)?;
         if self.held(&id)?.is_some() {
             return Err(StorageError::AlreadyExists(id));
         }
@@ -396,7 +396,7 @@ impl Repositories {
         key: &SigningKey,
     ) -> Result<Pushed, StorageError> {
         let lock = self.lock(id);
-        let _guard = self.write(&lock)?;
+        let _guard = self.write(id, &lock)?;
         let held = self.held(id)?.ok_or(StorageError::UnknownRepository(*id))?;
         let src = Repository::open_bare(staging).map_err(git("opening the push area"))?;
         // git's index-pack indexed the pushed pack (every object hashed, thin packs

@@ -308,7 +308,7 @@ impl Repositories {
         signed: &SignedChange,
     ) -> Result<ChangeId, StorageError> {
         let lock = self.lock(id);
-        let _guard = self.write(&lock)?;
+        let _guard = self.write(id, &lock)?;
         let repo = Repository::open_bare(self.path(id))
             .map_err(|_| StorageError::UnknownRepository(*id))?;
         signed.verify().map_err(StorageError::Change)?;
@@ -370,7 +370,7 @@ impl Repositories {
         progress: &mut dyn FnMut(PackStats),
     ) -> Result<ChangesAccepted, StorageError> {
         let lock = self.lock(id);
-        let _guard = self.write(&lock)?;
+        let _guard = self.write(id, &lock)?;
         let repo = Repository::open_bare(self.path(id))
             .map_err(|_| StorageError::UnknownRepository(*id))?;
         let held_tips = tips_by_object(&repo)?;

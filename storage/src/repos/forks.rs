@@ -116,7 +116,7 @@ impl Repositories {
         progress: &mut dyn FnMut(PackStats),
     ) -> Result<ForksAccepted, StorageError> {
         let lock = self.lock(id);
-        let _guard = self.write(&lock)?;
+        let _guard = self.write(id, &lock)?;
         self.accept_forks_locked(id, offered, pack, policy, progress)
     }
 

@@ -62,7 +62,7 @@ impl Repositories {
         progress: &mut dyn FnMut(PackStats),
     ) -> Result<PackStats, StorageError> {
         let lock = self.lock(&snapshot.repository());
-        let _guard = self.write(&lock)?;
+        let _guard = self.write(&snapshot.repository(), &lock)?;
         self.accept_locked(snapshot, pack, progress)
     }
 

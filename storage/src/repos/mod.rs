@@ -213,6 +213,10 @@ pub struct Repositories {
     seen_elsewhere: SeenElsewhere,
     /// One published copy made at a time (see `published.rs`).
     publishing: Arc<Mutex<()>>,
+    /// Repositories a crash left unchecked, until recovered (see `recover.rs`).
+    pending: Arc<Mutex<HashSet<RepositoryId>>>,
+    /// When recovery started: what a crash left behind is older.
+    recovery_started: Arc<Mutex<Option<std::time::SystemTime>>>,
 }
 
 /// A lookup of sequences seen on the network (see [`Repositories::with_seen_elsewhere`]).
@@ -278,6 +282,8 @@ impl Repositories {
             follows: Arc::default(),
             seen_elsewhere: SeenElsewhere::default(),
             publishing: Arc::default(),
+            pending: Arc::default(),
+            recovery_started: Arc::default(),
         }
     }
 
@@ -364,10 +370,18 @@ impl Repositories {
     /// Takes `lock` (from [`Self::lock`]) to write; refused once the store is closed.
     /// The check comes after the lock is held, so [`Self::close`], which sets the flag
     /// and then takes every lock once, knows no write is left under way.
-    fn write<'a>(&self, lock: &'a Mutex<()>) -> Result<MutexGuard<'a, ()>, StorageError> {
+    /// A repository a crash left unchecked is recovered first.
+    fn write<'a>(
+        &self,
+        id: &RepositoryId,
+        lock: &'a Mutex<()>,
+    ) -> Result<MutexGuard<'a, ()>, StorageError> {
         let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
         if self.closed.load(Ordering::SeqCst) {
             return Err(StorageError::Closed);
+        }
+        if let Some((_, _, why)) = self.recover_if_pending(id, &mut Vec::new())? {
+            return Err(why);
         }
         Ok(guard)
     }
@@ -390,7 +404,7 @@ impl Repositories {
     /// store did not hold it.
     pub fn remove(&self, id: &RepositoryId) -> Result<bool, StorageError> {
         let lock = self.lock(id);
-        let _guard = self.write(&lock)?;
+        let _guard = self.write(id, &lock)?;
         let path = self.path(id);
         let write = |path: &Path| {
             let path = path.to_owned();

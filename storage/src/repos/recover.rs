@@ -37,8 +37,26 @@ impl Repositories {
     /// data dir is locked by this process, so no lock file can belong to a live writer.
     ///
     /// After a clean shutdown only the cheap part runs (half-created repositories), so
-    /// a node with many repositories starts at once.
+    /// a node with many repositories starts at once. [`Self::recover_start`] and
+    /// [`Self::recover_pending`] are the same in two steps, the second one in the
+    /// background.
     pub fn recover(&self) -> Result<Recovered, StorageError> {
+        let mut recovered = self.recover_start()?;
+        let walked = self.recover_pending()?;
+        recovered.set_aside.extend(walked.set_aside);
+        recovered.stale_locks.extend(walked.stale_locks);
+        Ok(recovered)
+    }
+
+    /// The part of [`Self::recover`] that must come before anything reads the store:
+    /// clones and copies of an earlier run cleared, half-created repositories removed.
+    /// After a crash, every repository is then pending: [`Self::recover_pending`] walks
+    /// them, and until it reaches one, the first write to it recovers it first.
+    pub fn recover_start(&self) -> Result<Recovered, StorageError> {
+        *self
+            .recovery_started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(std::time::SystemTime::now());
         let marker = self.clean_marker();
         let clean = match fs::remove_file(&marker) {
             Ok(()) => true,
@@ -69,6 +87,7 @@ impl Repositories {
             after_crash: !clean && !dirs.is_empty(),
             ..Recovered::default()
         };
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         for (id, path) in dirs {
             if !path.join(SIGNED_REFS_FILE).exists() {
                 fs::remove_dir_all(&path).map_err(|source| StorageError::Write {
@@ -76,12 +95,61 @@ impl Repositories {
                     source,
                 })?;
                 recovered.incomplete.push(id);
-                continue;
+            } else if !clean {
+                pending.insert(id);
             }
-            if clean {
-                continue;
+        }
+        Ok(recovered)
+    }
+
+    /// Recovers every repository still pending after [`Self::recover_start`], each under
+    /// its write lock (a write that came first has done it). Blocking.
+    pub fn recover_pending(&self) -> Result<Recovered, StorageError> {
+        let ids: Vec<RepositoryId> = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        let mut recovered = Recovered::default();
+        for id in ids {
+            if self.closed.load(Ordering::SeqCst) {
+                break;
             }
-            if let Err(e) = self.recover_one(&id, &path, &mut recovered.stale_locks) {
+            let lock = self.lock(&id);
+            let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(aside) = self.recover_if_pending(&id, &mut recovered.stale_locks)? {
+                recovered.set_aside.push(aside);
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// How many repositories are still to be recovered.
+    pub fn recovering(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Recovers `id` if it is pending, for a caller holding its write lock; where it was
+    /// set aside and why, if it could not be.
+    pub(super) fn recover_if_pending(
+        &self,
+        id: &RepositoryId,
+        stale_locks: &mut Vec<PathBuf>,
+    ) -> Result<Option<(RepositoryId, PathBuf, StorageError)>, StorageError> {
+        if !self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+        {
+            return Ok(None);
+        }
+        let path = self.path(id);
+        let outcome = match self.recover_one(id, &path, stale_locks) {
+            Ok(()) => None,
+            Err(e) => {
                 let aside = self.set_aside_dir().join(format!(
                     "{id}-{}",
                     std::time::SystemTime::now()
@@ -95,10 +163,14 @@ impl Repositories {
                         path: aside.clone(),
                         source,
                     })?;
-                recovered.set_aside.push((id, aside, e));
+                Some((*id, aside, e))
             }
-        }
-        Ok(recovered)
+        };
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        Ok(outcome)
     }
 
     /// Closes the store for shutdown: refuses every write from now on, waits up to
@@ -168,13 +240,24 @@ impl Repositories {
         stale_locks: &mut Vec<PathBuf>,
     ) -> Result<(), StorageError> {
         remove_lock_files(path, stale_locks);
+        let started = self
+            .recovery_started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::time::SystemTime::now);
         if let Ok(entries) = fs::read_dir(path) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with(QUARANTINE_PREFIX)
+                let work = name.starts_with(QUARANTINE_PREFIX)
                     || name.starts_with(REPACK_PREFIX)
-                    || name.starts_with(PUSH_PREFIX)
-                {
+                    || name.starts_with(PUSH_PREFIX);
+                // A push area made since recovery started (a user's push under way
+                // while the walk runs in the background) is not a crash's leftover.
+                let before_start = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < started);
+                if work && before_start {
                     let _ = fs::remove_dir_all(entry.path());
                 }
             }
@@ -284,6 +367,44 @@ mod tests {
         assert!(!path.join(format!("{QUARANTINE_PREFIX}x")).exists());
         assert!(!path.join("objects/pack/pack-dead.pack").exists());
         fsck(&path);
+    }
+
+    #[test]
+    fn after_a_crash_a_write_recovers_its_repository_first_and_the_walk_spares_new_work() {
+        let fx = Fixture::new();
+        let (dir, repos) = store();
+        let s = repos.import(fx.path(), None, &key(1)).unwrap().snapshot;
+        let id = s.repository();
+        let other = repos
+            .import(fx.path(), Some("other".parse().unwrap()), &key(1))
+            .unwrap()
+            .snapshot
+            .repository();
+        // A kill: no clean marker; a writer's lock left in each repository.
+        for r in [&id, &other] {
+            fs::write(repos.path(r).join("packed-refs.lock"), b"").unwrap();
+        }
+        let restarted = Repositories::new(dir.path());
+        let started = restarted.recover_start().unwrap();
+        assert!(started.after_crash);
+        assert_eq!(restarted.recovering(), 2, "both wait for the walk");
+
+        // A write to one not reached yet recovers it first.
+        let main = fx.repo.refname_to_id("refs/heads/main").unwrap();
+        fx.commit("refs/heads/main", &[("later", "later\n")], &[main]);
+        let changed = restarted.import(fx.path(), None, &key(1)).unwrap();
+        assert!(changed.changed);
+        assert_eq!(restarted.recovering(), 1);
+
+        // A push area made now is the user's, not a crash's: the walk leaves it.
+        let area = restarted.create_staging(&other, &key(1)).unwrap();
+        let walked = restarted.recover_pending().unwrap();
+        assert_eq!(restarted.recovering(), 0);
+        assert!(walked.set_aside.is_empty());
+        assert!(!repos.path(&other).join("packed-refs.lock").exists());
+        assert!(area.exists(), "a push under way keeps its area");
+        fsck(&repos.path(&id));
+        fsck(&repos.path(&other));
     }
 
     #[test]

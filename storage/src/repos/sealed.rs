@@ -104,7 +104,7 @@ impl Repositories {
     ) -> Result<PathBuf, StorageError> {
         let id = state.identity.repository();
         let lock = self.lock(&id);
-        let _guard = self.write(&lock)?;
+        let _guard = self.write(&id, &lock)?;
         self.open_with(state, key)?;
         let opened = self.opened_path(&id);
         open_or_init(&opened)?;

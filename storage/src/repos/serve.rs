@@ -158,7 +158,7 @@ impl Repositories {
     /// new pack is in place. Blocking.
     pub fn repack(&self, id: &RepositoryId) -> Result<(), StorageError> {
         let lock = self.lock(id);
-        let _guard = self.write(&lock)?;
+        let _guard = self.write(id, &lock)?;
         let Some(held) = self.held(id)? else {
             return Err(StorageError::UnknownRepository(*id));
         };

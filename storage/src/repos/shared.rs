@@ -56,7 +56,7 @@ impl Repositories {
         progress: &mut dyn FnMut(PackStats),
     ) -> Result<SharedAccepted, StorageError> {
         let lock = self.lock(id);
-        let _guard = self.write(&lock)?;
+        let _guard = self.write(id, &lock)?;
         let state = match self.held(id)? {
             Some(held) => held.into_state(),
             None => {
@@ -212,7 +212,7 @@ impl Repositories {
         change: impl FnOnce(&mut RepositoryState) -> Result<SignedVersion, StorageError>,
     ) -> Result<SignedVersion, StorageError> {
         let lock = self.lock(id);
-        let _guard = self.write(&lock)?;
+        let _guard = self.write(id, &lock)?;
         let held = self.held(id)?.ok_or(StorageError::UnknownRepository(*id))?;
         let mut state = held.clone().into_state();
         let current = state.identity.current();
@@ -244,7 +244,7 @@ impl Repositories {
         key: &SigningKey,
     ) -> Result<Option<SignedRefs>, StorageError> {
         let lock = self.lock(id);
-        let _guard = self.write(&lock)?;
+        let _guard = self.write(id, &lock)?;
         let Some(Held::Shared(state)) = self.held(id)? else {
             return Ok(None);
         };
