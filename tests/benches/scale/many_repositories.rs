@@ -10,6 +10,7 @@ use futures::StreamExt;
 use guts_node::Node;
 use guts_node::api::types::{RepoSummary, StatusReport};
 use guts_tests::cluster::test_config;
+use guts_tests::eventually;
 use guts_tests::git::{WorkRepo, disk_size};
 use guts_tests::process::{guts_bin, http};
 use guts_tests::procfs;
@@ -26,6 +27,7 @@ pub(super) struct ReposReport {
     inproc_list: Duration,
     starts: Vec<Duration>,
     crash_start: Duration,
+    crash_walk: Duration,
     rss_at_start: u64,
     rss_settled: u64,
     peak: u64,
@@ -78,9 +80,14 @@ impl ReposReport {
             "goal: 10,000 repositories start in under 2 s",
         );
         line(
-            "  the same after a kill -9 (every repository checked)",
+            "  the same after a kill -9",
             &ms(self.crash_start),
-            "the others follow a clean shutdown (SIGTERM)",
+            "goal: under 1 s; the others follow a clean shutdown (SIGTERM)",
+        );
+        line(
+            "  and until every repository is checked (background)",
+            &ms(self.crash_walk),
+            "status counts those left; a write checks its own first",
         );
         line(
             "  VmRSS when status first answers (largest)",
@@ -202,6 +209,7 @@ pub(super) async fn many_repositories(count: usize, quick: bool) -> ReposReport 
         inproc_list,
         starts: vec![],
         crash_start: Duration::ZERO,
+        crash_walk: Duration::ZERO,
         rss_at_start: 0,
         rss_settled: 0,
         peak: 0,
@@ -266,8 +274,19 @@ pub(super) async fn many_repositories(count: usize, quick: bool) -> ReposReport 
     // A crash: the next start finds no clean-shutdown record and checks every repository.
     let (mut crashed, _) = Guts::start(&data_dir, &[]);
     crashed.kill();
+    let began = Instant::now();
     let (mut node, took) = Guts::start(&data_dir, &[]);
     report.crash_start = took;
+    eventually(
+        Duration::from_secs(600),
+        "the walk after the kill",
+        || match node.status() {
+            Some(s) if s.recovering == 0 => Ok(()),
+            Some(s) => Err(format!("{} left", s.recovering)),
+            None => Err("no status".into()),
+        },
+    );
+    report.crash_walk = began.elapsed();
     node.stop();
     report
 }
