@@ -12,9 +12,13 @@ use crate::handle::NodeHandle;
 
 /// How often the background task looks for mirrors due.
 const TICK: Duration = Duration::from_secs(1);
+/// Background fetches at once: each is a git fetch and an import, and a node mirroring
+/// many upstreams must not run them all together.
+const FETCHES_AT_ONCE: usize = 4;
 
 /// Fetches each mirror when it is due, until the node stops.
 pub(crate) fn start(handle: NodeHandle, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(FETCHES_AT_ONCE));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         loop {
@@ -24,7 +28,9 @@ pub(crate) fn start(handle: NodeHandle, mut stop: tokio::sync::watch::Receiver<b
             }
             for id in handle.mirrors.due(now()) {
                 let handle = handle.clone();
+                let slots = slots.clone();
                 tokio::spawn(async move {
+                    let _slot = slots.acquire_owned().await;
                     let _ = handle.fetch_mirror(id).await;
                 });
             }
