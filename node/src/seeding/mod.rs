@@ -151,6 +151,13 @@ impl SeedingPolicy {
         }
     }
 
+    /// Whether any rule names a key: only then does a decision need the keys of what is
+    /// held (reading a repository's record for every sync costs at 10,000 of them).
+    pub fn names_keys(&self) -> bool {
+        self.seed.iter().any(|r| matches!(r.target, Target::Key(_)))
+            || self.block.iter().any(|t| matches!(t, Target::Key(_)))
+    }
+
     /// The keys blocked.
     pub fn blocked_keys(&self) -> impl Iterator<Item = &VerifyingKey> {
         self.block.iter().filter_map(|t| match t {

@@ -186,12 +186,15 @@ impl Engine {
     /// What the seeding policy decides for `id`: by its id, the keys of what is held of
     /// it, and `keys` (those of what a peer offers).
     pub(crate) async fn decision(&self, id: &RepositoryId, keys: &[VerifyingKey]) -> Decision {
+        let policy = self.inner.policies.current();
         let id = *id;
         let mut all = keys.to_vec();
-        if let Ok(Ok(Some(held))) = self.inner.store.run(move |repos| repos.held(&id)).await {
+        if policy.names_keys()
+            && let Ok(Ok(Some(held))) = self.inner.store.run(move |repos| repos.held(&id)).await
+        {
             all.extend(crate::seeding::keys_of(&held));
         }
-        self.inner.policies.current().decide(&id, &all)
+        policy.decide(&id, &all)
     }
 
     /// What is kept of `id`'s patches, issues and forks: the change policy, with only
