@@ -117,6 +117,12 @@ struct Inner {
     owners: Arc<Mutex<HashMap<RepositoryId, bool>>>,
     /// The seeding policy, and with it what is kept of other keys' contributions.
     policies: Policies,
+    /// When each peer last started a catch-up (see `keep.rs`).
+    caught_up: Mutex<HashMap<PeerId, std::time::Instant>>,
+    /// Whether a catch-up pass over every repository is under way, and whether one was
+    /// asked for since it started.
+    catching_up: std::sync::atomic::AtomicBool,
+    catch_up_again: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -159,6 +165,9 @@ impl Engine {
                 ledger,
                 owners: Arc::default(),
                 policies,
+                caught_up: Mutex::default(),
+                catching_up: std::sync::atomic::AtomicBool::new(false),
+                catch_up_again: std::sync::atomic::AtomicBool::new(false),
                 adoptions: governor::RateLimiter::direct(governor::Quota::per_hour(
                     std::num::NonZeroU32::new(config.replication.max_adoptions_per_hour)
                         .unwrap_or(std::num::NonZeroU32::MIN),
