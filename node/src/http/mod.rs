@@ -152,9 +152,14 @@ fn limited(state: &HttpState, remote: SocketAddr) -> Option<Response> {
     })
 }
 
+/// The repository id a URL's first segment names: `<id>` or `<id>.git`.
+fn repo_id(repo: &str) -> Option<RepositoryId> {
+    repo.strip_suffix(".git").unwrap_or(repo).parse().ok()
+}
+
 /// The id of `repo` (`<id>` or `<id>.git`) if this node holds it and it is public.
 async fn public_id(state: &HttpState, repo: &str) -> Option<RepositoryId> {
-    let id: RepositoryId = repo.strip_suffix(".git").unwrap_or(repo).parse().ok()?;
+    let id = repo_id(repo)?;
     let public = state
         .store
         .run(move |repos| -> Result<bool, guts_storage::StorageError> {
@@ -168,7 +173,7 @@ async fn public_id(state: &HttpState, repo: &str) -> Option<RepositoryId> {
 /// record, see [`guts_storage::Repositories::published`]) if this node holds it and it is
 /// public.
 async fn served(state: &HttpState, repo: &str) -> Option<PathBuf> {
-    let id: RepositoryId = repo.strip_suffix(".git").unwrap_or(repo).parse().ok()?;
+    let id = repo_id(repo)?;
     let published = state
         .store
         .run(

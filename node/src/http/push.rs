@@ -103,11 +103,7 @@ pub(super) async fn advertise(state: HttpState, repo: String, headers: HeaderMap
     if let Some(r) = unauthorized(&state, &headers) {
         return r;
     }
-    let Ok(id) = repo
-        .strip_suffix(".git")
-        .unwrap_or(&repo)
-        .parse::<RepositoryId>()
-    else {
+    let Some(id) = super::repo_id(&repo) else {
         return super::missing();
     };
     let refs = match push_refs(&state, id).await {
@@ -290,11 +286,7 @@ pub(super) async fn receive(
             "expected an uncompressed application/x-git-receive-pack-request\n",
         );
     }
-    let Ok(id) = repo
-        .strip_suffix(".git")
-        .unwrap_or(&repo)
-        .parse::<RepositoryId>()
-    else {
+    let Some(id) = super::repo_id(&repo) else {
         return super::missing();
     };
     let current: BTreeMap<String, String> = match push_refs(&state, id).await {

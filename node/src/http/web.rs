@@ -43,11 +43,7 @@ async fn with_repo(
     let Some(dir) = served(state, repo).await else {
         return missing();
     };
-    let Ok(id) = repo
-        .strip_suffix(".git")
-        .unwrap_or(repo)
-        .parse::<RepositoryId>()
-    else {
+    let Some(id) = super::repo_id(repo) else {
         return missing();
     };
     let made = tokio::task::spawn_blocking(move || read(id, Browser::open(&dir)?)).await;
