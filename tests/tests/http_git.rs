@@ -378,6 +378,35 @@ fn stock_git_pushes_over_http_with_the_api_token_when_pushes_are_on() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("git-remote-guts"), "{said}");
 
+    // Ref commands without end are cut off at their bound, before any pack.
+    let pkt = {
+        let text = format!("{z} {z} refs/heads/b\n", z = "0".repeat(40));
+        format!("{:04x}{text}", text.len() + 4)
+    };
+    let body = pkt.repeat((9 << 20) / pkt.len());
+    let head = format!(
+        "POST /{}/git-receive-pack HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {}\r\n\
+         Content-Type: application/x-git-receive-pack-request\r\n\
+         Content-Length: {}\r\n\r\n",
+        repo.id,
+        node.token(),
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    // Written beside the reading: the node answers before it has read it all.
+    let sending = std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut writer, head.as_bytes());
+        let _ = std::io::Write::write_all(&mut writer, body.as_bytes());
+    });
+    let mut answer = [0u8; 12];
+    std::io::Read::read_exact(&mut stream, &mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 413");
+    drop(stream);
+    let _ = sending.join();
+
     // What was pushed verifies from a clone.
     ok(
         stock_git(

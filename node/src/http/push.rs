@@ -159,56 +159,77 @@ struct Commands {
     side_band: bool,
 }
 
-/// Reads pkt-lines from the front of `buf` up to the flush; `Ok(None)` if more bytes are
-/// needed. Returns the commands and how many bytes they took.
-fn parse_commands(buf: &[u8]) -> Result<Option<(Commands, usize)>, String> {
-    let mut at = 0;
-    let mut parsed = Commands::default();
-    loop {
-        let Some(head) = buf.get(at..at + 4) else {
-            return Ok(None);
-        };
-        let len = std::str::from_utf8(head)
-            .ok()
-            .and_then(|h| usize::from_str_radix(h, 16).ok())
-            .ok_or_else(|| format!("not a pkt-line length: {:?}", String::from_utf8_lossy(head)))?;
-        if len == 0 {
-            return Ok(Some((parsed, at + 4)));
+/// Reads the ref commands at the front of a request as its pieces arrive, each pkt-line
+/// once (reading from the start at every piece was quadratic in the commands).
+#[derive(Debug, Default)]
+struct CommandReader {
+    parsed: Commands,
+    at: usize,
+}
+
+impl CommandReader {
+    /// Reads on in `buf` (the request so far, which only grows) from where the last call
+    /// stopped; the bytes the commands took once the flush is reached, `Ok(None)` if
+    /// more bytes are needed.
+    fn read(&mut self, buf: &[u8]) -> Result<Option<usize>, String> {
+        let CommandReader { parsed, at } = self;
+        loop {
+            let Some(head) = buf.get(*at..*at + 4) else {
+                return Ok(None);
+            };
+            let len = std::str::from_utf8(head)
+                .ok()
+                .and_then(|h| usize::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    format!("not a pkt-line length: {:?}", String::from_utf8_lossy(head))
+                })?;
+            if len == 0 {
+                return Ok(Some(*at + 4));
+            }
+            if !(5..=MAX_PKT).contains(&len) {
+                return Err(format!("a pkt-line of {len} bytes"));
+            }
+            let Some(data) = buf.get(*at + 4..*at + len) else {
+                return Ok(None);
+            };
+            *at += len;
+            let text = std::str::from_utf8(data)
+                .map_err(|_| "a ref command that is not UTF-8".to_owned())?;
+            let text = text.strip_suffix('\n').unwrap_or(text);
+            let (command, caps) = match text.split_once('\0') {
+                Some((c, caps)) => (c, Some(caps)),
+                None => (text, None),
+            };
+            if let Some(caps) = caps {
+                parsed.side_band |= caps.split(' ').any(|c| c == "side-band-64k");
+            }
+            if command.starts_with("shallow ") {
+                return Err("pushing from a shallow clone is not taken here".into());
+            }
+            let mut parts = command.splitn(3, ' ');
+            let (Some(old), Some(new), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(format!("not a ref command: {command:?}"));
+            };
+            let hex = |s: &str| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hex(old) || !hex(new) || name.is_empty() {
+                return Err(format!("not a ref command: {command:?}"));
+            }
+            parsed.commands.push(Command {
+                old: old.to_ascii_lowercase(),
+                new: new.to_ascii_lowercase(),
+                name: name.to_owned(),
+            });
         }
-        if !(5..=MAX_PKT).contains(&len) {
-            return Err(format!("a pkt-line of {len} bytes"));
-        }
-        let Some(data) = buf.get(at + 4..at + len) else {
-            return Ok(None);
-        };
-        at += len;
-        let text =
-            std::str::from_utf8(data).map_err(|_| "a ref command that is not UTF-8".to_owned())?;
-        let text = text.strip_suffix('\n').unwrap_or(text);
-        let (command, caps) = match text.split_once('\0') {
-            Some((c, caps)) => (c, Some(caps)),
-            None => (text, None),
-        };
-        if let Some(caps) = caps {
-            parsed.side_band |= caps.split(' ').any(|c| c == "side-band-64k");
-        }
-        if command.starts_with("shallow ") {
-            return Err("pushing from a shallow clone is not taken here".into());
-        }
-        let mut parts = command.splitn(3, ' ');
-        let (Some(old), Some(new), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(format!("not a ref command: {command:?}"));
-        };
-        let hex = |s: &str| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if !hex(old) || !hex(new) || name.is_empty() {
-            return Err(format!("not a ref command: {command:?}"));
-        }
-        parsed.commands.push(Command {
-            old: old.to_ascii_lowercase(),
-            new: new.to_ascii_lowercase(),
-            name: name.to_owned(),
-        });
     }
+}
+
+/// The commands at the front of `buf` and the bytes they took; `Ok(None)` if more bytes
+/// are needed.
+#[cfg(test)]
+fn parse_commands(buf: &[u8]) -> Result<Option<(Commands, usize)>, String> {
+    let mut reader = CommandReader::default();
+    Ok(reader.read(buf)?.map(|used| (reader.parsed, used)))
 }
 
 /// The answer git prints: `unpack` and one line per ref, in side-band packets if git
@@ -298,9 +319,10 @@ pub(super) async fn receive(
     // The commands, then whatever follows is the pack.
     let mut stream = body.into_data_stream();
     let mut buf: Vec<u8> = Vec::new();
-    let (parsed, used) = loop {
-        match parse_commands(&buf) {
-            Ok(Some(done)) => break done,
+    let mut reader = CommandReader::default();
+    let used = loop {
+        match reader.read(&buf) {
+            Ok(Some(used)) => break used,
             Ok(None) if buf.len() > MAX_COMMANDS => {
                 return plain(StatusCode::PAYLOAD_TOO_LARGE, "too many ref commands\n");
             }
@@ -318,6 +340,7 @@ pub(super) async fn receive(
             }
         }
     };
+    let parsed = reader.parsed;
     // git's probe before a large push (a lone flush): nothing to do.
     if parsed.commands.is_empty() {
         return result_response(Vec::new());
@@ -518,6 +541,33 @@ mod tests {
             parse_commands(b"0000").unwrap().unwrap().0.commands.len(),
             0
         );
+    }
+
+    #[test]
+    fn a_reader_fed_piece_by_piece_reads_each_line_once() {
+        let a = "1".repeat(40);
+        let mut req = Vec::new();
+        for n in 0..50 {
+            req.extend(line(&format!("{ZERO} {a} refs/heads/b{n}\n")));
+        }
+        req.extend_from_slice(b"0000PACK");
+        let mut reader = CommandReader::default();
+        let mut used = None;
+        for end in (0..=req.len()).step_by(7).chain([req.len()]) {
+            if let Some(u) = reader.read(&req[..end]).unwrap() {
+                used = Some(u);
+                break;
+            }
+        }
+        assert_eq!(used, Some(req.len() - 4));
+        let names: Vec<&str> = reader
+            .parsed
+            .commands
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names.len(), 50, "no line read twice: {names:?}");
+        assert_eq!(names[49], "refs/heads/b49");
     }
 
     #[test]
