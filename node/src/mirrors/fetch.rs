@@ -6,7 +6,7 @@ use guts_api::collab::{ActionBody, ChangeRequest};
 use guts_api::mirrors::MirrorReport;
 use guts_protocol::{RepoName, RepositoryId};
 
-use super::list::{DEFAULT_EVERY, MIN_EVERY, Mirror, Mirrors, default_name, now};
+use super::list::{DEFAULT_EVERY, MIN_EVERY, Mirror, Mirrors, now};
 use crate::error::NodeError;
 use crate::handle::NodeHandle;
 
@@ -50,11 +50,13 @@ impl NodeHandle {
     ) -> Result<MirrorReport, NodeError> {
         let name = match name {
             Some(n) => n,
-            None => default_name(&upstream).ok_or_else(|| {
-                NodeError::BadRequest(format!(
-                    "no repository name can be made from {upstream:?}: give one"
-                ))
-            })?,
+            None => guts_storage::ImportSource::parse(&upstream)
+                .default_name()
+                .ok_or_else(|| {
+                    NodeError::BadRequest(format!(
+                        "no repository name can be made from {upstream:?}: give one"
+                    ))
+                })?,
         };
         let every = every.unwrap_or(DEFAULT_EVERY).max(MIN_EVERY);
         let id = self.import_mirror(&upstream, name.clone()).await?.0;

@@ -158,14 +158,3 @@ pub(super) fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
-
-/// The last part of a URL or path, without `.git`, as a repository name.
-pub(super) fn default_name(upstream: &str) -> Option<RepoName> {
-    upstream
-        .trim_end_matches('/')
-        .rsplit(['/', ':'])
-        .next()?
-        .trim_end_matches(".git")
-        .parse()
-        .ok()
-}

@@ -51,7 +51,7 @@ impl ImportSource {
 
     /// The name a repository gets when none is given: the last part of the URL or
     /// path, without `.git` or `.bundle`.
-    fn default_name(&self) -> Option<RepoName> {
+    pub fn default_name(&self) -> Option<RepoName> {
         let text = match self {
             ImportSource::Local(p) | ImportSource::Bundle(p) => p.to_string_lossy().into_owned(),
             ImportSource::Url(u) => u.clone(),
