@@ -279,6 +279,56 @@ async fn a_replicate_all_node_joining_later_adopts_what_its_peers_hold() {
     }
 }
 
+/// A peer too busy to answer (its request rate spent) is asked again: a node joining
+/// with `replicate = all` adopts every repository it lists, though most of the first
+/// asks are turned away and the next list is ten anti-entropy rounds (ten minutes) off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicate_all_node_adopts_from_a_busy_peer() {
+    guts_tests::init_logs();
+    let a = TestNode::start(|c| c.connections.requests_per_second_per_peer = 1).await;
+    let mut held = Vec::new();
+    for name in ["busy-one", "busy-two", "busy-three", "busy-four"] {
+        let work = WorkRepo::with_history(name);
+        let (summary, _) = a.handle.import(work.path().to_owned(), None).await.unwrap();
+        held.push((
+            summary.id.parse::<RepositoryId>().unwrap(),
+            summary.sequence,
+        ));
+    }
+    let boot = a.addr.clone();
+    let late = TestNode::start(|c| {
+        c.net.bootstrap = vec![boot];
+        c.replication.replicate = guts_node::Replicate::All;
+    })
+    .await;
+    eventually_async(
+        Duration::from_secs(120),
+        "every listed repository adopted",
+        || async {
+            let mut missing = Vec::new();
+            for (id, sequence) in &held {
+                match late
+                    .handle
+                    .repository(*id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    Some(d) if d.summary.sequence >= *sequence => {}
+                    _ => missing.push(id.to_string()),
+                }
+            }
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("missing {missing:?}"))
+            }
+        },
+    )
+    .await;
+    late.shutdown().await;
+    a.shutdown().await;
+}
+
 /// A sync does not wait on a holder that went away. The newcomer knows two holders: the
 /// owner and a replica that has since gone, whose address now takes connections and never
 /// answers (a dial there waits out the connection timeout: a minute here). The new

@@ -272,6 +272,8 @@ impl Client {
     ) -> Result<Vec<RepositoryId>, RequestError> {
         match self.request(peer, SyncRequest::ListRepositories).await? {
             SyncResponse::Repositories(ids) => Ok(ids),
+            // Every request may be turned away by the peer's rate limit: no fault of its.
+            SyncResponse::RateLimited => Err(RequestError::Failed("busy (rate-limited)".into())),
             other => Err(RequestError::Misbehaved {
                 penalty: Penalty::ProtocolViolation,
                 reason: format!("answered a repository list request with {other:?}"),

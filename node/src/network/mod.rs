@@ -39,6 +39,7 @@ macro_rules! pass_to_inner {
 
 mod autonat_guard;
 mod behaviour;
+mod busy;
 mod client;
 mod dht;
 mod discovery;

@@ -18,6 +18,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, gossipsub, identify, ping
 use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
+use super::busy::BusyPeers;
 use super::client::{Command, Event, RequestError};
 use super::dht::{Dht, Query};
 use super::discovery::{self, Discovery, Verdict};
@@ -62,6 +63,8 @@ pub(crate) struct EventLoop {
     identifying: HashMap<PeerId, Vec<PendingConnect>>,
     /// Sync requests we sent, waiting for their answer.
     requests: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, RequestError>>>,
+    /// Peers that said they are busy, not asked again until their pause ends.
+    busy: BusyPeers,
     started: Instant,
 }
 
@@ -99,6 +102,7 @@ impl EventLoop {
             dialling: HashMap::new(),
             identifying: HashMap::new(),
             requests: HashMap::new(),
+            busy: BusyPeers::default(),
             started: Instant::now(),
         }
     }
@@ -277,6 +281,10 @@ impl EventLoop {
                 request,
                 reply,
             } => {
+                if self.busy.paused(&peer, Instant::now()) {
+                    let _ = reply.send(Ok(SyncResponse::RateLimited));
+                    return;
+                }
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                 self.requests.insert(id, reply);
             }

@@ -44,6 +44,7 @@ impl EventLoop {
                 }
             }
             request_response::Event::Message {
+                peer,
                 message:
                     request_response::Message::Response {
                         request_id,
@@ -51,6 +52,11 @@ impl EventLoop {
                     },
                 ..
             } => {
+                if matches!(response, SyncResponse::RateLimited) {
+                    self.busy.limited(peer, std::time::Instant::now());
+                } else {
+                    self.busy.answered(&peer);
+                }
                 if let Some(reply) = self.requests.remove(&request_id) {
                     let _ = reply.send(Ok(response));
                 }

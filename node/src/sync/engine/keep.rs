@@ -21,10 +21,26 @@ use crate::sync::error::SyncError;
 /// Unknown repositories adopted from one peer's list at a time: bounds what a peer
 /// listing made-up ids can cost; the rest come with the next list.
 const ADOPT_PER_LIST: usize = 256;
+/// How many more times a listed repository is asked for when its peer was busy.
+const ADOPT_RETRIES: u32 = 3;
 /// The least time between two catch-ups for one peer.
 const CATCH_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// Peers whose last catch-up is remembered before the stale are dropped.
 const CAUGHT_UP_REMEMBERED: usize = 4096;
+
+/// When a peer's last catch-up started, and whether another is put off to the end of
+/// its interval.
+#[derive(Clone, Copy)]
+pub(super) struct CaughtUp {
+    at: std::time::Instant,
+    put_off: bool,
+}
+
+impl CaughtUp {
+    fn at(at: std::time::Instant) -> Self {
+        CaughtUp { at, put_off: false }
+    }
+}
 
 impl Engine {
     /// The repositories to keep up to date: those this node owns or follows, and with
@@ -61,41 +77,62 @@ impl Engine {
 
     /// Checks every kept repository against its holders now, and reads `peer`'s list:
     /// once per peer per [`CATCH_UP_EVERY`], and one pass over every repository at a
-    /// time (asked during one, it goes once more after). A peer that connects over and over (a flapping link, a node that bans this
-    /// one, or on purpose) would otherwise start a walk of every repository each time: at
-    /// 10,000 repositories that kept a node busy with 1 GB of queued syncs.
+    /// time (asked during one, it goes once more after). A peer that connects over and
+    /// over (a flapping link, a node that bans this one, or on purpose) would otherwise
+    /// start a walk of every repository each time: at 10,000 repositories that kept a
+    /// node busy with 1 GB of queued syncs.
     pub(crate) fn catch_up(&self, peer: PeerId) {
-        {
+        // Asked again within the interval, the catch-up is put off to its end rather
+        // than dropped: a connection that flapped may have cut the first one short.
+        let wait = {
             let mut last = self
                 .inner
                 .caught_up
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             let now = std::time::Instant::now();
-            if last
-                .get(&peer)
-                .is_some_and(|at| now.duration_since(*at) < CATCH_UP_EVERY)
-            {
-                return;
+            match last.get_mut(&peer) {
+                Some(c) if c.put_off => return,
+                Some(c) if now.duration_since(c.at) < CATCH_UP_EVERY => {
+                    c.put_off = true;
+                    (c.at + CATCH_UP_EVERY).saturating_duration_since(now)
+                }
+                _ => {
+                    if last.len() >= CAUGHT_UP_REMEMBERED {
+                        last.retain(|_, c| now.duration_since(c.at) < CATCH_UP_EVERY);
+                    }
+                    last.insert(peer, CaughtUp::at(now));
+                    std::time::Duration::ZERO
+                }
             }
-            if last.len() >= CAUGHT_UP_REMEMBERED {
-                last.retain(|_, at| now.duration_since(*at) < CATCH_UP_EVERY);
-            }
-            last.insert(peer, now);
-        }
+        };
         let engine = self.clone();
         tokio::spawn(async move {
             use std::sync::atomic::Ordering::SeqCst;
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+                let now = std::time::Instant::now();
+                (engine.inner.caught_up.lock())
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(peer, CaughtUp::at(now));
+            }
             engine.adopt_listed(peer).await;
             let inner = &engine.inner;
-            // A pass under way goes once more when it ends, for this peer too.
+            // A pass under way goes once more when it ends, for this peer too: the flag
+            // is left for the pass's runner, which looks at it again after letting go
+            // (a request between its last look and letting go would otherwise be lost).
             inner.catch_up_again.store(true, SeqCst);
-            while inner.catch_up_again.swap(false, SeqCst) {
+            loop {
                 if inner.catching_up.swap(true, SeqCst) {
                     return;
                 }
-                engine.anti_entropy(false).await;
+                while inner.catch_up_again.swap(false, SeqCst) {
+                    engine.anti_entropy(false).await;
+                }
                 inner.catching_up.store(false, SeqCst);
+                if !inner.catch_up_again.load(SeqCst) {
+                    return;
+                }
             }
         });
     }
@@ -107,16 +144,25 @@ impl Engine {
         if self.replicate() != Replicate::All && !self.inner.policies.current().seeds_keys() {
             return;
         }
-        let listed = match self.inner.client.list_repositories(peer).await {
-            Ok(ids) => ids,
-            Err(RequestError::Misbehaved { penalty, reason }) => {
-                tracing::info!(%peer, "bad repository list: {reason}");
-                self.inner.client.penalize(peer, penalty);
-                return;
-            }
-            Err(RequestError::Failed(reason)) => {
-                tracing::debug!(%peer, "no repository list: {reason}");
-                return;
+        // A busy peer is asked again a little later: the next list is read only every
+        // tenth anti-entropy round.
+        let mut attempt = 0;
+        let listed = loop {
+            match self.inner.client.list_repositories(peer).await {
+                Ok(ids) => break ids,
+                Err(RequestError::Misbehaved { penalty, reason }) => {
+                    tracing::info!(%peer, "bad repository list: {reason}");
+                    self.inner.client.penalize(peer, penalty);
+                    return;
+                }
+                Err(RequestError::Failed(reason)) => {
+                    tracing::debug!(%peer, "no repository list: {reason}");
+                    attempt += 1;
+                    if attempt > ADOPT_RETRIES {
+                        return;
+                    }
+                    tokio::time::sleep(CATCH_UP_EVERY * attempt).await;
+                }
             }
         };
         let kept: HashSet<RepositoryId> = self.kept().await.into_iter().collect();
@@ -128,19 +174,33 @@ impl Engine {
         if !unknown.is_empty() {
             tracing::info!(%peer, "{} repositories to adopt from its list", unknown.len());
         }
-        for id in unknown {
-            let mut round = RefsRound::default();
-            self.ask_refs(&id, &[peer], None, None, 0, &mut round).await;
-            let keys: Vec<VerifyingKey> = round
-                .offers
-                .iter()
-                .map(|(_, s)| s.signed.signer)
-                .chain(round.states.iter().flat_map(offered_keys))
-                .collect();
-            let offered = !round.offers.is_empty() || !round.states.is_empty();
-            if offered && self.wants(&id, &keys).await {
-                self.trigger(id, Some(peer));
+        // Those the peer was too busy to answer for are asked again, as the list is.
+        let mut ask = unknown;
+        for attempt in 0..=ADOPT_RETRIES {
+            if attempt > 0 {
+                if ask.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(CATCH_UP_EVERY * attempt).await;
             }
+            let mut busy = Vec::new();
+            for id in ask {
+                let mut round = RefsRound::default();
+                self.ask_refs(&id, &[peer], None, None, 0, &mut round).await;
+                let keys: Vec<VerifyingKey> = round
+                    .offers
+                    .iter()
+                    .map(|(_, s)| s.signed.signer)
+                    .chain(round.states.iter().flat_map(offered_keys))
+                    .collect();
+                let offered = !round.offers.is_empty() || !round.states.is_empty();
+                if offered && self.wants(&id, &keys).await {
+                    self.trigger(id, Some(peer));
+                } else if !offered && round.busy {
+                    busy.push(id);
+                }
+            }
+            ask = busy;
         }
     }
 

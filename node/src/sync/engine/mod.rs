@@ -118,7 +118,7 @@ struct Inner {
     /// The seeding policy, and with it what is kept of other keys' contributions.
     policies: Policies,
     /// When each peer last started a catch-up (see `keep.rs`).
-    caught_up: Mutex<HashMap<PeerId, std::time::Instant>>,
+    caught_up: Mutex<HashMap<PeerId, keep::CaughtUp>>,
     /// Whether a catch-up pass over every repository is under way, and whether one was
     /// asked for since it started.
     catching_up: std::sync::atomic::AtomicBool,

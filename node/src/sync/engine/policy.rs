@@ -33,6 +33,8 @@ pub(super) struct RefsRound {
     pub(super) heard: bool,
     /// Each peer whose answer was not refs this node could use, and why.
     pub(super) misses: Vec<(PeerId, String)>,
+    /// Whether a peer was busy or unreachable (asked later, it may answer).
+    pub(super) busy: bool,
 }
 
 /// When a failed background sync goes again.

@@ -143,7 +143,10 @@ impl Engine {
                         round.states.push((peer, state));
                     }
                     Ok(SyncResponse::NotFound) => miss("does not hold it".into()),
-                    Ok(SyncResponse::RateLimited) => miss("busy (rate-limited)".into()),
+                    Ok(SyncResponse::RateLimited) => {
+                        miss("busy (rate-limited)".into());
+                        round.busy = true;
+                    }
                     Ok(SyncResponse::Repositories(_)) => {
                         self.inner.client.penalize(peer, Penalty::BadData);
                         miss("answered with a repository list".into());
@@ -166,6 +169,7 @@ impl Engine {
                         tracing::debug!(%peer, repository = %id, "no refs answer: {reason}");
                         self.inner.holders.record(id, peer, None);
                         miss(format!("unreachable: {reason}"));
+                        round.busy = true;
                     }
                 }
             }
