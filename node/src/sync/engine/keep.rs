@@ -204,19 +204,14 @@ impl Engine {
         }
     }
 
+    /// Syncs every kept repository; with `provide`, renews (paced) what this node
+    /// tells the DHT it holds.
     pub(super) async fn anti_entropy(&self, provide: bool) {
-        for id in self.kept().await {
-            if provide && self.holds(&id).await {
-                // A private repository is not provided: its allowed peers hear instead.
-                crate::publish::publish(
-                    &self.inner.store,
-                    &self.inner.client,
-                    self.inner.local,
-                    id,
-                    crate::publish::News::Held,
-                )
-                .await;
-            }
+        let kept = self.kept().await;
+        if provide {
+            self.provide_paced(kept.clone());
+        }
+        for id in kept {
             self.trigger(id, None);
         }
     }

@@ -36,6 +36,7 @@ mod fetch;
 mod forks;
 mod keep;
 mod policy;
+mod provide;
 mod refs;
 mod shared;
 
@@ -123,6 +124,8 @@ struct Inner {
     /// asked for since it started.
     catching_up: std::sync::atomic::AtomicBool,
     catch_up_again: std::sync::atomic::AtomicBool,
+    /// Whether a paced renewal of provider records is under way (see `provide.rs`).
+    providing: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -168,6 +171,7 @@ impl Engine {
                 caught_up: Mutex::default(),
                 catching_up: std::sync::atomic::AtomicBool::new(false),
                 catch_up_again: std::sync::atomic::AtomicBool::new(false),
+                providing: std::sync::atomic::AtomicBool::new(false),
                 adoptions: governor::RateLimiter::direct(governor::Quota::per_hour(
                     std::num::NonZeroU32::new(config.replication.max_adoptions_per_hour)
                         .unwrap_or(std::num::NonZeroU32::MIN),
