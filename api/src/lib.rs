@@ -257,6 +257,23 @@ pub struct PeerReport {
     pub protected: bool,
     /// Its score: 0 when well behaved, lower after penalties.
     pub score: f64,
+    /// Hole punching towards it, once it was reached through a relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hole_punch: Option<HolePunchReport>,
+}
+
+/// Hole punching towards a peer reached through a relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolePunchReport {
+    /// Rounds started: one per relayed connection, each of up to three attempts.
+    pub rounds: u32,
+    /// Whether a round succeeded: the peer is reached directly.
+    pub punched: bool,
+    /// Why the last round failed, when this side was told (the side that holds the relay
+    /// reservation is; the other only sees no direct connection come).
+    pub last_error: Option<String>,
+    /// When this side starts the next round (dials a fresh circuit), in seconds.
+    pub next_round_secs: Option<u64>,
 }
 
 /// `POST /api/v1/connect` body.
@@ -301,6 +318,10 @@ pub enum SyncOutcome {
         bytes: u64,
         /// Time the fetch took.
         millis: u64,
+        /// The relay the objects came through, when hole punching failed and the relay
+        /// carries data; none when they came directly.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<String>,
     },
 }
 

@@ -124,3 +124,98 @@ fn nodes_behind_two_nats_meet_through_a_relay_then_directly() {
         "alice should see bob directly too"
     );
 }
+
+/// Two nodes behind symmetric NATs (a port per destination: hole punching cannot work),
+/// with a relay whose operator lets circuits carry data. Hole punching is tried, then
+/// tried again over a fresh circuit, and `guts peers` shows it; then a repository larger
+/// than libp2p's default circuit limit (128 KiB) replicates through the relay, and
+/// `guts repo sync` says so.
+#[test]
+fn nodes_that_cannot_punch_replicate_through_a_relay_that_carries_data() {
+    let net = NatNet::new(1, 2, 1);
+    net.set_symmetric(0, true);
+    net.set_symmetric(1, true);
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = node(
+        net.public_host(0),
+        &tmp.path().join("relay"),
+        &[
+            "--relay-server",
+            "--relay-circuit-bytes",
+            "0",
+            "--relay-circuit-duration",
+            "1h",
+        ],
+    );
+    let relay_id = relay.status().peer_id;
+    let boot = format!("/ip4/{}/tcp/9000/p2p/{relay_id}", net.public_ip(0));
+    let alice = node(
+        net.nat_host(0, 0),
+        &tmp.path().join("alice"),
+        &["--bootstrap", &boot],
+    );
+    let bob = node(
+        net.nat_host(1, 0),
+        &tmp.path().join("bob"),
+        &["--bootstrap", &boot],
+    );
+    let (alice_id, bob_id) = (alice.status().peer_id, bob.status().peer_id);
+    let circuit = |n: &GutsNode, who: &str| {
+        eventually(
+            Duration::from_secs(60),
+            &format!("{who} to hold an active reservation"),
+            || {
+                let s = status_of(n)?;
+                s.reservations
+                    .iter()
+                    .find(|r| r.state == "active")
+                    .map(|r| r.address.clone())
+                    .ok_or_else(|| format!("{:?}", s.reservations))
+            },
+        )
+    };
+    let to_alice = format!("{}/p2p/{alice_id}", circuit(&alice, "alice"));
+    let to_bob = format!("{}/p2p/{bob_id}", circuit(&bob, "bob"));
+
+    let work = WorkRepo::with_history("symmetric");
+    let mut noise = guts_tests::git::Noise::new(7);
+    work.commit(
+        "refs/heads/main",
+        &[("blob.bin", noise.bytes(512 * 1024).as_slice())],
+        "incompressible, past the default circuit limit",
+    );
+    let id = alice.import(work.path()).id;
+    std::thread::scope(|s| {
+        s.spawn(|| alice.client_ok(&["connect", &to_bob]));
+        bob.client_ok(&["connect", &to_alice]);
+    });
+
+    // Punching is tried, and tried again, and never gets through.
+    eventually(
+        Duration::from_secs(60),
+        "a second hole punching round, failed",
+        || {
+            let punch = [peer(&bob, &alice_id), peer(&alice, &bob_id)]
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.hole_punch)
+                .max_by_key(|h| h.rounds);
+            match punch {
+                Some(h) if h.rounds >= 2 && !h.punched => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    );
+    assert!(peer(&bob, &alice_id).is_some_and(|p| p.relayed));
+
+    let out = bob.client(["repo", "sync", &id, "--from", &alice_id]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}\n{}", bob.log_text());
+    assert!(
+        said.contains(&format!("through relay {relay_id}")),
+        "{said}"
+    );
+    let repos: Vec<guts_node::api::types::RepoSummary> = bob.client_json("repo list").unwrap();
+    let copy = repos.iter().find(|r| r.id == id).expect("bob holds it");
+    assert_eq!(refs(std::path::Path::new(&copy.path)), refs(work.path()));
+}

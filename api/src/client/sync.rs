@@ -83,10 +83,15 @@ pub fn sync(
                         objects,
                         bytes,
                         millis,
+                        via,
                     } => {
+                        let path = match via {
+                            Some(relay) => format!("through relay {relay}"),
+                            None => "directly".to_owned(),
+                        };
                         let _ = writeln!(
                             err,
-                            "guts://{id} updated to sequence {sequence} from {from}: {objects} objects, {} in {:.1}s",
+                            "guts://{id} updated to sequence {sequence} from {from} ({path}): {objects} objects, {} in {:.1}s",
                             bytesize::ByteSize::b(*bytes).display().iec(),
                             *millis as f64 / 1000.0
                         );

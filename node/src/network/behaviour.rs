@@ -192,7 +192,7 @@ impl Behaviour {
         let relay_server = config
             .net
             .relay_server
-            .then(|| relay::Behaviour::new(peer_id, relay_config(config.connections.ipv6_prefix)));
+            .then(|| relay::Behaviour::new(peer_id, relay_config(config)));
 
         Ok(Behaviour {
             connection_manager: connection_manager::Behaviour::new(
@@ -243,9 +243,15 @@ impl Behaviour {
 }
 
 /// libp2p's relay limits, with its per-IP rate limits counted per IP group (see
-/// [`super::ip_rate`]): a reservation and a circuit a minute, 60 in a burst.
-fn relay_config(v6_prefix: u8) -> relay::Config {
-    let per_peer = relay::Config::default();
+/// [`super::ip_rate`]): a reservation and a circuit a minute, 60 in a burst; and what one
+/// circuit may carry, as configured.
+fn relay_config(config: &Config) -> relay::Config {
+    let v6_prefix = config.connections.ipv6_prefix;
+    let per_peer = relay::Config {
+        max_circuit_bytes: config.net.relay_circuit_bytes.as_u64(),
+        max_circuit_duration: config.net.relay_circuit_duration,
+        ..relay::Config::default()
+    };
     let minute = std::time::Duration::from_secs(60);
     let mut config = relay::Config {
         reservation_rate_limiters: Vec::new(),

@@ -21,10 +21,11 @@ pub(crate) enum Command {
     RefreshGauges(oneshot::Sender<()>),
     Peers(oneshot::Sender<Vec<PeerReport>>),
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
-    /// Answered once `peer` has a direct (not relayed) connection, or has none at all.
+    /// Answered once `peer` has a direct (not relayed) connection, or has none at all
+    /// (`None`), or data may go through the relay it is reached by (`Some(relay)`).
     AwaitDirect {
         peer: PeerId,
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<Option<PeerId>>,
     },
     RoutingTable(oneshot::Sender<Vec<PeerId>>),
     Connect {
@@ -291,10 +292,14 @@ impl Client {
         self.ask(Command::ConnectedPeers).await.unwrap_or_default()
     }
 
-    /// Returns once `peer` has a direct connection (or no connection: a fetch dials it).
-    /// Pending while only relayed connections lead to it.
-    pub(crate) async fn await_direct(&self, peer: PeerId) {
-        let _ = self.ask(|reply| Command::AwaitDirect { peer, reply }).await;
+    /// Returns once `peer` has a direct connection (or no connection: a fetch dials it),
+    /// or once data may go through the relay it is reached by: then that relay. Pending
+    /// while only relayed connections lead to it and hole punching may still succeed.
+    pub(crate) async fn await_direct(&self, peer: PeerId) -> Option<PeerId> {
+        self.ask(|reply| Command::AwaitDirect { peer, reply })
+            .await
+            .ok()
+            .flatten()
     }
 
     pub(crate) async fn find_providers(&self, repository: RepositoryId) -> Vec<PeerId> {

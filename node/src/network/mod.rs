@@ -49,6 +49,7 @@ mod kad_limit;
 mod nat;
 mod peers;
 mod provider_store;
+mod punch;
 mod scope;
 pub mod settings;
 mod status;

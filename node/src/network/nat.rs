@@ -84,7 +84,14 @@ pub(crate) struct Nat {
     reservations: Vec<Reservation>,
     /// Whether to reserve slots on relays of the node's own choosing when private.
     auto_relay: bool,
+    /// Relays whose circuits carry data (as their last reservation or circuit said).
+    carrying: HashMap<PeerId, bool>,
 }
+
+/// Least a relay's circuits must allow for repositories to go through them: below, a
+/// transfer would be cut off midway, costing the relay for nothing.
+const CARRIES_BYTES: u64 = 64 << 20;
+const CARRIES_DURATION: Duration = Duration::from_secs(600);
 
 impl Nat {
     /// `configured`: the `--listen` addresses through relays; `external`: addresses set by
@@ -112,7 +119,27 @@ impl Nat {
                 })
                 .collect(),
             auto_relay,
+            carrying: HashMap::new(),
         }
+    }
+
+    /// What `relay` said its circuits allow: `limit` is its bytes and duration, if it
+    /// set any (libp2p reports 0 bytes for no limit).
+    pub fn on_relay_limit(
+        &mut self,
+        relay: PeerId,
+        limit: Option<(Option<u64>, Option<Duration>)>,
+    ) {
+        let carries = limit.is_none_or(|(bytes, duration)| {
+            bytes.is_none_or(|b| b == 0 || b >= CARRIES_BYTES)
+                && duration.is_none_or(|d| d >= CARRIES_DURATION)
+        });
+        self.carrying.insert(relay, carries);
+    }
+
+    /// Whether circuits through `relay` carry repositories.
+    pub fn carries_data(&self, relay: &PeerId) -> bool {
+        self.carrying.get(relay).copied().unwrap_or(false)
     }
 
     pub fn reachability(&self) -> Reachability {
@@ -311,7 +338,7 @@ pub(crate) fn is_relayed_connection(endpoint: &libp2p::core::ConnectedPoint) -> 
 }
 
 /// The relay of a `<relay>/p2p/<id>/p2p-circuit` address.
-fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
+pub(super) fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
     let mut relay = None;
     for p in addr.iter() {
         match p {

@@ -121,6 +121,42 @@ impl PeerTable {
         circuits_to_close(local < peer, (new, dialled), asked, &self.relayed(peer))
     }
 
+    /// The circuit address this node dialled `peer` at, if it did.
+    pub fn dialled_circuit(&self, peer: &PeerId) -> Option<libp2p::Multiaddr> {
+        self.peers
+            .get(peer)?
+            .connections
+            .values()
+            .find_map(|e| match e {
+                ConnectedPoint::Dialer { address, .. } if is_relayed_connection(e) => {
+                    Some(address.clone())
+                }
+                _ => None,
+            })
+    }
+
+    /// The relay a relayed connection to `peer` goes through.
+    pub fn relay_of(&self, peer: &PeerId) -> Option<PeerId> {
+        self.peers.get(peer)?.connections.values().find_map(|e| {
+            let addr = match e {
+                ConnectedPoint::Dialer { address, .. } => address,
+                ConnectedPoint::Listener { local_addr, .. } => local_addr,
+            };
+            super::nat::relay_of(addr)
+        })
+    }
+
+    /// Whether a connection to `peer` is over QUIC.
+    pub fn has_quic(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| {
+            p.connections.values().any(|e| {
+                e.get_remote_address()
+                    .iter()
+                    .any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1))
+            })
+        })
+    }
+
     /// Where this node dialled `peer`, if it did (an address that reaches it).
     pub fn dialled_address(&self, peer: &PeerId) -> Option<libp2p::Multiaddr> {
         self.peers
@@ -162,8 +198,13 @@ impl PeerTable {
             .unwrap_or(Scope::Global)
     }
 
-    pub fn reports(&self, manager: &crate::connection_manager::Behaviour) -> Vec<PeerReport> {
+    pub fn reports(
+        &self,
+        manager: &crate::connection_manager::Behaviour,
+        punches: &super::punch::Punches,
+    ) -> Vec<PeerReport> {
         let now = SystemTime::now();
+        let instant = std::time::Instant::now();
         let mut reports: Vec<_> = self
             .peers
             .iter()
@@ -199,6 +240,7 @@ impl PeerTable {
                     last_ping_rtt_ms: p.last_rtt.map(|d| d.as_secs_f64() * 1000.0),
                     protected: manager.is_protected(id),
                     score: manager.score(id),
+                    hole_punch: punches.report(id, instant),
                 }
             })
             .collect();

@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytesize::ByteSize;
 use libp2p::multiaddr::Protocol;
 use libp2p::pnet::PreSharedKey;
 use libp2p::{Multiaddr, PeerId};
@@ -16,6 +17,9 @@ use crate::config::error::{ConfigError, not_zero};
 use crate::config::values::{
     parse_bool, parse_duration, parse_multiaddr, parse_on_off, parse_peer_id, text_list,
 };
+
+/// The longest circuit a relay may allow.
+const MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(100 * 24 * 3600);
 
 /// Default TCP and UDP (QUIC) port.
 pub const DEFAULT_PORT: u16 = 9000;
@@ -50,6 +54,16 @@ pub struct NetSettings {
     /// Act as a circuit relay for other nodes.
     #[arg(long, env = "GUTS_RELAY_SERVER", value_name = "BOOL", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
     pub relay_server: bool,
+    /// As a relay, the bytes one circuit may carry (both directions together), e.g.
+    /// 1GiB; 0: no limit. The built-in 128KiB carries hole punching and a few requests,
+    /// not repositories: raise it on a relay meant to carry data for nodes that cannot
+    /// punch through their NATs.
+    #[arg(long, env = "GUTS_RELAY_CIRCUIT_BYTES", value_name = "SIZE")]
+    pub relay_circuit_bytes: ByteSize,
+    /// As a relay, how long one circuit may last, e.g. 2m (at most 100 days).
+    #[serde(with = "humantime_serde")]
+    #[arg(long, env = "GUTS_RELAY_CIRCUIT_DURATION", value_name = "DURATION", value_parser = parse_duration)]
+    pub relay_circuit_duration: Duration,
     /// Interval between pings on each connection, e.g. 30s.
     #[serde(with = "humantime_serde")]
     #[arg(long, env = "GUTS_PING_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
@@ -97,6 +111,8 @@ impl Default for NetSettings {
             mdns_service_tag: "guts".to_owned(),
             dht_mode: DhtMode::Server,
             relay_server: false,
+            relay_circuit_bytes: ByteSize::kib(128),
+            relay_circuit_duration: Duration::from_secs(120),
             ping_interval: Duration::from_secs(30),
             // AutoNAT v2 servers give a dial-back 10 s in all: a dial to a NAT that drops
             // it silently must fail within that for the node to learn it is private.
@@ -173,7 +189,16 @@ impl NetSettings {
         }
         check_tag(&self.mdns_service_tag)?;
         self.validate_private()?;
+        // libp2p's relay panics on a duration past u32 seconds.
+        if self.relay_circuit_duration > MAX_CIRCUIT_DURATION {
+            return Err(ConfigError::invalid(
+                "relay_circuit_duration",
+                humantime::format_duration(self.relay_circuit_duration),
+                "must be at most 100 days",
+            ));
+        }
         not_zero(&[
+            ("relay_circuit_duration", self.relay_circuit_duration),
             ("ping_interval", self.ping_interval),
             ("connection_timeout", self.connection_timeout),
             ("idle_connection_timeout", self.idle_connection_timeout),

@@ -51,7 +51,7 @@ pub enum FetchError {
     /// The holder is reached only through relays, and no direct connection came in time:
     /// relays cut circuits long before a pack is through (no fault of the holder).
     #[error(
-        "reached only through a relay, and no direct connection came within {0:?} (packs do not go through relays)"
+        "reached only through a relay, and no direct connection came within {0:?} (packs go through a relay only once hole punching gave up and the relay carries data)"
     )]
     RelayedOnly(Duration),
     /// The stream broke.

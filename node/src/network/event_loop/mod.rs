@@ -3,7 +3,7 @@
 //! manager, and what peers ask or announce out as [`Event`]s for the sync side to judge.
 //! It reads no disk and decides no policy of its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -14,7 +14,7 @@ use libp2p::metrics::Recorder;
 use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, gossipsub, identify, ping, relay};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, gossipsub, identify, ping, relay};
 use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
@@ -24,6 +24,7 @@ use super::dht::{Dht, Query};
 use super::discovery::{self, Discovery, Verdict};
 use super::nat::{self, Nat, Reachability};
 use super::peers::PeerTable;
+use super::punch::Punches;
 use super::status;
 use crate::config::Config;
 use crate::connection_manager::{self, Protection};
@@ -31,6 +32,7 @@ use crate::error::{NodeError, dial_error_text, transport_error_text};
 use crate::metrics::{Metrics, Reason};
 
 mod peer_traffic;
+mod traversal;
 
 /// A `guts connect` waiting for its outcome.
 struct PendingConnect {
@@ -56,7 +58,7 @@ pub(crate) struct EventLoop {
     /// The reachability last acted on.
     reachability: Reachability,
     /// Fetches waiting for a direct connection to a peer reached only through relays.
-    direct_waiters: HashMap<PeerId, Vec<oneshot::Sender<()>>>,
+    direct_waiters: HashMap<PeerId, Vec<oneshot::Sender<Option<PeerId>>>>,
     /// Connect requests whose dial is under way.
     dialling: HashMap<ConnectionId, PendingConnect>,
     /// Connect requests whose connection is up, waiting for identify.
@@ -65,6 +67,10 @@ pub(crate) struct EventLoop {
     requests: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, RequestError>>>,
     /// Peers that said they are busy, not asked again until their pause ends.
     busy: BusyPeers,
+    /// Hole punching towards peers reached through relays.
+    punches: Punches,
+    /// Circuits dialled to start another hole punching round.
+    punch_redials: HashSet<ConnectionId>,
     started: Instant,
 }
 
@@ -103,6 +109,8 @@ impl EventLoop {
             identifying: HashMap::new(),
             requests: HashMap::new(),
             busy: BusyPeers::default(),
+            punches: Punches::default(),
+            punch_redials: HashSet::new(),
             started: Instant::now(),
         }
     }
@@ -171,6 +179,9 @@ impl EventLoop {
         let mut status_tick = tokio::time::interval(self.config.status_interval);
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         status_tick.tick().await;
+        // Hole punching rounds fall due every few seconds at most: a tick is enough.
+        let mut punch_tick = tokio::time::interval(Duration::from_secs(1));
+        punch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.dial_bootstrap();
         self.on_reachability();
         loop {
@@ -187,6 +198,7 @@ impl EventLoop {
                     Some(command) => self.on_command(command),
                 },
                 _ = status_tick.tick() => status::log_line(self.sources()),
+                _ = punch_tick.tick() => self.punch_again(),
                 _ = tokio::time::sleep_until(next_dial) => {
                     self.dial_bootstrap();
                     self.nat.plan(&mut self.swarm);
@@ -257,16 +269,18 @@ impl EventLoop {
             }
             Command::Peers(reply) => {
                 let manager = &self.swarm.behaviour().connection_manager;
-                let _ = reply.send(self.peers.reports(manager));
+                let _ = reply.send(self.peers.reports(manager, &self.punches));
             }
             Command::ConnectedPeers(reply) => {
                 let _ = reply.send(self.peers.ids());
             }
             Command::AwaitDirect { peer, reply } => {
-                if self.peers.relayed_only(&peer) {
-                    self.direct_waiters.entry(peer).or_default().push(reply);
+                if !self.peers.relayed_only(&peer) {
+                    let _ = reply.send(None);
+                } else if self.relay_fallback(&peer) {
+                    let _ = reply.send(self.peers.relay_of(&peer));
                 } else {
-                    let _ = reply.send(());
+                    self.direct_waiters.entry(peer).or_default().push(reply);
                 }
             }
             Command::RoutingTable(reply) => {
@@ -420,10 +434,11 @@ impl EventLoop {
                 if num_established == 0 {
                     // No connection left: a fetch dials afresh.
                     for waiter in self.direct_waiters.remove(&peer_id).into_iter().flatten() {
-                        let _ = waiter.send(());
+                        let _ = waiter.send(None);
                     }
                     self.discovery.on_disconnected(&peer_id);
                     self.nat.on_disconnected(&peer_id);
+                    self.punches.disconnected(&peer_id);
                     for pending in self.identifying.remove(&peer_id).into_iter().flatten() {
                         let _ = pending.reply.send(Err(NodeError::Dial {
                             addr: pending.addr,
@@ -434,7 +449,12 @@ impl EventLoop {
                 }
                 self.metrics.connected_peers.set(self.peers.len() as i64);
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => {
+                self.punch_redial_failed(connection_id, peer_id);
                 // Failures of dials we asked for come from the connection manager.
                 tracing::debug!(?peer_id, "dial failed: {}", dial_error_text(&error));
             }
@@ -471,6 +491,7 @@ impl EventLoop {
         let first = self.peers.len() == 0;
         let direct = !nat::is_relayed_connection(&endpoint);
         if direct {
+            self.punch_on_established(peer, &endpoint);
             // Direct now (hole punched, or dialled): relays cut circuits at a few hundred
             // KiB, so nothing more goes through them.
             for relayed in self.peers.relayed_connections(&peer) {
@@ -478,20 +499,25 @@ impl EventLoop {
                 self.swarm.close_connection(relayed);
             }
             for waiter in self.direct_waiters.remove(&peer).into_iter().flatten() {
-                let _ = waiter.send(());
+                let _ = waiter.send(None);
             }
         } else if self.peers.has_direct(&peer) {
             tracing::debug!(%peer, "already connected directly: closing a relayed connection");
             self.swarm.close_connection(id);
         } else {
             let local = *self.swarm.local_peer_id();
-            let asked = self.dialling.contains_key(&id);
+            // A circuit dialled for another hole punching round replaces the old one.
+            let asked = self.is_punch_redial(id) || self.dialling.contains_key(&id);
             let close =
                 self.peers
                     .circuits_to_close(&local, &peer, id, endpoint.is_dialer(), asked);
+            let stays = !close.contains(&id);
             for circuit in close {
                 tracing::debug!(%peer, "one circuit to a peer at most: closing {circuit}");
                 self.swarm.close_connection(circuit);
+            }
+            if stays {
+                self.punch_on_established(peer, &endpoint);
             }
         }
         self.peers.connection_established(peer, id, endpoint);
@@ -581,16 +607,7 @@ impl EventLoop {
                 self.metrics.libp2p.record(&event);
                 tracing::debug!(?event, "relay server");
             }
-            BehaviourEvent::RelayClient(event) => match event {
-                relay::client::Event::ReservationReqAccepted {
-                    relay_peer_id,
-                    renewal,
-                    ..
-                } => {
-                    tracing::info!(relay = %relay_peer_id, renewal, "relay reservation accepted");
-                }
-                event => tracing::debug!(?event, "relay client"),
-            },
+            BehaviourEvent::RelayClient(event) => self.on_relay_client(event),
             BehaviourEvent::AutonatClient(autonat::v2::client::Event {
                 tested_addr,
                 server,
@@ -619,15 +636,7 @@ impl EventLoop {
             BehaviourEvent::AutonatServer(event) => {
                 tracing::debug!(client = %event.client, tested = %event.tested_addr, ok = event.result.is_ok(), "AutoNAT dial-back");
             }
-            BehaviourEvent::Dcutr(dcutr::Event {
-                remote_peer_id,
-                result,
-            }) => match result {
-                Ok(id) => {
-                    tracing::info!(peer = %remote_peer_id, ?id, "hole punched: direct connection")
-                }
-                Err(e) => tracing::info!(peer = %remote_peer_id, "hole punching failed: {e}"),
-            },
+            BehaviourEvent::Dcutr(event) => self.on_dcutr(event),
             BehaviourEvent::ConnectionManager(event) => self.on_manager_event(event),
             // libp2p-stream reports nothing; its streams are served by the sync side.
             BehaviourEvent::Stream(()) => {}
@@ -652,6 +661,7 @@ impl EventLoop {
                     self.nat.on_relay_found(peer, addr);
                     self.nat.plan(&mut self.swarm);
                 }
+                self.observe_over_quic(peer, &info);
                 self.peers.identified(&peer, info);
                 for pending in self.identifying.remove(&peer).into_iter().flatten() {
                     let _ = pending.reply.send(Ok(peer));

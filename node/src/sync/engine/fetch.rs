@@ -49,10 +49,11 @@ impl Engine {
                 objects: 0,
                 bytes: 0,
                 millis: started.elapsed().as_millis() as u64,
+                via: None,
             });
         }
 
-        self.direct(peer).await?;
+        let via = self.direct(peer).await?;
         let snap = snapshot.clone();
         let result = self
             .fetch_pack(
@@ -81,6 +82,7 @@ impl Engine {
             objects,
             bytes,
             millis: started.elapsed().as_millis() as u64,
+            via: via.map(|relay| relay.to_string()),
         })
     }
 
@@ -148,14 +150,14 @@ impl Engine {
         result
     }
 
-    /// Waits for a direct connection to `peer`: packs never go through a relay, and hole
-    /// punching (DCUtR) may need a moment to turn a relayed connection direct.
-    pub(super) async fn direct(&self, peer: PeerId) -> Result<(), FetchError> {
+    /// Waits for a direct connection to `peer`: hole punching (DCUtR) may need a moment
+    /// to turn a relayed connection direct. Packs go through a relay only once punching
+    /// gave up and the relay carries data (most cut circuits at 128 KiB): then that relay.
+    pub(super) async fn direct(&self, peer: PeerId) -> Result<Option<PeerId>, FetchError> {
         let direct = self.inner.client.await_direct(peer);
-        if tokio::time::timeout(DIRECT_WAIT, direct).await.is_err() {
-            return Err(FetchError::RelayedOnly(DIRECT_WAIT));
-        }
-        Ok(())
+        tokio::time::timeout(DIRECT_WAIT, direct)
+            .await
+            .map_err(|_| FetchError::RelayedOnly(DIRECT_WAIT))
     }
 
     /// [`Self::fetch_pack`] while the peer is marked syncing.

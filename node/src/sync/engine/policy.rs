@@ -170,6 +170,7 @@ mod tests {
             objects: 1,
             bytes: 1,
             millis: 1,
+            via: None,
         })
     }
 

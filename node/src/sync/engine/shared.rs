@@ -157,13 +157,14 @@ impl Engine {
             .await??;
         let started = Instant::now();
         let creator = *offered.genesis.maintainers[0].as_bytes();
+        let mut via = None;
         let accepted = if wants.is_empty() {
             self.inner
                 .store
                 .run(move |repos| repos.accept_shared(&id, offered, None, &mut |_| {}))
                 .await??
         } else {
-            self.direct(peer).await?;
+            via = self.direct(peer).await?;
             let result = self
                 .fetch_pack(
                     id,
@@ -204,6 +205,7 @@ impl Engine {
             objects,
             bytes,
             millis: started.elapsed().as_millis() as u64,
+            via: via.map(|relay| relay.to_string()),
         };
         Ok((accepted, outcome))
     }
