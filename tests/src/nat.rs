@@ -20,7 +20,9 @@
 //!   instead of black-holed until a timeout as on the real internet.
 //!
 //! Each router's rules live in its own namespace (`ip netns exec <router> iptables ...`);
-//! the machine's rules (docker's) are untouched:
+//! the machine's rules (docker's) are untouched. By default
+//! ([`RouterBehaviour::SilentDrop`]; [`NatNet::set_behaviour`] picks another, see
+//! [Behaviours](#behaviours)):
 //! - `nat POSTROUTING -o wan0 -j MASQUERADE`, IPv4 forwarding on;
 //! - `FORWARD` policy DROP: the LAN out to the internet; from the internet into the LAN only
 //!   `ESTABLISHED,RELATED` (replies to what the LAN sent); `INVALID` dropped;
@@ -30,7 +32,8 @@
 //! # What kind of NAT
 //!
 //! Linux conntrack with MASQUERADE. Checked with plain sockets (the `nat_topology` test;
-//! the port collision by hand), except hairpinning, which follows from the rules.
+//! the port collision by hand), except hairpinning, which follows from the rules. By
+//! default:
 //! - Mapping: port preserving and endpoint independent. A flow keeps its private source
 //!   port when that port of the router is free towards its destination, and a later flow
 //!   from the same private address and port reuses the mapping, whatever its destination,
@@ -50,8 +53,29 @@
 //!   mapping exists is dropped silently, not refused.
 //! - No hairpinning: a host cannot reach a peer behind its own NAT through the router's
 //!   public address (there is no port forwarding).
-//! - [`NatNet::set_symmetric`] makes a router pick a random port per flow
-//!   (`MASQUERADE --random-fully`): a symmetric NAT, which hole punching cannot cross.
+//!
+//! # Behaviours
+//!
+//! [`NatNet::set_behaviour`] gives one router a [`RouterBehaviour`], replacing its whole
+//! rule set at once (`iptables-restore`); tracked flows keep their mappings.
+//! - [`RouterBehaviour::SilentDrop`], the default: all of the above.
+//! - [`RouterBehaviour::Reject`]: the same mapping and filtering, but what is not let in,
+//!   to the router's public address or forwarded towards its LAN, is answered: TCP with a
+//!   reset (a connect is refused at once), UDP with an ICMP port unreachable (a connected
+//!   socket's next receive is refused; an unconnected one ignores it). The refused packet's
+//!   conntrack entry is never confirmed: the rejecting router keeps no trace of it, and the
+//!   port stays free for its own hosts. But the answer crosses the sender's NAT as RELATED
+//!   traffic, and there a TCP reset that is a flow's only reply makes conntrack delete
+//!   the flow (the mapping) at once; an ICMP error leaves a UDP mapping alone. So in hole
+//!   punching across a Reject router, UDP crosses whoever sends first, and TCP crosses
+//!   only if the host behind the Reject router sends first (or the SYNs cross in flight):
+//!   the other way round the early connect is refused, its mapping is gone, and the late
+//!   side's SYN is dropped by the early side's router. A new connect from the refused
+//!   side, while the late side still tries, crosses.
+//! - [`RouterBehaviour::Symmetric`]: a random public port per flow
+//!   (`MASQUERADE --random-fully`, endpoint-dependent mapping), filtering as the default:
+//!   a symmetric NAT, which hole punching cannot cross. [`NatNet::set_symmetric`] is the
+//!   older switch for it.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -59,31 +83,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::netns::{ip, remove_stale, require_root};
 
+mod rules;
+
+pub use rules::RouterBehaviour;
+
 const MAX_PUBLIC_HOSTS: usize = 100;
 const MAX_NATS: usize = 100;
 const MAX_HOSTS_PER_NAT: usize = 250;
-
-/// The rules of a NAT router (`iptables-restore` input).
-const ROUTER_RULES: &str = "\
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A POSTROUTING -o wan0 -j MASQUERADE
-COMMIT
-*filter
-:INPUT ACCEPT [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
--A INPUT -i wan0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
--A INPUT -i wan0 -j DROP
--A FORWARD -m conntrack --ctstate INVALID -j DROP
--A FORWARD -i lan0 -o lan0 -j ACCEPT
--A FORWARD -i lan0 -o wan0 -j ACCEPT
--A FORWARD -i wan0 -o lan0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-COMMIT
-";
 
 /// Runs `program args` inside namespace `ns`, with `input` on its stdin.
 fn exec_in(ns: &str, program: &str, args: &[&str], input: &str) -> Result<String, String> {
@@ -224,7 +230,8 @@ impl NatNet {
                 &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
                 "",
             )?;
-            exec_in(&router, "iptables-restore", &["-w"], ROUTER_RULES)?;
+            let rules = RouterBehaviour::default().rules();
+            exec_in(&router, "iptables-restore", &["-w"], &rules)?;
             self.routers.push(router.clone());
             self.private.push(Vec::new());
             for i in 0..hosts_per_nat {
@@ -275,26 +282,35 @@ impl NatNet {
         format!("10.{}.{}.{}", nat + 78, self.net, i + 2)
     }
 
-    /// Makes NAT router `nat` symmetric (a random public port for every new flow, so each
-    /// peer sees another port and hole punching fails), or port preserving again. Flows
-    /// already tracked keep their mapping.
+    /// Gives NAT router `nat` behaviour `behaviour` (see [`RouterBehaviour`]), replacing
+    /// all its rules at once. Flows already tracked keep their mappings (conntrack is not
+    /// flushed); new flows follow the new rules.
+    pub fn set_behaviour(&self, nat: usize, behaviour: RouterBehaviour) {
+        exec_in(
+            self.router(nat),
+            "iptables-restore",
+            &["-w"],
+            &behaviour.rules(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Makes NAT router `nat` [`RouterBehaviour::Symmetric`], or, with `false`,
+    /// [`RouterBehaviour::SilentDrop`] (whatever it was before).
     pub fn set_symmetric(&self, nat: usize, symmetric: bool) {
-        let mut args = vec![
-            "-w",
-            "-t",
-            "nat",
-            "-R",
-            "POSTROUTING",
-            "1",
-            "-o",
-            "wan0",
-            "-j",
-            "MASQUERADE",
-        ];
-        if symmetric {
-            args.push("--random-fully");
-        }
-        exec_in(self.router(nat), "iptables", &args, "").unwrap_or_else(|e| panic!("{e}"));
+        let behaviour = if symmetric {
+            RouterBehaviour::Symmetric
+        } else {
+            RouterBehaviour::SilentDrop
+        };
+        self.set_behaviour(nat, behaviour);
+    }
+
+    /// NAT router `nat`'s rules with their packet counters (`iptables-save -c`), for
+    /// failure messages.
+    pub fn router_rules(&self, nat: usize) -> String {
+        exec_in(self.router(nat), "iptables-save", &["-c"], "")
+            .unwrap_or_else(|e| format!("(no rules: {e})"))
     }
 
     /// NAT router `nat`'s connection tracking table (its mappings), for failure messages.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use guts_tests::eventually;
-use guts_tests::nat::NatNet;
+use guts_tests::nat::{NatNet, RouterBehaviour};
 
 /// Socket tools, one per first argument; each prints what it sees, a line at a time.
 const TOOLS: &str = r#"
@@ -44,6 +44,16 @@ elif cmd == "tcp-connect":  # source port (0: any), destination, timeout in seco
     try:
         s.connect(addr(args[1]))
         print("connected", fmt(s.getsockname()), flush=True)
+    except OSError as e:
+        print("failed", f"after {time.monotonic() - start:.2f}s:", e, flush=True)
+elif cmd == "udp-ask":  # destination, timeout: a connected socket sends once, awaits one
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(addr(args[0]))
+    s.settimeout(float(args[1]))
+    start = time.monotonic()
+    s.send(b"hello")
+    try:
+        print("got", s.recv(1500).decode(), flush=True)
     except OSError as e:
         print("failed", f"after {time.monotonic() - start:.2f}s:", e, flush=True)
 elif cmd == "udp-echo":  # port: prints each datagram and answers "reply"
@@ -158,26 +168,87 @@ fn ip_of(addr: &str) -> &str {
     addr.rsplit_once(':').unwrap().0
 }
 
-/// The packets `chain` of `router` dropped so far: by its DROP rules and its policy.
-fn dropped(router: &str, chain: &str) -> u64 {
+/// The packets that rules of `chain` in `router` with target `target` (for DROP: and the
+/// chain's DROP policy) have taken so far.
+fn counted(router: &str, chain: &str, target: &str) -> u64 {
     let out = Command::new("ip")
         .args(["netns", "exec", router, "iptables", "-w", "-L", chain])
         .args(["-v", "-x", "-n"])
         .output()
         .expect("run iptables");
+    let policy = format!("policy {target} ");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            if let Some(policy) = line.split("policy DROP ").nth(1) {
+            if let Some(policy) = line.split(&policy).nth(1) {
                 policy.split_whitespace().next()?.parse::<u64>().ok()
-            } else if fields.get(2) == Some(&"DROP") {
+            } else if fields.get(2) == Some(&target) {
                 fields[0].parse::<u64>().ok()
             } else {
                 None
             }
         })
         .sum()
+}
+
+/// The packets `chain` of `router` dropped so far: by its DROP rules and its policy.
+fn dropped(router: &str, chain: &str) -> u64 {
+    counted(router, chain, "DROP")
+}
+
+/// Waits until rules of `chain` in NAT router `nat` with target `target` have taken a
+/// packet more than `before`.
+fn await_counted(net: &NatNet, nat: usize, chain: &str, target: &str, before: u64) {
+    let what = format!("{target} in {chain} of router {nat}");
+    eventually(SHORT, &what, || {
+        match counted(net.router(nat), chain, target) > before {
+            true => Ok(()),
+            false => Err(net.router_rules(nat)),
+        }
+    });
+}
+
+/// Asserts that a tool's line says it was refused within a second: answered, not timed out.
+fn assert_refused_at_once(out: &str) {
+    let secs: Option<f64> = out
+        .strip_prefix("failed after ")
+        .and_then(|rest| rest.split_once("s: "))
+        .filter(|(_, error)| error.ends_with("Connection refused"))
+        .and_then(|(secs, _)| secs.parse().ok());
+    assert!(secs.is_some_and(|s| s < 1.0), "not refused at once: {out}");
+}
+
+/// The entries of a conntrack table for flows from private port `port`.
+fn flow(table: &str, port: u16) -> Vec<String> {
+    let from = format!(" sport={port} ");
+    let entries = table.lines().filter(|e| e.contains(&from));
+    entries
+        .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// Gives public host `i` a route to the LAN of NAT router `nat` via the router's public
+/// address, as if the ISP routed the private subnet there.
+fn route_lan_via_router(net: &NatNet, i: usize, nat: usize) {
+    let subnet = format!(
+        "{}.0/24",
+        net.nat_host_ip(nat, 0).rsplit_once('.').unwrap().0
+    );
+    let gateway = net.router_public_ip(nat);
+    let status = Command::new("ip")
+        .args([
+            "-n",
+            net.public_host(i),
+            "route",
+            "add",
+            &subnet,
+            "via",
+            &gateway,
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 /// A private host reaches public hosts, which see the router's public address; hosts on
@@ -244,13 +315,7 @@ fn the_internet_cannot_reach_private_hosts() {
     assert!(out.starts_with("failed "), "{out}");
 
     // As if the ISP routed the private subnet to the router: the router still drops it.
-    let subnet = format!("{}.0/24", net.nat_host_ip(0, 0).rsplit_once('.').unwrap().0);
-    let gateway = net.router_public_ip(0);
-    let status = Command::new("ip")
-        .args(["-n", public, "route", "add", &subnet, "via", &gateway])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    route_lan_via_router(&net, 0, 0);
     let before = dropped(net.router(0), "FORWARD");
     let out = Tool::run(public, &["tcp-connect", "0", &target, "1.5"], SHORT);
     println!("(2) ... with a route to it via the router: {out}");
@@ -426,11 +491,13 @@ fn hole_punching_crosses_two_nats() {
     assert!(a.starts_with("connected ") && b.starts_with("connected "));
 }
 
-/// A symmetric router maps each destination to another port, and hole punching fails.
+/// A symmetric router ([`RouterBehaviour::Symmetric`]) maps each destination to another
+/// port, drops what is unsolicited silently, and hole punching fails; set back to
+/// port preserving, its new flows keep their port again.
 #[test]
 fn symmetric_nat_defeats_hole_punching() {
     let net = NatNet::new(2, 2, 1);
-    net.set_symmetric(0, true);
+    net.set_behaviour(0, RouterBehaviour::Symmetric);
     let echoes: Vec<Tool> = (0..2)
         .map(|i| Tool::start(net.public_host(i), &["udp-echo", "5000"]))
         .collect();
@@ -438,15 +505,24 @@ fn symmetric_nat_defeats_hole_punching() {
         assert_eq!(echo.line(SHORT), "ready");
     }
     let to = |i| format!("{}:5000", net.public_ip(i));
-    let client = Tool::start(net.nat_host(0, 0), &["udp-hello", &to(0), &to(1)]);
-    let port = client.line(SHORT);
-    let seen: Vec<String> = echoes.iter().map(|e| e.line(SHORT)).collect();
-    println!("(6) symmetric NAT, private {port}: public hosts see {seen:?}");
+    // The public ports two public hosts see for one private port of host 0 behind router 0.
+    let hello = || {
+        let client = Tool::start(net.nat_host(0, 0), &["udp-hello", &to(0), &to(1)]);
+        let port: u16 = client.line(SHORT)["port ".len()..].parse().unwrap();
+        let seen = echoes
+            .iter()
+            .map(|e| port_of(e.line(SHORT).trim_end_matches(" hello")));
+        (port, seen.collect::<Vec<u16>>())
+    };
+    let (port, seen) = hello();
+    println!("(6) symmetric NAT, private port {port}: public hosts see ports {seen:?}");
     assert_ne!(
-        port_of(seen[0].trim_end_matches(" hello")),
-        port_of(seen[1].trim_end_matches(" hello"))
+        seen[0], seen[1],
+        "the mapping does not depend on the destination"
     );
 
+    let router = format!("{}:8000", net.router_public_ip(0));
+    let unsolicited = Tool::start(net.public_host(0), &["tcp-connect", "0", &router, "1.5"]);
     let a_to_b = format!("{}:40001", net.router_public_ip(1));
     let b_to_a = format!("{}:40000", net.router_public_ip(0));
     let start = Instant::now();
@@ -461,4 +537,146 @@ fn symmetric_nat_defeats_hole_punching() {
         a.starts_with("failed") && b.starts_with("failed"),
         "{a} / {b}"
     );
+    let out = unsolicited.line(SHORT);
+    println!("(6) TCP to its public address: {out}");
+    assert!(out.contains("timed out"), "{out}");
+
+    // The older switch, the other way: port preserving and endpoint independent again.
+    net.set_symmetric(0, false);
+    let (port, seen) = hello();
+    println!("(6) set back, private port {port}: public hosts see ports {seen:?}");
+    assert_eq!(seen, [port, port]);
+}
+
+/// A [`RouterBehaviour::Reject`] router answers what it does not let in: a TCP reset (a
+/// connect is refused at once instead of timing out) and an ICMP port unreachable (a
+/// connected UDP socket's receive is refused), for its own public address and towards its
+/// LAN alike. The answer leaves no conntrack entry behind. Set back to
+/// [`RouterBehaviour::SilentDrop`], it drops all of them silently again.
+#[test]
+fn a_rejecting_router_refuses_unsolicited_packets_at_once() {
+    let net = NatNet::new(1, 1, 1);
+    net.set_behaviour(0, RouterBehaviour::Reject);
+    let tcp = Tool::start(net.nat_host(0, 0), &["tcp-listen", "8000"]);
+    let udp = Tool::start(net.nat_host(0, 0), &["udp-echo", "8001"]);
+    assert_eq!(tcp.line(SHORT), "listening");
+    assert_eq!(udp.line(SHORT), "ready");
+    route_lan_via_router(&net, 0, 0);
+    let (wan, lan) = (net.router_public_ip(0), net.nat_host_ip(0, 0));
+    let targets = [("INPUT", &wan), ("FORWARD", &lan)];
+    for (chain, ip) in targets {
+        let before = counted(net.router(0), chain, "REJECT");
+        let tcp_to = format!("{ip}:8000");
+        let out = Tool::run(
+            net.public_host(0),
+            &["tcp-connect", "0", &tcp_to, "5"],
+            SHORT,
+        );
+        println!("(7) reject router, TCP to {tcp_to}: {out}");
+        assert_refused_at_once(&out);
+        let udp_to = format!("{ip}:8001");
+        let out = Tool::run(net.public_host(0), &["udp-ask", &udp_to, "5"], SHORT);
+        println!("(7) reject router, UDP to {udp_to}: {out}");
+        assert_refused_at_once(&out);
+        // The router answered, not the private host (which listens on both ports).
+        let rejected = counted(net.router(0), chain, "REJECT") - before;
+        assert_eq!(rejected, 2, "{}", net.router_rules(0));
+    }
+    assert!(
+        tcp.lines.try_recv().is_err(),
+        "the private host was reached"
+    );
+    assert!(
+        udp.lines.try_recv().is_err(),
+        "the private host was reached"
+    );
+    // A refused packet's conntrack entry is never confirmed: nothing of the public host's.
+    let table = net.conntrack_table(0);
+    println!("(7) reject router's conntrack table afterwards: {table:?}");
+    assert!(!table.contains(&net.public_ip(0)), "{table}");
+
+    net.set_behaviour(0, RouterBehaviour::SilentDrop);
+    let tools: Vec<Tool> = targets
+        .iter()
+        .flat_map(|(_, ip)| {
+            let tcp_to = format!("{ip}:8000");
+            let udp_to = format!("{ip}:8001");
+            [
+                Tool::start(net.public_host(0), &["tcp-connect", "0", &tcp_to, "1.5"]),
+                Tool::start(net.public_host(0), &["udp-ask", &udp_to, "1.5"]),
+            ]
+        })
+        .collect();
+    for tool in tools {
+        let out = tool.line(SHORT);
+        println!("(7) set back to silent drop, {}: {out}", tool.what);
+        assert!(out.ends_with("timed out"), "{out}");
+    }
+}
+
+/// Hole punching between a [`RouterBehaviour::Reject`] router (0) and a
+/// [`RouterBehaviour::SilentDrop`] one (1), with the order of the first packets fixed: at
+/// once, which reaches the other router first is a race.
+/// - UDP crosses in either order. The Reject router answers an early datagram with an
+///   ICMP error, which reaches the sender (an unconnected socket ignores it) and leaves its
+///   router's mapping alone.
+/// - TCP crosses when the host behind the Reject router sends first: the silent router
+///   drops its early SYN, as in (5). The other way round, the Reject router answers the
+///   early SYN with a reset: that connect is refused at once, and the reset deletes the
+///   early side's mapping in its own router (conntrack kills an entry whose only reply is
+///   a reset), so the late side's SYN is dropped there too. A new connect from the refused
+///   side while the late side still tries crosses.
+#[test]
+fn hole_punching_between_a_rejecting_and_a_silent_router() {
+    let net = NatNet::new(0, 2, 1);
+    net.set_behaviour(0, RouterBehaviour::Reject);
+    // The packets router k has turned away on its public address so far.
+    let target = |k: usize| ["REJECT", "DROP"][k];
+    let turned_away = |k: usize| counted(net.router(k), "INPUT", target(k));
+    // The host behind router k, from port base + k to the other router's port for it.
+    let to = |k: usize, base: u16| format!("{}:{}", net.router_public_ip(k), base + k as u16);
+    let send = |k: usize, cmd: &str, base: u16| {
+        let from = (base + k as u16).to_string();
+        Tool::start(net.nat_host(k, 0), &[cmd, &from, &to(1 - k, base), "5"])
+    };
+    // The host behind router `first` sends first; the other once its packet was turned away.
+    let punch = |first: usize, cmd: &str, base: u16| {
+        let other = 1 - first;
+        let before = turned_away(other);
+        let early = send(first, cmd, base);
+        await_counted(&net, other, "INPUT", target(other), before);
+        let late = send(other, cmd, base);
+        (early.line(SHORT), late.line(SHORT))
+    };
+
+    for (first, base) in [(0, 40000), (1, 40010)] {
+        let (early, late) = punch(first, "udp-punch", base);
+        println!("(8) UDP, behind router {first} first: early {early}, late {late}");
+        assert_eq!(early, format!("heard {}", to(1 - first, base)));
+        assert_eq!(late, format!("heard {}", to(first, base)));
+    }
+
+    let (early, late) = punch(0, "tcp-connect", 41000);
+    println!("(8) TCP, behind the Reject router first: early {early}, late {late}");
+    assert!(early.starts_with("connected ") && late.starts_with("connected "));
+
+    let out = send(1, "tcp-connect", 41010).line(SHORT);
+    println!("(8) TCP, behind the silent router first: early {out}");
+    assert_refused_at_once(&out);
+    let gone = flow(&net.conntrack_table(1), 41011);
+    println!("(8) ... its mapping in its router then: {gone:?}");
+    assert!(gone.is_empty(), "the mapping survived the reset: {gone:?}");
+    let before = turned_away(1);
+    let late = send(0, "tcp-connect", 41010);
+    await_counted(&net, 1, "INPUT", "DROP", before);
+    let waiting = flow(&net.conntrack_table(0), 41010);
+    println!("(8) ... the late SYN, dropped by the silent router: {waiting:?}");
+    assert!(
+        waiting.iter().any(|e| e.contains("SYN_SENT")),
+        "{waiting:?}"
+    );
+    let again = send(1, "tcp-connect", 41010).line(SHORT);
+    let late = late.line(SHORT);
+    println!("(8) ... the refused side again: {again}, the late side: {late}");
+    assert!(again.starts_with("connected ") && late.starts_with("connected "));
 }
