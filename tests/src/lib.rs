@@ -11,6 +11,7 @@ pub mod git;
 pub mod kad_flood;
 pub mod link;
 pub mod nat;
+pub mod nat_matrix;
 pub mod netns;
 pub mod peer;
 pub mod process;
