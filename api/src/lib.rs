@@ -59,6 +59,9 @@ pub struct StatusReport {
     pub mdns: bool,
     /// Whether the node is a circuit relay for others.
     pub relay_server: bool,
+    /// What the relay server carries for others, when it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayUseReport>,
     /// Which repositories the node keeps: `followed` (those it owns or follows) or
     /// `all` (every one it hears of).
     #[serde(default)]
@@ -260,6 +263,27 @@ pub struct PeerReport {
     /// Hole punching towards it, once it was reached through a relay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hole_punch: Option<HolePunchReport>,
+}
+
+/// What a relay server carries for others, since the node started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayUseReport {
+    /// Bytes one circuit may carry (0: no limit).
+    pub circuit_bytes: u64,
+    /// Seconds one circuit may last.
+    pub circuit_secs: u64,
+    /// Reservations held now.
+    pub reservations: u64,
+    /// Reservations accepted (renewals too), and refused (over a limit).
+    pub reservations_accepted: u64,
+    pub reservations_denied: u64,
+    /// Circuits open now.
+    pub circuits: u64,
+    /// Circuits accepted, and refused (over a limit, or no reservation at the other end).
+    pub circuits_accepted: u64,
+    pub circuits_denied: u64,
+    /// Circuits the relay cut at its byte or time limit.
+    pub circuits_cut: u64,
 }
 
 /// Hole punching towards a peer reached through a relay.

@@ -77,11 +77,27 @@ pub fn status(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
     );
     line(&mut out, "dht mode:", &status.dht_mode);
     line(&mut out, "mdns:", if status.mdns { "on" } else { "off" });
-    line(
-        &mut out,
-        "relay server:",
-        if status.relay_server { "on" } else { "off" },
-    );
+    let relay = match &status.relay {
+        Some(r) => {
+            let bytes = match r.circuit_bytes {
+                0 => "no byte limit".to_owned(),
+                b => format!("{} each", bytesize::ByteSize::b(b).display().iec()),
+            };
+            format!(
+                "on: circuits {bytes}, {} s at most; {} reservation(s) and {} circuit(s) now; \
+                 {} circuits accepted, {} refused, {} cut at a limit",
+                r.circuit_secs,
+                r.reservations,
+                r.circuits,
+                r.circuits_accepted,
+                r.circuits_denied,
+                r.circuits_cut
+            )
+        }
+        None if status.relay_server => "on".to_owned(),
+        None => "off".to_owned(),
+    };
+    line(&mut out, "relay server:", &relay);
     line(&mut out, "replicate:", &status.replicate);
     let access = match (status.private_network, status.allowed_peers) {
         (false, None) => "open".to_owned(),

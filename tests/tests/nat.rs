@@ -218,4 +218,16 @@ fn nodes_that_cannot_punch_replicate_through_a_relay_that_carries_data() {
     let repos: Vec<guts_node::api::types::RepoSummary> = bob.client_json("repo list").unwrap();
     let copy = repos.iter().find(|r| r.id == id).expect("bob holds it");
     assert_eq!(refs(std::path::Path::new(&copy.path)), refs(work.path()));
+    // The relay's operator sees what it carried, under which limits.
+    let used = relay.status().relay.expect("relay use in status");
+    assert_eq!(
+        (used.circuit_bytes, used.circuit_secs),
+        (0, 3600),
+        "{used:?}"
+    );
+    assert!(
+        used.reservations >= 2 && used.circuits_accepted >= 1,
+        "{used:?}"
+    );
+    assert_eq!(used.circuits_cut, 0, "{used:?}");
 }

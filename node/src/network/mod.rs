@@ -50,6 +50,7 @@ mod nat;
 mod peers;
 mod provider_store;
 mod punch;
+mod relay_use;
 mod scope;
 pub mod settings;
 mod status;

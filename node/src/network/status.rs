@@ -24,6 +24,7 @@ pub(super) struct Sources<'a> {
     pub discovery: &'a Discovery,
     pub dht: &'a Dht,
     pub nat: &'a Nat,
+    pub relay_use: &'a super::relay_use::RelayUse,
     pub metrics: &'a Metrics,
     pub started: Instant,
 }
@@ -53,6 +54,12 @@ pub(super) fn report(s: Sources<'_>) -> StatusReport {
         dht_mode: behaviour.kad.mode().to_string(),
         mdns: behaviour.mdns.is_enabled(),
         relay_server: behaviour.relay_server.is_enabled(),
+        relay: behaviour.relay_server.is_enabled().then(|| {
+            s.relay_use.report(
+                s.config.net.relay_circuit_bytes.as_u64(),
+                s.config.net.relay_circuit_duration.as_secs(),
+            )
+        }),
         replicate: match s.config.replication.replicate {
             crate::config::Replicate::Followed => "followed",
             crate::config::Replicate::All => "all",

@@ -25,6 +25,7 @@ use super::discovery::{self, Discovery, Verdict};
 use super::nat::{self, Nat, Reachability};
 use super::peers::PeerTable;
 use super::punch::Punches;
+use super::relay_use::RelayUse;
 use super::status;
 use crate::config::Config;
 use crate::connection_manager::{self, Protection};
@@ -69,6 +70,8 @@ pub(crate) struct EventLoop {
     busy: BusyPeers,
     /// Hole punching towards peers reached through relays.
     punches: Punches,
+    /// What the relay server carries for others.
+    relay_use: RelayUse,
     /// Circuits dialled to start another hole punching round.
     punch_redials: HashSet<ConnectionId>,
     started: Instant,
@@ -110,6 +113,7 @@ impl EventLoop {
             requests: HashMap::new(),
             busy: BusyPeers::default(),
             punches: Punches::default(),
+            relay_use: RelayUse::default(),
             punch_redials: HashSet::new(),
             started: Instant::now(),
         }
@@ -221,6 +225,7 @@ impl EventLoop {
             discovery: &self.discovery,
             dht: &self.dht,
             nat: &self.nat,
+            relay_use: &self.relay_use,
             metrics: &self.metrics,
             started: self.started,
         }
@@ -605,6 +610,7 @@ impl EventLoop {
             BehaviourEvent::Sync(event) => self.on_sync_event(event),
             BehaviourEvent::RelayServer(event) => {
                 self.metrics.libp2p.record(&event);
+                self.relay_use.on_event(&event);
                 tracing::debug!(?event, "relay server");
             }
             BehaviourEvent::RelayClient(event) => self.on_relay_client(event),
