@@ -241,6 +241,24 @@ pub fn peers(args: &ApiArgs, json: bool) -> anyhow::Result<()> {
     if peers.iter().any(|p| p.protected) {
         println!("(* protected: kept connected)");
     }
+    // Hole punching towards peers still reached through a relay: what was tried.
+    for p in peers.iter().filter(|p| p.relayed) {
+        if let Some(h) = &p.hole_punch {
+            let next = h
+                .next_round_secs
+                .map(|s| format!("; next round in {s} s"))
+                .unwrap_or_default();
+            let error = h
+                .last_error
+                .as_deref()
+                .map(|e| format!("; last: {}", safe(e)))
+                .unwrap_or_default();
+            println!(
+                "hole punching to {}: {} round(s){error}{next}",
+                p.peer_id, h.rounds
+            );
+        }
+    }
     Ok(())
 }
 

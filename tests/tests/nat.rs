@@ -79,6 +79,18 @@ fn nodes_behind_two_nats_meet_through_a_relay_then_directly() {
     };
     let alice_circuit = circuit(&alice, "alice");
     let bob_circuit = circuit(&bob, "bob");
+    // Bootstrapped over TCP, each also reaches the relay over QUIC: how it learns the
+    // address its NAT gives QUIC, which hole punching needs as much as the TCP one.
+    for (n, who) in [(&alice, "alice"), (&bob, "bob")] {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{who} to reach the relay over QUIC too"),
+            || match peer(n, &relay_id) {
+                Some(p) if p.addresses.iter().any(|a| a.contains("/quic-v1")) => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        );
+    }
     // The relay was told no address of its own: AutoNAT confirmed its public one.
     let relay_status = relay.status();
     assert_eq!(relay_status.reachability, "public", "{relay_status:?}");

@@ -84,7 +84,10 @@ impl Default for Limits {
         Limits {
             max_connections: 160,
             max_pending_inbound: 64,
-            max_connections_per_peer: 2,
+            // One per transport (TCP, QUIC: each tells a node behind NAT its address
+            // for that transport), and one more: a relay client's reservation dials its
+            // own, and hole punching adds a direct one beside a circuit.
+            max_connections_per_peer: 3,
             max_peers_per_ip: 3,
             per_ip_allow: Vec::new(),
             ipv6_prefix: 64,

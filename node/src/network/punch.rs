@@ -22,7 +22,7 @@ const FIRST_RETRY: Duration = Duration::from_secs(10);
 const MAX_RETRY: Duration = Duration::from_secs(240);
 /// Rounds after which the pair counts as one that cannot punch (or one failed round, on
 /// the side DCUtR tells): data goes through a relay that carries it, or through another
-/// holder. Rounds still go on.
+/// holder (and then no more rounds start: see `EventLoop::punch_again`).
 const ROUNDS_BEFORE_FALLBACK: u32 = 2;
 
 /// What is known of hole punching towards one peer.

@@ -100,11 +100,13 @@ impl EventLoop {
         }
     }
 
-    /// Dials a fresh circuit to each peer whose next hole punching round is due.
+    /// Dials a fresh circuit to each peer whose next hole punching round is due. Not for
+    /// a peer whose data goes through its relay: the fresh circuit replaces the old one,
+    /// and would cut a transfer under way on it.
     pub(super) fn punch_again(&mut self) {
         let now = Instant::now();
         for peer in self.punches.due(now) {
-            if !self.peers.relayed_only(&peer) {
+            if !self.peers.relayed_only(&peer) || self.relay_fallback(&peer) {
                 continue;
             }
             let Some(circuit) = self.peers.dialled_circuit(&peer) else {
