@@ -84,6 +84,8 @@ pub struct CellRun {
     pub to_first_byte: Duration,
     /// From that dial to the repository replicated.
     pub to_replicated: Duration,
+    /// The two nodes' logs, for a path that was not the one expected.
+    pub logs: String,
 }
 
 fn node(ns: &str, dir: &Path, args: &[&str]) -> GutsNode {
@@ -232,5 +234,10 @@ pub fn run_cell(holder: Side, fetcher: Side, within: Duration) -> Result<CellRun
         path,
         to_first_byte: to_replicated.saturating_sub(Duration::from_millis(millis)),
         to_replicated,
+        logs: format!(
+            "--- holder log ---\n{}\n--- fetcher log ---\n{}",
+            alice.log_text(),
+            bob.log_text()
+        ),
     })
 }

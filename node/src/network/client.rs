@@ -27,6 +27,11 @@ pub(crate) enum Command {
         peer: PeerId,
         reply: oneshot::Sender<Option<PeerId>>,
     },
+    /// The relay `peer` is reached through, when every connection to it is relayed.
+    RelayedVia {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<PeerId>>,
+    },
     RoutingTable(oneshot::Sender<Vec<PeerId>>),
     Connect {
         addr: Multiaddr,
@@ -297,6 +302,14 @@ impl Client {
     /// while only relayed connections lead to it and hole punching may still succeed.
     pub(crate) async fn await_direct(&self, peer: PeerId) -> Option<PeerId> {
         self.ask(|reply| Command::AwaitDirect { peer, reply })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The relay `peer` is reached through now, when no direct connection leads to it.
+    pub(crate) async fn relayed_via(&self, peer: PeerId) -> Option<PeerId> {
+        self.ask(|reply| Command::RelayedVia { peer, reply })
             .await
             .ok()
             .flatten()

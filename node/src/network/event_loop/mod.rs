@@ -288,6 +288,10 @@ impl EventLoop {
                     self.direct_waiters.entry(peer).or_default().push(reply);
                 }
             }
+            Command::RelayedVia { peer, reply } => {
+                let relayed = self.peers.relayed_only(&peer);
+                let _ = reply.send(relayed.then(|| self.peers.relay_of(&peer)).flatten());
+            }
             Command::RoutingTable(reply) => {
                 let _ = reply.send(self.swarm.behaviour_mut().routing_table());
             }

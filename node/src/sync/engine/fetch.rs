@@ -76,6 +76,7 @@ impl Engine {
         };
         self.fetched(id, peer, objects, bytes, started.elapsed())
             .await;
+        let via = self.path_taken(peer, via).await;
         Ok(SyncOutcome::Updated {
             sequence: snapshot.sequence(),
             from: peer.to_string(),
@@ -84,6 +85,16 @@ impl Engine {
             millis: started.elapsed().as_millis() as u64,
             via: via.map(|relay| relay.to_string()),
         })
+    }
+
+    /// The relay a transfer from `peer` went through, if any: the one it was let through
+    /// (`allowed`), or the one it is reached by now (a connection that closed meanwhile
+    /// was replaced by a circuit: the stream took whatever connection there was).
+    pub(super) async fn path_taken(&self, peer: PeerId, allowed: Option<PeerId>) -> Option<PeerId> {
+        match allowed {
+            Some(relay) => Some(relay),
+            None => self.inner.client.relayed_via(peer).await,
+        }
     }
 
     /// Accounts for a pack of `objects` and `bytes` fetched from `peer` in `elapsed`:

@@ -205,7 +205,10 @@ impl Engine {
             objects,
             bytes,
             millis: started.elapsed().as_millis() as u64,
-            via: via.map(|relay| relay.to_string()),
+            via: match objects {
+                0 => None,
+                _ => self.path_taken(peer, via).await.map(|r| r.to_string()),
+            },
         };
         Ok((accepted, outcome))
     }
