@@ -3,7 +3,8 @@
 //! Every pair of router behaviours (silent drop, reject, symmetric) and the public side,
 //! as `tests/tests/nat_matrix.rs` runs them once each (`guts_tests::nat_matrix`): per
 //! cell, runs that replicated, the path the objects took, and the median time from the
-//! fetcher's dial to the first byte of the pack and to the repository replicated. The
+//! fetcher's dial to the repository replicated (0.5 MiB: the transfer takes milliseconds,
+//! so this is the time to a path and the first byte, to within those). The
 //! reference, measured in the same run, is the pair with both nodes public: a plain dial,
 //! no NAT; each cell's time is also given as a ratio to it.
 //!
@@ -49,14 +50,14 @@ fn main() {
         "NAT matrix: {runs} runs per cell; holder behind the first, fetcher behind the second"
     );
     println!(
-        "| holder | fetcher | replicated | path (expected) | to first byte | to replicated | vs public/public |"
+        "| holder | fetcher | replicated | path (expected) | to replicated | vs public/public |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     let mut reference: Option<Duration> = None;
     for (holder, fetcher) in cells {
         let expected = expected_path(holder, fetcher);
         let (mut ok, mut as_expected) = (0, 0);
-        let (mut first, mut whole) = (Vec::new(), Vec::new());
+        let mut whole = Vec::new();
         let mut paths = Vec::new();
         for _ in 0..runs {
             match run_cell(holder, fetcher, WITHIN) {
@@ -66,7 +67,6 @@ fn main() {
                     if !paths.contains(&run.path) {
                         paths.push(run.path.clone());
                     }
-                    first.push(run.to_first_byte);
                     whole.push(run.to_replicated);
                 }
                 Err(e) => {
@@ -99,8 +99,7 @@ fn main() {
             _ => "-".to_owned(),
         };
         println!(
-            "| {holder} | {fetcher} | {ok}/{runs} | {seen} ({expected}, {as_expected}/{runs}) | {} | {} | {ratio} |",
-            fmt(median(first)),
+            "| {holder} | {fetcher} | {ok}/{runs} | {seen} ({expected}, {as_expected}/{runs}) | {} | {ratio} |",
             fmt(whole_median),
         );
     }

@@ -22,8 +22,8 @@ fn cell(holder: Side, fetcher: Side) {
         run.logs
     );
     eprintln!(
-        "{holder} holder, {fetcher} fetcher: {}, first byte after {:?}, replicated after {:?}",
-        run.path, run.to_first_byte, run.to_replicated
+        "{holder} holder, {fetcher} fetcher: {}, replicated after {:?}",
+        run.path, run.to_replicated
     );
 }
 
@@ -75,4 +75,9 @@ fn symmetric_and_public() {
 #[test]
 fn public_and_public() {
     cell(Side::Public, Side::Public);
+}
+
+#[test]
+fn silent_drop_and_public() {
+    cell(Side::Behind(SilentDrop), Side::Public);
 }

@@ -204,13 +204,18 @@ impl Nat {
     pub fn plan(&mut self, listeners: &mut dyn Listeners) {
         let now = Instant::now();
         match self.reachability() {
-            Reachability::Public => self.reservations.retain(|r| {
-                if r.automatic
-                    && let State::Requested(id) | State::Active(id) = r.state
-                {
+            Reachability::Public => self.reservations.retain(|r| match r.state {
+                _ if !r.automatic => true,
+                // libp2p's relay client (0.22) panics, taking the event loop down, when
+                // a relay answers a reservation whose listener closed while waiting: one
+                // asked for is let go once answered (a node that flapped private, then
+                // public within a millisecond, lost its event loop that way).
+                State::Requested(_) => true,
+                State::Active(id) => {
                     listeners.stop(id);
+                    false
                 }
-                !r.automatic
+                State::Due(_) => false,
             }),
             Reachability::Private if self.auto_relay => {
                 let chosen: HashSet<PeerId> =
@@ -361,6 +366,7 @@ mod tests {
     /// Listens succeed with fresh ids; the addresses asked for are recorded.
     struct Swarm {
         listened: Vec<Multiaddr>,
+        ids: Vec<ListenerId>,
         closed: Vec<ListenerId>,
         fail: bool,
     }
@@ -369,6 +375,7 @@ mod tests {
         fn new() -> Self {
             Swarm {
                 listened: Vec::new(),
+                ids: Vec::new(),
                 closed: Vec::new(),
                 fail: false,
             }
@@ -385,7 +392,9 @@ mod tests {
             if self.fail {
                 Err("no route".into())
             } else {
-                Ok(ListenerId::next())
+                let id = ListenerId::next();
+                self.ids.push(id);
+                Ok(id)
             }
         }
 
@@ -432,9 +441,16 @@ mod tests {
         // Planning again asks for nothing more.
         swarm.plan(&mut nat);
         assert_eq!(swarm.listened.len(), AUTO_RELAYS);
+        // Public before the relays answered: each reservation is let go once answered
+        // (libp2p's relay client panics on an answer for a listener closed meanwhile).
         nat.on_probe(addr("/ip4/198.18.0.9/tcp/9000"), true);
         swarm.plan(&mut nat);
-        assert_eq!(swarm.closed.len(), AUTO_RELAYS);
+        assert!(swarm.closed.is_empty());
+        for id in swarm.ids.clone() {
+            assert!(nat.on_listen_addr(id));
+            swarm.plan(&mut nat);
+        }
+        assert_eq!(swarm.closed, swarm.ids);
         assert!(nat.reports().is_empty());
     }
 

@@ -393,6 +393,8 @@ impl EventLoop {
                     // Reachable through the relay: identify and provider records carry
                     // the circuit address.
                     self.swarm.add_external_address(address.clone());
+                    // A reservation answered after the node found itself public goes now.
+                    self.nat.plan(&mut self.swarm);
                 }
                 let full = address
                     .with_p2p(*self.swarm.local_peer_id())
