@@ -88,11 +88,43 @@ pub struct CellRun {
     pub logs: String,
 }
 
-fn node(ns: &str, dir: &Path, args: &[&str]) -> GutsNode {
+/// A node in namespace `ns` on the built-in listen addresses (TCP and QUIC on port 9000),
+/// plus `args`.
+pub fn node(ns: &str, dir: &Path, args: &[&str]) -> GutsNode {
     let mut spec = NodeSpec::loopback(dir);
     spec.netns = Some(ns.to_owned());
     spec.args = args.iter().map(|s| s.to_string()).collect();
     spec.spawn()
+}
+
+/// A relay in namespace `ns` whose circuits carry data (no byte limit, an hour each);
+/// with its bootstrap address at `ip`.
+pub fn data_relay(ns: &str, ip: &str, dir: &Path) -> (GutsNode, String) {
+    let relay = node(
+        ns,
+        dir,
+        &[
+            "--relay-server",
+            "--relay-circuit-bytes",
+            "0",
+            "--relay-circuit-duration",
+            "1h",
+        ],
+    );
+    let boot = format!("/ip4/{ip}/tcp/9000/p2p/{}", relay.status().peer_id);
+    (relay, boot)
+}
+
+/// The circuit address of `node`'s first active relay reservation, once it has one.
+pub fn active_reservation(node: &GutsNode, within: Duration) -> String {
+    eventually(within, "an active relay reservation", || {
+        let s = status_of(node)?;
+        s.reservations
+            .iter()
+            .find(|r| r.state == "active")
+            .map(|r| r.address.clone())
+            .ok_or_else(|| format!("{:?}", s.reservations))
+    })
 }
 
 fn status_of(node: &GutsNode) -> Result<StatusReport, String> {
@@ -119,19 +151,12 @@ fn place(net: &NatNet, side: Side, slot: usize) -> (String, Option<String>) {
 pub fn run_cell(holder: Side, fetcher: Side, within: Duration) -> Result<CellRun, String> {
     let net = NatNet::new(3, 2, 1);
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let relay = node(
+    let (relay, boot) = data_relay(
         net.public_host(0),
+        &net.public_ip(0),
         &tmp.path().join("relay"),
-        &[
-            "--relay-server",
-            "--relay-circuit-bytes",
-            "0",
-            "--relay-circuit-duration",
-            "1h",
-        ],
     );
     let relay_id = relay.status().peer_id;
-    let boot = format!("/ip4/{}/tcp/9000/p2p/{relay_id}", net.public_ip(0));
     let (holder_ns, holder_ip) = place(&net, holder, 0);
     let (fetcher_ns, _) = place(&net, fetcher, 1);
     let alice = node(
@@ -150,17 +175,7 @@ pub fn run_cell(holder: Side, fetcher: Side, within: Duration) -> Result<CellRun
     // the side that holds the circuit starts hole punching).
     let to_alice = match &holder_ip {
         Some(ip) => format!("/ip4/{ip}/tcp/9000/p2p/{alice_id}"),
-        None => {
-            let circuit = eventually(within, "the holder to hold an active reservation", || {
-                let s = status_of(&alice)?;
-                s.reservations
-                    .iter()
-                    .find(|r| r.state == "active")
-                    .map(|r| r.address.clone())
-                    .ok_or_else(|| format!("{:?}", s.reservations))
-            });
-            format!("{circuit}/p2p/{alice_id}")
-        }
+        None => format!("{}/p2p/{alice_id}", active_reservation(&alice, within)),
     };
 
     let work = WorkRepo::with_history("matrix");

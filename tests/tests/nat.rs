@@ -8,16 +8,8 @@ use guts_node::api::types::{PeerReport, StatusReport};
 use guts_tests::eventually;
 use guts_tests::git::{WorkRepo, refs};
 use guts_tests::nat::NatNet;
-use guts_tests::process::{GutsNode, NodeSpec};
-
-/// A node in namespace `ns` on the built-in listen addresses (TCP and QUIC on port 9000),
-/// plus `args`.
-fn node(ns: &str, dir: &std::path::Path, args: &[&str]) -> GutsNode {
-    let mut spec = NodeSpec::loopback(dir);
-    spec.netns = Some(ns.to_owned());
-    spec.args = args.iter().map(|s| s.to_string()).collect();
-    spec.spawn()
-}
+use guts_tests::nat_matrix::{active_reservation, data_relay, node};
+use guts_tests::process::GutsNode;
 
 fn status_of(node: &GutsNode) -> Result<StatusReport, String> {
     node.client_json("status")
@@ -148,19 +140,12 @@ fn nodes_that_cannot_punch_replicate_through_a_relay_that_carries_data() {
     net.set_symmetric(0, true);
     net.set_symmetric(1, true);
     let tmp = tempfile::tempdir().unwrap();
-    let relay = node(
+    let (relay, boot) = data_relay(
         net.public_host(0),
+        &net.public_ip(0),
         &tmp.path().join("relay"),
-        &[
-            "--relay-server",
-            "--relay-circuit-bytes",
-            "0",
-            "--relay-circuit-duration",
-            "1h",
-        ],
     );
     let relay_id = relay.status().peer_id;
-    let boot = format!("/ip4/{}/tcp/9000/p2p/{relay_id}", net.public_ip(0));
     let alice = node(
         net.nat_host(0, 0),
         &tmp.path().join("alice"),
@@ -172,22 +157,9 @@ fn nodes_that_cannot_punch_replicate_through_a_relay_that_carries_data() {
         &["--bootstrap", &boot],
     );
     let (alice_id, bob_id) = (alice.status().peer_id, bob.status().peer_id);
-    let circuit = |n: &GutsNode, who: &str| {
-        eventually(
-            Duration::from_secs(60),
-            &format!("{who} to hold an active reservation"),
-            || {
-                let s = status_of(n)?;
-                s.reservations
-                    .iter()
-                    .find(|r| r.state == "active")
-                    .map(|r| r.address.clone())
-                    .ok_or_else(|| format!("{:?}", s.reservations))
-            },
-        )
-    };
-    let to_alice = format!("{}/p2p/{alice_id}", circuit(&alice, "alice"));
-    let to_bob = format!("{}/p2p/{bob_id}", circuit(&bob, "bob"));
+    let wait = Duration::from_secs(60);
+    let to_alice = format!("{}/p2p/{alice_id}", active_reservation(&alice, wait));
+    let to_bob = format!("{}/p2p/{bob_id}", active_reservation(&bob, wait));
 
     let work = WorkRepo::with_history("symmetric");
     let mut noise = guts_tests::git::Noise::new(7);
