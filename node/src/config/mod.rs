@@ -296,6 +296,22 @@ mod tests {
     }
 
     #[test]
+    fn a_relay_circuit_past_what_libp2p_takes_is_refused_by_name() {
+        // libp2p's relay panics on a circuit duration past u32 seconds.
+        let config = Config::from_toml("relay_circuit_duration = \"200days\"").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("relay_circuit_duration"), "{err}");
+        assert!(err.contains("100 days"), "{err}");
+        let config = Config::from_toml("relay_circuit_duration = \"0s\"").unwrap();
+        assert!(config.validate().is_err());
+        let config =
+            Config::from_toml("relay_circuit_duration = \"1h\"\nrelay_circuit_bytes = \"0\"")
+                .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.net.relay_circuit_bytes.as_u64(), 0);
+    }
+
+    #[test]
     fn every_section_is_validated() {
         let mut config = Config::default();
         config.net.ping_interval = Duration::ZERO;
