@@ -15,6 +15,15 @@ fn status_of(node: &GutsNode) -> Result<StatusReport, String> {
     node.client_json("status")
 }
 
+/// Alice behind the first NAT and Bob behind the second, bootstrapped from `boot`.
+fn behind_two_nats(net: &NatNet, dir: &std::path::Path, boot: &str) -> (GutsNode, GutsNode) {
+    let args = ["--bootstrap", boot];
+    (
+        node(net.nat_host(0, 0), &dir.join("alice"), &args),
+        node(net.nat_host(1, 0), &dir.join("bob"), &args),
+    )
+}
+
 fn peer(node: &GutsNode, id: &str) -> Option<PeerReport> {
     node.peers().into_iter().find(|p| p.peer_id == id)
 }
@@ -36,16 +45,7 @@ fn nodes_behind_two_nats_meet_through_a_relay_then_directly() {
     );
     let relay_id = relay.status().peer_id;
     let boot = format!("/ip4/{}/tcp/9000/p2p/{relay_id}", net.public_ip(0));
-    let alice = node(
-        net.nat_host(0, 0),
-        &tmp.path().join("alice"),
-        &["--bootstrap", &boot],
-    );
-    let bob = node(
-        net.nat_host(1, 0),
-        &tmp.path().join("bob"),
-        &["--bootstrap", &boot],
-    );
+    let (alice, bob) = behind_two_nats(&net, tmp.path(), &boot);
     let (alice_id, bob_id) = (alice.status().peer_id, bob.status().peer_id);
 
     // Each node behind NAT finds out, and takes a slot on the relay by itself.
@@ -146,16 +146,7 @@ fn nodes_that_cannot_punch_replicate_through_a_relay_that_carries_data() {
         &tmp.path().join("relay"),
     );
     let relay_id = relay.status().peer_id;
-    let alice = node(
-        net.nat_host(0, 0),
-        &tmp.path().join("alice"),
-        &["--bootstrap", &boot],
-    );
-    let bob = node(
-        net.nat_host(1, 0),
-        &tmp.path().join("bob"),
-        &["--bootstrap", &boot],
-    );
+    let (alice, bob) = behind_two_nats(&net, tmp.path(), &boot);
     let (alice_id, bob_id) = (alice.status().peer_id, bob.status().peer_id);
     let wait = Duration::from_secs(60);
     let to_alice = format!("{}/p2p/{alice_id}", active_reservation(&alice, wait));

@@ -25,7 +25,7 @@
 
 mod dial_queue;
 mod handler;
-mod inbound_ips;
+pub(crate) mod inbound_ips;
 mod network_behaviour;
 mod scores;
 pub mod settings;

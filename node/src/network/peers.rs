@@ -149,11 +149,9 @@ impl PeerTable {
     /// Whether a connection to `peer` is over QUIC.
     pub fn has_quic(&self, peer: &PeerId) -> bool {
         self.peers.get(peer).is_some_and(|p| {
-            p.connections.values().any(|e| {
-                e.get_remote_address()
-                    .iter()
-                    .any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1))
-            })
+            p.connections
+                .values()
+                .any(|e| super::settings::is_quic(e.get_remote_address()))
         })
     }
 

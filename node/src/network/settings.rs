@@ -324,7 +324,8 @@ pub fn new_swarm_key() -> Result<String, ConfigError> {
     Ok(PreSharedKey::new(bytes).to_key_file())
 }
 
-fn is_quic(addr: &Multiaddr) -> bool {
+/// Whether `addr` is a QUIC address.
+pub(crate) fn is_quic(addr: &Multiaddr) -> bool {
     addr.iter()
         .any(|p| matches!(p, Protocol::QuicV1 | Protocol::Quic))
 }

@@ -6,13 +6,14 @@
 use std::time::Instant;
 
 use libp2p::core::ConnectedPoint;
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, dcutr, identify, relay};
 
 use super::EventLoop;
+use crate::connection_manager::inbound_ips::ip_of;
 use crate::network::nat;
+use crate::network::settings::is_quic;
 
 impl EventLoop {
     /// Hole punching bookkeeping for a connection that came up and stays.
@@ -179,16 +180,4 @@ impl EventLoop {
     fn listens_on_quic(&self) -> bool {
         self.swarm.listeners().any(is_quic)
     }
-}
-
-fn is_quic(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| matches!(p, Protocol::QuicV1))
-}
-
-fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
-    addr.iter().find_map(|p| match p {
-        Protocol::Ip4(ip) => Some(ip.into()),
-        Protocol::Ip6(ip) => Some(ip.into()),
-        _ => None,
-    })
 }
